@@ -1,0 +1,120 @@
+"""The weight blob: the LOAD_WEIGHTS payload that the host sends at run time.
+
+Layout, 32-bit little-endian words, one section per weighted layer in
+execution order::
+
+    shift        1 word, int32 (0 for the logits layer)
+    bias         out_features words, int32
+    weights      the layer's int weights in their declared order (conv
+                 [O][KH][KW][I], dense [O][I]), each ``w_bits`` wide in two's
+                 complement, packed LSB first: value j of the layer sits at
+                 bit (j * w_bits) % 32 of word (j * w_bits) // 32 of the
+                 section. A 2-bit layer stores 16 weights a word. The section is
+                 zero-padded to a whole word.
+
+Topology (shapes, bit widths) is not in the blob: the accelerator has it from
+synthesis and checks the blob's length against it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from protocol.stream import checksum as _checksum
+
+if TYPE_CHECKING:
+    from quant.intmodel import IntModel
+
+
+def weighted_layers(layers: list[dict]) -> list[dict]:
+    return [layer for layer in layers if layer["type"] in ("conv2d", "dense")]
+
+
+def _n_weights(layer: dict) -> int:
+    if layer["type"] == "conv2d":
+        return layer["out_c"] * layer["kernel"] * layer["kernel"] * layer["in_c"]
+    return layer["out_features"] * layer["in_features"]
+
+
+def _n_out(layer: dict) -> int:
+    return layer["out_c"] if layer["type"] == "conv2d" else layer["out_features"]
+
+
+def section_words(layer: dict) -> int:
+    return 1 + _n_out(layer) + (_n_weights(layer) * layer["w_bits"] + 31) // 32
+
+
+def blob_words(layers: list[dict]) -> int:
+    return sum(section_words(layer) for layer in weighted_layers(layers))
+
+
+def pack_bits(values: np.ndarray, bits: int) -> np.ndarray:
+    """Signed ints -> uint32 words, ``bits`` each, LSB first (see module doc)."""
+    v = np.asarray(values, dtype=np.int64).ravel() & ((1 << bits) - 1)
+    n_words = (v.size * bits + 31) // 32
+    bitpos = np.arange(v.size, dtype=np.int64) * bits
+    out = np.zeros(n_words + 1, dtype=np.uint64)  # +1: a value may straddle a word
+    np.add.at(out, bitpos // 32, (v << (bitpos % 32)).astype(np.uint64) & 0xFFFFFFFF)
+    spill = (bitpos % 32) + bits > 32
+    np.add.at(out, bitpos[spill] // 32 + 1, (v[spill] >> (32 - bitpos[spill] % 32)).astype(np.uint64))
+    return out[:n_words].astype(np.uint32)
+
+
+def unpack_bits(words: np.ndarray, bits: int, count: int) -> np.ndarray:
+    """Inverse of pack_bits: uint32 words -> ``count`` sign-extended ints."""
+    w = np.concatenate([np.asarray(words, dtype=np.int64), [0]])  # int64 holds any uint32
+    bitpos = np.arange(count, dtype=np.int64) * bits
+    lo = w[bitpos // 32] >> (bitpos % 32)
+    hi = w[bitpos // 32 + 1] << (32 - bitpos % 32)
+    raw = (lo | hi) & ((1 << bits) - 1)
+    return np.where(raw >= 1 << (bits - 1), raw - (1 << bits), raw)
+
+
+def pack(model: "IntModel") -> np.ndarray:
+    parts = []
+    for layer in weighted_layers(model.layers):
+        name = layer["name"]
+        parts.append(np.array([int(model.weights[f"{name}.shift"])], dtype=np.int32).view(np.uint32))
+        parts.append(model.weights[f"{name}.b"].astype(np.int32).view(np.uint32))
+        parts.append(pack_bits(model.weights[f"{name}.w"], layer["w_bits"]))
+    return np.concatenate(parts).astype(np.uint32)
+
+
+def unpack(layers: list[dict], words: np.ndarray) -> dict[str, np.ndarray]:
+    """Blob -> the weights dict of an IntModel; raises ValueError on a wrong length."""
+    words = np.asarray(words, dtype=np.uint32)
+    expected = blob_words(layers)
+    if words.size != expected:
+        raise ValueError(f"weight blob has {words.size} words, the topology needs {expected}")
+    out, pos = {}, 0
+    for layer in weighted_layers(layers):
+        name, n_out, n_w = layer["name"], _n_out(layer), _n_weights(layer)
+        out[f"{name}.shift"] = words[pos:pos + 1].view(np.int32)[0].copy()
+        out[f"{name}.b"] = words[pos + 1:pos + 1 + n_out].view(np.int32).copy()
+        pos += 1 + n_out
+        n_words = (n_w * layer["w_bits"] + 31) // 32
+        flat = unpack_bits(words[pos:pos + n_words], layer["w_bits"], n_w).astype(np.int8)
+        if layer["type"] == "conv2d":
+            shape = (layer["out_c"], layer["kernel"], layer["kernel"], layer["in_c"])
+        else:
+            shape = (layer["out_features"], layer["in_features"])
+        out[f"{name}.w"] = flat.reshape(shape)
+        pos += n_words
+    return out
+
+
+def checksum(words: np.ndarray) -> int:
+    return _checksum(words)
+
+
+def write(path: str | Path, words: np.ndarray) -> None:
+    Path(path).write_bytes(np.asarray(words, dtype="<u4").tobytes())
+
+
+def read(path: str | Path) -> np.ndarray:
+    data = Path(path).read_bytes()
+    if len(data) % 4:
+        raise ValueError(f"{path}: {len(data)} bytes is not a whole number of 32-bit words")
+    return np.frombuffer(data, dtype="<u4").astype(np.uint32)

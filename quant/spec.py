@@ -1,0 +1,78 @@
+"""Model topology as plain data: the one description that the Brevitas model,
+the integer model, the HLS generator and the tests all build from.
+
+Torch-free on purpose: the board service and the host read it too.
+
+A wafer-map CNN is ``len(channels)`` blocks of conv3x3(pad 1) -> ReLU-quant ->
+maxpool 2x2, then one dense layer to ``n_classes`` logits. Activations are in
+HWC order inside the integer model and the accelerator.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+WAFER_CLASSES = ("Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc",
+                 "Near-full", "Random", "Scratch", "none")
+
+INPUT_BITS = 8
+# The input code q is the pixel value x = q * 2**INPUT_SCALE_LOG2, so x is in [0, 1).
+INPUT_SCALE_LOG2 = -8
+
+
+@dataclass(frozen=True)
+class CNNSpec:
+    """Topology and bit widths of a wafer-map CNN.
+
+    ``w_bits`` has one entry per weighted layer (each conv, then the dense);
+    ``a_bits`` one per conv block (the ReLU-quant after it).
+    """
+
+    name: str = "wmcnn"
+    in_size: int = 42
+    in_channels: int = 1
+    channels: tuple[int, ...] = (8, 16, 32)
+    w_bits: tuple[int, ...] = (4, 4, 4, 4)
+    a_bits: tuple[int, ...] = (4, 4, 4)
+    classes: tuple[str, ...] = field(default=WAFER_CLASSES)
+
+    def __post_init__(self):
+        if len(self.w_bits) != len(self.channels) + 1:
+            raise ValueError(f"w_bits needs {len(self.channels) + 1} entries, got {len(self.w_bits)}")
+        if len(self.a_bits) != len(self.channels):
+            raise ValueError(f"a_bits needs {len(self.channels)} entries, got {len(self.a_bits)}")
+        for b in (*self.w_bits, *self.a_bits):
+            if not 2 <= b <= 8:
+                raise ValueError(f"bit widths must be 2..8, got {b}")
+        if self.in_size >> len(self.channels) < 1:
+            raise ValueError(f"{self.in_size}x{self.in_size} is too small for {len(self.channels)} pools")
+
+    @classmethod
+    def uniform(cls, w: int, a: int, **kw) -> "CNNSpec":
+        n = len(kw.get("channels", cls.channels))
+        name = kw.pop("name", "wmcnn")
+        return cls(name=f"{name}_{w}w{a}a", w_bits=(w,) * (n + 1), a_bits=(a,) * n, **kw)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CNNSpec":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    def layers(self) -> list[dict]:
+        """Geometry of every layer, in execution order (no weights, no scales)."""
+        out, size, c_in, a_in = [], self.in_size, self.in_channels, INPUT_BITS
+        for i, c_out in enumerate(self.channels):
+            out.append(dict(type="conv2d", name=f"conv{i}", in_h=size, in_w=size, in_c=c_in,
+                            out_c=c_out, kernel=3, stride=1, pad=1, in_bits=a_in,
+                            w_bits=self.w_bits[i], out_bits=self.a_bits[i], relu=True))
+            out.append(dict(type="maxpool", name=f"pool{i}", in_h=size, in_w=size, in_c=c_out, pool=2))
+            size, c_in, a_in = size // 2, c_out, self.a_bits[i]
+        out.append(dict(type="dense", name="fc", in_features=size * size * c_in,
+                        out_features=self.n_classes, in_bits=a_in, w_bits=self.w_bits[-1],
+                        relu=False))
+        return out
