@@ -111,7 +111,7 @@ class Message:
 
 
 def checksum(words) -> int:
-    return int(np.asarray(words, dtype=np.uint64).sum() & MASK32)
+    return int(np.asarray(words, dtype=np.uint64).sum()) & MASK32
 
 
 def header_word(opcode: int, magic: int = MAGIC, version: int = VERSION) -> int:
