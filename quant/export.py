@@ -1,0 +1,126 @@
+"""Export a trained ``WaferCNN`` to QONNX and to the integer model.
+
+``build/<model>/export/`` receives ``model.qonnx.onnx`` plus the integer model
+files (``model.json``, ``weights.npz``, ``weights.bin``; see quant.intmodel).
+
+Layout changes on the way: Brevitas convolves NCHW with OIHW weights and
+flattens C,H,W before the dense layer; the integer model and the accelerator
+stream HWC, so conv weights become OHWI and the dense weights' input axis is
+permuted from (c, h, w) to (h, w, c).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from quant.intmodel import IntModel
+from quant.model import WaferCNN, to_input
+
+
+def _log2_exact(scale, what: str) -> int:
+    values = torch.as_tensor(scale).detach().flatten().unique()
+    if values.numel() != 1:
+        raise ValueError(f"{what}: expected one per-tensor scale, got {values.numel()}")
+    v = float(values[0])
+    k = round(math.log2(v))
+    if 2.0 ** k != v:
+        raise ValueError(f"{what}: scale {v} is not a power of two; the model is not integer-exact")
+    return k
+
+
+@torch.no_grad()
+def to_intmodel(model: WaferCNN, sample_u8: np.ndarray) -> IntModel:
+    """Integer weights, biases and requant shifts of ``model`` (eval mode)."""
+    model.eval()
+    trace = dict(model.trace(to_input(sample_u8[:2])))
+    spec, weights = model.spec, {}
+    in_scale = _log2_exact(trace["input"].scale, "input")
+    for i, conv in enumerate(model.convs):
+        w = conv.quant_weight()
+        w_log2 = _log2_exact(w.scale, f"conv{i} weight")
+        acc_log2 = in_scale + w_log2
+        if _log2_exact(trace[f"conv{i}.acc"].scale, f"conv{i} accumulator") != acc_log2:
+            raise ValueError(f"conv{i}: Brevitas accumulator scale is not input x weight scale")
+        out_log2 = _log2_exact(trace[f"conv{i}"].scale, f"conv{i} activation")
+        weights[f"conv{i}.w"] = w.int().permute(0, 2, 3, 1).numpy().astype(np.int8)   # OIHW -> OHWI
+        weights[f"conv{i}.b"] = _int_bias(conv.bias, acc_log2)
+        weights[f"conv{i}.shift"] = np.array(out_log2 - acc_log2, dtype=np.int32)
+        in_scale = out_log2
+    w = model.fc.quant_weight()
+    acc_log2 = in_scale + _log2_exact(w.scale, "fc weight")
+    side, c = spec.in_size >> len(spec.channels), spec.channels[-1]
+    w_int = w.int().numpy().reshape(spec.n_classes, c, side, side).transpose(0, 2, 3, 1)
+    weights["fc.w"] = w_int.reshape(spec.n_classes, -1).astype(np.int8)
+    weights["fc.b"] = _int_bias(model.fc.bias, acc_log2)
+    weights["fc.shift"] = np.array(0, dtype=np.int32)
+    return IntModel(spec, weights, logit_scale_log2=acc_log2)
+
+
+def _int_bias(bias: torch.Tensor, scale_log2: int) -> np.ndarray:
+    # Int32Bias rounds bias / (input scale * weight scale) half to even, as torch.round does.
+    q = torch.round(bias.detach() * 2.0 ** (-scale_log2))
+    if q.abs().max() >= 2 ** 31:
+        raise ValueError("a bias does not fit in int32 at the accumulator scale")
+    return q.numpy().astype(np.int32)
+
+
+def export_qonnx(model: WaferCNN, path: Path) -> Path:
+    from brevitas.export import export_qonnx as brevitas_export_qonnx
+
+    model.eval()
+    s = model.spec
+    example = torch.zeros(1, s.in_channels, s.in_size, s.in_size)
+    # The dynamo exporter breaks qonnx's GemmToMatMul (see TOOLCHAIN.md).
+    brevitas_export_qonnx(model, example, export_path=str(path), dynamo=False)
+    return path
+
+
+def run_qonnx(path: Path, images_u8: np.ndarray) -> np.ndarray:
+    """Float logits of the QONNX graph, executed by qonnx's reference executor."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.util.cleanup import cleanup_model
+
+    m = cleanup_model(ModelWrapper(str(path)))
+    iname, oname = m.graph.input[0].name, m.graph.output[0].name
+    outs = [execute_onnx(m, {iname: to_input(images_u8[i:i + 1]).numpy()})[oname]
+            for i in range(len(images_u8))]
+    return np.concatenate(outs)
+
+
+def export(model: WaferCNN, out_dir: Path, sample_u8: np.ndarray) -> IntModel:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    export_qonnx(model, out_dir / "model.qonnx.onnx")
+    im = to_intmodel(model, sample_u8)
+    im.save(out_dir)
+    return im
+
+
+def main(argv=None) -> int:
+    from quant.train import load_checkpoint, make_inputs
+
+    ap = argparse.ArgumentParser(description="Export a trained checkpoint to QONNX and the integer model.")
+    ap.add_argument("--checkpoint", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    model = load_checkpoint(args.checkpoint)
+    sample, _ = make_inputs(64, seed=123, size=model.spec.in_size)
+    im = export(model, args.out, sample)
+    # Refuse to write a model whose integer twin disagrees with Brevitas.
+    with torch.no_grad():
+        ref = model(to_input(sample)).numpy().astype(np.float64)
+    ints = im.forward(sample).astype(np.float64) * 2.0 ** im.logit_scale_log2
+    if not np.array_equal(ref, ints):
+        raise SystemExit(f"export: integer model differs from Brevitas on "
+                         f"{int((ref != ints).any(axis=1).sum())} of {len(sample)} inputs")
+    print(f"exported {model.spec.name} to {args.out} (topology 0x{im.topology_hash:08x}, "
+          f"integer model equals Brevitas on {len(sample)} inputs)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,15 @@
+"""Shared test setup: tool markers skip with a reason when the tool is missing.
+
+CI installs every tool, so nothing is skipped there.
+"""
+import shutil
+
+import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    if shutil.which("g++") is None:
+        skip = pytest.mark.skip(reason="g++ is not installed (apt-get install g++)")
+        for item in items:
+            if "needs_gxx" in item.keywords:
+                item.add_marker(skip)
