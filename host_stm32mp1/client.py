@@ -1,0 +1,135 @@
+"""TCP client of the board service (``protocol.wire``). Numpy only."""
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+
+from protocol import wire as W
+
+
+class BoardError(Exception):
+    """The board answered with an ERROR frame, or could not be reached."""
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.code = code
+
+
+def parse_address(text: str, default_port: int = 5150) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return text, default_port
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        raise ValueError(f"bad board address {text!r}: expected HOST:PORT") from None
+
+
+class BoardClient:
+    def __init__(self, host: str, port: int, timeout: float = 30.0, connect_timeout: float = 5.0):
+        self.host, self.port = host, port
+        self.timeout, self.connect_timeout = timeout, connect_timeout
+        self.sock: socket.socket | None = None
+        self._ids = itertools.count(1)
+
+    def connect(self) -> None:
+        self.close()
+        try:
+            self.sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        except OSError as e:
+            raise BoardError(f"cannot connect to the board at {self.host}:{self.port}: {e}") from e
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _exchange(self, ftype: int, payload: bytes) -> W.Frame:
+        if self.sock is None:
+            self.connect()
+        rid = next(self._ids) & 0xFFFFFFFF
+        self.sock.sendall(W.encode_frame(ftype, payload, rid))
+        reply = W.read_frame(self.sock, timeout=self.timeout)
+        if reply.request_id != rid:
+            raise W.WireError(f"reply to request {reply.request_id}, expected {rid}")
+        return reply
+
+    def request(self, ftype: int, payload: bytes = b"", expect: int | None = None) -> W.Frame:
+        """One request/reply; reconnects once if the connection broke (every
+        request is idempotent, so resending is safe)."""
+        for attempt in (0, 1):
+            try:
+                reply = self._exchange(ftype, payload)
+                break
+            except (W.ConnectionClosed, ConnectionError, BrokenPipeError) as e:
+                self.close()
+                if attempt:
+                    raise BoardError(f"connection to {self.host}:{self.port} lost twice: {e}") from e
+            except W.WireTimeout as e:
+                self.close()
+                raise BoardError(f"board at {self.host}:{self.port} did not answer: {e}") from e
+            except W.WireError as e:
+                self.close()
+                raise BoardError(f"bad reply from the board: {e}") from e
+            except OSError as e:
+                self.close()
+                raise BoardError(f"connection to {self.host}:{self.port} failed: {e}") from e
+        if reply.type == W.T_ERROR:
+            code, msg = W.decode_error(reply.payload)
+            raise BoardError(f"board error {W.STATUS_NAMES.get(code, code)}: {msg}", code)
+        if expect is not None and reply.type != expect:
+            raise BoardError(f"expected a {W._TYPE_NAMES.get(expect)} reply, got {reply.type_name}")
+        return reply
+
+    # --- requests ---------------------------------------------------------
+    def query(self) -> dict:
+        return W.decode_info(self.request(W.T_HELLO, b"", W.T_INFO).payload)
+
+    def load_weights(self, blob: bytes) -> int:
+        reply = self.request(W.T_LOAD_WEIGHTS, blob, W.T_WEIGHTS_ACK)
+        if len(reply.payload) != 4:
+            raise BoardError(f"WEIGHTS_ACK of {len(reply.payload)} bytes, expected 4")
+        return int(np.frombuffer(reply.payload, "<u4")[0])
+
+    def infer_batch(self, images: np.ndarray, ids) -> list[dict]:
+        reply = self.request(W.T_INFER_BATCH, W.encode_batch(images, ids), W.T_RESULTS)
+        records = W.decode_results(reply.payload)
+        if [r["id"] for r in records] != [int(i) for i in ids]:
+            raise BoardError(f"board answered {len(records)} records that do not match the "
+                             f"{len(ids)} images sent")
+        return records
+
+    def ensure_weights(self, model_dir) -> tuple[dict, bool]:
+        """Make the board run this model's weights; returns (board info, sent?).
+
+        The blob is sent only when the board has other weights (or none).
+        """
+        model_dir = Path(model_dir)
+        meta = json.loads((model_dir / "model.json").read_text())
+        info = self.query()
+        if info["topology_hash"] != meta["topology_hash"]:
+            raise BoardError(
+                f"the board's core is synthesized for topology 0x{info['topology_hash']:08x}, "
+                f"{model_dir}/model.json is topology 0x{meta['topology_hash']:08x}: the core "
+                "cannot run another topology; use the matching model or rebuild the bitstream",
+                W.E_TOPOLOGY)
+        want = int(meta["weights_checksum"])
+        if info["weights_loaded"] and info["weights_checksum"] == want:
+            return info, False
+        blob = (model_dir / "weights.bin").read_bytes()
+        got = self.load_weights(blob)
+        if got != want:
+            raise BoardError(f"board reports weights checksum 0x{got:08x} after loading, "
+                             f"model.json says 0x{want:08x}", W.E_BAD_WEIGHTS)
+        return self.query(), True

@@ -1,0 +1,313 @@
+"""Ethernet (TCP) wire protocol between the STM32MP1 host and the board service.
+
+Single source of truth for the framing; ``c_constants()`` feeds a C header the
+same way ``protocol.stream.c_constants()`` does. Numpy and the standard
+library only: the host runs this on the STM32MP1.
+
+Every frame is a fixed 20-byte little-endian header, then the payload::
+
+    magic        4 bytes  b"WQNT"
+    version      u8       VERSION
+    type         u8       one of FRAME_TYPES
+    flags        u16      0 (reserved)
+    request_id   u32      chosen by the client, echoed in the reply
+    payload_len  u32      at most MAX_PAYLOAD
+    crc32        u32      zlib.crc32 of the payload
+
+Requests and their replies (a reply type is the request type | REPLY_BIT, or
+ERROR):
+
+HELLO         request: empty.  reply INFO: see ``encode_info``.
+LOAD_WEIGHTS  request: the weight blob bytes (``quant.blob``).
+              reply WEIGHTS_ACK: u32 weights checksum as the accelerator saw it.
+INFER_BATCH   request: u32 n, u16 h, u16 w, u16 c, u16 reserved, n x u64 image
+              id, then n*h*w*c uint8 pixels (HWC per image).
+              reply RESULTS: u32 n, then n records, one per image in request
+              order: u64 id, u16 status, u16 class_index, u16 count, then
+              ``count`` int32 logits when status == 0, else ``count`` bytes
+              of UTF-8 message.
+ERROR         reply only: u32 code, then a UTF-8 message. The service closes
+              the connection after an ERROR caused by a malformed frame.
+"""
+from __future__ import annotations
+
+import socket
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+MAGIC = b"WQNT"
+VERSION = 1
+HEADER = struct.Struct("<4sBBHIII")
+HEADER_SIZE = HEADER.size
+# Bounds every allocation made for a peer's frame: a batch of 64 maps of
+# 256x256 is 4 MiB, a weight blob is at most 4 MiB (stream.MAX_MESSAGE_WORDS).
+MAX_PAYLOAD = 64 << 20
+
+T_HELLO = 0x01
+T_LOAD_WEIGHTS = 0x02
+T_INFER_BATCH = 0x03
+REPLY_BIT = 0x80
+T_INFO = T_HELLO | REPLY_BIT
+T_WEIGHTS_ACK = T_LOAD_WEIGHTS | REPLY_BIT
+T_RESULTS = T_INFER_BATCH | REPLY_BIT
+T_ERROR = 0xFF
+
+FRAME_TYPES = {
+    "HELLO": T_HELLO, "LOAD_WEIGHTS": T_LOAD_WEIGHTS, "INFER_BATCH": T_INFER_BATCH,
+    "INFO": T_INFO, "WEIGHTS_ACK": T_WEIGHTS_ACK, "RESULTS": T_RESULTS, "ERROR": T_ERROR,
+}
+_TYPE_NAMES = {v: k for k, v in FRAME_TYPES.items()}
+
+# Status codes: per-image result status and ERROR frame codes share one space.
+OK = 0
+E_BAD_FRAME = 1       # framing broken (magic, version, crc, size, truncation)
+E_BAD_REQUEST = 2     # frame well formed, payload not what the type needs
+E_BAD_SHAPE = 3       # image size differs from the model input
+E_NO_WEIGHTS = 4      # INFER before LOAD_WEIGHTS
+E_BAD_WEIGHTS = 5     # blob rejected (length, checksum)
+E_ACCELERATOR = 6     # accelerator replied with another error
+E_INTERNAL = 7        # backend failure (timeout, I/O)
+E_TOPOLOGY = 8        # host-side: model and core topologies differ
+
+STATUS_NAMES = {OK: "OK", E_BAD_FRAME: "BAD_FRAME", E_BAD_REQUEST: "BAD_REQUEST",
+                E_BAD_SHAPE: "BAD_SHAPE", E_NO_WEIGHTS: "NO_WEIGHTS",
+                E_BAD_WEIGHTS: "BAD_WEIGHTS", E_ACCELERATOR: "ACCELERATOR",
+                E_INTERNAL: "INTERNAL", E_TOPOLOGY: "TOPOLOGY"}
+
+_BATCH_HEAD = struct.Struct("<IHHHH")
+_RECORD_HEAD = struct.Struct("<QHHH")
+NO_CLASS = 0xFFFF
+# INFO fixed part, then backend name (u16 len + UTF-8), then u16 count of
+# class names, each u8 len + UTF-8.
+INFO_FIELDS = ("topology_hash", "weights_checksum", "weights_loaded", "core_version",
+               "capabilities", "in_height", "in_width", "in_channels", "n_classes",
+               "blob_words", "weight_loads")
+_INFO_HEAD = struct.Struct("<" + "I" * len(INFO_FIELDS))
+
+
+class WireError(Exception):
+    """A frame that breaks the protocol; ``code`` is the ERROR code to answer with."""
+
+    def __init__(self, message: str, code: int = E_BAD_FRAME):
+        super().__init__(message)
+        self.code = code
+
+
+class ConnectionClosed(WireError):
+    """The peer closed the connection between frames (not an error for a server)."""
+
+
+class WireTimeout(WireError):
+    """No complete frame within the timeout."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    type: int
+    request_id: int
+    payload: bytes
+    flags: int = 0
+
+    @property
+    def type_name(self) -> str:
+        return _TYPE_NAMES.get(self.type, f"0x{self.type:02x}")
+
+
+def encode_frame(ftype: int, payload: bytes = b"", request_id: int = 0, flags: int = 0) -> bytes:
+    payload = bytes(payload)
+    if len(payload) > MAX_PAYLOAD:
+        raise WireError(f"payload of {len(payload)} bytes exceeds MAX_PAYLOAD ({MAX_PAYLOAD})")
+    head = HEADER.pack(MAGIC, VERSION, ftype, flags, request_id & 0xFFFFFFFF, len(payload),
+                       zlib.crc32(payload) & 0xFFFFFFFF)
+    return head + payload
+
+
+def _read_exact(src, n: int, what: str, at_start: bool = False) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        try:
+            if isinstance(src, socket.socket):
+                chunk = src.recv(min(n - len(buf), 1 << 20))
+            else:
+                chunk = src.read(n - len(buf))
+        except (socket.timeout, TimeoutError) as e:
+            raise WireTimeout(f"timed out waiting for the {what} ({len(buf)} of {n} bytes)") from e
+        except (ConnectionResetError, BrokenPipeError) as e:
+            if at_start and not buf:
+                raise ConnectionClosed(f"connection reset by the peer: {e}") from e
+            raise WireError(f"truncated frame: connection reset after {len(buf)} of {n} "
+                            f"{what} bytes") from e
+        if not chunk:
+            if at_start and not buf:
+                raise ConnectionClosed("the peer closed the connection")
+            raise WireError(f"truncated frame: got {len(buf)} of {n} {what} bytes "
+                            "before the connection closed")
+        buf += chunk
+    return bytes(buf)
+
+
+def parse_header(head: bytes) -> tuple[int, int, int, int, int]:
+    """Check a header; returns (type, flags, request_id, payload_len, crc)."""
+    magic, version, ftype, flags, rid, length, crc = HEADER.unpack(head)
+    if magic != MAGIC:
+        raise WireError(f"bad magic {magic!r}: not a waferq frame (expected {MAGIC!r})")
+    if version != VERSION:
+        raise WireError(f"bad version {version}: this side speaks wire protocol version {VERSION}")
+    if ftype not in _TYPE_NAMES:
+        raise WireError(f"unknown frame type 0x{ftype:02x}")
+    if length > MAX_PAYLOAD:
+        raise WireError(f"oversize frame: payload of {length} bytes exceeds MAX_PAYLOAD "
+                        f"({MAX_PAYLOAD} bytes)")
+    return ftype, flags, rid, length, crc
+
+
+def read_frame(src, timeout: float | None = None) -> Frame:
+    """Read one frame from a socket or a binary file-like object.
+
+    The header is checked before the payload is read, so an oversize length
+    never allocates. ``timeout`` applies to sockets (per receive call).
+    """
+    if isinstance(src, socket.socket) and timeout is not None:
+        src.settimeout(timeout)
+    head = _read_exact(src, HEADER_SIZE, "header", at_start=True)
+    ftype, flags, rid, length, crc = parse_header(head)
+    payload = _read_exact(src, length, "payload")
+    if zlib.crc32(payload) & 0xFFFFFFFF != crc:
+        raise WireError(f"crc mismatch: header says 0x{crc:08x}, payload has "
+                        f"0x{zlib.crc32(payload) & 0xFFFFFFFF:08x}")
+    return Frame(ftype, rid, payload, flags)
+
+
+def send_frame(sock: socket.socket, ftype: int, payload: bytes = b"", request_id: int = 0) -> None:
+    sock.sendall(encode_frame(ftype, payload, request_id))
+
+
+# --- payloads --------------------------------------------------------------
+
+def encode_error(code: int, message: str) -> bytes:
+    return struct.pack("<I", code) + message.encode("utf-8", "replace")
+
+
+def decode_error(payload: bytes) -> tuple[int, str]:
+    if len(payload) < 4:
+        raise WireError("ERROR payload shorter than its code", E_BAD_REQUEST)
+    return struct.unpack_from("<I", payload)[0], payload[4:].decode("utf-8", "replace")
+
+
+def encode_info(info: dict) -> bytes:
+    out = [_INFO_HEAD.pack(*(int(info.get(k, 0)) & 0xFFFFFFFF for k in INFO_FIELDS))]
+    backend = str(info.get("backend", "")).encode()[:0xFFFF]
+    out.append(struct.pack("<H", len(backend)) + backend)
+    classes = [c.encode()[:255] for c in info.get("classes", ())]
+    out.append(struct.pack("<H", len(classes)))
+    out += [struct.pack("<B", len(c)) + c for c in classes]
+    return b"".join(out)
+
+
+def decode_info(payload: bytes) -> dict:
+    try:
+        info = dict(zip(INFO_FIELDS, _INFO_HEAD.unpack_from(payload)))
+        pos = _INFO_HEAD.size
+        (n,) = struct.unpack_from("<H", payload, pos)
+        info["backend"] = payload[pos + 2:pos + 2 + n].decode()
+        pos += 2 + n
+        (count,) = struct.unpack_from("<H", payload, pos)
+        pos += 2
+        classes = []
+        for _ in range(count):
+            (n,) = struct.unpack_from("<B", payload, pos)
+            classes.append(payload[pos + 1:pos + 1 + n].decode())
+            pos += 1 + n
+    except (struct.error, UnicodeDecodeError) as e:
+        raise WireError(f"malformed INFO payload: {e}", E_BAD_REQUEST) from e
+    info["classes"] = classes
+    return info
+
+
+def encode_batch(images: np.ndarray, ids) -> bytes:
+    """uint8 images [N][H][W][C] and N ids -> INFER_BATCH payload."""
+    images = np.ascontiguousarray(images, dtype=np.uint8)
+    if images.ndim != 4:
+        raise ValueError(f"images must be N x H x W x C, got shape {images.shape}")
+    n, h, w, c = images.shape
+    ids = np.asarray(ids, dtype="<u8").ravel()
+    if ids.size != n:
+        raise ValueError(f"{ids.size} ids for {n} images")
+    return _BATCH_HEAD.pack(n, h, w, c, 0) + ids.tobytes() + images.tobytes()
+
+
+def decode_batch(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """INFER_BATCH payload -> (ids uint64 [N], images uint8 [N][H][W][C])."""
+    if len(payload) < _BATCH_HEAD.size:
+        raise WireError("INFER_BATCH payload shorter than its header", E_BAD_REQUEST)
+    n, h, w, c, _ = _BATCH_HEAD.unpack_from(payload)
+    need = _BATCH_HEAD.size + 8 * n + n * h * w * c
+    if len(payload) != need:
+        raise WireError(f"INFER_BATCH of {n} images of {h}x{w}x{c} needs {need} bytes, "
+                        f"got {len(payload)}", E_BAD_REQUEST)
+    pos = _BATCH_HEAD.size
+    ids = np.frombuffer(payload, dtype="<u8", count=n, offset=pos).astype(np.uint64)
+    pix = np.frombuffer(payload, dtype=np.uint8, offset=pos + 8 * n)
+    return ids, pix.reshape(n, h, w, c)
+
+
+def encode_results(records) -> bytes:
+    """Records are dicts: id, status, and class_index + logits (ok) or message."""
+    out = [struct.pack("<I", len(records))]
+    for r in records:
+        status = int(r["status"])
+        if status == OK:
+            logits = np.asarray(r["logits"], dtype="<i4").ravel()
+            out.append(_RECORD_HEAD.pack(int(r["id"]), OK, int(r["class_index"]), logits.size))
+            out.append(logits.tobytes())
+        else:
+            msg = str(r.get("message", "")).encode("utf-8", "replace")[:0xFFFF]
+            out.append(_RECORD_HEAD.pack(int(r["id"]), status, NO_CLASS, len(msg)) + msg)
+    return b"".join(out)
+
+
+def decode_results(payload: bytes) -> list[dict]:
+    try:
+        (n,) = struct.unpack_from("<I", payload)
+        pos, records = 4, []
+        for _ in range(n):
+            rid, status, cls, count = _RECORD_HEAD.unpack_from(payload, pos)
+            pos += _RECORD_HEAD.size
+            if status == OK:
+                if pos + 4 * count > len(payload):
+                    raise struct.error("logits run past the payload")
+                logits = np.frombuffer(payload, dtype="<i4", count=count, offset=pos)
+                records.append(dict(id=rid, status=OK, class_index=cls,
+                                    logits=logits.astype(np.int64).tolist()))
+                pos += 4 * count
+            else:
+                msg = payload[pos:pos + count].decode("utf-8", "replace")
+                records.append(dict(id=rid, status=status, class_index=None, message=msg))
+                pos += count
+    except struct.error as e:
+        raise WireError(f"malformed RESULTS payload: {e}", E_BAD_REQUEST) from e
+    if pos != len(payload):
+        raise WireError(f"RESULTS payload has {len(payload) - pos} trailing bytes", E_BAD_REQUEST)
+    return records
+
+
+def c_constants() -> dict[str, int]:
+    """Every constant a C implementation needs, by the name it has there."""
+    consts = {
+        "WQW_MAGIC": int.from_bytes(MAGIC, "little"),
+        "WQW_VERSION": VERSION,
+        "WQW_HEADER_SIZE": HEADER_SIZE,
+        "WQW_MAX_PAYLOAD": MAX_PAYLOAD,
+        "WQW_REPLY_BIT": REPLY_BIT,
+        "WQW_BATCH_HEADER_SIZE": _BATCH_HEAD.size,
+        "WQW_RECORD_HEADER_SIZE": _RECORD_HEAD.size,
+        "WQW_NO_CLASS": NO_CLASS,
+        "WQW_INFO_FIXED_SIZE": _INFO_HEAD.size,
+    }
+    consts.update({f"WQW_T_{k}": v for k, v in FRAME_TYPES.items()})
+    consts.update({f"WQW_S_{v}": k for k, v in STATUS_NAMES.items()})
+    consts.update({f"WQW_INFO_{f.upper()}": i for i, f in enumerate(INFO_FIELDS)})
+    return consts

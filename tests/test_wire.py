@@ -1,0 +1,110 @@
+import io
+import socket
+import struct
+import threading
+import zlib
+
+import numpy as np
+import pytest
+
+from protocol import wire as W
+
+
+def rd(data: bytes):
+    return W.read_frame(io.BytesIO(data))
+
+
+def test_roundtrip_all_types():
+    for t in W.FRAME_TYPES.values():
+        payload = bytes(range(256)) * 3
+        f = rd(W.encode_frame(t, payload, request_id=0xDEADBEEF))
+        assert (f.type, f.request_id, f.payload) == (t, 0xDEADBEEF, payload)
+    assert rd(W.encode_frame(W.T_HELLO)).payload == b""
+
+
+def test_payload_codecs_roundtrip():
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (5, 7, 6, 1), dtype=np.uint8)
+    ids, back = W.decode_batch(W.encode_batch(imgs, [1, 2, 3, 2**63, 5]))
+    assert ids.tolist() == [1, 2, 3, 2**63, 5] and np.array_equal(back, imgs)
+    recs = [dict(id=7, status=W.OK, class_index=3, logits=[-5, 2**31 - 1, -2**31]),
+            dict(id=8, status=W.E_BAD_SHAPE, message="image is 4x4x1, wäfer")]
+    out = W.decode_results(W.encode_results(recs))
+    assert out[0] == dict(id=7, status=0, class_index=3, logits=[-5, 2**31 - 1, -2**31])
+    assert out[1]["status"] == W.E_BAD_SHAPE and out[1]["message"] == "image is 4x4x1, wäfer"
+    info = dict(topology_hash=0xC0FFEE, weights_checksum=5, weights_loaded=1, in_height=42,
+                in_width=42, in_channels=1, n_classes=2, backend="reference", classes=["a", "Bé"])
+    got = W.decode_info(W.encode_info(info))
+    assert all(got[k] == v for k, v in info.items()) and got["weight_loads"] == 0
+    assert W.decode_error(W.encode_error(3, "nope")) == (3, "nope")
+
+
+def test_batch_length_mismatch():
+    p = W.encode_batch(np.zeros((2, 3, 3, 1), np.uint8), [1, 2])
+    with pytest.raises(W.WireError, match="needs"):
+        W.decode_batch(p[:-1])
+
+
+def _header(magic=W.MAGIC, version=W.VERSION, t=W.T_HELLO, length=0, crc=0):
+    return W.HEADER.pack(magic, version, t, 0, 1, length, crc)
+
+
+@pytest.mark.parametrize("data,sentence", [
+    (_header(magic=b"HTTP"), "bad magic"),
+    (_header(version=9), "bad version"),
+    (_header(t=0x42), "unknown frame type"),
+    (_header(length=W.MAX_PAYLOAD + 1), "oversize frame"),
+    (W.encode_frame(W.T_HELLO, b"abcdef")[:-2], "truncated frame"),
+    (W.encode_frame(W.T_HELLO)[:7], "truncated frame"),
+    (_header(length=3, crc=zlib.crc32(b"abc") ^ 1) + b"abc", "crc mismatch"),
+])
+def test_malformed(data, sentence):
+    with pytest.raises(W.WireError, match=sentence) as e:
+        rd(data)
+    assert e.value.code == W.E_BAD_FRAME
+    assert not isinstance(e.value, W.ConnectionClosed)
+
+
+def test_clean_close_between_frames():
+    with pytest.raises(W.ConnectionClosed):
+        rd(b"")
+
+
+def test_oversize_rejected_before_payload_read():
+    class OnlyHeader(io.RawIOBase):
+        def __init__(self):
+            self.data, self.reads = _header(length=0xFFFFFFFF), []
+
+        def read(self, n):
+            self.reads.append(n)
+            assert n <= W.HEADER_SIZE, "read past the header of an oversize frame"
+            out, self.data = self.data[:n], self.data[n:]
+            return out
+
+    src = OnlyHeader()
+    with pytest.raises(W.WireError, match="oversize"):
+        W.read_frame(src)
+    assert sum(src.reads) == W.HEADER_SIZE
+    with pytest.raises(W.WireError, match="MAX_PAYLOAD"):
+        W.encode_frame(W.T_HELLO, bytes(W.MAX_PAYLOAD + 1))
+
+
+def test_socket_timeout_and_roundtrip():
+    a, b = socket.socketpair()
+    with a, b:
+        with pytest.raises(W.WireTimeout, match="timed out"):
+            W.read_frame(a, timeout=0.05)
+        big = bytes(3 << 20)
+        t = threading.Thread(target=W.send_frame, args=(b, W.T_LOAD_WEIGHTS, big, 9))
+        t.start()
+        f = W.read_frame(a, timeout=5)
+        t.join(5)
+        assert f.payload == big and f.request_id == 9
+
+
+def test_c_constants():
+    c = W.c_constants()
+    assert c["WQW_MAGIC"] == struct.unpack("<I", b"WQNT")[0]
+    assert c["WQW_HEADER_SIZE"] == 20 and c["WQW_T_INFER_BATCH"] == W.T_INFER_BATCH
+    assert all(isinstance(v, int) and 0 <= v <= 0xFFFFFFFF for v in c.values())
+    assert len(set(c)) == len(c)
