@@ -63,6 +63,13 @@ ERR_BAD_LENGTH = 3
 ERR_UNKNOWN_OPCODE = 4
 ERR_NO_WEIGHTS = 5
 ERR_BAD_CHECKSUM = 6
+# Written by the RTL frame guard (zybo_z7/rtl/wq_frame_guard.v), not the core:
+# it closes a reply that stalled, ran too long or was cut by a soft reset by
+# appending one whole ERROR reply, so the DMA always sees TLAST.
+ERR_GUARD_TIMEOUT = 7
+ERR_GUARD_OVERLONG = 8
+ERR_GUARD_RESET = 9
+GUARD_TAIL_WORDS = HEADER_WORDS + 2 + TRAILER_WORDS  # the appended ERROR reply
 
 ERRORS = {
     ERR_BAD_MAGIC: "bad magic",
@@ -71,6 +78,9 @@ ERRORS = {
     ERR_UNKNOWN_OPCODE: "unknown opcode",
     ERR_NO_WEIGHTS: "INFER before LOAD_WEIGHTS",
     ERR_BAD_CHECKSUM: "checksum mismatch",
+    ERR_GUARD_TIMEOUT: "frame guard: the core stalled mid-reply (timeout)",
+    ERR_GUARD_OVERLONG: "frame guard: reply longer than the guard's MAX_WORDS",
+    ERR_GUARD_RESET: "frame guard: reply cut by a soft reset",
 }
 
 # Capability bits reported by QUERY.
@@ -203,11 +213,14 @@ def c_constants() -> dict[str, int]:
         "WQ_CAP_RUNTIME_WEIGHTS": CAP_RUNTIME_WEIGHTS,
         "WQ_CAP_LOGITS": CAP_LOGITS,
         "WQ_QUERY_WORDS": len(QUERY_FIELDS),
+        "WQ_GUARD_TAIL_WORDS": GUARD_TAIL_WORDS,
     }
     consts.update({f"WQ_OP_{k}": v for k, v in OPCODES.items()})
     names = {ERR_BAD_MAGIC: "BAD_MAGIC", ERR_BAD_VERSION: "BAD_VERSION",
              ERR_BAD_LENGTH: "BAD_LENGTH", ERR_UNKNOWN_OPCODE: "UNKNOWN_OPCODE",
-             ERR_NO_WEIGHTS: "NO_WEIGHTS", ERR_BAD_CHECKSUM: "BAD_CHECKSUM"}
+             ERR_NO_WEIGHTS: "NO_WEIGHTS", ERR_BAD_CHECKSUM: "BAD_CHECKSUM",
+             ERR_GUARD_TIMEOUT: "GUARD_TIMEOUT", ERR_GUARD_OVERLONG: "GUARD_OVERLONG",
+             ERR_GUARD_RESET: "GUARD_RESET"}
     consts.update({f"WQ_ERR_{n}": c for c, n in names.items()})
     consts.update({f"WQ_QUERY_{f.upper()}": i for i, f in enumerate(QUERY_FIELDS)})
     return consts

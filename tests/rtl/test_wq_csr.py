@@ -1,0 +1,194 @@
+"""cocotb tests of zybo_z7/rtl/wq_csr.v against zybo_z7/csr_map.py, and the pytest wrapper.
+
+Offsets, reset values and bit positions come from csr_map (Python); the RTL reads
+them from the generated wq_csr_map.vh, so these tests also check the generator.
+"""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+try:
+    import cocotb
+    from cocotb.clock import Clock
+    from cocotb.triggers import ClockCycles, RisingEdge
+    from cocotbext.axi import AxiLiteBus, AxiLiteMaster
+except ImportError:  # collected by pytest without cocotb: the wrapper skips
+    cocotb = None
+
+from zybo_z7 import csr_map as M
+
+TOPOLOGY_HASH = 0x1234ABCD
+MAX_WORDS = 4096
+SOFT_RESET_CYCLES = 5
+R = M.BY_NAME
+
+
+def addr(name: str) -> int:
+    return R[name].offset
+
+
+def bit(reg: str, field: str) -> int:
+    return next(f.mask for f in R[reg].fields if f.name == field)
+
+
+if cocotb is not None:
+
+    class TB:
+        def __init__(self, dut):
+            self.dut = dut
+            cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+            self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+            for name in ("frames_ok", "frames_timeout", "frames_overlong", "frames_error",
+                         "msg_open", "closing", "dropping"):
+                getattr(dut, name).value = 0
+            self.soft_reset_cycles = 0
+            self.clear_cycles = 0
+            cocotb.start_soon(self._monitor())
+
+        async def _monitor(self):
+            while True:
+                await RisingEdge(self.dut.clk)
+                self.soft_reset_cycles += int(self.dut.soft_reset.value)
+                self.clear_cycles += int(self.dut.counters_clear.value)
+
+        def set_idle_generator(self, generator=None):
+            if generator:
+                self.axil.write_if.aw_channel.set_pause_generator(generator())
+                self.axil.write_if.w_channel.set_pause_generator(generator())
+                self.axil.read_if.ar_channel.set_pause_generator(generator())
+
+        def set_backpressure_generator(self, generator=None):
+            if generator:
+                self.axil.write_if.b_channel.set_pause_generator(generator())
+                self.axil.read_if.r_channel.set_pause_generator(generator())
+
+        async def reset(self):
+            self.dut.rst.setimmediatevalue(0)
+            await ClockCycles(self.dut.clk, 2)
+            self.dut.rst.value = 1
+            await ClockCycles(self.dut.clk, 2)
+            self.dut.rst.value = 0
+            await ClockCycles(self.dut.clk, 2)
+
+        async def read(self, name: str) -> int:
+            return await self.axil.read_dword(addr(name))
+
+        async def write(self, name: str, value: int) -> None:
+            await self.axil.write_dword(addr(name), value)
+
+    def cycle_pause():
+        return itertools.cycle([1, 1, 1, 0])
+
+    PAUSES = dict(idle_inserter=[None, cycle_pause], backpressure_inserter=[None, cycle_pause])
+
+    async def start(dut, idle_inserter, backpressure_inserter):
+        tb = TB(dut)
+        await tb.reset()
+        tb.set_idle_generator(idle_inserter)
+        tb.set_backpressure_generator(backpressure_inserter)
+        return tb
+
+    @cocotb.test()
+    @cocotb.parametrize(**PAUSES)
+    async def run_test_reset_values(dut, idle_inserter=None, backpressure_inserter=None):
+        """Every register reads its csr_map reset value (parameters where the map says so)."""
+        tb = await start(dut, idle_inserter, backpressure_inserter)
+        expect = {r.name: r.reset for r in M.REGISTERS}
+        expect["TOPOLOGY_HASH"] = TOPOLOGY_HASH
+        expect["MAX_WORDS"] = MAX_WORDS
+        for r in M.REGISTERS:
+            assert await tb.read(r.name) == expect[r.name], r.name
+        assert int(dut.timeout_cycles.value) == M.TIMEOUT_CYCLES_RESET
+        # unmapped offsets read 0 and take writes without effect
+        unmapped = max(r.offset for r in M.REGISTERS) + 4
+        await tb.axil.write_dword(unmapped, 0xFFFFFFFF)
+        assert await tb.axil.read_dword(unmapped) == 0
+
+    @cocotb.test()
+    @cocotb.parametrize(**PAUSES)
+    async def run_test_read_write(dut, idle_inserter=None, backpressure_inserter=None):
+        """RW registers keep what is written, byte strobes included; RO registers ignore writes."""
+        tb = await start(dut, idle_inserter, backpressure_inserter)
+        for value in (0xDEADBEEF, 0, 0x00C0FFEE):
+            await tb.write("SCRATCH", value)
+            assert await tb.read("SCRATCH") == value
+        await tb.write("TIMEOUT_CYCLES", 1234)
+        assert await tb.read("TIMEOUT_CYCLES") == 1234
+        await RisingEdge(dut.clk)
+        assert int(dut.timeout_cycles.value) == 1234
+        # one byte at a time: wstrb selects the lane
+        await tb.write("SCRATCH", 0x11223344)
+        await tb.axil.write(addr("SCRATCH") + 2, b"\xAA")
+        assert await tb.read("SCRATCH") == 0x11AA3344
+        for r in M.REGISTERS:
+            if r.access == "RO":
+                before = await tb.read(r.name)
+                await tb.write(r.name, ~before & 0xFFFFFFFF)
+                assert await tb.read(r.name) == before, r.name
+        # a reset restores the RW registers
+        await tb.reset()
+        assert await tb.read("TIMEOUT_CYCLES") == R["TIMEOUT_CYCLES"].reset
+        assert await tb.read("SCRATCH") == R["SCRATCH"].reset
+
+    @cocotb.test()
+    @cocotb.parametrize(**PAUSES)
+    async def run_test_soft_reset(dut, idle_inserter=None, backpressure_inserter=None):
+        """CONTROL.SOFT_RESET gives one SOFT_RESET_CYCLES pulse and reads 1 while it lasts;
+        CONTROL.CLEAR_COUNTERS gives a one-cycle pulse."""
+        tb = await start(dut, idle_inserter, backpressure_inserter)
+        assert tb.soft_reset_cycles == 0
+        await tb.write("CONTROL", bit("CONTROL", "SOFT_RESET"))
+        # the pulse starts on the write; read while it is still running when reads are quick
+        control = await tb.read("CONTROL")
+        if idle_inserter is None and backpressure_inserter is None:
+            assert control & bit("CONTROL", "SOFT_RESET")
+        await ClockCycles(dut.clk, SOFT_RESET_CYCLES + 2)
+        assert tb.soft_reset_cycles == SOFT_RESET_CYCLES
+        assert await tb.read("CONTROL") == 0
+        assert await tb.read("STATUS") == 0
+        await tb.write("CONTROL", bit("CONTROL", "CLEAR_COUNTERS"))
+        await ClockCycles(dut.clk, 2)
+        assert tb.clear_cycles == 1 and tb.soft_reset_cycles == SOFT_RESET_CYCLES
+        assert await tb.read("CONTROL") == 0
+        # both at once
+        await tb.write("CONTROL", bit("CONTROL", "SOFT_RESET") | bit("CONTROL", "CLEAR_COUNTERS"))
+        status = await tb.read("STATUS")
+        if idle_inserter is None and backpressure_inserter is None:
+            assert status & bit("STATUS", "SOFT_RESET_ACTIVE")
+        await ClockCycles(dut.clk, SOFT_RESET_CYCLES + 2)
+        assert (tb.clear_cycles, tb.soft_reset_cycles) == (2, 2 * SOFT_RESET_CYCLES)
+
+    @cocotb.test()
+    @cocotb.parametrize(**PAUSES)
+    async def run_test_counters_status(dut, idle_inserter=None, backpressure_inserter=None):
+        """Counter inputs and guard state reach FRAMES_* and STATUS at the mapped bits."""
+        tb = await start(dut, idle_inserter, backpressure_inserter)
+        values = {"FRAMES_OK": 101, "FRAMES_TIMEOUT": 7, "FRAMES_OVERLONG": 3,
+                  "FRAMES_ERROR": 0xFFFFFFFF}
+        for name, v in values.items():
+            getattr(dut, name.lower()).value = v
+        await RisingEdge(dut.clk)
+        for name, v in values.items():
+            assert await tb.read(name) == v, name
+        assert await tb.read("STATUS") == bit("STATUS", "TIMEOUT_SEEN") | bit("STATUS",
+                                                                              "OVERLONG_SEEN")
+        dut.frames_timeout.value = 0
+        dut.frames_overlong.value = 0
+        for sig, field in (("msg_open", "MSG_OPEN"), ("closing", "CLOSING"),
+                           ("dropping", "DROPPING")):
+            getattr(dut, sig).value = 1
+            await RisingEdge(dut.clk)
+            assert await tb.read("STATUS") == bit("STATUS", field), field
+            getattr(dut, sig).value = 0
+
+
+@pytest.mark.rtl_sim
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_wq_csr(sim, monkeypatch):
+    from rtl_sim import run
+
+    run(sim, "wq_csr", "test_wq_csr", ["wq_csr.v"],
+        parameters={"TOPOLOGY_HASH": TOPOLOGY_HASH, "MAX_WORDS": MAX_WORDS,
+                    "SOFT_RESET_CYCLES": SOFT_RESET_CYCLES}, monkeypatch=monkeypatch)
