@@ -30,7 +30,7 @@ def trained(request, maps):
     """A briefly trained model: weights and scales away from their init values."""
     w, a = request.param
     x, y = maps
-    model = train(CNNSpec.uniform(w, a), x[:96], y, epochs=1, seed=3, batch=32)
+    model = train(CNNSpec.uniform(w, a), x[:96], y, epochs=3, seed=3, batch=16)
     return model, to_intmodel(model, x)
 
 

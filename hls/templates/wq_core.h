@@ -1,0 +1,201 @@
+// wq_core.h: the message state machine of the top: one request in (up to
+// TLAST), one reply out. hls/refcore.py is its golden model; the error
+// precedence and the LOAD_WEIGHTS side effect below follow it exactly.
+//
+// Request words: [header][length][tag][payload x length][checksum], TLAST on
+// the checksum. The core never buffers a message: it keeps the header fields,
+// a word count and a running sum, hands payload words to the weight loader or
+// the image buffer as they arrive, and decides the reply at TLAST.
+#ifndef WQ_CORE_H
+#define WQ_CORE_H
+
+#include "wq_common.h"
+#include "wq_stream_format.h"
+
+namespace wq {
+
+// Base of the generated top config.
+struct core_config {
+    static const unsigned topology_hash = 0;   // quant.intmodel.topology_hash of the layer list
+    static const unsigned core_version = 1;    // hls.refcore.CORE_VERSION
+    static const unsigned in_h = 1;            // input rows
+    static const unsigned in_w = 1;            // input columns
+    static const unsigned in_c = 1;            // input channels
+    static const unsigned n_pixels = 1;        // in_h * in_w * in_c
+    static const unsigned infer_words = 1;     // ceil(n_pixels / 4): 4 pixels a word
+    static const unsigned n_classes = 1;       // logits in the INFER reply
+    static const unsigned blob_words = 1;      // LOAD_WEIGHTS payload length
+    static const unsigned max_reply_words = 1; // largest reply payload
+};
+
+// What survives between calls.
+struct core_state {
+    bool weights_loaded;
+    word_t weights_checksum;
+};
+
+template <unsigned MAX>
+void send_reply(hls::stream<axis_word>& tx, unsigned opcode, word_t tag,
+                const word_t payload[MAX], unsigned len) {
+    word_t head = (word_t(WQ_MAGIC) << 16) | (word_t(WQ_VERSION) << 8) | word_t(opcode & 0xFF);
+    word_t sum = head + word_t(len) + tag;
+    axis_word w;
+    w.last = 0;
+    w.data = head;
+    tx.write(w);
+    w.data = len;
+    tx.write(w);
+    w.data = tag;
+    tx.write(w);
+ReplyPayload:
+    for (unsigned i = 0; i < MAX; i++) {
+        #pragma HLS PIPELINE II = 1
+        if (i < len) {
+            w.data = payload[i];
+            sum += payload[i];
+            tx.write(w);
+        }
+    }
+    w.data = sum;
+    w.last = 1;
+    tx.write(w);
+}
+
+template <unsigned MAX>
+void send_error(hls::stream<axis_word>& tx, word_t tag, unsigned code, word_t detail) {
+    word_t p[MAX];
+    p[0] = code;
+    p[1] = detail;
+    send_reply<MAX>(tx, WQ_OP_ERROR, tag, p, 2);
+}
+
+// MODEL_T supplies the generated, topology-specific parts:
+//   static void load_word(word_t word, word_t index);   // index into the blob
+//   static word_t infer(const pixel_t image[n_pixels],
+//                       logit_t logits[n_classes]);      // returns the class
+template <class CONFIG_T, class MODEL_T>
+void handle_message(hls::stream<axis_word>& rx, hls::stream<axis_word>& tx, core_state& st) {
+    static const unsigned MAXR = CONFIG_T::max_reply_words;
+    static pixel_t image[CONFIG_T::n_pixels];
+
+    word_t n = 0;          // words seen, TLAST word included once it arrives
+    word_t sum = 0;        // checksum of every word before the TLAST word
+    word_t head = 0, length = 0, tag = 0, trailer = 0;
+    bool hdr_ok = false;   // checks 2-4 pass (valid once word 1 is in)
+    bool writes = false;   // a LOAD_WEIGHTS that streams into the weight memories
+    bool is_infer = false;
+    bool done = false;
+
+RxWords:
+    while (!done) {
+        #pragma HLS PIPELINE II = 1
+        axis_word w = rx.read();
+        const word_t d = w.data;
+        if (n == 0) {
+            head = d;
+        } else if (n == 1) {
+            length = d;
+            const unsigned op = head.range(7, 0);
+            hdr_ok = head.range(31, 16) == WQ_MAGIC && head.range(15, 8) == WQ_VERSION &&
+                     (op == WQ_OP_QUERY || op == WQ_OP_LOAD_WEIGHTS || op == WQ_OP_INFER);
+            writes = hdr_ok && op == WQ_OP_LOAD_WEIGHTS && d == CONFIG_T::blob_words;
+            is_infer = hdr_ok && op == WQ_OP_INFER && d == CONFIG_T::infer_words;
+        } else if (n == 2) {
+            tag = d;
+        } else if (!w.last) {
+            // A payload word; words past the expected count are only counted.
+            const word_t j = n - WQ_HEADER_WORDS;
+            if (writes && j < CONFIG_T::blob_words) MODEL_T::load_word(d, j);
+            if (is_infer && j < CONFIG_T::infer_words) {
+            RxPixels:
+                for (unsigned k = 0; k < 4; k++) {
+                    #pragma HLS UNROLL
+                    const unsigned p = j * 4 + k;
+                    if (p < CONFIG_T::n_pixels) image[p] = d.range(8 * k + 7, 8 * k);
+                }
+            }
+        }
+        if (w.last) trailer = d;
+        else sum += d;
+        n++;
+        done = w.last == 1;
+    }
+
+    // Checks in refcore.py's order; the first failure decides the reply.
+    const unsigned op = head.range(7, 0);
+    if (n < WQ_HEADER_WORDS + WQ_TRAILER_WORDS) {
+        send_error<MAXR>(tx, n > 2 ? tag : word_t(0), WQ_ERR_BAD_LENGTH, n);
+        return;
+    }
+    if (head.range(31, 16) != WQ_MAGIC) {
+        send_error<MAXR>(tx, tag, WQ_ERR_BAD_MAGIC, head.range(31, 16));
+        return;
+    }
+    if (head.range(15, 8) != WQ_VERSION) {
+        send_error<MAXR>(tx, tag, WQ_ERR_BAD_VERSION, head.range(15, 8));
+        return;
+    }
+    word_t need = 0;
+    if (op == WQ_OP_LOAD_WEIGHTS) need = CONFIG_T::blob_words;
+    else if (op == WQ_OP_INFER) need = CONFIG_T::infer_words;
+    else if (op != WQ_OP_QUERY) {
+        send_error<MAXR>(tx, tag, WQ_ERR_UNKNOWN_OPCODE, op);
+        return;
+    }
+    // A half-written weight memory must never be used: drop it.
+    if (n - (WQ_HEADER_WORDS + WQ_TRAILER_WORDS) != length) {
+        if (writes) {
+            st.weights_loaded = false;
+            st.weights_checksum = 0;
+        }
+        send_error<MAXR>(tx, tag, WQ_ERR_BAD_LENGTH, n);
+        return;
+    }
+    if (length != need) {
+        send_error<MAXR>(tx, tag, WQ_ERR_BAD_LENGTH, length);
+        return;
+    }
+    if (sum != trailer) {
+        if (writes) {
+            st.weights_loaded = false;
+            st.weights_checksum = 0;
+        }
+        send_error<MAXR>(tx, tag, WQ_ERR_BAD_CHECKSUM, 0);
+        return;
+    }
+
+    word_t p[MAXR];
+    if (op == WQ_OP_QUERY) {
+        p[WQ_QUERY_TOPOLOGY_HASH] = CONFIG_T::topology_hash;
+        p[WQ_QUERY_CORE_VERSION] = CONFIG_T::core_version;
+        p[WQ_QUERY_CAPABILITIES] = WQ_CAP_RUNTIME_WEIGHTS | WQ_CAP_LOGITS;
+        p[WQ_QUERY_WEIGHTS_LOADED] = st.weights_loaded ? 1 : 0;
+        p[WQ_QUERY_IN_HEIGHT] = CONFIG_T::in_h;
+        p[WQ_QUERY_IN_WIDTH] = CONFIG_T::in_w;
+        p[WQ_QUERY_IN_CHANNELS] = CONFIG_T::in_c;
+        p[WQ_QUERY_N_CLASSES] = CONFIG_T::n_classes;
+        p[WQ_QUERY_BLOB_WORDS] = CONFIG_T::blob_words;
+        p[WQ_QUERY_WEIGHTS_CHECKSUM] = st.weights_checksum;
+        send_reply<MAXR>(tx, WQ_OP_QUERY | WQ_REPLY_BIT, tag, p, WQ_QUERY_WORDS);
+    } else if (op == WQ_OP_LOAD_WEIGHTS) {
+        st.weights_loaded = true;
+        st.weights_checksum = sum - head - length - tag;  // payload words only
+        p[0] = st.weights_checksum;
+        send_reply<MAXR>(tx, WQ_OP_LOAD_WEIGHTS | WQ_REPLY_BIT, tag, p, 1);
+    } else if (!st.weights_loaded) {
+        send_error<MAXR>(tx, tag, WQ_ERR_NO_WEIGHTS, 0);
+    } else {
+        logit_t logits[CONFIG_T::n_classes];
+        p[0] = MODEL_T::infer(image, logits);
+    ReplyLogits:
+        for (unsigned i = 0; i < CONFIG_T::n_classes; i++) {
+            #pragma HLS PIPELINE II = 1
+            p[1 + i] = logits[i];  // two's complement bits of the int32 logit
+        }
+        send_reply<MAXR>(tx, WQ_OP_INFER | WQ_REPLY_BIT, tag, p, 1 + CONFIG_T::n_classes);
+    }
+}
+
+}  // namespace wq
+
+#endif  // WQ_CORE_H

@@ -1,0 +1,222 @@
+"""The generated HLS core in C simulation against the Python references:
+bit-exact inference against quant.intmodel, and reply-for-reply agreement with
+hls.refcore.RefCore on well-formed and malformed messages."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from protocol import stream as S
+from quant import blob
+from quant.intmodel import IntModel, random_model
+from quant.spec import CNNSpec
+
+pytestmark = [pytest.mark.needs_gxx,
+              pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed")]
+
+csim = pytest.importorskip("hls.csim", reason="hls.csim needs numpy and ctypes")
+pytest.importorskip("hls4ml", reason="hls4ml provides the ap_types headers")
+
+from hls.csim import CSimCore  # noqa: E402
+from hls.refcore import RefCore  # noqa: E402
+
+SPECS = {
+    "w8a8": CNNSpec.uniform(8, 8),
+    "w4a4": CNNSpec.uniform(4, 4),
+    "w2a2": CNNSpec.uniform(2, 2),
+    "mixed": CNNSpec(name="mixed", w_bits=(8, 3, 2, 4), a_bits=(2, 5, 8)),
+    "in64": CNNSpec(name="in64", in_size=64, channels=(4, 8), w_bits=(5, 6, 7), a_bits=(3, 6)),
+    # 21*21*3 pixels is not a multiple of 4, and 21 and 10 pool with a dropped edge.
+    "odd": CNNSpec(name="odd", in_size=21, in_channels=3, channels=(4, 6), w_bits=(6, 7, 5),
+                   a_bits=(5, 4)),
+}
+N_IMAGES = 32
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    """name -> (model, path of the built library), each compiled once per session."""
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            base = tmp_path_factory.mktemp(name)
+            model = random_model(SPECS[name], seed=len(cache) + 1)
+            model.save(base / "export")
+            core = CSimCore.for_model(base / "export", base / "hls")
+            cache[name] = (IntModel.load(base / "export"), core, base / "hls" / "csim" / "libwaferq_csim.so")
+        return cache[name]
+    return get
+
+
+def _images(spec: CNNSpec, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, spec.in_size, spec.in_size, spec.in_channels), dtype=np.uint8)
+
+
+def _load(core: CSimCore, model: IntModel, tag: int = 0x1234) -> np.ndarray:
+    words = blob.pack(model)
+    reply = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_LOAD_WEIGHTS, words, tag))))
+    assert reply.tag == tag and int(reply.payload[0]) == blob.checksum(words)
+    return words
+
+
+def _infer(core: CSimCore, image: np.ndarray, n_classes: int, tag: int):
+    reply = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, S.pack_pixels(image), tag))))
+    assert reply.tag == tag
+    return S.parse_result(reply, n_classes)
+
+
+def _check_bit_exact(core: CSimCore, model: IntModel, images: np.ndarray) -> None:
+    classes, logits = model.classify(images)
+    for i, image in enumerate(images):
+        cls, got = _infer(core, image, model.spec.n_classes, tag=i * 7919)
+        # The reply carries int32 words; the reference computes in int64.
+        np.testing.assert_array_equal(got, logits[i].astype(np.int64).astype(np.int32),
+                                      err_msg=f"image {i} logits")
+        assert cls == classes[i], f"image {i}: class {cls} != reference {classes[i]}"
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_infer_bit_exact(builds, name):
+    model, core, _ = builds(name)
+    q = S.parse_query(S.decode(core.transact(S.encode(S.OP_QUERY, [], 1))))
+    assert q["topology_hash"] == model.topology_hash
+    assert q["blob_words"] == blob.blob_words(model.layers)
+    _load(core, model)
+    q = S.parse_query(S.decode(core.transact(S.encode(S.OP_QUERY, [], 2))))
+    assert q["weights_loaded"] == 1 and q["weights_checksum"] == blob.checksum(blob.pack(model))
+    _check_bit_exact(core, model, _images(model.spec, N_IMAGES, seed=len(name)))
+
+
+def test_edge_arithmetic(builds):
+    """Runtime weights that hit the corners: a negative shift (multiply), shift 0,
+    a huge shift, logits that wrap int32, and ties in argmax."""
+    model, core, _ = builds("w4a4")
+    w = {k: v.copy() for k, v in model.weights.items()}
+    w["conv0.shift"] = np.array(-2, np.int32)
+    w["conv1.shift"] = np.array(0, np.int32)
+    w["conv2.shift"] = np.array(40, np.int32)           # every activation rounds to 0
+    w["fc.b"] = np.array([2**31 - 1, -2**31, 2**31 - 1] + [0] * 6, np.int32)
+    edge = IntModel(model.spec, w)
+    _load(core, edge)
+    _check_bit_exact(core, edge, _images(edge.spec, 4, seed=9))
+    # All inputs to fc are 0 now, so logits are the biases: a tie at 0 and 2 -> class 0.
+    cls, logits = _infer(core, _images(edge.spec, 1, seed=1)[0], 9, tag=3)
+    assert cls == 0 and logits[0] == 2**31 - 1
+    w["fc.b"] = np.array([1, 5, 3, 5, 5, 0, 0, 0, 0], np.int32)
+    _load(core, IntModel(model.spec, w))
+    assert _infer(core, _images(edge.spec, 1, seed=1)[0], 9, tag=4)[0] == 1
+
+
+# --- malformed messages against the reference core --------------------------
+
+def _with(words: np.ndarray, index: int, value: int, fix_checksum: bool = True) -> np.ndarray:
+    w = words.copy()
+    w[index] = value
+    if fix_checksum:
+        w[-1] = S.checksum(w[:-1])
+    return w
+
+
+def _msg(opcode_word: int, payload, tag: int, length: int | None = None) -> np.ndarray:
+    payload = np.asarray(payload, np.uint32)
+    body = np.concatenate([[opcode_word, payload.size if length is None else length, tag], payload])
+    return np.concatenate([body, [S.checksum(body)]]).astype(np.uint32)
+
+
+def _cases(model: IntModel):
+    """name -> (load weights first?, list of requests). A request is a word array
+    (TLAST on its last word) or a (words, last_flags) pair."""
+    blob_w = blob.pack(model)
+    n_infer = S.infer_words(int(np.prod(model.input_shape)))
+    img = S.pack_pixels(_images(model.spec, 1, seed=3)[0])
+    hdr = S.header_word
+    good_load = S.encode(S.OP_LOAD_WEIGHTS, blob_w, 11)
+    trunc_load = np.concatenate([good_load[:40], [S.checksum(good_load[:40])]]).astype(np.uint32)
+    long_load = _msg(hdr(S.OP_LOAD_WEIGHTS), np.concatenate([blob_w, [7, 8]]), 12, len(blob_w))
+    return {
+        "bad_magic": (True, [_with(S.encode(S.OP_QUERY, [], 5), 0, hdr(S.OP_QUERY, magic=0x1234))]),
+        "bad_magic_bad_sum": (True, [_with(S.encode(S.OP_INFER, img, 5), 0, 0xFFFF0103, False)]),
+        "bad_version": (True, [_with(S.encode(S.OP_QUERY, [], 6), 0, hdr(S.OP_QUERY, version=2))]),
+        "opcode_07": (True, [_msg(hdr(0x07), [], 7)]),
+        "opcode_reply_83": (True, [_msg(hdr(0x83), [1, 2], 8)]),
+        "opcode_error_ff": (True, [_msg(hdr(S.OP_ERROR), [1, 0], 8)]),
+        "opcode_00": (True, [_msg(hdr(0x00), [], 8)]),
+        "one_word": (True, [np.array([hdr(S.OP_QUERY)], np.uint32)]),
+        "two_words": (True, [np.array([hdr(S.OP_QUERY), 0], np.uint32)]),
+        "three_words": (True, [np.array([hdr(S.OP_QUERY), 0, 99], np.uint32)]),
+        "three_words_bad_magic": (True, [np.array([5, 0, 99], np.uint32)]),
+        "query_short_payload": (True, [_msg(hdr(S.OP_QUERY), [], 9, length=3)]),
+        "query_long_payload": (True, [_msg(hdr(S.OP_QUERY), [1, 2], 9, length=0)]),
+        "query_nonzero_length": (True, [_msg(hdr(S.OP_QUERY), [1], 9)]),
+        "infer_short_length": (True, [_msg(hdr(S.OP_INFER), img[:-1], 10)]),
+        "infer_long_payload": (True, [_msg(hdr(S.OP_INFER), np.concatenate([img, [1]]), 10, n_infer)]),
+        "infer_huge_length": (True, [_msg(hdr(S.OP_INFER), img, 10, length=0xFFFFFFFF)]),
+        "load_wrong_length": (True, [_msg(hdr(S.OP_LOAD_WEIGHTS), blob_w[:-1], 13)]),
+        "load_long_payload": (True, [long_load]),
+        "load_truncated_then_infer": (True, [trunc_load, S.encode(S.OP_INFER, img, 14)]),
+        "load_bad_checksum": (True, [_with(good_load, -1, good_load[-1] ^ 4, False),
+                                     S.encode(S.OP_QUERY, [], 15)]),
+        "query_bad_checksum": (True, [_with(S.encode(S.OP_QUERY, [], 16), -1, 0, False)]),
+        "infer_bad_checksum": (True, [_with(S.encode(S.OP_INFER, img, 17), -1, 1, False)]),
+        "infer_before_load": (False, [S.encode(S.OP_INFER, img, 18)]),
+        "no_tlast_then_query": (True, [(np.concatenate([S.encode(S.OP_QUERY, [], 19),
+                                                        S.encode(S.OP_QUERY, [], 20)]),
+                                        [0, 0, 0, 0, 0, 0, 0, 1])]),
+        "tlast_early_in_header": (True, [(S.encode(S.OP_QUERY, [], 21), [0, 1, 0, 1])]),
+    }
+
+
+@pytest.fixture(scope="module")
+def malformed_setup(builds):
+    model, _, lib = builds("w4a4")
+    return model, lib, _cases(model)
+
+
+@pytest.mark.parametrize("case", list(_cases(random_model(SPECS["w4a4"]))))
+def test_malformed_matches_refcore(malformed_setup, case):
+    model, lib, cases = malformed_setup
+    load_first, requests = cases[case]
+    core, ref = CSimCore(lib), RefCore(model.spec)  # a fresh core: its own copy of the library
+    good_load = S.encode(S.OP_LOAD_WEIGHTS, blob.pack(model), 1)
+    if load_first:
+        np.testing.assert_array_equal(core.transact(good_load), ref.handle(good_load))
+    for req in requests:
+        words, flags = req if isinstance(req, tuple) else (req, [0] * (len(req) - 1) + [1])
+        words = np.asarray(words, np.uint32)
+        replies = core.send_raw(words, flags)
+        ends = np.flatnonzero(np.asarray(flags)) + 1
+        expected = [ref.handle(m) for m in np.split(words, ends[:-1])]
+        assert len(replies) == len(expected)
+        for got, want in zip(replies, expected):
+            np.testing.assert_array_equal(got, want, err_msg=f"{case}: C-sim {got} vs ref {want}")
+    # The core never wedges: a good QUERY, (re)load and INFER still work.
+    for req in (S.encode(S.OP_QUERY, [], 100), good_load,
+                S.encode(S.OP_INFER, S.pack_pixels(_images(model.spec, 1, seed=4)[0]), 101)):
+        np.testing.assert_array_equal(core.transact(req), ref.handle(req), err_msg=f"{case}: after")
+
+
+def test_fresh_core_reports_no_weights(malformed_setup):
+    model, lib, _ = malformed_setup
+    q = S.parse_query(S.decode(CSimCore(lib).transact(S.encode(S.OP_QUERY, [], 0))))
+    assert q["weights_loaded"] == 0 and q["weights_checksum"] == 0
+
+
+def test_no_complete_message_gives_no_reply(malformed_setup):
+    _, lib, _ = malformed_setup
+    core = CSimCore(lib)
+    assert core.send_raw(S.encode(S.OP_QUERY, [], 1), [0, 0, 0, 0]) == []
+    core.reset()  # drops the unterminated words
+    reply = S.decode(core.transact(S.encode(S.OP_QUERY, [], 2)))
+    assert reply.opcode == S.OP_QUERY | S.REPLY_BIT and reply.tag == 2
+
+
+def test_build_is_cached(builds):
+    from hls.csim_build import build
+
+    _, _, lib = builds("w4a4")
+    mtime = lib.stat().st_mtime_ns
+    assert build(lib.parent.parent) == lib and lib.stat().st_mtime_ns == mtime

@@ -1,0 +1,129 @@
+"""Synthesizability rules for the HLS sources: what Vitis HLS cannot map to
+hardware must not appear in the templates or the generated top.
+
+The harness (csim_api.cpp) is C-sim only and is not scanned.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from hls.generate import generate
+from quant.intmodel import random_model
+from quant.spec import CNNSpec
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "hls" / "templates"
+
+FORBIDDEN = [
+    (r"\b(malloc|calloc|realloc|free)\s*\(", "heap allocation"),
+    (r"\bnew\b|\bdelete\b", "new/delete"),
+    (r"\bstd::(vector|map|multimap|unordered_map|set|unordered_set|list|forward_list|string|"
+     r"deque|queue|priority_queue|stack|array)\b", "std:: container"),
+    (r"#\s*include\s*<(vector|map|set|list|string|deque|queue|stack|unordered_map|array)>",
+     "std container header"),
+    (r"\b(printf|fprintf|sprintf|puts|cout|cerr|fopen|fclose|FILE)\b", "console or file I/O"),
+    (r"#\s*include\s*<(iostream|fstream|sstream|cstdio|stdio\.h)>", "I/O header"),
+    (r"\b(throw|try|catch)\b", "exceptions"),
+]
+_KEYWORDS = {"if", "for", "while", "switch", "return", "sizeof", "catch"}
+_FUNC_DEF = re.compile(r"\b([A-Za-z_]\w*)\s*\(([^;{}]*?)\)\s*(?:const\s*)?\{")
+
+
+def strip_comments(text: str) -> str:
+    """Drop comments and string literals, keeping line numbers."""
+    def blank(m):
+        return re.sub(r"[^\n]", " ", m.group(0))
+    return re.sub(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\])*"', blank, text, flags=re.S)
+
+
+def _body(code: str, open_brace: int) -> str:
+    depth = 0
+    for i in range(open_brace, len(code)):
+        depth += {"{": 1, "}": -1}.get(code[i], 0)
+        if depth == 0:
+            return code[open_brace + 1:i]
+    return code[open_brace + 1:]
+
+
+def find_violations(text: str) -> list[str]:
+    """Every forbidden construct in one C++ source, as 'line N: what'."""
+    code = strip_comments(text)
+    found = []
+    for pattern, what in FORBIDDEN:
+        for m in re.finditer(pattern, code):
+            found.append(f"line {code.count(chr(10), 0, m.start()) + 1}: {what} ({m.group(0).strip()})")
+    # Recursion, the direct kind: a function body that calls its own name.
+    for m in _FUNC_DEF.finditer(code):
+        name = m.group(1)
+        if name in _KEYWORDS:
+            continue
+        if re.search(rf"(?<![\w.>:]){re.escape(name)}\s*(<[^;{{}}()]*>)?\s*\(", _body(code, m.end() - 1)):
+            found.append(f"line {code.count(chr(10), 0, m.start()) + 1}: recursion in {name}()")
+    return found
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("rules")
+    spec = CNNSpec.uniform(4, 4, in_size=16, channels=(2, 3))
+    random_model(spec).save(base / "export")
+    return generate(base / "export", base / "hls")
+
+
+def _scanned(fw: Path) -> list[Path]:
+    return sorted(TEMPLATES.glob("*.h")) + [fw / "waferq_top.cpp", fw / "wq_config.h"]
+
+
+def test_templates_exist():
+    names = {p.name for p in TEMPLATES.glob("*.h")}
+    assert {"wq_common.h", "wq_conv2d.h", "wq_maxpool.h", "wq_dense.h", "wq_core.h"} <= names
+
+
+def test_no_forbidden_constructs(generated):
+    problems = {p.name: v for p in _scanned(generated) if (v := find_violations(p.read_text()))}
+    assert not problems, problems
+
+
+def test_pragmas_and_top_interfaces(generated):
+    texts = [strip_comments(p.read_text()) for p in _scanned(generated)]
+    assert any("#pragma HLS" in t for t in texts)
+    top = strip_comments((generated / "waferq_top.cpp").read_text())
+    assert re.search(r"#pragma HLS INTERFACE axis port=rx\b", top)
+    assert re.search(r"#pragma HLS INTERFACE axis port=tx\b", top)
+    assert "void waferq_top(hls::stream<wq::axis_word>& rx, hls::stream<wq::axis_word>& tx)" in top
+
+
+def test_loops_carry_labels():
+    # Loops in the templates have labels so synthesis reports name them.
+    for p in TEMPLATES.glob("*.h"):
+        lines = strip_comments(p.read_text()).splitlines()
+        for i, line in enumerate(lines):
+            if re.match(r"\s*(for|while)\s*\(", line):
+                assert re.match(r"\s*\w+:\s*$", lines[i - 1]), f"{p.name}:{i + 1}: loop without a label"
+
+
+@pytest.mark.parametrize("snippet,what", [
+    ("void f() { int* p = (int*)malloc(4); }", "heap allocation"),
+    ("void f() { int* p = new int[4]; delete[] p; }", "new/delete"),
+    ("#include <vector>\nstd::vector<int> v;", "std:: container"),
+    ("void f() { std::string s; }", "std:: container"),
+    ('void f() { printf("x"); }', "console or file I/O"),
+    ("void f() { std::cout << 1; }", "console or file I/O"),
+    ("void f() { FILE* fp = fopen(0, 0); }", "console or file I/O"),
+    ("void f(int x) { if (x) throw 1; }", "exceptions"),
+    ("int fact(int n) {\n  if (n < 2) return 1;\n  return n * fact(n - 1);\n}", "recursion"),
+    ("template <class T> T g(T n) { return n ? g<T>(n - 1) : n; }", "recursion"),
+])
+def test_checker_flags_bad_code(snippet, what):
+    assert any(what in v for v in find_violations(snippet)), find_violations(snippet)
+
+
+def test_checker_passes_clean_code_and_comments():
+    ok = """// we never call malloc or printf here, nor recurse
+    /* new and delete are fine in comments */
+    int g(int x) { return x + 1; }
+    int f(int x) { for (int i = 0; i < 4; i++) { x = g(x); } return x; }
+    const char* s = "printf";"""
+    assert find_violations(ok) == []

@@ -1,0 +1,124 @@
+"""The stream format: the generated C header against protocol.stream, message
+round trips, pixel packing and the weight blob's bit packing."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from protocol import codegen
+from protocol import stream as S
+from quant import blob
+from quant.intmodel import random_model
+from quant.spec import CNNSpec
+
+
+def test_header_text_has_every_constant_and_a_guard():
+    text = codegen.header_text()
+    assert text.count("#ifndef WQ_STREAM_FORMAT_H") == 1
+    for name in S.c_constants():
+        assert f"#define {name} " in text
+
+
+def _compile_and_print(tmp_path, compiler: str, lang: str) -> dict[str, int]:
+    header = codegen.write_stream_header(tmp_path)
+    consts = S.c_constants()
+    lines = ['#include <stdio.h>', f'#include "{header.name}"',
+             f'#include "{header.name}"  /* the guard makes a second include harmless */',
+             "int main(void) {"]
+    lines += [f'    printf("%s %lu\\n", "{n}", (unsigned long)({n}));' for n in consts]
+    lines += ["    return 0;", "}"]
+    src = tmp_path / f"print_consts.{lang}"
+    src.write_text("\n".join(lines) + "\n")
+    exe = tmp_path / f"print_consts_{lang}"
+    std = "-std=c99" if lang == "c" else "-std=c++14"
+    subprocess.run([compiler, std, "-Wall", "-Werror", "-I", str(tmp_path), str(src), "-o", str(exe)],
+                   check=True, capture_output=True, text=True)
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
+    return {name: int(value) for name, value in (line.split() for line in out.splitlines())}
+
+
+@pytest.mark.needs_gxx
+@pytest.mark.parametrize("compiler,lang", [("gcc", "c"), ("g++", "cpp")])
+def test_generated_header_matches_python(tmp_path, compiler, lang):
+    if shutil.which(compiler) is None:
+        pytest.skip(f"{compiler} is not installed")
+    assert _compile_and_print(tmp_path, compiler, lang) == S.c_constants()
+
+
+def test_codegen_cli_writes_header(tmp_path):
+    assert codegen.main([str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / codegen.HEADER_NAME).read_text() == codegen.header_text()
+
+
+@pytest.mark.parametrize("opcode,n", [(S.OP_QUERY, 0), (S.OP_LOAD_WEIGHTS, 5), (S.OP_INFER, 441)])
+def test_encode_decode_round_trip(opcode, n):
+    payload = np.random.default_rng(n).integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32)
+    words = S.encode(opcode, payload, tag=0xDEADBEEF)
+    assert words.size == S.HEADER_WORDS + n + S.TRAILER_WORDS
+    msg = S.decode(words)
+    assert (msg.opcode, msg.tag) == (opcode, 0xDEADBEEF)
+    np.testing.assert_array_equal(msg.payload, payload)
+    assert S.decode(S.from_bytes(S.to_bytes(words))).tag == 0xDEADBEEF
+
+
+@pytest.mark.parametrize("corrupt,match", [
+    (lambda w: w[:2], "shorter"),
+    (lambda w: np.concatenate([[w[0] ^ 0x10000], w[1:]]), "magic"),
+    (lambda w: np.concatenate([[w[0] ^ 0x100], w[1:]]), "version"),
+    (lambda w: np.concatenate([w[:-1], [0], w[-1:]]), "length"),
+    (lambda w: np.concatenate([w[:-1], [w[-1] ^ 1]]), "checksum"),
+])
+def test_decode_rejects_malformed(corrupt, match):
+    words = S.encode(S.OP_LOAD_WEIGHTS, [1, 2, 3], tag=5)
+    with pytest.raises(S.StreamError, match=match):
+        S.decode(np.asarray(corrupt(words), dtype=np.uint32))
+
+
+def test_error_reply_raises_with_code():
+    msg = S.decode(S.encode(S.OP_ERROR, [S.ERR_NO_WEIGHTS, 0], tag=1))
+    with pytest.raises(S.StreamError) as e:
+        S.raise_if_error(msg)
+    assert e.value.code == S.ERR_NO_WEIGHTS
+
+
+def test_pack_pixels_order_and_padding():
+    img = np.arange(1, 8, dtype=np.uint8).reshape(1, 7, 1)
+    words = S.pack_pixels(img)
+    assert words.tolist() == [0x04030201, 0x00070605]   # first pixel in bits [7:0]
+    hwc = np.random.default_rng(0).integers(0, 256, (5, 5, 3), dtype=np.uint8)
+    packed = S.pack_pixels(hwc)
+    assert packed.size == S.infer_words(hwc.size)
+    back = packed.astype("<u4").view(np.uint8)[:hwc.size].reshape(hwc.shape)
+    np.testing.assert_array_equal(back, hwc)
+
+
+@pytest.mark.parametrize("bits", range(2, 9))
+def test_pack_bits_round_trip(bits):
+    rng = np.random.default_rng(bits)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    for count in (1, 15, 16, 17, 33, 1000):
+        v = rng.integers(lo, hi + 1, count)
+        v[:2] = [lo, hi][:count]
+        words = blob.pack_bits(v, bits)
+        assert words.size == (count * bits + 31) // 32
+        np.testing.assert_array_equal(blob.unpack_bits(words, bits, count), v)
+
+
+def test_pack_bits_is_lsb_first():
+    assert blob.pack_bits(np.array([1, -1, 0, 1]), 2).tolist() == [0b01_00_11_01]
+
+
+@pytest.mark.parametrize("w", range(2, 9))
+def test_blob_round_trip(w):
+    spec = CNNSpec.uniform(w, 4, in_size=16, channels=(3, 5))
+    model = random_model(spec, seed=w)
+    words = blob.pack(model)
+    assert words.size == blob.blob_words(model.layers)
+    back = blob.unpack(model.layers, words)
+    for k, v in model.weights.items():
+        np.testing.assert_array_equal(back[k], v, err_msg=k)
+    with pytest.raises(ValueError):
+        blob.unpack(model.layers, words[:-1])
