@@ -10,6 +10,7 @@ import pytest
 
 from protocol import codegen
 from protocol import stream as S
+from protocol import wire as W
 from quant import blob
 from quant.intmodel import random_model
 from quant.spec import CNNSpec
@@ -22,9 +23,12 @@ def test_header_text_has_every_constant_and_a_guard():
         assert f"#define {name} " in text
 
 
-def _compile_and_print(tmp_path, compiler: str, lang: str) -> dict[str, int]:
-    header = codegen.write_stream_header(tmp_path)
-    consts = S.c_constants()
+SOURCES = {codegen.HEADER_NAME: S, codegen.WIRE_HEADER_NAME: W}
+
+
+def _compile_and_print(tmp_path, compiler: str, lang: str, name: str) -> dict[str, int]:
+    header = codegen.write_header(tmp_path, name)
+    consts = SOURCES[name].c_constants()
     lines = ['#include <stdio.h>', f'#include "{header.name}"',
              f'#include "{header.name}"  /* the guard makes a second include harmless */',
              "int main(void) {"]
@@ -41,16 +45,18 @@ def _compile_and_print(tmp_path, compiler: str, lang: str) -> dict[str, int]:
 
 
 @pytest.mark.needs_gxx
+@pytest.mark.parametrize("name", list(SOURCES))
 @pytest.mark.parametrize("compiler,lang", [("gcc", "c"), ("g++", "cpp")])
-def test_generated_header_matches_python(tmp_path, compiler, lang):
+def test_generated_header_matches_python(tmp_path, compiler, lang, name):
     if shutil.which(compiler) is None:
         pytest.skip(f"{compiler} is not installed")
-    assert _compile_and_print(tmp_path, compiler, lang) == S.c_constants()
+    assert _compile_and_print(tmp_path, compiler, lang, name) == SOURCES[name].c_constants()
 
 
-def test_codegen_cli_writes_header(tmp_path):
+def test_codegen_cli_writes_headers(tmp_path):
     assert codegen.main([str(tmp_path / "out")]) == 0
-    assert (tmp_path / "out" / codegen.HEADER_NAME).read_text() == codegen.header_text()
+    for name in SOURCES:
+        assert (tmp_path / "out" / name).read_text() == codegen.header_text(name)
 
 
 @pytest.mark.parametrize("opcode,n", [(S.OP_QUERY, 0), (S.OP_LOAD_WEIGHTS, 5), (S.OP_INFER, 441)])
