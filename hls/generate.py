@@ -42,10 +42,18 @@ def _check_topology(layers: list[dict]) -> None:
     n_blocks = (len(kinds) - 1) // 2
     if kinds != ["conv2d", "maxpool"] * n_blocks + ["dense"] or n_blocks < 1:
         raise ValueError(f"unsupported layer sequence {kinds}: expected (conv2d, maxpool)+ then dense")
+    prev = "input"
     for layer in layers:
+        if layer["inputs"] != [prev]:
+            raise ValueError(f"layer {layer['name']}: only a chain of layers is supported, "
+                             f"not inputs {layer['inputs']}")
+        prev = layer["name"]
         if layer["type"] == "conv2d" and (layer["stride"] != 1 or layer["pad"] != layer["kernel"] // 2
-                                          or not layer["relu"]):
-            raise ValueError(f"layer {layer['name']}: only stride-1 'same' convs with ReLU-quant are supported")
+                                          or not layer["relu"] or layer["groups"] != 1):
+            raise ValueError(f"layer {layer['name']}: only stride-1 'same' dense-channel convs "
+                             "with ReLU-quant are supported")
+        if layer["type"] == "maxpool" and layer["stride"] != layer["pool"]:
+            raise ValueError(f"layer {layer['name']}: only non-overlapping pools are supported")
         if layer["type"] == "dense" and layer["relu"]:
             raise ValueError(f"layer {layer['name']}: the dense layer must produce logits (relu=False)")
 
@@ -136,7 +144,7 @@ def config_header(meta: dict) -> str:
 
 def top_source(meta: dict) -> str:
     layers = meta["layers"]
-    weighted = blob.weighted_layers(layers)
+    weighted = blob.section_layers(layers)
     decl, load, run = [], [], []
     for layer in weighted:
         n, n_out = layer["name"], layer.get("out_c", layer.get("out_features"))

@@ -1,12 +1,13 @@
 """The weight blob: the LOAD_WEIGHTS payload that the host sends at run time.
 
-Layout, 32-bit little-endian words, one section per weighted layer in
-execution order::
+Layout, 32-bit little-endian words, one section per layer with run-time
+parameters (``quant.graph.has_section``), in execution order::
 
     shift        1 word, int32 (0 for the logits layer)
-    bias         out_features words, int32
-    weights      the layer's int weights in their declared order (conv
-                 [O][KH][KW][I], dense [O][I]), each ``w_bits`` wide in two's
+    bias         conv2d and dense only: out_features words, int32
+    weights      conv2d and dense only: the layer's int weights in their
+                 declared order (conv [O][KH][KW][I/groups], dense [O][I]),
+                 each ``w_bits`` wide in two's
                  complement, packed LSB first: value j of the layer sits at
                  bit (j * w_bits) % 32 of word (j * w_bits) // 32 of the
                  section. A 2-bit layer stores 16 weights a word. The section is
@@ -23,31 +24,30 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from protocol.stream import checksum as _checksum
+from quant.graph import WEIGHTED, has_section, weight_shape
 
 if TYPE_CHECKING:
     from quant.intmodel import IntModel
 
 
-def weighted_layers(layers: list[dict]) -> list[dict]:
-    return [layer for layer in layers if layer["type"] in ("conv2d", "dense")]
+def section_layers(layers: list[dict]) -> list[dict]:
+    return [layer for layer in layers if has_section(layer)]
 
 
 def _n_weights(layer: dict) -> int:
-    if layer["type"] == "conv2d":
-        return layer["out_c"] * layer["kernel"] * layer["kernel"] * layer["in_c"]
-    return layer["out_features"] * layer["in_features"]
+    return int(np.prod(weight_shape(layer))) if layer["type"] in WEIGHTED else 0
 
 
 def _n_out(layer: dict) -> int:
-    return layer["out_c"] if layer["type"] == "conv2d" else layer["out_features"]
+    return weight_shape(layer)[0] if layer["type"] in WEIGHTED else 0
 
 
 def section_words(layer: dict) -> int:
-    return 1 + _n_out(layer) + (_n_weights(layer) * layer["w_bits"] + 31) // 32
+    return 1 + _n_out(layer) + (_n_weights(layer) * layer.get("w_bits", 0) + 31) // 32
 
 
 def blob_words(layers: list[dict]) -> int:
-    return sum(section_words(layer) for layer in weighted_layers(layers))
+    return sum(section_words(layer) for layer in section_layers(layers))
 
 
 def pack_bits(values: np.ndarray, bits: int) -> np.ndarray:
@@ -74,11 +74,12 @@ def unpack_bits(words: np.ndarray, bits: int, count: int) -> np.ndarray:
 
 def pack(model: "IntModel") -> np.ndarray:
     parts = []
-    for layer in weighted_layers(model.layers):
+    for layer in section_layers(model.layers):
         name = layer["name"]
         parts.append(np.array([int(model.weights[f"{name}.shift"])], dtype=np.int32).view(np.uint32))
-        parts.append(model.weights[f"{name}.b"].astype(np.int32).view(np.uint32))
-        parts.append(pack_bits(model.weights[f"{name}.w"], layer["w_bits"]))
+        if layer["type"] in WEIGHTED:
+            parts.append(model.weights[f"{name}.b"].astype(np.int32).view(np.uint32))
+            parts.append(pack_bits(model.weights[f"{name}.w"], layer["w_bits"]))
     return np.concatenate(parts).astype(np.uint32)
 
 
@@ -89,18 +90,17 @@ def unpack(layers: list[dict], words: np.ndarray) -> dict[str, np.ndarray]:
     if words.size != expected:
         raise ValueError(f"weight blob has {words.size} words, the topology needs {expected}")
     out, pos = {}, 0
-    for layer in weighted_layers(layers):
+    for layer in section_layers(layers):
         name, n_out, n_w = layer["name"], _n_out(layer), _n_weights(layer)
         out[f"{name}.shift"] = words[pos:pos + 1].view(np.int32)[0].copy()
-        out[f"{name}.b"] = words[pos + 1:pos + 1 + n_out].view(np.int32).copy()
-        pos += 1 + n_out
+        pos += 1
+        if layer["type"] not in WEIGHTED:
+            continue
+        out[f"{name}.b"] = words[pos:pos + n_out].view(np.int32).copy()
+        pos += n_out
         n_words = (n_w * layer["w_bits"] + 31) // 32
         flat = unpack_bits(words[pos:pos + n_words], layer["w_bits"], n_w).astype(np.int8)
-        if layer["type"] == "conv2d":
-            shape = (layer["out_c"], layer["kernel"], layer["kernel"], layer["in_c"])
-        else:
-            shape = (layer["out_features"], layer["in_features"])
-        out[f"{name}.w"] = flat.reshape(shape)
+        out[f"{name}.w"] = flat.reshape(weight_shape(layer))
         pos += n_words
     return out
 

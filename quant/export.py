@@ -1,4 +1,4 @@
-"""Export a trained ``WaferCNN`` to QONNX and to the integer model.
+"""Export a trained ``GraphNet`` to QONNX and to the integer model.
 
 ``build/<model>/export/`` receives ``model.qonnx.onnx`` plus the integer model
 files (``model.json``, ``weights.npz``, ``weights.bin``; see quant.intmodel).
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from quant.intmodel import IntModel
-from quant.model import WaferCNN, to_input
+from quant.model import GraphNet, to_input
 
 
 def _log2_exact(scale, what: str) -> int:
@@ -33,31 +33,48 @@ def _log2_exact(scale, what: str) -> int:
 
 
 @torch.no_grad()
-def to_intmodel(model: WaferCNN, sample_u8: np.ndarray) -> IntModel:
+def to_intmodel(model: GraphNet, sample_u8: np.ndarray) -> IntModel:
     """Integer weights, biases and requant shifts of ``model`` (eval mode)."""
     model.eval()
-    trace = dict(model.trace(to_input(sample_u8[:2])))
-    spec, weights = model.spec, {}
-    in_scale = _log2_exact(trace["input"].scale, "input")
-    for i, conv in enumerate(model.convs):
-        w = conv.quant_weight()
-        w_log2 = _log2_exact(w.scale, f"conv{i} weight")
-        acc_log2 = in_scale + w_log2
-        if _log2_exact(trace[f"conv{i}.acc"].scale, f"conv{i} accumulator") != acc_log2:
-            raise ValueError(f"conv{i}: Brevitas accumulator scale is not input x weight scale")
-        out_log2 = _log2_exact(trace[f"conv{i}"].scale, f"conv{i} activation")
-        weights[f"conv{i}.w"] = w.int().permute(0, 2, 3, 1).numpy().astype(np.int8)   # OIHW -> OHWI
-        weights[f"conv{i}.b"] = _int_bias(conv.bias, acc_log2)
-        weights[f"conv{i}.shift"] = np.array(out_log2 - acc_log2, dtype=np.int32)
-        in_scale = out_log2
-    w = model.fc.quant_weight()
-    acc_log2 = in_scale + _log2_exact(w.scale, "fc weight")
-    side, c = spec.in_size >> len(spec.channels), spec.channels[-1]
-    w_int = w.int().numpy().reshape(spec.n_classes, c, side, side).transpose(0, 2, 3, 1)
-    weights["fc.w"] = w_int.reshape(spec.n_classes, -1).astype(np.int8)
-    weights["fc.b"] = _int_bias(model.fc.bias, acc_log2)
-    weights["fc.shift"] = np.array(0, dtype=np.int32)
-    return IntModel(spec, weights, logit_scale_log2=acc_log2)
+    trace = model.trace(to_input(sample_u8[:2]))
+    scale = {"input": _log2_exact(trace["input"].scale, "input")}
+    weights, logit_log2 = {}, 0
+    for layer in model.layers:
+        name, kind = layer["name"], layer["type"]
+        in_log2 = scale[layer["inputs"][0]]
+        if kind == "add" and scale[layer["inputs"][1]] != in_log2:
+            raise ValueError(f"{name}: the two inputs of an add have different scales; "
+                             "quantize both branches with one shared requantizer")
+        acc_log2 = in_log2
+        if kind in ("conv2d", "dense"):
+            op = model.ops[name]
+            w = op.quant_weight()
+            acc_log2 = in_log2 + _log2_exact(w.scale, f"{name} weight")
+            weights[f"{name}.w"] = _int_weights(layer, w.int())
+            weights[f"{name}.b"] = _int_bias(op.bias, acc_log2)
+        if kind != "dense" or layer["requant"]:
+            got = _log2_exact(trace[f"{name}.acc"].scale, f"{name} accumulator")
+            if got != acc_log2:
+                raise ValueError(f"{name}: Brevitas accumulator scale 2**{got} is not 2**{acc_log2}")
+        if layer["requant"]:
+            scale[name] = _log2_exact(trace[name].scale, f"{name} activation")
+            weights[f"{name}.shift"] = np.array(scale[name] - acc_log2, dtype=np.int32)
+        elif kind in ("conv2d", "dense"):
+            scale[name], logit_log2 = acc_log2, acc_log2
+            weights[f"{name}.shift"] = np.array(0, dtype=np.int32)
+        else:
+            scale[name] = in_log2
+    return IntModel(model.spec, weights, logit_scale_log2=logit_log2)
+
+
+def _int_weights(layer: dict, w_int: torch.Tensor) -> np.ndarray:
+    w = w_int.numpy()
+    if layer["type"] == "conv2d":
+        return w.transpose(0, 2, 3, 1).astype(np.int8)                 # OIHW -> OHWI
+    # Brevitas flattens the dense input as (c, h, w); the integer model as (h, w, c).
+    h, wd, c = layer["in_h"], layer["in_w"], layer["in_c"]
+    w = w.reshape(-1, c, h, wd).transpose(0, 2, 3, 1)
+    return w.reshape(w.shape[0], -1).astype(np.int8)
 
 
 def _int_bias(bias: torch.Tensor, scale_log2: int) -> np.ndarray:
@@ -68,7 +85,7 @@ def _int_bias(bias: torch.Tensor, scale_log2: int) -> np.ndarray:
     return q.numpy().astype(np.int32)
 
 
-def export_qonnx(model: WaferCNN, path: Path) -> Path:
+def export_qonnx(model: GraphNet, path: Path) -> Path:
     from brevitas.export import export_qonnx as brevitas_export_qonnx
 
     model.eval()
@@ -92,7 +109,7 @@ def run_qonnx(path: Path, images_u8: np.ndarray) -> np.ndarray:
     return np.concatenate(outs)
 
 
-def export(model: WaferCNN, out_dir: Path, sample_u8: np.ndarray) -> IntModel:
+def export(model: GraphNet, out_dir: Path, sample_u8: np.ndarray) -> IntModel:
     out_dir.mkdir(parents=True, exist_ok=True)
     export_qonnx(model, out_dir / "model.qonnx.onnx")
     im = to_intmodel(model, sample_u8)

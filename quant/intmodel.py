@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from quant.spec import INPUT_BITS, INPUT_SCALE_LOG2, CNNSpec
+from quant.graph import INPUT, has_section, weight_shape
+from quant.spec import INPUT_BITS, INPUT_SCALE_LOG2, CNNSpec, spec_from_dict
 
 
 def rshift_rhe(acc: np.ndarray, shift: int) -> np.ndarray:
@@ -91,7 +92,7 @@ class IntModel:
         meta = json.loads((folder / "model.json").read_text())
         with np.load(folder / "weights.npz") as z:
             weights = {k: z[k] for k in z.files}
-        model = cls(CNNSpec.from_dict(meta["spec"]), weights, int(meta["logit_scale_log2"]))
+        model = cls(spec_from_dict(meta["spec"]), weights, int(meta["logit_scale_log2"]))
         if model.topology_hash != meta["topology_hash"]:
             raise ValueError(f"{folder}/model.json: topology hash does not match its layer list")
         return model
@@ -104,10 +105,11 @@ class IntModel:
             x = x[..., None]
         if x.shape[1:] != self.input_shape:
             raise ValueError(f"input shape {x.shape[1:]} != model input {self.input_shape}")
-        x = x.astype(np.int64)
+        acts = {INPUT: x.astype(np.int64)}
         for layer in self.layers:
-            x = _run_layer(layer, x, self.weights)
-        return x
+            acts[layer["name"]] = _run_layer(layer, [acts[i] for i in layer["inputs"]], self.weights)
+        out = acts[self.layers[-1]["name"]]
+        return out.reshape(out.shape[0], -1)
 
     def classify(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits = self.forward(images)
@@ -115,61 +117,79 @@ class IntModel:
 
 
 def _requant(acc: np.ndarray, layer: dict, weights: dict) -> np.ndarray:
-    if not layer["relu"]:
+    if not layer["requant"]:
         return acc
     y = rshift_rhe(acc, int(weights[f"{layer['name']}.shift"]))
-    return np.clip(y, 0, (1 << layer["out_bits"]) - 1)
+    bits = layer["out_bits"]
+    if layer["relu"]:
+        return np.clip(y, 0, (1 << bits) - 1)
+    return np.clip(y, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
 
 
-def _run_layer(layer: dict, x: np.ndarray, weights: dict) -> np.ndarray:
-    name, kind = layer["name"], layer["type"]
+def _conv(layer: dict, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    k, p, s, g = layer["kernel"], layer["pad"], layer["stride"], layer["groups"]
+    xp = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+    n, _, _, c = xp.shape
+    oh, ow = layer["out_h"], layer["out_w"]
+    cols = np.empty((n, oh, ow, k, k, c), dtype=np.int64)
+    for ky in range(k):
+        for kx in range(k):
+            cols[:, :, :, ky, kx, :] = xp[:, ky:ky + s * (oh - 1) + 1:s, kx:kx + s * (ow - 1) + 1:s, :]
+    if g == 1:
+        return cols.reshape(n, oh, ow, -1) @ w.reshape(w.shape[0], -1).T
+    # Depthwise: output channel c sees only input channel c.
+    return np.einsum("nhwyxc,cyx->nhwc", cols, w[..., 0])
+
+
+def _run_layer(layer: dict, xs: list[np.ndarray], weights: dict) -> np.ndarray:
+    name, kind, x = layer["name"], layer["type"], xs[0]
     if kind == "conv2d":
-        w = weights[f"{name}.w"].astype(np.int64)          # [O][K][K][I]
-        k, p, s = layer["kernel"], layer["pad"], layer["stride"]
-        xp = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-        n, hp, wp, c = xp.shape
-        oh, ow = (hp - k) // s + 1, (wp - k) // s + 1
-        cols = np.empty((n, oh, ow, k, k, c), dtype=np.int64)
-        for ky in range(k):
-            for kx in range(k):
-                cols[:, :, :, ky, kx, :] = xp[:, ky:ky + s * oh:s, kx:kx + s * ow:s, :]
-        acc = cols.reshape(n, oh, ow, -1) @ w.reshape(w.shape[0], -1).T
-        acc += weights[f"{name}.b"].astype(np.int64)
-        return _requant(acc, layer, weights)
-    if kind == "maxpool":
-        q = layer["pool"]
-        n, h, w_, c = x.shape
-        oh, ow = h // q, w_ // q
-        return x[:, :oh * q, :ow * q, :].reshape(n, oh, q, ow, q, c).max(axis=(2, 4))
+        acc = _conv(layer, x, weights[f"{name}.w"].astype(np.int64))
+        return _requant(acc + weights[f"{name}.b"].astype(np.int64), layer, weights)
     if kind == "dense":
         flat = x.reshape(x.shape[0], -1)                   # HWC flatten order
         acc = flat @ weights[f"{name}.w"].astype(np.int64).T + weights[f"{name}.b"].astype(np.int64)
         return _requant(acc, layer, weights)
+    if kind == "maxpool":
+        q, s = layer["pool"], layer["stride"]
+        oh, ow = layer["out_h"], layer["out_w"]
+        windows = [x[:, dy:dy + s * (oh - 1) + 1:s, dx:dx + s * (ow - 1) + 1:s, :]
+                   for dy in range(q) for dx in range(q)]
+        return np.max(windows, axis=0)
+    if kind == "gap":
+        return _requant(x.sum(axis=(1, 2), keepdims=True), layer, weights)
+    if kind == "add":
+        return _requant(x + xs[1], layer, weights)
+    if kind == "quant":
+        return _requant(x, layer, weights)
+    if kind == "upsample":
+        return x.repeat(2, axis=1).repeat(2, axis=2)
     raise ValueError(f"layer {name}: unknown type {kind!r}")
 
 
-def random_model(spec: CNNSpec, seed: int = 0) -> IntModel:
+def random_model(spec, seed: int = 0) -> IntModel:
     """Random weights within each layer's bit width, and shifts that keep
     activations away from constant saturation. For tests of the later stages."""
     rng = np.random.default_rng(seed)
     weights: dict[str, np.ndarray] = {}
     for layer in spec.layers():
-        if layer["type"] == "maxpool":
+        if not has_section(layer):
             continue
-        name, wb = layer["name"], layer["w_bits"]
-        lo, hi = -(1 << (wb - 1)), (1 << (wb - 1)) - 1
-        if layer["type"] == "conv2d":
-            shape = (layer["out_c"], layer["kernel"], layer["kernel"], layer["in_c"])
+        name, in_max = layer["name"], (1 << layer["in_bits"]) - 1
+        if layer["type"] in ("conv2d", "dense"):
+            wb = layer["w_bits"]
+            lo, hi = -(1 << (wb - 1)), (1 << (wb - 1)) - 1
+            shape = weight_shape(layer)
+            weights[f"{name}.w"] = rng.integers(lo, hi + 1, size=shape).astype(np.int8)
+            fan_in = int(np.prod(shape[1:]))
+            # Typical |acc| ~ sqrt(fan_in) * max_w * max_x; shift so that lands mid-range.
+            spread = np.sqrt(fan_in) * max(hi, 1) * in_max
+            weights[f"{name}.b"] = rng.integers(-int(spread) // 4 - 1, int(spread) // 4 + 1,
+                                                size=shape[0]).astype(np.int32)
+        elif layer["type"] == "gap":
+            spread = layer["in_h"] * layer["in_w"] * in_max / 2
         else:
-            shape = (layer["out_features"], layer["in_features"])
-        w = rng.integers(lo, hi + 1, size=shape).astype(np.int8)
-        fan_in = int(np.prod(shape[1:]))
-        # Typical |acc| ~ sqrt(fan_in) * max_w * max_x; shift so that lands mid-range.
-        spread = np.sqrt(fan_in) * max(hi, 1) * ((1 << layer["in_bits"]) - 1)
-        out_bits = layer.get("out_bits", 8)
-        shift = max(0, int(np.round(np.log2(spread))) - out_bits + 1)
-        weights[f"{name}.w"] = w
-        weights[f"{name}.b"] = rng.integers(-(1 << max(shift, 4)), 1 << max(shift, 4),
-                                            size=shape[0]).astype(np.int32)
-        weights[f"{name}.shift"] = np.array(shift if layer["relu"] else 0, dtype=np.int32)
+            spread = 2 * in_max
+        shift = int(np.round(np.log2(max(spread, 1)))) - layer["out_bits"] + 1
+        weights[f"{name}.shift"] = np.array(shift if layer["requant"] else 0, dtype=np.int32)
     return IntModel(spec, weights, logit_scale_log2=-12)

@@ -1,4 +1,4 @@
-"""Brevitas wafer-map CNN built from a ``CNNSpec``.
+"""Brevitas networks built from a spec's layer graph (``quant.graph``).
 
 Every scale is a power of two (the ``*FixedPoint`` quantizers), and the biases
 are int32 at the accumulator's scale, so the model is integer-exact: its
@@ -9,13 +9,18 @@ input quantizer has a constant scale of 2**-8, so it reproduces ``q`` exactly.
 """
 from __future__ import annotations
 
+import math
+
 import brevitas.nn as qnn
 import torch
+import torch.nn.functional as F
 from brevitas.core.scaling import ScalingImplType
-from brevitas.quant import Int8WeightPerTensorFixedPoint, Int32Bias, Uint8ActPerTensorFixedPoint
+from brevitas.quant import (Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint, Int32Bias,
+                            Uint8ActPerTensorFixedPoint)
+from brevitas.quant_tensor import IntQuantTensor
 from torch import nn
 
-from quant.spec import INPUT_BITS, INPUT_SCALE_LOG2, CNNSpec
+from quant.spec import INPUT_BITS, INPUT_SCALE_LOG2
 
 
 class InputQuant(Uint8ActPerTensorFixedPoint):
@@ -41,44 +46,87 @@ def act_quant(bits: int):
                 {"bit_width": bits})
 
 
-class WaferCNN(nn.Module):
-    def __init__(self, spec: CNNSpec):
+def signed_act_quant(bits: int):
+    return type(f"Int{bits}ActPerTensorFixedPoint", (Int8ActPerTensorFixedPoint,),
+                {"bit_width": bits})
+
+
+def _rewrap(qt: IntQuantTensor, value: torch.Tensor, extra_bits: int = 0) -> IntQuantTensor:
+    """The same scale on new values: exact for max, repeat and sums of codes."""
+    return IntQuantTensor(value, qt.scale, qt.zero_point, qt.bit_width + extra_bits, qt.signed,
+                          qt.training)
+
+
+class GraphNet(nn.Module):
+    """A Brevitas network built from a spec's layer graph (``quant.graph``).
+
+    Input: float NCHW holding ``q / 256`` for uint8 codes ``q``. Output: float
+    logits, equal to the integer model's logits times their power-of-two scale.
+    """
+
+    def __init__(self, spec):
         super().__init__()
         self.spec = spec
+        self.layers = spec.layers()
         self.inp = qnn.QuantIdentity(act_quant=InputQuant, return_quant_tensor=True)
-        self.convs = nn.ModuleList()
-        self.acts = nn.ModuleList()
-        c_in = spec.in_channels
-        for i, c_out in enumerate(spec.channels):
-            self.convs.append(qnn.QuantConv2d(c_in, c_out, 3, padding=1, bias=True,
-                                              weight_quant=weight_quant(spec.w_bits[i]),
-                                              bias_quant=Int32Bias, return_quant_tensor=True))
-            self.acts.append(qnn.QuantReLU(act_quant=act_quant(spec.a_bits[i]),
-                                           return_quant_tensor=True))
-            c_in = c_out
-        self.pool = nn.MaxPool2d(2)
-        side = spec.in_size >> len(spec.channels)
-        self.fc = qnn.QuantLinear(c_in * side * side, spec.n_classes, bias=True,
-                                  weight_quant=weight_quant(spec.w_bits[-1]),
-                                  bias_quant=Int32Bias, return_quant_tensor=False)
+        self.ops = nn.ModuleDict()
+        self.acts = nn.ModuleDict()
+        for layer in self.layers:
+            name, kind = layer["name"], layer["type"]
+            if kind == "conv2d":
+                self.ops[name] = qnn.QuantConv2d(
+                    layer["in_c"], layer["out_c"], layer["kernel"], stride=layer["stride"],
+                    padding=layer["pad"], groups=layer["groups"], bias=True,
+                    weight_quant=weight_quant(layer["w_bits"]), bias_quant=Int32Bias,
+                    return_quant_tensor=True)
+            elif kind == "dense":
+                self.ops[name] = qnn.QuantLinear(
+                    layer["in_features"], layer["out_features"], bias=True,
+                    weight_quant=weight_quant(layer["w_bits"]), bias_quant=Int32Bias,
+                    return_quant_tensor=layer["requant"])
+            if layer["requant"]:
+                if layer["relu"]:
+                    self.acts[name] = qnn.QuantReLU(act_quant=act_quant(layer["out_bits"]),
+                                                    return_quant_tensor=True)
+                else:
+                    self.acts[name] = qnn.QuantIdentity(act_quant=signed_act_quant(layer["out_bits"]),
+                                                        return_quant_tensor=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trace(x)[-1][1]
+        return self.trace(x)[self.layers[-1]["name"]]
 
-    def trace(self, x: torch.Tensor) -> list[tuple[str, object]]:
-        """Every intermediate (name, QuantTensor) in order; the export reads scales here."""
-        out = [("input", self.inp(x))]
-        y = out[-1][1]
-        for i, (conv, act) in enumerate(zip(self.convs, self.acts)):
-            y = conv(y)
-            out.append((f"conv{i}.acc", y))
-            y = act(y)
-            out.append((f"conv{i}", y))
-            y = self.pool(y)
-            out.append((f"pool{i}", y))
-        y = torch.flatten(y, 1)
-        out.append(("fc", self.fc(y)))
+    def trace(self, x: torch.Tensor) -> dict[str, object]:
+        """Every layer's output by name; ``<name>.acc`` is its accumulator
+        before requantization. The export reads the scales here."""
+        out = {"input": self.inp(x)}
+        for layer in self.layers:
+            name = layer["name"]
+            acc = self._op(layer, [out[i] for i in layer["inputs"]])
+            out[f"{name}.acc"] = acc
+            out[name] = self.acts[name](acc) if name in self.acts else acc
         return out
+
+    def _op(self, layer: dict, xs: list):
+        kind, x = layer["type"], xs[0]
+        if kind == "conv2d":
+            return self.ops[layer["name"]](x)
+        if kind == "dense":
+            # The integer model flattens HWC; Brevitas flattens CHW. The export
+            # permutes the weights, so here the plain torch flatten is right.
+            return self.ops[layer["name"]](_rewrap(x, torch.flatten(x.value, 1)))
+        if kind == "maxpool":
+            return _rewrap(x, F.max_pool2d(x.value, layer["pool"], layer["stride"]))
+        if kind == "gap":
+            hw = layer["in_h"] * layer["in_w"]
+            return _rewrap(x, x.value.sum(dim=(2, 3), keepdim=True), math.ceil(math.log2(hw)))
+        if kind == "add":
+            a, b = xs
+            return _rewrap(a, a.value + b.value, 1)
+        if kind == "upsample":
+            return _rewrap(x, F.interpolate(x.value, scale_factor=2, mode="nearest"))
+        if kind == "quant":
+            return x
+        raise ValueError(f"layer {layer['name']}: unknown type {kind!r}")
 
 
 def to_input(images_u8) -> torch.Tensor:

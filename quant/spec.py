@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from quant.graph import GraphBuilder
+
 WAFER_CLASSES = ("Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc",
                  "Near-full", "Random", "Scratch", "none")
 
@@ -28,6 +30,7 @@ class CNNSpec:
     """
 
     name: str = "wmcnn"
+    family: str = "wmcnn"
     in_size: int = 42
     in_channels: int = 1
     channels: tuple[int, ...] = (8, 16, 32)
@@ -64,15 +67,22 @@ class CNNSpec:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     def layers(self) -> list[dict]:
-        """Geometry of every layer, in execution order (no weights, no scales)."""
-        out, size, c_in, a_in = [], self.in_size, self.in_channels, INPUT_BITS
+        """The layer graph (``quant.graph``), in execution order."""
+        g = GraphBuilder(self.in_size, self.in_channels, INPUT_BITS)
         for i, c_out in enumerate(self.channels):
-            out.append(dict(type="conv2d", name=f"conv{i}", in_h=size, in_w=size, in_c=c_in,
-                            out_c=c_out, kernel=3, stride=1, pad=1, in_bits=a_in,
-                            w_bits=self.w_bits[i], out_bits=self.a_bits[i], relu=True))
-            out.append(dict(type="maxpool", name=f"pool{i}", in_h=size, in_w=size, in_c=c_out, pool=2))
-            size, c_in, a_in = size // 2, c_out, self.a_bits[i]
-        out.append(dict(type="dense", name="fc", in_features=size * size * c_in,
-                        out_features=self.n_classes, in_bits=a_in, w_bits=self.w_bits[-1],
-                        relu=False))
-        return out
+            g.conv(f"conv{i}", c_out, 3, w_bits=self.w_bits[i], a_bits=self.a_bits[i])
+            g.maxpool(f"pool{i}", 2)
+        g.dense("fc", self.n_classes, w_bits=self.w_bits[-1], logits=True)
+        return g.layers
+
+
+def spec_from_dict(d: dict):
+    """Any family's spec from its ``to_dict()`` (the ``spec`` entry of model.json)."""
+    from quant import zoo
+
+    family = d.get("family", "wmcnn")
+    if family == "wmcnn":
+        return CNNSpec.from_dict(d)
+    if family not in zoo.FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; known: wmcnn, {', '.join(zoo.FAMILIES)}")
+    return zoo.FAMILIES[family].from_dict(d)

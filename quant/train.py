@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from host_stm32mp1.preprocess import to_model_input
 from quant import synth
-from quant.model import WaferCNN, to_input
-from quant.spec import CNNSpec
+from quant.model import GraphNet, to_input
+from quant.spec import CNNSpec, spec_from_dict
 
 
 def make_inputs(n: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +50,7 @@ def _augment(x: torch.Tensor) -> torch.Tensor:
     return torch.flip(x, dims=(3,)) if bool(torch.randint(0, 2, ())) else x
 
 
-def evaluate(model: WaferCNN, x_u8: np.ndarray, y: np.ndarray, batch: int = 256) -> np.ndarray:
+def evaluate(model: GraphNet, x_u8: np.ndarray, y: np.ndarray, batch: int = 256) -> np.ndarray:
     """Predicted class indices."""
     model.eval()
     preds = []
@@ -61,9 +61,9 @@ def evaluate(model: WaferCNN, x_u8: np.ndarray, y: np.ndarray, batch: int = 256)
 
 
 def train(spec: CNNSpec, x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
-          batch: int = 64, lr: float = 2e-3) -> WaferCNN:
+          batch: int = 64, lr: float = 2e-3) -> GraphNet:
     torch.manual_seed(seed)
-    model = WaferCNN(spec)
+    model = GraphNet(spec)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * (len(x) // batch))
     loss_fn = nn.CrossEntropyLoss()
@@ -85,13 +85,13 @@ def train(spec: CNNSpec, x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
     return model
 
 
-def save_checkpoint(model: WaferCNN, path: Path) -> None:
+def save_checkpoint(model: GraphNet, path: Path) -> None:
     torch.save({"spec": model.spec.to_dict(), "state_dict": model.state_dict()}, path)
 
 
-def load_checkpoint(path: Path) -> WaferCNN:
+def load_checkpoint(path: Path) -> GraphNet:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    model = WaferCNN(CNNSpec.from_dict(ckpt["spec"]))
+    model = GraphNet(spec_from_dict(ckpt["spec"]))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
 

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from quant import synth  # noqa: E402
 from quant.export import export_qonnx, run_qonnx, to_intmodel  # noqa: E402
 from quant.intmodel import IntModel  # noqa: E402
-from quant.model import WaferCNN, to_input  # noqa: E402
+from quant.model import GraphNet, to_input  # noqa: E402
 from quant.spec import CNNSpec  # noqa: E402
 from quant.train import make_inputs, train  # noqa: E402
 

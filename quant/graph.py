@@ -1,0 +1,122 @@
+"""The layer graph: one list of plain dicts that every stage builds from.
+
+A model family (``quant.spec``, ``quant.zoo``) describes its topology with a
+``GraphBuilder``; the result is a list of layers in execution order. The
+Brevitas model is instantiated from that list (``quant.model.GraphNet``), the
+integer reference executes it (``quant.intmodel``), the blob packs it
+(``quant.blob``) and the HLS generator instantiates templates for it.
+
+Tensors are HWC. Every layer has::
+
+    type, name        see below
+    inputs            names of the layers it reads ("input" is the image)
+    in_h, in_w, in_c  shape of its first input
+    out_h, out_w, out_c
+    in_bits           bit width of its first input's codes
+    out_bits          bit width of its output codes
+    relu              output clamped to [0, 2**out_bits - 1] (else signed)
+    requant           the layer ends in a requantization shift (in the blob)
+
+Types:
+
+conv2d    kernel, stride, pad, groups (1, or in_c for depthwise), w_bits
+dense     in_features (HWC flatten of its input), w_bits; ``requant`` False
+          makes it the logits layer (int32 accumulator out)
+maxpool   pool, stride (no padding; a partial window at the edge is dropped)
+gap       sum over H and W, then requantization (the 1/(H*W) is part of the
+          power-of-two scale the export learned)
+add       element-wise sum of two inputs of equal scale, then requantization
+upsample  nearest neighbour, factor 2
+quant     requantization only (aligns a branch's scale before an add)
+"""
+from __future__ import annotations
+
+INPUT = "input"
+WEIGHTED = ("conv2d", "dense")
+
+
+class GraphBuilder:
+    """Appends layers and infers shapes; methods return the new layer's name."""
+
+    def __init__(self, in_size: int, in_channels: int, in_bits: int):
+        self.layers: list[dict] = []
+        self._shape = {INPUT: (in_size, in_size, in_channels, in_bits, False)}
+        self._last = INPUT
+
+    def _add(self, kind: str, name: str, src: str | None, out_hw, out_c, out_bits, relu,
+             requant, extra: dict, inputs=None) -> str:
+        src = src or self._last
+        if name in self._shape:
+            raise ValueError(f"layer name {name!r} is used twice")
+        h, w, c, bits, _ = self._shape[src]
+        layer = dict(type=kind, name=name, inputs=list(inputs or [src]), in_h=h, in_w=w, in_c=c,
+                     out_h=out_hw[0], out_w=out_hw[1], out_c=out_c, in_bits=bits,
+                     out_bits=out_bits, relu=relu, requant=requant, **extra)
+        if min(out_hw) < 1:
+            raise ValueError(f"layer {name}: output {out_hw} is empty")
+        self.layers.append(layer)
+        self._shape[name] = (out_hw[0], out_hw[1], out_c, out_bits, not relu)
+        self._last = name
+        return name
+
+    def shape(self, name: str) -> tuple[int, int, int]:
+        return self._shape[name][:3]
+
+    def conv(self, name, out_c, kernel=3, stride=1, pad=None, groups=1, w_bits=4, a_bits=4,
+             relu=True, src=None) -> str:
+        h, w, c, _, _ = self._shape[src or self._last]
+        pad = kernel // 2 if pad is None else pad
+        if groups != 1 and (groups != c or out_c != c):
+            raise ValueError(f"layer {name}: groups must be 1 or in_c (depthwise, out_c == in_c)")
+        oh, ow = (h + 2 * pad - kernel) // stride + 1, (w + 2 * pad - kernel) // stride + 1
+        return self._add("conv2d", name, src, (oh, ow), out_c, a_bits, relu, True,
+                         dict(kernel=kernel, stride=stride, pad=pad, groups=groups, w_bits=w_bits))
+
+    def dwconv(self, name, kernel=3, stride=1, w_bits=4, a_bits=4, relu=True, src=None) -> str:
+        c = self._shape[src or self._last][2]
+        return self.conv(name, c, kernel, stride, None, c, w_bits, a_bits, relu, src)
+
+    def maxpool(self, name, pool=2, stride=None, src=None) -> str:
+        h, w, c, bits, signed = self._shape[src or self._last]
+        stride = stride or pool
+        out = ((h - pool) // stride + 1, (w - pool) // stride + 1)
+        return self._add("maxpool", name, src, out, c, bits, not signed, False,
+                         dict(pool=pool, stride=stride))
+
+    def gap(self, name, a_bits=8, src=None) -> str:
+        c = self._shape[src or self._last][2]
+        return self._add("gap", name, src, (1, 1), c, a_bits, True, True, {})
+
+    def dense(self, name, out_features, w_bits=4, a_bits=8, relu=True, logits=False, src=None) -> str:
+        h, w, c, _, _ = self._shape[src or self._last]
+        return self._add("dense", name, src, (1, 1), out_features, 32 if logits else a_bits,
+                         relu and not logits, not logits,
+                         dict(in_features=h * w * c, out_features=out_features, w_bits=w_bits))
+
+    def quant(self, name, a_bits=8, relu=False, src=None) -> str:
+        h, w, c, _, _ = self._shape[src or self._last]
+        return self._add("quant", name, src, (h, w), c, a_bits, relu, True, {})
+
+    def add(self, name, a: str, b: str, a_bits=8, relu=False) -> str:
+        if self._shape[a][:3] != self._shape[b][:3]:
+            raise ValueError(f"layer {name}: cannot add {a} {self._shape[a][:3]} and {b} {self._shape[b][:3]}")
+        h, w, c, _, _ = self._shape[a]
+        return self._add("add", name, a, (h, w), c, a_bits, relu, True, {}, inputs=[a, b])
+
+    def upsample(self, name, src=None) -> str:
+        h, w, c, bits, signed = self._shape[src or self._last]
+        return self._add("upsample", name, src, (2 * h, 2 * w), c, bits, not signed, False,
+                         dict(factor=2))
+
+
+def weight_shape(layer: dict) -> tuple[int, ...]:
+    """conv2d [O][KH][KW][I/groups], dense [O][I]."""
+    if layer["type"] == "conv2d":
+        k = layer["kernel"]
+        return (layer["out_c"], k, k, layer["in_c"] // layer["groups"])
+    return (layer["out_features"], layer["in_features"])
+
+
+def has_section(layer: dict) -> bool:
+    """Layers with run-time parameters (weights and/or a shift) in the blob."""
+    return layer["type"] in WEIGHTED or layer["requant"]
