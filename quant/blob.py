@@ -3,7 +3,8 @@
 Layout, 32-bit little-endian words, one section per layer with run-time
 parameters (``quant.graph.has_section``), in execution order::
 
-    shift        1 word, int32 (0 for the logits layer)
+    shift(s)     int32 words, ``quant.graph.shift_names`` (1, or 3 for add;
+                 0 for the logits layer)
     bias         conv2d and dense only: out_features words, int32
     weights      conv2d and dense only: the layer's int weights in their
                  declared order (conv [O][KH][KW][I/groups], dense [O][I]),
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from protocol.stream import checksum as _checksum
-from quant.graph import WEIGHTED, has_section, weight_shape
+from quant.graph import WEIGHTED, has_section, shift_names, weight_shape
 
 if TYPE_CHECKING:
     from quant.intmodel import IntModel
@@ -43,7 +44,7 @@ def _n_out(layer: dict) -> int:
 
 
 def section_words(layer: dict) -> int:
-    return 1 + _n_out(layer) + (_n_weights(layer) * layer.get("w_bits", 0) + 31) // 32
+    return len(shift_names(layer)) + _n_out(layer) + (_n_weights(layer) * layer.get("w_bits", 0) + 31) // 32
 
 
 def blob_words(layers: list[dict]) -> int:
@@ -76,7 +77,8 @@ def pack(model: "IntModel") -> np.ndarray:
     parts = []
     for layer in section_layers(model.layers):
         name = layer["name"]
-        parts.append(np.array([int(model.weights[f"{name}.shift"])], dtype=np.int32).view(np.uint32))
+        shifts = [int(model.weights[f"{name}.{k}"]) for k in shift_names(layer)]
+        parts.append(np.array(shifts, dtype=np.int32).view(np.uint32))
         if layer["type"] in WEIGHTED:
             parts.append(model.weights[f"{name}.b"].astype(np.int32).view(np.uint32))
             parts.append(pack_bits(model.weights[f"{name}.w"], layer["w_bits"]))
@@ -92,8 +94,9 @@ def unpack(layers: list[dict], words: np.ndarray) -> dict[str, np.ndarray]:
     out, pos = {}, 0
     for layer in section_layers(layers):
         name, n_out, n_w = layer["name"], _n_out(layer), _n_weights(layer)
-        out[f"{name}.shift"] = words[pos:pos + 1].view(np.int32)[0].copy()
-        pos += 1
+        for key in shift_names(layer):
+            out[f"{name}.{key}"] = words[pos:pos + 1].view(np.int32)[0].copy()
+            pos += 1
         if layer["type"] not in WEIGHTED:
             continue
         out[f"{name}.b"] = words[pos:pos + n_out].view(np.int32).copy()

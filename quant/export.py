@@ -42,10 +42,12 @@ def to_intmodel(model: GraphNet, sample_u8: np.ndarray) -> IntModel:
     for layer in model.layers:
         name, kind = layer["name"], layer["type"]
         in_log2 = scale[layer["inputs"][0]]
-        if kind == "add" and scale[layer["inputs"][1]] != in_log2:
-            raise ValueError(f"{name}: the two inputs of an add have different scales; "
-                             "quantize both branches with one shared requantizer")
         acc_log2 = in_log2
+        if kind == "add":
+            align = model.aligns[name](trace[layer["inputs"][0]])
+            acc_log2 = _log2_exact(align.scale, f"{name} alignment")
+            for key, src in zip(("shift_a", "shift_b"), layer["inputs"]):
+                weights[f"{name}.{key}"] = np.array(acc_log2 - scale[src], dtype=np.int32)
         if kind in ("conv2d", "dense"):
             op = model.ops[name]
             w = op.quant_weight()

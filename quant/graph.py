@@ -25,7 +25,9 @@ dense     in_features (HWC flatten of its input), w_bits; ``requant`` False
 maxpool   pool, stride (no padding; a partial window at the edge is dropped)
 gap       sum over H and W, then requantization (the 1/(H*W) is part of the
           power-of-two scale the export learned)
-add       element-wise sum of two inputs of equal scale, then requantization
+add       both inputs are first requantized to one shared scale (signed
+          ``align_bits``; shifts ``shift_a`` and ``shift_b``), then summed and
+          requantized (``shift``); three words in the blob
 upsample  nearest neighbour, factor 2
 quant     requantization only (aligns a branch's scale before an add)
 """
@@ -97,11 +99,13 @@ class GraphBuilder:
         h, w, c, _, _ = self._shape[src or self._last]
         return self._add("quant", name, src, (h, w), c, a_bits, relu, True, {})
 
-    def add(self, name, a: str, b: str, a_bits=8, relu=False) -> str:
+    def add(self, name, a: str, b: str, a_bits=8, relu=False, align_bits=None) -> str:
         if self._shape[a][:3] != self._shape[b][:3]:
             raise ValueError(f"layer {name}: cannot add {a} {self._shape[a][:3]} and {b} {self._shape[b][:3]}")
         h, w, c, _, _ = self._shape[a]
-        return self._add("add", name, a, (h, w), c, a_bits, relu, True, {}, inputs=[a, b])
+        align = align_bits or max(self._shape[a][3], self._shape[b][3]) + 1
+        return self._add("add", name, a, (h, w), c, a_bits, relu, True,
+                         dict(align_bits=min(align, 9), in_bits_b=self._shape[b][3]), inputs=[a, b])
 
     def upsample(self, name, src=None) -> str:
         h, w, c, bits, signed = self._shape[src or self._last]
@@ -115,6 +119,13 @@ def weight_shape(layer: dict) -> tuple[int, ...]:
         k = layer["kernel"]
         return (layer["out_c"], k, k, layer["in_c"] // layer["groups"])
     return (layer["out_features"], layer["in_features"])
+
+
+def shift_names(layer: dict) -> tuple[str, ...]:
+    """The layer's shift words, in blob order."""
+    if layer["type"] == "add":
+        return ("shift_a", "shift_b", "shift")
+    return ("shift",)
 
 
 def has_section(layer: dict) -> bool:

@@ -100,6 +100,11 @@ class IntModel:
     # --- execution -------------------------------------------------------
     def forward(self, images: np.ndarray) -> np.ndarray:
         """uint8 images [N][H][W][C] (or [N][H][W]) -> int64 logits [N][n_classes]."""
+        out = self.run(images)[self.layers[-1]["name"]]
+        return out.reshape(out.shape[0], -1)
+
+    def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Every layer's integer output [N][H][W][C] by name (and "input")."""
         x = np.asarray(images)
         if x.ndim == 3:
             x = x[..., None]
@@ -108,8 +113,7 @@ class IntModel:
         acts = {INPUT: x.astype(np.int64)}
         for layer in self.layers:
             acts[layer["name"]] = _run_layer(layer, [acts[i] for i in layer["inputs"]], self.weights)
-        out = acts[self.layers[-1]["name"]]
-        return out.reshape(out.shape[0], -1)
+        return acts
 
     def classify(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits = self.forward(images)
@@ -120,8 +124,11 @@ def _requant(acc: np.ndarray, layer: dict, weights: dict) -> np.ndarray:
     if not layer["requant"]:
         return acc
     y = rshift_rhe(acc, int(weights[f"{layer['name']}.shift"]))
-    bits = layer["out_bits"]
-    if layer["relu"]:
+    return _clamp(y, layer["out_bits"], layer["relu"])
+
+
+def _clamp(y: np.ndarray, bits: int, unsigned: bool) -> np.ndarray:
+    if unsigned:
         return np.clip(y, 0, (1 << bits) - 1)
     return np.clip(y, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
 
@@ -159,7 +166,9 @@ def _run_layer(layer: dict, xs: list[np.ndarray], weights: dict) -> np.ndarray:
     if kind == "gap":
         return _requant(x.sum(axis=(1, 2), keepdims=True), layer, weights)
     if kind == "add":
-        return _requant(x + xs[1], layer, weights)
+        a = _clamp(rshift_rhe(x, int(weights[f"{name}.shift_a"])), layer["align_bits"], False)
+        b = _clamp(rshift_rhe(xs[1], int(weights[f"{name}.shift_b"])), layer["align_bits"], False)
+        return _requant(a + b, layer, weights)
     if kind == "quant":
         return _requant(x, layer, weights)
     if kind == "upsample":
@@ -188,6 +197,11 @@ def random_model(spec, seed: int = 0) -> IntModel:
                                                 size=shape[0]).astype(np.int32)
         elif layer["type"] == "gap":
             spread = layer["in_h"] * layer["in_w"] * in_max / 2
+        elif layer["type"] == "add":
+            # Align both branches near the shared width, then the sum to the output.
+            for key, bits in (("shift_a", layer["in_bits"]), ("shift_b", layer["in_bits_b"])):
+                weights[f"{name}.{key}"] = np.array(bits - layer["align_bits"] + 1, dtype=np.int32)
+            spread = 1 << layer["align_bits"]
         else:
             spread = 2 * in_max
         shift = int(np.round(np.log2(max(spread, 1)))) - layer["out_bits"] + 1

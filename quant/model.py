@@ -71,6 +71,7 @@ class GraphNet(nn.Module):
         self.inp = qnn.QuantIdentity(act_quant=InputQuant, return_quant_tensor=True)
         self.ops = nn.ModuleDict()
         self.acts = nn.ModuleDict()
+        self.aligns = nn.ModuleDict()
         for layer in self.layers:
             name, kind = layer["name"], layer["type"]
             if kind == "conv2d":
@@ -84,6 +85,10 @@ class GraphNet(nn.Module):
                     layer["in_features"], layer["out_features"], bias=True,
                     weight_quant=weight_quant(layer["w_bits"]), bias_quant=Int32Bias,
                     return_quant_tensor=layer["requant"])
+            if kind == "add":
+                # One quantizer for both branches: the sum is then exact at its scale.
+                self.aligns[name] = qnn.QuantIdentity(act_quant=signed_act_quant(layer["align_bits"]),
+                                                      return_quant_tensor=True)
             if layer["requant"]:
                 if layer["relu"]:
                     self.acts[name] = qnn.QuantReLU(act_quant=act_quant(layer["out_bits"]),
@@ -120,7 +125,8 @@ class GraphNet(nn.Module):
             hw = layer["in_h"] * layer["in_w"]
             return _rewrap(x, x.value.sum(dim=(2, 3), keepdim=True), math.ceil(math.log2(hw)))
         if kind == "add":
-            a, b = xs
+            align = self.aligns[layer["name"]]
+            a, b = align(xs[0]), align(xs[1])
             return _rewrap(a, a.value + b.value, 1)
         if kind == "upsample":
             return _rewrap(x, F.interpolate(x.value, scale_factor=2, mode="nearest"))
