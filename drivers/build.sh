@@ -4,7 +4,7 @@
 #   build.sh native       W=1 build against Debian's amd64 headers
 #   build.sh armv7        W=1 cross-build against Debian's armmp headers
 #   build.sh checkpatch   checkpatch.pl --strict on every .c and .h
-#   build.sh user         user-space pieces for the tests (msg library, UAPI dump)
+#   build.sh user         user-space pieces for the tests (msg+sg library, UAPI dump, example)
 #   build.sh all          native, armv7 and checkpatch
 #
 # Outputs go to $OUT (default build/driver): $OUT/<arch>/waferq/waferq.ko and
@@ -199,9 +199,12 @@ user() {
 	mkdir -p "$dir"
 	(cd "$REPO" && "$PY" -m protocol.codegen "$dir" >/dev/null)
 	gcc -Wall -Wextra -Werror -O2 -fPIC -shared -I"$dir" \
-		-o "$dir/libwaferq_msg.so" "$HERE/waferq/waferq_msg.c"
+		-o "$dir/libwaferq_msg.so" "$HERE/waferq/waferq_msg.c" \
+		"$HERE/waferq/waferq_sg.c"
 	gcc -Wall -Wextra -Werror -O2 -I"$HERE/include/uapi" \
 		-o "$dir/uapi_dump" "$HERE/tools/uapi_dump.c"
+	gcc -Wall -Wextra -Werror -O2 -I"$HERE/include/uapi" \
+		-o "$dir/example_submit" "$HERE/tools/example_submit.c"
 	echo "user: $dir"
 }
 

@@ -7,6 +7,11 @@ every number and struct size against the compiled header.
 
 Structs are little-endian with fixed-width fields only, so one layout serves
 the 32-bit board and a 64-bit host. User pointers travel as 64-bit integers.
+
+Every function takes a file descriptor, or an object with an
+``ioctl(cmd, arg, mutate)`` method shaped like ``fcntl.ioctl``: the driver's
+user-space stand-in (``zybo_z7.backends.SeqpacketFile``, drivers/README.md)
+carries the same numbers and struct bytes over a socket.
 """
 from __future__ import annotations
 
@@ -58,21 +63,28 @@ WAFERQ_IOC_SET_TIMEOUT = NUMBERS["WAFERQ_IOC_SET_TIMEOUT"]
 WAFERQ_IOC_SUBMIT = NUMBERS["WAFERQ_IOC_SUBMIT"]
 
 
-def reset(fd: int) -> None:
+def _ioctl(fd, cmd: int, arg=0, mutate: bool = False):
+    method = getattr(fd, "ioctl", None)
+    if method is not None:
+        return method(cmd, arg, mutate)
+    return fcntl.ioctl(fd, cmd, arg, mutate)
+
+
+def reset(fd) -> None:
     """Abort every transfer, drop a pending reply, pulse the core's reset line."""
-    fcntl.ioctl(fd, WAFERQ_IOC_RESET)
+    _ioctl(fd, WAFERQ_IOC_RESET)
 
 
-def get_stats(fd: int) -> dict[str, int]:
+def get_stats(fd) -> dict[str, int]:
     buf = bytearray(struct_size("waferq_stats"))
-    fcntl.ioctl(fd, WAFERQ_IOC_GET_STATS, buf, True)
+    _ioctl(fd, WAFERQ_IOC_GET_STATS, buf, True)
     return dict(zip(STATS_FIELDS, struct.unpack(STRUCTS["waferq_stats"], buf)))
 
 
-def set_timeout(fd: int, ms: int) -> None:
+def set_timeout(fd, ms: int) -> None:
     if not TIMEOUT_MIN_MS <= ms <= TIMEOUT_MAX_MS:
         raise ValueError(f"timeout {ms} ms is outside {TIMEOUT_MIN_MS}..{TIMEOUT_MAX_MS}")
-    fcntl.ioctl(fd, WAFERQ_IOC_SET_TIMEOUT, struct.pack(STRUCTS["__u32"], ms))
+    _ioctl(fd, WAFERQ_IOC_SET_TIMEOUT, struct.pack(STRUCTS["__u32"], ms))
 
 
 def submit(fd: int, request: bytes, reply_capacity: int) -> bytes:
@@ -81,6 +93,6 @@ def submit(fd: int, request: bytes, reply_capacity: int) -> bytes:
     rx = ctypes.create_string_buffer(reply_capacity)
     arg = bytearray(struct.pack(STRUCTS["waferq_submit"], ctypes.addressof(tx),
                                 ctypes.addressof(rx), len(request), reply_capacity, 0, 0))
-    fcntl.ioctl(fd, WAFERQ_IOC_SUBMIT, arg, True)
+    _ioctl(fd, WAFERQ_IOC_SUBMIT, arg, True)
     reply_len = struct.unpack(STRUCTS["waferq_submit"], arg)[4]
     return rx.raw[:reply_len]

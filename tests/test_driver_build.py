@@ -149,3 +149,12 @@ def test_driver_checks_ioctl_type_and_bound_before_the_switch():
     assert "_IOC_TYPE(cmd) != WAFERQ_IOC_MAGIC" in src
     assert check < src.index("switch (cmd)")
     assert "ENOSYS" not in "".join(p.read_text() for p in (DRIVERS / "waferq").glob("*.c"))
+
+
+@pytest.mark.parametrize("cc", ["gcc", "arm-linux-gnueabihf-gcc"])
+def test_uapi_example_compiles(cc, tmp_path):
+    """drivers/tools/example_submit.c, the C example drivers/README.md points to."""
+    p = _compile(cc, ["-O2", f"-I{UAPI}", "-o", str(tmp_path / "example_submit"),
+                      str(DRIVERS / "tools" / "example_submit.c")], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "tools/example_submit.c" in (DRIVERS / "README.md").read_text()

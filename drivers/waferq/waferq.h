@@ -6,8 +6,10 @@
 #ifndef _WAFERQ_H
 #define _WAFERQ_H
 
+#include <linux/bits.h>
 #include <linux/completion.h>
 #include <linux/dmaengine.h>
+#include <linux/io.h>
 #include <linux/kref.h>
 #include <linux/miscdevice.h>
 #include <linux/mutex.h>
@@ -78,12 +80,27 @@ struct waferq_dev {
 	size_t rx_size;
 
 	struct gpio_desc *reset_gpio;
+	void __iomem *core;		/* the HLS core's block-level control */
 	unsigned long deadline;
 	u32 timeout_ms;
 	struct waferq_stats stats;
 };
 
 extern const struct file_operations waferq_fops;
+
+/*
+ * The HLS core has ap_ctrl_hs control at offset 0 of its "core" register
+ * window: it serves one message per start, so auto-restart keeps it serving.
+ * A reset of the core clears both bits, so they are set again after one.
+ */
+#define WAFERQ_AP_CTRL		0x00
+#define WAFERQ_AP_START		BIT(0)
+#define WAFERQ_AP_AUTO_RESTART	BIT(7)
+
+static inline void waferq_start_core(struct waferq_dev *wq)
+{
+	writel(WAFERQ_AP_START | WAFERQ_AP_AUTO_RESTART, wq->core + WAFERQ_AP_CTRL);
+}
 
 void waferq_put(struct waferq_dev *wq);
 

@@ -3,8 +3,9 @@
  * waferq dmaengine part: the Xilinx AXI DMA in scatter-gather mode.
  *
  * Requests (MM2S, "tx") go straight from the caller's pages: they are pinned,
- * put in an sg_table and mapped for the DMA engine; one message is one
- * descriptor chain and the AXI DMA sets TLAST on its last beat. Replies (S2MM,
+ * put in an sg_table (one entry per page, planned by waferq_sg.c) and mapped
+ * for the DMA engine; one message is one descriptor chain and the AXI DMA
+ * sets TLAST on its last beat. Replies (S2MM,
  * "rx") land in a coherent buffer allocated at probe and armed before each
  * request is sent; the transfer ends at TLAST and the residue gives the reply
  * length. drivers/README.md explains the choice.
@@ -18,6 +19,7 @@
 #include <dt-bindings/waferq.h>
 
 #include "waferq.h"
+#include "waferq_sg.h"
 
 /**
  * waferq_dma_result_name() - a dmaengine result as a sentence
@@ -180,29 +182,48 @@ static void waferq_unmap_user(struct waferq_user_sg *u)
 	kvfree(u->pages);
 }
 
+/* One sg entry per pinned page, as waferq_sg_segment() planned it. */
+static int waferq_fill_sgt(struct waferq_user_sg *u,
+			   const struct waferq_sg_plan *plan)
+{
+	unsigned long offset, len;
+	struct scatterlist *sg;
+	unsigned int i;
+	int ret;
+
+	ret = sg_alloc_table(&u->sgt, plan->nr_pages, GFP_KERNEL);
+	if (ret)
+		return ret;
+	for_each_sgtable_sg(&u->sgt, sg, i) {
+		/* Cannot fail: i < nr_pages by the loop. */
+		waferq_sg_segment(plan, i, &offset, &len);
+		sg_set_page(sg, u->pages[i], len, offset);
+	}
+	return 0;
+}
+
 static int waferq_map_user(struct waferq_dev *wq, const void __user *ubuf,
 			   size_t len, struct waferq_user_sg *u)
 {
-	unsigned long start = (unsigned long)ubuf;
-	unsigned int offset = offset_in_page(start);
+	struct waferq_sg_plan plan;
+	const char *why;
 	int pinned, ret;
 
-	/* The AXI DMA is built without the realignment engine (DRE). */
-	if (!IS_ALIGNED(start, 4)) {
-		dev_dbg(wq->dev, "message buffer %p is not 32-bit aligned\n",
-			ubuf);
-		return -EINVAL;
+	ret = waferq_sg_plan((unsigned long)ubuf, len, PAGE_SIZE, &plan, &why);
+	if (ret) {
+		dev_dbg(wq->dev, "cannot send a %zu-byte message from %p: %s\n",
+			len, ubuf, why);
+		return ret;
 	}
 
 	u->dma_dev = wq->tx_chan->device->dev;
-	u->nr_pages = DIV_ROUND_UP(offset + len, PAGE_SIZE);
+	u->nr_pages = plan.nr_pages;
 	u->pages = kvmalloc_array(u->nr_pages, sizeof(*u->pages), GFP_KERNEL);
 	if (!u->pages)
 		return -ENOMEM;
 
 	/* The device only reads the message: no FOLL_WRITE. */
-	pinned = pin_user_pages_fast(start & PAGE_MASK, u->nr_pages, 0,
-				     u->pages);
+	pinned = pin_user_pages_fast(plan.page_addr, u->nr_pages, 0, u->pages);
 	if (pinned != u->nr_pages) {
 		ret = pinned < 0 ? pinned : -EFAULT;
 		if (pinned > 0)
@@ -210,8 +231,7 @@ static int waferq_map_user(struct waferq_dev *wq, const void __user *ubuf,
 		goto err_free_pages;
 	}
 
-	ret = sg_alloc_table_from_pages(&u->sgt, u->pages, u->nr_pages, offset,
-					len, GFP_KERNEL);
+	ret = waferq_fill_sgt(u, &plan);
 	if (ret)
 		goto err_unpin;
 

@@ -42,14 +42,15 @@ static int waferq_lock(struct waferq_dev *wq)
 	return 0;
 }
 
-/* Pulse the core's optional reset line; the FIFOs are emptied with it. */
+/* Pulse the core's optional reset line (the FIFOs are emptied with it), then restart it. */
 static void waferq_reset_core(struct waferq_dev *wq)
 {
-	if (!wq->reset_gpio)
-		return;
-	gpiod_set_value_cansleep(wq->reset_gpio, 1);
-	usleep_range(10, 20);
-	gpiod_set_value_cansleep(wq->reset_gpio, 0);
+	if (wq->reset_gpio) {
+		gpiod_set_value_cansleep(wq->reset_gpio, 1);
+		usleep_range(10, 20);
+		gpiod_set_value_cansleep(wq->reset_gpio, 0);
+	}
+	waferq_start_core(wq);
 }
 
 /*

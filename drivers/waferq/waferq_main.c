@@ -89,6 +89,12 @@ static int waferq_probe(struct platform_device *pdev)
 		return dev_err_probe(dev, PTR_ERR(wq->reset_gpio),
 				     "cannot get the optional reset GPIO\n");
 
+	wq->core = devm_platform_ioremap_resource_byname(pdev, "core");
+	if (IS_ERR(wq->core))
+		return dev_err_probe(dev, PTR_ERR(wq->core),
+				     "cannot map the core's control registers (reg-names \"core\")\n");
+	waferq_start_core(wq);
+
 	ret = waferq_dma_init(wq, rx_size);
 	if (ret)
 		return ret;

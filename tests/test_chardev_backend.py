@@ -1,0 +1,333 @@
+"""The board service's ``chardev`` backend against a stand-in for the driver.
+
+No module can be loaded here and there is no /dev/cuse, so the stand-in is a
+Unix SOCK_SEQPACKET socket served by a thread of this process. It keeps the
+driver's file semantics (waferq_fops.c): one opener (-EBUSY), the framing
+checks of waferq_msg.c itself (compiled and called through ctypes, so it
+rejects exactly what the driver rejects), one message per write(), poll(),
+one reply per read(), the timeouts, RESET, GET_STATS and SET_TIMEOUT. Good
+requests go to the C simulation of the core generated for a random model.
+The backend reaches it through SeqpacketFile (zybo_z7/backends.py).
+"""
+import ctypes
+import errno
+import json
+import os
+import select
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+from contextlib import closing
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from protocol import codegen
+from protocol import ioctl as IOC
+from protocol import stream as S
+from quant.intmodel import random_model
+from quant.spec import CNNSpec
+from wq_service_helpers import run_host, service
+from zybo_z7 import backends as B
+
+# Every wait below is bounded: the backend's socket and poll timeouts, and the
+# subprocess timeouts of the service test.
+pytestmark = pytest.mark.needs_gxx
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_msg_lib(out: Path):
+    codegen.write_stream_header(out)
+    so = out / "libwaferq_msg.so"
+    p = subprocess.run(["gcc", "-Wall", "-Wextra", "-Werror", "-O2", "-fPIC", "-shared", f"-I{out}",
+                        "-o", str(so), str(ROOT / "drivers" / "waferq" / "waferq_msg.c")],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    lib = ctypes.CDLL(str(so))
+    lib.waferq_msg_check.argtypes = [ctypes.c_char_p, ctypes.c_size_t,
+                                     ctypes.POINTER(ctypes.c_char_p)]
+    lib.waferq_msg_check_size.argtypes = [ctypes.c_size_t, ctypes.POINTER(ctypes.c_char_p)]
+    return lib
+
+
+class StandIn:
+    """The driver's file operations over a socket; one request in flight, like the driver."""
+
+    def __init__(self, path, core, msg_lib):
+        self.path, self.core, self.lib = str(path), core, msg_lib
+        self.stats = dict.fromkeys(IOC.STATS_FIELDS, 0)
+        self.timeout_ms = 5000
+        self.stall_next = 0     # requests the "core" swallows without a reply
+        self.state, self.reply, self.deadline = "idle", None, 0.0
+        self.in_use = threading.Lock()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.listener.bind(self.path)
+        self.listener.listen(4)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self.listener.close()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        with conn:
+            if not self.in_use.acquire(blocking=False):
+                B.send_frame(conn, B._ANS.pack(-errno.EBUSY, 0))
+                return
+            try:
+                B.send_frame(conn, B._ANS.pack(0, 0))
+                while True:
+                    try:
+                        op, arg, payload = B.recv_frame(conn, B._REQ)
+                    except (ConnectionError, OSError):
+                        return
+                    result, out = self._op(op, arg, payload)
+                    B.send_frame(conn, B._ANS.pack(result, len(out)), out)
+            finally:
+                self.state, self.reply = "idle", None  # release(): drop any pending reply
+                self.in_use.release()
+
+    def _op(self, op, arg, payload):
+        if op == B.OP_WRITE:
+            return self._write(payload), b""
+        if op == B.OP_READ:
+            return self._read(arg)
+        if op == B.OP_POLL:
+            return self._poll(arg), b""
+        if op == B.OP_IOCTL:
+            return self._ioctl(arg, payload)
+        return -errno.EINVAL, b""
+
+    def _wait_reply(self):
+        """waferq_wait_reply(): a stalled core is waited for until its deadline."""
+        if self.state == "ready":
+            return 0
+        time.sleep(max(0.0, self.deadline - time.monotonic()))
+        self.stats["timeouts"] += 1
+        self.state, self.reply = "idle", None
+        return -errno.ETIMEDOUT
+
+    def _write(self, data):
+        why = ctypes.c_char_p()
+        head = data[:S.HEADER_WORDS * 4].ljust(S.HEADER_WORDS * 4, b"\0")
+        rc = self.lib.waferq_msg_check_size(len(data), ctypes.byref(why)) or \
+            self.lib.waferq_msg_check(head, len(data), ctypes.byref(why))
+        if rc:
+            self.stats["errors"] += 1
+            return rc
+        if self.state != "idle":  # waferq_settle(): an unread reply is dropped
+            self._wait_reply()
+            self.state, self.reply = "idle", None
+        self.deadline = time.monotonic() + self.timeout_ms / 1000
+        if self.stall_next:
+            self.stall_next -= 1
+            self.state = "waiting"
+        else:
+            self.reply = S.to_bytes(self.core.transact(np.frombuffer(data, "<u4")))
+            self.state = "ready"
+        self.stats["tx_messages"] += 1
+        self.stats["tx_bytes"] += len(data)
+        return len(data)
+
+    def _poll(self, ms):
+        if self.state == "idle":
+            return select.POLLOUT
+        if self.state == "waiting":  # a stalled core never answers
+            time.sleep(ms / 1000)
+            return 0
+        return select.POLLIN
+
+    def _read(self, size):
+        if self.state == "idle":
+            return -errno.ENOMSG, b""
+        rc = self._wait_reply()
+        if rc:
+            return rc, b""
+        if len(self.reply) > size:
+            return -errno.EMSGSIZE, b""
+        reply, self.state, self.reply = self.reply, "idle", None
+        self.stats["rx_messages"] += 1
+        self.stats["rx_bytes"] += len(reply)
+        return len(reply), reply
+
+    def _ioctl(self, cmd, arg):
+        if (cmd >> 8) & 0xFF != IOC.WAFERQ_IOC_MAGIC or cmd & 0xFF > IOC.WAFERQ_IOC_MAXNR:
+            return -errno.ENOTTY, b""
+        if cmd == IOC.WAFERQ_IOC_RESET:
+            self.state, self.reply = "idle", None
+            self.core.reset()
+            return 0, b""
+        if cmd == IOC.WAFERQ_IOC_GET_STATS:
+            return 0, struct.pack(IOC.STRUCTS["waferq_stats"],
+                                  *(self.stats[f] for f in IOC.STATS_FIELDS))
+        if cmd == IOC.WAFERQ_IOC_SET_TIMEOUT:
+            (ms,) = struct.unpack(IOC.STRUCTS["__u32"], arg)
+            if not IOC.TIMEOUT_MIN_MS <= ms <= IOC.TIMEOUT_MAX_MS:
+                return -errno.EINVAL, b""
+            self.timeout_ms = ms
+            return 0, b""
+        # SUBMIT names buffers in the caller's memory, which a socket cannot reach.
+        return -errno.EOPNOTSUPP, b""
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    d = tmp_path_factory.mktemp("chardev")
+    from hls.csim import CSimCore
+
+    model = random_model(CNNSpec.uniform(4, 4), 1)
+    model.save(d / "model")
+    core = CSimCore.for_model(d / "model", d / "csim")
+    sock_dir = tempfile.mkdtemp(prefix="wq")  # sun_path is short; tmp_path can be long
+    dev = StandIn(Path(sock_dir) / "waferq0", core, build_msg_lib(d))
+    yield d, model, dev
+    dev.close()
+    shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def dev(env):
+    d, model, dev = env
+    dev.timeout_ms, dev.stall_next = 5000, 0
+    return dev
+
+
+def open_accel(dev, timeout=2.0):
+    return B.Accelerator(B.CharDevBackend(dev.path, timeout=timeout))
+
+
+def images(model, n, seed):
+    return np.random.default_rng(seed).integers(0, 256, (n, *model.input_shape), dtype=np.uint8)
+
+
+def test_results_equal_the_int_model_and_stats_count(env, dev):
+    d, model, _ = env
+    with closing(open_accel(dev)) as acc:
+        before = acc.backend.stats()
+        blob = np.fromfile(d / "model" / "weights.bin", dtype="<u4")
+        meta = json.loads((d / "model" / "model.json").read_text())
+        assert acc.load_weights(blob) == meta["weights_checksum"]
+        x = images(model, 12, 0)
+        got = [acc.infer(img) for img in x]
+        cls, logits = model.classify(x)
+        assert [c for c, _ in got] == cls.tolist()
+        assert [lg.tolist() for _, lg in got] == logits.tolist()
+        after = acc.backend.stats()
+    n = 1 + 1 + len(x)  # LOAD_WEIGHTS, the QUERY infer() makes first, the images
+    assert after["tx_messages"] - before["tx_messages"] == n
+    assert after["rx_messages"] - before["rx_messages"] == n
+    assert after["tx_bytes"] - before["tx_bytes"] == 4 * (blob.size + 4) + 4 * 4 + sum(
+        4 * (len(S.pack_pixels(i)) + 4) for i in x)
+    assert after["errors"] == before["errors"] and after["timeouts"] == before["timeouts"]
+
+
+def test_second_open_is_ebusy_and_release_frees_it(dev):
+    with closing(B.CharDevBackend(dev.path)):
+        with pytest.raises(OSError, match="open in another process") as e:
+            B.CharDevBackend(dev.path)
+        assert e.value.errno == errno.EBUSY
+    with closing(open_accel(dev)) as acc:  # closed: the next open works
+        assert acc.query()["n_classes"] > 0
+
+
+def raw_write(backend, data):
+    with pytest.raises(OSError) as e:
+        backend.file.write(data)
+    return e.value.errno
+
+
+def test_driver_rejections_and_the_device_stays_usable(dev):
+    with closing(open_accel(dev)) as acc:
+        be = acc.backend
+        before = be.stats()
+        with pytest.raises(OSError, match="write: Message too long") as e:
+            be.transact(np.zeros(S.MAX_MESSAGE_WORDS + 1, dtype=np.uint32))
+        assert e.value.errno == errno.EMSGSIZE
+        good = bytearray(S.to_bytes(S.encode(S.OP_QUERY, tag=9)))
+        bad_magic = good[:2] + b"\x00\x00" + good[4:]
+        bad_length = good[:4] + (5).to_bytes(4, "little") + good[8:]
+        bad_version = good[:1] + bytes([S.VERSION + 1]) + good[2:]
+        for data in (bad_magic, bad_length, bad_version, good[:-2], good[:8], b""):
+            assert raw_write(be, bytes(data)) == errno.EINVAL, data.hex()
+        with pytest.raises(OSError) as e:
+            be.file.read(1 << 20)  # nothing outstanding
+        assert e.value.errno == errno.ENOMSG
+        assert acc.query()["n_classes"] > 0
+        # The largest message passes the driver; the core answers its checksum.
+        big = S.encode(S.OP_LOAD_WEIGHTS, np.zeros(S.MAX_MESSAGE_WORDS - 4, np.uint32))
+        big[-1] ^= 1
+        assert S.decode(be.transact(big)).opcode == S.OP_ERROR
+        after = be.stats()
+        assert after["errors"] - before["errors"] == 7
+        assert after["tx_messages"] - before["tx_messages"] == 2
+
+
+def test_ioctls(dev):
+    with closing(B.CharDevBackend(dev.path, timeout=1.5)) as be:
+        assert dev.timeout_ms == 1500  # the backend gives the driver its timeout
+        for ms in (0, IOC.TIMEOUT_MAX_MS + 1):
+            with pytest.raises(OSError) as e:
+                be.file.ioctl(IOC.WAFERQ_IOC_SET_TIMEOUT, struct.pack("<I", ms))
+            assert e.value.errno == errno.EINVAL
+        for cmd in (IOC.ioc(IOC.IOC_NONE, IOC.WAFERQ_IOC_MAGIC, IOC.WAFERQ_IOC_MAXNR + 1, 0),
+                    IOC.ioc(IOC.IOC_NONE, 0x42, 0, 0)):
+            with pytest.raises(OSError) as e:
+                be.file.ioctl(cmd)
+            assert e.value.errno == errno.ENOTTY
+
+
+def test_timeout_resets_and_the_next_request_works(dev):
+    with closing(open_accel(dev, timeout=0.3)) as acc:
+        n_classes = acc.query()["n_classes"]
+        dev.stall_next = 1
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError, match="no reply within 0.3 s; the device was reset"):
+            acc.query()
+        assert time.monotonic() - t0 < 2
+        assert dev.state == "idle"  # RESET dropped the outstanding request
+        assert acc.query()["n_classes"] == n_classes
+
+
+def test_unread_reply_times_out_in_the_driver_before_the_next_request(dev):
+    """Without RESET (another client of the driver): the next write() waits out the deadline."""
+    with closing(B.CharDevBackend(dev.path, timeout=0.2)) as be:
+        before = be.stats()
+        dev.stall_next = 1
+        q = S.to_bytes(S.encode(S.OP_QUERY, tag=1))
+        assert be.file.write(q) == len(q)
+        assert be.file.poll(0.05) == 0
+        with pytest.raises(OSError) as e:
+            be.file.read(1 << 16)
+        assert e.value.errno == errno.ETIMEDOUT
+        assert S.decode(be.transact(S.encode(S.OP_QUERY, tag=2))).tag == 2
+        assert be.stats()["timeouts"] - before["timeouts"] == 1
+
+
+def test_service_and_host_cli_over_tcp(env, dev, tmp_path):
+    d, model, _ = env
+    x = images(model, 20, 1)[..., 0]
+    np.save(tmp_path / "few.npy", x)
+    with service(d / "model", tmp_path, backend="chardev", start_timeout=30,
+                 extra=("--device", dev.path)) as (port, _proc):
+        proc = run_host(["classify", str(tmp_path / "few.npy"), "--board", f"127.0.0.1:{port}",
+                         "--model", str(d / "model"), "--batch", "8", "--out",
+                         str(tmp_path / "r.json"), "--no-progress"], timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert sorted(r["id"] for r in res) == list(range(len(x)))
+    cls, logits = model.classify(x)
+    res.sort(key=lambda r: r["id"])
+    assert [r["class_index"] for r in res] == cls.tolist()
+    assert [r["logits"] for r in res] == logits.tolist()
