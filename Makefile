@@ -8,15 +8,17 @@ PY      := $(VENV)/bin/python
 MODEL   ?= wmcnn_4w4a
 W_BITS  ?= 4
 A_BITS  ?= 4
-EPOCHS  ?= 10
+FP_EPOCHS  ?= 6
+QAT_EPOCHS ?= 4
 BUILD   := build/$(MODEL)
 DATA    ?=
 STAMP   := $(VENV)/.installed
 
 # Debian tools the tests use; CI runs as root and installs them, so nothing skips there.
-APT_PKGS := g++ iverilog yosys device-tree-compiler linux-headers-amd64 gcc-arm-linux-gnueabihf
+APT_PKGS := g++ iverilog yosys device-tree-compiler linux-headers-amd64 gcc-arm-linux-gnueabihf \
+            tcl openfpgaloader postgresql
 
-.PHONY: tools install train export hls csim bitstream driver flash bench demo test clean help
+.PHONY: tools install train export hls csim bitstream dtbo driver flash bench demo test clean help
 
 help:
 	@echo "make demo    - train, export, generate + compile the C-sim, serve it, classify 1000 maps"
@@ -45,7 +47,7 @@ $(STAMP): pyproject.toml
 
 train: $(STAMP)
 	$(PY) -m quant.train --out $(BUILD)/train --w-bits $(W_BITS) --a-bits $(A_BITS) \
-		--epochs $(EPOCHS) $(if $(DATA),--data $(DATA))
+		--fp-epochs $(FP_EPOCHS) --qat-epochs $(QAT_EPOCHS) --ptq $(if $(DATA),--data $(DATA))
 
 $(BUILD)/train/checkpoint.pt:
 	$(MAKE) train
@@ -59,15 +61,24 @@ hls: $(STAMP)
 csim: hls
 	$(PY) -m hls.check --model $(BUILD)/export --hls $(BUILD)/hls
 
-bitstream:
-	@echo "make bitstream: the Vivado block design is not built yet (issue 5); it will need vivado on PATH." >&2; exit 2
+# HLS synthesis (vitis_hls), then the Vivado block design to waferq.bit/.hwh/.xsa.
+# Without vitis_hls or vivado on PATH it stops with one sentence and exit code 2.
+bitstream: $(STAMP)
+	$(PY) -m zybo_z7.bitstream --model $(BUILD)/export --out $(BUILD)/bitstream
+
+# The device tree overlay for the DMA and the accelerator, from the board facts.
+dtbo: $(STAMP)
+	$(PY) -m zybo_z7.board --out $(BUILD)/bitstream --model $(BUILD)/export
+	cpp -nostdinc -undef -x assembler-with-cpp -P -I drivers/include -I $(BUILD)/bitstream \
+		zybo_z7/dts/waferq-overlay.dtso | dtc -@ -I dts -O dtb -o $(BUILD)/bitstream/waferq.dtbo
 
 # Native amd64 and ARMv7 cross builds at W=1 (warnings fail), plus checkpatch; see drivers/README.md.
 driver: $(STAMP)
 	$(MAKE) -C drivers all PYTHON=$(abspath $(PY)) OUT=$(abspath build/driver)
 
-flash:
-	@echo "make flash: needs a bitstream and a JTAG cable (issue 5); neither is available yet." >&2; exit 2
+# JTAG with openFPGALoader; SD-card boot is in zybo_z7/README.md.
+flash: $(STAMP)
+	$(PY) -m zybo_z7.flash --bit $(BUILD)/bitstream/waferq.bit
 
 bench: $(STAMP)
 	$(PY) -m bench.pipeline --model $(BUILD)/export --hls $(BUILD)/hls --out $(BUILD)/bench

@@ -4,7 +4,8 @@ Every backend moves whole ``protocol.stream`` messages: ``transact(words)``
 sends one request and returns one reply (uint32 words).
 
 - ``chardev``: the waferq driver's device node on the Zybo (one message per
-  write(), one reply per read()).
+  write(), one reply per read()), or its user-space stand-in when the path is
+  a Unix socket (tests; drivers/README.md).
 - ``csim``: the generated HLS core compiled as a C simulation (``hls.csim``).
 - ``reference``: the Python golden model ``hls.refcore.RefCore``.
 
@@ -15,15 +16,20 @@ Torch-free: this runs on the board.
 from __future__ import annotations
 
 import errno
+import fcntl
 import itertools
 import json
 import os
 import select
+import socket
+import stat
+import struct
 import threading
 from pathlib import Path
 
 import numpy as np
 
+from protocol import ioctl as IOC
 from protocol import stream as S
 
 DEFAULT_DEVICE = "/dev/waferq0"
@@ -78,37 +84,200 @@ class CSimBackend:
             close()
 
 
+class DevNodeFile:
+    """The driver's device node: the system calls the backend makes, on a real fd."""
+
+    def __init__(self, path: str):
+        self.fd = os.open(path, os.O_RDWR)
+
+    def write(self, data: bytes) -> int:
+        return os.write(self.fd, data)
+
+    def read(self, size: int) -> bytes:
+        return os.read(self.fd, size)
+
+    def poll(self, timeout: float) -> int:
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN | select.POLLERR)
+        events = poller.poll(int(timeout * 1000))
+        return events[0][1] if events else 0
+
+    def ioctl(self, cmd: int, arg=0, mutate: bool = False):
+        return fcntl.ioctl(self.fd, cmd, arg, mutate)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+# The stand-in's frames (SeqpacketFile): a head packet, then the payload in
+# packets of at most _CHUNK bytes (one packet is bounded by the socket buffer,
+# and a request can be 4 MiB). Requests: head <op, arg, payload bytes>.
+# Answers: head <result (>= 0, or -errno), payload bytes>.
+OP_WRITE, OP_READ, OP_POLL, OP_IOCTL = 1, 2, 3, 4
+_REQ, _ANS, _CHUNK = struct.Struct("<IIQ"), struct.Struct("<qQ"), 1 << 16
+
+
+def send_frame(sock: socket.socket, head: bytes, payload: bytes = b"") -> None:
+    sock.send(head)
+    view = memoryview(payload)
+    for i in range(0, len(view), _CHUNK):
+        sock.send(view[i:i + _CHUNK])
+
+
+def recv_frame(sock: socket.socket, head: struct.Struct):
+    """(head fields..., payload); ConnectionError when the peer is gone."""
+    raw = sock.recv(head.size)
+    if len(raw) != head.size:
+        raise ConnectionError("the stand-in closed the connection")
+    *fields, size = head.unpack(raw)
+    payload = bytearray()
+    while len(payload) < size:
+        part = sock.recv(min(_CHUNK, size - len(payload)))
+        if not part:
+            raise ConnectionError("the stand-in closed the connection mid-frame")
+        payload += part
+    return (*fields, bytes(payload))
+
+
+class SeqpacketFile:
+    """The same calls as DevNodeFile, made on the driver's user-space stand-in.
+
+    The only seam between the backend and the tests: when --device names a
+    Unix socket, each system call becomes one request frame on a SOCK_SEQPACKET
+    connection, and the stand-in answers it as the driver would (result or
+    -errno, plus the bytes read or the ioctl's struct). connect() is open(): the
+    stand-in answers it first (0 or -EBUSY). drivers/README.md has the design.
+    """
+
+    def __init__(self, path: str, timeout: float):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # A healthy stand-in answers within the driver's own timeout.
+        self.sock.settimeout(2 * timeout + 5)
+        try:
+            self.sock.connect(path)
+            self._result(*recv_frame(self.sock, _ANS))
+        except BaseException:
+            self.sock.close()
+            raise
+
+    @staticmethod
+    def _result(result: int, payload: bytes):
+        if result < 0:
+            raise OSError(-result, os.strerror(-result))
+        return result, payload
+
+    def _call(self, op: int, arg: int = 0, payload: bytes = b""):
+        send_frame(self.sock, _REQ.pack(op, arg, len(payload)), payload)
+        return self._result(*recv_frame(self.sock, _ANS))
+
+    def write(self, data: bytes) -> int:
+        return self._call(OP_WRITE, 0, bytes(data))[0]
+
+    def read(self, size: int) -> bytes:
+        return self._call(OP_READ, size)[1]
+
+    def poll(self, timeout: float) -> int:
+        return self._call(OP_POLL, max(0, int(timeout * 1000)))[0]
+
+    def ioctl(self, cmd: int, arg=0, mutate: bool = False):
+        data = bytes(arg) if isinstance(arg, (bytes, bytearray)) else b""
+        _, out = self._call(OP_IOCTL, cmd, data)
+        if isinstance(arg, bytearray) and mutate:
+            arg[:] = out
+            return 0
+        return out if data else 0
+
+    def close(self) -> None:
+        # close(2) on the device returns after release(): wait for the stand-in
+        # to hang up, so that an open() right after this one is not refused.
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.settimeout(5.0)
+            while self.sock.recv(_CHUNK):
+                pass
+        except OSError:
+            pass
+        self.sock.close()
+
+
 class CharDevBackend:
+    """The waferq driver: one write() per request, poll(), one read() per reply.
+
+    A request with no reply within ``timeout`` raises TimeoutError after a
+    WAFERQ_IOC_RESET, so the next request starts on an idle device and a late
+    reply cannot be taken for its answer. The driver's own timeout is set to
+    the same value. Errors of the driver arrive as OSError with its errno.
+    """
+
     name = "chardev"
 
     def __init__(self, device: str = DEFAULT_DEVICE, timeout: float = 5.0):
         self.device, self.timeout = device, timeout
         try:
-            self.fd = os.open(device, os.O_RDWR)
+            is_socket = stat.S_ISSOCK(os.stat(device).st_mode)
+            self.file = SeqpacketFile(device, timeout) if is_socket else DevNodeFile(device)
         except FileNotFoundError:
             raise FileNotFoundError(f"no {device}: load the waferq driver or choose "
                                     "--backend csim") from None
         except PermissionError:
             raise PermissionError(f"{device}: permission denied (run as a member of the "
                                   "device's group, or as root)") from None
+        except OSError as e:
+            if e.errno == errno.EBUSY:
+                raise OSError(e.errno, f"{device} is open in another process (the driver "
+                              "takes one opener; is another board service running?)") from None
+            raise
+        ms = min(max(int(timeout * 1000), IOC.TIMEOUT_MIN_MS), IOC.TIMEOUT_MAX_MS)
+        try:
+            IOC.set_timeout(self.file, ms)
+        except BaseException:
+            self.file.close()
+            raise
+
+    def _fail(self, call: str, e: OSError):
+        return OSError(e.errno, f"{self.device}: {call}: {e.strerror}")
+
+    def _timed_out(self, what: str):
+        try:
+            IOC.reset(self.file)
+            after = "the device was reset and takes the next request"
+        except OSError as e:
+            after = f"resetting the device failed too ({e.strerror})"
+        return TimeoutError(f"{self.device}: {what} within {self.timeout} s; {after}")
 
     def transact(self, words) -> np.ndarray:
         data = S.to_bytes(np.asarray(words, dtype=np.uint32))
+        try:
+            n = self.file.write(data)
+        except OSError as e:
+            if e.errno == errno.ETIMEDOUT:
+                raise self._timed_out("the core did not take the request") from None
+            raise self._fail("write", e) from None
         # The driver takes a message in one write(); a short count is a driver fault.
-        n = os.write(self.fd, data)
         if n != len(data):
             raise OSError(errno.EIO, f"{self.device}: short write ({n} of {len(data)} bytes)")
-        poller = select.poll()
-        poller.register(self.fd, select.POLLIN | select.POLLERR)
-        if not poller.poll(int(self.timeout * 1000)):
-            raise TimeoutError(f"{self.device}: no reply within {self.timeout} s")
-        reply = os.read(self.fd, 4 * S.MAX_MESSAGE_WORDS)
+        if not self.file.poll(self.timeout):
+            raise self._timed_out("no reply")
+        try:
+            reply = self.file.read(4 * S.MAX_MESSAGE_WORDS)
+        except OSError as e:
+            if e.errno == errno.ETIMEDOUT:
+                raise self._timed_out("no reply") from None
+            raise self._fail("read", e) from None
         return S.from_bytes(reply)
 
+    def stats(self) -> dict[str, int]:
+        """The driver's counters (WAFERQ_IOC_GET_STATS)."""
+        return IOC.get_stats(self.file)
+
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+# Where the PYNQ image keeps the overlay (waferq.hwh beside it); see zybo_z7/README.md.
+DEFAULT_BITSTREAM = "/home/xilinx/waferq/waferq.bit"
 
 
 def make_backend(name: str | None, model_dir=None, **opts):
@@ -118,13 +287,17 @@ def make_backend(name: str | None, model_dir=None, **opts):
         name = "chardev" if os.path.exists(device) else "csim"
     if name == "chardev":
         return CharDevBackend(device, timeout=opts.get("timeout", 5.0))
+    if name == "pynq":
+        from zybo_z7.pynq_backend import PynqBackend
+
+        return PynqBackend(opts.get("bitstream") or DEFAULT_BITSTREAM, timeout=opts.get("timeout", 5.0))
     if model_dir is None:
         raise ValueError(f"the {name} backend needs the model dir (its model.json has the topology)")
     if name == "csim":
         return CSimBackend(model_dir, opts.get("work_dir"))
     if name == "reference":
         return ReferenceBackend(model_dir)
-    raise ValueError(f"unknown backend {name!r}: choose chardev, csim or reference")
+    raise ValueError(f"unknown backend {name!r}: choose chardev, pynq, csim or reference")
 
 
 class Accelerator:

@@ -174,9 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m zybo_z7.service",
                                 description="waferq board service: TCP front end of the accelerator")
     p.add_argument("--model", required=True, help="export folder with model.json (topology, class names)")
-    p.add_argument("--backend", default=None, choices=("chardev", "csim", "reference"),
+    p.add_argument("--backend", default=None, choices=("chardev", "pynq", "csim", "reference"),
                    help="accelerator backend (default: chardev if /dev/waferq0 exists, else csim)")
     p.add_argument("--device", default="/dev/waferq0", help="device node for --backend chardev")
+    p.add_argument("--bitstream", default=None,
+                   help="overlay .bit (with its .hwh beside it) for --backend pynq")
     p.add_argument("--work-dir", default=None, help="csim build folder (default: next to --model)")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on")
     p.add_argument("--port", type=int, default=5150, help="TCP port, 0 picks a free one")
@@ -190,7 +192,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        backend = make_backend(args.backend, args.model, device=args.device, work_dir=args.work_dir)
+        backend = make_backend(args.backend, args.model, device=args.device, work_dir=args.work_dir,
+                               bitstream=args.bitstream)
         board = Board(Accelerator(backend), _classes(args.model))
         server = Service((args.host, args.port), board)
     except (OSError, RuntimeError, ValueError, KeyError, S.StreamError) as e:

@@ -1,0 +1,80 @@
+"""Board facts: one source (zybo_z7/board.toml), checked, and nowhere else written."""
+import copy
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from zybo_z7 import board
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = sorted([*(ROOT / "zybo_z7" / "vivado").glob("*.tcl"),
+                  *(ROOT / "zybo_z7" / "dts").glob("*.dtso"),
+                  *(ROOT / "zybo_z7" / "constraints").glob("*.xdc")])
+
+
+def test_facts_load_and_derive():
+    b = board.load()
+    assert b.part == "xc7z020clg400-1"
+    assert b.fclk0_hz == 100_000_000
+    assert b["dma"]["include_sg"] and b["dma"]["data_width"] == 32
+    # IRQ_F2P[0] is GIC ID 61, which the DT writes as SPI 29
+    first = b["irq"]["order"][0]
+    assert (b.gic_id(first), b.dt_spi(first)) == (61, 29)
+    assert b.ps7_config()["PCW_FPGA0_PERIPHERAL_FREQMHZ"] == "100"
+    assert b.ps7_config()["PCW_UART1_UART1_IO"] == "MIO 48 .. 49"
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda r: r["address"]["csr"].update(base=0x40400000), "overlaps"),
+    (lambda r: r["address"]["dma"].update(base=0x40408000), "divide base"),
+    (lambda r: r["address"]["dma"].update(base=0x80000000), "outside the GP0 window"),
+    (lambda r: r["dma"].update(sg_length_width=20), "largest message"),
+    (lambda r: r["dma"].update(data_width=64), "32-bit words"),
+    (lambda r: r["fifo"].update(rx_depth=1000), "power of two"),
+    (lambda r: r["irq"].update(order=["dma_mm2s", "dma_mm2s", "hls_core"]), "once"),
+])
+def test_bad_facts_are_refused(edit, words):
+    raw = copy.deepcopy(board.load().raw)
+    edit(raw)
+    with pytest.raises(ValueError, match=words):
+        board.check(raw)
+
+
+def _code(path: Path) -> str:
+    """The file without comments (TCL/xdc '#', C-style in the overlay)."""
+    text = path.read_text()
+    if path.suffix == ".dtso":
+        text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+        return "\n".join(l.split("//")[0] for l in text.splitlines() if not l.startswith("#"))
+    return "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#"))
+
+
+def test_no_board_fact_is_written_outside_board_toml():
+    b = board.load()
+    numbers = {str(b["clocks"]["fclk0_mhz"]), str(b["dma"]["sg_length_width"]),
+               str(b["fifo"]["rx_depth"]), str(b["fifo"]["tx_depth"]), str(b["guard"]["max_words"])}
+    for src in b["irq"]["order"]:
+        numbers |= {str(b.gic_id(src)), str(b.dt_spi(src))}
+    assert SOURCES, "no TCL/DT sources found"
+    for path in SOURCES:
+        code = _code(path)
+        assert not re.search(r"\b0x[0-9a-fA-F]+", code), f"{path.name}: a literal address"
+        assert not re.search(r"@[0-9a-fA-F]{6,}\b", code), f"{path.name}: a literal unit address"
+        assert "xc7z" not in code.lower(), f"{path.name}: the part is a board fact"
+        assert not re.search(r"FREQMHZ\s+\S*\d", code), f"{path.name}: a literal clock"
+        for n in numbers:
+            assert not re.search(rf"(?<![\w.]){n}(?![\w.%])", code), f"{path.name}: literal {n}"
+
+
+@pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh is not installed (apt-get install tcl)")
+def test_generated_tcl_is_valid_tcl(tmp_path):
+    facts, _ = board.write(tmp_path)
+    out = subprocess.run(["tclsh"], input=f"source {facts}\nputs \"$wq_part $wq_addr_base(dma) "
+                         "[llength $wq_ps7_config] [llength $wq_irq_order]\"\n",
+                         capture_output=True, text=True, check=True).stdout.split()
+    b = board.load()
+    assert out[0] == b.part and int(out[1], 16) == b.slaves["dma"].base
+    assert int(out[2]) == 2 * len(b.ps7_config()) and int(out[3]) == len(b["irq"]["order"])
