@@ -72,6 +72,8 @@ def format_table(summary: dict) -> str:
     lines.append("")
     lines.append(f"images: {summary['n_images']}  ok: {summary['n_ok']}  errors: {summary['n_errors']}"
                  f"  weights sent: {'yes' if summary['weights_sent'] else 'no (already loaded)'}")
+    if summary.get("n_from_store"):
+        lines.append(f"answered earlier (from the store, not sent again): {summary['n_from_store']}")
     if summary["accuracy"] is not None:
         lines.append(f"accuracy: {100 * summary['accuracy']:.2f}% on {summary['n_labelled']} labelled maps")
     tp = summary["throughput_maps_per_s"]
@@ -88,4 +90,24 @@ def write_json(path, records: list[dict], summary: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps({"summary": summary, "results": records}, indent=1))
+    tmp.replace(path)
+
+
+CSV_COLUMNS = ("id", "seq", "source", "index", "status", "class_index", "cls", "label",
+               "label_name", "error_name", "error_message", "board", "cached", "file_sha256")
+
+
+def write_csv(path, records: list[dict]) -> None:
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["class" if c == "cls" else c for c in CSV_COLUMNS])
+        for r in records:
+            err = r.get("error") or {}
+            row = dict(r, error_name=err.get("name"), error_message=err.get("message"))
+            w.writerow(["" if row.get(c) is None else row.get(c) for c in CSV_COLUMNS])
     tmp.replace(path)
