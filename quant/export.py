@@ -42,7 +42,7 @@ def to_intmodel(model: GraphNet, sample_u8: np.ndarray) -> IntModel:
     for layer in model.layers:
         name, kind = layer["name"], layer["type"]
         in_log2 = scale[layer["inputs"][0]]
-        acc_log2 = in_log2
+        acc_log2 = in_log2 - layer.get("sum_shift", 0)
         if kind == "add":
             align = model.aligns[name](trace[layer["inputs"][0]])
             acc_log2 = _log2_exact(align.scale, f"{name} alignment")

@@ -23,8 +23,9 @@ conv2d    kernel, stride, pad, groups (1, or in_c for depthwise), w_bits
 dense     in_features (HWC flatten of its input), w_bits; ``requant`` False
           makes it the logits layer (int32 accumulator out)
 maxpool   pool, stride (no padding; a partial window at the edge is dropped)
-gap       sum over H and W, then requantization (the 1/(H*W) is part of the
-          power-of-two scale the export learned)
+gap       sum over H and W, then requantization. Its real value is the sum
+          times 2**-sum_shift, sum_shift = round(log2(H*W)): a power-of-two
+          stand-in for the mean that keeps the model integer-exact
 add       both inputs are first requantized to one shared scale (signed
           ``align_bits``; shifts ``shift_a`` and ``shift_b``), then summed and
           requantized (``shift``); three words in the blob
@@ -32,6 +33,8 @@ upsample  nearest neighbour, factor 2
 quant     requantization only (aligns a branch's scale before an add)
 """
 from __future__ import annotations
+
+import math
 
 INPUT = "input"
 WEIGHTED = ("conv2d", "dense")
@@ -86,8 +89,9 @@ class GraphBuilder:
                          dict(pool=pool, stride=stride))
 
     def gap(self, name, a_bits=8, src=None) -> str:
-        c = self._shape[src or self._last][2]
-        return self._add("gap", name, src, (1, 1), c, a_bits, True, True, {})
+        h, w, c, _, _ = self._shape[src or self._last]
+        return self._add("gap", name, src, (1, 1), c, a_bits, True, True,
+                         dict(sum_shift=round(math.log2(h * w))))
 
     def dense(self, name, out_features, w_bits=4, a_bits=8, relu=True, logits=False, src=None) -> str:
         h, w, c, _, _ = self._shape[src or self._last]

@@ -122,8 +122,10 @@ class GraphNet(nn.Module):
         if kind == "maxpool":
             return _rewrap(x, F.max_pool2d(x.value, layer["pool"], layer["stride"]))
         if kind == "gap":
-            hw = layer["in_h"] * layer["in_w"]
-            return _rewrap(x, x.value.sum(dim=(2, 3), keepdim=True), math.ceil(math.log2(hw)))
+            hw, k = layer["in_h"] * layer["in_w"], layer["sum_shift"]
+            total = x.value.sum(dim=(2, 3), keepdim=True) * 2.0 ** -k
+            return IntQuantTensor(total, x.scale * 2.0 ** -k, x.zero_point,
+                                  x.bit_width + math.ceil(math.log2(hw)), x.signed, x.training)
         if kind == "add":
             align = self.aligns[layer["name"]]
             a, b = align(xs[0]), align(xs[1])

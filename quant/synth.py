@@ -1,22 +1,60 @@
-"""Synthetic WM-811K-style wafer maps for the nine classes.
+"""Synthetic WM-811K-style wafer maps: the nine single classes and
+MixedWM38-style mixtures of two to four defect patterns.
 
 A map is a 2-D uint8 array of die categories, as in LSWMD.pkl:
 0 = no die (outside the wafer), 1 = pass, 2 = fail. Each map has its own die
-grid (rows x cols, a round wafer inside it), its own background fail rate
-(yield) and its own pattern position, size and intensity, so that a model
-cannot key on one geometry. Everything is drawn from one seeded generator:
-the same seed gives the same maps.
+grid (rows x cols, a round wafer inside it), its own yield (background fail
+rate), its own pattern position, size and intensity, and its own nuisance
+noise, so that a model cannot key on one geometry:
+
+* background fails: independent dies at a per-wafer rate (skewed to high
+  yield: most wafers have 0-3 % random fails, a few up to 6 %);
+* clustered noise: on half the wafers, one to three small fail clusters
+  (a few dies: particles, probe marks) that are not a pattern;
+* edge effects: on some wafers a sparse rim of fails on the outermost dies
+  (edge yield loss), too thin and sparse to be Edge-Ring.
+
+Mixtures follow MixedWM38: Center/Donut exclude each other, so do
+Edge-Loc/Edge-Ring; Near-full and Random occur only alone. Multi-hot labels
+are uint8 [N][8] in the order ``MIXED_PATTERNS`` = WAFER_CLASSES[:8]
+(C, D, EL, ER, L, NF, R, S), all zeros for a normal wafer.
+
+Everything is drawn from one seeded ``numpy.random.Generator``: the same seed
+gives the same maps.
 """
 from __future__ import annotations
+
+from itertools import product
 
 import numpy as np
 
 from quant.spec import WAFER_CLASSES
 
+MIXED_PATTERNS = WAFER_CLASSES[:8]
 
-def _grid(rng: np.random.Generator):
-    rows = int(rng.integers(26, 61))
-    cols = int(np.clip(rows + rng.integers(-6, 7), 24, 64))
+
+def _mixtures() -> tuple[tuple[str, ...], ...]:
+    out = []
+    for c, e, loc, s in product(("", "Center", "Donut"), ("", "Edge-Loc", "Edge-Ring"),
+                                ("", "Loc"), ("", "Scratch")):
+        combo = tuple(x for x in (c, e, loc, s) if x)
+        if len(combo) >= 2:
+            out.append(combo)
+    return tuple(sorted(out, key=lambda t: (len(t), [MIXED_PATTERNS.index(x) for x in t])))
+
+
+#: The 29 MixedWM38 mixtures (13 of two, 12 of three, 4 of four patterns).
+MIXTURES = _mixtures()
+#: All 38 MixedWM38 classes: normal, the eight single patterns, the mixtures.
+MIXED_COMBINATIONS = ((),) + tuple((p,) for p in MIXED_PATTERNS) + MIXTURES
+
+
+def _grid(rng: np.random.Generator, shape=None):
+    if shape is None:
+        rows = int(rng.integers(26, 61))
+        cols = int(np.clip(rows + rng.integers(-6, 7), 24, 64))
+    else:
+        rows, cols = shape
     y, x = np.mgrid[0:rows, 0:cols].astype(np.float64)
     # Normalized polar coordinates with the wafer edge at r = 1.
     yy = (y + 0.5) / rows * 2 - 1
@@ -36,8 +74,9 @@ def _pattern(name: str, rng: np.random.Generator, r, theta, yy, xx) -> np.ndarra
     if name == "Center":
         return _blob(rng, yy, xx, *rng.normal(0, 0.06, 2), rng.uniform(0.18, 0.38))
     if name == "Donut":
-        r0 = rng.uniform(0.3, 0.5)
-        return np.abs(r - r0) <= rng.uniform(0.08, 0.17)
+        # A slightly off-centre ring, so radius alone does not give it away.
+        rr = np.hypot(yy - rng.normal(0, 0.04), xx - rng.normal(0, 0.04))
+        return np.abs(rr - rng.uniform(0.3, 0.5)) <= rng.uniform(0.08, 0.17)
     if name == "Edge-Loc":
         a0, width = rng.uniform(-np.pi, np.pi), rng.uniform(0.35, 0.9)
         dang = np.angle(np.exp(1j * (theta - a0)))
@@ -65,14 +104,51 @@ def _pattern(name: str, rng: np.random.Generator, r, theta, yy, xx) -> np.ndarra
     raise ValueError(f"unknown wafer class {name!r}")
 
 
-def wafer_map(name: str, rng: np.random.Generator) -> np.ndarray:
-    """One map of class ``name``: uint8 rows x cols, values 0/1/2."""
-    inside, r, theta, yy, xx = _grid(rng)
-    background = rng.uniform(0.0, 0.06)
-    fail = rng.random(r.shape) < background
-    intensity = rng.uniform(0.92, 1.0) if name == "Near-full" else rng.uniform(0.65, 1.0)
-    fail |= _pattern(name, rng, r, theta, yy, xx) & (rng.random(r.shape) < intensity)
-    out = np.where(inside, np.where(fail, 2, 1), 0).astype(np.uint8)
+def _nuisance(rng, r, yy, xx) -> np.ndarray:
+    """Fails that belong to no pattern: background, small clusters, rim."""
+    fail = rng.random(r.shape) < 0.06 * rng.random() ** 2
+    if rng.random() < 0.5:
+        for _ in range(int(rng.integers(1, 4))):
+            cy, cx = rng.uniform(-0.8, 0.8, 2)
+            fail |= _blob(rng, yy, xx, cy, cx, rng.uniform(0.03, 0.07))
+    if rng.random() < 0.3:
+        fail |= (r >= 0.95) & (rng.random(r.shape) < rng.uniform(0.05, 0.2))
+    return fail
+
+
+def _compose(names, rng, shape=None) -> np.ndarray:
+    inside, r, theta, yy, xx = _grid(rng, shape)
+    fail = _nuisance(rng, r, yy, xx)
+    for name in names:
+        intensity = rng.uniform(0.92, 1.0) if name == "Near-full" else rng.uniform(0.65, 1.0)
+        fail |= _pattern(name, rng, r, theta, yy, xx) & (rng.random(r.shape) < intensity)
+    return np.where(inside, np.where(fail, 2, 1), 0).astype(np.uint8)
+
+
+def wafer_map(name: str, rng: np.random.Generator, shape=None) -> np.ndarray:
+    """One map of class ``name``: uint8 rows x cols, values 0/1/2.
+
+    ``shape`` fixes the die grid (rows, cols); by default it is drawn
+    (26..60 rows, 24..64 cols)."""
+    if name not in WAFER_CLASSES:
+        raise ValueError(f"unknown wafer class {name!r}")
+    return _compose(() if name == "none" else (name,), rng, shape)
+
+
+def mixed_map(names, rng: np.random.Generator, shape=None) -> np.ndarray:
+    """One map with every pattern in ``names`` (any subset of MIXED_PATTERNS;
+    empty = normal wafer); uint8 rows x cols, values 0/1/2."""
+    bad = [n for n in names if n not in MIXED_PATTERNS]
+    if bad:
+        raise ValueError(f"unknown patterns {bad}; choose from {MIXED_PATTERNS}")
+    return _compose(tuple(names), rng, shape)
+
+
+def multi_hot(names) -> np.ndarray:
+    """uint8 [8] label of a pattern combination, in MIXED_PATTERNS order."""
+    out = np.zeros(len(MIXED_PATTERNS), dtype=np.uint8)
+    for n in names:
+        out[MIXED_PATTERNS.index(n)] = 1
     return out
 
 
@@ -81,3 +157,21 @@ def dataset(n: int, seed: int = 0, classes=WAFER_CLASSES) -> tuple[list[np.ndarr
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n) % len(classes))
     return [wafer_map(classes[k], rng) for k in labels], labels.astype(np.int64)
+
+
+def mixed_dataset(n: int, seed: int = 0, combinations=MIXED_COMBINATIONS,
+                  shape=(52, 52)) -> tuple[object, np.ndarray, np.ndarray]:
+    """``n`` maps balanced over ``combinations`` (tuples of pattern names),
+    shuffled. Returns (maps, multi_hot, combo): maps uint8 [N][rows][cols]
+    when ``shape`` is fixed (MixedWM38 uses 52x52), else a list of 2-D maps;
+    multi_hot uint8 [N][8] in MIXED_PATTERNS order; combo int64 [N], the
+    index into ``combinations`` each map was drawn from."""
+    rng = np.random.default_rng(seed)
+    combos = [tuple(c) for c in combinations]
+    combo = rng.permutation(np.arange(n) % len(combos)).astype(np.int64)
+    maps = [mixed_map(combos[k], rng, shape) for k in combo]
+    labels = np.stack([multi_hot(combos[k]) for k in combo]) if n else \
+        np.zeros((0, len(MIXED_PATTERNS)), np.uint8)
+    if shape is not None:
+        maps = np.stack(maps) if n else np.zeros((0, *shape), np.uint8)
+    return maps, labels, combo

@@ -1,0 +1,139 @@
+"""Training loops: FP32 pre-training, QAT fine-tuning, PTQ, distillation.
+
+Inputs are uint8 images [N][H][W][C] (HWC, as the host sends them); they
+become the float NCHW ``q / 256`` tensors here. Every loop is seeded:
+the same seed and data give the same weights.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from quant.floatnet import FloatNet
+from quant.model import GraphNet, to_input
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    """Cross-entropy scaled by (1 - p_true)**gamma: easy examples count less."""
+    logp = F.log_softmax(logits, dim=1).gather(1, target[:, None])[:, 0]
+    return (-(1 - logp.exp()) ** gamma * logp).mean()
+
+
+def _loss_fn(name: str):
+    if name == "focal":
+        return focal_loss
+    if name == "ce":
+        return F.cross_entropy
+    raise ValueError(f"unknown loss {name!r}: use ce or focal")
+
+
+def _augment(x: torch.Tensor, square: bool) -> torch.Tensor:
+    # Defects have no preferred orientation: 90-degree turns (square inputs only) and flips.
+    if square:
+        x = torch.rot90(x, int(torch.randint(0, 4, ())), dims=(2, 3))
+    if bool(torch.randint(0, 2, ())):
+        x = torch.flip(x, dims=(3,))
+    return x
+
+
+def _order(y: np.ndarray, balanced: bool, gen: torch.Generator) -> torch.Tensor:
+    """One epoch of sample indices; with ``balanced`` every class is drawn equally often."""
+    if not balanced:
+        return torch.randperm(len(y), generator=gen)
+    counts = np.bincount(y)
+    weights = torch.as_tensor(1.0 / counts[y], dtype=torch.float64)
+    return torch.multinomial(weights, len(y), replacement=True, generator=gen)
+
+
+def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
+        batch: int = 64, lr: float = 2e-3, loss: str = "ce", balanced: bool = False,
+        augment: bool = True, desc: str = "train") -> torch.nn.Module:
+    """Supervised training of a FloatNet or GraphNet in place."""
+    if epochs <= 0:
+        return model.eval()
+    torch.manual_seed(seed)
+    steps = max(1, len(x) // batch)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
+    loss_fn = _loss_fn(loss)
+    xt, yt = to_input(x), torch.as_tensor(y)
+    square = xt.shape[2] == xt.shape[3]
+    gen = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        model.train()
+        order = _order(np.asarray(y), balanced, gen)
+        bar = tqdm(range(steps), desc=f"{desc} {epoch + 1}/{epochs}", leave=False, mininterval=1.0)
+        for step in bar:
+            idx = order[step * batch:(step + 1) * batch]
+            xb = _augment(xt[idx], square) if augment else xt[idx]
+            out = loss_fn(model(xb), yt[idx])
+            opt.zero_grad()
+            out.backward()
+            opt.step()
+            sched.step()
+            bar.set_postfix(loss=f"{out.item():.3f}")
+    return model.eval()
+
+
+@torch.no_grad()
+def calibrate(model: GraphNet, x: np.ndarray, batch: int = 128, passes: int = 2) -> GraphNet:
+    """Let the activation quantizers collect their ranges (train mode, no gradient)."""
+    model.train()
+    xt = to_input(x)
+    for _ in range(passes):
+        for i in range(0, len(xt), batch):
+            model(xt[i:i + batch])
+    return model.eval()
+
+
+def from_float(spec, fp: FloatNet, x_calib: np.ndarray) -> GraphNet:
+    """A GraphNet carrying ``fp``'s weights, with calibrated activation ranges."""
+    q = GraphNet(spec)
+    missing = q.load_state_dict(fp.state_dict(), strict=False)
+    if missing.unexpected_keys:
+        raise ValueError(f"float and quantized nets differ: {missing.unexpected_keys}")
+    return calibrate(q, x_calib)
+
+
+def train_qat(spec, x: np.ndarray, y: np.ndarray, fp_epochs: int, qat_epochs: int, seed: int,
+              **kw) -> tuple[FloatNet, GraphNet]:
+    """FP32 pre-training, then QAT fine-tuning from its weights (lower lr)."""
+    torch.manual_seed(seed)
+    fp = fit(FloatNet(spec), x, y, fp_epochs, seed, desc="fp32", **kw)
+    q = from_float(spec, fp, x[:512])
+    lr = kw.pop("lr", 2e-3) / 2
+    fit(q, x, y, qat_epochs, seed + 1, lr=lr, desc="qat", **kw)
+    return fp, q
+
+
+def distill(teacher: torch.nn.Module, student: torch.nn.Module, x_unlabeled: np.ndarray,
+            epochs: int, seed: int, batch: int = 64, lr: float = 2e-3, temperature: float = 4.0):
+    """Train ``student`` to match ``teacher``'s softened outputs; no labels used."""
+    torch.manual_seed(seed)
+    teacher.eval()
+    steps = max(1, len(x_unlabeled) // batch)
+    opt = torch.optim.Adam(student.parameters(), lr=lr)
+    xt = to_input(x_unlabeled)
+    square = xt.shape[2] == xt.shape[3]
+    gen = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        student.train()
+        order = torch.randperm(len(xt), generator=gen)
+        for step in tqdm(range(steps), desc=f"distill {epoch + 1}/{epochs}", leave=False, mininterval=1.0):
+            xb = _augment(xt[order[step * batch:(step + 1) * batch]], square)
+            with torch.no_grad():
+                soft = F.softmax(teacher(xb) / temperature, dim=1)
+            logp = F.log_softmax(student(xb) / temperature, dim=1)
+            out = F.kl_div(logp, soft, reduction="batchmean") * temperature ** 2
+            opt.zero_grad()
+            out.backward()
+            opt.step()
+    return student.eval()
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    model.eval()
+    return np.concatenate([model(to_input(x[i:i + batch])).numpy() for i in range(0, len(x), batch)])

@@ -1,0 +1,150 @@
+"""Classification metrics, the open-set reject option, and the report files.
+
+Pure numpy except the plots (matplotlib, imported when drawing).
+Labels and predictions are class indices; ``-1`` in predictions means
+"review" (rejected by the confidence threshold).
+"""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+REVIEW = -1
+
+
+def confusion(y: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
+    cm = np.zeros((n, n), dtype=np.int64)
+    keep = pred >= 0
+    np.add.at(cm, (y[keep], pred[keep]), 1)
+    return cm
+
+
+def summary(y: np.ndarray, pred: np.ndarray, classes) -> dict:
+    """Accuracy, macro-F1 and per-class precision/recall/F1 (rejected maps excluded)."""
+    n = len(classes)
+    cm = confusion(y, pred, n)
+    tp = np.diag(cm).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(cm.sum(0) > 0, tp / cm.sum(0), np.nan)
+        recall = np.where(cm.sum(1) > 0, tp / cm.sum(1), np.nan)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    present = cm.sum(1) > 0
+    accepted = int((pred >= 0).sum())
+    return {
+        "n": int(len(y)), "accepted": accepted,
+        "accuracy": float(tp.sum() / accepted) if accepted else None,
+        "macro_f1": float(np.nanmean(np.where(present, f1, np.nan))) if present.any() else None,
+        "per_class": {c: {"precision": _f(precision[i]), "recall": _f(recall[i]), "f1": _f(f1[i]),
+                          "support": int(cm[i].sum())} for i, c in enumerate(classes)},
+        "confusion": cm.tolist(),
+    }
+
+
+def _f(v) -> float | None:
+    return None if np.isnan(v) else float(v)
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """Temperature that minimizes the validation NLL (grid search: robust, no optimizer)."""
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20), 200))
+    nll = [-np.log(softmax(logits, t)[np.arange(len(y)), y] + 1e-12).mean() for t in grid]
+    return float(grid[int(np.argmin(nll))])
+
+
+def coverage_curve(probs: np.ndarray, y: np.ndarray, points: int = 21) -> list[dict]:
+    """Accuracy on the accepted maps against the share accepted, for thresholds on max-prob."""
+    conf, pred = probs.max(1), probs.argmax(1)
+    out = []
+    for q in np.linspace(0, 1, points):
+        thr = float(np.quantile(conf, q)) if q > 0 else 0.0
+        keep = conf >= thr
+        out.append({"threshold": thr, "coverage": float(keep.mean()),
+                    "accuracy": float((pred[keep] == y[keep]).mean()) if keep.any() else None})
+    return out
+
+
+def calibrate_reject(logits_val: np.ndarray, y_val: np.ndarray, target_accuracy: float) -> dict:
+    """Temperature plus the lowest max-prob threshold whose accepted validation
+    maps reach ``target_accuracy`` (so coverage is as high as it can be)."""
+    t = fit_temperature(logits_val, y_val)
+    probs = softmax(logits_val, t)
+    conf, correct = probs.max(1), probs.argmax(1) == y_val
+    order = np.argsort(-conf)
+    acc_at_k = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+    ok = np.nonzero(acc_at_k >= target_accuracy)[0]
+    k = int(ok.max()) if ok.size else 0
+    return {"temperature": t, "threshold": float(conf[order][k]), "target_accuracy": target_accuracy,
+            "val_coverage": (k + 1) / len(order), "val_accuracy": float(acc_at_k[k])}
+
+
+def apply_reject(logits: np.ndarray, reject: dict) -> np.ndarray:
+    probs = softmax(logits, reject["temperature"])
+    pred = probs.argmax(1)
+    pred[probs.max(1) < reject["threshold"]] = REVIEW
+    return pred
+
+
+def plot_confusion(cm: np.ndarray, classes, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(classes), 1.0 + 0.65 * len(classes)))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(folder: Path, name: str, classes, results: dict, figures: list[str]) -> Path:
+    """``report.json`` plus a self-contained ``report.html`` around the PNGs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(json.dumps(results, indent=1))
+    rows = []
+    for key, res in results.items():
+        if isinstance(res, dict) and "accuracy" in res:
+            acc = "-" if res["accuracy"] is None else f"{100 * res['accuracy']:.2f}%"
+            f1 = "-" if res.get("macro_f1") is None else f"{res['macro_f1']:.3f}"
+            rows.append(f"<tr><td>{html.escape(key)}</td><td>{acc}</td><td>{f1}</td>"
+                        f"<td>{res.get('accepted', res.get('n'))}/{res.get('n')}</td></tr>")
+    per_class = results.get("qat", {}).get("per_class", {})
+    pc_rows = "".join(
+        f"<tr><td>{html.escape(c)}</td><td>{_pct(v['precision'])}</td><td>{_pct(v['recall'])}</td>"
+        f"<td>{v['support']}</td></tr>" for c, v in per_class.items())
+    imgs = "".join(f'<figure><img src="{html.escape(f)}"><figcaption>{html.escape(f)}</figcaption></figure>'
+                   for f in figures)
+    page = f"""<!doctype html><meta charset="utf-8"><title>{html.escape(name)}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}figure{{display:inline-block}}</style>
+<h1>{html.escape(name)}</h1><p>classes: {html.escape(", ".join(classes))}</p>
+<h2>Accuracy</h2><table><tr><th>model</th><th>accuracy</th><th>macro-F1</th><th>accepted</th></tr>
+{''.join(rows)}</table>
+<h2>Per class (QAT model)</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>support</th></tr>
+{pc_rows}</table><h2>Figures</h2>{imgs}"""
+    path = folder / "report.html"
+    path.write_text(page)
+    return path
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
