@@ -1,0 +1,62 @@
+"""Per-layer parallelism: the one place the generator and the estimator read it.
+
+FINN's folding, per layer:
+
+- ``pe``: output channels computed in parallel (divides ``out_c``);
+- ``simd``: fan-in elements multiplied in parallel by each PE (divides the
+  fan-in: kernel*kernel*in_c for a conv, kernel*kernel for a depthwise conv,
+  in_features for a dense layer). Layers without weights use ``pe`` only:
+  channels handled a cycle.
+
+A layer then needs ``fold = (out_c / pe) * (fan_in / simd)`` cycles an output
+pixel. The file ``build/<model>/hls/parallel.json`` holds
+``{"layers": {name: {"pe": P, "simd": S}}}``; a layer it does not name gets
+``pe = simd = 1``, the smallest core.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def fan_in(layer: dict) -> int:
+    if layer["type"] == "conv2d":
+        k = layer["kernel"] ** 2
+        return k if layer["groups"] > 1 else k * layer["in_c"]
+    if layer["type"] == "dense":
+        return layer["in_features"]
+    return 1
+
+
+def out_channels(layer: dict) -> int:
+    return layer["out_features"] if layer["type"] == "dense" else layer["out_c"]
+
+
+def check(layer: dict, pe: int, simd: int) -> None:
+    name = layer["name"]
+    if pe < 1 or out_channels(layer) % pe:
+        raise ValueError(f"layer {name}: pe={pe} must divide its {out_channels(layer)} output channels")
+    if simd < 1 or fan_in(layer) % simd:
+        raise ValueError(f"layer {name}: simd={simd} must divide its fan-in of {fan_in(layer)}")
+
+
+def load(layers: list[dict], path: str | Path | None = None) -> dict[str, dict]:
+    """``{layer name: {"pe", "simd"}}`` for every layer, checked."""
+    given = {}
+    if path is not None and Path(path).exists():
+        given = json.loads(Path(path).read_text()).get("layers", {})
+    names = {layer["name"] for layer in layers}
+    unknown = set(given) - names
+    if unknown:
+        raise ValueError(f"{path}: no layers named {sorted(unknown)} in this model")
+    out = {}
+    for layer in layers:
+        p = given.get(layer["name"], {})
+        pe, simd = int(p.get("pe", 1)), int(p.get("simd", 1))
+        check(layer, pe, simd)
+        out[layer["name"]] = {"pe": pe, "simd": simd}
+    return out
+
+
+def save(path: str | Path, parallelism: dict[str, dict]) -> None:
+    Path(path).write_text(json.dumps({"layers": parallelism}, indent=1))
