@@ -82,6 +82,7 @@ flash: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.pipeline --model $(BUILD)/export --hls $(BUILD)/hls --out $(BUILD)/bench
+	$(PY) -m zybo_z7.rtl.synth --out build/bench/rtl_synth.json
 
 demo: $(STAMP)
 	$(MAKE) export
