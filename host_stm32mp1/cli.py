@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 from host_stm32mp1 import engine, readers, report
-from host_stm32mp1.client import BoardClient, BoardError, parse_address
+from host_stm32mp1.boards import BoardPool, RetryPolicy
+from host_stm32mp1.client import BoardError, parse_boards
 from host_stm32mp1.store import StoreError, open_store
 
 log = logging.getLogger("waferq.host")
@@ -34,10 +36,18 @@ FORMATS = ("NPY (HxW or NxHxW), NPZ (keys 'x' and optional int labels 'y', or 'a
 
 
 def _board_opts(p, model_required=True):
-    p.add_argument("--board", required=True, metavar="HOST:PORT", help="board service address")
+    p.add_argument("--board", required=True, action="append", metavar="HOST:PORT",
+                   help="board service address; classify takes several (repeat --board or "
+                        "a comma list) and balances and fails over between them")
     p.add_argument("--model", required=model_required, metavar="DIR",
                    help="export folder (model.json, weights.bin) the board must run")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a reply")
+    p.add_argument("--retries", type=int, default=5,
+                   help="tries per batch after the first, and reconnects per board (backoff "
+                        "0.25 s doubling to 4 s) before giving up")
+    p.add_argument("--key-file", metavar="PATH",
+                   help="pre-shared HMAC key file, mode 0600 (default: $WQ_KEY_FILE, then "
+                        "$WQ_KEY; without one frames are not authenticated)")
     p.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -161,7 +171,7 @@ def classify(args) -> int:
     try:
         model = engine.Model.load(args.model, args.size)
         labels = load_labels(args.labels, model.classes) if args.labels else None
-        host, port = parse_address(args.board)
+        addresses = parse_boards(args.boards)
         bins = pass_bins(args.pass_bins)
         if args.batch < 1:
             raise ValueError("--batch must be at least 1")
@@ -175,7 +185,7 @@ def classify(args) -> int:
     except StoreError as e:
         store.close()
         return _usage(e)
-    client = BoardClient(host, port, timeout=args.timeout)
+    client = BoardPool(addresses, model, RetryPolicy(timeout=args.timeout, retries=args.retries))
     t0 = time.perf_counter()
     try:
         # Everything answered already (a rerun of a finished batch): no need for the board.
@@ -197,6 +207,7 @@ def classify(args) -> int:
     summary = report.summarize(run.records, model.classes, run.latencies, run.sizes, wall,
                                run.weights_sent, run.board_info)
     summary["n_from_store"] = run.cached
+    summary["boards"] = run.boards
     print(report.format_table(summary))
     if args.out:
         report.write_json(args.out, run.records, summary)
@@ -211,6 +222,11 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "board", None):
+        # One string for the single-board commands (their parse_address refuses a list).
+        args.boards, args.board = args.board, ",".join(args.board)
+    if getattr(args, "key_file", None):
+        os.environ["WQ_KEY_FILE"] = args.key_file   # every BoardClient reads it (FROM_ENV)
     if args.command == "classify":
         return classify(args)
     from host_stm32mp1 import ops, watch  # only what the command needs

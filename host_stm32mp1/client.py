@@ -1,14 +1,24 @@
-"""TCP client of the board service (``protocol.wire``). Numpy only."""
+"""TCP client of the board service (``protocol.wire``). Numpy only.
+
+With a key (``key=`` or $WQ_KEY_FILE / $WQ_KEY, see ``protocol.auth``) every
+connection starts with the SESSION handshake, every request is sealed with
+an HMAC and every reply except ERROR must carry a valid one. A client with
+a key never falls back to unauthenticated frames (no downgrade).
+"""
 from __future__ import annotations
 
 import itertools
 import json
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
 
+from protocol import auth as A
 from protocol import wire as W
+
+FROM_ENV = "env"   # key=FROM_ENV: $WQ_KEY_FILE, then $WQ_KEY, else no authentication
 
 
 class BoardError(Exception):
@@ -18,8 +28,16 @@ class BoardError(Exception):
         super().__init__(message)
         self.code = code
 
+    @property
+    def retryable(self) -> bool:
+        """Connection trouble (another try, maybe on another board, may work); a
+        board that answered ERROR would answer the same again."""
+        return self.code is None
+
 
 def parse_address(text: str, default_port: int = 5150) -> tuple[str, int]:
+    if "," in text:
+        raise ValueError(f"{text!r}: this command drives one board (only classify takes several)")
     host, sep, port = text.rpartition(":")
     if not sep:
         return text, default_port
@@ -29,12 +47,47 @@ def parse_address(text: str, default_port: int = 5150) -> tuple[str, int]:
         raise ValueError(f"bad board address {text!r}: expected HOST:PORT") from None
 
 
+def parse_boards(values, default_port: int = 5150) -> list[tuple[str, int]]:
+    """``--board`` values, each one address or a comma list -> unique (host, port)s."""
+    if isinstance(values, str):
+        values = [values]
+    out = []
+    for v in values:
+        for part in v.split(","):
+            if part.strip():
+                addr = parse_address(part.strip(), default_port)
+                if addr not in out:
+                    out.append(addr)
+    if not out:
+        raise ValueError("no board address given")
+    return out
+
+
+def _keyring(key):
+    if key == FROM_ENV:
+        return A.resolve()
+    if isinstance(key, (str, Path)):
+        return A.Keyring.from_file(key)
+    return key
+
+
 class BoardClient:
-    def __init__(self, host: str, port: int, timeout: float = 30.0, connect_timeout: float = 5.0):
+    def __init__(self, host: str, port: int, timeout: float = 30.0, connect_timeout: float = 5.0,
+                 key=FROM_ENV, on_connect=None):
         self.host, self.port = host, port
         self.timeout, self.connect_timeout = timeout, connect_timeout
         self.sock: socket.socket | None = None
         self._ids = itertools.count(1)
+        self.keyring: A.Keyring | None = _keyring(key)
+        self.session: A.Session | None = None
+        # Called after every (re)connect, before any request: a restarted board
+        # must get its weights back before it is sent work.
+        self.on_connect = on_connect
+        self.connects = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
 
     def connect(self) -> None:
         self.close()
@@ -43,8 +96,31 @@ class BoardClient:
         except OSError as e:
             raise BoardError(f"cannot connect to the board at {self.host}:{self.port}: {e}") from e
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.connects += 1
+        try:
+            if self.keyring is not None:
+                self._handshake()
+            if self.on_connect is not None:
+                self.on_connect(self)
+        except BaseException:
+            self.close()
+            raise
+
+    def _handshake(self) -> None:
+        nonce, payload = A.session_request(self.keyring.current)
+        ack = self._exchange(W.T_SESSION, payload, raw=True)
+        if ack.type == W.T_ERROR:
+            code, msg = W.decode_error(ack.payload)
+            raise BoardError(f"board refused the session: {W.STATUS_NAMES.get(code, code)}: {msg}",
+                             code)
+        try:
+            self.session = A.client_session(self.keyring, nonce, ack)
+        except A.AuthError as e:
+            raise BoardError(f"board at {self.name} failed authentication (wrong key?): {e}",
+                             W.E_AUTH) from e
 
     def close(self) -> None:
+        self.session = None
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -55,14 +131,25 @@ class BoardClient:
     def __exit__(self, *exc):
         self.close()
 
-    def _exchange(self, ftype: int, payload: bytes) -> W.Frame:
+    def _exchange(self, ftype: int, payload: bytes, raw: bool = False) -> W.Frame:
         if self.sock is None:
             self.connect()
         rid = next(self._ids) & 0xFFFFFFFF
-        self.sock.sendall(W.encode_frame(ftype, payload, rid))
-        reply = W.read_frame(self.sock, timeout=self.timeout)
+        if self.session is not None and not raw:
+            self.sock.sendall(self.session.seal(ftype, payload, rid))
+        else:
+            self.sock.sendall(W.encode_frame(ftype, payload, rid))
+        # One deadline for the whole reply: a trickling peer cannot stretch it.
+        reply = W.read_frame(self.sock, timeout=self.timeout,
+                             deadline=time.monotonic() + self.timeout)
         if reply.request_id != rid:
             raise W.WireError(f"reply to request {reply.request_id}, expected {rid}")
+        if self.keyring is not None and reply.type != W.T_ERROR and not raw:
+            try:
+                self.session.open(reply)
+            except A.AuthError as e:
+                raise BoardError(f"reply from {self.name} failed authentication: {e}",
+                                 W.E_AUTH) from e
         return reply
 
     def request(self, ftype: int, payload: bytes = b"", expect: int | None = None) -> W.Frame:

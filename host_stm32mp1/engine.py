@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from host_stm32mp1 import readers
-from host_stm32mp1.client import BoardClient, BoardError
+from host_stm32mp1.boards import BoardPool
+from host_stm32mp1.client import BoardError
 from host_stm32mp1.preprocess import to_model_input
 from protocol import wire as W
 
@@ -56,6 +56,7 @@ class Run:
     board_info: dict | None = None
     weights_sent: bool = False
     cached: int = 0
+    boards: dict = field(default_factory=dict)     # board -> batches served, weights pushed
 
 
 def error_record(base: dict, code: int, message: str) -> dict:
@@ -140,27 +141,32 @@ def _store_row(rec: dict, board, checksum, latency) -> dict:
                 weights_checksum=checksum, latency_s=latency)
 
 
-def send(run: Run, client: BoardClient, model: Model, batch: int, store=None, board_name="",
+def send(run: Run, client, model: Model, batch: int, store=None, board_name="",
          progress=None) -> None:
-    """Load the weights if needed, then classify ``run.pending`` in batches.
+    """Classify ``run.pending`` in batches on a ``BoardPool`` (several boards,
+    failover) or one ``BoardClient``; each board gets the model's weights
+    before any work, on every (re)connect.
 
     Raises BoardError/OSError with the records of unsent images left without
     a status (the caller marks them; the journal keeps them pending).
     """
-    run.board_info, run.weights_sent = client.ensure_weights(model.folder)
-    log.info("board %s: backend %s, weights %s", board_name, run.board_info["backend"],
-             "sent" if run.weights_sent else "already loaded")
-    for start in range(0, len(run.pending), batch):
-        ids = run.pending[start:start + batch]
-        x = np.stack(run.images[start:start + len(ids)])
-        tb = time.perf_counter()
-        results = client.infer_batch(x, ids)
-        dt = time.perf_counter() - tb
+    pool = client if isinstance(client, BoardPool) else BoardPool.of_client(client, model)
+    single = not isinstance(client, BoardPool)
+    where = {rid: i for i, rid in enumerate(run.pending)}
+    batches = [run.pending[s:s + batch] for s in range(0, len(run.pending), batch)]
+
+    def images(ids):
+        return np.stack([run.images[where[i]] for i in ids])
+
+    def on_result(ids, results, board, dt):
+        name = board_name if single and board_name else board
         run.latencies.append(dt)
         run.sizes.append(len(ids))
         rows = []
         for res in results:
             rec = run.records[res["id"]]
+            if "status" in rec:        # already answered: never count an image twice
+                continue
             if res["status"] == W.OK:
                 k = res["class_index"]
                 rec.update(status="ok", class_index=k,
@@ -168,13 +174,27 @@ def send(run: Run, client: BoardClient, model: Model, batch: int, store=None, bo
                            logits=res["logits"])
             else:
                 rec.update(error_record(rec, res["status"], res["message"]))
-            rec["board"] = board_name
+            rec["board"] = name
             if store is not None and "seq" in rec:
-                rows.append(_store_row(rec, board_name, model.checksum, dt / len(ids)))
+                rows.append(_store_row(rec, name, model.checksum, dt / len(ids)))
         if rows:
             store.record_results(rows)
         if progress is not None:
             progress.update(len(ids))
+
+    try:
+        if not batches:    # nothing to send: still check the board and its weights
+            if single:
+                run.board_info, run.weights_sent = client.ensure_weights(model.folder)
+            return
+        pool.run(batches, images, on_result)
+    finally:
+        if pool.board_info is not None:
+            run.board_info, run.weights_sent = pool.board_info, pool.weights_sent
+        run.boards = {w.name: dict(batches=w.batches, weights_sent=w.weights_sent)
+                      for w in pool.workers}
+        if single:
+            client.on_connect = None
 
 
 def fail_unsent(run: Run, message: str) -> None:

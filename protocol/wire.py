@@ -9,10 +9,15 @@ Every frame is a fixed 20-byte little-endian header, then the payload::
     magic        4 bytes  b"WQNT"
     version      u8       VERSION
     type         u8       one of FRAME_TYPES
-    flags        u16      0 (reserved)
+    flags        u16      F_AUTH or 0; other bits must be 0
     request_id   u32      chosen by the client, echoed in the reply
     payload_len  u32      at most MAX_PAYLOAD
     crc32        u32      zlib.crc32 of the payload
+
+With F_AUTH the payload is followed by a fixed AUTH_TRAILER_SIZE trailer
+(``u32 key_id, u64 counter, mac[32]``, not counted in payload_len): HMAC-SHA256
+over header and payload, see ``protocol.auth``. Without a key on both sides
+no frame carries it and the protocol is as in its first release.
 
 Requests and their replies (a reply type is the request type | REPLY_BIT, or
 ERROR):
@@ -26,6 +31,8 @@ INFER_BATCH   request: u32 n, u16 h, u16 w, u16 c, u16 reserved, n x u64 image
               order: u64 id, u16 status, u16 class_index, u16 count, then
               ``count`` int32 logits when status == 0, else ``count`` bytes
               of UTF-8 message.
+SESSION       request: client nonce[16], u32 key id (opens an authenticated
+              connection). reply SESSION_ACK: server nonce[16], sealed.
 ERROR         reply only: u32 code, then a UTF-8 message. The service closes
               the connection after an ERROR caused by a malformed frame.
 """
@@ -33,6 +40,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 import zlib
 from dataclasses import dataclass
 
@@ -49,16 +57,26 @@ MAX_PAYLOAD = 64 << 20
 T_HELLO = 0x01
 T_LOAD_WEIGHTS = 0x02
 T_INFER_BATCH = 0x03
+T_SESSION = 0x04
 REPLY_BIT = 0x80
 T_INFO = T_HELLO | REPLY_BIT
 T_WEIGHTS_ACK = T_LOAD_WEIGHTS | REPLY_BIT
 T_RESULTS = T_INFER_BATCH | REPLY_BIT
+T_SESSION_ACK = T_SESSION | REPLY_BIT
 T_ERROR = 0xFF
 
 FRAME_TYPES = {
     "HELLO": T_HELLO, "LOAD_WEIGHTS": T_LOAD_WEIGHTS, "INFER_BATCH": T_INFER_BATCH,
-    "INFO": T_INFO, "WEIGHTS_ACK": T_WEIGHTS_ACK, "RESULTS": T_RESULTS, "ERROR": T_ERROR,
+    "SESSION": T_SESSION,
+    "INFO": T_INFO, "WEIGHTS_ACK": T_WEIGHTS_ACK, "RESULTS": T_RESULTS,
+    "SESSION_ACK": T_SESSION_ACK, "ERROR": T_ERROR,
 }
+F_AUTH = 0x0001
+FLAGS_KNOWN = F_AUTH
+SESSION_NONCE_SIZE = 16
+AUTH_MAC_SIZE = 32
+AUTH_TRAILER = struct.Struct(f"<IQ{AUTH_MAC_SIZE}s")
+AUTH_TRAILER_SIZE = AUTH_TRAILER.size
 _TYPE_NAMES = {v: k for k, v in FRAME_TYPES.items()}
 
 # Status codes: per-image result status and ERROR frame codes share one space.
@@ -71,11 +89,12 @@ E_BAD_WEIGHTS = 5     # blob rejected (length, checksum)
 E_ACCELERATOR = 6     # accelerator replied with another error
 E_INTERNAL = 7        # backend failure (timeout, I/O)
 E_TOPOLOGY = 8        # host-side: model and core topologies differ
+E_AUTH = 9            # missing, wrong or replayed HMAC; the connection is closed
 
 STATUS_NAMES = {OK: "OK", E_BAD_FRAME: "BAD_FRAME", E_BAD_REQUEST: "BAD_REQUEST",
                 E_BAD_SHAPE: "BAD_SHAPE", E_NO_WEIGHTS: "NO_WEIGHTS",
                 E_BAD_WEIGHTS: "BAD_WEIGHTS", E_ACCELERATOR: "ACCELERATOR",
-                E_INTERNAL: "INTERNAL", E_TOPOLOGY: "TOPOLOGY"}
+                E_INTERNAL: "INTERNAL", E_TOPOLOGY: "TOPOLOGY", E_AUTH: "AUTH"}
 
 _BATCH_HEAD = struct.Struct("<IHHHH")
 _RECORD_HEAD = struct.Struct("<QHHH")
@@ -110,6 +129,8 @@ class Frame:
     request_id: int
     payload: bytes
     flags: int = 0
+    header: bytes = b""          # as received: the HMAC covers it
+    auth: bytes | None = None    # the AUTH_TRAILER bytes when F_AUTH is set
 
     @property
     def type_name(self) -> str:
@@ -125,11 +146,16 @@ def encode_frame(ftype: int, payload: bytes = b"", request_id: int = 0, flags: i
     return head + payload
 
 
-def _read_exact(src, n: int, what: str, at_start: bool = False) -> bytes:
+def _read_exact(src, n: int, what: str, at_start: bool = False, deadline=None) -> bytes:
     buf = bytearray()
     while len(buf) < n:
         try:
             if isinstance(src, socket.socket):
+                if deadline is not None:   # bounds a peer that trickles bytes
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise socket.timeout("deadline")
+                    src.settimeout(left)
                 chunk = src.recv(min(n - len(buf), 1 << 20))
             else:
                 chunk = src.read(n - len(buf))
@@ -158,27 +184,32 @@ def parse_header(head: bytes) -> tuple[int, int, int, int, int]:
         raise WireError(f"bad version {version}: this side speaks wire protocol version {VERSION}")
     if ftype not in _TYPE_NAMES:
         raise WireError(f"unknown frame type 0x{ftype:02x}")
+    if flags & ~FLAGS_KNOWN:
+        raise WireError(f"unknown flags 0x{flags:04x}")
     if length > MAX_PAYLOAD:
         raise WireError(f"oversize frame: payload of {length} bytes exceeds MAX_PAYLOAD "
                         f"({MAX_PAYLOAD} bytes)")
     return ftype, flags, rid, length, crc
 
 
-def read_frame(src, timeout: float | None = None) -> Frame:
+def read_frame(src, timeout: float | None = None, deadline: float | None = None) -> Frame:
     """Read one frame from a socket or a binary file-like object.
 
     The header is checked before the payload is read, so an oversize length
-    never allocates. ``timeout`` applies to sockets (per receive call).
+    never allocates. ``timeout`` applies to sockets (per receive call);
+    ``deadline`` (time.monotonic()) bounds the whole frame once it has started.
     """
     if isinstance(src, socket.socket) and timeout is not None:
         src.settimeout(timeout)
-    head = _read_exact(src, HEADER_SIZE, "header", at_start=True)
+    head = _read_exact(src, HEADER_SIZE, "header", at_start=True, deadline=deadline)
     ftype, flags, rid, length, crc = parse_header(head)
-    payload = _read_exact(src, length, "payload")
+    payload = _read_exact(src, length, "payload", deadline=deadline)
     if zlib.crc32(payload) & 0xFFFFFFFF != crc:
         raise WireError(f"crc mismatch: header says 0x{crc:08x}, payload has "
                         f"0x{zlib.crc32(payload) & 0xFFFFFFFF:08x}")
-    return Frame(ftype, rid, payload, flags)
+    auth = _read_exact(src, AUTH_TRAILER_SIZE, "auth trailer", deadline=deadline) \
+        if flags & F_AUTH else None
+    return Frame(ftype, rid, payload, flags, head, auth)
 
 
 def send_frame(sock: socket.socket, ftype: int, payload: bytes = b"", request_id: int = 0) -> None:
@@ -306,6 +337,11 @@ def c_constants() -> dict[str, int]:
         "WQW_RECORD_HEADER_SIZE": _RECORD_HEAD.size,
         "WQW_NO_CLASS": NO_CLASS,
         "WQW_INFO_FIXED_SIZE": _INFO_HEAD.size,
+        "WQW_F_AUTH": F_AUTH,
+        "WQW_FLAGS_KNOWN": FLAGS_KNOWN,
+        "WQW_SESSION_NONCE_SIZE": SESSION_NONCE_SIZE,
+        "WQW_AUTH_MAC_SIZE": AUTH_MAC_SIZE,
+        "WQW_AUTH_TRAILER_SIZE": AUTH_TRAILER_SIZE,
     }
     consts.update({f"WQW_T_{k}": v for k, v in FRAME_TYPES.items()})
     consts.update({f"WQW_S_{v}": k for k, v in STATUS_NAMES.items()})

@@ -2,13 +2,19 @@
 to the accelerator.
 
     python -m zybo_z7.service --model build/X/export [--backend csim] \
-        [--host 0.0.0.0] [--port 5150] [--port-file PATH]
+        [--host 0.0.0.0] [--port 5150] [--port-file PATH] [--key-file PATH]
 
 One thread per client; the accelerator is a single device, so every exchange
 with it holds one lock (a batch is never interleaved with another client's
 LOAD_WEIGHTS). Every image of an INFER_BATCH gets exactly one result record.
 A malformed frame gets an ERROR frame and the connection is closed, since the
 byte stream can no longer be trusted to be at a frame boundary.
+
+With a key (``--key-file``, mode 0600, or $WQ_KEY_FILE / $WQ_KEY) every
+connection must open with SESSION and every later frame must carry a valid,
+fresh HMAC (``protocol.auth``); anything else is logged at ERROR, answered
+with ERROR E_AUTH and the connection closed. Without a key the service
+accepts unauthenticated frames as before: for a bench, never for production.
 """
 from __future__ import annotations
 
@@ -17,13 +23,16 @@ import json
 import logging
 import os
 import signal
+import socket
 import socketserver
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 
+from protocol import auth as A
 from protocol import stream as S
 from protocol import wire as W
 from zybo_z7.backends import Accelerator, make_backend
@@ -92,11 +101,13 @@ class Board:
 
 class Handler(socketserver.BaseRequestHandler):
     server: "Service"
+    session: "A.Session | None" = None
 
     def handle(self) -> None:
         sock, peer = self.request, "%s:%d" % self.client_address[:2]
         log.info("%s connected", peer)
         board = self.server.board
+        self.session = None
         while not self.server.stopping.is_set():
             try:
                 frame = W.read_frame(sock, timeout=READ_TIMEOUT)
@@ -108,6 +119,19 @@ class Handler(socketserver.BaseRequestHandler):
             except W.WireError as e:
                 log.warning("%s sent a malformed frame: %s", peer, e)
                 self._send_error(sock, 0, e.code, str(e))
+                self._linger(sock)
+                break
+            try:
+                if not self._authenticate(sock, peer, frame):
+                    continue
+            except A.AuthError as e:
+                self.server.auth_failures += 1
+                log.error("%s refused (authentication): %s", peer, e)
+                self._send_error(sock, frame.request_id, W.E_AUTH, str(e))
+                self._linger(sock)
+                break
+            except OSError as e:
+                log.info("%s connection error: %s", peer, e)
                 break
             except OSError as e:
                 log.info("%s connection error: %s", peer, e)
@@ -115,6 +139,28 @@ class Handler(socketserver.BaseRequestHandler):
             if not self._dispatch(sock, peer, board, frame):
                 break
         log.info("%s disconnected", peer)
+
+    def _authenticate(self, sock, peer, frame: W.Frame) -> bool:
+        """True: dispatch the frame; False: it was the SESSION handshake (answered).
+        Raises AuthError for anything unauthenticated, forged or replayed."""
+        ring = self.server.keyring
+        if ring is None:
+            if frame.type == W.T_SESSION or frame.auth is not None:
+                raise A.AuthError("this service has no key configured: start it with "
+                                  "--key-file, or run the host without a key")
+            return True
+        if frame.type == W.T_SESSION:
+            if self.session is not None:
+                raise A.AuthError("SESSION sent twice on one connection")
+            self.session, nonce = A.accept_session(ring, frame.payload)
+            log.info("%s authenticated session, key id %d", peer, self.session.key_id)
+            sock.sendall(self.session.seal(W.T_SESSION_ACK, nonce, frame.request_id))
+            return False
+        if self.session is None:
+            raise A.AuthError(f"unauthenticated {frame.type_name}: this service requires "
+                              "HMAC authentication (open the connection with SESSION)")
+        self.session.open(frame)
+        return True
 
     def _dispatch(self, sock, peer, board: Board, frame: W.Frame) -> bool:
         rid = frame.request_id
@@ -135,17 +181,40 @@ class Handler(socketserver.BaseRequestHandler):
             log.warning("%s %s: %s", peer, frame.type_name, e)
             # A weights rejection is a normal reply; a bad payload means a broken client.
             self._send_error(sock, rid, e.code, str(e))
-            return e.code == W.E_BAD_WEIGHTS
+            if e.code == W.E_BAD_WEIGHTS:
+                return True
+            self._linger(sock)
+            return False
         except Exception as e:
             log.exception("%s %s failed", peer, frame.type_name)
             self._send_error(sock, rid, W.E_INTERNAL, f"{type(e).__name__}: {e}")
             return True
         try:
-            W.send_frame(sock, reply[0], reply[1], rid)
+            if self.session is not None:
+                sock.sendall(self.session.seal(reply[0], reply[1], rid))
+            else:
+                W.send_frame(sock, reply[0], reply[1], rid)
         except OSError as e:
             log.info("%s could not send the reply: %s", peer, e)
             return False
         return True
+
+    @staticmethod
+    def _linger(sock, limit: int = 1 << 20, seconds: float = 0.5) -> None:
+        """Close after an ERROR with a FIN, not a RST: closing with unread input
+        resets the connection, and a reset can drop the ERROR before the peer
+        reads it. Drains at most ``limit`` bytes for at most ``seconds``."""
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(seconds)
+            deadline, got = time.monotonic() + seconds, 0
+            while got < limit and time.monotonic() < deadline:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                got += len(chunk)
+        except OSError:
+            pass
 
     @staticmethod
     def _send_error(sock, rid: int, code: int, message: str) -> None:
@@ -159,8 +228,10 @@ class Service(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr, board: Board):
+    def __init__(self, addr, board: Board, keyring: "A.Keyring | None" = None):
         self.board = board
+        self.keyring = keyring
+        self.auth_failures = 0
         self.stopping = threading.Event()
         super().__init__(addr, Handler)
 
@@ -183,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="0.0.0.0", help="address to listen on")
     p.add_argument("--port", type=int, default=5150, help="TCP port, 0 picks a free one")
     p.add_argument("--port-file", default=None, help="write the chosen port here once listening")
+    p.add_argument("--key-file", default=None,
+                   help="pre-shared HMAC key(s), mode 0600, lines KEY_ID:HEX (default: "
+                        "$WQ_KEY_FILE, then $WQ_KEY; none: unauthenticated, bench use only)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -192,10 +266,17 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        keyring = A.resolve(args.key_file)
+    except (OSError, A.KeyFileError) as e:
+        log.error("key: %s", e)
+        return 2
+    if keyring is None:
+        log.warning("no key configured: frames are NOT authenticated (use --key-file in production)")
+    try:
         backend = make_backend(args.backend, args.model, device=args.device, work_dir=args.work_dir,
                                bitstream=args.bitstream)
         board = Board(Accelerator(backend), _classes(args.model))
-        server = Service((args.host, args.port), board)
+        server = Service((args.host, args.port), board, keyring)
     except (OSError, RuntimeError, ValueError, KeyError, S.StreamError) as e:
         log.error("%s", e)
         return 2
