@@ -21,8 +21,23 @@ INPUT_BITS = 8
 INPUT_SCALE_LOG2 = -8
 
 
+class SpecFace:
+    """What every family's spec offers besides ``layers()`` (a dataclass mixin)."""
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
 @dataclass(frozen=True)
-class CNNSpec:
+class CNNSpec(SpecFace):
     """Topology and bit widths of a wafer-map CNN.
 
     ``w_bits`` has one entry per weighted layer (each conv, then the dense);
@@ -54,17 +69,6 @@ class CNNSpec:
         n = len(kw.get("channels", cls.channels))
         name = kw.pop("name", "wmcnn")
         return cls(name=f"{name}_{w}w{a}a", w_bits=(w,) * (n + 1), a_bits=(a,) * n, **kw)
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.classes)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CNNSpec":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     def layers(self) -> list[dict]:
         """The layer graph (``quant.graph``), in execution order."""

@@ -21,10 +21,10 @@ requantizing layer (``a_bits``), in execution order.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from quant.graph import GraphBuilder
-from quant.spec import INPUT_BITS, WAFER_CLASSES
+from quant.spec import INPUT_BITS, WAFER_CLASSES, SpecFace
 
 BUFFER_CLASSES = ("Crack", "EMC", "Normal", "Notch")
 
@@ -52,7 +52,7 @@ class _Bits:
 
 
 @dataclass(frozen=True)
-class ZooSpec:
+class ZooSpec(SpecFace):
     family: str
     name: str = ""
     in_size: int = 42
@@ -73,17 +73,6 @@ class ZooSpec:
             w = self.w_bits if isinstance(self.w_bits, int) else "x"
             a = self.a_bits if isinstance(self.a_bits, int) else "x"
             object.__setattr__(self, "name", f"{self.family}_{w}w{a}a")
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.classes)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ZooSpec":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     def layers(self) -> list[dict]:
         g = GraphBuilder(self.in_size, self.in_channels, INPUT_BITS)

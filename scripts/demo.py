@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from host_stm32mp1.preprocess import to_model_input
-from quant import synth
+from quant import metrics, synth
 from quant.intmodel import IntModel
 
 DEMO_SEED = 2026  # not a training (0) or test (1000+) seed: these maps are unseen
@@ -53,34 +53,10 @@ def start_service(model: Path, hls: Path, port_file: Path, log: Path) -> subproc
     return proc
 
 
-def confusion(records: list[dict], n_classes: int) -> np.ndarray:
-    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    for r in records:
-        if r["status"] == "ok" and r.get("label") is not None:
-            cm[r["label"], r["class_index"]] += 1
-    return cm
-
-
-def plot_confusion(cm: np.ndarray, classes, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 6))
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def confusion_of(records: list[dict], n_classes: int) -> np.ndarray:
+    done = [r for r in records if r["status"] == "ok" and r.get("label") is not None]
+    return metrics.confusion(np.array([r["label"] for r in done], dtype=np.int64),
+                             np.array([r["class_index"] for r in done], dtype=np.int64), n_classes)
 
 
 def check_against_reference(records: list[dict], model: IntModel) -> tuple[int, int]:
@@ -118,10 +94,10 @@ def main(argv=None) -> int:
     results = json.loads((args.out / "results.json").read_text())
     records, summary = results["results"], results["summary"]
     classes = list(model.spec.classes)
-    cm = confusion(records, len(classes))
+    cm = confusion_of(records, len(classes))
     equal, compared = check_against_reference(records, model)
     acc = summary["accuracy"]
-    plot_confusion(cm, classes, args.out / "confusion.png",
+    metrics.plot_confusion(cm, classes, args.out / "confusion.png",
                    f"{model.spec.name} on the C-sim: {100 * acc:.1f}% of {summary['n_labelled']} maps")
     report = {"model": model.spec.name, "backend": "csim", "n_maps": len(files),
               "one_result_per_map": len(records) == len(files),
