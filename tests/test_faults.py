@@ -4,13 +4,9 @@ two namespaces joined by a veth pair, or a user-space impairing proxy when
 the kernel has no netem). Every loop is bounded in count and time."""
 import json
 import os
-import random
 import signal
-import socket
 import sqlite3
-import struct
 import subprocess
-import threading
 import time
 from contextlib import ExitStack
 
@@ -21,6 +17,8 @@ from host_stm32mp1.boards import RetryPolicy
 from host_stm32mp1.client import BoardClient
 from quant.intmodel import random_model
 from quant.spec import CNNSpec
+
+from impair_proxy import ImpairingProxy
 from wq_service_helpers import PY, ROOT, env, run_host, service
 
 N = 800
@@ -93,65 +91,6 @@ def _p99_run(work, tmp_path, board):
           f"wall {time.monotonic() - t0:.1f} s")
     assert p99 <= POLICY.batch_bound()
     return p99
-
-
-class ImpairingProxy:
-    """127.0.0.1 proxy: 20 +- 5 ms per forwarded chunk and, with a seeded
-    probability, a connection reset (what a lost link looks like to TCP after
-    its own retransmissions give up). Stands in for netem where the kernel has none."""
-
-    def __init__(self, target_port, reset_p=0.03, seed=0):
-        self.target, self.reset_p = target_port, reset_p
-        self.rng = random.Random(seed)
-        self.lock = threading.Lock()
-        self.resets = 0
-        self.lsock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.lsock.getsockname()[1]
-        self.stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _draw(self):
-        with self.lock:
-            return self.rng.random(), self.rng.uniform(0.015, 0.025)
-
-    def _accept(self):
-        self.lsock.settimeout(0.2)
-        while not self.stop.is_set():
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                continue
-            s = socket.create_connection(("127.0.0.1", self.target), timeout=10)
-            for a, b in ((c, s), (s, c)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, src, dst):
-        try:
-            while not self.stop.is_set():
-                data = src.recv(1 << 16)
-                if not data:
-                    break
-                p, delay = self._draw()
-                time.sleep(delay)
-                if p < self.reset_p:
-                    with self.lock:
-                        self.resets += 1
-                    for x in (src, dst):   # RST, not FIN: linger 0
-                        x.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for x in (src, dst):
-                try:
-                    x.close()
-                except OSError:
-                    pass
-
-    def close(self):
-        self.stop.set()
-        self.lsock.close()
 
 
 def test_impaired_link_userspace_p99_within_policy(work, tmp_path):
@@ -232,10 +171,10 @@ def _ns_run(work, tmp_path, netns, netem):
         log.close()
 
 
-def _p99_in_ns(work, tmp_path, hns):
+def _p99_in_ns(work, tmp_path, hns, board="10.77.0.2:5150"):
     # run_host cannot enter a namespace: run the host CLI under ip netns exec.
     out = tmp_path / "r.json"
-    args = classify_args(work, "10.77.0.2:5150", tmp_path / "j.sqlite", "--batch", "16",
+    args = classify_args(work, board, tmp_path / "j.sqlite", "--batch", "16",
                          "--timeout", str(POLICY.timeout), "--retries", str(POLICY.retries),
                          "--out", str(out))
     proc = subprocess.run(["ip", "netns", "exec", hns, PY, "-m", "host_stm32mp1", *args], cwd=ROOT,
@@ -255,3 +194,29 @@ def test_netns_veth_plain(work, tmp_path, netns):
 
 def test_netns_veth_netem_loss_delay(work, tmp_path, netns):
     _ns_run(work, tmp_path, netns, netem=True)
+
+
+def test_netns_veth_userspace_impairment(work, tmp_path, netns):
+    """Loss and delay across the veth pair without netem: the impairing proxy
+    runs in the host's namespace, so every byte it delays or cuts crosses the
+    link between the two namespaces."""
+    hns, sns = netns
+    proc, log = _ns_service(work, tmp_path, sns)
+    port_file, stats = tmp_path / "proxy.port", tmp_path / "proxy.json"
+    proxy = subprocess.Popen(["ip", "netns", "exec", hns, PY, str(ROOT / "tests" / "impair_proxy.py"),
+                              "--target", "10.77.0.2:5150", "--reset-p", "0.02", "--seed", "1",
+                              "--port-file", str(port_file), "--stats", str(stats)],
+                             cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists():
+            assert proxy.poll() is None and time.monotonic() < deadline, "proxy did not start"
+            time.sleep(0.05)
+        _p99_in_ns(work, tmp_path, hns, board=f"127.0.0.1:{port_file.read_text().strip()}")
+    finally:
+        proxy.send_signal(signal.SIGTERM)
+        proxy.wait(10)
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+    assert json.loads(stats.read_text())["resets"] > 0, "no connection was cut: the test proved nothing"
