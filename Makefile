@@ -18,7 +18,7 @@ STAMP   := $(VENV)/.installed
 APT_PKGS := g++ iverilog yosys device-tree-compiler linux-headers-amd64 gcc-arm-linux-gnueabihf \
             tcl openfpgaloader postgresql
 
-.PHONY: tools install train export hls csim bitstream dtbo driver flash bench demo test clean help
+.PHONY: tools install train export hls-src hls estimate csim bitstream dtbo driver flash bench demo test clean help
 
 help:
 	@echo "make demo    - train, export, generate + compile the C-sim, serve it, classify 1000 maps"
@@ -55,10 +55,22 @@ $(BUILD)/train/checkpoint.pt:
 export: $(STAMP) $(BUILD)/train/checkpoint.pt
 	$(PY) -m quant.export --checkpoint $(BUILD)/train/checkpoint.pt --out $(BUILD)/export
 
-hls: $(STAMP)
+# The accelerator's C++ and its vitis_hls script; needs no Xilinx tool.
+hls-src: $(STAMP)
+	$(PY) -m hls.estimate --model $(BUILD)/export --parallel $(BUILD)/hls/parallel.json
 	$(PY) -m hls.generate --model $(BUILD)/export --out $(BUILD)/hls
+	$(PY) -m hls.tcl --model $(BUILD)/export --hls $(BUILD)/hls
 
-csim: hls
+# HLS synthesis for the XC7Z020 (csim, csynth, cosim, export_design); needs vitis_hls.
+hls: $(STAMP)
+	$(PY) -m hls.synth --model $(BUILD)/export --hls $(BUILD)/hls
+
+# Resources and speed on the XC7Z020, estimated from the layer graph; refuses what does not fit.
+estimate: $(STAMP)
+	$(PY) -m hls.estimate --model $(BUILD)/export --parallel $(BUILD)/hls/parallel.json \
+		--json $(BUILD)/hls/estimate.json
+
+csim: hls-src
 	$(PY) -m hls.check --model $(BUILD)/export --hls $(BUILD)/hls
 
 # HLS synthesis (vitis_hls), then the Vivado block design to waferq.bit/.hwh/.xsa.
@@ -83,6 +95,9 @@ flash: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.pipeline --model $(BUILD)/export --hls $(BUILD)/hls --out $(BUILD)/bench
 	$(PY) -m zybo_z7.rtl.synth --out build/bench/rtl_synth.json
+	$(PY) -m bench.hls_resources --out build/bench
+	$(PY) -m bench.csim_speed --out build/bench
+	$(PY) -m bench.hls4ml_compare --out build/bench
 
 demo: $(STAMP)
 	$(MAKE) export

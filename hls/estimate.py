@@ -1,0 +1,342 @@
+"""Resource and throughput estimate of the generated core, before any HLS run.
+
+    python -m hls.estimate --model build/X/export [--parallel build/X/hls/parallel.json]
+
+Inputs: the layer graph (``quant.graph``) and the per-layer folding
+(``hls.parallel``: ``pe`` output channels and ``simd`` fan-in elements a
+cycle). Every number below is a formula of those; the constants are named.
+The device is the XC7Z020: 53,200 LUT, 106,400 FF, 280 BRAM18 (140 BRAM36),
+220 DSP48E1; the clock is board.toml's FCLK0 (100 MHz).
+
+Memories (one per array of the generated C++; no sharing between layers):
+
+- A memory ``width`` bits wide and ``depth`` words deep takes, in BRAM18,
+  ``min over shapes (w, d) of ceil(width / w) * ceil(depth / d)``, shapes
+  (1, 16K) (2, 8K) (4, 4K) (9, 2K) (18, 1K) (36, 512): the RAMB18E1 aspect
+  ratios, 36 wide in simple dual port (the loader writes one port, the
+  layer reads the other). BRAM36 = BRAM18 / 2.
+- A memory of depth <= LUTRAM_DEPTH (64) or at most LUTRAM_BITS (1,024)
+  bits goes to distributed RAM instead: ``width * ceil(depth / 64)`` LUTs
+  (one RAM64X1D per bit), as Vivado does for small arrays.
+- Weights: ``pe`` banks (one per PE), each ``simd * w_bits`` wide and
+  ``n_weights / (pe * simd)`` deep, as hls/templates/wq_loader.h lays them.
+- Biases: ``pe * 32`` wide, ``out_c / pe`` deep.
+- Activations: every layer's output is one buffer, ``lanes * out_bits`` wide
+  with ``lanes = max(pe, simd of its consumer)`` and
+  ``out_h * out_w * out_c / lanes`` deep. The image buffer is
+  ``max(4, simd of the first layer) * 8`` bits wide (4 pixels a stream word).
+
+Arithmetic of a conv2d / dense layer (``lanes = pe * simd`` multipliers):
+
+- A multiplier is one DSP48E1 when ``w_bits * in_bits >= DSP_MIN_PRODUCT``
+  (48: 8x6 and wider); else it is LUT logic of ``w_bits * in_bits`` LUTs
+  (one LUT6 per partial-product bit, the usual soft-multiplier cost).
+- Adder tree: ``pe * (simd - 1)`` adders of ``w_bits + in_bits +
+  ceil(log2 simd)`` bits, one LUT (carry chain) and one FF a bit.
+- Accumulator: ``pe`` adders and registers of ``acc_bits``, the signed width
+  holding ``fan_in * (2**in_bits - 1) * 2**(w_bits - 1) + 2**31`` (int32 bias).
+- Requantization (shift, round half even, clamp), one a PE: a barrel shifter
+  ``acc_bits * ceil(log2 acc_bits) / 2`` LUTs plus ``2 * out_bits`` for the
+  clamp; the logits layer has none.
+- Pipeline FFs: the ``simd * in_bits`` input register, the ``lanes * w_bits``
+  weight register and, for LUT multipliers, the ``lanes * (w_bits + in_bits)``
+  product registers (a DSP keeps its product in its own MREG).
+- Control (loop counters, address generators): CTRL_LUT and CTRL_FF a layer.
+
+Layers without weights (pe lanes): maxpool ``pe * out_bits * 2`` LUT and FF
+(a comparator and the running max); gap ``pe`` accumulators of
+``out_bits + log2(h*w) + in_bits`` plus a requant; add two aligning requants,
+an adder and a requant a lane; quant one requant; upsample ``pe * out_bits``.
+
+Cycles (layers run one after another; no dataflow between them):
+
+- conv2d / dense: ``out_h * out_w * fold`` with
+  ``fold = (out_c / pe) * (fan_in / simd)`` (hls/parallel.py), plus the
+  pipeline depth ``PIPE_DEPTH + ceil(log2 simd)``;
+- maxpool ``out_h * out_w * pool**2 * c / pe``, gap ``in_h * in_w * c / pe``,
+  add ``2 * h * w * c / pe``, quant and upsample ``out_h * out_w * c / pe``,
+  plus PIPE_DEPTH each;
+- streaming: one 32-bit word a cycle in (``infer_words`` + 4 framing words)
+  and out (``5 + n_classes`` words), plus CORE_CYCLES for the message FSM.
+
+Latency = cycles / f_clk; maps/s = f_clk / cycles (one map at a time).
+
+Fixed logic, outside the layers:
+
+- The core's message FSM, checksum, blob loader and AXI-Lite control:
+  CORE_LUT / CORE_FF, 1.5x our hand-written RTL glue (zybo_z7/rtl, yosys 0.23
+  synth_xilinx: wq_glue_top 805 LUT, 421 FF), since HLS control is larger.
+- The platform around the core (AXI DMA with SG, the two 1,024-word
+  axis_data_fifos, two SmartConnects, the glue): PLATFORM, order-of-magnitude
+  figures from AMD's product guides; each FIFO is 2 BRAM18 (1,024 x 33 bits).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from hls import parallel
+from protocol import stream as S
+from quant.blob import _n_weights
+from quant.graph import INPUT
+
+DEVICE = {"lut": 53_200, "ff": 106_400, "bram18": 280, "dsp": 220}   # XC7Z020 (DS190)
+RESOURCES = ("bram18", "dsp", "lut", "ff")
+BRAM18_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
+LUTRAM_DEPTH = 64
+LUTRAM_BITS = 1024
+DSP_MIN_PRODUCT = 48
+CTRL_LUT, CTRL_FF = 120, 100
+PIPE_DEPTH = 4
+CORE_CYCLES = 16
+GLUE_LUT, GLUE_FF = 805, 421                 # zybo_z7/rtl/synth.py on wq_glue_top
+CORE_LUT, CORE_FF = round(1.5 * GLUE_LUT), round(1.5 * GLUE_FF)
+PLATFORM = {"bram18": 2 * 2 + 2, "dsp": 0, "lut": 2_500 + 2 * 1_200 + GLUE_LUT,
+            "ff": 3_500 + 2 * 1_600 + GLUE_FF}  # DMA(+2 BRAM18) + SmartConnects + glue; FIFOs 4 BRAM18
+
+
+class DoesNotFit(ValueError):
+    """The design needs more of a resource than the device (or the budget) has."""
+
+
+def clock_hz() -> int:
+    from zybo_z7 import board
+
+    return board.load().fclk0_hz
+
+
+def memory(width: int, depth: int) -> tuple[int, int]:
+    """(BRAM18, LUT) of one ``width`` x ``depth`` memory (see the module doc)."""
+    if width <= 0 or depth <= 0:
+        return 0, 0
+    if depth <= LUTRAM_DEPTH or width * depth <= LUTRAM_BITS:
+        return 0, width * math.ceil(depth / LUTRAM_DEPTH)
+    return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in BRAM18_SHAPES), 0
+
+
+def acc_bits(fan_in: int, in_bits: int, w_bits: int) -> int:
+    bound = fan_in * ((1 << in_bits) - 1) * (1 << (w_bits - 1)) + (1 << 31)
+    return bound.bit_length() + 1
+
+
+def _requant_lut(acc: int, out_bits: int) -> int:
+    return acc * math.ceil(math.log2(acc)) // 2 + 2 * out_bits
+
+
+def _consumer_simd(layers: list[dict], par: dict, name: str) -> int:
+    return max([par[l["name"]]["simd"] for l in layers if name in l["inputs"]] or [1])
+
+
+def layer_estimate(layer: dict, pe: int, simd: int, out_lanes: int) -> dict:
+    """One layer's resources and cycles; ``out_lanes``: width of its output buffer in values."""
+    kind, ib, ob = layer["type"], layer["in_bits"], layer["out_bits"]
+    pix = layer["out_h"] * layer["out_w"]
+    c = parallel.out_channels(layer)
+    r = {"name": layer["name"], "type": kind, "pe": pe, "simd": simd,
+         "lut": CTRL_LUT, "ff": CTRL_FF, "dsp": 0, "bram18_weights": 0, "bram18_acts": 0}
+    if kind in ("conv2d", "dense"):
+        wb, fi, lanes = layer["w_bits"], parallel.fan_in(layer), pe * simd
+        wbr, wlut = memory(simd * wb, _n_weights(layer) // lanes)
+        bbr, blut = memory(pe * 32, c // pe)
+        r["bram18_weights"] = pe * wbr + bbr
+        r["lut"] += pe * wlut + blut
+        prod = wb + ib
+        if wb * ib >= DSP_MIN_PRODUCT:
+            r["dsp"] = lanes
+        else:
+            r["lut"] += lanes * wb * ib
+            r["ff"] += lanes * prod
+        tree = pe * (simd - 1) * (prod + math.ceil(math.log2(simd)))
+        acc = acc_bits(fi, ib, wb)
+        r["lut"] += tree + pe * acc + (pe * _requant_lut(acc, ob) if layer["requant"] else 0)
+        r["ff"] += tree + pe * acc + simd * ib + lanes * wb
+        r["fold"] = (c // pe) * (fi // simd)
+        r["cycles"] = pix * r["fold"] + PIPE_DEPTH + math.ceil(math.log2(simd))
+    else:
+        reads = {"maxpool": layer.get("pool", 1) ** 2, "add": 2,
+                 "gap": layer["in_h"] * layer["in_w"]}.get(kind, 1)
+        if kind == "maxpool":
+            r["lut"] += pe * ob * 2
+            r["ff"] += pe * ob * 2
+        elif kind == "gap":
+            width = ib + ob + math.ceil(math.log2(layer["in_h"] * layer["in_w"]))
+            r["lut"] += pe * (width + _requant_lut(width, ob))
+            r["ff"] += pe * width
+        elif kind == "add":
+            width = layer["align_bits"] + 1
+            r["lut"] += pe * (2 * _requant_lut(width + 8, layer["align_bits"]) + width
+                              + _requant_lut(width, ob))
+            r["ff"] += pe * 3 * width
+        elif kind == "quant":
+            r["lut"] += pe * _requant_lut(ib + 8, ob)
+            r["ff"] += pe * ob
+        else:
+            r["lut"] += pe * ob
+        r["fold"] = c // pe
+        r["cycles"] = pix * reads * r["fold"] + PIPE_DEPTH
+    if layer["type"] == "dense" and not layer["requant"]:
+        r["lut"] += 32 * c                    # int32 logits: registers, not a buffer
+        r["ff"] += 32 * c
+    else:
+        abr, alut = memory(out_lanes * ob, math.ceil(pix * c / out_lanes))
+        r["bram18_acts"] = abr
+        r["lut"] += alut
+    r["bram18"] = r["bram18_weights"] + r["bram18_acts"]
+    return r
+
+
+def estimate(layers: list[dict], par: dict | None = None, f_clk: int | None = None) -> dict:
+    """Per-layer and total estimate; ``par`` is ``hls.parallel.load``'s dict (default pe = simd = 1)."""
+    par = par or {l["name"]: {"pe": 1, "simd": 1} for l in layers}
+    f_clk = f_clk or clock_hz()
+    rows = []
+    for l in layers:
+        p = par[l["name"]]
+        parallel.check(l, p["pe"], p["simd"])
+        lanes = max(p["pe"], _consumer_simd(layers, par, l["name"]))
+        rows.append(layer_estimate(l, p["pe"], p["simd"], lanes))
+    first = layers[0]
+    n_pix = first["in_h"] * first["in_w"] * first["in_c"]
+    img_lanes = max(4, _consumer_simd(layers, par, INPUT))
+    ibr, ilut = memory(img_lanes * 8, math.ceil(n_pix / img_lanes))
+    n_classes = parallel.out_channels(layers[-1])
+    stream = S.infer_words(n_pix) + S.HEADER_WORDS + S.TRAILER_WORDS \
+        + S.HEADER_WORDS + 1 + n_classes + S.TRAILER_WORDS + CORE_CYCLES
+    core = {"name": "core", "type": "fixed", "bram18": ibr, "bram18_acts": ibr, "bram18_weights": 0,
+            "dsp": 0, "lut": CORE_LUT + ilut, "ff": CORE_FF, "cycles": stream}
+    total = {k: sum(r[k] for r in rows) + core[k] for k in (*RESOURCES, "cycles")}
+    with_platform = {k: total[k] + PLATFORM[k] for k in RESOURCES}
+    cycles = total["cycles"]
+    return {"layers": rows, "core": core, "platform": dict(PLATFORM), "total": total,
+            "with_platform": with_platform, "device": dict(DEVICE), "f_clk_hz": f_clk,
+            "cycles": cycles, "latency_us": cycles / f_clk * 1e6, "maps_per_s": f_clk / cycles,
+            "bram36": with_platform["bram18"] / 2,
+            "utilization": {k: with_platform[k] / DEVICE[k] for k in RESOURCES}}
+
+
+_LABEL = {"bram18": "BRAM36", "dsp": "DSP48E1", "lut": "LUT", "ff": "FF"}
+
+
+def check_fits(est: dict, budget: dict | None = None) -> None:
+    """Raise DoesNotFit naming the largest layer and part of a resource that is over.
+
+    ``budget``: fraction of the device allowed per resource (default 1.0)."""
+    for res in RESOURCES:
+        limit = DEVICE[res] * (budget or {}).get(res, 1.0)
+        need = est["with_platform"][res]
+        if need <= limit:
+            continue
+        rows = est["layers"] + [est["core"]]
+        if res == "bram18":
+            part, row = max(((p, r) for r in rows for p in ("bram18_weights", "bram18_acts")),
+                            key=lambda pr: pr[1][pr[0]])
+            what = "weights" if part == "bram18_weights" else "activation buffers"
+            raise DoesNotFit(f"layer {row['name']}: {what} need {row[part] / 2:g} BRAM36 and the "
+                             f"whole design {need / 2:g} BRAM36 of {limit / 2:g}.")
+        row = max(rows, key=lambda r: r[res])
+        raise DoesNotFit(f"layer {row['name']}: needs {row[res]:,} {_LABEL[res]} and the whole "
+                         f"design {need:,} {_LABEL[res]} of {limit:,.0f}.")
+
+
+def fits(est: dict, budget: dict | None = None) -> bool:
+    try:
+        check_fits(est, budget)
+    except DoesNotFit:
+        return False
+    return True
+
+
+DEFAULT_BUDGET = {"bram18": 0.6, "dsp": 0.8, "lut": 0.7, "ff": 0.7}
+
+
+def _next_divisor(n: int, cur: int) -> int | None:
+    return next((d for d in range(cur + 1, n + 1) if n % d == 0), None)
+
+
+def default_parallelism(layers: list[dict], target_maps_per_s: float = 3_000,
+                        budget: dict | None = None, f_clk: int | None = None) -> dict:
+    """Greedy folding: widen the slowest layer, one divisor step of pe or simd at a
+    time, while the whole design stays inside ``budget`` (fractions of the device),
+    until the estimate reaches ``target_maps_per_s`` or no step fits."""
+    budget = budget or DEFAULT_BUDGET
+    f_clk = f_clk or clock_hz()
+    par = {l["name"]: {"pe": 1, "simd": 1} for l in layers}
+    est = estimate(layers, par, f_clk)
+    while est["maps_per_s"] < target_maps_per_s:
+        best = None
+        for row in sorted(est["layers"], key=lambda r: -r["cycles"]):
+            l = next(x for x in layers if x["name"] == row["name"])
+            p = par[l["name"]]
+            trials = []
+            for key, n in (("simd", parallel.fan_in(l)), ("pe", parallel.out_channels(l))):
+                if key == "simd" and l["type"] not in ("conv2d", "dense"):
+                    continue
+                d = _next_divisor(n, p[key])
+                if d is not None:
+                    t = {**par, l["name"]: {**p, key: d}}
+                    e = estimate(layers, t, f_clk)
+                    if fits(e, budget):
+                        # cycles saved per LUT spent: the cheaper widening of the two wins
+                        gain = (est["cycles"] - e["cycles"]) / max(e["total"]["lut"] - est["total"]["lut"], 1)
+                        trials.append((gain, t, e))
+            if trials:
+                best = max(trials, key=lambda x: x[0])
+                break
+        if best is None:
+            break
+        par, est = best[1], best[2]
+    return par
+
+
+def table(est: dict) -> str:
+    lines = [f"{'layer':<14}{'pe':>4}{'simd':>6}{'BRAM18':>8}{'DSP':>6}{'LUT':>8}{'FF':>8}{'cycles':>10}"]
+    for r in est["layers"] + [est["core"]]:
+        lines.append(f"{r['name']:<14}{r.get('pe', ''):>4}{r.get('simd', ''):>6}{r['bram18']:>8}"
+                     f"{r['dsp']:>6}{r['lut']:>8}{r['ff']:>8}{r['cycles']:>10}")
+    wp, u = est["with_platform"], est["utilization"]
+    lines.append(f"{'+ platform':<24}{wp['bram18']:>8}{wp['dsp']:>6}{wp['lut']:>8}{wp['ff']:>8}")
+    lines.append(f"utilization: BRAM {u['bram18']:.0%} ({est['bram36']:g} BRAM36), DSP {u['dsp']:.0%}, "
+                 f"LUT {u['lut']:.0%}, FF {u['ff']:.0%}; {est['cycles']:,} cycles = "
+                 f"{est['latency_us']:.1f} us, {est['maps_per_s']:,.0f} maps/s")
+    return "\n".join(lines)
+
+
+def ensure_parallel(layers: list[dict], path: str | Path) -> dict[str, dict]:
+    """The folding in ``path``; writes ``default_parallelism`` there first if it
+    does not exist, so that the generated core and the estimate use the same."""
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        parallel.save(path, default_parallelism(layers))
+    return parallel.load(layers, path)
+
+
+def main(argv=None) -> int:
+    from quant.intmodel import IntModel
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True, help="export folder (model.json)")
+    ap.add_argument("--parallel", default=None,
+                    help="parallel.json; if it does not exist, default_parallelism is written there "
+                         "(the generator reads the same file, so core and estimate agree)")
+    ap.add_argument("--json", default=None, help="write the estimate here")
+    args = ap.parse_args(argv)
+    layers = IntModel.load(args.model).layers
+    par = ensure_parallel(layers, args.parallel) if args.parallel else default_parallelism(layers)
+    est = estimate(layers, par)
+    print(table(est))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"parallel": par, **est}, indent=1))
+    try:
+        check_fits(est)
+    except DoesNotFit as e:
+        print(f"hls.estimate: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""hls.estimate: the formulas on hand-computed cases, the refusal, and the W4A4 default."""
+import pytest
+
+from hls import estimate as E
+from quant import zoo
+from quant.spec import CNNSpec
+
+
+def test_memory_shapes():
+    assert E.memory(36, 512) == (1, 0)          # one RAMB18 in 36x512 SDP
+    assert E.memory(72, 512) == (2, 0)          # two side by side
+    assert E.memory(4, 4096) == (1, 0)          # the 4x4K shape beats 4 x (1x16K)
+    # 16 x 1764 (wmcnn conv1 out, 4 lanes of 4 bits): 9x2K -> 2*1, 18x1K -> 1*2, 36x512 -> 1*4
+    assert E.memory(16, 1764) == (2, 0)
+    assert E.memory(16, 64) == (0, 16)          # depth <= 64: one RAM64X1D a bit
+    assert E.memory(8, 100) == (0, 16)          # 800 bits <= 1024: LUTRAM, 8 * ceil(100/64)
+
+
+def test_acc_bits():
+    # 72 * 15 * 8 + 2**31 = 2_147_492_288: 32 bits, plus the sign
+    assert E.acc_bits(72, 4, 4) == 33
+
+
+def test_conv_layer_by_hand():
+    layers = CNNSpec.uniform(4, 4).layers()
+    conv1 = next(l for l in layers if l["name"] == "conv1")   # 21x21x8 -> 16, 3x3, W4A4
+    r = E.layer_estimate(conv1, pe=4, simd=36, out_lanes=4)
+    # weights: 4 banks of 36*4 = 144 bits x 1152/144 = 8 words -> LUTRAM 144 LUT each = 576
+    # biases: 4*32 = 128 bits x 4 words -> 128 LUT
+    # multipliers: 4*4 = 16 < 48 -> LUT, 144 lanes * 16 = 2304 LUT, 144 * 8 product FF = 1152
+    # adder tree: 4 * 35 adders * (8 + ceil(log2 36) = 14) = 1960 LUT and FF
+    # accumulator: 4 * 33 = 132 LUT and FF; requant: 4 * (33*6//2 + 2*4) = 428 LUT
+    # control 120 LUT, 100 FF; registers: 36*4 input + 144*4 weight = 720 FF
+    assert r["lut"] == 120 + 576 + 128 + 2304 + 1960 + 132 + 428 == 5648
+    assert r["ff"] == 100 + 1152 + 1960 + 132 + 144 + 576 == 4064
+    assert r["dsp"] == 0 and r["bram18_weights"] == 0
+    # output buffer 4 lanes * 4 bits = 16 wide, 441*16/4 = 1764 deep -> 2 BRAM18
+    assert r["bram18_acts"] == 2
+    # 441 pixels * (16/4) * (72/36) = 3528, + pipeline 4 + ceil(log2 36) = 6
+    assert r["cycles"] == 441 * 4 * 2 + 4 + 6 == 3538
+
+
+def test_dsp_multipliers_and_weight_bram():
+    conv0 = CNNSpec.uniform(8, 8).layers()[0]     # in_bits 8, w_bits 8
+    r = E.layer_estimate(conv0, pe=2, simd=9, out_lanes=2)
+    assert r["dsp"] == 2 * 9                     # 8x8 = 64 >= 48: one DSP48E1 each
+    fc = CNNSpec.uniform(8, 8).layers()[-1]      # 9 x 800 weights of 8 bits
+    r = E.layer_estimate(fc, pe=1, simd=1, out_lanes=1)
+    # one bank 8 bits x 7200: 9x2K -> 1*4 = 4 BRAM18; biases 32 x 9 = LUTRAM
+    assert r["bram18_weights"] == 4
+
+
+def test_totals_and_cycles_unfolded():
+    est = E.estimate(CNNSpec.uniform(4, 4).layers())
+    assert est["f_clk_hz"] == 100_000_000        # board.toml FCLK0
+    conv0 = est["layers"][0]
+    assert conv0["cycles"] == 42 * 42 * 8 * 9 + 4 == 127_012
+    assert est["cycles"] == sum(r["cycles"] for r in est["layers"]) + est["core"]["cycles"]
+    assert est["maps_per_s"] == pytest.approx(1e8 / est["cycles"])
+    assert est["with_platform"]["lut"] == est["total"]["lut"] + E.PLATFORM["lut"]
+
+
+def test_refuses_with_layer_and_resource():
+    big = zoo.ZooSpec("vgg_s", w_bits=8, a_bits=8, width=64).layers()
+    with pytest.raises(E.DoesNotFit, match=r"^layer fc0: weights need [\d.]+ BRAM36 and the whole "
+                                           r"design [\d.]+ BRAM36 of 140\.$"):
+        E.check_fits(E.estimate(big))
+    layers = CNNSpec.uniform(8, 8).layers()
+    par = {l["name"]: {"pe": 1, "simd": 1} for l in layers}
+    par["conv2"] = {"pe": 32, "simd": 9}         # 288 8x8 multipliers > 220 DSP
+    with pytest.raises(E.DoesNotFit, match=r"^layer conv2: needs 288 DSP48E1 .* of 220\.$"):
+        E.check_fits(E.estimate(layers, par))
+
+
+def test_default_w4a4_fits_60_percent_bram_and_3000_maps():
+    layers = CNNSpec.uniform(4, 4).layers()
+    par = E.default_parallelism(layers, target_maps_per_s=3000)
+    est = E.estimate(layers, par)
+    E.check_fits(est)
+    assert est["utilization"]["bram18"] <= 0.6
+    assert est["maps_per_s"] >= 3000
