@@ -49,12 +49,15 @@ class CSimCore:
         self._lock = threading.Lock()
 
     @classmethod
-    def for_model(cls, model_dir: str | Path, work_dir: str | Path) -> "CSimCore":
-        """Generate the HLS sources for ``model_dir`` into ``work_dir``, build, load."""
+    def for_model(cls, model_dir: str | Path, work_dir: str | Path,
+                  features: bool = False) -> "CSimCore":
+        """Generate the HLS sources for ``model_dir`` into ``work_dir`` (folding from
+        ``work_dir/parallel.json`` when present), build, load. ``features``: see
+        ``hls.generate``; parse such replies with ``protocol.stream.parse_result_with_features``."""
         from hls.csim_build import build
         from hls.generate import generate
 
-        generate(model_dir, work_dir)
+        generate(model_dir, work_dir, features=features)
         return cls(build(work_dir))
 
     def reset(self) -> None:

@@ -25,7 +25,11 @@ LOAD_WEIGHTS  request: the weight blob (``quant.blob``), exactly
               reply: [weights_checksum]
 INFER         request: one image, uint8 pixels in HWC order, packed four to a
               word, first pixel in bits [7:0]; ceil(H*W*C/4) words.
-              reply: [class_index, n_classes int32 logits...]
+              reply: [class_index, n_classes int32 logits...]; a core built
+              with CAP_FEATURES appends the last feature map (the input of
+              the final GAP, for class activation maps): its codes in HWC
+              order, one byte each (two's complement if the layer is
+              signed), packed like the image; ceil(H*W*C/4) words.
 ERROR         reply only: [error_code, detail]; detail is the offending
               opcode for unknown opcodes, or the word count seen for length
               errors, or 0.
@@ -86,6 +90,7 @@ ERRORS = {
 # Capability bits reported by QUERY.
 CAP_RUNTIME_WEIGHTS = 1 << 0
 CAP_LOGITS = 1 << 1
+CAP_FEATURES = 1 << 2  # INFER replies carry the last feature map
 
 # QUERY reply payload, one word each, in this order.
 QUERY_FIELDS = (
@@ -190,6 +195,20 @@ def parse_result(msg: Message, n_classes: int) -> tuple[int, np.ndarray]:
     return int(msg.payload[0]), logits
 
 
+def parse_result_with_features(msg: Message, n_classes: int, feature_shape: tuple[int, int, int],
+                               signed: bool = False) -> tuple[int, np.ndarray, np.ndarray]:
+    """INFER reply of a CAP_FEATURES core -> (class index, int32 logits,
+    feature codes [H][W][C] as int16: uint8 codes, or int8 when ``signed``)."""
+    n_feat = infer_words(int(np.prod(feature_shape)))
+    if msg.opcode != (OP_INFER | REPLY_BIT) or msg.payload.size != 1 + n_classes + n_feat:
+        raise StreamError(f"not an INFER reply with a {feature_shape} feature map: opcode "
+                          f"0x{msg.opcode:02x}, {msg.payload.size} words, expected {1 + n_classes + n_feat}")
+    logits = msg.payload[1:1 + n_classes].view(np.int32).copy()
+    raw = np.ascontiguousarray(msg.payload[1 + n_classes:], dtype="<u4").view(np.uint8)
+    codes = raw[:int(np.prod(feature_shape))].view(np.int8 if signed else np.uint8)
+    return int(msg.payload[0]), logits, codes.astype(np.int16).reshape(feature_shape)
+
+
 def to_bytes(words: np.ndarray) -> bytes:
     """Words as the DMA moves them: little-endian bytes."""
     return np.asarray(words, dtype="<u4").tobytes()
@@ -212,6 +231,7 @@ def c_constants() -> dict[str, int]:
         "WQ_REPLY_BIT": REPLY_BIT,
         "WQ_CAP_RUNTIME_WEIGHTS": CAP_RUNTIME_WEIGHTS,
         "WQ_CAP_LOGITS": CAP_LOGITS,
+        "WQ_CAP_FEATURES": CAP_FEATURES,
         "WQ_QUERY_WORDS": len(QUERY_FIELDS),
         "WQ_GUARD_TAIL_WORDS": GUARD_TAIL_WORDS,
     }

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from hls import parallel
 from hls.generate import generate
 from quant.intmodel import random_model
 from quant.spec import CNNSpec
+from quant.zoo import buffer_spec
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "hls" / "templates"
 
@@ -64,12 +66,25 @@ def find_violations(text: str) -> list[str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory) -> Path:
+# One template a layer kind, plus the shared parts.
+LAYER_TEMPLATES = ("wq_conv2d.h", "wq_dwconv.h", "wq_dense.h", "wq_maxpool.h", "wq_gap.h",
+                   "wq_add.h", "wq_upsample.h", "wq_requant.h")
+
+
+@pytest.fixture(scope="module", params=["wmcnn", "xception_fpn"])
+def generated(request, tmp_path_factory) -> Path:
+    """A chain (the slice's CNN) and a graph with every layer kind (adds,
+    upsampling, depthwise, GAP), the latter folded and with the feature reply."""
     base = tmp_path_factory.mktemp("rules")
-    spec = CNNSpec.uniform(4, 4, in_size=16, channels=(2, 3))
+    if request.param == "wmcnn":
+        spec = CNNSpec.uniform(4, 4, in_size=16, channels=(2, 3))
+        random_model(spec).save(base / "export")
+        return generate(base / "export", base / "hls")
+    spec = buffer_spec(in_size=16, width=2)
     random_model(spec).save(base / "export")
-    return generate(base / "export", base / "hls")
+    (base / "hls").mkdir()
+    parallel.save(base / "hls" / "parallel.json", {"cam": {"pe": 4, "simd": 8}, "stem1": {"pe": 2, "simd": 3}})
+    return generate(base / "export", base / "hls", features=True)
 
 
 def _scanned(fw: Path) -> list[Path]:
@@ -78,7 +93,43 @@ def _scanned(fw: Path) -> list[Path]:
 
 def test_templates_exist():
     names = {p.name for p in TEMPLATES.glob("*.h")}
-    assert {"wq_common.h", "wq_conv2d.h", "wq_maxpool.h", "wq_dense.h", "wq_core.h"} <= names
+    assert {"wq_common.h", "wq_core.h", "wq_loader.h", *LAYER_TEMPLATES} <= names
+
+
+@pytest.mark.parametrize("name", LAYER_TEMPLATES)
+def test_layer_templates_pipeline_and_unroll(name):
+    """Every layer template pipelines its fold loop and unrolls its PE (and SIMD)
+    loops; the weighted ones partition the weight memory and accumulators by PE."""
+    text = strip_comments((TEMPLATES / name).read_text())
+    assert "#pragma HLS PIPELINE II = 1" in text
+    if name != "wq_requant.h" or "void quant(" in text:
+        assert "#pragma HLS UNROLL" in text
+    if name in ("wq_conv2d.h", "wq_dwconv.h", "wq_dense.h"):
+        assert "#pragma HLS ARRAY_PARTITION variable=w complete dim=1" in text
+        assert "#pragma HLS ARRAY_PARTITION variable=acc complete" in text
+        assert "CONFIG_T::simd" in text and "CONFIG_T::pe" in text
+
+
+def test_config_structs_document_their_members():
+    """Each base config struct's members carry a one-line comment."""
+    for name in LAYER_TEMPLATES:
+        lines = (TEMPLATES / name).read_text().splitlines()
+        for line in lines:
+            if re.match(r"\s*static const (unsigned|bool) \w+ = ", line) and "_config" not in line:
+                if re.search(r"\b(PE|SIMD|SF|C|Q|S|F|NPIX|IC|OC|HI|LO|MAX_\w+|CHUNK|N_CHUNKS)\b =", line):
+                    continue  # derived constants inside functions
+                assert "//" in line, f"{name}: undocumented member: {line.strip()}"
+
+
+def test_generated_dag_keeps_every_branch_buffer(generated):
+    """Every layer output is a static array of its own (a layer feeding two
+    later layers keeps its buffer for both), and no buffer is sized at run time."""
+    top = strip_comments((generated / "waferq_top.cpp").read_text())
+    cfg = (generated / "wq_config.h").read_text()
+    names = re.findall(r"^struct (\w+)_config : wq::", cfg, re.M)
+    assert len(names) > 3
+    for n in (n for n in names if n != "top"):
+        assert re.search(rf"static [\w<>]+ {n}_out\[\d+\];", top), n
 
 
 def test_no_forbidden_constructs(generated):

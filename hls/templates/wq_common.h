@@ -1,7 +1,16 @@
-// wq_common.h: types and arithmetic shared by every waferq HLS block.
+// wq_common.h: types shared by every waferq HLS block.
 //
 // Layout convention: every activation buffer is a flat array in HWC order
 // (index = (y * W + x) * C + c), the order of quant/intmodel.py.
+//
+// Folding convention (hls/parallel.py, FINN's): a layer with weights computes
+// PE output channels at once, each PE multiplying SIMD fan-in elements at once.
+//   NF = out_c / PE        // output-channel groups, one after the other
+//   SF = fan_in / SIMD     // fan-in slices each PE walks through
+//   FOLD = NF * SF         // cycles an output pixel takes
+// Layers without weights use PE only (channels handled at once). Changing PE
+// or SIMD reorders no additions that could change the result: sums are exact
+// integers, so every folding gives the same bits.
 #ifndef WQ_COMMON_H
 #define WQ_COMMON_H
 
@@ -23,38 +32,7 @@ typedef ap_int<32> shift_t;    // requant shift from the blob (negative multipli
 typedef ap_int<32> bias_t;     // biases are int32 in the blob
 typedef ap_uint<8> pixel_t;    // input code, INPUT_BITS = 8
 typedef ap_int<32> logit_t;    // logits as they travel in the INFER reply
-
-// Largest right shift worth doing: any |acc| < 2**61 shifted further by
-// rshift_rhe is 0 already, so capping keeps ap_int<64> from overflowing.
-static const int MAX_RSHIFT = 62;
-// Largest left shift worth doing before a clamp to at most 8 bits: a
-// positive acc << 16 already exceeds every clamp limit.
-static const int MAX_LSHIFT = 16;
-
-// acc / 2**shift rounded half to even, then clamped to [0, 2**OUT_BITS - 1]:
-// the ReLU-quant of quant/intmodel.py (_requant with rshift_rhe).
-// ACC_T: any signed ap_int no wider than 45 bits.
-template <unsigned OUT_BITS, class ACC_T>
-ap_uint<OUT_BITS> requant_relu(ACC_T acc, shift_t shift) {
-    #pragma HLS INLINE
-    static const long long MAX_OUT = (1LL << OUT_BITS) - 1;
-    ap_int<64> a = acc;
-    ap_int<64> y;
-    if (shift <= 0) {
-        int k = -shift.to_int();
-        if (k > MAX_LSHIFT) k = MAX_LSHIFT;
-        y = a << k;
-    } else {
-        int s = shift.to_int();
-        if (s > MAX_RSHIFT) s = MAX_RSHIFT;
-        ap_int<64> half = ap_int<64>(1) << (s - 1);
-        ap_int<64> odd = (a >> s) & 1;  // ties go to the even neighbour
-        y = (a + half - 1 + odd) >> s;
-    }
-    if (y < 0) return 0;
-    if (y > MAX_OUT) return ap_uint<OUT_BITS>(MAX_OUT);
-    return ap_uint<OUT_BITS>(y);
-}
+typedef ap_int<64> wide_t;     // what requantization computes in
 
 }  // namespace wq
 

@@ -1,70 +1,112 @@
-// wq_conv2d.h: 2-D convolution (stride 1, zero padding) with ReLU-quant.
+// wq_conv2d.h: 2-D convolution (any square kernel, stride, zero padding),
+// bias, then requantization (ReLU-quant or signed). Dense channels (groups 1);
+// the depthwise case is wq_dwconv.h.
 #ifndef WQ_CONV2D_H
 #define WQ_CONV2D_H
 
 #include "wq_common.h"
+#include "wq_loader.h"
+#include "wq_requant.h"
 
 namespace wq {
 
 // Base of every generated conv config; the generator overrides each member.
 struct conv2d_config {
-    static const unsigned in_h = 1;          // input rows
-    static const unsigned in_w = 1;          // input columns
-    static const unsigned in_c = 1;          // input channels
-    static const unsigned out_c = 1;         // filters
-    static const unsigned kernel = 3;        // square kernel side
-    static const unsigned pad = 1;           // zero rows/columns on each side
-    static const unsigned w_bits = 8;        // weight width in the blob
-    static const unsigned out_bits = 8;      // activation width after ReLU-quant
-    static const unsigned n_weights = 9;     // out_c * kernel * kernel * in_c
-    static const unsigned blob_offset = 0;   // first word of this layer's blob section
-    static const unsigned section_words = 1; // 1 shift + out_c biases + packed weights
-    static const unsigned reuse_factor = 1;  // initiation interval of the MAC loop
-    typedef ap_uint<8> in_t;
-    typedef ap_uint<8> out_t;
-    typedef ap_int<8> weight_t;
-    typedef ap_int<40> accum_t;              // wide enough for every partial sum + bias
+    static const unsigned in_h = 1;           // input rows
+    static const unsigned in_w = 1;           // input columns
+    static const unsigned in_c = 1;           // input channels
+    static const unsigned out_h = 1;          // (in_h + 2*pad - kernel) / stride + 1
+    static const unsigned out_w = 1;          // (in_w + 2*pad - kernel) / stride + 1
+    static const unsigned out_c = 1;          // filters
+    static const unsigned kernel = 1;         // square kernel side
+    static const unsigned stride = 1;         // step between windows, both axes
+    static const unsigned pad = 0;            // zero rows/columns on each side
+    static const unsigned w_bits = 8;         // weight width (blob and memory)
+    static const unsigned out_bits = 8;       // output width after requantization
+    static const bool relu = true;            // unsigned (ReLU-quant) or signed output
+    static const unsigned n_out = 1;          // out_c: biases and weight rows
+    static const unsigned fan_in = 1;         // kernel * kernel * in_c, order [ky][kx][ic]
+    static const unsigned pe = 1;             // output channels at once; divides out_c
+    static const unsigned simd = 1;           // fan-in elements each PE multiplies at once
+    static const unsigned nf = 1;             // out_c / pe: output-channel groups
+    static const unsigned sf = 1;             // fan_in / simd: slices a PE walks through
+    static const unsigned fold = 1;           // nf * sf: cycles an output pixel
+    static const unsigned n_weights = 1;      // out_c * fan_in
+    static const unsigned wwords = 1;         // nf * sf: memory words each PE holds
+    static const unsigned word_bits = 8;      // simd * w_bits: one memory word
+    static const unsigned weight_mem_bits = 8;  // pe * wwords * word_bits == n_weights * w_bits
+    static const unsigned n_shifts = 1;       // shift words at the head of the blob section
+    static const unsigned blob_offset = 0;    // first word of this layer's blob section
+    static const unsigned section_words = 1;  // quant.blob.section_words
+    typedef ap_uint<8> in_t;                  // input code (unsigned or signed)
+    typedef ap_uint<8> out_t;                 // output code
+    typedef ap_int<8> weight_t;               // one weight
+    typedef ap_uint<8> wword_t;               // one memory word: simd weights
+    typedef ap_int<40> accum_t;               // holds every partial sum plus the bias
 };
 
-// in:  [in_h][in_w][in_c] (HWC), out: [in_h][in_w][out_c] (HWC, same size as
-// the input since stride is 1 and pad = kernel / 2),
-// w:   [out_c][kernel][kernel][in_c], the blob's order.
+// Input element k (k in [0, fan_in), order [ky][kx][ic]) of the window at
+// output pixel (oy, ox); 0 in the padding, which makes skipping it exact.
 template <class CONFIG_T>
-void conv2d_relu(const typename CONFIG_T::in_t in[CONFIG_T::in_h * CONFIG_T::in_w * CONFIG_T::in_c],
-                 typename CONFIG_T::out_t out[CONFIG_T::in_h * CONFIG_T::in_w * CONFIG_T::out_c],
-                 const typename CONFIG_T::weight_t w[CONFIG_T::n_weights],
-                 const bias_t b[CONFIG_T::out_c], const shift_t shift) {
-    static const int H = CONFIG_T::in_h;
-    static const int W = CONFIG_T::in_w;
-    static const int K = CONFIG_T::kernel;
-    static const int P = CONFIG_T::pad;
-    static const unsigned IC = CONFIG_T::in_c;
-    static const unsigned OC = CONFIG_T::out_c;
+typename CONFIG_T::in_t window_at(const typename CONFIG_T::in_t in[CONFIG_T::in_h * CONFIG_T::in_w *
+                                                                    CONFIG_T::in_c],
+                                  unsigned oy, unsigned ox, unsigned k, unsigned ch_per_tap) {
+    #pragma HLS INLINE
+    const unsigned tap = k / ch_per_tap;             // ky * kernel + kx
+    const unsigned ic = k % ch_per_tap;
+    const int iy = int(oy * CONFIG_T::stride + tap / CONFIG_T::kernel) - int(CONFIG_T::pad);
+    const int ix = int(ox * CONFIG_T::stride + tap % CONFIG_T::kernel) - int(CONFIG_T::pad);
+    if (iy < 0 || iy >= int(CONFIG_T::in_h) || ix < 0 || ix >= int(CONFIG_T::in_w))
+        return typename CONFIG_T::in_t(0);
+    return in[(unsigned(iy) * CONFIG_T::in_w + unsigned(ix)) * CONFIG_T::in_c + ic];
+}
+
+// in:  [in_h][in_w][in_c] HWC; out: [out_h][out_w][out_c] HWC;
+// w:   packed weight memory (wq_loader.h), b: [out_c], shift: the requant shift.
+template <class CONFIG_T>
+void conv2d(const typename CONFIG_T::in_t in[CONFIG_T::in_h * CONFIG_T::in_w * CONFIG_T::in_c],
+            typename CONFIG_T::out_t out[CONFIG_T::out_h * CONFIG_T::out_w * CONFIG_T::out_c],
+            const typename CONFIG_T::wword_t w[CONFIG_T::pe][CONFIG_T::wwords],
+            const bias_t b[CONFIG_T::out_c], const shift_t shift) {
+    #pragma HLS ARRAY_PARTITION variable=w complete dim=1
+    static const unsigned PE = CONFIG_T::pe;
+    static const unsigned SIMD = CONFIG_T::simd;
+    static const unsigned SF = CONFIG_T::sf;
+    typename CONFIG_T::accum_t acc[PE];
+    #pragma HLS ARRAY_PARTITION variable=acc complete
 ConvRows:
-    for (int oy = 0; oy < H; oy++) {
+    for (unsigned oy = 0; oy < CONFIG_T::out_h; oy++) {
     ConvCols:
-        for (int ox = 0; ox < W; ox++) {
-        ConvFilters:
-            for (unsigned oc = 0; oc < OC; oc++) {
-                typename CONFIG_T::accum_t acc = b[oc];
-            ConvKy:
-                for (int ky = 0; ky < K; ky++) {
-                ConvKx:
-                    for (int kx = 0; kx < K; kx++) {
-                        const int iy = oy + ky - P;
-                        const int ix = ox + kx - P;
-                        // Padding contributes zeros, so skipping it is exact.
-                        if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
-                        const unsigned in_base = (iy * W + ix) * IC;
-                        const unsigned w_base = ((oc * K + ky) * K + kx) * IC;
-                    ConvChannels:
-                        for (unsigned ic = 0; ic < IC; ic++) {
-                            #pragma HLS PIPELINE II = CONFIG_T::reuse_factor
-                            acc += in[in_base + ic] * w[w_base + ic];
+        for (unsigned ox = 0; ox < CONFIG_T::out_w; ox++) {
+        ConvNf:
+            for (unsigned nf = 0; nf < CONFIG_T::nf; nf++) {
+            ConvBias:
+                for (unsigned p = 0; p < PE; p++) {
+                    #pragma HLS UNROLL
+                    acc[p] = b[nf * PE + p];
+                }
+            ConvSf:
+                for (unsigned sf = 0; sf < SF; sf++) {
+                    #pragma HLS PIPELINE II = 1
+                ConvPe:
+                    for (unsigned p = 0; p < PE; p++) {
+                        #pragma HLS UNROLL
+                        const typename CONFIG_T::wword_t word = w[p][nf * SF + sf];
+                    ConvSimd:
+                        for (unsigned s = 0; s < SIMD; s++) {
+                            #pragma HLS UNROLL
+                            const typename CONFIG_T::in_t x =
+                                window_at<CONFIG_T>(in, oy, ox, sf * SIMD + s, CONFIG_T::in_c);
+                            acc[p] += x * weight_at<typename CONFIG_T::weight_t, CONFIG_T::w_bits>(word, s);
                         }
                     }
                 }
-                out[(oy * W + ox) * OC + oc] = requant_relu<CONFIG_T::out_bits>(acc, shift);
+            ConvOut:
+                for (unsigned p = 0; p < PE; p++) {
+                    #pragma HLS UNROLL
+                    out[(oy * CONFIG_T::out_w + ox) * CONFIG_T::out_c + nf * PE + p] =
+                        requant_out<CONFIG_T>(wide_t(acc[p]), shift);
+                }
             }
         }
     }

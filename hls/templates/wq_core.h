@@ -26,7 +26,34 @@ struct core_config {
     static const unsigned n_classes = 1;       // logits in the INFER reply
     static const unsigned blob_words = 1;      // LOAD_WEIGHTS payload length
     static const unsigned max_reply_words = 1; // largest reply payload
+    static const unsigned capabilities = WQ_CAP_RUNTIME_WEIGHTS | WQ_CAP_LOGITS;  // QUERY bits
+    static const unsigned feature_words = 0;   // feature-map words after the logits (0: off)
+    static const unsigned feature_alloc = 1;   // max(1, feature_words): the array never has size 0
 };
+
+// QUERY capability: the INFER reply carries the last feature map after the
+// logits (generation option, hls.generate features=True). Local until
+
+// N codes (HWC) -> ceil(N / 4) words, one byte a code (two's complement for
+// signed codes), four a word, first code in bits [7:0]: the INFER image's
+// packing, used for the feature map in the reply.
+template <unsigned N, unsigned WORDS, class CODE_T>
+void pack_codes(const CODE_T codes[N], word_t words[WORDS]) {
+PackWords:
+    for (unsigned i = 0; i < WORDS; i++) {
+        #pragma HLS PIPELINE II = 1
+        word_t v = 0;
+    PackBytes:
+        for (unsigned k = 0; k < 4; k++) {
+            #pragma HLS UNROLL
+            if (i * 4 + k < N) {
+                ap_int<8> code = codes[i * 4 + k];  // unsigned codes stay below 2**8
+                v.range(8 * k + 7, 8 * k) = code.range(7, 0);
+            }
+        }
+        words[i] = v;
+    }
+}
 
 // What survives between calls.
 struct core_state {
@@ -72,7 +99,8 @@ void send_error(hls::stream<axis_word>& tx, word_t tag, unsigned code, word_t de
 // MODEL_T supplies the generated, topology-specific parts:
 //   static void load_word(word_t word, word_t index);   // index into the blob
 //   static word_t infer(const pixel_t image[n_pixels],
-//                       logit_t logits[n_classes]);      // returns the class
+//                       logit_t logits[n_classes],
+//                       word_t features[feature_alloc]); // returns the class
 template <class CONFIG_T, class MODEL_T>
 void handle_message(hls::stream<axis_word>& rx, hls::stream<axis_word>& tx, core_state& st) {
     static const unsigned MAXR = CONFIG_T::max_reply_words;
@@ -168,7 +196,7 @@ RxWords:
     if (op == WQ_OP_QUERY) {
         p[WQ_QUERY_TOPOLOGY_HASH] = CONFIG_T::topology_hash;
         p[WQ_QUERY_CORE_VERSION] = CONFIG_T::core_version;
-        p[WQ_QUERY_CAPABILITIES] = WQ_CAP_RUNTIME_WEIGHTS | WQ_CAP_LOGITS;
+        p[WQ_QUERY_CAPABILITIES] = CONFIG_T::capabilities;
         p[WQ_QUERY_WEIGHTS_LOADED] = st.weights_loaded ? 1 : 0;
         p[WQ_QUERY_IN_HEIGHT] = CONFIG_T::in_h;
         p[WQ_QUERY_IN_WIDTH] = CONFIG_T::in_w;
@@ -186,13 +214,20 @@ RxWords:
         send_error<MAXR>(tx, tag, WQ_ERR_NO_WEIGHTS, 0);
     } else {
         logit_t logits[CONFIG_T::n_classes];
-        p[0] = MODEL_T::infer(image, logits);
+        word_t features[CONFIG_T::feature_alloc];
+        p[0] = MODEL_T::infer(image, logits, features);
     ReplyLogits:
         for (unsigned i = 0; i < CONFIG_T::n_classes; i++) {
             #pragma HLS PIPELINE II = 1
             p[1 + i] = logits[i];  // two's complement bits of the int32 logit
         }
-        send_reply<MAXR>(tx, WQ_OP_INFER | WQ_REPLY_BIT, tag, p, 1 + CONFIG_T::n_classes);
+    ReplyFeatures:
+        for (unsigned i = 0; i < CONFIG_T::feature_words; i++) {
+            #pragma HLS PIPELINE II = 1
+            p[1 + CONFIG_T::n_classes + i] = features[i];
+        }
+        send_reply<MAXR>(tx, WQ_OP_INFER | WQ_REPLY_BIT, tag, p,
+                         1 + CONFIG_T::n_classes + CONFIG_T::feature_words);
     }
 }
 

@@ -1,39 +1,81 @@
-// wq_dense.h: the logits layer (fully connected, no activation) and argmax.
+// wq_dense.h: fully connected layer (hidden, with requantization, or the
+// logits layer, which returns its full-width sums) and argmax.
 #ifndef WQ_DENSE_H
 #define WQ_DENSE_H
 
 #include "wq_common.h"
+#include "wq_loader.h"
+#include "wq_requant.h"
 
 namespace wq {
 
 struct dense_config {
-    static const unsigned n_in = 1;           // in_features, HWC flatten order of the last pool
-    static const unsigned n_out = 1;          // out_features = n_classes
-    static const unsigned w_bits = 8;         // weight width in the blob
+    static const unsigned n_in = 1;           // in_features, HWC flatten order of the input
+    static const unsigned n_out = 1;          // out_features
+    static const unsigned w_bits = 8;         // weight width (blob and memory)
+    static const unsigned out_bits = 8;       // output width after requantization
+    static const bool relu = true;            // unsigned (ReLU-quant) or signed output
+    static const bool requant = true;         // false: the logits layer (out_t = accum_t)
+    static const unsigned fan_in = 1;         // n_in
+    static const unsigned pe = 1;             // outputs at once; divides n_out
+    static const unsigned simd = 1;           // inputs each PE multiplies at once; divides n_in
+    static const unsigned nf = 1;             // n_out / pe: output groups
+    static const unsigned sf = 1;             // n_in / simd: slices a PE walks through
+    static const unsigned fold = 1;           // nf * sf: cycles the layer takes
     static const unsigned n_weights = 1;      // n_out * n_in
+    static const unsigned wwords = 1;         // nf * sf: memory words each PE holds
+    static const unsigned word_bits = 8;      // simd * w_bits: one memory word
+    static const unsigned weight_mem_bits = 8;  // pe * wwords * word_bits == n_weights * w_bits
+    static const unsigned n_shifts = 1;       // shift words at the head of the blob section
     static const unsigned blob_offset = 0;    // first word of this layer's blob section
-    static const unsigned section_words = 1;  // 1 shift + n_out biases + packed weights
-    static const unsigned reuse_factor = 1;   // initiation interval of the MAC loop
+    static const unsigned section_words = 1;  // quant.blob.section_words
     typedef ap_uint<8> in_t;
+    typedef ap_uint<8> out_t;
     typedef ap_int<8> weight_t;
-    typedef ap_int<40> accum_t;               // holds every logit exactly (no wrap)
+    typedef ap_uint<8> wword_t;               // one memory word: simd weights
+    typedef ap_int<40> accum_t;               // holds every sum exactly (no wrap)
 };
 
-// in: [n_in], w: [n_out][n_in], acc: [n_out] full-width sums (bias included).
+// in: [n_in], out: [n_out], w: packed [n_out][n_in] (wq_loader.h), b: [n_out].
 template <class CONFIG_T>
 void dense(const typename CONFIG_T::in_t in[CONFIG_T::n_in],
-           typename CONFIG_T::accum_t acc[CONFIG_T::n_out],
-           const typename CONFIG_T::weight_t w[CONFIG_T::n_weights],
-           const bias_t b[CONFIG_T::n_out]) {
-DenseOut:
-    for (unsigned o = 0; o < CONFIG_T::n_out; o++) {
-        typename CONFIG_T::accum_t sum = b[o];
-    DenseIn:
-        for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
-            #pragma HLS PIPELINE II = CONFIG_T::reuse_factor
-            sum += in[i] * w[o * CONFIG_T::n_in + i];
+           typename CONFIG_T::out_t out[CONFIG_T::n_out],
+           const typename CONFIG_T::wword_t w[CONFIG_T::pe][CONFIG_T::wwords],
+           const bias_t b[CONFIG_T::n_out], const shift_t shift) {
+    #pragma HLS ARRAY_PARTITION variable=w complete dim=1
+    static const unsigned PE = CONFIG_T::pe;
+    static const unsigned SIMD = CONFIG_T::simd;
+    static const unsigned SF = CONFIG_T::sf;
+    typename CONFIG_T::accum_t acc[PE];
+    #pragma HLS ARRAY_PARTITION variable=acc complete
+DenseNf:
+    for (unsigned nf = 0; nf < CONFIG_T::nf; nf++) {
+    DenseBias:
+        for (unsigned p = 0; p < PE; p++) {
+            #pragma HLS UNROLL
+            acc[p] = b[nf * PE + p];
         }
-        acc[o] = sum;
+    DenseSf:
+        for (unsigned sf = 0; sf < SF; sf++) {
+            #pragma HLS PIPELINE II = 1
+        DensePe:
+            for (unsigned p = 0; p < PE; p++) {
+                #pragma HLS UNROLL
+                const typename CONFIG_T::wword_t word = w[p][nf * SF + sf];
+            DenseSimd:
+                for (unsigned s = 0; s < SIMD; s++) {
+                    #pragma HLS UNROLL
+                    acc[p] += in[sf * SIMD + s] *
+                              weight_at<typename CONFIG_T::weight_t, CONFIG_T::w_bits>(word, s);
+                }
+            }
+        }
+    DenseOut:
+        for (unsigned p = 0; p < PE; p++) {
+            #pragma HLS UNROLL
+            if (CONFIG_T::requant) out[nf * PE + p] = requant_out<CONFIG_T>(wide_t(acc[p]), shift);
+            else out[nf * PE + p] = typename CONFIG_T::out_t(acc[p]);
+        }
     }
 }
 
@@ -41,9 +83,9 @@ DenseOut:
 // full-width sums, as the integer model's int64 argmax does, so a logit that
 // wraps in its 32-bit reply word cannot change the class.
 template <class CONFIG_T>
-word_t argmax(const typename CONFIG_T::accum_t acc[CONFIG_T::n_out]) {
+word_t argmax(const typename CONFIG_T::out_t acc[CONFIG_T::n_out]) {
     word_t best = 0;
-    typename CONFIG_T::accum_t best_v = acc[0];
+    typename CONFIG_T::out_t best_v = acc[0];
 ArgMax:
     for (unsigned o = 1; o < CONFIG_T::n_out; o++) {
         #pragma HLS PIPELINE II = 1

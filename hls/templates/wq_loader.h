@@ -1,12 +1,24 @@
-// wq_loader.h: writes LOAD_WEIGHTS words into the on-chip weight memories as
-// they stream in, so the blob is never buffered whole.
+// wq_loader.h: writes LOAD_WEIGHTS words into the on-chip parameter memories
+// as they stream in, so the blob is never buffered whole.
 //
-// Blob section of one weighted layer (quant/blob.py), 32-bit words:
-//   word 0                shift, int32
-//   words 1 .. n_out      biases, int32
-//   the rest              weights, w_bits each, two's complement, LSB first:
-//                         value j at bit (j*w_bits)%32 of word (j*w_bits)/32,
-//                         zero-padded to a whole word.
+// Blob section of one layer (quant/blob.py), 32-bit words:
+//   n_shifts words        shift(s), int32 (1, or 3 for add: shift_a, shift_b, shift)
+//   n_out words           conv2d/dense only: biases, int32
+//   the rest              conv2d/dense only: weights, w_bits each, two's
+//                         complement, LSB first: value j at bit (j*w_bits)%32
+//                         of word (j*w_bits)/32, zero-padded to a whole word.
+//
+// Weight memory layout: ``wword_t w[PE][WWORDS]``, WWORDS = NF * SF, one
+// word = the SIMD weights (SIMD * w_bits bits, weight s in bits
+// [s*w_bits + w_bits-1 : s*w_bits]) that one PE multiplies in one cycle:
+// output channel oc = nf * PE + pe, fan-in elements sf*SIMD .. sf*SIMD+SIMD-1,
+// at w[pe][nf * SF + sf]. Because the blob orders weights [oc][fan-in] and
+// SIMD divides the fan-in, every memory word is one contiguous SIMD*w_bits
+// slice of the section's LSB-first bit stream: slice c (c = oc * SF + sf)
+// goes to pe = (c / SF) % PE, address (c / SF / PE) * SF + c % SF. So the
+// loader only cuts the bit stream into slices and routes them; a 2-bit layer
+// stores exactly 2 bits a weight (storage = n_weights * w_bits bits, checked
+// by a static assert in the generated config).
 #ifndef WQ_LOADER_H
 #define WQ_LOADER_H
 
@@ -14,56 +26,71 @@
 
 namespace wq {
 
-// Bits left over from the previous word of a section: a value may straddle
-// two words when 32 is not a multiple of w_bits.
-struct unpack_state {
-    ap_uint<64> buf;     // pending bits, the next value in [w_bits-1:0]
-    ap_uint<7> nbits;    // how many bits of buf are valid (< w_bits between words)
-    ap_uint<32> count;   // weights written so far in this section
-};
-
-// pos: word index inside this layer's section (0 = the shift word).
-// CONFIG_T: a conv2d_config or dense_config (uses w_bits, n_weights, weight_t
-// and n_out/out_c through N_OUT).
-template <class CONFIG_T, unsigned N_OUT>
-void load_section_word(word_t word, word_t pos,
-                       typename CONFIG_T::weight_t w[CONFIG_T::n_weights],
-                       bias_t b[N_OUT], shift_t& shift, unpack_state& st) {
+// A layer with a shift but no weights. pos: word index inside the section.
+template <class CONFIG_T>
+void load_shift_word(word_t word, word_t pos, shift_t shifts[CONFIG_T::n_shifts]) {
     #pragma HLS INLINE
-    static const unsigned WB = CONFIG_T::w_bits;
-    // Most values one word can complete: 32 new bits plus < WB carried bits.
-    static const unsigned MAX_PER_WORD = 32 / WB + 1;
-    if (pos == 0) {
-        shift = shift_t(word);
+    if (pos < CONFIG_T::n_shifts) shifts[pos] = shift_t(word);
+}
+
+// A conv2d or dense layer. CONFIG_T: n_shifts, n_out, pe, simd, nf, sf,
+// wwords, word_bits, wword_t (see wq_conv2d.h). pos: word index inside the
+// section; the section's words must arrive in order, as the stream brings them.
+template <class CONFIG_T>
+void load_weighted_word(word_t word, word_t pos, shift_t shifts[CONFIG_T::n_shifts],
+                        bias_t b[CONFIG_T::n_out],
+                        typename CONFIG_T::wword_t w[CONFIG_T::pe][CONFIG_T::wwords]) {
+    #pragma HLS INLINE
+    static const unsigned CHUNK = CONFIG_T::word_bits;            // bits of one memory word
+    static const unsigned MAX_PER_WORD = 32 / CHUNK + 1;          // slices one blob word can complete
+    static const unsigned N_CHUNKS = CONFIG_T::pe * CONFIG_T::wwords;  // memory words of the layer
+    // Bits not yet routed: fewer than CHUNK between blob words.
+    static ap_uint<CHUNK + 32> buf = 0;
+    static unsigned nbits = 0;
+    static unsigned sf = 0, pe = 0, nf = 0, done = 0;  // where the next slice goes
+    const unsigned first_w = CONFIG_T::n_shifts + CONFIG_T::n_out;
+    if (pos < CONFIG_T::n_shifts) {
+        shifts[pos] = shift_t(word);
         return;
     }
-    if (pos <= N_OUT) {
-        b[pos - 1] = bias_t(word);
+    if (pos < first_w) {
+        b[pos - CONFIG_T::n_shifts] = bias_t(word);
         return;
     }
-    if (pos == N_OUT + 1) {  // first weight word: no carry from another layer
-        st.buf = 0;
-        st.nbits = 0;
-        st.count = 0;
+    if (pos == first_w) {  // first weight word: nothing carried from before
+        buf = 0;
+        nbits = 0;
+        sf = pe = nf = done = 0;
     }
-    ap_uint<64> buf = st.buf | (ap_uint<64>(word) << st.nbits);
-    unsigned nb = st.nbits + 32;
-    unsigned count = st.count;
-Unpack:
+    ap_uint<CHUNK + 32> wide = word;
+    buf |= wide << nbits;
+    nbits += 32;
+LoadSlices:
     for (unsigned k = 0; k < MAX_PER_WORD; k++) {
         #pragma HLS UNROLL
-        if (nb >= WB && count < CONFIG_T::n_weights) {
-            typename CONFIG_T::weight_t v;
-            v.range(WB - 1, 0) = buf.range(WB - 1, 0);  // reinterpret as two's complement
-            w[count] = v;
-            count++;
-            buf >>= WB;
-            nb -= WB;
+        if (nbits >= CHUNK && done < N_CHUNKS) {
+            w[pe][nf * CONFIG_T::sf + sf] = buf.range(CHUNK - 1, 0);
+            buf >>= CHUNK;
+            nbits -= CHUNK;
+            done++;
+            if (++sf == CONFIG_T::sf) {
+                sf = 0;
+                if (++pe == CONFIG_T::pe) {
+                    pe = 0;
+                    nf++;
+                }
+            }
         }
     }
-    st.buf = buf;
-    st.nbits = nb;
-    st.count = count;
+}
+
+// Weight s of a memory word, sign-extended to WEIGHT_T (ap_int<w_bits>).
+template <class WEIGHT_T, unsigned W_BITS, class WWORD_T>
+WEIGHT_T weight_at(const WWORD_T& word, unsigned s) {
+    #pragma HLS INLINE
+    WEIGHT_T v;
+    v.range(W_BITS - 1, 0) = word.range(s * W_BITS + W_BITS - 1, s * W_BITS);
+    return v;
 }
 
 }  // namespace wq

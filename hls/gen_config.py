@@ -1,0 +1,215 @@
+"""``wq_config.h``: one typed config struct per layer, and the plan behind it.
+
+``plan(meta, parallelism)`` walks the layer graph once and decides, per layer,
+the C++ types of its input(s) and output, its blob offset and its folding
+(``hls.parallel``); ``config_header`` prints the plan as config structs that
+derive from the template bases (``wq::conv2d_config`` ...). Every member the
+templates read is set here; the bases document them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from protocol import stream as S
+from quant import blob
+from quant.graph import INPUT, has_section, shift_names
+from quant.spec import INPUT_BITS
+
+from hls import parallel
+
+CORE_VERSION = 1  # hls.refcore.CORE_VERSION; kept literal to avoid importing the reference
+INPUT_T = f"ap_uint<{INPUT_BITS}>"
+
+# layer type -> (template base struct, template function, header)
+KINDS = {
+    "conv2d": ("conv2d_config", "conv2d", "wq_conv2d.h"),
+    "dwconv": ("dwconv_config", "dwconv2d", "wq_dwconv.h"),
+    "dense": ("dense_config", "dense", "wq_dense.h"),
+    "maxpool": ("maxpool_config", "maxpool2d", "wq_maxpool.h"),
+    "gap": ("gap_config", "gap", "wq_gap.h"),
+    "add": ("add_config", "add", "wq_add.h"),
+    "upsample": ("upsample_config", "upsample", "wq_upsample.h"),
+    "quant": ("quant_config", "quant", "wq_requant.h"),
+}
+
+
+@dataclass
+class LayerPlan:
+    layer: dict
+    kind: str                       # a KINDS key (conv2d with groups > 1 is "dwconv")
+    in_types: list[str]             # C++ type of each input buffer
+    out_t: str                      # C++ type of the output buffer
+    out_size: int                   # elements of the output buffer
+    pe: int = 1
+    simd: int = 1
+    blob_offset: int = 0
+    section_words: int = 0
+    members: list[tuple[str, str, str]] = field(default_factory=list)  # (type, name, value)
+    types: list[tuple[str, str]] = field(default_factory=list)         # (typedef name, type)
+
+    @property
+    def name(self) -> str:
+        return self.layer["name"]
+
+
+def _code_t(bits: int, unsigned: bool) -> str:
+    return f"ap_uint<{bits}>" if unsigned else f"ap_int<{bits}>"
+
+
+def acc_bits(fan_in: int, in_bits: int, w_bits: int) -> int:
+    """Signed width that holds any sum of fan_in products plus an int32 bias."""
+    bound = fan_in * (1 << in_bits) * (1 << (w_bits - 1)) + (1 << 31)
+    return bound.bit_length() + 1
+
+
+def feature_layer(layers: list[dict]) -> dict:
+    """The layer whose output is the last feature map: the input of the last
+    global average pool (the "cam" layer of xception_fpn), else the input of
+    the logits layer."""
+    by_name = {layer["name"]: layer for layer in layers}
+    gaps = [layer for layer in layers if layer["type"] == "gap"]
+    src = (gaps[-1] if gaps else layers[-1])["inputs"][0]
+    if src == INPUT:
+        raise ValueError("the feature map would be the input image; the model has no feature layer")
+    return by_name[src]
+
+
+def check_topology(layers: list[dict], n_classes: int) -> None:
+    last = layers[-1] if layers else None
+    if last is None or last["type"] != "dense" or last["requant"] or last["out_features"] != n_classes:
+        raise ValueError("the last layer must be the logits layer: a dense layer without requant "
+                         f"and {n_classes} outputs")
+    for layer in layers[:-1]:
+        if layer["type"] not in KINDS:
+            raise ValueError(f"layer {layer['name']}: type {layer['type']!r} has no HLS template")
+        if layer["type"] == "dense" and not layer["requant"]:
+            raise ValueError(f"layer {layer['name']}: only the last layer may produce logits")
+        if layer["out_bits"] > 16:
+            raise ValueError(f"layer {layer['name']}: {layer['out_bits']}-bit activations are not supported")
+
+
+def plan(meta: dict, par: dict[str, dict]) -> list[LayerPlan]:
+    layers = meta["layers"]
+    check_topology(layers, len(meta["spec"]["classes"]))
+    types = {INPUT: INPUT_T}
+    offset, plans = 0, []
+    for layer in layers:
+        t, name = layer["type"], layer["name"]
+        kind = "dwconv" if t == "conv2d" and layer["groups"] > 1 else t
+        ins = [types[i] for i in layer["inputs"]]
+        size = layer["out_h"] * layer["out_w"] * layer["out_c"]
+        if t in ("maxpool", "upsample"):
+            out_t = ins[0]
+        elif t == "dense" and not layer["requant"]:
+            out_t = f"ap_int<{acc_bits(layer['in_features'], layer['in_bits'], layer['w_bits'])}>"
+        else:
+            out_t = _code_t(layer["out_bits"], layer["relu"])
+        p = LayerPlan(layer, kind, ins, out_t, size, par[name]["pe"], par[name]["simd"])
+        if has_section(layer):
+            p.blob_offset, p.section_words = offset, blob.section_words(layer)
+            offset += p.section_words
+        _fill(p)
+        types[name] = out_t
+        plans.append(p)
+    if offset != meta["blob_words"]:
+        raise ValueError(f"model.json: blob_words {meta['blob_words']} != {offset} from the layer list")
+    return plans
+
+
+def _fill(p: LayerPlan) -> None:
+    L, u, b = p.layer, "unsigned", "bool"
+    m = p.members
+    geo = [(u, k, L[k]) for k in ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c")]
+    req = [(u, "out_bits", L["out_bits"]), (b, "relu", "true" if L["relu"] else "false")]
+    if has_section(L):
+        sec = [(u, "n_shifts", len(shift_names(L))), (u, "blob_offset", p.blob_offset),
+               (u, "section_words", p.section_words)]
+    else:
+        sec = []
+    nf = L["out_c"] // p.pe
+    if p.kind in ("conv2d", "dwconv", "dense"):
+        fan = parallel.fan_in(L)
+        sf = fan // p.simd
+        n_out = parallel.out_channels(L)
+        n_w = n_out * fan
+        acc = acc_bits(fan, L["in_bits"], L["w_bits"])
+        if p.kind == "dense":
+            m += [(u, "n_in", L["in_features"]), (u, "n_out", n_out),
+                  (b, "requant", "true" if L["requant"] else "false")]
+        else:
+            m += geo + [(u, k, L[k]) for k in ("kernel", "stride", "pad")] + [(u, "n_out", n_out)]
+        m += [(u, "w_bits", L["w_bits"])] + req + [
+            (u, "fan_in", fan), (u, "pe", p.pe), (u, "simd", p.simd), (u, "nf", nf), (u, "sf", sf),
+            (u, "fold", nf * sf), (u, "n_weights", n_w), (u, "wwords", nf * sf),
+            (u, "word_bits", p.simd * L["w_bits"]),
+            (u, "weight_mem_bits", p.pe * nf * sf * p.simd * L["w_bits"])] + sec
+        p.types += [("in_t", p.in_types[0]), ("out_t", p.out_t), ("weight_t", f"ap_int<{L['w_bits']}>"),
+                    ("wword_t", f"ap_uint<{p.simd * L['w_bits']}>"), ("accum_t", f"ap_int<{acc}>")]
+    elif p.kind in ("maxpool", "upsample"):
+        m += [(u, k, L[k]) for k in ("in_h", "in_w", "in_c", "out_h", "out_w")]
+        m += [(u, "pool", L["pool"]), (u, "stride", L["stride"])] if p.kind == "maxpool" else \
+             [(u, "factor", L["factor"])]
+        m += [(u, "pe", p.pe), (u, "nf", nf)]
+        p.types += [("data_t", p.in_types[0])]
+    elif p.kind == "gap":
+        sum_bits = (L["in_h"] * L["in_w"] * (1 << L["in_bits"])).bit_length() + 1
+        m += [(u, k, L[k]) for k in ("in_h", "in_w", "in_c")] + [(u, "pe", p.pe), (u, "nf", nf)]
+        m += req + sec
+        p.types += [("in_t", p.in_types[0]), ("out_t", p.out_t), ("sum_t", f"ap_int<{sum_bits}>")]
+    elif p.kind == "add":
+        m += [(u, k, L[k]) for k in ("out_h", "out_w", "out_c")] + [(u, "pe", p.pe), (u, "nf", nf)]
+        m += [(u, "align_bits", L["align_bits"])] + req + sec
+        p.types += [("in_t", p.in_types[0]), ("in_b_t", p.in_types[1]), ("out_t", p.out_t)]
+    else:  # quant
+        m += [(u, k, L[k]) for k in ("out_h", "out_w", "out_c")] + [(u, "pe", p.pe), (u, "nf", nf)]
+        m += req + sec
+        p.types += [("in_t", p.in_types[0]), ("out_t", p.out_t)]
+
+
+def feature_words(meta: dict, features: bool) -> tuple[int, dict | None]:
+    if not features:
+        return 0, None
+    layer = feature_layer(meta["layers"])
+    if layer["out_bits"] > 8:
+        raise ValueError(f"feature layer {layer['name']}: {layer['out_bits']}-bit codes do not fit a byte")
+    return S.infer_words(layer["out_h"] * layer["out_w"] * layer["out_c"]), layer
+
+
+def config_header(meta: dict, plans: list[LayerPlan], features: bool = False) -> str:
+    spec = meta["spec"]
+    h = w = spec["in_size"]
+    c = spec["in_channels"]
+    n_classes = len(spec["classes"])
+    n_feat, _ = feature_words(meta, features)
+    headers = sorted({KINDS[p.kind][2] for p in plans})
+    out = ["// Generated by hls/generate.py from model.json. Do not edit.",
+           f"// Model {spec['name']}: topology hash 0x{meta['topology_hash']:08x}.",
+           "#ifndef WQ_CONFIG_H", "#define WQ_CONFIG_H", "", '#include "wq_common.h"',
+           *[f'#include "{hd}"' for hd in headers], '#include "wq_core.h"', ""]
+    for p in plans:
+        out.append(f"// {p.name}: {p.layer['type']}, inputs {', '.join(p.layer['inputs'])}")
+        out.append(f"struct {p.name}_config : wq::{KINDS[p.kind][0]} {{")
+        out += [f"    static const {t} {n} = {v};" for t, n, v in p.members]
+        out += [f"    typedef {t} {n};" for n, t in p.types]
+        if p.kind in ("conv2d", "dwconv", "dense"):
+            out.append("    static_assert(weight_mem_bits == n_weights * w_bits,"
+                       ' "weight memory must hold exactly w_bits a weight");')
+        out += ["};", ""]
+    caps = "WQ_CAP_RUNTIME_WEIGHTS | WQ_CAP_LOGITS" + (" | WQ_CAP_FEATURES" if features else "")
+    max_reply = max(len(S.QUERY_FIELDS), 1 + n_classes + n_feat, 2)
+    out += ["struct top_config : wq::core_config {",
+            f"    static const unsigned topology_hash = 0x{meta['topology_hash']:08x}u;",
+            f"    static const unsigned core_version = {CORE_VERSION};",
+            f"    static const unsigned in_h = {h};",
+            f"    static const unsigned in_w = {w};",
+            f"    static const unsigned in_c = {c};",
+            f"    static const unsigned n_pixels = {h * w * c};",
+            f"    static const unsigned infer_words = {S.infer_words(h * w * c)};",
+            f"    static const unsigned n_classes = {n_classes};",
+            f"    static const unsigned blob_words = {meta['blob_words']};",
+            f"    static const unsigned max_reply_words = {max_reply};",
+            f"    static const unsigned capabilities = {caps};",
+            f"    static const unsigned feature_words = {n_feat};",
+            f"    static const unsigned feature_alloc = {max(1, n_feat)};",
+            "};", "", "#endif  // WQ_CONFIG_H", ""]
+    return "\n".join(out)

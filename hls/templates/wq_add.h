@@ -1,0 +1,57 @@
+// wq_add.h: element-wise add of two branches of one shape. Each input is
+// first requantized to the shared signed align_bits scale (shift_a, shift_b),
+// the two are summed, and the sum is requantized to the output (shift).
+#ifndef WQ_ADD_H
+#define WQ_ADD_H
+
+#include "wq_common.h"
+#include "wq_requant.h"
+
+namespace wq {
+
+struct add_config {
+    static const unsigned out_h = 1;          // rows of both inputs and the output
+    static const unsigned out_w = 1;          // columns
+    static const unsigned out_c = 1;          // channels
+    static const unsigned pe = 1;             // channels added at once; divides out_c
+    static const unsigned nf = 1;             // out_c / pe: channel groups a pixel
+    static const unsigned align_bits = 9;     // signed width both inputs are aligned to
+    static const unsigned out_bits = 8;       // output width after requantization
+    static const bool relu = false;           // unsigned (ReLU-quant) or signed output
+    static const unsigned n_shifts = 3;       // shift_a, shift_b, shift (blob order)
+    static const unsigned blob_offset = 0;    // first word of this layer's blob section
+    static const unsigned section_words = 3;  // quant.blob.section_words
+    typedef ap_int<8> in_t;                   // first input (a)
+    typedef ap_int<8> in_b_t;                 // second input (b)
+    typedef ap_int<8> out_t;
+};
+
+// a, b, out: [out_h][out_w][out_c] HWC; shifts: {shift_a, shift_b, shift}.
+template <class CONFIG_T>
+void add(const typename CONFIG_T::in_t a[CONFIG_T::out_h * CONFIG_T::out_w * CONFIG_T::out_c],
+         const typename CONFIG_T::in_b_t b[CONFIG_T::out_h * CONFIG_T::out_w * CONFIG_T::out_c],
+         typename CONFIG_T::out_t out[CONFIG_T::out_h * CONFIG_T::out_w * CONFIG_T::out_c],
+         const shift_t shifts[3]) {
+    static const unsigned PE = CONFIG_T::pe;
+    static const unsigned NPIX = CONFIG_T::out_h * CONFIG_T::out_w;
+    const shift_t sa = shifts[0], sb = shifts[1], so = shifts[2];
+AddPixels:
+    for (unsigned i = 0; i < NPIX; i++) {
+    AddNf:
+        for (unsigned f = 0; f < CONFIG_T::nf; f++) {
+            #pragma HLS PIPELINE II = 1
+        AddPe:
+            for (unsigned p = 0; p < PE; p++) {
+                #pragma HLS UNROLL
+                const unsigned j = i * CONFIG_T::out_c + f * PE + p;
+                const wide_t xa = requant<CONFIG_T::align_bits, false>(wide_t(a[j]), sa);
+                const wide_t xb = requant<CONFIG_T::align_bits, false>(wide_t(b[j]), sb);
+                out[j] = requant_out<CONFIG_T>(xa + xb, so);
+            }
+        }
+    }
+}
+
+}  // namespace wq
+
+#endif  // WQ_ADD_H
