@@ -18,7 +18,7 @@ STAMP   := $(VENV)/.installed
 APT_PKGS := g++ iverilog yosys device-tree-compiler linux-headers-amd64 gcc-arm-linux-gnueabihf \
             tcl openfpgaloader postgresql
 
-.PHONY: tools install train export hls-src hls estimate csim bitstream dtbo driver flash bench demo test clean help
+.PHONY: tools install train export hls-src hls estimate csim layer-tops bitstream dtbo driver flash bench demo test clean help
 
 help:
 	@echo "make demo    - train, export, generate + compile the C-sim, serve it, classify 1000 maps"
@@ -72,6 +72,11 @@ estimate: $(STAMP)
 
 csim: hls-src
 	$(PY) -m hls.check --model $(BUILD)/export --hls $(BUILD)/hls
+
+# One synthesizable test top per layer kind, each with its vitis_hls script;
+# --csim runs every test bench against the golden replies with g++.
+layer-tops: $(STAMP)
+	$(PY) -m hls.layer_tops --out build/layer_tops --csim
 
 # HLS synthesis (vitis_hls), then the Vivado block design to waferq.bit/.hwh/.xsa.
 # Without vitis_hls or vivado on PATH it stops with one sentence and exit code 2.

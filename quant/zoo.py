@@ -61,6 +61,7 @@ class ZooSpec(SpecFace):
     a_bits: int | tuple[int, ...] = 4
     width: int = 16           # channels of the first stage; later stages scale from it
     classes: tuple[str, ...] = field(default=WAFER_CLASSES)
+    kind: str = ""            # layer_top only: the layer kind under test (LAYER_TOPS)
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -72,11 +73,15 @@ class ZooSpec(SpecFace):
         if not self.name:
             w = self.w_bits if isinstance(self.w_bits, int) else "x"
             a = self.a_bits if isinstance(self.a_bits, int) else "x"
-            object.__setattr__(self, "name", f"{self.family}_{w}w{a}a")
+            base = f"top_{self.kind}" if self.family == "layer_top" else self.family
+            object.__setattr__(self, "name", f"{base}_{w}w{a}a")
 
     def layers(self) -> list[dict]:
         g = GraphBuilder(self.in_size, self.in_channels, INPUT_BITS)
-        _BUILDERS[self.family](g, _Bits(self.w_bits, self.a_bits), self.width, self.n_classes)
+        if self.family == "layer_top":
+            _layer_top(g, _Bits(self.w_bits, self.a_bits), self.width, self.n_classes, self.kind)
+        else:
+            _BUILDERS[self.family](g, _Bits(self.w_bits, self.a_bits), self.width, self.n_classes)
         return g.layers
 
 
@@ -145,9 +150,45 @@ def _xception_fpn(g: GraphBuilder, b: _Bits, c: int, n: int) -> None:
     g.dense("fc", n, w_bits=b.wb(), logits=True)
 
 
+# One layer of each kind, then the smallest logits head the core needs: the
+# synthesizable test tops of the HLS templates (hls/layer_tops.py).
+LAYER_TOPS = ("conv3x3", "conv1x1_s2", "conv5x5", "dwconv", "maxpool", "gap", "dense", "add",
+              "upsample", "quant")
+
+
+def _layer_top(g: GraphBuilder, b: _Bits, c: int, n: int, kind: str) -> None:
+    w, a = b.wb(), b.ab()
+    if kind == "conv3x3":
+        g.conv("dut", c, 3, w_bits=w, a_bits=a)
+    elif kind == "conv1x1_s2":
+        g.conv("dut", c, 1, stride=2, pad=0, w_bits=w, a_bits=a)
+    elif kind == "conv5x5":
+        g.conv("dut", c, 5, w_bits=w, a_bits=a, relu=False)
+    elif kind in ("dwconv", "maxpool", "gap", "upsample", "quant", "add"):
+        src = g.conv("stem", c, 1, pad=0, w_bits=w, a_bits=a)
+        if kind == "dwconv":
+            g.dwconv("dut", 3, 2, w_bits=w, a_bits=a)
+        elif kind == "maxpool":
+            g.maxpool("dut", 3, 2)
+        elif kind == "gap":
+            g.gap("dut", a_bits=a)
+        elif kind == "upsample":
+            g.upsample("dut")
+        elif kind == "quant":
+            g.quant("dut", a_bits=a)
+        else:
+            other = g.conv("branch", c, 3, w_bits=w, a_bits=a, relu=False, src=src)
+            g.add("dut", src, other, a_bits=a)
+    elif kind == "dense":
+        g.dense("dut", 2 * c, w_bits=w, a_bits=a)
+    else:
+        raise ValueError(f"unknown layer top {kind!r}; known: {', '.join(LAYER_TOPS)}")
+    g.dense("fc", n, w_bits=w, logits=True)
+
+
 _BUILDERS = {"vgg_s": _vgg_s, "mobilenet_s": _mobilenet_s, "alexnet_s": _alexnet_s,
              "xception_fpn": _xception_fpn}
-FAMILIES: dict[str, type] = {name: ZooSpec for name in _BUILDERS}
+FAMILIES: dict[str, type] = {name: ZooSpec for name in (*_BUILDERS, "layer_top")}
 WAFER_FAMILIES = ("vgg_s", "mobilenet_s", "alexnet_s")
 
 
