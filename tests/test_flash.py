@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from quant.intmodel import random_model
+from quant.spec import CNNSpec
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -80,17 +83,14 @@ def test_bitstream_runs_hls_then_vivado(tmp_path):
     _tool(tmp_path / "bin", "vitis_hls", f'echo "vitis_hls $@" >> {log}; /bin/mkdir -p ip')
     _tool(tmp_path / "bin", "vivado", f'echo "vivado $@" >> {log}')
     model = tmp_path / "m" / "export"
-    model.mkdir(parents=True)
-    (model / "model.json").write_text(json.dumps({"topology_hash": 7}))
-    proc = _run("zybo_z7.bitstream", ["--model", str(model)], [tmp_path / "bin"])
-    _one_sentence(proc, "no", "run_hls.tcl", "make hls")
-    (tmp_path / "m" / "hls").mkdir()
-    (tmp_path / "m" / "hls" / "run_hls.tcl").write_text("# stand-in\n")
+    im = random_model(CNNSpec.uniform(4, 4), seed=1)
+    im.save(model)
     proc = _run("zybo_z7.bitstream", ["--model", str(model)], [tmp_path / "bin"])
     assert proc.returncode == 0, proc.stderr
     hls, viv = log.read_text().splitlines()
     assert hls.startswith("vitis_hls -f ") and hls.endswith("run_hls.tcl")
+    assert (tmp_path / "m" / "hls" / "firmware" / "waferq_top.cpp").is_file()
     assert "-source" in viv and viv.endswith("bitstream/board_facts.tcl")
     out = tmp_path / "m" / "bitstream"
     assert (out / "rtl_include" / "wq_csr_map.vh").is_file()
-    assert "set wq_topology_hash 0x00000007" in (out / "board_facts.tcl").read_text()
+    assert f"set wq_topology_hash 0x{im.topology_hash:08X}" in (out / "board_facts.tcl").read_text()

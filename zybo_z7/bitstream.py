@@ -3,7 +3,7 @@
     python -m zybo_z7.bitstream --model build/wmcnn_4w4a/export [--out build/wmcnn_4w4a/bitstream]
 
 Steps: board facts (zybo_z7/board.py) and the CSR include (zybo_z7/csr_map.py) into
-``--out``; ``vitis_hls -f build/<model>/hls/run_hls.tcl`` (the HLS script exports the
+``--out``; ``hls.synth`` (generate the C++, write run_hls.tcl, ``vitis_hls``: the HLS script exports the
 core as an IP repository into ``build/<model>/hls/ip``); then
 ``vivado -mode batch -source zybo_z7/vivado/build.tcl -tclargs <out>/board_facts.tcl``,
 which writes ``waferq.bit``, ``waferq.hwh`` and ``waferq.xsa`` into ``--out``.
@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hls import synth
 from zybo_z7 import board, csr_map
 
 VIVADO_TCL = Path(__file__).resolve().parent / "vivado" / "build.tcl"
@@ -37,22 +38,20 @@ def _need(tool: str, what: str) -> str:
 
 def build(model_dir: Path, out_dir: Path, jobs: int) -> Path:
     vivado = _need("vivado", "source the Vivado settings64.sh (AMD Vivado 2023.2 or later) first")
-    vitis_hls = _need("vitis_hls", "source the Vitis HLS settings64.sh first")
+    _need("vitis_hls", "source the Vitis HLS settings64.sh first")
     if not (model_dir / "model.json").is_file():
         raise BuildError(f"make bitstream: no {model_dir}/model.json; run make export first.")
     hls_dir = model_dir.resolve().parent / "hls"
-    run_hls = hls_dir / "run_hls.tcl"
-    if not run_hls.is_file():
-        raise BuildError(f"make bitstream: no {run_hls}; run make hls first.")
 
     facts, _ = board.write(out_dir, model_dir)
     csr_map.write(out_dir / "rtl_include")
     with open(facts, "a") as f:
         f.write(f"set wq_jobs {jobs}\n")
 
-    subprocess.run([vitis_hls, "-f", str(run_hls)], cwd=hls_dir, check=True)
-    if not (hls_dir / "ip").is_dir():
-        raise BuildError(f"make bitstream: Vitis HLS exported no IP repository at {hls_dir / 'ip'}.")
+    try:
+        synth.run(model_dir, hls_dir)          # C++, run_hls.tcl, vitis_hls, the IP in hls/ip
+    except synth.SynthError as e:
+        raise BuildError(str(e).replace("make hls", "make bitstream")) from e
     subprocess.run([vivado, "-mode", "batch", "-nojournal", "-log", str(out_dir / "vivado.log"),
                     "-source", str(VIVADO_TCL), "-tclargs", str(facts.resolve())],
                    cwd=out_dir, check=True)
