@@ -156,7 +156,7 @@ def _ns_run(work, tmp_path, netns, netem):
             if r.returncode:
                 pytest.skip("netem is not available here (kernel without sch_netem: "
                             f"{r.stderr.strip()}); the namespace test runs without it, and "
-                            "test_impaired_link_userspace_p99_within_policy impairs the link "
+                            "test_netns_veth_userspace_impairment impairs the link between the namespaces "
                             "in user space instead")
     proc, log = _ns_service(work, tmp_path, sns)
     try:
