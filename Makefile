@@ -18,7 +18,7 @@ STAMP   := $(VENV)/.installed
 APT_PKGS := g++ iverilog yosys device-tree-compiler linux-headers-amd64 gcc-arm-linux-gnueabihf \
             tcl openfpgaloader postgresql
 
-.PHONY: tools install train export hls-src hls estimate csim layer-tops bitstream dtbo driver flash bench demo test clean help
+.PHONY: tools install train export hls-src hls estimate csim layer-tops bench-bits bitstream dtbo driver flash bench demo test clean help
 
 help:
 	@echo "make demo    - train, export, generate + compile the C-sim, serve it, classify 1000 maps"
@@ -45,9 +45,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[train,hls,test]"
 	touch $@
 
+# CONFIG=quant/configs/<variant>.json trains that variant with the file's options;
+# without it, W_BITS/A_BITS/FP_EPOCHS/QAT_EPOCHS apply.
+TRAIN_OPTS = $(if $(CONFIG),--config $(CONFIG),--w-bits $(W_BITS) --a-bits $(A_BITS) \
+             --fp-epochs $(FP_EPOCHS) --qat-epochs $(QAT_EPOCHS))
+
 train: $(STAMP)
-	$(PY) -m quant.train --out $(BUILD)/train --w-bits $(W_BITS) --a-bits $(A_BITS) \
-		--fp-epochs $(FP_EPOCHS) --qat-epochs $(QAT_EPOCHS) --ptq $(if $(DATA),--data $(DATA))
+	$(PY) -m quant.train --out $(BUILD)/train $(TRAIN_OPTS) --ptq $(if $(DATA),--data $(DATA))
 
 $(BUILD)/train/checkpoint.pt:
 	$(MAKE) train
@@ -96,6 +100,10 @@ driver: $(STAMP)
 # JTAG with openFPGALoader; SD-card boot is in zybo_z7/README.md.
 flash: $(STAMP)
 	$(PY) -m zybo_z7.flash --bit $(BUILD)/bitstream/waferq.bit
+
+# Accuracy against bits for every wafer-map family (FP32, PTQ-8, W8A8..W2A2); --quick is minutes.
+bench-bits: $(STAMP)
+	$(PY) -m bench.accuracy_vs_bits --quick --out build/bench_bits
 
 bench: $(STAMP)
 	$(PY) -m bench.pipeline --model $(BUILD)/export --hls $(BUILD)/hls --out $(BUILD)/bench

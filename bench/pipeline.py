@@ -63,7 +63,7 @@ def measure(model_dir: Path, hls_dir: Path | None, n: int, seed: int) -> list[di
         rows.append({"path": "C-sim library (message per image)",
                      "images_per_s": _time(_per_message(csim.transact, images), n)})
     try:
-        import torch  # noqa: F401  (optional: the host side has no torch)
+        import torch  # noqa: F401  (only to ask whether it is installed: the host has none)
     except ImportError:
         return rows
     rows.append(_brevitas_row(model_dir, images))

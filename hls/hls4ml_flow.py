@@ -52,7 +52,8 @@ def make_model(spec, n: int = 128, epochs: int = 1, seed: int = 0):
     import torch
 
     from quant.export import to_intmodel
-    from quant.train import make_inputs, train
+    from quant.train import train
+    from quant.traindata import make_inputs
 
     x, y = make_inputs(n, seed=seed + 1, size=spec.in_size)
     torch.manual_seed(seed)

@@ -120,7 +120,8 @@ def export(model: GraphNet, out_dir: Path, sample_u8: np.ndarray) -> IntModel:
 
 
 def main(argv=None) -> int:
-    from quant.train import load_checkpoint, make_inputs
+    from quant.train import load_checkpoint
+    from quant.traindata import make_inputs
 
     ap = argparse.ArgumentParser(description="Export a trained checkpoint to QONNX and the integer model.")
     ap.add_argument("--checkpoint", type=Path, required=True)

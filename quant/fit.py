@@ -6,6 +6,8 @@ the same seed and data give the same weights.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,12 +23,19 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -
     return (-(1 - logp.exp()) ** gamma * logp).mean()
 
 
-def _loss_fn(name: str):
+def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Multi-label: one sigmoid per label (threshold 0 logit = probability 0.5)."""
+    return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
+
+
+def _loss_fn(name: str, gamma: float = 2.0):
     if name == "focal":
-        return focal_loss
+        return lambda lg, t: focal_loss(lg, t, gamma)
     if name == "ce":
         return F.cross_entropy
-    raise ValueError(f"unknown loss {name!r}: use ce or focal")
+    if name == "bce":
+        return bce_loss
+    raise ValueError(f"unknown loss {name!r}: use ce, focal or bce")
 
 
 def _augment(x: torch.Tensor, square: bool) -> torch.Tensor:
@@ -39,29 +48,54 @@ def _augment(x: torch.Tensor, square: bool) -> torch.Tensor:
 
 
 def _order(y: np.ndarray, balanced: bool, gen: torch.Generator) -> torch.Tensor:
-    """One epoch of sample indices; with ``balanced`` every class is drawn equally often."""
-    if not balanced:
+    """One epoch of sample indices; with ``balanced`` every class is drawn equally often
+    (single-label ``y`` only; multi-label rows are drawn uniformly)."""
+    if not balanced or np.ndim(y) != 1:
         return torch.randperm(len(y), generator=gen)
     counts = np.bincount(y)
     weights = torch.as_tensor(1.0 / counts[y], dtype=torch.float64)
     return torch.multinomial(weights, len(y), replacement=True, generator=gen)
 
 
+def _save_state(path, stage: str, epoch: int, model, opt, sched, gen) -> None:
+    tmp = Path(str(path) + ".tmp")
+    torch.save({"stage": stage, "epoch": epoch, "model": model.state_dict(), "opt": opt.state_dict(),
+                "sched": sched.state_dict(), "gen": gen.get_state(), "torch_rng": torch.get_rng_state()},
+               tmp)
+    tmp.replace(path)
+
+
 def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
         batch: int = 64, lr: float = 2e-3, loss: str = "ce", balanced: bool = False,
-        augment: bool = True, desc: str = "train") -> torch.nn.Module:
-    """Supervised training of a FloatNet or GraphNet in place."""
+        augment: bool = True, desc: str = "train", gamma: float = 2.0, state_path=None,
+        resume: bool = False) -> torch.nn.Module:
+    """Supervised training of a FloatNet or GraphNet in place.
+
+    With ``state_path`` the model, optimizer, schedule and random states are
+    saved after every epoch; ``resume`` continues from that file (the run then
+    ends with the same weights as an uninterrupted one)."""
     if epochs <= 0:
         return model.eval()
     torch.manual_seed(seed)
     steps = max(1, len(x) // batch)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
-    loss_fn = _loss_fn(loss)
+    loss_fn = _loss_fn(loss, gamma)
     xt, yt = to_input(x), torch.as_tensor(y)
     square = xt.shape[2] == xt.shape[3]
     gen = torch.Generator().manual_seed(seed)
-    for epoch in range(epochs):
+    start = 0
+    if resume and state_path is not None and Path(state_path).exists():
+        st = torch.load(state_path, map_location="cpu", weights_only=False)
+        if st["stage"] == desc:
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["opt"])
+            sched.load_state_dict(st["sched"])
+            gen.set_state(st["gen"])
+            torch.set_rng_state(st["torch_rng"])
+            start = st["epoch"]
+            print(f"{desc}: resuming after epoch {start}/{epochs} from {state_path}")
+    for epoch in range(start, epochs):
         model.train()
         order = _order(np.asarray(y), balanced, gen)
         bar = tqdm(range(steps), desc=f"{desc} {epoch + 1}/{epochs}", leave=False, mininterval=1.0)
@@ -74,6 +108,8 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
             opt.step()
             sched.step()
             bar.set_postfix(loss=f"{out.item():.3f}")
+        if state_path is not None:
+            _save_state(state_path, desc, epoch + 1, model, opt, sched, gen)
     return model.eval()
 
 
@@ -98,19 +134,39 @@ def from_float(spec, fp: FloatNet, x_calib: np.ndarray) -> GraphNet:
 
 
 def train_qat(spec, x: np.ndarray, y: np.ndarray, fp_epochs: int, qat_epochs: int, seed: int,
+              state_dir=None, resume: bool = False, qat_lr: float | None = None,
               **kw) -> tuple[FloatNet, GraphNet]:
-    """FP32 pre-training, then QAT fine-tuning from its weights (lower lr)."""
+    """FP32 pre-training, then QAT fine-tuning from its weights (lr / 2 unless
+    ``qat_lr``). With ``state_dir``, per-epoch states ``fp32.state.pt`` and
+    ``qat.state.pt`` go there, and ``resume`` continues from them."""
     torch.manual_seed(seed)
-    fp = fit(FloatNet(spec), x, y, fp_epochs, seed, desc="fp32", **kw)
-    q = from_float(spec, fp, x[:512])
-    lr = kw.pop("lr", 2e-3) / 2
-    fit(q, x, y, qat_epochs, seed + 1, lr=lr, desc="qat", **kw)
+    paths = {k: None if state_dir is None else Path(state_dir) / f"{k}.state.pt" for k in ("fp32", "qat")}
+    fp = fit(FloatNet(spec), x, y, fp_epochs, seed, desc="fp32", state_path=paths["fp32"],
+             resume=resume, **kw)
+    q = qat_from(spec, fp, x, y, qat_epochs, seed, state_path=paths["qat"], resume=resume,
+                 qat_lr=qat_lr, **kw)
     return fp, q
 
 
+def qat_from(spec, fp: FloatNet, x: np.ndarray, y: np.ndarray, qat_epochs: int, seed: int,
+             qat_lr: float | None = None, **kw) -> GraphNet:
+    """QAT fine-tuning of ``spec`` starting from the float net ``fp`` (which is not changed)."""
+    torch.manual_seed(seed + 1)
+    q = from_float(spec, fp, x[:512])
+    lr = qat_lr if qat_lr is not None else kw.get("lr", 2e-3) / 2
+    kw = {k: v for k, v in kw.items() if k != "lr"}
+    return fit(q, x, y, qat_epochs, seed + 1, lr=lr, desc="qat", **kw)
+
+
 def distill(teacher: torch.nn.Module, student: torch.nn.Module, x_unlabeled: np.ndarray,
-            epochs: int, seed: int, batch: int = 64, lr: float = 2e-3, temperature: float = 4.0):
-    """Train ``student`` to match ``teacher``'s softened outputs; no labels used."""
+            epochs: int, seed: int, batch: int = 64, lr: float = 2e-3, temperature: float = 4.0,
+            y=None):
+    """Train ``student`` to match ``teacher``'s softened outputs; no labels used
+    (``y`` is accepted for call-compatibility with ``fit`` and must be None)."""
+    if y is not None:
+        raise ValueError("distill learns from the teacher only: pass y=None")
+    if epochs <= 0:
+        return student.eval()
     torch.manual_seed(seed)
     teacher.eval()
     steps = max(1, len(x_unlabeled) // batch)
@@ -118,6 +174,7 @@ def distill(teacher: torch.nn.Module, student: torch.nn.Module, x_unlabeled: np.
     xt = to_input(x_unlabeled)
     square = xt.shape[2] == xt.shape[3]
     gen = torch.Generator().manual_seed(seed)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
     for epoch in range(epochs):
         student.train()
         order = torch.randperm(len(xt), generator=gen)
@@ -130,6 +187,7 @@ def distill(teacher: torch.nn.Module, student: torch.nn.Module, x_unlabeled: np.
             opt.zero_grad()
             out.backward()
             opt.step()
+            sched.step()
     return student.eval()
 
 

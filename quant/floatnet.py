@@ -27,6 +27,18 @@ class FloatNet(nn.Module):
                                            groups=layer["groups"], bias=True)
             elif kind == "dense":
                 self.ops[name] = nn.Linear(layer["in_features"], layer["out_features"], bias=True)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He initialization (fan-in, ReLU gain), zero biases.
+
+        There is no batch norm, and torch's default init (a gain of about
+        1/sqrt(3)) shrinks the signal layer by layer, so deep nets such as
+        xception_fpn barely move for the first epochs; He init keeps the
+        activation variance roughly constant through the ReLUs."""
+        for op in self.ops.values():
+            nn.init.kaiming_normal_(op.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(op.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.trace(x)[self.layers[-1]["name"]]

@@ -116,7 +116,53 @@ def plot_confusion(cm: np.ndarray, classes, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def write_report(folder: Path, name: str, classes, results: dict, figures: list[str]) -> Path:
+def plot_coverage(curve: list[dict], path: Path, title: str) -> None:
+    """Accuracy on accepted maps against coverage (the reject option's trade-off)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [(c["coverage"], c["accuracy"]) for c in curve if c["accuracy"] is not None]
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], "o-", ms=3)
+    ax.set_xlabel("coverage (share accepted)")
+    ax.set_ylabel("accuracy on accepted (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_multilabel_report(folder: Path, name: str, labels, results: dict) -> Path:
+    """``report.json`` and ``report.html`` for multi-label results (``quant.datasets.multilabel.report``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(json.dumps(results, indent=1))
+    rows, pl_rows = [], ""
+    for key, res in results.items():
+        if isinstance(res, dict) and "exact_match" in res:
+            rows.append(f"<tr><td>{html.escape(key)}</td><td>{_pct(res['exact_match'])}</td>"
+                        f"<td>{res['hamming_loss']:.4f}</td><td>{res['micro_f1']:.3f}</td>"
+                        f"<td>{res['macro_f1']:.3f}</td></tr>")
+    for lab, v in results.get("qat", {}).get("per_label", {}).items():
+        pl_rows += (f"<tr><td>{html.escape(lab)}</td><td>{_pct(v['precision'])}</td><td>{_pct(v['recall'])}</td>"
+                    f"<td>{v['f1']:.3f}</td><td>{v['support']}</td></tr>")
+    page = f"""<!doctype html><meta charset="utf-8"><title>{html.escape(name)}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}</style>
+<h1>{html.escape(name)}</h1><p>labels: {html.escape(", ".join(labels))}; a label is predicted when its logit &gt; 0</p>
+<h2>Summary</h2><table><tr><th>model</th><th>exact match</th><th>hamming loss</th><th>micro-F1</th>
+<th>macro-F1</th></tr>{''.join(rows)}</table>
+<h2>Per label (QAT model)</h2><table><tr><th>label</th><th>precision</th><th>recall</th><th>F1</th>
+<th>support</th></tr>{pl_rows}</table>"""
+    path = folder / "report.html"
+    path.write_text(page)
+    return path
+
+
+def write_report(folder: Path, name: str, classes, results: dict, figures: list[str],
+                 extra_html: str = "") -> Path:
     """``report.json`` plus a self-contained ``report.html`` around the PNGs."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.json").write_text(json.dumps(results, indent=1))
@@ -140,7 +186,7 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}figure{{display:
 <h2>Accuracy</h2><table><tr><th>model</th><th>accuracy</th><th>macro-F1</th><th>accepted</th></tr>
 {''.join(rows)}</table>
 <h2>Per class (QAT model)</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>support</th></tr>
-{pc_rows}</table><h2>Figures</h2>{imgs}"""
+{pc_rows}</table>{extra_html}<h2>Figures</h2>{imgs}"""
     path = folder / "report.html"
     path.write_text(page)
     return path

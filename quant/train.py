@@ -2,42 +2,49 @@
 
     python -m quant.train --out build/wmcnn_4w4a/train                # synthetic wafer maps
     python -m quant.train --out DIR --data LSWMD.pkl --limit 4000     # real WM-811K
-    python -m quant.train --out DIR --family xception_fpn             # synthetic buffer zone
+    python -m quant.train --out DIR --family xception_fpn             # synthetic buffer zone (+ CAM sizes)
+    python -m quant.train --config quant/configs/vgg_s_4w4a.json --out DIR [--qat-epochs 2 ...]
+    python -m quant.train --out DIR --resume                          # continue an interrupted run
+    python -m quant.train --out DIR --family mobilenet_s --distill-from TEACHER/fp32.pt
+    python -m quant.train --out DIR --multilabel [--data MixedWM38.npz]
 
 Maps go through the host's ``to_model_input``, the same code the production
 host runs, so training and inference see identical pixels.
 
-Writes ``checkpoint.pt`` (the QAT model: state dict + spec), ``fp32.pt``,
-``metrics.json``, ``report.html`` with the confusion matrices and the
-coverage/accuracy curve of the reject option, whose calibrated threshold is
-stored in ``metrics.json`` for the host.
+Writes ``checkpoint.pt`` (the QAT model: state dict + spec), ``fp32.pt`` (the
+float twin), ``metrics.json``, ``report.html`` with the confusion matrices and
+the coverage/accuracy curve of the reject option, whose calibrated threshold
+is stored in ``metrics.json`` for the host. ``fp32.state.pt`` and
+``qat.state.pt`` hold the state after each epoch (``--resume`` continues).
+
+Config files (``quant/configs/*.json``) hold any of the long options below,
+by their argparse names (``w_bits``, ``qat_epochs``, ...); bit widths may be
+one number or a list, one entry per weighted (``w_bits``) or requantizing
+(``a_bits``) layer. Options on the command line override the file.
+
+For ``xception_fpn`` the report adds the CAM defect-size evaluation
+(``quant.cam``): threshold and linear correction calibrated on the
+validation split, MAPE per quantity on the test split, overlay PNGs.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from host_stm32mp1.preprocess import to_model_input
 from quant import metrics, synth
-from quant.fit import fit, from_float, predict_logits, train_qat
+from quant.cam_report import cam_html, cam_report
+from quant.fit import distill, fit, from_float, predict_logits, train_qat
+from quant.floatnet import FloatNet
 from quant.model import GraphNet
 from quant.spec import CNNSpec, spec_from_dict
+from quant.traindata import load_buffer, load_data, load_multilabel
 from quant.zoo import FAMILIES, WAFER_FAMILIES, ZooSpec, buffer_spec
-
-
-def make_inputs(n: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` synthetic maps preprocessed to uint8 [N][size][size][1], and labels."""
-    maps, labels = synth.dataset(n, seed=seed)
-    return preprocess(maps, size), labels
-
-
-def preprocess(maps, size: int) -> np.ndarray:
-    return np.stack([to_model_input(m, size) for m in maps])
 
 
 def train(spec, x: np.ndarray, y: np.ndarray, epochs: int, seed: int, batch: int = 64,
@@ -48,74 +55,93 @@ def train(spec, x: np.ndarray, y: np.ndarray, epochs: int, seed: int, batch: int
 
 
 def save_checkpoint(model: torch.nn.Module, path: Path) -> None:
-    torch.save({"spec": model.spec.to_dict(), "state_dict": model.state_dict()}, path)
+    kind = "float" if isinstance(model, FloatNet) else "quant"
+    torch.save({"spec": model.spec.to_dict(), "kind": kind, "state_dict": model.state_dict()}, path)
 
 
 def load_checkpoint(path: Path) -> GraphNet:
+    """The quantized model of a checkpoint (a float one is quantized to its spec's bits)."""
+    model = load_any(path)
+    if isinstance(model, FloatNet):
+        raise ValueError(f"{path} holds a float model; use load_any")
+    return model
+
+
+def load_any(path: Path) -> torch.nn.Module:
+    """A FloatNet or GraphNet, whichever the checkpoint holds."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    model = GraphNet(spec_from_dict(ckpt["spec"]))
+    spec = spec_from_dict(ckpt["spec"])
+    kind = ckpt.get("kind") or ("quant" if any(".weight_quant." in k or "act_quant" in k
+                                              for k in ckpt["state_dict"]) else "float")
+    model = FloatNet(spec) if kind == "float" else GraphNet(spec)
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
 
 
+def _bits_arg(text):
+    """'4' -> 4, '8,4,4,4' -> (8, 4, 4, 4); ints and lists (from a config) pass through."""
+    if isinstance(text, int):
+        return text
+    if isinstance(text, (list, tuple)):
+        return tuple(int(v) for v in text)
+    parts = [int(v) for v in str(text).split(",") if v.strip()]
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
 def make_spec(args):
+    w, a = _bits_arg(args.w_bits), _bits_arg(args.a_bits)
+    width = getattr(args, "width", None)
     if args.family == "wmcnn":
-        return CNNSpec.uniform(args.w_bits, args.a_bits, in_size=args.size, classes=args.classes)
+        kw = dict(in_size=args.size, classes=tuple(args.classes))
+        if width:
+            kw["channels"] = (width, 2 * width, 4 * width)
+        if isinstance(w, int) and isinstance(a, int):
+            return CNNSpec.uniform(w, a, **kw)
+        n = len(kw.get("channels", CNNSpec.channels))
+        w = (w,) * (n + 1) if isinstance(w, int) else w
+        a = (a,) * n if isinstance(a, int) else a
+        return CNNSpec(name=f"wmcnn_{'x' if len(set(w)) > 1 else w[0]}w{'x' if len(set(a)) > 1 else a[0]}a",
+                       w_bits=w, a_bits=a, **kw)
     if args.family == "xception_fpn":
-        return buffer_spec(args.w_bits, args.a_bits, in_size=args.size)
-    return ZooSpec(args.family, in_size=args.size, w_bits=args.w_bits, a_bits=args.a_bits,
-                   classes=args.classes)
+        return buffer_spec(w, a, in_size=args.size, width=width or 8)
+    return ZooSpec(args.family, in_size=args.size, w_bits=w, a_bits=a, classes=tuple(args.classes),
+                   width=width or 16)
 
 
-def load_data(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(x_train, y_train, x_test, y_test), uint8 HWC inputs and class indices."""
-    if args.family == "xception_fpn" and args.data is None:
-        from quant import buffer_synth
-
-        x, y, _ = buffer_synth.dataset(args.n_train, seed=args.seed, size=args.size)
-        xt, yt, _ = buffer_synth.dataset(args.n_test, seed=args.seed + 1000, size=args.size)
-        return x[..., None], y, xt[..., None], yt
-    if args.data is None:
-        x, y = make_inputs(args.n_train, args.seed, args.size)
-        return (*_pick_classes(x, y, args), *_pick_classes(*make_inputs(args.n_test, args.seed + 1000,
-                                                                        args.size), args))
-    if args.data.suffix == ".pkl":
-        from quant.datasets import wm811k
-
-        loaded = wm811k.load(args.data, n_classes=8 if args.eight_classes else 9, size=args.size,
-                             limit=args.limit, seed=args.seed)
-        print(f"{args.data}: {len(loaded.train.labels)} train and {len(loaded.test.labels)} test maps "
-              f"(split from {loaded.split_source}; skipped {loaded.skipped})")
-        return loaded.train.maps, loaded.train.labels, loaded.test.maps, loaded.test.labels
-    if args.data.suffix == ".npz":
-        with np.load(args.data, allow_pickle=True) as z:
-            if "x" not in z.files or "y" not in z.files:
-                raise SystemExit(f"{args.data}: expected arrays 'x' (maps) and 'y' (labels), found {z.files}")
-            x, y = preprocess(list(z["x"]), args.size), z["y"].astype(np.int64)
-        order = np.random.default_rng(args.seed).permutation(len(x))
-        n_test = max(1, len(x) // 5)
-        return x[order[n_test:]], y[order[n_test:]], x[order[:n_test]], y[order[:n_test]]
-    raise SystemExit(f"{args.data}: unsupported data file (use LSWMD .pkl or an NPZ with x and y)")
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
-def _pick_classes(x, y, args):
-    if not args.eight_classes:
-        return x, y
-    keep = y != synth.WAFER_CLASSES.index("none")
-    return x[keep], y[keep]
+def _train_kw(args) -> dict:
+    return dict(batch=args.batch, loss=args.loss, balanced=args.balanced, gamma=args.gamma, lr=args.lr)
 
 
 def run(args) -> dict:
+    seed_everything(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.multilabel:
+        return run_multilabel(args)
     if args.eight_classes:
         args.classes = tuple(c for c in synth.WAFER_CLASSES if c != "none")
     spec = make_spec(args)
-    x, y, x_test, y_test = load_data(args)
+    truth = None
+    if args.family == "xception_fpn" and args.data is None:
+        x, y, x_test, y_test, t_train, t_test = load_buffer(args)
+        truth = (t_train, t_test)
+    else:
+        x, y, x_test, y_test = load_data(args)
     n_val = max(len(x) // 10, 1)
     x_val, y_val, x, y = x[:n_val], y[:n_val], x[n_val:], y[n_val:]
+    if truth is not None:
+        truth = ({k: v[:n_val] for k, v in truth[0].items()}, truth[1])
+    if args.distill_from:
+        return run_distill(args, spec, x, y, x_test, y_test)
     t0 = time.time()
-    kw = dict(batch=args.batch, loss=args.loss, balanced=args.balanced)
-    fp, q = train_qat(spec, x, y, args.fp_epochs, args.qat_epochs, args.seed, **kw)
-    results = {"model": spec.name, "train_seconds": None}
+    fp, q = train_qat(spec, x, y, args.fp_epochs, args.qat_epochs, args.seed, state_dir=args.out,
+                      resume=args.resume, qat_lr=args.qat_lr, **_train_kw(args))
+    results = {"model": spec.name, "spec": spec.to_dict(), "config": _config_of(args), "train_seconds": None}
     logits = {"fp32": predict_logits(fp, x_test), "qat": predict_logits(q, x_test)}
     if args.ptq:
         ptq_spec = make_spec(argparse.Namespace(**{**vars(args), "w_bits": 8, "a_bits": 8}))
@@ -128,7 +154,6 @@ def run(args) -> dict:
                                                      spec.classes)}
     results["coverage_curve"] = metrics.coverage_curve(metrics.softmax(logits["qat"], reject["temperature"]),
                                                        y_test)
-    args.out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(q, args.out / "checkpoint.pt")
     save_checkpoint(fp, args.out / "fp32.pt")
     figures = []
@@ -137,20 +162,119 @@ def run(args) -> dict:
         metrics.plot_confusion(cm, spec.classes, args.out / f"confusion_{key}.png",
                                f"{spec.name} {key}: {100 * results[key]['accuracy']:.1f}%")
         figures.append(f"confusion_{key}.png")
-    metrics.write_report(args.out, spec.name, spec.classes, results, figures)
+    metrics.plot_coverage(results["coverage_curve"], args.out / "coverage.png", spec.name)
+    figures.append("coverage.png")
+    extra = ""
+    if truth is not None and not args.no_cam:
+        results["int"], results["cam"], cam_figs = cam_report(q, x_val, y_val, truth[0], x_test, y_test, truth[1],
+                                                               spec, args)
+        figures += cam_figs
+        extra = cam_html(results["cam"])
+    metrics.write_report(args.out, spec.name, spec.classes, results, figures, extra_html=extra)
     (args.out / "metrics.json").write_text(json.dumps(results, indent=1))
     return results
+
+
+def run_distill(args, spec, x, y, x_test, y_test) -> dict:
+    """Student ``spec`` trained on the maps ``x`` by the teacher alone (labels
+    unused), then the same student trained with labels, for comparison."""
+    teacher = load_any(args.distill_from)
+    if teacher.spec.in_size != spec.in_size or tuple(teacher.spec.classes) != tuple(spec.classes):
+        raise SystemExit(f"{args.distill_from}: teacher input {teacher.spec.in_size} / classes do not match "
+                         f"the student ({spec.in_size})")
+    t0 = time.time()
+    untrained = from_float(spec, FloatNet(spec), x[:512])
+    results = {"model": spec.name, "teacher": str(args.distill_from), "config": _config_of(args),
+               "untrained": metrics.summary(y_test, predict_logits(untrained, x_test).argmax(1), spec.classes),
+               "teacher_fp": metrics.summary(y_test, predict_logits(teacher, x_test).argmax(1), spec.classes)}
+    torch.manual_seed(args.seed)
+    fp = distill(teacher, FloatNet(spec), x, args.fp_epochs, args.seed, batch=args.batch, lr=args.lr,
+                 temperature=args.temperature)
+    q = from_float(spec, fp, x[:512])
+    distill(teacher, q, x, args.qat_epochs, args.seed + 1, batch=args.batch,
+            lr=args.qat_lr or args.lr / 2, temperature=args.temperature)
+    results["distilled_fp32"] = metrics.summary(y_test, predict_logits(fp, x_test).argmax(1), spec.classes)
+    results["distilled"] = metrics.summary(y_test, predict_logits(q, x_test).argmax(1), spec.classes)
+    results["distill_seconds"] = time.time() - t0
+    save_checkpoint(q, args.out / "checkpoint.pt")
+    save_checkpoint(fp, args.out / "fp32.pt")
+    if not args.no_compare:
+        fp_l, q_l = train_qat(spec, x, y, args.fp_epochs, args.qat_epochs, args.seed, qat_lr=args.qat_lr,
+                              **_train_kw(args))
+        results["labelled_fp32"] = metrics.summary(y_test, predict_logits(fp_l, x_test).argmax(1), spec.classes)
+        results["labelled"] = metrics.summary(y_test, predict_logits(q_l, x_test).argmax(1), spec.classes)
+    metrics.write_report(args.out, f"{spec.name} distilled from {Path(args.distill_from).name}",
+                         spec.classes, results, [])
+    (args.out / "metrics.json").write_text(json.dumps(results, indent=1))
+    return results
+
+
+def run_multilabel(args) -> dict:
+    """Sigmoid/BCE head on mixed patterns; a label is present when its logit > 0.
+    The integer path is unchanged: the accelerator's logits, thresholded at 0."""
+    from quant.datasets import multilabel
+    from quant.export import to_intmodel
+
+    args.classes = synth.MIXED_PATTERNS
+    spec = make_spec(args)
+    x, y, x_test, y_test = load_multilabel(args)
+    t0 = time.time()
+    kw = {**_train_kw(args), "loss": "bce", "balanced": False}
+    fp, q = train_qat(spec, x, y.astype(np.float32), args.fp_epochs, args.qat_epochs, args.seed,
+                      state_dir=args.out, resume=args.resume, qat_lr=args.qat_lr, **kw)
+    results = {"model": spec.name + "_multilabel", "spec": spec.to_dict(), "config": _config_of(args),
+               "train_seconds": time.time() - t0}
+    for key, model in (("fp32", fp), ("qat", q)):
+        results[key] = multilabel.report(y_test, predict_logits(model, x_test) > 0, spec.classes)
+    im = to_intmodel(q, x[:2])
+    n_int = min(len(x_test), 200)
+    int_pred = im.forward(x_test[:n_int]) > 0
+    results["int"] = {**multilabel.report(y_test[:n_int], int_pred, spec.classes), "n": n_int,
+                      "equals_brevitas": bool(np.array_equal(int_pred, predict_logits(q, x_test[:n_int]) > 0))}
+    save_checkpoint(q, args.out / "checkpoint.pt")
+    save_checkpoint(fp, args.out / "fp32.pt")
+    metrics.write_multilabel_report(args.out, results["model"], spec.classes, results)
+    (args.out / "metrics.json").write_text(json.dumps(results, indent=1))
+    return results
+
+
+CONFIG_PATHS = ("data", "distill_from")
+
+
+def _config_of(args) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+            if k not in ("out", "config")}
+
+
+def load_config(path: Path, parser: argparse.ArgumentParser) -> dict:
+    """A JSON config's options, keyed by argparse dest (dashes become underscores)."""
+    cfg = json.loads(Path(path).read_text())
+    dests = {a.dest for a in parser._actions}
+    out = {}
+    for key, value in cfg.items():
+        if key.startswith("_") or key in ("comment", "description"):
+            continue
+        dest = key.replace("-", "_")
+        if dest not in dests or dest in ("out", "config", "help"):
+            raise SystemExit(f"{path}: unknown option {key!r}")
+        out[dest] = Path(value) if dest in CONFIG_PATHS and value is not None else value
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description="FP32 pre-training, then QAT, of a model family.")
     ap.add_argument("--out", type=Path, required=True, help="output folder")
+    ap.add_argument("--config", type=Path, help="JSON file of options (quant/configs/); flags override it")
     ap.add_argument("--family", default="wmcnn", choices=("wmcnn", *FAMILIES))
     ap.add_argument("--data", type=Path, help="LSWMD.pkl or an NPZ with 'x' maps and 'y' labels "
-                    "(default: synthetic)")
-    ap.add_argument("--w-bits", type=int, default=4, help="weight bits for every layer (2..8)")
-    ap.add_argument("--a-bits", type=int, default=4, help="activation bits for every layer (2..8)")
+                    "(--multilabel: a MixedWM38 npz; default: synthetic)")
+    ap.add_argument("--w-bits", type=_bits_arg, default=4,
+                    help="weight bits: one for every layer, or a comma list per weighted layer (2..8)")
+    ap.add_argument("--a-bits", type=_bits_arg, default=4,
+                    help="activation bits: one for every layer, or a comma list per requantizing layer")
     ap.add_argument("--size", type=int, default=None, help="model input side (42 or 64 for wafer maps)")
+    ap.add_argument("--width", type=int, default=None,
+                    help="channels of the first stage (zoo default 16, xception_fpn 8, wmcnn 8)")
     ap.add_argument("--eight-classes", action="store_true", help="drop 'none', as the paper does")
     ap.add_argument("--limit", type=int, default=None, help="at most this many labelled maps of a real file")
     ap.add_argument("--n-train", type=int, default=8000)
@@ -158,26 +282,67 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--fp-epochs", type=int, default=6)
     ap.add_argument("--qat-epochs", "--epochs", type=int, default=4)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the FP32 stage")
+    ap.add_argument("--qat-lr", type=float, default=None, help="peak QAT learning rate (default lr / 2)")
     ap.add_argument("--loss", default="ce", choices=("ce", "focal"))
+    ap.add_argument("--gamma", type=float, default=2.0, help="focal-loss gamma")
     ap.add_argument("--balanced", action="store_true", help="class-balanced sampling")
     ap.add_argument("--ptq", action="store_true", help="also report an 8-bit post-training-quantized twin")
     ap.add_argument("--target-accuracy", type=float, default=0.99,
                     help="accuracy the reject threshold aims for on accepted maps")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resume", action="store_true", help="continue from the per-epoch states in --out")
+    ap.add_argument("--no-cam", action="store_true", help="xception_fpn: skip the CAM size evaluation")
+    ap.add_argument("--distill-from", type=Path, default=None,
+                    help="teacher checkpoint (fp32.pt or checkpoint.pt): train the student on the "
+                         "maps without their labels")
+    ap.add_argument("--temperature", type=float, default=4.0, help="distillation temperature")
+    ap.add_argument("--no-compare", action="store_true",
+                    help="distillation: skip training the same student with labels")
+    ap.add_argument("--multilabel", action="store_true",
+                    help="multi-label head (sigmoid/BCE) on mixed patterns (synthetic or --data MixedWM38.npz)")
     return ap
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = build_parser()
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", type=Path)
+    known, _ = pre.parse_known_args(argv)
+    if known.config is not None:
+        ap.set_defaults(**load_config(known.config, ap))
+    args = ap.parse_args(argv)
+    args.w_bits, args.a_bits = _bits_arg(args.w_bits), _bits_arg(args.a_bits)
     args.size = args.size or (64 if args.family == "xception_fpn" else 42)
     args.classes = synth.WAFER_CLASSES
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     if args.family not in ("wmcnn", *WAFER_FAMILIES, "xception_fpn"):
         raise SystemExit(f"unknown family {args.family}")
     res = run(args)
-    line = "  ".join(f"{k} {100 * res[k]['accuracy']:.2f}%" for k in ("fp32", "qat", "ptq8") if k in res)
+    if args.multilabel:
+        q = res["qat"]
+        print(f"{res['model']}: exact match {100 * q['exact_match']:.1f}%, hamming {q['hamming_loss']:.4f}, "
+              f"macro-F1 {q['macro_f1']:.3f}; report in {args.out / 'report.html'}")
+        return 0
+    if args.distill_from:
+        line = "  ".join(f"{k} {100 * res[k]['accuracy']:.2f}%" for k in
+                         ("teacher_fp", "untrained", "distilled", "labelled") if k in res)
+        print(f"{res['model']} distillation: {line}; report in {args.out / 'report.html'}")
+        return 0
+    line = "  ".join(f"{k} {100 * res[k]['accuracy']:.2f}%" for k in ("fp32", "qat", "ptq8", "int") if k in res)
     print(f"{res['model']}: {line}; reject at {100 * res['reject']['target_accuracy']:.0f}% target: "
           f"coverage {res['reject']['accepted']}/{res['reject']['n']} ({res['train_seconds']:.0f} s); "
           f"report in {args.out / 'report.html'}")
+    if "cam" in res:
+        c = res["cam"]
+        for name, d in (("CAM", c), ("CAM-guided", c.get("guided", {}))):
+            print(f"{name} size MAPE: " + ", ".join(f"{q} {d[q]['mape']:.1f}% ({d[q]['mape_ge4']:.1f}% >=4px)"
+                                                    for q in ("crack_length", "crack_dx", "crack_dy", "emc_depth")
+                                                    if q in d))
     return 0
 
 

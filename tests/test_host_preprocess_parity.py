@@ -1,4 +1,4 @@
-"""Training (quant.train.preprocess) and the host (reader + to_model_input)
+"""Training (quant.traindata.preprocess) and the host (reader + to_model_input)
 produce identical pixels for the same maps saved in every input format."""
 import json
 
@@ -10,7 +10,7 @@ from host_stm32mp1 import readers
 from host_stm32mp1.preprocess import to_model_input
 from test_host_formats import bbox, g85_xml, stdf_for, wafer
 
-train = pytest.importorskip("quant.train", reason="torch is not installed (training side)")
+train = pytest.importorskip("quant.traindata")
 
 
 @pytest.mark.parametrize("size", [42, 64])

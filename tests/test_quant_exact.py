@@ -11,9 +11,10 @@ torch = pytest.importorskip("torch")
 from quant import synth  # noqa: E402
 from quant.export import export_qonnx, run_qonnx, to_intmodel  # noqa: E402
 from quant.intmodel import IntModel  # noqa: E402
-from quant.model import GraphNet, to_input  # noqa: E402
+from quant.model import to_input  # noqa: E402
 from quant.spec import CNNSpec  # noqa: E402
-from quant.train import make_inputs, train  # noqa: E402
+from quant.train import train  # noqa: E402
+from quant.traindata import make_inputs  # noqa: E402
 
 BITS = [(8, 8), (4, 4), (2, 2)]
 

@@ -10,7 +10,8 @@ from quant import blob  # noqa: E402
 from quant.export import export_qonnx, run_qonnx, to_intmodel  # noqa: E402
 from quant.intmodel import IntModel  # noqa: E402
 from quant.model import to_input  # noqa: E402
-from quant.train import make_inputs, train  # noqa: E402
+from quant.train import train  # noqa: E402
+from quant.traindata import make_inputs  # noqa: E402
 from quant.zoo import WAFER_FAMILIES, ZooSpec, buffer_spec  # noqa: E402
 
 FAMILIES = [*WAFER_FAMILIES, "xception_fpn"]

@@ -1,0 +1,82 @@
+"""Training data for ``quant.train``: synthetic maps, real files, buffer-zone images.
+
+Every map goes through the host's ``to_model_input`` (scale and crop), so
+training sees the pixels the production host sends. Inputs come back as
+uint8 [N][S][S][1] (HWC with one channel), labels as class indices (or
+multi-hot [N][8] for the multi-label task).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from host_stm32mp1.preprocess import to_model_input
+from quant import synth
+
+
+def make_inputs(n: int, seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` synthetic maps preprocessed to uint8 [N][size][size][1], and labels."""
+    maps, labels = synth.dataset(n, seed=seed)
+    return preprocess(maps, size), labels
+
+
+def preprocess(maps, size: int) -> np.ndarray:
+    return np.stack([to_model_input(m, size) for m in maps])
+
+
+def load_buffer(args):
+    """Buffer-zone images [N][S][S][1], labels and truth (train and test)."""
+    from quant import buffer_synth
+
+    x, y, t = buffer_synth.dataset(args.n_train, seed=args.seed, size=args.size)
+    xt, yt, tt = buffer_synth.dataset(args.n_test, seed=args.seed + 1000, size=args.size)
+    return x[..., None], y, xt[..., None], yt, t, tt
+
+
+def load_data(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, y_train, x_test, y_test), uint8 HWC inputs and class indices."""
+    if args.family == "xception_fpn" and args.data is None:
+        return load_buffer(args)[:4]
+    if args.data is None:
+        x, y = make_inputs(args.n_train, args.seed, args.size)
+        return (*_pick_classes(x, y, args), *_pick_classes(*make_inputs(args.n_test, args.seed + 1000,
+                                                                        args.size), args))
+    if args.data.suffix == ".pkl":
+        from quant.datasets import wm811k
+
+        loaded = wm811k.load(args.data, n_classes=8 if args.eight_classes else 9, size=args.size,
+                             limit=args.limit, seed=args.seed)
+        print(f"{args.data}: {len(loaded.train.labels)} train and {len(loaded.test.labels)} test maps "
+              f"(split from {loaded.split_source}; skipped {loaded.skipped})")
+        return loaded.train.maps, loaded.train.labels, loaded.test.maps, loaded.test.labels
+    if args.data.suffix == ".npz":
+        with np.load(args.data, allow_pickle=True) as z:
+            if "x" not in z.files or "y" not in z.files:
+                raise SystemExit(f"{args.data}: expected arrays 'x' (maps) and 'y' (labels), found {z.files}")
+            x, y = preprocess(list(z["x"]), args.size), z["y"].astype(np.int64)
+        order = np.random.default_rng(args.seed).permutation(len(x))
+        n_test = max(1, len(x) // 5)
+        return x[order[n_test:]], y[order[n_test:]], x[order[:n_test]], y[order[:n_test]]
+    raise SystemExit(f"{args.data}: unsupported data file (use LSWMD .pkl or an NPZ with x and y)")
+
+
+def _pick_classes(x, y, args):
+    if not args.eight_classes:
+        return x, y
+    keep = y != synth.WAFER_CLASSES.index("none")
+    return x[keep], y[keep]
+
+
+def load_multilabel(args):
+    """(x, y, x_test, y_test): inputs [N][S][S][1] and multi-hot uint8 [N][8]."""
+    if args.data is not None:
+        from quant.datasets import mixedwm38
+
+        x, y = mixedwm38.load(args.data, size=args.size)
+        if args.limit:
+            x, y = x[:args.limit], y[:args.limit]
+        order = np.random.default_rng(args.seed).permutation(len(x))
+        n_test = max(1, len(x) // 5)
+        return x[order[n_test:]], y[order[n_test:]], x[order[:n_test]], y[order[:n_test]]
+    maps, y, _ = synth.mixed_dataset(args.n_train, seed=args.seed)
+    maps_t, yt, _ = synth.mixed_dataset(args.n_test, seed=args.seed + 1000)
+    return preprocess(list(maps), args.size), y, preprocess(list(maps_t), args.size), yt

@@ -1,0 +1,172 @@
+"""quant.train / quant.fit: a tiny end-to-end CLI run, losses, sampling,
+determinism and resume, PTQ exactness, config files, distillation, multi-label."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from quant import fit as fitmod  # noqa: E402
+from quant import train as tr  # noqa: E402
+from quant.export import to_intmodel  # noqa: E402
+from quant.floatnet import FloatNet  # noqa: E402
+from quant.model import GraphNet, to_input  # noqa: E402
+from quant.spec import CNNSpec  # noqa: E402
+from quant.traindata import make_inputs  # noqa: E402
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "quant" / "configs").glob("*.json"))
+SMALL = CNNSpec.uniform(4, 4, channels=(4, 8, 8))
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, y = make_inputs(400, seed=3, size=42)
+    return x, y
+
+
+def test_cli_tiny_run_writes_everything(tmp_path):
+    out = tmp_path / "run"
+    rc = tr.main(["--out", str(out), "--n-train", "128", "--n-test", "40", "--fp-epochs", "1",
+                  "--qat-epochs", "1", "--ptq", "--width", "4", "--batch", "32"])
+    assert rc == 0
+    for name in ("checkpoint.pt", "fp32.pt", "metrics.json", "report.html", "fp32.state.pt",
+                 "qat.state.pt", "confusion_qat.png", "coverage.png"):
+        assert (out / name).exists(), name
+    m = json.loads((out / "metrics.json").read_text())
+    assert {"fp32", "qat", "ptq8", "reject", "coverage_curve"} <= set(m)
+    q = tr.load_checkpoint(out / "checkpoint.pt")
+    assert isinstance(q, GraphNet) and isinstance(tr.load_any(out / "fp32.pt"), FloatNet)
+
+
+def test_focal_equals_ce_at_gamma_zero():
+    lg = torch.randn(32, 9)
+    t = torch.randint(0, 9, (32,))
+    ce = torch.nn.functional.cross_entropy(lg, t)
+    assert torch.allclose(fitmod.focal_loss(lg, t, gamma=0.0), ce, atol=1e-6)
+    assert fitmod.focal_loss(lg, t, gamma=2.0) < ce
+
+
+def test_balanced_sampling_draws_classes_evenly():
+    y = np.array([0] * 900 + [1] * 90 + [2] * 10)
+    gen = torch.Generator().manual_seed(0)
+    counts = np.bincount(y[fitmod._order(y, True, gen).numpy()], minlength=3)
+    assert counts.sum() == len(y)
+    assert np.all(np.abs(counts / len(y) - 1 / 3) < 0.05), counts
+    plain = np.bincount(y[fitmod._order(y, False, gen).numpy()], minlength=3)
+    np.testing.assert_array_equal(plain, [900, 90, 10])
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_same_seed_same_weights(data):
+    x, y = data
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(123)       # a different global state must not matter
+        fp, q = fitmod.train_qat(SMALL, x[:128], y[:128], 1, 1, seed=7, batch=32)
+        runs.append(_weights(q))
+        torch.manual_seed(999)
+    assert runs[0].keys() == runs[1].keys()
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def test_resume_matches_uninterrupted(data, tmp_path, monkeypatch):
+    x, y = data
+    def net():
+        torch.manual_seed(0)      # the initial weights
+        return FloatNet(SMALL)
+
+    ref = fitmod.fit(net(), x, y, 2, seed=5, state_path=tmp_path / "a.pt", desc="fp32")
+    save = fitmod._save_state
+
+    def crash(*a, **k):       # the run dies right after the first epoch's state is saved
+        save(*a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fitmod, "_save_state", crash)
+    with pytest.raises(KeyboardInterrupt):
+        fitmod.fit(net(), x, y, 2, seed=5, state_path=tmp_path / "b.pt", desc="fp32")
+    monkeypatch.setattr(fitmod, "_save_state", save)
+    torch.manual_seed(42)     # whatever happened in between
+    resumed = fitmod.fit(FloatNet(SMALL), x, y, 2, seed=5, state_path=tmp_path / "b.pt", desc="fp32",
+                         resume=True)
+    a, b = ref.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ptq_is_integer_exact(data):
+    x, y = data
+    fp = fitmod.fit(FloatNet(SMALL), x, y, 1, seed=1)
+    spec8 = CNNSpec.uniform(8, 8, channels=(4, 8, 8))
+    q = fitmod.from_float(spec8, fp, x[:256])
+    im = to_intmodel(q, x[:2])
+    with torch.no_grad():
+        ref = q(to_input(x[:64])).numpy().astype(np.float64)
+    np.testing.assert_array_equal(im.forward(x[:64]).astype(np.float64) * 2.0 ** im.logit_scale_log2, ref)
+
+
+def test_config_loading_and_override(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"family": "vgg_s", "w_bits": [8, 4, 4, 4, 4, 4, 8], "a_bits": 4,
+                               "width": 8, "qat_epochs": 9, "loss": "focal", "balanced": True}))
+    args = tr.parse_args(["--config", str(cfg), "--out", str(tmp_path), "--qat-epochs", "2"])
+    assert args.family == "vgg_s" and args.qat_epochs == 2 and args.loss == "focal" and args.balanced
+    spec = tr.make_spec(args)
+    assert [l["w_bits"] for l in spec.layers() if "w_bits" in l] == [8, 4, 4, 4, 4, 4, 8]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"familly": "vgg_s"}))
+    with pytest.raises(SystemExit):
+        tr.parse_args(["--config", str(bad), "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_configs_parse_and_name_their_bits(path, tmp_path):
+    args = tr.parse_args(["--config", str(path), "--out", str(tmp_path)])
+    spec = tr.make_spec(args)
+    layers = spec.layers()
+    w = {l["w_bits"] for l in layers if "w_bits" in l}
+    stem = path.stem
+    assert stem.startswith(args.family)
+    tag = [p for p in stem.split("_") if p[0].isdigit() and "w" in p and p.endswith("a")][0]
+    wb, ab = tag[:-1].split("w")
+    assert int(wb) == max(w) and int(ab) in {l["out_bits"] for l in layers if l.get("requant")}
+
+
+def test_distill_uses_no_labels_and_beats_untrained(data):
+    x, y = data
+    xt, yt = make_inputs(200, seed=4, size=42)
+    torch.manual_seed(0)
+    teacher = fitmod.fit(FloatNet(CNNSpec.uniform(8, 8, channels=(8, 16, 16))), x[:256], y[:256], 5, seed=2,
+                         lr=5e-3, batch=32)
+    t_acc = (fitmod.predict_logits(teacher, xt).argmax(1) == yt).mean()
+    torch.manual_seed(1)
+    student = FloatNet(SMALL)
+    before = (fitmod.predict_logits(student, xt).argmax(1) == yt).mean()
+    with pytest.raises(ValueError):
+        fitmod.distill(teacher, student, x, 1, seed=0, y=y)
+    fitmod.distill(teacher, student, x[:256], 5, seed=0, y=None, lr=5e-3, batch=32)
+    after = (fitmod.predict_logits(student, xt).argmax(1) == yt).mean()
+    assert after > before + 0.1, (t_acc, before, after)
+
+
+def test_cli_multilabel_tiny(tmp_path):
+    out = tmp_path / "ml"
+    assert tr.main(["--out", str(out), "--multilabel", "--n-train", "160", "--n-test", "40",
+                    "--fp-epochs", "1", "--qat-epochs", "1", "--width", "4"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["qat"]["per_label"]) == set(tr.synth.MIXED_PATTERNS)
+    assert 0 <= m["qat"]["hamming_loss"] <= 1 and m["int"]["equals_brevitas"]
+
+
+def test_cli_buffer_zone_tiny_reports_cam_sizes(tmp_path):
+    out = tmp_path / "bz"
+    assert tr.main(["--out", str(out), "--family", "xception_fpn", "--size", "32", "--width", "4",
+                    "--n-train", "120", "--n-test", "40", "--fp-epochs", "1", "--qat-epochs", "1"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["int"]["equals_brevitas"]
+    assert {"crack_length", "crack_dx", "crack_dy", "emc_depth", "guided", "calibration"} <= set(m["cam"])
+    assert (out / "cam_crack_0.png").exists() and "CAM defect size" in (out / "report.html").read_text()
