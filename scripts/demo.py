@@ -39,10 +39,10 @@ def write_maps(folder: Path, n: int) -> tuple[list[Path], dict]:
     return files, label_map
 
 
-def start_service(model: Path, hls: Path, port_file: Path, log: Path) -> subprocess.Popen:
+def start_service(model: Path, csim_dir: Path, port_file: Path, log: Path) -> subprocess.Popen:
     port_file.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "zybo_z7.service", "--model", str(model), "--backend", "csim",
-           "--work-dir", str(hls), "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)]
+           "--work-dir", str(csim_dir), "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)]
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while not port_file.exists():
@@ -71,15 +71,18 @@ def check_against_reference(records: list[dict], model: IntModel) -> tuple[int, 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, required=True, help="export folder")
-    ap.add_argument("--hls", type=Path, help="HLS/C-sim folder (default: next to the export)")
+    ap.add_argument("--csim", type=Path,
+                    help="C-sim build folder for the service (default: csim/ next to the export). "
+                         "It has no parallel.json, so the core is unfolded: the same results as the "
+                         "folded core `make csim` checks, several times faster to simulate")
     ap.add_argument("--out", type=Path, default=Path("build/demo"))
     ap.add_argument("--n", type=int, default=1000)
     args = ap.parse_args(argv)
-    hls = args.hls or args.model.parent / "hls"
+    csim_dir = args.csim or args.model.parent / "csim"
     model = IntModel.load(args.model)
     files, labels = write_maps(args.out / "maps", args.n)
     (args.out / "labels.json").write_text(json.dumps(labels))
-    service = start_service(args.model, hls, args.out / "service.port", args.out / "service.log")
+    service = start_service(args.model, csim_dir, args.out / "service.port", args.out / "service.log")
     try:
         port = (args.out / "service.port").read_text().strip()
         cmd = [sys.executable, "-m", "host_stm32mp1", "classify", *map(str, files),
