@@ -12,12 +12,10 @@ The backend reaches it through SeqpacketFile (zybo_z7/backends.py).
 import ctypes
 import errno
 import json
-import os
 import select
 import shutil
 import socket
 import struct
-import subprocess
 import tempfile
 import threading
 import time
@@ -27,32 +25,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from protocol import codegen
 from protocol import ioctl as IOC
 from protocol import stream as S
 from quant.intmodel import random_model
 from quant.spec import CNNSpec
+from driver_helpers import msg_lib
 from wq_service_helpers import run_host, service
 from zybo_z7 import backends as B
 
 # Every wait below is bounded: the backend's socket and poll timeouts, and the
 # subprocess timeouts of the service test.
 pytestmark = pytest.mark.needs_gxx
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def build_msg_lib(out: Path):
-    codegen.write_stream_header(out)
-    so = out / "libwaferq_msg.so"
-    p = subprocess.run(["gcc", "-Wall", "-Wextra", "-Werror", "-O2", "-fPIC", "-shared", f"-I{out}",
-                        "-o", str(so), str(ROOT / "drivers" / "waferq" / "waferq_msg.c")],
-                       capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0, p.stderr
-    lib = ctypes.CDLL(str(so))
-    lib.waferq_msg_check.argtypes = [ctypes.c_char_p, ctypes.c_size_t,
-                                     ctypes.POINTER(ctypes.c_char_p)]
-    lib.waferq_msg_check_size.argtypes = [ctypes.c_size_t, ctypes.POINTER(ctypes.c_char_p)]
-    return lib
 
 
 class StandIn:
@@ -191,7 +174,7 @@ def env(tmp_path_factory):
     model.save(d / "model")
     core = CSimCore.for_model(d / "model", d / "csim")
     sock_dir = tempfile.mkdtemp(prefix="wq")  # sun_path is short; tmp_path can be long
-    dev = StandIn(Path(sock_dir) / "waferq0", core, build_msg_lib(d))
+    dev = StandIn(Path(sock_dir) / "waferq0", core, msg_lib(d))
     yield d, model, dev
     dev.close()
     shutil.rmtree(sock_dir, ignore_errors=True)

@@ -5,41 +5,18 @@ same C file through ctypes and feed it messages built by ``protocol.stream``.
 """
 import ctypes
 import errno
-import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from protocol import codegen
 from protocol import stream as S
 
-ROOT = Path(__file__).resolve().parents[1]
-MSG_C = ROOT / "drivers" / "waferq" / "waferq_msg.c"
+from driver_helpers import msg_lib
 
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is not installed (apt-get install gcc)")
-    out = tmp_path_factory.mktemp("waferq_msg")
-    codegen.write_stream_header(out)
-    so = out / "libwaferq_msg.so"
-    p = subprocess.run(["gcc", "-Wall", "-Wextra", "-Werror", "-O2", "-fPIC", "-shared",
-                        f"-I{out}", "-o", str(so), str(MSG_C)], capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    lib = ctypes.CDLL(str(so))
-    lib.waferq_msg_check.argtypes = [ctypes.c_char_p, ctypes.c_size_t,
-                                     ctypes.POINTER(ctypes.c_char_p)]
-    lib.waferq_msg_check.restype = ctypes.c_int
-    lib.waferq_msg_check_size.argtypes = [ctypes.c_size_t, ctypes.POINTER(ctypes.c_char_p)]
-    lib.waferq_msg_check_size.restype = ctypes.c_int
-    lib.waferq_msg_announced_bytes.argtypes = [ctypes.c_char_p]
-    lib.waferq_msg_announced_bytes.restype = ctypes.c_size_t
-    lib.waferq_msg_word.argtypes = [ctypes.c_char_p, ctypes.c_uint]
-    lib.waferq_msg_word.restype = ctypes.c_uint32
-    return lib
+    return msg_lib(tmp_path_factory.mktemp("waferq_msg"))
 
 
 def check(lib, data: bytes, nbytes: int | None = None):

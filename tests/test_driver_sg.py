@@ -6,18 +6,14 @@ compared with a few lines of Python over random and edge-case buffers.
 """
 import ctypes
 import errno
-import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from protocol import codegen
 from protocol import stream as S
 
-ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "drivers" / "waferq"
+from driver_helpers import build_user_lib
+
 MAX_BYTES = 4 * S.MAX_MESSAGE_WORDS
 ULONG_MAX = (1 << (8 * ctypes.sizeof(ctypes.c_ulong))) - 1
 
@@ -30,16 +26,7 @@ class Plan(ctypes.Structure):
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is not installed (apt-get install gcc)")
-    out = tmp_path_factory.mktemp("waferq_sg")
-    codegen.write_stream_header(out)
-    so = out / "libwaferq_sg.so"
-    p = subprocess.run(["gcc", "-Wall", "-Wextra", "-Werror", "-O2", "-fPIC", "-shared",
-                        f"-I{out}", "-o", str(so), str(SRC / "waferq_sg.c")],
-                       capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0, p.stderr
-    lib = ctypes.CDLL(str(so))
+    lib = build_user_lib("waferq_sg", tmp_path_factory.mktemp("waferq_sg"))
     lib.waferq_sg_plan.argtypes = [ctypes.c_ulong, ctypes.c_size_t, ctypes.c_ulong,
                                    ctypes.POINTER(Plan), ctypes.POINTER(ctypes.c_char_p)]
     lib.waferq_sg_plan.restype = ctypes.c_int

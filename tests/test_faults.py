@@ -19,7 +19,7 @@ from quant.intmodel import random_model
 from quant.spec import CNNSpec
 
 from impair_proxy import ImpairingProxy
-from wq_service_helpers import PY, ROOT, env, run_host, service
+from wq_service_helpers import PY, ROOT, env, run_host, service, stop
 
 N = 800
 
@@ -162,12 +162,7 @@ def _ns_run(work, tmp_path, netns, netem):
     try:
         return _p99_in_ns(work, tmp_path, hns)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc)
         log.close()
 
 
@@ -214,9 +209,7 @@ def test_netns_veth_userspace_impairment(work, tmp_path, netns):
             time.sleep(0.05)
         _p99_in_ns(work, tmp_path, hns, board=f"127.0.0.1:{port_file.read_text().strip()}")
     finally:
-        proxy.send_signal(signal.SIGTERM)
-        proxy.wait(10)
-        proc.terminate()
-        proc.wait(10)
+        stop(proxy)
+        stop(proc)
         log.close()
     assert json.loads(stats.read_text())["resets"] > 0, "no connection was cut: the test proved nothing"

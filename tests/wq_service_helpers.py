@@ -18,6 +18,17 @@ def env() -> dict:
     return e
 
 
+def stop(proc, grace=10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``grace`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 @contextmanager
 def service(model_dir, tmp_path, backend="reference", start_timeout=60.0, extra=()):
     port_file = Path(tmp_path) / f"port-{backend}-{time.monotonic_ns()}"
@@ -37,13 +48,7 @@ def service(model_dir, tmp_path, backend="reference", start_timeout=60.0, extra=
             time.sleep(0.05)
         yield int(port_file.read_text()), proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop(proc)
         log.close()
 
 
