@@ -36,7 +36,7 @@ DEFAULT_DEVICE = "/dev/waferq0"
 
 
 def load_spec(model_dir):
-    from quant.spec import CNNSpec
+    from quant.spec import spec_from_dict
 
     path = Path(model_dir) / "model.json"
     try:
@@ -44,7 +44,7 @@ def load_spec(model_dir):
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} not found: --model must be an export folder "
                                 "(build/<model>/export)") from None
-    return CNNSpec.from_dict(meta["spec"])
+    return spec_from_dict(meta["spec"])
 
 
 class ReferenceBackend:
