@@ -45,6 +45,8 @@ QUANTITIES = ("crack_length", "crack_dx", "crack_dy", "emc_depth")
 # 64): an extent of 1 px measured as 3 px is a 200% error. ``evaluate``
 # therefore also reports the MAPE over truths of at least MIN_TRUE px.
 MIN_TRUE = 4.0
+# Largest mold-edge slope (rows per column, about 4.6 degrees) ``mold_edge`` accepts.
+MAX_TILT = 0.08
 CRACK, EMC = "Crack", "EMC"
 
 
@@ -129,13 +131,29 @@ def mold_edge(image: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarra
     keep = np.ones(w, bool) if exclude is None else ~np.asarray(exclude, bool)
     if keep.sum() < 4:
         keep = np.ones(w, bool)
-    for _ in range(3):   # refit without outliers (stains, specks)
-        a, b = np.polyfit(cols[keep], first[keep], 1)
-        resid = np.abs(first - (a * cols + b))
-        new = keep & (resid <= max(2.0, 2.5 * np.median(resid[keep])))
+    def fit(sel):
+        # The camera looks along the mold edge: its tilt stays within MAX_TILT.
+        # Unbounded, a line through clean columns on one side and invaded
+        # ones on the other would fit both.
+        a = float(np.clip(np.polyfit(cols[sel], first[sel], 1)[0], -MAX_TILT, MAX_TILT))
+        return a, float(np.median(first[sel] - a * cols[sel]))
+
+    base = keep
+    a, b = fit(keep)
+    for _ in range(8):
+        # Invasion and resin bleed only ever push a column's first bright row
+        # *down*: refit on the columns at most 1.5 px below the line, so the
+        # fit climbs to the mold edge's upper envelope (a symmetric fit, with
+        # the invasion at one side, tilts towards it and keeps it).
+        d = first - (a * cols + b)
+        new = base & (d <= 1.5)
         if new.sum() < 4:
             break
-        keep = new
+        a, b = fit(new)
+    d = first - (a * cols + b)
+    new = base & (d <= 1.5) & (d >= -4)    # and without stray bright specks
+    if new.sum() >= 4:
+        a, b = fit(new)
     return a * cols + b
 
 
@@ -169,31 +187,116 @@ def first_bright(image: np.ndarray) -> np.ndarray:
     return np.where(above.any(0), above.argmax(0), 0)
 
 
-def guided(mask: np.ndarray, image: np.ndarray, kind: str) -> dict:
-    """CAM-guided image measurement: the CAM region says *where*, the pixels say how big.
-
-    Crack: dark pixels (5x5 local mean minus pixel above half the region's
-    strongest contrast) inside the region, dilated by 2 px, below the mold
-    edge; their extent, and length = hypot(dx, dy). EMC: over the region's
-    columns, the deepest first silicon row below the fitted mold edge."""
+def wafer_edge(image: np.ndarray) -> np.ndarray:
+    """Per column, the last bright row above the dark background, int [W]."""
     img = np.asarray(image, dtype=np.float64)
     img = img[..., 0] if img.ndim == 3 else img
-    region = mask.copy()
+    h = img.shape[0]
+    bright = img > (np.median(img[-max(2, h // 16):]) + np.percentile(img, 90)) / 2
+    return h - 1 - np.argmax(bright[::-1], axis=0)
+
+
+def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected labels of ``mask`` (0 = background) and their count: a
+    two-pass union-find, small enough for the host (numpy only)."""
+    h, w = mask.shape
+    parent = list(range(h * w + 1))
+
+    def find(a):
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    ids = np.zeros((h, w), np.int64)
+    for r, c in zip(*np.nonzero(mask)):
+        ids[r, c] = r * w + c + 1
+        for dr, dc in ((-1, -1), (-1, 0), (-1, 1), (0, -1)):
+            rr, cc = r + dr, c + dc
+            if 0 <= rr < h and 0 <= cc < w and ids[rr, cc]:
+                ra, rb = find(ids[r, c]), find(ids[rr, cc])
+                if ra != rb:
+                    parent[max(ra, rb)] = min(ra, rb)
+    roots = np.array([find(v) if v else 0 for v in ids.ravel()]).reshape(h, w)
+    uniq, labels = np.unique(roots, return_inverse=True)
+    labels = labels.reshape(h, w)
+    if uniq[0] != 0:          # no background at all
+        labels = labels + 1
+    return labels, int(len(uniq) - (uniq[0] == 0))
+
+
+def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
+    p = np.pad(mask, r)
+    h, w = mask.shape
+    return np.any([p[r + a:r + a + h, r + b:r + b + w] for a in range(-r, r + 1) for b in range(-r, r + 1)], 0)
+
+
+def crack_pixels(image: np.ndarray, edge: np.ndarray, seed: np.ndarray,
+                 cam_up: np.ndarray | None = None) -> np.ndarray:
+    """The dark thin-line pixels of the crack that the CAM region ``seed`` points at.
+
+    Inside the buffer band (below the mold edge, above the wafer edge's
+    bevel), a pixel is a line pixel when it is darker than its 5x5
+    neighbourhood by more than 4 noise sigmas (estimated robustly over the
+    band) and more than a third of the strongest contrast under the seed.
+    The crack is every 8-connected line component that touches the seed, so
+    the CAM decides *which* dark line, and the pixels decide *how long*. A
+    blurry CAM may peak beside the crack: then, given the map ``cam_up``, the
+    component with the largest CAM mass (sum over its pixels) is taken."""
+    img = np.asarray(image, dtype=np.float64)
+    img = img[..., 0] if img.ndim == 3 else img
+    h, w = img.shape
+    rows = np.arange(h)[:, None]
+    band = (rows >= np.ceil(edge)[None, :] + 1) & (rows <= wafer_edge(img)[None, :] - 3)
+    resid = _box_mean(img, 2) - img
+    if not band.any():
+        return np.zeros_like(band)
+    vals = resid[band]
+    sigma = 1.4826 * np.median(np.abs(vals - np.median(vals))) + 1e-9
+    near = _dilate(seed, 2) & band
+    peak = resid[near].max() if near.any() else 0.0
+    line = band & (resid > max(4 * sigma, peak / 3))
+    labels, n = _components(line)
+    hit = np.unique(labels[near & line])
+    hit = hit[hit > 0]
+    if hit.size == 0 and cam_up is not None and n > 0:
+        mass = np.bincount(labels.ravel(), weights=np.clip(cam_up, 0, None).ravel(), minlength=n + 1)
+        hit = np.array([int(np.argmax(mass[1:])) + 1])
+    if hit.size == 0:
+        return np.zeros_like(line)
+    return np.isin(labels, hit)
+
+
+def guided(mask: np.ndarray, image: np.ndarray, kind: str, cam_up: np.ndarray | None = None) -> dict:
+    """CAM-guided image measurement: the CAM region says *where*, the pixels say how big.
+
+    Crack: the extent of ``crack_pixels`` seeded by the region, and length =
+    hypot(dx, dy). EMC: the columns where the first bright row lies more than
+    1.5 px below the fitted mold edge form runs; over the runs the region
+    touches, the deepest such row (``emc_depth`` of the generator: rows
+    ceil(edge) .. ceil(edge) + depth - 1 are mold)."""
+    img = np.asarray(image, dtype=np.float64)
+    img = img[..., 0] if img.ndim == 3 else img
+    region = np.asarray(mask, bool)
     if not region.any():
         return crack_size(region) if kind == CRACK else {"emc_depth": 0.0}
     edge = mold_edge(img, exclude=region.any(0))
     if kind == EMC:
+        depth = first_bright(img) - np.ceil(edge)
+        invaded = depth > 1.5
+        touched = np.zeros_like(invaded)
         cols = region.any(0)
-        return {"emc_depth": float(max(0.0, (first_bright(img)[cols] - np.ceil(edge[cols])).max()))}
-    p = np.pad(region, 2)
-    h, w = region.shape
-    region = np.any([p[2 + a:2 + a + h, 2 + b:2 + b + w] for a in range(-2, 3) for b in range(-2, 3)], 0)
-    rows = np.arange(h)[:, None]
-    region &= rows >= np.ceil(edge)[None, :] + 1
-    resid = np.where(region, _box_mean(img, 2) - img, 0.0)
-    if resid.max() <= 0:
-        return crack_size(np.zeros_like(mask))
-    return crack_size(resid > 0.5 * resid.max())
+        for start in range(len(invaded)):      # runs of invaded columns
+            if invaded[start] and (start == 0 or not invaded[start - 1]):
+                stop = start
+                while stop < len(invaded) and invaded[stop]:
+                    stop += 1
+                if cols[start:stop].any():
+                    touched[start:stop] = True
+        if not touched.any():
+            return {"emc_depth": 0.0}
+        return {"emc_depth": float(depth[touched].max())}
+    return crack_size(crack_pixels(img, edge, region, cam_up))
 
 
 def measure(cam_up: np.ndarray, image: np.ndarray, kind: str, frac: float, method: str = "cam") -> dict:
@@ -201,7 +304,7 @@ def measure(cam_up: np.ndarray, image: np.ndarray, kind: str, frac: float, metho
     ``method`` "cam" (the binarized CAM alone) or "guided" (see ``guided``)."""
     mask = binarize(cam_up, frac)
     if method == "guided":
-        return guided(mask, image, kind)
+        return guided(mask, image, kind, cam_up)
     if kind == CRACK:
         return crack_size(mask)
     if kind == EMC:
@@ -262,12 +365,15 @@ def _fit_line(raw, true, min_true: float = 1.0) -> tuple[float, float]:
 
 
 def calibrate(cams_up, images, labels, truth, classes,
-              fracs=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7), method: str = "cam") -> Calibration:
+              fracs=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8), method: str = "cam") -> Calibration:
     """Threshold and linear corrections that minimize the validation MAPE.
 
     ``cams_up`` float [N][K][H][W] (upsampled), ``labels`` the true classes:
     sizes are calibrated on the true defect's CAM (evaluation uses the
-    predicted class's, see ``evaluate``)."""
+    predicted class's, see ``evaluate``). Per quantity the least-squares line
+    is kept only where it lowers the validation MAPE: a few gross misses pull
+    a least-squares fit away from the many good measurements, and the
+    identity is then the better correction."""
     table = _raw_table(cams_up, images, labels, classes, fracs, method)
     cal = Calibration(method=method)
     for kind, quants in ((CRACK, ("crack_length", "crack_dx", "crack_dy")), (EMC, ("emc_depth",))):
@@ -276,11 +382,15 @@ def calibrate(cams_up, images, labels, truth, classes,
             continue
         best = None
         for f in fracs:
-            lines = {q: _fit_line(table[kind][f][q], truth[q][idx]) for q in quants}
-            err = np.mean([mape(truth[q][idx], lines[q][0] * table[kind][f][q] + lines[q][1])
-                           for q in quants])
-            if best is None or err < best[0]:
-                best = (err, f, lines)
+            lines, errs = {}, []
+            for q in quants:
+                raw, tq = table[kind][f][q], truth[q][idx]
+                fitted = _fit_line(raw, tq)
+                cands = [(mape(tq, a * raw + b), (a, b)) for a, b in ((1.0, 0.0), fitted)]
+                err, lines[q] = min(cands, key=lambda c: c[0])
+                errs.append(err)
+            if best is None or np.mean(errs) < best[0]:
+                best = (np.mean(errs), f, lines)
         cal.frac[kind] = best[1]
         cal.linear.update(best[2])
     return cal

@@ -5,6 +5,12 @@ Its parameters have ``GraphNet``'s names (``ops.<layer>.weight`` and
 starts quantization-aware training, or post-training quantization, from the
 float weights. Requantization points become ReLU (or nothing, for the signed
 ones); the input is the same ``q / 256`` as the quantized net's.
+
+With ``bn=True`` every convolution and hidden dense layer is followed by a
+batch norm during FP32 training; ``folded()`` then returns the plain twin
+with each batch norm folded into its layer's weights and bias (exact in
+eval mode), which is what QAT starts from. The accelerator never sees a
+batch norm: it is a training aid for the deep, residual nets.
 """
 from __future__ import annotations
 
@@ -14,11 +20,12 @@ from torch import nn
 
 
 class FloatNet(nn.Module):
-    def __init__(self, spec):
+    def __init__(self, spec, bn: bool = False):
         super().__init__()
         self.spec = spec
         self.layers = spec.layers()
         self.ops = nn.ModuleDict()
+        self.bns = nn.ModuleDict()
         for layer in self.layers:
             name, kind = layer["name"], layer["type"]
             if kind == "conv2d":
@@ -27,12 +34,16 @@ class FloatNet(nn.Module):
                                            groups=layer["groups"], bias=True)
             elif kind == "dense":
                 self.ops[name] = nn.Linear(layer["in_features"], layer["out_features"], bias=True)
+            if bn and kind == "conv2d":
+                self.bns[name] = nn.BatchNorm2d(layer["out_c"])
+            elif bn and kind == "dense" and layer["requant"]:
+                self.bns[name] = nn.BatchNorm1d(layer["out_features"])
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """He initialization (fan-in, ReLU gain), zero biases.
 
-        There is no batch norm, and torch's default init (a gain of about
+        Without batch norm (the default), torch's default init (a gain of about
         1/sqrt(3)) shrinks the signal layer by layer, so deep nets such as
         xception_fpn barely move for the first epochs; He init keeps the
         activation variance roughly constant through the ReLUs."""
@@ -43,6 +54,20 @@ class FloatNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.trace(x)[self.layers[-1]["name"]]
 
+    @torch.no_grad()
+    def folded(self) -> "FloatNet":
+        """The twin without batch norms: w' = w * s, b' = (b - mean) * s + beta,
+        s = gamma / sqrt(var + eps), per output channel (eval-mode statistics)."""
+        plain = FloatNet(self.spec)
+        state = {k: v.clone() for k, v in self.state_dict().items() if k.startswith("ops.")}
+        for name, bn in self.bns.items():
+            s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            w = state[f"ops.{name}.weight"]
+            state[f"ops.{name}.weight"] = w * s.reshape(-1, *([1] * (w.ndim - 1)))
+            state[f"ops.{name}.bias"] = (state[f"ops.{name}.bias"] - bn.running_mean) * s + bn.bias
+        plain.load_state_dict(state)
+        return plain.eval()
+
     def trace(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {"input": x}
         for layer in self.layers:
@@ -52,10 +77,13 @@ class FloatNet(nn.Module):
 
     def _op(self, layer: dict, xs: list[torch.Tensor]) -> torch.Tensor:
         kind, x = layer["type"], xs[0]
+        name = layer["name"]
         if kind == "conv2d":
-            return self.ops[layer["name"]](x)
+            y = self.ops[name](x)
+            return self.bns[name](y) if name in self.bns else y
         if kind == "dense":
-            return self.ops[layer["name"]](torch.flatten(x, 1))
+            y = self.ops[name](torch.flatten(x, 1))
+            return self.bns[name](y) if name in self.bns else y
         if kind == "maxpool":
             return F.max_pool2d(x, layer["pool"], layer["stride"])
         if kind == "gap":

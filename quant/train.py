@@ -140,7 +140,7 @@ def run(args) -> dict:
         return run_distill(args, spec, x, y, x_test, y_test)
     t0 = time.time()
     fp, q = train_qat(spec, x, y, args.fp_epochs, args.qat_epochs, args.seed, state_dir=args.out,
-                      resume=args.resume, qat_lr=args.qat_lr, **_train_kw(args))
+                      resume=args.resume, qat_lr=args.qat_lr, bn=args.bn, **_train_kw(args))
     results = {"model": spec.name, "spec": spec.to_dict(), "config": _config_of(args), "train_seconds": None}
     logits = {"fp32": predict_logits(fp, x_test), "qat": predict_logits(q, x_test)}
     if args.ptq:
@@ -287,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--loss", default="ce", choices=("ce", "focal"))
     ap.add_argument("--gamma", type=float, default=2.0, help="focal-loss gamma")
     ap.add_argument("--balanced", action="store_true", help="class-balanced sampling")
+    ap.add_argument("--bn", action="store_true",
+                    help="FP32 stage with batch norms, folded into the weights before QAT")
     ap.add_argument("--ptq", action="store_true", help="also report an 8-bit post-training-quantized twin")
     ap.add_argument("--target-accuracy", type=float, default=0.99,
                     help="accuracy the reject threshold aims for on accepted maps")

@@ -15,6 +15,7 @@ from quant.floatnet import FloatNet  # noqa: E402
 from quant.model import GraphNet, to_input  # noqa: E402
 from quant.spec import CNNSpec  # noqa: E402
 from quant.traindata import make_inputs  # noqa: E402
+from quant.zoo import ZooSpec, buffer_spec  # noqa: E402
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "quant" / "configs").glob("*.json"))
 SMALL = CNNSpec.uniform(4, 4, channels=(4, 8, 8))
@@ -170,3 +171,32 @@ def test_cli_buffer_zone_tiny_reports_cam_sizes(tmp_path):
     assert m["int"]["equals_brevitas"]
     assert {"crack_length", "crack_dx", "crack_dy", "emc_depth", "guided", "calibration"} <= set(m["cam"])
     assert (out / "cam_crack_0.png").exists() and "CAM defect size" in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize("spec", [ZooSpec("vgg_s", in_size=16, width=4),
+                                  buffer_spec(4, 4, in_size=32, width=4)], ids=lambda s: s.family)
+def test_batch_norm_folds_exactly(spec):
+    """The BN-trained twin and its folded copy give the same logits (eval mode),
+    and the folded one has GraphNet's parameter names only."""
+    torch.manual_seed(0)
+    net = FloatNet(spec, bn=True)
+    assert len(net.bns) > 0
+    x = torch.rand(8, 1, spec.in_size, spec.in_size)
+    net.train()
+    for _ in range(3):          # move the running statistics off their init
+        net(x * 2)
+    for bn in net.bns.values():  # and gamma/beta off 1/0
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-0.2, 0.2)
+    net.eval()
+    plain = net.folded()
+    assert len(plain.bns) == 0
+    torch.testing.assert_close(plain(x), net(x), rtol=1e-4, atol=1e-4)
+    GraphNet(spec).load_state_dict(plain.state_dict(), strict=False)   # names line up
+
+
+def test_train_qat_with_bn_returns_the_folded_twin(data):
+    x, y = data
+    fp, q = fitmod.train_qat(SMALL, x[:128], y[:128], 1, 1, seed=7, batch=32, bn=True)
+    assert isinstance(fp, FloatNet) and len(fp.bns) == 0
+    assert isinstance(q, GraphNet)
