@@ -267,41 +267,67 @@ def crack_pixels(image: np.ndarray, edge: np.ndarray, seed: np.ndarray,
     return np.isin(labels, hit)
 
 
+def invaded_runs(invaded: np.ndarray, gap: int = 2) -> list[tuple[int, int]]:
+    """[start, stop) column runs of ``invaded`` (bool [W]); runs apart by at most
+    ``gap`` clean columns are one run: a jagged invasion front dips back above
+    the threshold here and there without being two invasions."""
+    runs: list[list[int]] = []
+    for c in np.nonzero(invaded)[0]:
+        if runs and c - runs[-1][1] <= gap:
+            runs[-1][1] = c + 1
+        else:
+            runs.append([int(c), int(c) + 1])
+    return [(a, b) for a, b in runs]
+
+
 def guided(mask: np.ndarray, image: np.ndarray, kind: str, cam_up: np.ndarray | None = None) -> dict:
     """CAM-guided image measurement: the CAM region says *where*, the pixels say how big.
 
     Crack: the extent of ``crack_pixels`` seeded by the region, and length =
     hypot(dx, dy). EMC: the columns where the first bright row lies more than
-    1.5 px below the fitted mold edge form runs; over the runs the region
-    touches, the deepest such row (``emc_depth`` of the generator: rows
+    1.5 px below the fitted mold edge form runs (``invaded_runs``); over the
+    runs the region touches (or, touching none, the run under most CAM mass),
+    the deepest such row (``emc_depth`` of the generator: rows
     ceil(edge) .. ceil(edge) + depth - 1 are mold)."""
     img = np.asarray(image, dtype=np.float64)
     img = img[..., 0] if img.ndim == 3 else img
     region = np.asarray(mask, bool)
     if not region.any():
         return crack_size(region) if kind == CRACK else {"emc_depth": 0.0}
-    edge = mold_edge(img, exclude=region.any(0))
     if kind == EMC:
-        depth = first_bright(img) - np.ceil(edge)
-        invaded = depth > 1.5
-        touched = np.zeros_like(invaded)
-        cols = region.any(0)
-        for start in range(len(invaded)):      # runs of invaded columns
-            if invaded[start] and (start == 0 or not invaded[start - 1]):
-                stop = start
-                while stop < len(invaded) and invaded[stop]:
-                    stop += 1
-                if cols[start:stop].any():
-                    touched[start:stop] = True
-        if not touched.any():
+        # The edge fit climbs to the mold's upper envelope, which an invasion
+        # never moves; excluding the region's columns as well would leave a
+        # region that covers the clean columns with only invaded ones to fit.
+        depth = first_bright(img) - np.ceil(mold_edge(img))
+        runs = invaded_runs(depth > 1.5)
+        if not runs:
             return {"emc_depth": 0.0}
-        return {"emc_depth": float(depth[touched].max())}
+        cols = region.any(0)
+        touched = [r for r in runs if cols[r[0]:r[1]].any()]
+        if not touched and cam_up is not None:
+            # The region lies beside every invasion: the run under most of
+            # the CAM's mass is the one it points at (as for cracks).
+            mass = np.clip(cam_up, 0, None).sum(0)
+            touched = [max(runs, key=lambda r: mass[r[0]:r[1]].sum())]
+        if not touched:
+            return {"emc_depth": 0.0}
+        return {"emc_depth": float(max(depth[a:b].max() for a, b in touched))}
+    edge = mold_edge(img, exclude=region.any(0))
     return crack_size(crack_pixels(img, edge, region, cam_up))
+
+
+METHODS = ("cam", "guided", "image")
 
 
 def measure(cam_up: np.ndarray, image: np.ndarray, kind: str, frac: float, method: str = "cam") -> dict:
     """Raw (uncorrected) sizes from one upsampled CAM [H][W] of class ``kind``;
-    ``method`` "cam" (the binarized CAM alone) or "guided" (see ``guided``)."""
+    ``method`` "cam" (the binarized CAM alone), "guided" (see ``guided``) or
+    "image": ``guided`` with the whole image as the region, the ablation that
+    shows what the CAM adds (every dark line in the band counts as crack)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown size method {method!r}; choose from {', '.join(METHODS)}")
+    if method == "image":
+        return guided(np.ones(np.shape(cam_up), bool), image, kind)
     mask = binarize(cam_up, frac)
     if method == "guided":
         return guided(mask, image, kind, cam_up)
@@ -374,6 +400,8 @@ def calibrate(cams_up, images, labels, truth, classes,
     is kept only where it lowers the validation MAPE: a few gross misses pull
     a least-squares fit away from the many good measurements, and the
     identity is then the better correction."""
+    if method == "image":       # no threshold to choose
+        fracs = fracs[:1]
     table = _raw_table(cams_up, images, labels, classes, fracs, method)
     cal = Calibration(method=method)
     for kind, quants in ((CRACK, ("crack_length", "crack_dx", "crack_dy")), (EMC, ("emc_depth",))):

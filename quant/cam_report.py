@@ -3,8 +3,17 @@
 Class activation maps come from the integer model (what the accelerator's
 feature-map reply carries), so the sizes reported are those the board path
 would measure; ``quant.cam`` holds the maths.
+
+Run on its own, it measures again from a finished training folder (same
+synthetic images, regenerated from the run's seed) and rewrites the report::
+
+    python -m quant.cam_report --train build/xception_fpn_4w4a/train
 """
 from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -34,45 +43,97 @@ def cam_report(q: GraphNet, x_val, y_val, t_val, x_test, y_test, t_test, spec, a
     int_res["equals_brevitas"] = bool(np.array_equal(
         int_logits.astype(np.float64) * 2.0 ** im.logit_scale_log2,
         predict_logits(q, x_test).astype(np.float64)))
-    # Both measurements (CAM alone, CAM-guided image), each calibrated on the
-    # validation split; the report's headline is the CAM-only one, the other
-    # is listed beside it under "guided".
+    # Three measurements, each calibrated on the validation split: the
+    # binarized CAM alone (the paper's), the CAM-guided image measurement
+    # (the headline, ``res["guided"]``), and the image alone (no CAM), which
+    # shows what the CAM's choice of region adds.
     cal = cam.calibrate(cams_val, x_val, y_val, t_val, spec.classes)
     res = cam.evaluate(cams_test, x_test, y_test, pred, t_test, spec.classes, cal)
     res["calibration"] = cal.to_dict()
     res["n_val"] = int(len(x_val))
-    cal_g = cam.calibrate(cams_val, x_val, y_val, t_val, spec.classes, method="guided")
-    res["guided"] = cam.evaluate(cams_test, x_test, y_test, pred, t_test, spec.classes, cal_g)
-    res["guided"]["calibration"] = cal_g.to_dict()
+    for method in ("guided", "image"):
+        cal_m = cam.calibrate(cams_val, x_val, y_val, t_val, spec.classes, method=method)
+        res[method] = cam.evaluate(cams_test, x_test, y_test, pred, t_test, spec.classes, cal_m)
+        res[method]["calibration"] = cal_m.to_dict()
     figs = []
+    cal_g = cam.Calibration(**res["guided"]["calibration"])
     for kind in (cam.CRACK, cam.EMC):
         k = spec.classes.index(kind)
         for j, i in enumerate(np.nonzero(y_test == k)[0][:3]):
-            est = cal.correct(cam.measure(cams_test[i][k], x_test[i], kind, cal.frac[kind]))
+            est = cal_g.correct(cam.measure(cams_test[i][k], x_test[i], kind, cal_g.frac[kind], "guided"))
+            raw = cal.correct(cam.measure(cams_test[i][k], x_test[i], kind, cal.frac[kind]))
             tru = {qn: float(t_test[qn][i]) for qn in est}
-            title = f"{kind} (pred {spec.classes[pred[i]]}): " + ", ".join(
-                f"{qn.split('_')[-1]} {est[qn]:.1f}/{tru[qn]:.1f}" for qn in est) + " (est/true px)"
+            title = f"{kind} (pred {spec.classes[pred[i]]}), px guided/CAM/true: " + ", ".join(
+                f"{qn.split('_')[-1]} {est[qn]:.1f}/{raw[qn]:.1f}/{tru[qn]:.1f}" for qn in est)
             name = f"cam_{kind.lower()}_{j}.png"
-            cam.overlay(x_test[i], cams_test[i][k], cam.binarize(cams_test[i][k], cal.frac[kind]),
+            cam.overlay(x_test[i], cams_test[i][k], cam.binarize(cams_test[i][k], cal_g.frac[kind]),
                         args.out / name, title, truth_mask=t_test["mask"][i])
             figs.append(name)
     return int_res, res, figs
 
 
+_METHOD_NAMES = (("guided", "CAM-guided (headline)"), ("cam", "binarized CAM alone"),
+                 ("image", "image alone, no CAM"))
+
+
 def cam_html(res: dict) -> str:
-    rows = "".join(
-        f"<tr><td>{q}</td><td>{res[q]['mape']:.1f}% ({res[q]['mape_ge4']:.1f}% on truth &ge; 4 px)</td><td>{res[q]['n']}</td>"
-        f"<td>{res[q]['mean_true']:.1f}</td><td>{res[q]['frac']}</td>"
-        f"<td>{res[q]['linear'][0]:.3f} x + {res[q]['linear'][1]:.2f}</td></tr>"
-        for q in ("crack_length", "crack_dx", "crack_dy", "emc_depth") if q in res)
-    g = res.get("guided", {})
-    rows_g = "".join(f"<tr><td>{q}</td><td>{g[q]['mape']:.1f}%</td><td>{g[q]['mape_ge4']:.1f}%</td></tr>"
-                     for q in ("crack_length", "crack_dx", "crack_dy", "emc_depth") if q in g)
-    rows = rows.replace("</tr>", "</tr>", 1)
-    return (f"<h2>CAM defect size (integer model)</h2><p>threshold and linear correction fitted on "
-            f"{res['n_val']} validation images; MAPE on the test split's true defects.</p>"
-            f"<table><tr><th>quantity</th><th>MAPE</th><th>n</th><th>mean true (px)</th>"
-            f"<th>threshold (of max)</th><th>correction</th></tr>{rows}</table>"
-            f"<p>mean MAPE {res['mean_mape']:.1f}%</p>"
-            f"<h3>CAM-guided image measurement (quant.cam.guided)</h3><table><tr><th>quantity</th>"
-            f"<th>MAPE</th><th>MAPE, truth &ge; 4 px</th></tr>{rows_g}</table>")
+    tables = {"cam": res, "guided": res.get("guided", {}), "image": res.get("image", {})}
+    head = "".join(f"<th>{label}</th>" for key, label in _METHOD_NAMES if tables[key])
+    rows = ""
+    for q in cam.QUANTITIES:
+        if q not in res:
+            continue
+        cells = "".join(f"<td>{tables[key][q]['mape']:.1f}% ({tables[key][q]['mape_ge4']:.1f}%)</td>"
+                        for key, _ in _METHOD_NAMES if tables[key])
+        rows += f"<tr><td>{q}</td><td>{res[q]['n']}</td><td>{res[q]['mean_true']:.1f}</td>{cells}</tr>"
+    return (f"<h2>CAM defect size (integer model)</h2><p>MAPE on the test split's true defects "
+            f"(in brackets: over truths of at least {cam.MIN_TRUE:g} px); threshold and linear "
+            f"correction of each method fitted on {res['n_val']} validation images. CAM-guided: the "
+            f"binarized CAM picks the defect, its pixels in the image give the size "
+            f"(<code>quant.cam.guided</code>); the image-alone column measures every defect-like "
+            f"pixel in the band, to show what the CAM's choice adds.</p>"
+            f"<table><tr><th>quantity</th><th>n</th><th>mean true (px)</th>{head}</tr>{rows}</table>")
+
+
+def cam_lines(res: dict) -> list[str]:
+    """One console line a method: MAPE per quantity (and over truths >= MIN_TRUE px)."""
+    lines = []
+    for key, label in _METHOD_NAMES:
+        d = res if key == "cam" else res.get(key, {})
+        if d:
+            lines.append(f"{label}: " + ", ".join(f"{q} {d[q]['mape']:.1f}% ({d[q]['mape_ge4']:.1f}% >=4px)"
+                                                  for q in cam.QUANTITIES if q in d))
+    return lines
+
+
+def main(argv=None) -> int:
+    from quant.traindata import load_buffer
+    from quant.train import load_checkpoint
+
+    ap = argparse.ArgumentParser(description="Measure CAM defect sizes again from a buffer-zone training run.")
+    ap.add_argument("--train", type=Path, required=True, help="the quant.train output folder")
+    args = ap.parse_args(argv)
+    results = json.loads((args.train / "metrics.json").read_text())
+    cfg = results.get("config", {})
+    if cfg.get("family") != "xception_fpn" or cfg.get("data"):
+        raise SystemExit(f"{args.train}: CAM sizes need a buffer-zone run on generated images "
+                         "(their truth comes from the generator)")
+    data = argparse.Namespace(**{k: cfg[k] for k in ("seed", "n_train", "n_test", "size")})
+    x, y, x_test, y_test, t, t_test = load_buffer(data)
+    n_val = max(len(x) // 10, 1)          # quant.train's validation split
+    q = load_checkpoint(args.train / "checkpoint.pt")
+    results["int"], results["cam"], cam_figs = cam_report(
+        q, x[:n_val], y[:n_val], {k: v[:n_val] for k, v in t.items()}, x_test, y_test, t_test, q.spec,
+        argparse.Namespace(out=args.train))
+    figures = [f"confusion_{k}.png" for k in ("fp32", "qat", "ptq8") if (args.train / f"confusion_{k}.png").exists()]
+    figures += ["coverage.png"] * (args.train / "coverage.png").exists() + cam_figs
+    metrics.write_report(args.train, q.spec.name, q.spec.classes, results, figures,
+                         extra_html=cam_html(results["cam"]))
+    (args.train / "metrics.json").write_text(json.dumps(results, indent=1))
+    print(f"{q.spec.name}: integer model {100 * results['int']['accuracy']:.2f}%")
+    print("\n".join(cam_lines(results["cam"])))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -209,3 +209,29 @@ def test_calibration_never_does_worse_than_identity_or_the_fitted_line():
         chosen = cam.mape(tq, a * r + b)
         assert chosen <= cam.mape(tq, r) + 1e-9 and chosen <= cam.mape(tq, la * r + lb) + 1e-9
         assert (a, b) in ((1.0, 0.0), (la, lb))
+
+
+def test_image_method_ignores_the_cam_and_guided_follows_it():
+    """The ablation measures the image alone: any CAM gives the same sizes. The
+    guided method measures what its region points at: with a resin-bleed-like
+    dark line added beside the crack, a region on the crack keeps the crack's
+    extent while the image alone takes in both lines."""
+    rng = np.random.default_rng(21)
+    img, t = buffer_synth.buffer_image("Crack", rng, 64)
+    rows, cols = np.nonzero(t["mask"])
+    a = cam.measure(rng.random((64, 64)), img, "Crack", 0.5, "image")
+    b = cam.measure(np.zeros((64, 64)), img, "Crack", 0.5, "image")
+    assert a == b
+    decoy = img.astype(np.int16)
+    r0 = int(np.ceil(t["mold_edge"].max())) + 4
+    c0 = 2 if cols.min() > 32 else 50
+    decoy[r0, c0:c0 + 12] -= 80                                 # a 12-px dark line elsewhere
+    decoy = np.clip(decoy, 0, 255).astype(np.uint8)
+    on_crack = np.zeros((64, 64))
+    on_crack[rows, cols] = 1.0
+    g = cam.measure(on_crack, decoy, "Crack", 0.5, "guided")
+    alone = cam.measure(on_crack, decoy, "Crack", 0.5, "image")
+    assert abs(g["crack_dx"] - t["crack_dx"]) <= 2 and abs(g["crack_dy"] - t["crack_dy"]) <= 2
+    assert alone["crack_dx"] > g["crack_dx"] + 5
+    with pytest.raises(ValueError, match="unknown size method"):
+        cam.measure(on_crack, img, "Crack", 0.5, "blob")
