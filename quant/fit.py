@@ -38,13 +38,33 @@ def _loss_fn(name: str, gamma: float = 2.0):
     raise ValueError(f"unknown loss {name!r}: use ce, focal or bce")
 
 
-def _augment(x: torch.Tensor, square: bool) -> torch.Tensor:
-    # Defects have no preferred orientation: 90-degree turns (square inputs only) and flips.
-    if square:
+AUGMENTS = ("dihedral", "hflip", "none")
+
+
+def _augment(x: torch.Tensor, mode: str) -> torch.Tensor:
+    """One random symmetry for the whole batch.
+
+    ``dihedral``: wafer maps have no preferred orientation, so any of the
+    eight turns and flips (turns on square inputs only). ``hflip``: a
+    buffer-zone image has a fixed radial axis (mold at the top, wafer edge
+    at the bottom); only the mirror along the circumference is a real view.
+    ``none``: as given."""
+    if mode == "none":
+        return x
+    if mode == "dihedral" and x.shape[2] == x.shape[3]:
         x = torch.rot90(x, int(torch.randint(0, 4, ())), dims=(2, 3))
     if bool(torch.randint(0, 2, ())):
         x = torch.flip(x, dims=(3,))
     return x
+
+
+def _mode(augment) -> str:
+    # True / False are the older spellings of "dihedral" / "none".
+    if augment is True:
+        return "dihedral"
+    if augment is False or augment is None:
+        return "none"
+    return augment
 
 
 def _order(y: np.ndarray, balanced: bool, gen: torch.Generator) -> torch.Tensor:
@@ -67,7 +87,7 @@ def _save_state(path, stage: str, epoch: int, model, opt, sched, gen) -> None:
 
 def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
         batch: int = 64, lr: float = 2e-3, loss: str = "ce", balanced: bool = False,
-        augment: bool = True, desc: str = "train", gamma: float = 2.0, state_path=None,
+        augment: str | bool = "dihedral", desc: str = "train", gamma: float = 2.0, state_path=None,
         resume: bool = False) -> torch.nn.Module:
     """Supervised training of a FloatNet or GraphNet in place.
 
@@ -82,7 +102,9 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
     loss_fn = _loss_fn(loss, gamma)
     xt, yt = to_input(x), torch.as_tensor(y)
-    square = xt.shape[2] == xt.shape[3]
+    mode = _mode(augment)
+    if mode not in AUGMENTS:  # fail now, not after the first batch
+        raise ValueError(f"unknown augmentation {mode!r}; choose from {', '.join(AUGMENTS)}")
     gen = torch.Generator().manual_seed(seed)
     start = 0
     if resume and state_path is not None and Path(state_path).exists():
@@ -101,7 +123,7 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
         bar = tqdm(range(steps), desc=f"{desc} {epoch + 1}/{epochs}", leave=False, mininterval=1.0)
         for step in bar:
             idx = order[step * batch:(step + 1) * batch]
-            xb = _augment(xt[idx], square) if augment else xt[idx]
+            xb = _augment(xt[idx], mode)
             out = loss_fn(model(xb), yt[idx])
             opt.zero_grad()
             out.backward()
@@ -135,9 +157,10 @@ def calibrate(model: GraphNet, x: np.ndarray, batch: int = 128, passes: int = 2)
     return model.eval()
 
 
-def from_float(spec, fp: FloatNet, x_calib: np.ndarray) -> GraphNet:
-    """A GraphNet carrying ``fp``'s weights, with calibrated activation ranges."""
-    q = GraphNet(spec)
+def from_float(spec, fp: FloatNet, x_calib: np.ndarray, act_init: str = "stats") -> GraphNet:
+    """A GraphNet carrying ``fp``'s weights, with calibrated activation ranges
+    (started as ``act_init`` says, see ``quant.model.ACT_INITS``)."""
+    q = GraphNet(spec, act_init=act_init)
     missing = q.load_state_dict(fp.state_dict(), strict=False)
     if missing.unexpected_keys:
         raise ValueError(f"float and quantized nets differ: {missing.unexpected_keys}")
@@ -146,11 +169,13 @@ def from_float(spec, fp: FloatNet, x_calib: np.ndarray) -> GraphNet:
 
 def train_qat(spec, x: np.ndarray, y: np.ndarray, fp_epochs: int, qat_epochs: int, seed: int,
               state_dir=None, resume: bool = False, qat_lr: float | None = None, bn: bool = False,
-              **kw) -> tuple[FloatNet, GraphNet]:
+              equalize: bool = False, act_init: str = "stats", **kw) -> tuple[FloatNet, GraphNet]:
     """FP32 pre-training, then QAT fine-tuning from its weights (lr / 2 unless
     ``qat_lr``). With ``bn`` the FP32 stage trains with batch norms, which are
     folded into the weights before QAT (the returned float twin is the folded
-    one). With ``state_dir``, per-epoch states ``fp32.state.pt`` and
+    one). With ``equalize`` the float net is cross-layer equalized
+    (``quant.equalize``) before QAT; the returned twin is the equalized one,
+    the same function. With ``state_dir``, per-epoch states ``fp32.state.pt`` and
     ``qat.state.pt`` go there, and ``resume`` continues from them."""
     torch.manual_seed(seed)
     paths = {k: None if state_dir is None else Path(state_dir) / f"{k}.state.pt" for k in ("fp32", "qat")}
@@ -158,16 +183,20 @@ def train_qat(spec, x: np.ndarray, y: np.ndarray, fp_epochs: int, qat_epochs: in
              resume=resume, **kw)
     if bn:
         fp = fp.folded()
+    if equalize:
+        from quant.equalize import equalize as cle
+
+        fp = cle(fp)
     q = qat_from(spec, fp, x, y, qat_epochs, seed, state_path=paths["qat"], resume=resume,
-                 qat_lr=qat_lr, **kw)
+                 qat_lr=qat_lr, act_init=act_init, **kw)
     return fp, q
 
 
 def qat_from(spec, fp: FloatNet, x: np.ndarray, y: np.ndarray, qat_epochs: int, seed: int,
-             qat_lr: float | None = None, **kw) -> GraphNet:
+             qat_lr: float | None = None, act_init: str = "stats", **kw) -> GraphNet:
     """QAT fine-tuning of ``spec`` starting from the float net ``fp`` (which is not changed)."""
     torch.manual_seed(seed + 1)
-    q = from_float(spec, fp, x[:512])
+    q = from_float(spec, fp, x[:512], act_init=act_init)
     lr = qat_lr if qat_lr is not None else kw.get("lr", 2e-3) / 2
     kw = {k: v for k, v in kw.items() if k != "lr"}
     return fit(q, x, y, qat_epochs, seed + 1, lr=lr, desc="qat", **kw)
@@ -175,7 +204,7 @@ def qat_from(spec, fp: FloatNet, x: np.ndarray, y: np.ndarray, qat_epochs: int, 
 
 def distill(teacher: torch.nn.Module, student: torch.nn.Module, x_unlabeled: np.ndarray,
             epochs: int, seed: int, batch: int = 64, lr: float = 2e-3, temperature: float = 4.0,
-            y=None):
+            y=None, augment: str = "dihedral"):
     """Train ``student`` to match ``teacher``'s softened outputs; no labels used
     (``y`` is accepted for call-compatibility with ``fit`` and must be None)."""
     if y is not None:
@@ -187,14 +216,14 @@ def distill(teacher: torch.nn.Module, student: torch.nn.Module, x_unlabeled: np.
     steps = max(1, len(x_unlabeled) // batch)
     opt = torch.optim.Adam(student.parameters(), lr=lr)
     xt = to_input(x_unlabeled)
-    square = xt.shape[2] == xt.shape[3]
+    mode = _mode(augment)
     gen = torch.Generator().manual_seed(seed)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
     for epoch in range(epochs):
         student.train()
         order = torch.randperm(len(xt), generator=gen)
         for step in tqdm(range(steps), desc=f"distill {epoch + 1}/{epochs}", leave=False, mininterval=1.0):
-            xb = _augment(xt[order[step * batch:(step + 1) * batch]], square)
+            xb = _augment(xt[order[step * batch:(step + 1) * batch]], mode)
             with torch.no_grad():
                 soft = F.softmax(teacher(xb) / temperature, dim=1)
             logp = F.log_softmax(student(xb) / temperature, dim=1)

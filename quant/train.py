@@ -23,8 +23,9 @@ one number or a list, one entry per weighted (``w_bits``) or requantizing
 (``a_bits``) layer. Options on the command line override the file.
 
 For ``xception_fpn`` the report adds the CAM defect-size evaluation
-(``quant.cam``): threshold and linear correction calibrated on the
-validation split, MAPE per quantity on the test split, overlay PNGs.
+(``quant.cam``): the CAM-guided measurement, the binarized CAM alone and the
+image alone, each with its threshold and linear correction calibrated on the
+validation split; MAPE per quantity on the test split, overlay PNGs.
 """
 from __future__ import annotations
 
@@ -38,10 +39,10 @@ import numpy as np
 import torch
 
 from quant import metrics, synth
-from quant.cam_report import cam_html, cam_report
-from quant.fit import distill, fit, from_float, predict_logits, train_qat
+from quant.cam_report import cam_html, cam_lines, cam_report
+from quant.fit import AUGMENTS, distill, fit, from_float, predict_logits, train_qat
 from quant.floatnet import FloatNet
-from quant.model import GraphNet
+from quant.model import ACT_INITS, GraphNet
 from quant.spec import CNNSpec, spec_from_dict
 from quant.traindata import load_buffer, load_data, load_multilabel
 from quant.zoo import FAMILIES, WAFER_FAMILIES, ZooSpec, buffer_spec
@@ -115,7 +116,8 @@ def seed_everything(seed: int) -> None:
 
 
 def _train_kw(args) -> dict:
-    return dict(batch=args.batch, loss=args.loss, balanced=args.balanced, gamma=args.gamma, lr=args.lr)
+    return dict(batch=args.batch, loss=args.loss, balanced=args.balanced, gamma=args.gamma, lr=args.lr,
+                augment=args.augment)
 
 
 def run(args) -> dict:
@@ -140,7 +142,8 @@ def run(args) -> dict:
         return run_distill(args, spec, x, y, x_test, y_test)
     t0 = time.time()
     fp, q = train_qat(spec, x, y, args.fp_epochs, args.qat_epochs, args.seed, state_dir=args.out,
-                      resume=args.resume, qat_lr=args.qat_lr, bn=args.bn, **_train_kw(args))
+                      resume=args.resume, qat_lr=args.qat_lr, bn=args.bn, equalize=args.equalize,
+                      act_init=args.act_init, **_train_kw(args))
     results = {"model": spec.name, "spec": spec.to_dict(), "config": _config_of(args), "train_seconds": None}
     logits = {"fp32": predict_logits(fp, x_test), "qat": predict_logits(q, x_test)}
     if args.ptq:
@@ -189,10 +192,10 @@ def run_distill(args, spec, x, y, x_test, y_test) -> dict:
                "teacher_fp": metrics.summary(y_test, predict_logits(teacher, x_test).argmax(1), spec.classes)}
     torch.manual_seed(args.seed)
     fp = distill(teacher, FloatNet(spec), x, args.fp_epochs, args.seed, batch=args.batch, lr=args.lr,
-                 temperature=args.temperature)
+                 temperature=args.temperature, augment=args.augment)
     q = from_float(spec, fp, x[:512])
     distill(teacher, q, x, args.qat_epochs, args.seed + 1, batch=args.batch,
-            lr=args.qat_lr or args.lr / 2, temperature=args.temperature)
+            lr=args.qat_lr or args.lr / 2, temperature=args.temperature, augment=args.augment)
     results["distilled_fp32"] = metrics.summary(y_test, predict_logits(fp, x_test).argmax(1), spec.classes)
     results["distilled"] = metrics.summary(y_test, predict_logits(q, x_test).argmax(1), spec.classes)
     results["distill_seconds"] = time.time() - t0
@@ -287,8 +290,16 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--loss", default="ce", choices=("ce", "focal"))
     ap.add_argument("--gamma", type=float, default=2.0, help="focal-loss gamma")
     ap.add_argument("--balanced", action="store_true", help="class-balanced sampling")
+    ap.add_argument("--augment", choices=AUGMENTS, default=None,
+                    help="random symmetries while training: dihedral (turns and flips, the wafer-map "
+                         "default), hflip (mirror along the circumference only, the buffer-zone default), none")
     ap.add_argument("--bn", action="store_true",
                     help="FP32 stage with batch norms, folded into the weights before QAT")
+    ap.add_argument("--equalize", action="store_true",
+                    help="cross-layer equalization of the float net before QAT (depthwise nets at low bits)")
+    ap.add_argument("--act-init", choices=ACT_INITS, default="stats",
+                    help="how QAT's activation scales start: stats (a high percentile) or mse "
+                         "(least quantization error; better at 2 bits)")
     ap.add_argument("--ptq", action="store_true", help="also report an 8-bit post-training-quantized twin")
     ap.add_argument("--target-accuracy", type=float, default=0.99,
                     help="accuracy the reject threshold aims for on accepted maps")
@@ -316,6 +327,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     args.w_bits, args.a_bits = _bits_arg(args.w_bits), _bits_arg(args.a_bits)
     args.size = args.size or (64 if args.family == "xception_fpn" else 42)
+    args.augment = args.augment or ("hflip" if args.family == "xception_fpn" else "dihedral")
     args.classes = synth.WAFER_CLASSES
     return args
 
@@ -340,11 +352,7 @@ def main(argv=None) -> int:
           f"coverage {res['reject']['accepted']}/{res['reject']['n']} ({res['train_seconds']:.0f} s); "
           f"report in {args.out / 'report.html'}")
     if "cam" in res:
-        c = res["cam"]
-        for name, d in (("CAM", c), ("CAM-guided", c.get("guided", {}))):
-            print(f"{name} size MAPE: " + ", ".join(f"{q} {d[q]['mape']:.1f}% ({d[q]['mape_ge4']:.1f}% >=4px)"
-                                                    for q in ("crack_length", "crack_dx", "crack_dy", "emc_depth")
-                                                    if q in d))
+        print("\n".join(cam_lines(res["cam"])))
     return 0
 
 

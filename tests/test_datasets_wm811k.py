@@ -243,3 +243,25 @@ def test_bad_frames_are_refused():
         wm811k.from_frame(pd.DataFrame({"x": [1]}))
     with pytest.raises(ValueError, match="8 or 9"):
         wm811k.from_frame(pd.DataFrame({"waferMap": [], "failureType": []}), n_classes=7)
+
+
+def test_one_command_trains_from_an_old_pickle(tmp_path):
+    """``python -m quant.train --data LSWMD.pkl`` (what ``make train DATA=`` runs):
+    the old-pandas file in, a W4A4 checkpoint and its report out, on the
+    eight defect classes with the file's own split and ``--limit`` applied."""
+    pytest.importorskip("torch")
+    from quant import train as tr
+
+    path = tmp_path / "LSWMD.pkl"
+    path.write_bytes(_old_pickle_bytes(_rows(n=120)))
+    out = tmp_path / "run"
+    assert tr.main(["--data", str(path), "--out", str(out), "--eight-classes", "--limit", "60",
+                    "--fp-epochs", "1", "--qat-epochs", "1", "--width", "4", "--batch", "16"]) == 0
+    import json
+
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["qat"]["per_class"]) == set(WAFER_CLASSES[:8])
+    assert sum(c["support"] for c in m["qat"]["per_class"].values()) <= 60
+    q = tr.load_checkpoint(out / "checkpoint.pt")
+    assert q.spec.classes == WAFER_CLASSES[:8] and q.spec.name == "wmcnn_4w4a"
+    assert "confusion" in (out / "report.html").read_text()

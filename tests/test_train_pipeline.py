@@ -169,8 +169,16 @@ def test_cli_buffer_zone_tiny_reports_cam_sizes(tmp_path):
                     "--n-train", "120", "--n-test", "40", "--fp-epochs", "1", "--qat-epochs", "1"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["int"]["equals_brevitas"]
-    assert {"crack_length", "crack_dx", "crack_dy", "emc_depth", "guided", "calibration"} <= set(m["cam"])
+    assert {"crack_length", "crack_dx", "crack_dy", "emc_depth", "guided", "image", "calibration"} <= set(m["cam"])
     assert (out / "cam_crack_0.png").exists() and "CAM defect size" in (out / "report.html").read_text()
+    # Measured again from the folder alone: the same images, so the same figures.
+    from quant import cam_report
+
+    (out / "cam_crack_0.png").unlink()
+    assert cam_report.main(["--train", str(out)]) == 0
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["int"] == m["int"] and again["cam"] == m["cam"]
+    assert (out / "cam_crack_0.png").exists() and "image alone" in (out / "report.html").read_text()
 
 
 @pytest.mark.parametrize("spec", [ZooSpec("vgg_s", in_size=16, width=4),
@@ -200,3 +208,105 @@ def test_train_qat_with_bn_returns_the_folded_twin(data):
     fp, q = fitmod.train_qat(SMALL, x[:128], y[:128], 1, 1, seed=7, batch=32, bn=True)
     assert isinstance(fp, FloatNet) and len(fp.bns) == 0
     assert isinstance(q, GraphNet)
+
+
+def _views(x):
+    """The eight dihedral views of a [N][C][H][W] batch."""
+    out = []
+    for k in range(4):
+        r = torch.rot90(x, k, dims=(2, 3))
+        out += [r, torch.flip(r, dims=(3,))]
+    return out
+
+
+def test_augment_modes_draw_only_their_symmetries():
+    x = torch.arange(2 * 25, dtype=torch.float32).reshape(2, 1, 5, 5)   # no symmetry of its own
+    torch.manual_seed(0)
+    seen = {mode: set() for mode in fitmod.AUGMENTS}
+    for mode in fitmod.AUGMENTS:
+        for _ in range(64):
+            y = fitmod._augment(x, mode)
+            seen[mode].add(next(i for i, v in enumerate(_views(x)) if torch.equal(v, y)))
+    assert seen["none"] == {0}
+    assert seen["hflip"] == {0, 1}            # the buffer zone's radial axis never turns
+    assert seen["dihedral"] == set(range(8))
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        fitmod.fit(GraphNet(SMALL), np.zeros((4, 42, 42, 1), np.uint8), np.zeros(4, np.int64), 1, 0,
+                   augment="rot45")
+
+
+def test_cli_picks_the_family_augmentation():
+    assert tr.parse_args(["--out", "x"]).augment == "dihedral"
+    assert tr.parse_args(["--out", "x", "--family", "xception_fpn"]).augment == "hflip"
+    assert tr.parse_args(["--out", "x", "--family", "xception_fpn", "--augment", "none"]).augment == "none"
+
+
+@torch.no_grad()
+def test_weight_scale_starts_from_the_loaded_float_weights(data):
+    """The learned power-of-two weight scale is initialized on the first forward
+    pass after the float weights are in, at the MSE optimum: at 2 bits it clips
+    the largest weights (a max-based scale would round almost all to zero), and
+    a checkpoint keeps it."""
+    x, _ = data
+    spec2 = CNNSpec.uniform(2, 2, channels=(4, 8, 8))
+    torch.manual_seed(0)
+    fp = FloatNet(spec2)
+    q = fitmod.from_float(spec2, fp, x[:64])
+    for name in ("conv1", "fc"):
+        w = q.ops[name].quant_weight()
+        scale, wmax = float(w.scale), float(fp.ops[name].weight.abs().max())
+        assert scale < wmax                               # codes -1..1: +-scale clips the peak
+        assert (w.int() != 0).float().mean() > 0.25       # and many weights stay non-zero
+    again = GraphNet(spec2)
+    again.load_state_dict(q.state_dict())
+    for name in ("conv1", "fc"):
+        assert torch.equal(again.ops[name].quant_weight().scale, q.ops[name].quant_weight().scale)
+    im = to_intmodel(q, x[:2])
+    np.testing.assert_array_equal(im.forward(x[:16]).astype(np.float64) * 2.0 ** im.logit_scale_log2,
+                                  fitmod.predict_logits(q, x[:16]).astype(np.float64))
+
+
+@torch.no_grad()
+def test_mse_activation_init_loads_as_a_plain_checkpoint(data):
+    """act_init only changes where QAT's activation scales start: the state
+    dict has the same entries, so the checkpoint loads into a default GraphNet
+    with the same logits, and the export stays integer-exact."""
+    x, _ = data
+    spec2 = ZooSpec("mobilenet_s", in_size=42, w_bits=2, a_bits=2, width=4)
+    torch.manual_seed(0)
+    fp = FloatNet(spec2)
+    plain = fitmod.from_float(spec2, fp, x[:128])
+    mse = fitmod.from_float(spec2, fp, x[:128], act_init="mse")
+    scales = lambda q: [float(t.scale) for k, t in q.trace(to_input(x[:4])).items()  # noqa: E731
+                        if k in q.acts]
+    assert scales(mse) != scales(plain)           # the two inits start elsewhere
+    again = GraphNet(spec2)
+    again.load_state_dict(mse.state_dict())
+    np.testing.assert_array_equal(fitmod.predict_logits(again, x[:32]), fitmod.predict_logits(mse, x[:32]))
+    im = to_intmodel(again, x[:2])
+    np.testing.assert_array_equal(im.forward(x[:16]).astype(np.float64) * 2.0 ** im.logit_scale_log2,
+                                  fitmod.predict_logits(mse, x[:16]).astype(np.float64))
+    with pytest.raises(ValueError, match="unknown activation-scale init"):
+        GraphNet(spec2, act_init="max")
+
+
+def test_train_qat_equalizes_when_asked(data):
+    """Same seed with and without ``equalize``: the returned float twins compute
+    the same function, and the equalized one has the narrower channel spread
+    in its depthwise layers."""
+    x, y = data
+    spec = ZooSpec("mobilenet_s", in_size=42, width=4)
+    twins = [fitmod.train_qat(spec, x[:128], y[:128], 1, 0, seed=3, batch=32, bn=True, equalize=eq)[0]
+             for eq in (False, True)]
+    xb = to_input(x[:8])
+    with torch.no_grad():
+        want = twins[0](xb)
+        torch.testing.assert_close(twins[1](xb), want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+
+    def spread(net, name):
+        w = net.ops[name].weight.detach()
+        r = w.reshape(w.shape[0], -1).abs().amax(1)
+        return float(r.max() / r.min())
+
+    for name in ("dw0", "dw1", "dw2"):
+        assert spread(twins[1], name) < spread(twins[0], name)
