@@ -92,7 +92,7 @@ def run_family(family, x, y, xt, yt, cfg, args) -> list[dict]:
     rows.append(dict(family=family, mode="ptq8", bits=8, params=n_w, weight_bits=8 * n_w,
                      accuracy=acc(ptq, xt, yt), seconds=0.0))
     recipe = RECIPES.get(family, {})
-    for b in BITS:
+    for b in args.bits:
         t1 = time.time()
         spec = make_spec(family, b, args.size, args.width)
         epochs = (cfg["qat_epochs"] if b >= 4 else cfg["qat_low"]) * recipe.get("qat_scale", 1)
@@ -147,9 +147,14 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=None)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bits", default=",".join(map(str, BITS)),
+                    help="QAT bit widths to run, e.g. 2 (FP32 and PTQ-8 always run)")
     for k in ("n_train", "n_test", "fp_epochs", "qat_epochs", "qat_low"):
         ap.add_argument("--" + k.replace("_", "-"), type=int, default=None)
     args = ap.parse_args(argv)
+    args.bits = [int(b) for b in args.bits.split(",")]
+    if any(not 2 <= b <= 8 for b in args.bits):
+        ap.error("--bits takes widths from 2 to 8")
     cfg = dict(MODES["quick" if args.quick else "full"])
     cfg.update({k: getattr(args, k) for k in cfg if getattr(args, k) is not None})
     x, y = make_inputs(cfg["n_train"], args.seed, args.size)

@@ -255,8 +255,9 @@ def test_weight_scale_starts_from_the_loaded_float_weights(data):
     for name in ("conv1", "fc"):
         w = q.ops[name].quant_weight()
         scale, wmax = float(w.scale), float(fp.ops[name].weight.abs().max())
-        assert scale < wmax                               # codes -1..1: +-scale clips the peak
+        assert scale < wmax                               # codes -2..1: the scale clips the peak
         assert (w.int() != 0).float().mean() > 0.25       # and many weights stay non-zero
+        assert int(w.int().min()) == -2                   # full range at 2 bits, not ternary
     again = GraphNet(spec2)
     again.load_state_dict(q.state_dict())
     for name in ("conv1", "fc"):
@@ -264,6 +265,26 @@ def test_weight_scale_starts_from_the_loaded_float_weights(data):
     im = to_intmodel(q, x[:2])
     np.testing.assert_array_equal(im.forward(x[:16]).astype(np.float64) * 2.0 ** im.logit_scale_log2,
                                   fitmod.predict_logits(q, x[:16]).astype(np.float64))
+
+
+@torch.no_grad()
+def test_weight_codes_are_narrow_from_three_bits(data):
+    """From 3 bits up the weight grid is symmetric: a weight far below the
+    scale's range clips to -(2**(b-1) - 1), never to -2**(b-1); at 2 bits it
+    clips to -2. The export stays exact either way."""
+    x, _ = data
+    for bits, lowest in ((3, -3), (4, -7), (2, -2)):
+        spec = CNNSpec.uniform(bits, 4, channels=(4, 8, 8))
+        torch.manual_seed(0)
+        q = fitmod.from_float(spec, FloatNet(spec), x[:64])   # the scale is set now
+        q.ops["conv1"].weight[0, 0, 0, 0] = -1e3
+        q.ops["conv1"].weight[1, 0, 0, 0] = 1e3
+        codes = q.ops["conv1"].quant_weight().int()
+        assert int(codes.min()) == lowest, bits
+        assert int(codes.max()) == 2 ** (bits - 1) - 1, bits
+        im = to_intmodel(q, x[:2])
+        np.testing.assert_array_equal(im.forward(x[:16]).astype(np.float64) * 2.0 ** im.logit_scale_log2,
+                                      fitmod.predict_logits(q, x[:16]).astype(np.float64))
 
 
 @torch.no_grad()
