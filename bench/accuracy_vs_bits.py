@@ -18,10 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from quant.equalize import equalize
-from quant.fit import fit, from_float, predict_logits, qat_from
+from quant.fit import float_twin, from_float, predict_logits, qat_from
 from quant.floatnet import FloatNet
 from quant.graph import weight_shape
 from quant.spec import CNNSpec
@@ -71,12 +69,8 @@ RECIPES = {"mobilenet_s": {"bn": True, "equalize": True, "act_init": "mse", "qat
 def float_net(family, spec, x, y, cfg, args) -> FloatNet:
     """The family's FP32 twin, trained as RECIPES says (plain by default)."""
     recipe = RECIPES.get(family, {})
-    torch.manual_seed(args.seed)
-    fp = fit(FloatNet(spec, bn=recipe.get("bn", False)), x, y, cfg["fp_epochs"], args.seed, lr=args.lr,
-             desc=f"{family} fp32")
-    if recipe.get("bn"):
-        fp = fp.folded()
-    return equalize(fp) if recipe.get("equalize") else fp
+    return float_twin(spec, x, y, cfg["fp_epochs"], args.seed, bn=recipe.get("bn", False),
+                      equalize=recipe.get("equalize", False), lr=args.lr, desc=f"{family} fp32")
 
 
 def run_family(family, x, y, xt, yt, cfg, args) -> list[dict]:

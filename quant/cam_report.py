@@ -76,34 +76,35 @@ _METHOD_NAMES = (("guided", "CAM-guided (headline)"), ("cam", "binarized CAM alo
                  ("image", "image alone, no CAM"))
 
 
+def _methods(res: dict) -> list[tuple[str, dict]]:
+    """(label, results) of each method present: the CAM-only results are ``res`` itself."""
+    found = [(label, res if key == "cam" else res.get(key, {})) for key, label in _METHOD_NAMES]
+    return [(label, d) for label, d in found if d]
+
+
 def cam_html(res: dict) -> str:
-    tables = {"cam": res, "guided": res.get("guided", {}), "image": res.get("image", {})}
-    head = "".join(f"<th>{label}</th>" for key, label in _METHOD_NAMES if tables[key])
+    methods = _methods(res)
+    head = "".join(f"<th>{label}</th>" for label, _ in methods)
     rows = ""
     for q in cam.QUANTITIES:
         if q not in res:
             continue
-        cells = "".join(f"<td>{tables[key][q]['mape']:.1f}% ({tables[key][q]['mape_ge4']:.1f}%)</td>"
-                        for key, _ in _METHOD_NAMES if tables[key])
+        cells = "".join(f"<td>{d[q]['mape']:.1f}% ({d[q]['mape_ge4']:.1f}%)</td>" for _, d in methods)
         rows += f"<tr><td>{q}</td><td>{res[q]['n']}</td><td>{res[q]['mean_true']:.1f}</td>{cells}</tr>"
     return (f"<h2>CAM defect size (integer model)</h2><p>MAPE on the test split's true defects "
             f"(in brackets: over truths of at least {cam.MIN_TRUE:g} px); threshold and linear "
             f"correction of each method fitted on {res['n_val']} validation images. CAM-guided: the "
             f"binarized CAM picks the defect, its pixels in the image give the size "
-            f"(<code>quant.cam.guided</code>); the image-alone column measures every defect-like "
+            f"(<code>quant.defect_size.guided</code>); the image-alone column measures every defect-like "
             f"pixel in the band, to show what the CAM's choice adds.</p>"
             f"<table><tr><th>quantity</th><th>n</th><th>mean true (px)</th>{head}</tr>{rows}</table>")
 
 
 def cam_lines(res: dict) -> list[str]:
     """One console line a method: MAPE per quantity (and over truths >= MIN_TRUE px)."""
-    lines = []
-    for key, label in _METHOD_NAMES:
-        d = res if key == "cam" else res.get(key, {})
-        if d:
-            lines.append(f"{label}: " + ", ".join(f"{q} {d[q]['mape']:.1f}% ({d[q]['mape_ge4']:.1f}% >=4px)"
-                                                  for q in cam.QUANTITIES if q in d))
-    return lines
+    return [f"{label}: " + ", ".join(f"{q} {d[q]['mape']:.1f}% ({d[q]['mape_ge4']:.1f}% >=4px)"
+                                     for q in cam.QUANTITIES if q in d)
+            for label, d in _methods(res)]
 
 
 def main(argv=None) -> int:

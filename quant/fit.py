@@ -58,13 +58,11 @@ def _augment(x: torch.Tensor, mode: str) -> torch.Tensor:
     return x
 
 
-def _mode(augment) -> str:
-    # True / False are the older spellings of "dihedral" / "none".
-    if augment is True:
-        return "dihedral"
-    if augment is False or augment is None:
-        return "none"
-    return augment
+def _check_augment(mode: str) -> str:
+    # Checked before training starts, not at the first batch.
+    if mode not in AUGMENTS:
+        raise ValueError(f"unknown augmentation {mode!r}; choose from {', '.join(AUGMENTS)}")
+    return mode
 
 
 def _order(y: np.ndarray, balanced: bool, gen: torch.Generator) -> torch.Tensor:
@@ -87,7 +85,7 @@ def _save_state(path, stage: str, epoch: int, model, opt, sched, gen) -> None:
 
 def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
         batch: int = 64, lr: float = 2e-3, loss: str = "ce", balanced: bool = False,
-        augment: str | bool = "dihedral", desc: str = "train", gamma: float = 2.0, state_path=None,
+        augment: str = "dihedral", desc: str = "train", gamma: float = 2.0, state_path=None,
         resume: bool = False) -> torch.nn.Module:
     """Supervised training of a FloatNet or GraphNet in place.
 
@@ -102,9 +100,7 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
     loss_fn = _loss_fn(loss, gamma)
     xt, yt = to_input(x), torch.as_tensor(y)
-    mode = _mode(augment)
-    if mode not in AUGMENTS:  # fail now, not after the first batch
-        raise ValueError(f"unknown augmentation {mode!r}; choose from {', '.join(AUGMENTS)}")
+    mode = _check_augment(augment)
     gen = torch.Generator().manual_seed(seed)
     start = 0
     if resume and state_path is not None and Path(state_path).exists():
@@ -167,6 +163,21 @@ def from_float(spec, fp: FloatNet, x_calib: np.ndarray, act_init: str = "stats")
     return calibrate(q, x_calib)
 
 
+def float_twin(spec, x: np.ndarray, y: np.ndarray, epochs: int, seed: int, bn: bool = False,
+               equalize: bool = False, desc: str = "fp32", **kw) -> FloatNet:
+    """The FP32 net QAT starts from: trained (with batch norms if ``bn``, then
+    folded into the weights), and cross-layer equalized if ``equalize``."""
+    torch.manual_seed(seed)
+    fp = fit(FloatNet(spec, bn=bn), x, y, epochs, seed, desc=desc, **kw)
+    if bn:
+        fp = fp.folded()
+    if equalize:
+        from quant.equalize import equalize as cle
+
+        fp = cle(fp)
+    return fp
+
+
 def train_qat(spec, x: np.ndarray, y: np.ndarray, fp_epochs: int, qat_epochs: int, seed: int,
               state_dir=None, resume: bool = False, qat_lr: float | None = None, bn: bool = False,
               equalize: bool = False, act_init: str = "stats", **kw) -> tuple[FloatNet, GraphNet]:
@@ -177,16 +188,9 @@ def train_qat(spec, x: np.ndarray, y: np.ndarray, fp_epochs: int, qat_epochs: in
     (``quant.equalize``) before QAT; the returned twin is the equalized one,
     the same function. With ``state_dir``, per-epoch states ``fp32.state.pt`` and
     ``qat.state.pt`` go there, and ``resume`` continues from them."""
-    torch.manual_seed(seed)
     paths = {k: None if state_dir is None else Path(state_dir) / f"{k}.state.pt" for k in ("fp32", "qat")}
-    fp = fit(FloatNet(spec, bn=bn), x, y, fp_epochs, seed, desc="fp32", state_path=paths["fp32"],
-             resume=resume, **kw)
-    if bn:
-        fp = fp.folded()
-    if equalize:
-        from quant.equalize import equalize as cle
-
-        fp = cle(fp)
+    fp = float_twin(spec, x, y, fp_epochs, seed, bn=bn, equalize=equalize, state_path=paths["fp32"],
+                    resume=resume, **kw)
     q = qat_from(spec, fp, x, y, qat_epochs, seed, state_path=paths["qat"], resume=resume,
                  qat_lr=qat_lr, act_init=act_init, **kw)
     return fp, q
@@ -216,7 +220,7 @@ def distill(teacher: torch.nn.Module, student: torch.nn.Module, x_unlabeled: np.
     steps = max(1, len(x_unlabeled) // batch)
     opt = torch.optim.Adam(student.parameters(), lr=lr)
     xt = to_input(x_unlabeled)
-    mode = _mode(augment)
+    mode = _check_augment(augment)
     gen = torch.Generator().manual_seed(seed)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
     for epoch in range(epochs):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from quant import buffer_synth, cam
+from quant import buffer_synth, cam, defect_size
 from quant.intmodel import random_model
 from quant.zoo import BUFFER_CLASSES, buffer_spec
 
@@ -53,17 +53,17 @@ def test_upsample_and_binarize():
 def test_extent_exact_on_hand_made_masks():
     m = np.zeros((32, 32), bool)
     m[5, 3:21] = True                       # horizontal line: dx 17, dy 0
-    assert cam.extent(m) == (17.0, 0.0)
+    assert defect_size.extent(m) == (17.0, 0.0)
     m[5:15, 20] = True                      # plus a vertical leg: dy 9
-    assert cam.crack_size(m) == {"crack_dx": 17.0, "crack_dy": 9.0, "crack_length": float(np.hypot(17, 9))}
-    assert cam.extent(np.zeros((8, 8), bool)) == (0.0, 0.0)
+    assert defect_size.crack_size(m) == {"crack_dx": 17.0, "crack_dy": 9.0, "crack_length": float(np.hypot(17, 9))}
+    assert defect_size.extent(np.zeros((8, 8), bool)) == (0.0, 0.0)
 
 
 def test_emc_depth_exact_on_generator_masks():
     rng = np.random.default_rng(4)
     for _ in range(20):
         img, t = buffer_synth.buffer_image("EMC", rng, 64)
-        got = cam.emc_depth(t["mask"], t["mold_edge"])["emc_depth"]
+        got = defect_size.emc_depth(t["mask"], t["mold_edge"])["emc_depth"]
         assert got == t["emc_depth"]
 
 
@@ -71,7 +71,7 @@ def test_crack_extent_on_generator_masks_within_rounding():
     rng = np.random.default_rng(5)
     for _ in range(20):
         img, t = buffer_synth.buffer_image("Crack", rng, 64)
-        s = cam.crack_size(t["mask"])
+        s = defect_size.crack_size(t["mask"])
         assert abs(s["crack_dx"] - t["crack_dx"]) <= 1.0 and abs(s["crack_dy"] - t["crack_dy"]) <= 1.0
 
 
@@ -80,7 +80,7 @@ def test_mold_edge_found_in_image():
     errs = []
     for _ in range(10):
         img, t = buffer_synth.buffer_image("Normal", rng, 64)
-        errs.append(np.abs(cam.mold_edge(img) - t["mold_edge"]).mean())
+        errs.append(np.abs(defect_size.mold_edge(img) - t["mold_edge"]).mean())
     assert np.median(errs) < 1.5
 
 
@@ -108,7 +108,7 @@ def test_calibration_recovers_a_dilation():
         cams[i, k] = np.any([p[2 + dy:50 + dy, 2 + dx:50 + dx] for dy in range(-2, 3)
                              for dx in range(-2, 3)], axis=0)
     cal = cam.calibrate(cams, x, y, t, BUFFER_CLASSES, fracs=(0.5,))
-    raw = cam.crack_size(cams[np.nonzero(y == k)[0][0], k] > 0)
+    raw = defect_size.crack_size(cams[np.nonzero(y == k)[0][0], k] > 0)
     res = cam.evaluate(cams, x, y, y, t, BUFFER_CLASSES, cal)
     assert cal.correct(raw)["crack_dx"] < raw["crack_dx"]
     assert res["crack_dx"]["n"] == int((y == k).sum())
@@ -124,7 +124,7 @@ def test_mold_edge_ignores_an_invasion_at_one_side():
         img, t = buffer_synth.buffer_image("EMC", rng, 64)
         if t["emc_width"] < 16 or t["emc_depth"] < 6:
             continue
-        errs.append(np.abs(cam.mold_edge(img) - t["mold_edge"]).max())
+        errs.append(np.abs(defect_size.mold_edge(img) - t["mold_edge"]).max())
     assert np.median(errs) < 3.0, errs
 
 
@@ -132,7 +132,7 @@ def test_components_match_a_flood_fill():
     rng = np.random.default_rng(12)
     for _ in range(20):
         m = rng.random((14, 17)) < 0.35
-        labels, n = cam._components(m)
+        labels, n = defect_size._components(m)
         seen, count = np.zeros_like(m), 0
         for r, c in zip(*np.nonzero(m)):
             if seen[r, c]:
@@ -164,13 +164,13 @@ def test_guided_crack_grows_from_a_seed_beside_it():
         rows, cols = np.nonzero(t["mask"])
         seed = np.zeros_like(t["mask"])
         seed[rows[0], cols[0]] = True                     # one pixel of the crack
-        s = cam.guided(seed, img, "Crack")
+        s = defect_size.guided(seed, img, "Crack")
         hits += abs(s["crack_dx"] - t["crack_dx"]) <= 2 and abs(s["crack_dy"] - t["crack_dy"]) <= 2
         # a map whose binarized region misses the crack by 8 px, peaking nearest to it
         far = np.zeros(img.shape)
         far[np.clip(rows + 8, 0, 63), cols] = 1.0
         far[rows, cols] = 0.5
-        s_far = cam.guided(far >= 1.0, img, "Crack", cam_up=far)
+        s_far = defect_size.guided(far >= 1.0, img, "Crack", cam_up=far)
         assert s_far["crack_dx"] > 0 or t["crack_dx"] < 1
     assert hits >= 10, hits
 
@@ -183,7 +183,7 @@ def test_guided_emc_depth_from_a_partial_region():
         cols = np.nonzero(t["mask"].any(0))[0]
         region = np.zeros_like(t["mask"])
         region[:, cols[len(cols) // 2]] = True              # one column of the invasion
-        got = cam.guided(region, img, "EMC")["emc_depth"]
+        got = defect_size.guided(region, img, "EMC")["emc_depth"]
         errs.append(abs(got - t["emc_depth"]) / t["emc_depth"])
     assert np.median(errs) < 0.15, errs
 
