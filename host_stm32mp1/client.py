@@ -84,6 +84,7 @@ class BoardClient:
         # must get its weights back before it is sent work.
         self.on_connect = on_connect
         self.connects = 0
+        self._connecting = False
 
     @property
     def name(self) -> str:
@@ -101,10 +102,15 @@ class BoardClient:
             if self.keyring is not None:
                 self._handshake()
             if self.on_connect is not None:
+                # Requests made while connecting must not reconnect: a peer that
+                # accepts and then drops every connection would recurse forever.
+                self._connecting = True
                 self.on_connect(self)
         except BaseException:
             self.close()
             raise
+        finally:
+            self._connecting = False
 
     def _handshake(self) -> None:
         nonce, payload = A.session_request(self.keyring.current)
@@ -133,6 +139,8 @@ class BoardClient:
 
     def _exchange(self, ftype: int, payload: bytes, raw: bool = False) -> W.Frame:
         if self.sock is None:
+            if self._connecting:
+                raise BoardError(f"connection to {self.host}:{self.port} lost while connecting")
             self.connect()
         rid = next(self._ids) & 0xFFFFFFFF
         if self.session is not None and not raw:
@@ -161,6 +169,9 @@ class BoardClient:
                 break
             except (W.ConnectionClosed, ConnectionError, BrokenPipeError) as e:
                 self.close()
+                if self._connecting:
+                    raise BoardError(f"connection to {self.host}:{self.port} lost while "
+                                     f"connecting: {e}") from e
                 if attempt:
                     raise BoardError(f"connection to {self.host}:{self.port} lost twice: {e}") from e
             except W.WireTimeout as e:

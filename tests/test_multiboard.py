@@ -15,6 +15,7 @@ from host_stm32mp1.client import BoardClient
 from host_stm32mp1.preprocess import to_model_input
 from quant.intmodel import IntModel, random_model
 from quant.spec import CNNSpec
+from gate_proxy import GateProxy
 from wq_service_helpers import PY, ROOT, env, service
 
 N = 1200
@@ -31,7 +32,7 @@ def count(db, sql):
 def wait_for(cond, timeout, what):
     deadline = time.monotonic() + timeout
     while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what() if callable(what) else what}"
         time.sleep(0.02)
 
 
@@ -49,34 +50,48 @@ def work(tmp_path):
 
 
 def test_three_boards_sigkill_one_then_restart(work):
+    """The order of events is fixed by gates on the data path, not by timing:
+    boards 0 and 2 may take 30 batches each and board 1 ten before their gates
+    hold, so the run (150 batches) cannot finish before board 1 is killed with
+    a batch in flight, and after its restart the host cannot finish without
+    it. Boards 0 and 2 reopen only once the restarted board has done work."""
     tmp, x = work
     db = tmp / "journal.sqlite"
     with ExitStack() as stack:
-        ports, procs = [], []
+        ports, procs, gates = [], [], []
         for i in range(3):
             d = tmp / f"b{i}"
             d.mkdir()
             port, proc = stack.enter_context(service(tmp / "model", d, extra=("-v",)))
+            gate = GateProxy(port, budget=10 if i == 1 else 30)
+            stack.callback(gate.close)
             ports.append(port)
             procs.append(proc)
-        boards = [f"127.0.0.1:{p}" for p in ports]
+            gates.append(gate)
+        boards = [f"127.0.0.1:{g.port}" for g in gates]
         host = subprocess.Popen(
             [PY, "-m", "host_stm32mp1", "classify", str(tmp / "maps.npz"), "--board", boards[0],
              "--board", ",".join(boards[1:]), "--model", str(tmp / "model"), "--db", str(db),
-             "--batch", "8", "--timeout", "10", "--out", str(tmp / "r.json"), "--no-progress"],
-            cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             "--batch", "8", "--timeout", "10", "--retries", "8", "--out", str(tmp / "r.json"),
+             "--no-progress"],
+            cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=open(tmp / "host.err", "wb"))
         stack.callback(lambda: host.poll() is None and (host.kill(), host.wait(5)))
-        wait_for(lambda: count(db, "SELECT COUNT(*) FROM wq_results") >= N // 6, 60, "results")
-        procs[1].send_signal(signal.SIGKILL)     # board 1 dies mid-run, a batch in flight
+        assert gates[1].wait_held(120), "board 1 never got its eleventh batch"
+        procs[1].send_signal(signal.SIGKILL)     # board 1 dies with a batch in flight
         procs[1].wait(5)
         done_at_kill = count(db, "SELECT COUNT(*) FROM wq_results")
-        assert done_at_kill < N * 2 // 3, "the run is too fast for the kill to land mid-run"
+        assert done_at_kill <= 70 * 8 < N
         # A fresh process on the same port: no weights until the host pushes them.
+        gates[1].open(None)
         restart = stack.enter_context(service(tmp / "model", tmp / "b1",
                                               extra=("-v", "--port", str(ports[1]))))
         t_restart = time.time()
-        assert host.wait(120) == 0, host.stderr.read().decode()
-        host.stderr.close()
+        wait_for(lambda: "batch of" in log_text(tmp / "b1", "reference").split("listening on")[-1],
+                 120, lambda: "the restarted board to serve a batch; host log:\n"
+                 + (tmp / "host.err").read_text()[-3000:])
+        for g in (gates[0], gates[2]):
+            g.open(None)
+        assert host.wait(120) == 0, (tmp / "host.err").read_text()
         with BoardClient("127.0.0.1", ports[1], timeout=10, key=None) as c:
             info = c.query()
         assert restart[0] == ports[1] and info["weight_loads"] == 1 and info["weights_loaded"]
@@ -100,3 +115,37 @@ def test_three_boards_sigkill_one_then_restart(work):
     log = log_text(tmp / "b1", "reference").split("listening on")[-1]
     assert "loaded weights" in log and "batch of" in log
     assert log.index("loaded weights") < log.index("batch of")
+
+
+def test_peer_that_accepts_then_drops_fails_cleanly(tmp_path):
+    """A listener that accepts every connection and closes it at once (a board
+    whose service is gone behind a proxy, or one over its connection cap) is a
+    connection failure, not a RecursionError from reconnecting inside connect."""
+    import socket
+    import threading
+
+    from host_stm32mp1.client import BoardError
+
+    random_model(CNNSpec.uniform(4, 4), seed=5).save(tmp_path / "model")
+    lsock = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def drop():
+        while True:
+            try:
+                c, _ = lsock.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            c.close()
+
+    threading.Thread(target=drop, daemon=True).start()
+    client = BoardClient("127.0.0.1", lsock.getsockname()[1], timeout=5, key=None,
+                         on_connect=lambda c: c.ensure_weights(tmp_path / "model"))
+    try:
+        with pytest.raises(BoardError, match="lost while connecting"):
+            client.connect()
+    finally:
+        client.close()
+        lsock.close()
+    assert 1 <= len(accepted) <= 2
