@@ -7,9 +7,25 @@ An alternative to the ``chardev`` backend for a PYNQ image, which ships no wafer
 driver: PYNQ maps the DMA's registers and allocates contiguous buffers itself. Words are
 uint32, little-endian as the DMA moves them; one request gives one reply (TLAST ends it).
 
-pynq 4.0's ``DMA`` channel ``wait()`` spins without a deadline, so this backend polls the
-channel's status register with one, and calls ``wait()`` only once the channel is idle
-(then it returns at once, counts the bytes moved and invalidates the receive buffer).
+DMA modes. The block design builds the AXI DMA with scatter-gather (the PetaLinux image's
+xilinx_dma driver needs it), and the PYNQ image uses the same bitstream:
+
+- send: pynq's own channel (``sendchannel.transfer``; it splits the buffer into at least
+  two descriptors, the last one with TXEOF, so the core sees TLAST on the last word);
+- receive, SG build: this backend arms S2MM itself with ONE descriptor covering the whole
+  receive buffer (CURDESC = TAILDESC), because pynq's ``_SGDMAChannel`` splits the buffer
+  into two or more descriptors and counts a receive done only when the last of them
+  completes: a reply that ends (TLAST) inside the first leaves the rest queued and the
+  channel never goes idle. The reply length is the descriptor's status word (PG021
+  "S2MM_STATUS": transferred bytes, RXEOF, error bits, Cmplt);
+- receive, simple (direct-register) build: pynq's ``_SDMAChannel``, which ends on TLAST and
+  reads S2MM_LENGTH.
+
+pynq's ``wait()`` spins without a deadline, so this backend polls DMASR with one and calls
+``wait()`` only once a channel is idle. pynq's ``transfer`` flushes the send buffer and
+its ``wait`` invalidates the receive buffer; the backend's own SG receive invalidates the
+descriptor and the buffer itself. Any failure resets the DMA and the core before the
+exception leaves ``transact``, so the next call starts clean.
 """
 from __future__ import annotations
 
@@ -28,7 +44,15 @@ DMA_VLNV = "xilinx.com:ip:axi_dma:7.1"
 
 # AXI DMA register offsets (PG021): the S2MM registers sit 0x30 above the MM2S ones.
 MM2S_DMACR, MM2S_DMASR, S2MM_DMACR, S2MM_DMASR = 0x00, 0x04, 0x30, 0x34
-DMACR_RESET = 1 << 2  # soft-resets both channels
+S2MM_CURDESC, S2MM_CURDESC_MSB, S2MM_TAILDESC, S2MM_TAILDESC_MSB = 0x38, 0x3C, 0x40, 0x44
+DMACR_RS, DMACR_RESET = 1 << 0, 1 << 2  # run/stop; soft-reset of both channels
+DMASR_HALTED, DMASR_IDLE = 1 << 0, 1 << 1
+
+# SG descriptor (PG021 "Scatter Gather Descriptor"): 16 words, 64-byte aligned.
+DESC_WORDS, DESC_NXTDESC, DESC_BUFFER, DESC_CONTROL, DESC_STATUS = 16, 0, 2, 6, 7
+DESC_RXEOF, DESC_INT_ERR, DESC_SLV_ERR, DESC_DEC_ERR, DESC_CMPLT = (
+    1 << 26, 1 << 28, 1 << 29, 1 << 30, 1 << 31)
+DESC_ERRORS = {DESC_INT_ERR: "DMAIntErr", DESC_SLV_ERR: "DMASlvErr", DESC_DEC_ERR: "DMADecErr"}
 
 # DMASR bits (PG021 tables 2-9 and 2-17): bit -> (name, what it means when set).
 DMASR_BITS = {
@@ -52,6 +76,7 @@ AP_CTRL = 0x00
 AP_START, AP_DONE, AP_IDLE, AP_READY, AUTO_RESTART = 1 << 0, 1 << 1, 1 << 2, 1 << 3, 1 << 7
 
 POLL_S = 50e-6
+MIN_REQUEST_WORDS = S.HEADER_WORDS + S.TRAILER_WORDS  # the shortest well-formed message
 NOT_INSTALLED = "pynq is not installed: the PYNQ backend runs on a PYNQ image on the board"
 
 
@@ -72,6 +97,7 @@ class PynqBackend:
         except ImportError:
             raise RuntimeError(NOT_INSTALLED) from None
         self._pynq, self.timeout = pynq, timeout
+        self.rx_buf = self.rx_desc = None
         bit = Path(bitstream)
         if not bit.is_file():
             raise FileNotFoundError(f"no bitstream at {bit}: copy waferq.bit and waferq.hwh from "
@@ -81,22 +107,36 @@ class PynqBackend:
                                     "handoff next to the bitstream, with the same name")
         facts = board_facts.load()
         self.max_send_bytes = facts.max_transfer_bytes
+        self.length_mask = (1 << facts["dma"]["sg_length_width"]) - 1
         # the longest frame the guard lets through: MAX_WORDS plus its closing tail
         self.max_reply_words = facts["guard"]["max_words"] + S.GUARD_TAIL_WORDS
 
-        self.overlay = pynq.Overlay(str(bit), download=download)
+        self.overlay = pynq.Overlay(str(bit), download=False)
+        if download:
+            _fill_zynq7_clock_rates(self.overlay)
+            self.overlay.download()
+        if not self.overlay.is_loaded():
+            # Overlay.__getattr__ raises RuntimeError (not AttributeError) in this state
+            raise RuntimeError(f"the PL does not hold {bit.name}: load it first, or construct "
+                               "PynqBackend with download=True")
         self.dma = self._ip(DMA_CELL, DMA_VLNV)
         self.core = self._ip(CORE_CELL, facts["hls"]["vlnv"])
-        self.csr = getattr(self.overlay, CSR_CELL, None)
+        self.csr = self._ip(CSR_CELL, None)
+        self.sg = self.dma.recvchannel.__class__.__name__ == "_SGDMAChannel"
+        self.rx_buf = pynq.allocate(shape=(self.max_reply_words,), dtype=np.uint32)
+        if self.sg:
+            self.rx_desc = pynq.allocate(shape=(DESC_WORDS,), dtype=np.uint32)
         # ap_ctrl_hs: the core runs once per ap_start; auto-restart keeps it serving messages.
         self.core.write(AP_CTRL, AP_START | AUTO_RESTART)
-        self.rx_buf = pynq.allocate(shape=(self.max_reply_words,), dtype=np.uint32)
 
-    def _ip(self, cell: str, vlnv: str):
-        ip = getattr(self.overlay, cell, None)
-        if ip is not None:
-            return ip
-        for name, d in self.overlay.ip_dict.items():
+    def _ip(self, cell: str, vlnv: str | None):
+        """The driver of ``cell``, else of the one IP of type ``vlnv`` (None: optional)."""
+        ip_dict = self.overlay.ip_dict
+        if cell in ip_dict:
+            return getattr(self.overlay, cell)
+        if vlnv is None:
+            return None
+        for name, d in ip_dict.items():
             if d.get("type") == vlnv:
                 return getattr(self.overlay, name)
         raise RuntimeError(f"the overlay has no {cell} ({vlnv}): is this the waferq bitstream?")
@@ -104,17 +144,15 @@ class PynqBackend:
     def _status(self, reg: int) -> int:
         return int(self.dma.read(reg))
 
-    def _wait(self, channel, status_reg: int, what: str, deadline: float) -> None:
+    def _wait(self, idle, status_reg: int, what: str, deadline: float) -> None:
+        """Poll DMASR until ``idle()``; raise on an error bit or at the deadline."""
         while True:
             status = self._status(status_reg)
             if status & DMASR_ERRORS:
-                self._abort()
                 raise RuntimeError(f"DMA {what} failed: {decode_dmasr(status)}")
-            if channel.idle:
-                channel.wait()  # idle: returns at once, counts bytes, invalidates (receive)
+            if idle():
                 return
             if time.monotonic() > deadline:
-                self._abort()
                 raise TimeoutError(f"DMA {what} did not finish within {self.timeout} s: "
                                    f"{decode_dmasr(status)}")
             time.sleep(POLL_S)
@@ -125,38 +163,104 @@ class PynqBackend:
         deadline = time.monotonic() + 0.1
         while self._status(MM2S_DMACR) & DMACR_RESET and time.monotonic() < deadline:
             time.sleep(POLL_S)
+        # After the reset both channels are halted. pynq's SG channels must be halted for
+        # the next transfer (stop() also clears their state); its simple channels must run.
         for ch in (self.dma.sendchannel, self.dma.recvchannel):
             ch.stop()
+            if ch.__class__.__name__ == "_SDMAChannel":
+                ch.start()
         if self.csr is not None:
             ctl = csr_map.BY_NAME["CONTROL"]
             soft = next(f for f in ctl.fields if f.name == "SOFT_RESET")
             self.csr.write(ctl.offset, soft.mask)
         self.core.write(AP_CTRL, AP_START | AUTO_RESTART)
 
+    # --- the receive, SG build: one descriptor over the whole buffer ---------------------
+    def _arm_sg_receive(self) -> None:
+        d, buf = self.rx_desc, self.rx_buf
+        if not self._status(S2MM_DMASR) & DMASR_HALTED:
+            raise RuntimeError(f"DMA receive channel is not halted: {decode_dmasr(self._status(S2MM_DMASR))}")
+        d[:] = 0
+        d[DESC_NXTDESC] = d.physical_address & 0xFFFFFFFF  # itself: it is the tail too
+        d[DESC_BUFFER] = buf.physical_address & 0xFFFFFFFF
+        d[DESC_CONTROL] = buf.nbytes
+        d.flush()
+        self.dma.write(S2MM_CURDESC_MSB, d.physical_address >> 32)
+        self.dma.write(S2MM_CURDESC, d.physical_address & 0xFFFFFFFF)
+        self.dma.write(S2MM_DMACR, DMACR_RS)
+        while self._status(S2MM_DMASR) & DMASR_HALTED:
+            pass  # pynq's start() waits the same way: RS=1 clears Halted at once
+        self.dma.write(S2MM_TAILDESC_MSB, d.physical_address >> 32)
+        self.dma.write(S2MM_TAILDESC, d.physical_address & 0xFFFFFFFF)  # starts the fetch
+
+    def _finish_sg_receive(self) -> int:
+        d = self.rx_desc
+        d.invalidate()
+        status = int(d[DESC_STATUS])
+        self.dma.write(S2MM_DMACR, 0)
+        while not self._status(S2MM_DMASR) & DMASR_HALTED:
+            pass
+        errors = [name for bit, name in DESC_ERRORS.items() if status & bit]
+        if errors or not status & DESC_CMPLT:
+            raise RuntimeError(f"DMA receive descriptor status 0x{status:08x}: "
+                               f"{', '.join(errors) or 'not completed'}")
+        if not status & DESC_RXEOF:
+            raise RuntimeError(f"DMA receive: the reply did not end (no TLAST) within the "
+                               f"{self.rx_buf.nbytes}-byte buffer")
+        self.rx_buf.invalidate()
+        return status & self.length_mask
+
     def transact(self, words) -> np.ndarray:
         words = np.asarray(words, dtype=np.uint32).ravel()
-        if not 0 < words.nbytes <= self.max_send_bytes:
-            raise ValueError(f"a request of {words.nbytes} bytes does not fit one DMA transfer "
-                             f"(1..{self.max_send_bytes})")
+        if not MIN_REQUEST_WORDS * 4 <= words.nbytes <= self.max_send_bytes:
+            raise ValueError(f"a request of {words.nbytes} bytes is not a message that fits one "
+                             f"DMA transfer ({MIN_REQUEST_WORDS * 4}..{self.max_send_bytes})")
         tx = self._pynq.allocate(shape=(words.size,), dtype=np.uint32)
+        send, recv = self.dma.sendchannel, self.dma.recvchannel
         try:
             tx[:] = words
-            tx.flush()  # the DMA reads DDR, not the CPU's cache
             deadline = time.monotonic() + self.timeout
             # arm the receive first, so the core never stalls on a full TX FIFO
-            self.dma.recvchannel.transfer(self.rx_buf)
-            self.dma.sendchannel.transfer(tx)
-            self._wait(self.dma.sendchannel, MM2S_DMASR, "send", deadline)
-            self._wait(self.dma.recvchannel, S2MM_DMASR, "receive", deadline)
-            self.rx_buf.invalidate()  # the DMA wrote DDR behind the cache
-            nbytes = int(self.dma.recvchannel.transferred)
+            if self.sg:
+                self._arm_sg_receive()
+            else:
+                recv.transfer(self.rx_buf)
+            send.transfer(tx)  # flushes tx
+            self._wait(lambda: send.idle, MM2S_DMASR, "send", deadline)
+            send.wait()  # idle: returns at once (SG: checks the descriptors, halts)
+            if self.sg:
+                self._wait(lambda: self._status(S2MM_DMASR) & DMASR_IDLE, S2MM_DMASR,
+                           "receive", deadline)
+                nbytes = self._finish_sg_receive()
+            else:
+                self._wait(lambda: recv.idle, S2MM_DMASR, "receive", deadline)
+                recv.wait()  # idle: returns at once, invalidates, reads S2MM_LENGTH
+                nbytes = int(recv.transferred)
             if nbytes == 0 or nbytes % 4:
                 raise RuntimeError(f"DMA receive moved {nbytes} bytes: not whole 32-bit words")
             return np.array(self.rx_buf[: nbytes // 4], dtype=np.uint32)
+        except BaseException:
+            self._abort()  # whatever failed, leave no channel running or armed
+            raise
         finally:
             tx.freebuffer()
 
     def close(self) -> None:
-        if self.rx_buf is not None:
-            self.rx_buf.freebuffer()
-            self.rx_buf = None
+        for name in ("rx_buf", "rx_desc"):
+            buf = getattr(self, name)
+            if buf is not None:
+                buf.freebuffer()
+                setattr(self, name, None)
+
+
+def _fill_zynq7_clock_rates(overlay) -> None:
+    """pynqmetadata 0.2.0 (with pynq 4.0.0) looks for a Zynq-7000 PL clock's rate under the
+    ZynqMP parameter name, finds none, and Overlay.download() then fails in
+    Clocks.set_pl_clk(clk_mhz=None). Vivado's PS7 .hwh has the rate as
+    PCW_ACT_FPGA<i>_PERIPHERAL_FREQMHZ: fill it in from there."""
+    params = next((d.get("parameters", {}) for d in overlay.ip_dict.values()
+                   if str(d.get("type", "")).startswith("xilinx.com:ip:processing_system7:")), {})
+    for i, clock in overlay.clock_dict.items():
+        rate = params.get(f"PCW_ACT_FPGA{i}_PERIPHERAL_FREQMHZ")
+        if clock.get("frequency") is None and rate is not None:
+            clock["frequency"] = float(rate)
