@@ -175,21 +175,28 @@ def test_hung_core_then_recovery(board):
     resets = board.dma.resets
     with pytest.raises(TimeoutError, match=r"DMA receive did not finish within 0.2 s: DMASR"):
         be.transact(S.encode(S.OP_QUERY, [], 20))
-    assert board.dma.resets == resets + 1 and board.csr.soft_resets == 1
+    # the abort's reset, then the drain's (it found the TX FIFO empty and disarmed)
+    assert board.dma.resets == resets + 2 and board.csr.soft_resets == 1
     assert board.core.reset_count == 1 and board.core.auto_restart  # restarted after ap_rst_n
+    assert be.drained == 0
     _query_ok(be, tag=21)
     be.close()
 
 
 @pytest.mark.parametrize("board", MODES, indirect=True)
-@pytest.mark.parametrize("channel,error", [("MM2S", "DMASlvErr"), ("MM2S", "DMADecErr")])
+@pytest.mark.parametrize("channel,error", [("MM2S", "DMASlvErr"), ("MM2S", "DMADecErr"),
+                                           ("S2MM", "DMASlvErr"), ("S2MM", "DMADecErr")])
 def test_dma_error_then_recovery(board, channel, error):
+    """An MM2S error stops the request before the core; an S2MM error stops the reply
+    after its first word, and the rest of it stays in the TX FIFO, which no reset
+    empties: the abort drains it, so the next reply is the next request's."""
     be = _backend(board)
     _query_ok(be)
     board.dma.inject(channel, error)
     what = "send" if channel == "MM2S" else "receive"
     with pytest.raises(RuntimeError, match=rf"DMA {what} failed: DMASR .*{error}"):
         be.transact(S.encode(S.OP_QUERY, [], 30))
+    assert be.drained == (channel == "S2MM") and not board.fabric.tx_fifo
     _query_ok(be, tag=31)
     _load(be, board.model)
     be.close()
@@ -201,7 +208,11 @@ def test_receive_error_in_the_descriptor_status(board):
     board.dma.inject("S2MM", "DMASlvErr")
     with pytest.raises(RuntimeError, match="DMA receive failed: .*DMASlvErr"):
         be.transact(S.encode(S.OP_QUERY, [], 40))
-    assert be.rx_desc[PB.DESC_STATUS] & PB.DESC_SLV_ERR
+    desc, status = next((d, st) for ch, d, st in board.dma.status_log if ch == "S2MM")
+    assert desc == be.rx_desc.physical_address
+    assert status & PB.DESC_SLV_ERR and not status & PB.DESC_CMPLT
+    assert be.drained == 1  # the rest of that reply, from the TX FIFO
+    _query_ok(be)
 
 
 def test_abort_waits_for_the_reset_to_finish(board):

@@ -77,6 +77,10 @@ AP_START, AP_DONE, AP_IDLE, AP_READY, AUTO_RESTART = 1 << 0, 1 << 1, 1 << 2, 1 <
 
 POLL_S = 50e-6
 MIN_REQUEST_WORDS = S.HEADER_WORDS + S.TRAILER_WORDS  # the shortest well-formed message
+REG_WAIT_S = 0.1  # a reset or a run/stop takes effect within cycles; this is a hang guard
+# After an abort: the stale frames are already in the TX FIFO (module doc of _drain), so a
+# drain receive that stays empty this long has found them all.
+DRAIN_S, DRAIN_FRAMES = 0.02, 4
 NOT_INSTALLED = "pynq is not installed: the PYNQ backend runs on a PYNQ image on the board"
 
 
@@ -98,6 +102,7 @@ class PynqBackend:
             raise RuntimeError(NOT_INSTALLED) from None
         self._pynq, self.timeout = pynq, timeout
         self.rx_buf = self.rx_desc = None
+        self.drained = 0  # stale frames the last abort discarded
         bit = Path(bitstream)
         if not bit.is_file():
             raise FileNotFoundError(f"no bitstream at {bit}: copy waferq.bit and waferq.hwh from "
@@ -157,29 +162,66 @@ class PynqBackend:
                                    f"{decode_dmasr(status)}")
             time.sleep(POLL_S)
 
-    def _abort(self) -> None:
-        """Reset both DMA channels and the core, so the next transact starts clean."""
+    def _reset_dma(self) -> None:
+        """Soft-reset the DMA (both channels) and put pynq's channel objects back in step."""
         self.dma.write(MM2S_DMACR, DMACR_RESET)
-        deadline = time.monotonic() + 0.1
-        while self._status(MM2S_DMACR) & DMACR_RESET and time.monotonic() < deadline:
-            time.sleep(POLL_S)
+        self._until(lambda: not self._status(MM2S_DMACR) & DMACR_RESET, "reset")
         # After the reset both channels are halted. pynq's SG channels must be halted for
         # the next transfer (stop() also clears their state); its simple channels must run.
         for ch in (self.dma.sendchannel, self.dma.recvchannel):
             ch.stop()
             if ch.__class__.__name__ == "_SDMAChannel":
                 ch.start()
+
+    def _abort(self) -> None:
+        """Reset the DMA and the core, restart the core, and drop what an aborted reply
+        left in the TX FIFO, so the next transact starts clean."""
+        self._reset_dma()
         if self.csr is not None:
             ctl = csr_map.BY_NAME["CONTROL"]
             soft = next(f for f in ctl.fields if f.name == "SOFT_RESET")
             self.csr.write(ctl.offset, soft.mask)
         self.core.write(AP_CTRL, AP_START | AUTO_RESTART)
+        self._drain()
 
-    # --- the receive, SG build: one descriptor over the whole buffer ---------------------
-    def _arm_sg_receive(self) -> None:
+    def _drain(self) -> None:
+        """Receive and discard stale frames. Neither reset empties the TX FIFO (it is on the
+        peripheral reset): a reply the DMA stopped taking stays there, and the frame guard
+        closes a reply the soft reset cut short with a RESET tail (TLAST). Both are already
+        in the FIFO, so a drain receive that finds nothing within DRAIN_S ends the drain."""
+        self.drained = 0
+        for _ in range(DRAIN_FRAMES):
+            deadline = time.monotonic() + DRAIN_S
+            self._arm_receive()
+            try:
+                self._wait(self._receive_idle, S2MM_DMASR, "drain", deadline)
+            except TimeoutError:
+                self._reset_dma()  # the FIFO is empty: disarm
+                return
+            self._finish_receive()
+            self.drained += 1
+        raise RuntimeError(f"the TX FIFO still gives frames after {DRAIN_FRAMES}: "
+                           "the core keeps sending; reload the overlay")
+
+    def _until(self, done, what: str) -> None:
+        """Spin on a register condition that the DMA meets within a few cycles."""
+        deadline = time.monotonic() + REG_WAIT_S
+        while not done():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"DMA {what} did not take effect within {REG_WAIT_S} s: "
+                                   f"MM2S {decode_dmasr(self._status(MM2S_DMASR))}, "
+                                   f"S2MM {decode_dmasr(self._status(S2MM_DMASR))}")
+
+    # --- the receive ------------------------------------------------------------------------
+    def _arm_receive(self) -> None:
+        if not self.sg:
+            self.dma.recvchannel.transfer(self.rx_buf)
+            return
+        # SG build: one descriptor over the whole buffer, CURDESC = TAILDESC
         d, buf = self.rx_desc, self.rx_buf
         if not self._status(S2MM_DMASR) & DMASR_HALTED:
-            raise RuntimeError(f"DMA receive channel is not halted: {decode_dmasr(self._status(S2MM_DMASR))}")
+            raise RuntimeError("DMA receive channel is not halted: "
+                               f"{decode_dmasr(self._status(S2MM_DMASR))}")
         d[:] = 0
         d[DESC_NXTDESC] = d.physical_address & 0xFFFFFFFF  # itself: it is the tail too
         d[DESC_BUFFER] = buf.physical_address & 0xFFFFFFFF
@@ -188,18 +230,26 @@ class PynqBackend:
         self.dma.write(S2MM_CURDESC_MSB, d.physical_address >> 32)
         self.dma.write(S2MM_CURDESC, d.physical_address & 0xFFFFFFFF)
         self.dma.write(S2MM_DMACR, DMACR_RS)
-        while self._status(S2MM_DMASR) & DMASR_HALTED:
-            pass  # pynq's start() waits the same way: RS=1 clears Halted at once
+        self._until(lambda: not self._status(S2MM_DMASR) & DMASR_HALTED, "receive start")
         self.dma.write(S2MM_TAILDESC_MSB, d.physical_address >> 32)
         self.dma.write(S2MM_TAILDESC, d.physical_address & 0xFFFFFFFF)  # starts the fetch
 
-    def _finish_sg_receive(self) -> int:
+    def _receive_idle(self) -> bool:
+        if not self.sg:
+            return self.dma.recvchannel.idle
+        return bool(self._status(S2MM_DMASR) & DMASR_IDLE)
+
+    def _finish_receive(self) -> int:
+        """The idle receive's byte count; the channel is left ready for the next arm."""
+        if not self.sg:
+            recv = self.dma.recvchannel
+            recv.wait()  # idle: returns at once, invalidates, reads S2MM_LENGTH
+            return int(recv.transferred)
         d = self.rx_desc
         d.invalidate()
         status = int(d[DESC_STATUS])
         self.dma.write(S2MM_DMACR, 0)
-        while not self._status(S2MM_DMASR) & DMASR_HALTED:
-            pass
+        self._until(lambda: self._status(S2MM_DMASR) & DMASR_HALTED, "receive stop")
         errors = [name for bit, name in DESC_ERRORS.items() if status & bit]
         if errors or not status & DESC_CMPLT:
             raise RuntimeError(f"DMA receive descriptor status 0x{status:08x}: "
@@ -216,26 +266,17 @@ class PynqBackend:
             raise ValueError(f"a request of {words.nbytes} bytes is not a message that fits one "
                              f"DMA transfer ({MIN_REQUEST_WORDS * 4}..{self.max_send_bytes})")
         tx = self._pynq.allocate(shape=(words.size,), dtype=np.uint32)
-        send, recv = self.dma.sendchannel, self.dma.recvchannel
+        send = self.dma.sendchannel
         try:
             tx[:] = words
             deadline = time.monotonic() + self.timeout
             # arm the receive first, so the core never stalls on a full TX FIFO
-            if self.sg:
-                self._arm_sg_receive()
-            else:
-                recv.transfer(self.rx_buf)
+            self._arm_receive()
             send.transfer(tx)  # flushes tx
             self._wait(lambda: send.idle, MM2S_DMASR, "send", deadline)
             send.wait()  # idle: returns at once (SG: checks the descriptors, halts)
-            if self.sg:
-                self._wait(lambda: self._status(S2MM_DMASR) & DMASR_IDLE, S2MM_DMASR,
-                           "receive", deadline)
-                nbytes = self._finish_sg_receive()
-            else:
-                self._wait(lambda: recv.idle, S2MM_DMASR, "receive", deadline)
-                recv.wait()  # idle: returns at once, invalidates, reads S2MM_LENGTH
-                nbytes = int(recv.transferred)
+            self._wait(self._receive_idle, S2MM_DMASR, "receive", deadline)
+            nbytes = self._finish_receive()
             if nbytes == 0 or nbytes % 4:
                 raise RuntimeError(f"DMA receive moved {nbytes} bytes: not whole 32-bit words")
             return np.array(self.rx_buf[: nbytes // 4], dtype=np.uint32)

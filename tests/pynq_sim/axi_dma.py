@@ -268,6 +268,7 @@ class Channel:
 
     def _finish_desc(self, desc, status: int) -> None:
         self.dma.ddr.write_words(self.curdesc + 4 * STATUS, [status])
+        self.dma.status_log.append((self.name, self.curdesc, status))
 
 
 class AxiDma:
@@ -280,6 +281,7 @@ class AxiDma:
         self.width = data_width // 8
         self.reset_reads = reset_reads
         self.violations: list[str] = []
+        self.status_log: list[tuple[str, int, int]] = []  # (channel, descriptor, status word)
         self.mm2s_out = None  # set by the fabric: (word, last) -> None
         self.s2mm_in = None  # set by the fabric: a deque of (word, last)
         self._reset_left = 0
