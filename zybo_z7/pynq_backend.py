@@ -120,6 +120,7 @@ class PynqBackend:
         if download:
             _fill_zynq7_clock_rates(self.overlay)
             self.overlay.download()
+            _set_pl_clock_divisors(self.overlay)
         if not self.overlay.is_loaded():
             # Overlay.__getattr__ raises RuntimeError (not AttributeError) in this state
             raise RuntimeError(f"the PL does not hold {bit.name}: load it first, or construct "
@@ -292,6 +293,17 @@ class PynqBackend:
             if buf is not None:
                 buf.freebuffer()
                 setattr(self, name, None)
+
+
+def _set_pl_clock_divisors(overlay) -> None:
+    """pynq 4.0.0's Zynq-7000 clock code assumes a 50 MHz PS reference clock (PYNQ-Z1/Z2);
+    the Zybo Z7's is 33.333 MHz, so the divisors it derives from a rate give FCLK0 66.7 MHz
+    where the design asks for 100. Vivado computed the divisors for the real crystal and
+    the .hwh carries them: set those."""
+    from pynq.ps import Clocks
+    for i, clock in overlay.clock_dict.items():
+        if clock.get("enable") and clock.get("divisor0") and clock.get("divisor1"):
+            Clocks.set_pl_clk(i, div0=int(clock["divisor0"]), div1=int(clock["divisor1"]))
 
 
 def _fill_zynq7_clock_rates(overlay) -> None:

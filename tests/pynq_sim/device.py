@@ -208,8 +208,8 @@ def make_core(answer) -> ApCtrlHs:
 def sim_board(monkeypatch, answer, sg: bool, addresses: dict[str, int], sg_length_width=26):
     """Install a simulated board as pynq's active device; yields the device.
 
-    ``addresses``: AXI base address of the DMA, the CSR block and the HLS control block
-    (from the .hwh). ``answer``: request words -> reply words (the core's behaviour)."""
+    ``addresses``: (base, range) of the DMA, the CSR block and the HLS control block on
+    M_AXI_GP0 (board.toml's [address]). ``answer``: request words -> reply words (the core's behaviour)."""
     import pynq
     import pynq.buffer
     from pynq.pl_server import embedded_device
@@ -221,7 +221,8 @@ def sim_board(monkeypatch, answer, sg: bool, addresses: dict[str, int], sg_lengt
     fabric = Fabric(ddr, dma, core)
     windows = {}
     for name, model in (("dma", dma), ("csr", fabric.csr), ("hls_ctrl", core)):
-        windows[addresses[name]] = (0x10000, RegisterWindow(model, fabric, addresses[name]))
+        base, size = addresses[name]
+        windows[base] = (size, RegisterWindow(model, fabric, base))
     dev = _embedded_device_class()(fabric, windows)
     dev.ddr, dev.dma, dev.core, dev.csr = ddr, dma, core, fabric.csr
     libc = SimLibc(ddr)
