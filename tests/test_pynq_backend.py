@@ -31,7 +31,9 @@ from pynq_sim.axi_dma import RESET  # noqa: E402
 from pynq_sim.device import bit_file, sim_board  # noqa: E402
 
 pytestmark = [pytest.mark.needs_gxx,
-              pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed")]
+              pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed"),
+              # pynq's own _SGDMAChannel.wait() calls PynqBuffer.close(), which warns so
+              pytest.mark.filterwarnings("ignore:.close no longer functional:DeprecationWarning")]
 
 # Small enough to build in seconds; the feature map makes INFER's reply the long one.
 SPEC = CNNSpec(name="pynq32", in_size=32, channels=(4, 16), w_bits=(4, 4, 4), a_bits=(4, 4))
@@ -102,6 +104,20 @@ def test_fixture_hwh_matches_block_design():
                      ('BASEVALUE="0x40400000"', 'BASEVALUE="0x40410000"')):
         with pytest.raises(AssertionError, match="does not match block_design.tcl"):
             sim_hwh.check_fixture(text.replace(old, new), design)
+
+
+@pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh is not installed (apt-get install tcl)")
+def test_one_dma_mode_everywhere(board):
+    """board.toml, the block design, the device tree and the backend agree: SG."""
+    from pathlib import Path
+    facts = board_facts.load()
+    assert facts["dma"]["include_sg"] is True
+    assert sim_hwh.tcl_design().config[PB.DMA_CELL]["c_include_sg"] == "1"
+    dtso = (Path(PB.__file__).parent / "dts" / "waferq-overlay.dtso").read_text()
+    assert "xlnx,include-sg;" in dtso
+    be = _backend(board)
+    assert be.sg and be.rx_desc is not None
+    be.close()
 
 
 def test_pynq_parses_the_fixture_as_the_block_design(board):
