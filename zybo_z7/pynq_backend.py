@@ -24,8 +24,16 @@ xilinx_dma driver needs it), and the PYNQ image uses the same bitstream:
 pynq's ``wait()`` spins without a deadline, so this backend polls DMASR with one and calls
 ``wait()`` only once a channel is idle. pynq's ``transfer`` flushes the send buffer and
 its ``wait`` invalidates the receive buffer; the backend's own SG receive invalidates the
-descriptor and the buffer itself. Any failure resets the DMA and the core before the
-exception leaves ``transact``, so the next call starts clean.
+descriptor and the buffer itself. Any failure resets the DMA and the core, and drains
+what an aborted reply left in the TX FIFO, before the exception leaves ``transact``, so
+the next call starts clean.
+
+Two gaps of pynq 4.0.0 on a Zynq-7000 are closed before the download (see the functions
+at the end): pynqmetadata 0.2.0 finds no PL clock rate in a PS7 .hwh, and pynq's clock
+code assumes the 50 MHz PS clock of the PYNQ-Z1/Z2 (the Zybo Z7's is 33.333 MHz).
+
+tests/test_pynq_backend.py runs this against pynq's own code over register-level models
+of the PL (tests/pynq_sim); nothing of it has run on a board.
 """
 from __future__ import annotations
 
@@ -130,7 +138,7 @@ class PynqBackend:
         self.csr = self._ip(CSR_CELL, None)
         self.sg = self.dma.recvchannel.__class__.__name__ == "_SGDMAChannel"
         self.rx_buf = pynq.allocate(shape=(self.max_reply_words,), dtype=np.uint32)
-        if self.sg:
+        if self.sg:  # XRT buffers are page-aligned: the 64-byte descriptor alignment holds
             self.rx_desc = pynq.allocate(shape=(DESC_WORDS,), dtype=np.uint32)
         # ap_ctrl_hs: the core runs once per ap_start; auto-restart keeps it serving messages.
         self.core.write(AP_CTRL, AP_START | AUTO_RESTART)
