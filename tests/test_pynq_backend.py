@@ -328,6 +328,66 @@ def test_overlay_loaded_earlier(board):
     be.close()
 
 
+# --- the DMA model itself, against PG021 -----------------------------------------------------
+def _dma(sg):
+    from pynq_sim.axi_dma import AxiDma
+    from pynq_sim.device import Ddr
+    ddr = Ddr()
+    dma = AxiDma(ddr, sg=sg)
+    out = []
+    dma.mm2s_out = lambda w, last: out.append((w, last))
+    dma.s2mm_in = __import__("collections").deque()
+    return ddr, dma, out
+
+
+@pytest.mark.parametrize("sg,dmasr", [(True, 0x9), (False, 0x1)])
+def test_model_reset_values(sg, dmasr):
+    _, dma, _ = _dma(sg)
+    assert dma.read(0x00) == dma.read(0x30) == 0x0001_0000  # IRQThreshold 1
+    assert dma.read(0x04) == dma.read(0x34) == dmasr  # Halted (| SGIncld)
+
+
+def test_model_sg_descriptor_rules():
+    from pynq_sim import axi_dma as A
+    ddr, dma, out = _dma(True)
+    base = ddr.base
+    desc, buf = base, base + 0x1000
+    ddr.write_words(desc, [desc, 0, buf, 0, 0, 0, A.TXSOF | A.TXEOF | 8, 0])
+    ddr.write_words(buf, [11, 22])
+    dma.write(0x08, desc)
+    dma.write(0x00, A.RS)
+    dma.write(0x10, desc)
+    dma.step()
+    assert out == [(11, False), (22, True)]  # TLAST on the last word of the EOF descriptor
+    status = int(ddr.read_words(desc + 28, 1)[0])
+    assert status == A.ST_CMPLT | 8 and dma.read(0x04) & A.IDLE
+    dma.write(0x00, 0)
+    dma.write(0x08, desc)
+    dma.write(0x00, A.RS)
+    dma.write(0x10, desc)  # the same descriptor again, Cmplt still set
+    dma.step()
+    assert dma.read(0x04) & (A.SG_INT_ERR | A.HALTED | A.ERR_IRQ) == A.SG_INT_ERR | A.HALTED | A.ERR_IRQ
+    dma.write(0x00, A.RS)  # an errored channel stays halted until a reset
+    assert dma.read(0x04) & A.HALTED
+    dma.write(0x00, A.RESET)
+    assert dma.read(0x04) == A.HALTED | A.SG_INCLD and not dma.violations
+
+
+def test_model_simple_s2mm_ends_on_tlast_and_reports_the_length():
+    from pynq_sim import axi_dma as A
+    ddr, dma, _ = _dma(False)
+    dma.write(0x30, A.RS)
+    assert not dma.read(0x34) & (A.HALTED | A.IDLE)  # running, not idle before a transfer
+    dma.write(0x48, ddr.base)
+    dma.write(0x58, 64)
+    dma.s2mm_in.extend([(7, False), (8, False), (9, True), (10, True)])
+    dma.step()
+    assert dma.read(0x58) == 12 and dma.read(0x34) & A.IDLE  # 3 words: TLAST ended it
+    assert list(ddr.read_words(ddr.base, 3)) == [7, 8, 9] and list(dma.s2mm_in) == [(10, True)]
+    dma.write(0x58, 0)
+    assert dma.read(0x34) & A.DMA_INT_ERR  # a zero length
+
+
 # --- what no register model is needed for -----------------------------------------------------
 def test_decode_dmasr():
     assert PB.decode_dmasr(0x0000000B) == "DMASR 0x0000000b [Halted, Idle, SGIncld]"

@@ -34,7 +34,7 @@ DMA_INT_ERR, DMA_SLV_ERR, DMA_DEC_ERR = 1 << 4, 1 << 5, 1 << 6
 SG_INT_ERR, SG_SLV_ERR, SG_DEC_ERR = 1 << 8, 1 << 9, 1 << 10
 IOC_IRQ, DLY_IRQ, ERR_IRQ = 1 << 12, 1 << 13, 1 << 14
 DMACR_RESET_VALUE = 0x0001_0000  # IRQThreshold = 1
-DMACR_WRITABLE = 0xFFFF_7017  # RS, Reset, Keyhole, Cyclic, IrqEn x3, threshold, delay
+DMACR_WRITABLE = 0xFFFF_701D  # RS, Reset, Keyhole, Cyclic BD, IrqEn x3, threshold, delay
 ERRORS = {"DMAIntErr": DMA_INT_ERR, "DMASlvErr": DMA_SLV_ERR, "DMADecErr": DMA_DEC_ERR,
           "SGIntErr": SG_INT_ERR, "SGSlvErr": SG_SLV_ERR, "SGDecErr": SG_DEC_ERR}
 ERROR_MASK = sum(ERRORS.values())

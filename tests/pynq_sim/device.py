@@ -200,10 +200,6 @@ def _embedded_device_class():
     return SimZynqDevice
 
 
-def make_core(answer) -> ApCtrlHs:
-    return ApCtrlHs(answer)
-
-
 @contextmanager
 def sim_board(monkeypatch, answer, sg: bool, addresses: dict[str, int], sg_length_width=26):
     """Install a simulated board as pynq's active device; yields the device.
@@ -217,7 +213,7 @@ def sim_board(monkeypatch, answer, sg: bool, addresses: dict[str, int], sg_lengt
 
     ddr = Ddr()
     dma = AxiDma(ddr, sg=sg, length_width=sg_length_width)
-    core = make_core(answer)
+    core = ApCtrlHs(answer)
     fabric = Fabric(ddr, dma, core)
     windows = {}
     for name, model in (("dma", dma), ("csr", fabric.csr), ("hls_ctrl", core)):
