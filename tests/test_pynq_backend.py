@@ -238,6 +238,23 @@ def test_hung_core_then_recovery(board):
 
 
 @pytest.mark.parametrize("board", MODES, indirect=True)
+def test_core_hung_mid_reply_then_recovery(board):
+    """The core stops after 5 reply words: the receive waits for a TLAST that never comes.
+    The soft reset makes the frame guard close that reply with a RESET tail, which lands in
+    the TX FIFO after the DMA reset; the drain takes it, so the next reply is the next
+    request's."""
+    be = _backend(board, timeout=0.2)
+    board.core.hang_after = 5
+    with pytest.raises(TimeoutError, match="DMA receive did not finish"):
+        be.transact(S.encode(S.OP_QUERY, [], 22))
+    assert board.csr.reset_closes == 1 and be.drained == 1
+    tail = S.decode(np.array(be.rx_buf[:S.GUARD_TAIL_WORDS]))  # what the drain took
+    assert (tail.opcode, tail.tag, list(tail.payload)) == (S.OP_ERROR, 22, [S.ERR_GUARD_RESET, 5])
+    _query_ok(be, tag=23)
+    be.close()
+
+
+@pytest.mark.parametrize("board", MODES, indirect=True)
 @pytest.mark.parametrize("channel,error", [("MM2S", "DMASlvErr"), ("MM2S", "DMADecErr"),
                                            ("S2MM", "DMASlvErr"), ("S2MM", "DMADecErr")])
 def test_dma_error_then_recovery(board, channel, error):

@@ -11,8 +11,11 @@ zybo_z7/vivado/block_design.tcl wires it:
   last word. ap_rst_n (the CSR soft reset) clears AP_CTRL to ap_idle and drops a request
   in flight.
 - ``GlueCsr``: the wq_glue_0 CSR block as far as the backend uses it: CONTROL.SOFT_RESET
-  pulses the core's ap_rst_n. Other offsets are a plain register file. The frame guard
-  itself is not modelled here (its RTL has its own tests); replies pass straight through.
+  pulses the core's ap_rst_n. Other offsets are a plain register file. Of the frame guard
+  (its RTL has its own tests) only the RESET close is modelled, as wq_frame_guard.v's
+  header describes it: a soft reset while a reply is open appends one ERROR reply
+  (code ERR_GUARD_RESET, detail = words passed, tag = the cut reply's if it passed) with
+  TLAST. Replies otherwise pass straight through.
 - The FIFOs are unbounded deques: back-pressure is not modelled.
 
 ``Fabric.run`` moves data until nothing moves; the device calls it after every register
@@ -24,6 +27,7 @@ from collections import deque
 
 import numpy as np
 
+from protocol import stream as S
 from zybo_z7 import csr_map
 
 AP_START, AP_DONE, AP_IDLE, AP_READY, AUTO_RESTART = 1 << 0, 1 << 1, 1 << 2, 1 << 3, 1 << 7
@@ -36,12 +40,14 @@ class ApCtrlHs:
         self.requests: list[np.ndarray] = []
         self.reset_count = 0
         self.hang_next = False  # the next request is taken and never answered (until reset)
+        self.hang_after = None  # or: the next reply stops after this many words (until reset)
         self._reset()
 
     def _reset(self) -> None:
         self.start = self.auto_restart = False
         self.done = self.ready = False
         self.hung = False
+        self.open_reply: list[int] = []  # words of a reply cut short (no TLAST yet)
         self.frame: list[int] = []
         self.gie = self.ier = self.isr = 0
 
@@ -87,6 +93,11 @@ class ApCtrlHs:
                 self.hang_next, self.hung = False, True
                 return True
             reply = np.asarray(self.answer(request), dtype=np.uint32)
+            if self.hang_after is not None:
+                reply, self.hang_after, self.hung = reply[:self.hang_after], None, True
+                self.open_reply = [int(w) for w in reply]
+                self.tx.extend((w, False) for w in self.open_reply)
+                return True
             for i, w in enumerate(reply):
                 self.tx.append((int(w), i == reply.size - 1))
             self.done = self.ready = True
@@ -104,6 +115,7 @@ class GlueCsr:
         self.core = core
         self.regs: dict[int, int] = {}
         self.soft_resets = 0
+        self.reset_closes = 0
 
     def read(self, off: int) -> int:
         return self.regs.get(off, 0)
@@ -112,6 +124,12 @@ class GlueCsr:
         if off == self.CONTROL.offset:
             if value & self.SOFT_RESET:
                 self.soft_resets += 1
+                cut = self.core.open_reply
+                if cut:  # the guard closes the open reply
+                    tag = cut[2] if len(cut) >= 3 else 0
+                    tail = S.encode(S.OP_ERROR, [S.ERR_GUARD_RESET, len(cut)], tag)
+                    self.core.tx.extend((int(w), i == tail.size - 1) for i, w in enumerate(tail))
+                    self.reset_closes += 1
                 self.core.ap_rst()
             return  # command bits self-clear
         self.regs[off] = value
