@@ -164,8 +164,10 @@ def test_pynq_binds_its_own_drivers(board):
     assert type(be.dma.sendchannel).__name__ == "_SGDMAChannel"
     assert type(be.core) is pynq.overlay.DefaultIP and type(be.csr) is pynq.overlay.DefaultIP
     assert board.downloads == ["waferq.bin"]  # the FPGA manager got the bitstream
+    rx_buf = be.rx_buf.physical_address
     assert board.core.auto_restart and board.core.start  # ap_start | auto_restart
     be.close()
+    assert rx_buf in board.ddr.unmapped and rx_buf not in board.ddr.live  # freed by munmap
 
 
 # --- defect 1: every SG-mode receive timed out ------------------------------------------------

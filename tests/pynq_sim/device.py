@@ -43,6 +43,7 @@ class Ddr:
         self.words = np.frombuffer(self.mem, dtype="<u4")
         self._next = 0
         self.live: dict[int, "SimBo"] = {}  # device address -> bo
+        self.unmapped: list[int] = []  # device addresses of freed bos
 
     def _index(self, addr: int, n: int) -> int:
         if addr % 4 or not (self.base <= addr and addr + 4 * n <= self.base + self.size):
@@ -79,19 +80,17 @@ class SimBo:
 
 
 class SimLibc:
-    """``pynq.buffer.libc`` on a board is the C library; munmap of a buffer frees its bo."""
-
-    def __init__(self, ddr: Ddr):
-        self.ddr = ddr
-        self.unmapped: list[int] = []
+    """``pynq.buffer.libc`` on a board is the C library (on x86 pynq leaves it undefined);
+    munmap of a buffer frees its bo. Installed once for the session: a buffer a failed
+    test's traceback still holds may be freed after its board is gone."""
 
     def munmap(self, ptr, length) -> int:
         addr = ptr.value if isinstance(ptr, ctypes.c_void_p) else int(ptr)
-        for ddr in [self.ddr, *Ddr.every]:
+        for ddr in Ddr.every:
             for dev, bo in list(ddr.live.items()):
                 if bo.virtual == addr:
                     del ddr.live[dev]
-                    self.unmapped.append(dev)
+                    ddr.unmapped.append(dev)
                     return 0
         raise AssertionError(f"munmap of 0x{addr:x}: not a mapped buffer object")
 
@@ -221,10 +220,8 @@ def sim_board(monkeypatch, answer, sg: bool, addresses: dict[str, int], sg_lengt
         windows[base] = (size, RegisterWindow(model, fabric, base))
     dev = _embedded_device_class()(fabric, windows)
     dev.ddr, dev.dma, dev.core, dev.csr = ddr, dma, core, fabric.csr
-    libc = SimLibc(ddr)
-    dev.libc = libc
-    monkeypatch.setattr(pynq.buffer, "libc", libc, raising=False)
-    monkeypatch.setattr(pynq.buffer, "ctypes", ctypes, raising=False)
+    if not isinstance(getattr(pynq.buffer, "libc", None), SimLibc):
+        pynq.buffer.libc, pynq.buffer.ctypes = SimLibc(), ctypes
     # xclbinutil (an XRT tool on the board image) builds the memory topology pynq hands to
     # XRT; the simulated allocator ignores it, so pynq's own default xclbin stands in.
     monkeypatch.setattr(embedded_device, "_create_xclbin", lambda mem: embedded_device.DEFAULT_XCLBIN)
@@ -237,7 +234,7 @@ def sim_board(monkeypatch, answer, sg: bool, addresses: dict[str, int], sg_lengt
         monkeypatch.delattr(Clocks, "_real_instance")
     yield dev
     import gc
-    gc.collect()  # buffers still referenced by dead drivers go back while libc is simulated
+    gc.collect()  # buffers of dead drivers go back now, not in a later test
     assert not dma.violations, dma.violations
 
 
