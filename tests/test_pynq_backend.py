@@ -170,6 +170,14 @@ def test_pynq_binds_its_own_drivers(board):
     assert rx_buf in board.ddr.unmapped and rx_buf not in board.ddr.live  # freed by munmap
 
 
+def test_the_services_factory_makes_it(board):
+    from zybo_z7.backends import make_backend
+    be = make_backend("pynq", bitstream=str(board.bit), timeout=1.0)
+    assert type(be) is PB.PynqBackend and be.timeout == 1.0
+    _query_ok(be)
+    be.close()
+
+
 # --- defect 1: every SG-mode receive timed out ------------------------------------------------
 @pytest.mark.parametrize("board", MODES, indirect=True)
 def test_query_load_infer(board):
