@@ -24,7 +24,7 @@ from typing import Iterator
 import numpy as np
 
 from host_stm32mp1.readers import arrays, stdf, wm811k, xmlmaps
-from host_stm32mp1.readers.limits import MAX_FILE_BYTES
+from host_stm32mp1.readers.limits import MAX_FILE_BYTES, Incomplete
 
 # Longest suffixes first: ".stdf.gz" must win over ".gz".
 _READERS = {
@@ -56,6 +56,7 @@ class Failure:
     reason: str
     file_sha256: str | None = None
     meta: dict = field(default_factory=dict)
+    incomplete: bool = False   # the file ends early: maybe still being written
 
 
 @dataclass
@@ -178,6 +179,9 @@ def read_file(path, labels=None, allow_pickle: bool = False, pass_bins=None,
     except ReadError as e:
         yield Failure(src, None, str(e), digest)
         return
+    except Incomplete as e:
+        yield Failure(src, None, f"cannot read {kind} file: {e}", digest, incomplete=True)
+        return
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
         yield Failure(src, None, f"cannot read {kind} file: {e}", digest)
         return
@@ -186,7 +190,9 @@ def read_file(path, labels=None, allow_pickle: bool = False, pass_bins=None,
         return
     for i, (m, lab, meta) in enumerate(zip(maps, ys, metas)):
         if meta.get("error"):   # one map of the file refused (e.g. a wafer with no end record)
-            yield Failure(src, i, meta["error"], digest, {k: v for k, v in meta.items() if k != "error"})
+            yield Failure(src, i, meta["error"], digest,
+                          {k: v for k, v in meta.items() if k not in ("error", "incomplete")},
+                          bool(meta.get("incomplete")))
         elif isinstance(lab, str):
             yield Item(src, i, m, None, lab, digest, meta)
         else:

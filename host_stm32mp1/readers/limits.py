@@ -16,3 +16,7 @@ def check_shape(rows: int, cols: int, where: str = "map") -> None:
     if rows > MAX_SIDE or cols > MAX_SIDE:
         raise ValueError(f"{where} of {rows}x{cols} is larger than a wafer map can be "
                          f"(at most {MAX_SIDE} rows and columns)")
+
+
+class Incomplete(ValueError):
+    """The file ends early (cut, or still being written): ``watch`` waits for more."""

@@ -38,7 +38,7 @@ import struct
 
 import numpy as np
 
-from host_stm32mp1.readers.limits import MAX_FILE_BYTES, check_shape
+from host_stm32mp1.readers.limits import MAX_FILE_BYTES, Incomplete, check_shape
 
 FAR, MIR, MRR, WIR, WRR, HBR, PIR, PRR = ((0, 10), (1, 10), (1, 20), (2, 10), (2, 20), (1, 40),
                                           (5, 10), (5, 20))
@@ -97,10 +97,10 @@ def records(raw: bytes):
     pos = 0
     while pos < len(raw):
         if pos + 4 > len(raw):
-            raise ValueError(f"truncated: {len(raw) - pos} stray bytes at offset {pos}")
+            raise Incomplete(f"truncated: {len(raw) - pos} stray bytes at offset {pos}")
         length, typ, sub = head.unpack_from(raw, pos)
         if pos + 4 + length > len(raw):
-            raise ValueError(f"truncated: record {typ}/{sub} at offset {pos} needs {length} "
+            raise Incomplete(f"truncated: record {typ}/{sub} at offset {pos} needs {length} "
                              f"bytes, {len(raw) - pos - 4} left")
         yield typ, sub, _Fields(raw[pos + 4:pos + 4 + length], endian)
         pos += 4 + length
@@ -235,6 +235,7 @@ def parse(raw: bytes, pass_bins=None, allow_incomplete: bool = False) -> list[tu
                 warnings.append(text + " (classified anyway: --allow-incomplete)")
             else:
                 meta["error"] = text + " (--allow-incomplete classifies it anyway)"
+                meta["incomplete"] = True
         if warnings:
             meta["warnings"] = warnings
         out.append((m, meta))
@@ -249,7 +250,7 @@ def read(data: bytes, pass_bins=None, allow_incomplete: bool = False, name: str 
             with gzip.GzipFile(fileobj=io.BytesIO(data)) as g:
                 data = g.read(MAX_FILE_BYTES + 1)
         except EOFError:
-            raise ValueError("truncated gzip stream (the file was cut or is still being written)") from None
+            raise Incomplete("truncated gzip stream (the file was cut or is still being written)") from None
         if len(data) > MAX_FILE_BYTES:
             raise ValueError(f"STDF larger than {MAX_FILE_BYTES >> 20} MiB after decompression")
     return parse(data, pass_bins, allow_incomplete), None

@@ -9,6 +9,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from xml.parsers import expat
 
+from host_stm32mp1.readers.limits import Incomplete
+
 
 class UnsafeXML(ValueError):
     pass
@@ -41,6 +43,11 @@ def parse(data: bytes) -> ET.Element:
     try:
         p.Parse(data, True)
     except expat.ExpatError as e:
+        if e.code in (expat.errors.codes[expat.errors.XML_ERROR_NO_ELEMENTS],
+                      expat.errors.codes[expat.errors.XML_ERROR_UNCLOSED_TOKEN]) or \
+                (e.code == expat.errors.codes[expat.errors.XML_ERROR_SYNTAX] and not data.strip()):
+            raise Incomplete(f"malformed XML: {expat.errors.messages[e.code]}: the document ends "
+                             f"early (line {e.lineno}, column {e.offset})") from None
         raise ValueError(f"malformed XML: {expat.errors.messages[e.code]}: line {e.lineno}, "
                          f"column {e.offset}") from None
     return builder.close()
