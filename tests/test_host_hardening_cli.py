@@ -288,3 +288,33 @@ def test_usage_errors_are_one_sentence(work, tmp_path):
             _one_sentence(run_host([cmd, *extra, "--board", dead, "--model", str(model)]), text)
     proc = run_host(["report", "--db", str(work / "nope.sqlite"), "--out", str(tmp_path / "blocker" / "r.html")])
     _one_sentence(proc, "cannot be written")
+
+
+def test_html_report_tables_errors_and_labels():
+    """Item 15, on rows as the store returns them: per-file and per-wafer tables, errors
+    with their files, readable counters, both time labels inside the chart."""
+    from host_stm32mp1 import htmlreport
+    from host_stm32mp1.store import IMAGE_INFO, RESULT_COLS
+
+    def row(seq, src, idx, status="ok", **kw):
+        r = dict.fromkeys(("seq", "file_sha256", "idx", "settings", "source", "label", "created_at")
+                          + IMAGE_INFO + RESULT_COLS)
+        r.update(seq=seq, source=src, idx=idx, file_sha256=src * 2, status=status, finished_at=1.7e9 + seq,
+                 latency_s=0.001, board="b")
+        r.update(kw)
+        return r
+    rows = [row(1, "lot.stdf", 0, class_index=1, class_name="Donut", lot_id="L1", wafer_id="W1",
+                tester="T9", confidence=0.91, rejected=1),
+            row(2, "lot.stdf", 1, "error", error_name="READ_ERROR", error_message="wafer W2: no WRR",
+                lot_id="L1", wafer_id="W2"),
+            row(3, "x.npy", 0, class_index=0, class_name="none", confidence=0.5,
+                warnings='["a grayscale image with 50 gray levels"]')]
+    html = htmlreport.render(rows, dict(images=3, results_ok=2, results_error=1, pending=0, files=0))
+    assert "<li>files: 2</li>" in html and "results_ok" not in html and "files handled by watch" not in html
+    assert "lot.stdf [1]" in html.split("<h2>Errors</h2>")[1]           # the error names its file
+    wafers = html.split("<h2>Wafers</h2>")[1].split("<h2>")[0]
+    assert "W1" in wafers and "T9" in wafers and "91.0%" in wafers and "review" in wafers
+    assert "50 gray levels" in wafers
+    files = html.split("<h2>Files</h2>")[1].split("<h2>")[0]
+    assert files.count("<tr>") == 3 and "L1" in files
+    assert 'text-anchor="end"' in html and 'text-anchor="start"' in html
