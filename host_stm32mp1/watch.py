@@ -108,6 +108,13 @@ class Inotify:
         os.close(self.fd)
 
 
+def ignore_lease_breaks() -> None:
+    """A writer opening the file in the instant we hold the lease makes the kernel
+    send SIGIO, whose default action ends the process: ignore it (nothing else here
+    uses SIGIO). Only the main thread may set handlers; elsewhere leases stay off."""
+    signal.signal(signal.SIGIO, signal.SIG_IGN)
+
+
 def open_for_writing(path: Path) -> bool | None:
     """True if some process has ``path`` open for writing, False if none, None
     if the kernel will not say (a lease needs the owner's uid or CAP_LEASE)."""
@@ -163,6 +170,11 @@ class Watcher:
         self.closed: set[Path] = set()        # writer closed it (inotify) since its last change
         self.incomplete: dict[Path, tuple] = {}  # path -> (size, mtime_ns, first seen cut short)
         self.use_lease = use_lease
+        if use_lease:
+            try:
+                ignore_lease_breaks()
+            except ValueError:     # not the main thread
+                self.use_lease = False
         self.processed = 0
         self.failed = 0
         self.left = 0                          # partial files left in place (--once)
