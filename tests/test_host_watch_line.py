@@ -239,3 +239,16 @@ def test_symlink_in_drop_folder_is_not_followed(work, board, tmp_path):
     assert (outside / "m.npy").exists()
     with sqlite3.connect(line / "waferq.sqlite") as c:
         assert c.execute("SELECT COUNT(*) FROM wq_results").fetchone()[0] == 0
+
+
+def test_lease_says_when_a_writer_holds_the_file(tmp_path):
+    from host_stm32mp1.watch import open_for_writing
+
+    p = tmp_path / "x.stdf"
+    p.write_bytes(b"x")
+    assert open_for_writing(p) is False
+    with open(p, "ab"):
+        assert open_for_writing(p) is True
+    with open(p, "rb"):
+        assert open_for_writing(p) is False      # readers do not count
+    assert open_for_writing(p) is False
