@@ -3,7 +3,6 @@ service on 127.0.0.1: identity and confidence in every output, settings in the
 cache key, one-sentence errors with exit 2, fast failure on a silent board."""
 import csv
 import json
-import os
 import shutil
 import socket
 import sqlite3

@@ -1,9 +1,7 @@
-"""Readers against what a test engineer met on the line (issue 18, issue 21 items 8):
+"""Readers against what a test engineer met on the line (issue 18, issue 21 item 8):
 partial STDF, stray dies, identity, huge images, empty and odd files, E142, BinCount,
 and XML DOCTYPEs hidden by an encoding. pystdf 1.4 is the independent STDF reader."""
 import io
-import json
-import resource
 import struct
 import subprocess
 import sys

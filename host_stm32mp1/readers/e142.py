@@ -30,8 +30,8 @@ from collections import Counter
 import numpy as np
 
 from host_stm32mp1.readers.g85 import _NULL_QUALITIES, _canon, _cells, _int_attr
-from host_stm32mp1.readers.limits import MAX_SIDE, check_shape
-from host_stm32mp1.readers.xmlsafe import attr, children, local
+from host_stm32mp1.readers.limits import check_shape
+from host_stm32mp1.readers.xmlsafe import attr, children
 
 
 def _text(el, name):
