@@ -120,10 +120,7 @@ class BoardClient:
 
     def _handshake(self) -> None:
         nonce, payload = A.session_request(self.keyring.current)
-        try:
-            ack = self._exchange(W.T_SESSION, payload, raw=True, timeout=self.probe_timeout)
-        except W.WireTimeout as e:
-            raise BoardError(self._silent("SESSION", e)) from e
+        ack = self._exchange(W.T_SESSION, payload, raw=True, timeout=self.probe_timeout)
         if ack.type == W.T_ERROR:
             code, msg = W.decode_error(ack.payload)
             raise BoardError(f"board refused the session: {W.STATUS_NAMES.get(code, code)}: {msg}",
@@ -152,10 +149,15 @@ class BoardClient:
 
     def _exchange(self, ftype: int, payload: bytes, raw: bool = False,
                   timeout: float | None = None) -> W.Frame:
+        """``timeout``: a probe's (SESSION, the HELLO on a fresh connection); a
+        probe that times out is a BoardError naming the silent board."""
         if self.sock is None:
             if self._connecting:
                 raise BoardError(f"connection to {self.host}:{self.port} lost while connecting")
             self.connect()
+            if timeout is None and ftype == W.T_HELLO:
+                timeout = self.probe_timeout    # the first request of a new connection
+        probe = timeout is not None
         rid = next(self._ids) & 0xFFFFFFFF
         if self.session is not None and not raw:
             self.sock.sendall(self.session.seal(ftype, payload, rid))
@@ -163,7 +165,13 @@ class BoardClient:
             self.sock.sendall(W.encode_frame(ftype, payload, rid))
         # One deadline for the whole reply: a trickling peer cannot stretch it.
         timeout = self.timeout if timeout is None else timeout
-        reply = W.read_frame(self.sock, timeout=timeout, deadline=time.monotonic() + timeout)
+        try:
+            reply = W.read_frame(self.sock, timeout=timeout, deadline=time.monotonic() + timeout)
+        except W.WireTimeout as e:
+            if not probe:
+                raise
+            self.close()
+            raise BoardError(self._silent(W._TYPE_NAMES.get(ftype, "a probe"), e)) from e
         if reply.request_id != rid:
             raise W.WireError(f"reply to request {reply.request_id}, expected {rid}")
         if self.keyring is not None and reply.type != W.T_ERROR and not raw:
@@ -191,8 +199,6 @@ class BoardClient:
                     raise BoardError(f"connection to {self.host}:{self.port} lost twice: {e}") from e
             except W.WireTimeout as e:
                 self.close()
-                if timeout is not None:
-                    raise BoardError(self._silent(W._TYPE_NAMES.get(ftype, "a probe"), e)) from e
                 raise BoardError(f"board at {self.host}:{self.port} did not answer: {e}") from e
             except W.WireError as e:
                 self.close()
@@ -232,7 +238,9 @@ class BoardClient:
         """
         model_dir = Path(model_dir)
         meta = json.loads((model_dir / "model.json").read_text())
-        info = self.query(self.probe_timeout)
+        # A probe right after connecting; on a live connection HELLO may wait for
+        # another host's batch (the board lock), so it gets the full timeout.
+        info = self.query(self.probe_timeout if self._connecting else None)
         if info["topology_hash"] != meta["topology_hash"]:
             raise BoardError(
                 f"the board's core is synthesized for topology 0x{info['topology_hash']:08x}, "

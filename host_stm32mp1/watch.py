@@ -325,7 +325,8 @@ def run(args) -> int:
                 try:
                     done = w.process(path)
                     failures = 0
-                    bar.update(1)
+                    if done:
+                        bar.update(1)
                 except (BoardError, OSError) as e:
                     if isinstance(e, BoardError) and not e.retryable:
                         raise Fatal(str(e)) from e

@@ -219,8 +219,10 @@ def test_silent_board_fails_on_the_probe(work, tmp_path):
         proc = run_host(["classify", str(work / "lot.xml"), "--board", silent.address, "--model",
                          str(work / "model"), "--retries", "1", "--probe-timeout", "0.3", "--no-progress"],
                         timeout=100)
+        status = run_host(["status", "--board", silent.address, "--probe-timeout", "0.3"], timeout=100)
     finally:
         silent.close()
+    _one_sentence(status, "did not answer HELLO within 0.3 s")
     assert proc.returncode == 2, proc.stderr
     assert "accepted the connection but did not answer HELLO within 0.3 s" in proc.stderr
     assert "weights sent: - (no board reached)" in proc.stdout        # item 10
