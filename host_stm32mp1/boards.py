@@ -35,6 +35,7 @@ log = logging.getLogger("waferq.boards")
 class RetryPolicy:
     timeout: float = 60.0          # seconds for one reply, start to end
     connect_timeout: float = 5.0
+    probe_timeout: float = 5.0     # SESSION and the HELLO after a connect
     retries: int = 5
     backoff: float = 0.25
     backoff_max: float = 4.0
@@ -43,9 +44,9 @@ class RetryPolicy:
         return min(self.backoff_max, self.backoff * 2 ** max(0, failures - 1))
 
     def attempt_bound(self) -> float:
-        # connect + SESSION + HELLO + LOAD_WEIGHTS + HELLO + the batch, and the
-        # client's one silent reconnect may repeat all of it.
-        return 2 * (self.connect_timeout + 5 * self.timeout)
+        # connect + SESSION + HELLO (probes) + LOAD_WEIGHTS + HELLO + the batch, and
+        # the client's one silent reconnect may repeat all of it.
+        return 2 * (self.connect_timeout + 2 * self.probe_timeout + 3 * self.timeout)
 
     def batch_bound(self) -> float:
         return ((self.retries + 1) * self.attempt_bound()
@@ -140,7 +141,8 @@ class BoardPool:
         self.stop = threading.Event()
         if clients is None:
             clients = [BoardClient(h, p, timeout=self.policy.timeout,
-                                   connect_timeout=self.policy.connect_timeout, key=key)
+                                   connect_timeout=self.policy.connect_timeout, key=key,
+                                   probe_timeout=self.policy.probe_timeout)
                        for h, p in addresses]
             owned = True
         else:
@@ -154,7 +156,8 @@ class BoardPool:
     def of_client(cls, client: BoardClient, model) -> "BoardPool":
         """One board, an existing (maybe connected) client; the caller keeps it."""
         return cls((), model, RetryPolicy(timeout=client.timeout,
-                                          connect_timeout=client.connect_timeout),
+                                          connect_timeout=client.connect_timeout,
+                                          probe_timeout=client.probe_timeout),
                    clients=[client])
 
     @property

@@ -42,9 +42,12 @@ def parse_address(text: str, default_port: int = 5150) -> tuple[str, int]:
     if not sep:
         return text, default_port
     try:
-        return host.strip("[]"), int(port)
+        number = int(port)
     except ValueError:
         raise ValueError(f"bad board address {text!r}: expected HOST:PORT") from None
+    if not 1 <= number <= 65535 or not host.strip("[]"):
+        raise ValueError(f"bad board address {text!r}: the port must be 1..65535 after a host name")
+    return host.strip("[]"), number
 
 
 def parse_boards(values, default_port: int = 5150) -> list[tuple[str, int]]:
@@ -73,9 +76,12 @@ def _keyring(key):
 
 class BoardClient:
     def __init__(self, host: str, port: int, timeout: float = 30.0, connect_timeout: float = 5.0,
-                 key=FROM_ENV, on_connect=None):
+                 key=FROM_ENV, on_connect=None, probe_timeout: float = 5.0):
         self.host, self.port = host, port
         self.timeout, self.connect_timeout = timeout, connect_timeout
+        # SESSION and the first HELLO after a connect are tiny and answered at once by
+        # a live service: waiting the batch timeout on them makes a hung board cost minutes.
+        self.probe_timeout = min(probe_timeout, timeout)
         self.sock: socket.socket | None = None
         self._ids = itertools.count(1)
         self.keyring: A.Keyring | None = _keyring(key)
@@ -114,7 +120,7 @@ class BoardClient:
 
     def _handshake(self) -> None:
         nonce, payload = A.session_request(self.keyring.current)
-        ack = self._exchange(W.T_SESSION, payload, raw=True)
+        ack = self._exchange(W.T_SESSION, payload, raw=True, timeout=self.probe_timeout)
         if ack.type == W.T_ERROR:
             code, msg = W.decode_error(ack.payload)
             raise BoardError(f"board refused the session: {W.STATUS_NAMES.get(code, code)}: {msg}",
@@ -137,19 +143,35 @@ class BoardClient:
     def __exit__(self, *exc):
         self.close()
 
-    def _exchange(self, ftype: int, payload: bytes, raw: bool = False) -> W.Frame:
+    def _silent(self, what: str, e) -> str:
+        return (f"board at {self.name} accepted the connection but did not answer {what} within "
+                f"{self.probe_timeout:g} s (--probe-timeout): {e}")
+
+    def _exchange(self, ftype: int, payload: bytes, raw: bool = False,
+                  timeout: float | None = None) -> W.Frame:
+        """``timeout``: a probe's (SESSION, the HELLO on a fresh connection); a
+        probe that times out is a BoardError naming the silent board."""
         if self.sock is None:
             if self._connecting:
                 raise BoardError(f"connection to {self.host}:{self.port} lost while connecting")
             self.connect()
+            if timeout is None and ftype == W.T_HELLO:
+                timeout = self.probe_timeout    # the first request of a new connection
+        probe = timeout is not None
         rid = next(self._ids) & 0xFFFFFFFF
         if self.session is not None and not raw:
             self.sock.sendall(self.session.seal(ftype, payload, rid))
         else:
             self.sock.sendall(W.encode_frame(ftype, payload, rid))
         # One deadline for the whole reply: a trickling peer cannot stretch it.
-        reply = W.read_frame(self.sock, timeout=self.timeout,
-                             deadline=time.monotonic() + self.timeout)
+        timeout = self.timeout if timeout is None else timeout
+        try:
+            reply = W.read_frame(self.sock, timeout=timeout, deadline=time.monotonic() + timeout)
+        except W.WireTimeout as e:
+            if not probe:
+                raise
+            self.close()
+            raise BoardError(self._silent(W._TYPE_NAMES.get(ftype, "a probe"), e)) from e
         if reply.request_id != rid:
             raise W.WireError(f"reply to request {reply.request_id}, expected {rid}")
         if self.keyring is not None and reply.type != W.T_ERROR and not raw:
@@ -160,12 +182,13 @@ class BoardClient:
                                  W.E_AUTH) from e
         return reply
 
-    def request(self, ftype: int, payload: bytes = b"", expect: int | None = None) -> W.Frame:
+    def request(self, ftype: int, payload: bytes = b"", expect: int | None = None,
+                timeout: float | None = None) -> W.Frame:
         """One request/reply; reconnects once if the connection broke (every
-        request is idempotent, so resending is safe)."""
+        request is idempotent, so resending is safe). ``timeout``: a probe's."""
         for attempt in (0, 1):
             try:
-                reply = self._exchange(ftype, payload)
+                reply = self._exchange(ftype, payload, timeout=timeout)
                 break
             except (W.ConnectionClosed, ConnectionError, BrokenPipeError) as e:
                 self.close()
@@ -191,8 +214,8 @@ class BoardClient:
         return reply
 
     # --- requests ---------------------------------------------------------
-    def query(self) -> dict:
-        return W.decode_info(self.request(W.T_HELLO, b"", W.T_INFO).payload)
+    def query(self, timeout: float | None = None) -> dict:
+        return W.decode_info(self.request(W.T_HELLO, b"", W.T_INFO, timeout).payload)
 
     def load_weights(self, blob: bytes) -> int:
         reply = self.request(W.T_LOAD_WEIGHTS, blob, W.T_WEIGHTS_ACK)
@@ -215,7 +238,9 @@ class BoardClient:
         """
         model_dir = Path(model_dir)
         meta = json.loads((model_dir / "model.json").read_text())
-        info = self.query()
+        # A probe right after connecting; on a live connection HELLO may wait for
+        # another host's batch (the board lock), so it gets the full timeout.
+        info = self.query(self.probe_timeout if self._connecting else None)
         if info["topology_hash"] != meta["topology_hash"]:
             raise BoardError(
                 f"the board's core is synthesized for topology 0x{info['topology_hash']:08x}, "

@@ -7,8 +7,10 @@ per batch, so a rerun after a crash sends only what has no result yet.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,21 @@ from protocol import wire as W
 
 log = logging.getLogger("waferq.host")
 
+# Host-side error records (never on the wire, so outside protocol.wire's codes):
+# the file could not be read, or a map could not be turned into model input.
+E_READ, E_INPUT = -1, -2
+LOCAL_ERRORS = {E_READ: "READ_ERROR", E_INPUT: "INPUT_ERROR"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+class ModelError(ValueError):
+    """The --model folder is not a usable export (one sentence, exit 2)."""
+
+
+def clean(text) -> str:
+    """A text from a file or a peer, safe to print or store: no control characters."""
+    return _CONTROL.sub("?", str(text))
+
 
 @dataclass
 class Model:
@@ -35,14 +52,69 @@ class Model:
     @classmethod
     def load(cls, folder, size: int | None = None) -> "Model":
         folder = Path(folder)
-        meta = json.loads((folder / "model.json").read_text())
-        spec = meta["spec"]
-        return cls(folder, meta, list(spec["classes"]), size or int(spec["in_size"]),
-                   int(spec.get("in_channels", 1)))
+        if not folder.is_dir():
+            raise ModelError(f"model folder {folder} does not exist (expected an export folder "
+                             "with model.json and weights.bin)" if not folder.exists() else
+                             f"--model {folder} is a file: give the export folder that holds it")
+        path = folder / "model.json"
+        try:
+            meta = json.loads(path.read_text())
+            spec = meta["spec"]
+            model = cls(folder, meta, list(spec["classes"]), size or int(spec["in_size"]),
+                        int(spec.get("in_channels", 1)))
+            int(meta["weights_checksum"]), int(meta["topology_hash"])
+        except FileNotFoundError:
+            raise ModelError(f"{folder} has no model.json: not a model export folder "
+                             "(make export writes one)") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ModelError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"{path} is not a waferq model description (missing or bad "
+                             f"{e})") from None
+        if not (folder / "weights.bin").is_file():
+            raise ModelError(f"{folder} has no weights.bin: the export is incomplete")
+        return model
 
     @property
     def checksum(self) -> int:
         return int(self.meta["weights_checksum"])
+
+    @property
+    def logit_scale(self) -> float:
+        return 2.0 ** int(self.meta.get("logit_scale_log2", 0))
+
+    @property
+    def reject(self) -> dict | None:
+        """The reject rule quant.train calibrated (temperature, threshold), if the export has one."""
+        r = self.meta.get("reject")
+        if isinstance(r, dict) and "temperature" in r and "threshold" in r:
+            return dict(temperature=float(r["temperature"]), threshold=float(r["threshold"]))
+        return None
+
+    def confidence(self, logits) -> tuple[float, bool | None]:
+        """(softmax max, rejected) of the board's integer logits. The logits'
+        real value is ``acc * 2**logit_scale_log2``; with a reject rule the
+        softmax uses its temperature and ``rejected`` is max < threshold, the
+        rule of ``quant.metrics.apply_reject`` (torch-free, numpy here)."""
+        z = np.asarray(logits, dtype=np.float64) * self.logit_scale
+        rule = self.reject
+        if rule is not None:
+            z = z / rule["temperature"]
+        z = z - z.max()
+        p = np.exp(z)
+        conf = float(p.max() / p.sum())
+        return conf, (None if rule is None else conf < rule["threshold"])
+
+
+def settings_key(model: Model, **reader_options) -> tuple[str, str]:
+    """(digest, description) of everything besides the file that decides an
+    answer: the store keys results by it, so other settings classify again."""
+    desc = dict(topology_hash=int(model.meta["topology_hash"]), weights_checksum=model.checksum,
+                in_size=model.size, reject=model.reject,
+                **{k: (sorted(v) if isinstance(v, (set, frozenset)) else v)
+                   for k, v in sorted(reader_options.items())})
+    text = json.dumps(desc, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16], text
 
 
 @dataclass
@@ -57,11 +129,38 @@ class Run:
     weights_sent: bool = False
     cached: int = 0
     boards: dict = field(default_factory=dict)     # board -> batches served, weights pushed
+    reached: bool = False                           # a board answered (weights_sent means something)
 
 
 def error_record(base: dict, code: int, message: str) -> dict:
-    return dict(base, status="error", error=dict(code=code, name=W.STATUS_NAMES.get(code, str(code)),
-                                                 message=message))
+    name = LOCAL_ERRORS.get(code) or W.STATUS_NAMES.get(code, str(code))
+    return dict(base, status="error", error=dict(code=code, name=name, message=clean(message)))
+
+
+def _identity(meta: dict) -> dict:
+    out = {k: (None if meta.get(k) is None else clean(meta[k])) for k in readers.IDENTITY}
+    if meta.get("warnings"):
+        out["warnings"] = [clean(w) for w in meta["warnings"]]
+    return out
+
+
+def _where(rec: dict) -> str:
+    src = rec["source"]
+    return src if rec.get("index") is None else f"{src}[{rec['index']}]"
+
+
+def _looks_like_wafer(m: np.ndarray) -> str | None:
+    """A warning for a grayscale image that is not a die-category picture. Wafer
+    maps are 0/1/2 categories, or the gray codes 0/128/255 training sees; a photo
+    or a gradient gets a class, but it says nothing."""
+    a = np.asarray(m)
+    if a.size == 0 or a.dtype.kind not in "iu" or a.max() <= 2:
+        return None
+    levels = np.unique(a)
+    if not np.isin(levels, (0, 128, 255)).all():
+        return (f"a grayscale image with {len(levels)} gray levels, not a wafer map's codes "
+                "0/128/255 (or categories 0/1/2): its class may mean nothing")
+    return None
 
 
 def _label(item, classes):
@@ -70,34 +169,50 @@ def _label(item, classes):
     return item.label
 
 
-def prepare(items, model: Model, store=None) -> Run:
-    """Records for all items; with a store, journal them and fill in what is already answered."""
+def prepare(items, model: Model, store=None, settings: str = "", quiet: bool = False) -> Run:
+    """Records for all items; with a store, journal them (under ``settings``,
+    see ``settings_key``) and fill in what is already answered. Local errors
+    and warnings go to stderr too (unless ``quiet``), one line each."""
     run = Run()
     inputs = {}
+
+    def say(kind, rec, text):
+        if not quiet:
+            print(f"{kind}: {clean(_where(rec))}: {clean(text)}", file=sys.stderr)
+
     for item in items:
         rid = len(run.records)
         if isinstance(item, readers.Failure):
-            run.records.append(error_record(dict(source=item.source, index=item.index, id=rid,
-                                                 file_sha256=item.file_sha256),
-                                            W.E_BAD_REQUEST, item.reason))
-            log.warning("%s: %s", item.source, item.reason)
+            rec = error_record(dict(source=item.source, index=item.index, id=rid,
+                                    file_sha256=item.file_sha256, **_identity(item.meta)),
+                               E_READ, item.reason)
+            run.records.append(rec)
+            say("error", rec, item.reason)
             continue
         label = _label(item, model.classes)
         base = dict(source=item.source, index=item.index, id=rid, label=label,
-                    label_name=model.classes[label] if label is not None
-                    and 0 <= label < len(model.classes) else item.label_name,
-                    file_sha256=item.file_sha256)
+                    label_name=clean(model.classes[label]) if label is not None
+                    and 0 <= label < len(model.classes) else
+                    (None if item.label_name is None else clean(item.label_name)),
+                    file_sha256=item.file_sha256, **_identity(item.meta))
         if item.meta:
-            base["meta"] = item.meta
+            base["meta"] = {k: v for k, v in item.meta.items() if k != "warnings"}
         try:
             x = to_model_input(item.map, model.size)
-        except ValueError as e:
-            run.records.append(error_record(base, W.E_BAD_REQUEST, f"preprocessing: {e}"))
+        except (ValueError, TypeError) as e:
+            rec = error_record(base, E_INPUT, f"preprocessing: {e}")
+            run.records.append(rec)
+            say("error", rec, rec["error"]["message"])
             continue
+        odd = _looks_like_wafer(item.map)
+        if odd:
+            base.setdefault("warnings", []).append(odd)
+        for w in base.get("warnings", ()):
+            say("warning", base, w)
         run.records.append(base)
         inputs[rid] = np.repeat(x, model.channels, axis=2) if model.channels > 1 else x
     if store is not None:
-        _journal(run, store, inputs)
+        _journal(run, store, inputs, settings)
     for rid in sorted(inputs):
         if "status" not in run.records[rid]:
             run.pending.append(rid)
@@ -105,11 +220,13 @@ def prepare(items, model: Model, store=None) -> Run:
     return run
 
 
-def _journal(run: Run, store, inputs) -> None:
+def _journal(run: Run, store, inputs, settings: str) -> None:
     keyed = [r for r in run.records if r.get("file_sha256")]
     keys = [(r["file_sha256"], -1 if r["index"] is None else r["index"], r["source"],
              r.get("label")) for r in keyed]
-    for rec, seq in zip(keyed, store.register(keys)):
+    info = [dict({k: r.get(k) for k in readers.IDENTITY},
+                 warnings=json.dumps(r["warnings"]) if r.get("warnings") else None) for r in keyed]
+    for rec, seq in zip(keyed, store.register(keys, settings, info)):
         run.seqs[rec["id"]] = seq
         rec["seq"] = seq
     done = store.results(run.seqs.values())
@@ -127,8 +244,10 @@ def _journal(run: Run, store, inputs) -> None:
 
 def _from_store(row: dict) -> dict:
     if row["status"] == "ok":
+        rej = row.get("rejected")
         return dict(status="ok", class_index=row["class_index"], cls=row["class_name"],
-                    logits=row["logits"])
+                    logits=row["logits"], confidence=row.get("confidence"),
+                    rejected=None if rej is None else bool(rej))
     return dict(status="error", error=dict(code=row["error_code"], name=row["error_name"],
                                            message=row["error_message"]))
 
@@ -138,7 +257,8 @@ def _store_row(rec: dict, board, checksum, latency) -> dict:
     return dict(seq=rec["seq"], status=rec["status"], class_index=rec.get("class_index"),
                 class_name=rec.get("cls"), logits=rec.get("logits"), error_code=err.get("code"),
                 error_name=err.get("name"), error_message=err.get("message"), board=board,
-                weights_checksum=checksum, latency_s=latency)
+                weights_checksum=checksum, latency_s=latency, confidence=rec.get("confidence"),
+                rejected=None if rec.get("rejected") is None else int(rec["rejected"]))
 
 
 def send(run: Run, client, model: Model, batch: int, store=None, board_name="",
@@ -169,9 +289,10 @@ def send(run: Run, client, model: Model, batch: int, store=None, board_name="",
                 continue
             if res["status"] == W.OK:
                 k = res["class_index"]
+                conf, rejected = model.confidence(res["logits"])
                 rec.update(status="ok", class_index=k,
                            cls=model.classes[k] if k < len(model.classes) else None,
-                           logits=res["logits"])
+                           logits=res["logits"], confidence=round(conf, 6), rejected=rejected)
             else:
                 rec.update(error_record(rec, res["status"], res["message"]))
             rec["board"] = name
@@ -186,11 +307,13 @@ def send(run: Run, client, model: Model, batch: int, store=None, board_name="",
         if not batches:    # nothing to send: still check the board and its weights
             if single:
                 run.board_info, run.weights_sent = client.ensure_weights(model.folder)
+                run.reached = True
             return
         pool.run(batches, images, on_result)
     finally:
         if pool.board_info is not None:
             run.board_info, run.weights_sent = pool.board_info, pool.weights_sent
+            run.reached = True
         run.boards = {w.name: dict(batches=w.batches, weights_sent=w.weights_sent)
                       for w in pool.workers}
         if single:
@@ -201,6 +324,7 @@ def fail_unsent(run: Run, message: str) -> None:
     for rec in run.records:
         if "status" not in rec:
             rec.update(error_record(rec, W.E_INTERNAL, f"not classified: {message}"))
+            rec["unsent"] = True
 
 
 def progress_bar(total: int, disabled: bool, desc: str | None = None):

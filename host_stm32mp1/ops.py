@@ -29,7 +29,7 @@ def configure(args) -> int:
     except (OSError, ValueError, KeyError) as e:
         return _fail(e)
     try:
-        with BoardClient(host, port, timeout=args.timeout) as c:
+        with BoardClient(host, port, timeout=args.timeout, probe_timeout=args.probe_timeout) as c:
             if args.force:
                 info = c.query()
                 if info["topology_hash"] != model.meta["topology_hash"]:
@@ -56,7 +56,7 @@ def status(args) -> int:
     except (OSError, ValueError, KeyError) as e:
         return _fail(e)
     try:
-        with BoardClient(host, port, timeout=args.timeout) as c:
+        with BoardClient(host, port, timeout=args.timeout, probe_timeout=args.probe_timeout) as c:
             info = c.query()
     except (BoardError, OSError) as e:
         return _fail(e)
@@ -69,7 +69,7 @@ def status(args) -> int:
                             and info["weights_checksum"] == model.checksum)
     if args.db:
         try:
-            with open_store(args.db) as store:
+            with open_store(args.db, create=False) as store:
                 out["store"] = store.counters()
         except StoreError as e:
             return _fail(e)
@@ -97,21 +97,27 @@ def bench(args) -> int:
         host, port = parse_address(args.board)
         if args.n < 1 or args.batch < 1:
             raise ValueError("--n and --batch must be at least 1")
+        if args.out:
+            rep.check_writable(args.out, "--out")
     except (OSError, ValueError, KeyError) as e:
         return _fail(e)
     if args.files:
-        maps = [it.map for it in readers.read_files(args.files) if isinstance(it, readers.Item)]
+        got = list(readers.read_files(args.files))
+        for f in got:
+            if isinstance(f, readers.Failure):
+                print(f"error: {engine.clean(f.source)}: {engine.clean(f.reason)}", file=sys.stderr)
+        maps = [it.map for it in got if isinstance(it, readers.Item)]
         if not maps:
             return _fail("no readable maps in FILES")
         maps = [maps[i % len(maps)] for i in range(args.n)]
     else:
         rng = np.random.default_rng(args.seed)
         maps = list(rng.integers(0, 3, (args.n, model.size, model.size), dtype=np.uint8))
-    run = engine.prepare((readers.Item("bench", i, m) for i, m in enumerate(maps)), model)
+    run = engine.prepare((readers.Item("bench", i, m) for i, m in enumerate(maps)), model, quiet=True)
     bar = engine.progress_bar(len(run.pending), args.no_progress, desc="bench")
     t0 = time.perf_counter()
     try:
-        with BoardClient(host, port, timeout=args.timeout) as c:
+        with BoardClient(host, port, timeout=args.timeout, probe_timeout=args.probe_timeout) as c:
             engine.send(run, c, model, args.batch, None, args.board, bar)
     except (BoardError, OSError) as e:
         return _fail(e)
@@ -125,7 +131,10 @@ def bench(args) -> int:
     print(f"latency per batch: p50 {1e3 * b['p50']:.2f} ms  p99 {1e3 * b['p99']:.2f} ms")
     print(f"latency per image: p50 {1e3 * i['p50']:.3f} ms  p99 {1e3 * i['p99']:.3f} ms")
     if args.out:
-        Path(args.out).write_text(json.dumps(dict(s, batch=args.batch, n=args.n), indent=1))
+        try:
+            Path(args.out).write_text(json.dumps(dict(s, batch=args.batch, n=args.n), indent=1))
+        except OSError as e:
+            return _fail(f"cannot write {args.out}: {e.strerror or e}")
     return EXIT_OK if s["n_errors"] == 0 else EXIT_ERRORS
 
 
@@ -148,14 +157,17 @@ def report(args) -> int:
     from host_stm32mp1 import htmlreport
 
     try:
-        with open_store(args.db) as store:
+        rep.check_writable(args.out, "--out")
+        with open_store(args.db, create=False) as store:
             rows = store.rows()
             counters = store.counters()
-    except StoreError as e:
+    except (StoreError, ValueError) as e:
         return _fail(e)
     html = htmlreport.render(rows, counters, bins=max(1, args.bins), title=f"waferq results: {_redact(args.db)}")
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html, encoding="utf-8")
+    try:
+        out.write_text(html, encoding="utf-8")
+    except OSError as e:
+        return _fail(f"cannot write {out}: {e.strerror or e}")
     print(f"wrote {out} ({len(rows)} results)")
     return EXIT_OK

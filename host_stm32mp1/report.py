@@ -35,6 +35,8 @@ def summarize(records: list[dict], classes, batch_latencies_s, batch_sizes, wall
     summary = dict(
         n_images=len(records), n_ok=len(ok), n_errors=len(records) - len(ok),
         n_classes=n_classes, weights_sent=weights_sent,
+        n_rejected=sum(bool(r.get("rejected")) for r in ok),
+        n_warnings=sum(bool(r.get("warnings")) for r in records),
         accuracy=(sum(r["class_index"] == r["label"] for r in labelled) / len(labelled)
                   if labelled else None),
         n_labelled=len(labelled),
@@ -70,8 +72,14 @@ def format_table(summary: dict) -> str:
                      f"  {_fmt(r['recall'], True):>6}")
         lines.append(line)
     lines.append("")
+    sent = summary["weights_sent"]
+    sent = ("- (no board reached)" if sent is None else "yes" if sent else "no (already loaded)")
     lines.append(f"images: {summary['n_images']}  ok: {summary['n_ok']}  errors: {summary['n_errors']}"
-                 f"  weights sent: {'yes' if summary['weights_sent'] else 'no (already loaded)'}")
+                 f"  weights sent: {sent}")
+    if summary.get("n_rejected"):
+        lines.append(f"rejected by the confidence threshold (review): {summary['n_rejected']}")
+    if summary.get("n_warnings"):
+        lines.append(f"maps with warnings (see stderr, the CSV and the store): {summary['n_warnings']}")
     if summary.get("n_from_store"):
         lines.append(f"answered earlier (from the store, not sent again): {summary['n_from_store']}")
     if summary["accuracy"] is not None:
@@ -93,8 +101,24 @@ def write_json(path, records: list[dict], summary: dict) -> None:
     tmp.replace(path)
 
 
-CSV_COLUMNS = ("id", "seq", "source", "index", "status", "class_index", "cls", "label",
-               "label_name", "error_name", "error_message", "board", "cached", "file_sha256")
+CSV_COLUMNS = ("id", "seq", "source", "index", "lot_id", "wafer_id", "tester", "part", "status",
+               "class_index", "cls", "confidence", "rejected", "label", "label_name", "error_name",
+               "error_message", "warnings", "board", "cached", "file_sha256")
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(v) -> str:
+    """One CSV cell. Text that a spreadsheet would run as a formula (=, +, -, @)
+    gets a leading ' (OWASP's advice): a label like '=HYPERLINK(...)' comes from a file."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, list):
+        v = "; ".join(map(str, v))
+    if isinstance(v, str) and v.startswith(_FORMULA):
+        return "'" + v
+    return v
 
 
 def write_csv(path, records: list[dict]) -> None:
@@ -109,5 +133,21 @@ def write_csv(path, records: list[dict]) -> None:
         for r in records:
             err = r.get("error") or {}
             row = dict(r, error_name=err.get("name"), error_message=err.get("message"))
-            w.writerow(["" if row.get(c) is None else row.get(c) for c in CSV_COLUMNS])
+            w.writerow([csv_cell(row.get(c)) for c in CSV_COLUMNS])
     tmp.replace(path)
+
+
+def check_writable(path, what: str) -> None:
+    """Before any map is sent: an output that cannot be written would lose the
+    run's report. Creates the folders and a probe file, as the write will."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder; give a file name")
+    probe = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(probe, "a"):
+            pass
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"{what} {path} cannot be written: {e.strerror or e}") from None

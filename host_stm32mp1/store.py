@@ -2,9 +2,14 @@
 PostgreSQL for a fab-wide store (``--db postgresql://...``, psycopg 3 or
 psycopg2). Same schema and behaviour on both.
 
-An image is one map of one file, keyed by ``(file_sha256, idx)``: the
-SHA-256 of the file's raw bytes and the map's position in it (-1 for a file
-that could not be read). ``seq`` is the store's sequence id. The journal is
+An image is one map of one file under one set of settings, keyed by
+``(file_sha256, idx, settings)``: the SHA-256 of the file's raw bytes, the
+map's position in it (-1 for a file that could not be read), and a digest of
+everything else that decides its answer (the reader options such as
+``--pass-bins``, the input size, the model's topology hash and weights
+checksum; ``engine.settings_key``). The same file under other settings is
+another image and is classified again; ``wq_settings`` says what each digest
+stands for. ``seq`` is the store's sequence id. The journal is
 the two tables: an image row is written (pending) before its map is sent,
 a result row when its answer comes back. The result's primary key is the
 image's seq and writes are INSERT .. ON CONFLICT DO NOTHING, so a resend
@@ -22,10 +27,16 @@ CREATE TABLE IF NOT EXISTS wq_images (
     seq         {serial},
     file_sha256 TEXT NOT NULL,
     idx         INTEGER NOT NULL,
+    settings    TEXT NOT NULL,
     source      TEXT NOT NULL,
     label       INTEGER,
+    lot_id      TEXT,
+    wafer_id    TEXT,
+    tester      TEXT,
+    part        TEXT,
+    warnings    TEXT,
     created_at  DOUBLE PRECISION NOT NULL,
-    UNIQUE (file_sha256, idx)
+    UNIQUE (file_sha256, idx, settings)
 );
 CREATE TABLE IF NOT EXISTS wq_results (
     seq            BIGINT PRIMARY KEY REFERENCES wq_images (seq),
@@ -39,18 +50,28 @@ CREATE TABLE IF NOT EXISTS wq_results (
     board          TEXT,
     weights_checksum BIGINT,
     latency_s      DOUBLE PRECISION,
+    confidence     DOUBLE PRECISION,
+    rejected       INTEGER,
     finished_at    DOUBLE PRECISION NOT NULL
 );
 CREATE TABLE IF NOT EXISTS wq_files (
-    file_sha256  TEXT PRIMARY KEY,
+    file_sha256  TEXT NOT NULL,
+    settings     TEXT NOT NULL,
     path         TEXT NOT NULL,
     n_images     INTEGER NOT NULL,
     outcome      TEXT NOT NULL,
-    processed_at DOUBLE PRECISION NOT NULL
+    processed_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (file_sha256, settings)
+);
+CREATE TABLE IF NOT EXISTS wq_settings (
+    settings     TEXT PRIMARY KEY,
+    description  TEXT NOT NULL
 );
 """
 RESULT_COLS = ("status", "class_index", "class_name", "logits", "error_code", "error_name",
-               "error_message", "board", "weights_checksum", "latency_s", "finished_at")
+               "error_message", "board", "weights_checksum", "latency_s", "confidence", "rejected",
+               "finished_at")
+IMAGE_INFO = ("lot_id", "wafer_id", "tester", "part", "warnings")
 
 
 class StoreError(Exception):
@@ -93,6 +114,12 @@ class Store:
             if stmt.strip():
                 self._exec(stmt)
         self._commit()
+        try:   # a store from before settings keys: its cache would answer under other settings
+            self._exec("SELECT settings FROM wq_images WHERE 1 = 0")
+        except StoreError:
+            raise StoreError(f"store {_redact(self.url)} was written by an older waferq (its "
+                             "results are not keyed by model and reader settings): use a new "
+                             "store") from None
 
     def close(self) -> None:
         self.conn.close()
@@ -104,21 +131,31 @@ class Store:
         self.close()
 
     # --- journal ----------------------------------------------------------
-    def register(self, images) -> list[int]:
-        """Images as (file_sha256, idx, source, label) -> their seq ids, written
-        (committed) before anything is sent. An image already known keeps its seq."""
+    def register(self, images, settings: str = "", info=None) -> list[int]:
+        """Images as (file_sha256, idx, source, label) under ``settings`` -> their
+        seq ids, written (committed) before anything is sent. An image already
+        known keeps its seq. ``info``: one dict per image of IMAGE_INFO values."""
         images = list(images)
+        info = list(info) if info is not None else [{}] * len(images)
         now = time.time()
-        self._exec("INSERT INTO wq_images (file_sha256, idx, source, label, created_at) "
-                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT (file_sha256, idx) DO NOTHING",
-                   [(sha, idx, src, lab, now) for sha, idx, src, lab in images], many=True)
+        self._exec(f"INSERT INTO wq_images (file_sha256, idx, settings, source, label, "
+                   f"{', '.join(IMAGE_INFO)}, created_at) VALUES "
+                   f"({', '.join('?' * (6 + len(IMAGE_INFO)))}) "
+                   "ON CONFLICT (file_sha256, idx, settings) DO NOTHING",
+                   [(sha, idx, settings, src, lab, *(extra.get(k) for k in IMAGE_INFO), now)
+                    for (sha, idx, src, lab), extra in zip(images, info)], many=True)
         seqs = {}
         for sha in {im[0] for im in images}:
-            for idx, seq in self._exec("SELECT idx, seq FROM wq_images WHERE file_sha256 = ?",
-                                       (sha,)).fetchall():
+            for idx, seq in self._exec("SELECT idx, seq FROM wq_images WHERE file_sha256 = ? "
+                                       "AND settings = ?", (sha, settings)).fetchall():
                 seqs[(sha, idx)] = seq
         self._commit()
         return [seqs[(sha, idx)] for sha, idx, _, _ in images]
+
+    def describe_settings(self, settings: str, description: str) -> None:
+        self._exec("INSERT INTO wq_settings (settings, description) VALUES (?, ?) "
+                   "ON CONFLICT (settings) DO NOTHING", (settings, description))
+        self._commit()
 
     def results(self, seqs) -> dict[int, dict]:
         """Stored results of these images, by seq."""
@@ -165,14 +202,17 @@ class Store:
             "LEFT JOIN wq_results r ON r.seq = i.seq WHERE r.seq IS NULL ORDER BY i.seq").fetchall()]
 
     # --- files (watch) ----------------------------------------------------
-    def file_outcome(self, sha: str) -> str | None:
-        row = self._exec("SELECT outcome FROM wq_files WHERE file_sha256 = ?", (sha,)).fetchone()
+    def file_outcome(self, sha: str, settings: str = "") -> str | None:
+        row = self._exec("SELECT outcome FROM wq_files WHERE file_sha256 = ? AND settings = ?",
+                         (sha, settings)).fetchone()
         return row[0] if row else None
 
-    def record_file(self, sha: str, path: str, n_images: int, outcome: str) -> None:
-        self._exec("INSERT INTO wq_files (file_sha256, path, n_images, outcome, processed_at) "
-                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT (file_sha256) DO NOTHING",
-                   (sha, path, n_images, outcome, time.time()))
+    def record_file(self, sha: str, path: str, n_images: int, outcome: str,
+                    settings: str = "") -> None:
+        self._exec("INSERT INTO wq_files (file_sha256, settings, path, n_images, outcome, "
+                   "processed_at) VALUES (?, ?, ?, ?, ?, ?) "
+                   "ON CONFLICT (file_sha256, settings) DO NOTHING",
+                   (sha, settings, path, n_images, outcome, time.time()))
         self._commit()
 
     # --- reports ----------------------------------------------------------
@@ -185,9 +225,10 @@ class Store:
                     files=one("SELECT COUNT(*) FROM wq_files"))
 
     def rows(self) -> list[dict]:
-        cols = ("seq", "file_sha256", "idx", "source", "label", "created_at") + RESULT_COLS
+        head = ("seq", "file_sha256", "idx", "settings", "source", "label") + IMAGE_INFO + ("created_at",)
+        cols = head + RESULT_COLS
         cur = self._exec(
-            f"SELECT i.seq, i.file_sha256, i.idx, i.source, i.label, i.created_at, "
+            f"SELECT {', '.join('i.' + c for c in head)}, "
             f"{', '.join('r.' + c for c in RESULT_COLS)} FROM wq_images i "
             "JOIN wq_results r ON r.seq = i.seq ORDER BY r.finished_at, i.seq")
         return [dict(zip(cols, row)) for row in cur.fetchall()]
@@ -197,6 +238,8 @@ class SqliteStore(Store):
     def __init__(self, path: str, url: str):
         import sqlite3
 
+        if Path(path).is_dir():
+            raise StoreError(f"{path} is a folder, not a SQLite store")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=30)
         # WAL: a report or a test can read while a run writes; NORMAL is still
@@ -235,14 +278,18 @@ def _redact(url: str) -> str:
     return f"{scheme}://{cred.split(':')[0]}:***@{tail}"
 
 
-def open_store(url: str) -> Store:
-    """``postgresql://...`` / ``postgres://...``, ``sqlite:///path`` or a file path."""
+def open_store(url: str, create: bool = True) -> Store:
+    """``postgresql://...`` / ``postgres://...``, ``sqlite:///path`` or a file path.
+    ``create=False`` (report, status): a SQLite file that is not there is an
+    error, not a new empty store."""
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresStore(url)
     if url.startswith("sqlite://"):
         url = url[len("sqlite://"):]
     if not url or "://" in url:
         raise StoreError(f"unknown store {url!r}: use a file path, sqlite:///path or postgresql://...")
+    if not create and not Path(url).is_file():
+        raise StoreError(f"no store at {url}: the file does not exist (check the --db path)")
     try:
         return SqliteStore(url, url)
     except Exception as e:  # sqlite3.Error and OSError both mean "cannot open"

@@ -112,7 +112,9 @@ def test_watch_once_done_failed_and_duplicates(work, board, tmp_path):
         shutil.copy(work / n, line / n)
     shutil.copy(work / "lot.xml", line / "lot-copy.xml")    # same content, other name
     (line / "notes.txt").write_text("not a map")
-    proc = host(work, board, "watch", line, "--once", "--poll-interval", "0.1", "--no-progress")
+    # A cut STDF may be a paused tester: left in place until it has been unchanged this long.
+    proc = host(work, board, "watch", line, "--once", "--poll-interval", "0.1", "--no-progress",
+                "--incomplete-after", "0")
     assert proc.returncode == 1, proc.stderr
     assert sorted(p.name for p in (line / "done").iterdir()) == ["lot-copy.xml", "lot.stdf", "lot.xml"]
     assert [p.name for p in (line / "failed").iterdir()] == ["cut.stdf"]
@@ -207,5 +209,11 @@ def test_report_html(work, board, tmp_path):
     html = (tmp_path / "r.html").read_text()
     assert html.count("<svg") == 2 and "4 labelled maps" in html and board in html
     assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    from host_stm32mp1.store import open_store
+    open_store(str(tmp_path / "empty.sqlite")).close()
     proc = run_host(["report", "--db", str(tmp_path / "empty.sqlite"), "--out", str(tmp_path / "e.html")])
     assert proc.returncode == 0 and "No classified maps" in (tmp_path / "e.html").read_text()
+    # A mistyped store path is an error, and creates nothing (issue 18 item 13).
+    proc = run_host(["report", "--db", str(tmp_path / "typo.sqlite"), "--out", str(tmp_path / "t.html")])
+    assert proc.returncode == 2 and "no store at" in proc.stderr and proc.stderr.count("\n") == 1
+    assert not (tmp_path / "typo.sqlite").exists() and not (tmp_path / "t.html").exists()

@@ -168,6 +168,7 @@ def test_stdf_pass_fail_rules_and_retest(tmp_path):
     s.part(1, 0, 1, flag=0x00 | 0x01)  # retest of (1,0): now passes
     s.wrr("W", 5, 3)
     s.hbr(3, "P")
+    s.mrr()
     (tmp_path / "r.std").write_bytes(s.bytes())
     (g,) = readers.read_file(tmp_path / "r.std")
     assert g.map.tolist() == [[1, 1, 1, 2]]

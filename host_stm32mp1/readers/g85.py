@@ -18,33 +18,24 @@ no separators) fixed-width codes of the NullBin's width. ``Orientation``
 and ``OriginLocation`` are kept as metadata; the map is used as written,
 since the classes do not depend on rotation (training augments by it).
 
-Documents with a DOCTYPE or entities are refused (entity expansion bombs).
+Each ``<Bin>``'s ``BinCount``, where given, must match the dies of that bin
+in the rows: a disagreement means a damaged or hand-edited map. Identity:
+``lot_id`` = LotId, ``wafer_id`` = WaferId (else the Map's SubstrateId),
+``part`` = ProductId; G85 has no tester field.
+
+Documents with a DOCTYPE or entities are refused in the parser (``xmlsafe``).
 """
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
-from pathlib import Path
+from collections import Counter
 
 import numpy as np
 
-MAX_CELLS = 4096 * 4096
+from host_stm32mp1.readers.limits import MAX_SIDE, check_shape
+from host_stm32mp1.readers.xmlsafe import attr as _attr, children as _children, local as _local
+
 _NULL_QUALITIES = {"null", "none", "nodie", "no die", "skip", "ugly"}
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _children(el, name: str):
-    return [c for c in el if _local(c.tag) == name]
-
-
-def _attr(el, name: str, default=None):
-    for k, v in el.attrib.items():
-        if _local(k).lower() == name.lower():
-            return v
-    return default
 
 
 def _int_attr(el, name: str, where: str) -> int | None:
@@ -109,12 +100,22 @@ def _read_map(m, index: int):
         categories[_canon(code, hexa)] = cat
     if null is not None:
         categories[null] = 0
+    counts = {}
+    for b in _children(dev, "Bin"):
+        n = _int_attr(b, "BinCount", where)
+        if n is not None:
+            counts[_canon(_attr(b, "BinCode"), hexa)] = (_attr(b, "BinCode"), n)
+    if rows_n is not None and cols_n is not None:
+        check_shape(rows_n, cols_n, where)
     datas = _children(dev, "Data")
     if len(datas) != 1:
         raise ValueError(f"{where}: expected one <Data>, found {len(datas)}")
     width = len(null_raw) if null_raw else (2 if hexa else 1)
-    rows = []
-    for r, row in enumerate(_children(datas[0], "Row")):
+    rows, seen = [], Counter()
+    row_els = _children(datas[0], "Row")
+    if len(row_els) > MAX_SIDE:
+        check_shape(len(row_els), 0, where)
+    for r, row in enumerate(row_els):
         try:
             cells = _cells(row.text or "", width)
         except ValueError as e:
@@ -126,6 +127,9 @@ def _read_map(m, index: int):
                 raise ValueError(f"{where} row {r}: bin code {c!r} is not declared by a <Bin> "
                                  "(and is not the NullBin)")
             out.append(cat)
+            seen[_canon(c, hexa)] += 1
+        if len(out) > MAX_SIDE:
+            check_shape(len(row_els), len(out), where)
         rows.append(out)
     if not rows:
         raise ValueError(f"{where}: <Data> has no <Row>")
@@ -136,11 +140,16 @@ def _read_map(m, index: int):
         raise ValueError(f"{where}: Device says Rows={rows_n}, <Data> has {len(rows)} rows")
     if cols_n is not None and cols_n != len(rows[0]):
         raise ValueError(f"{where}: Device says Columns={cols_n}, rows have {len(rows[0])} codes")
-    if len(rows) * len(rows[0]) > MAX_CELLS:
-        raise ValueError(f"{where}: {len(rows)}x{len(rows[0])} map is too large")
-    meta = {k: _attr(m, k) for k in ("SubstrateId", "SubstrateType") if _attr(m, k) is not None}
-    meta.update({k: _attr(dev, k) for k in ("LotId", "ProductId", "Orientation", "OriginLocation")
-                 if _attr(dev, k) is not None})
+    for key, (code, n) in counts.items():
+        if seen[key] != n:
+            raise ValueError(f"{where}: bin {code!r} has BinCount={n}, the rows hold {seen[key]} "
+                             "dies of it (damaged or edited map)")
+    meta = {k: _attr(m, k) for k in ("SubstrateId", "SubstrateType", "WaferId")
+            if _attr(m, k) is not None}
+    meta.update({k: _attr(dev, k) for k in ("LotId", "ProductId", "Orientation", "OriginLocation",
+                                             "WaferId") if _attr(dev, k) is not None})
+    meta.update(lot_id=meta.get("LotId"), wafer_id=meta.get("WaferId") or meta.get("SubstrateId"),
+                part=meta.get("ProductId"))
     refs = [(_int_attr(rd, "ReferenceDeviceX", where), _int_attr(rd, "ReferenceDeviceY", where))
             for rd in _children(dev, "ReferenceDevice")]
     if refs:
@@ -148,21 +157,12 @@ def _read_map(m, index: int):
     return np.asarray(rows, dtype=np.uint8), meta
 
 
-def read(path: Path, **_):
-    raw = Path(path).read_bytes()
-    head = raw[:4096].lower()
-    if b"<!doctype" in head or b"<!entity" in raw.lower():
-        raise ValueError("XML with a DOCTYPE or entities is refused")
-    try:
-        root = ET.fromstring(raw)
-    except ET.ParseError as e:
-        raise ValueError(f"malformed XML: {e}") from None
+def read_maps(root):
+    """Maps of a parsed G85 document (root ``<Maps>`` or ``<Map>``)."""
     if _local(root.tag) == "Map":
         maps = [root]
-    elif _local(root.tag) == "Maps":
-        maps = _children(root, "Map")
     else:
-        raise ValueError(f"root element <{_local(root.tag)}>: not a SEMI G85 map (<Maps> or <Map>)")
+        maps = _children(root, "Map")
     if not maps:
         raise ValueError("<Maps> holds no <Map>")
-    return [_read_map(m, i) for i, m in enumerate(maps)], None
+    return [_read_map(m, i) for i, m in enumerate(maps)]

@@ -16,10 +16,12 @@ when pandas is importable; otherwise the error says how to convert it.
 """
 from __future__ import annotations
 
+import io
 import json
-from pathlib import Path
 
 import numpy as np
+
+from host_stm32mp1.readers.limits import MAX_JSON_BYTES, check_shape
 
 META_KEYS = ("lotName", "waferIndex", "dieSize", "trianTestLabel")
 
@@ -54,14 +56,25 @@ def _row(row, where: str):
         raise ValueError(f"{where}: 'waferMap' is not a rectangular array: {e}") from None
     if m.ndim != 2 or m.dtype.kind not in "iuf":
         raise ValueError(f"{where}: 'waferMap' must be a 2-D array of numbers, got shape {m.shape}")
+    check_shape(*m.shape, where=f"{where}: 'waferMap'")
     if m.size and (m.min() < 0 or m.max() > 2):
         raise ValueError(f"{where}: 'waferMap' values must be 0 (no die), 1 (pass) or 2 (fail)")
     meta = {k: _meta_value(row[k]) for k in META_KEYS if k in row}
+    if meta.get("lotName") is not None:
+        meta["lot_id"] = str(meta["lotName"])
+    if meta.get("waferIndex") is not None:
+        w = meta["waferIndex"]
+        meta["wafer_id"] = str(int(w)) if isinstance(w, float) and w.is_integer() else str(w)
     return (m.astype(np.uint8), meta), _label_name(row.get("failureType"))
 
 
-def read_json(path: Path, **_):
-    data = json.loads(Path(path).read_text())
+def read_json(data: bytes, **_):
+    if len(data) > MAX_JSON_BYTES:
+        raise ValueError(f"JSON file larger than {MAX_JSON_BYTES >> 20} MiB (export fewer rows a file)")
+    try:
+        data = json.loads(data)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not UTF-8 text: {e.reason} at byte {e.start}") from None
     if isinstance(data, dict) and "rows" in data:
         data = data["rows"]
     rows = data if isinstance(data, list) else [data]
@@ -72,7 +85,7 @@ def read_json(path: Path, **_):
     return [m for m, _ in out], (labels if any(lab is not None for lab in labels) else None)
 
 
-def read_pickle(path: Path, allow_pickle: bool = False, **_):
+def read_pickle(data: bytes, allow_pickle: bool = False, **_):
     if not allow_pickle:
         raise ValueError("pickles run code when loaded: pass --allow-pickle for a trusted "
                          "LSWMD.pkl, or export its rows as JSON (see host_stm32mp1/readers/wm811k.py)")
@@ -82,7 +95,7 @@ def read_pickle(path: Path, allow_pickle: bool = False, **_):
         raise ValueError("reading LSWMD.pkl needs pandas, which this host does not have; "
                          "export the rows as JSON on a machine with pandas") from None
     # pandas' read_pickle maps the old module paths the 2017 file was written with.
-    df = pd.read_pickle(path)
+    df = pd.read_pickle(io.BytesIO(data))
     if not hasattr(df, "iterrows") or "waferMap" not in getattr(df, "columns", ()):
         raise ValueError("not an LSWMD-style DataFrame with a 'waferMap' column")
     out = [_row(dict(r), f"row {i}") for i, (_, r) in enumerate(df.iterrows())]
