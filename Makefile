@@ -150,3 +150,10 @@ IMAGE_OUT   ?= $(BUILD)/image
 image: $(STAMP)
 	$(PY) -m deploy.image --bit $(IMAGE_BIT) --dtbo $(IMAGE_DTBO) --ko $(IMAGE_KO) \
 		--model $(IMAGE_MODEL) --out $(IMAGE_OUT) $(if $(FSBL),--fsbl $(FSBL)) $(if $(UBOOT),--uboot $(UBOOT))
+
+# make deploy BOARD=root@zybo HOST=root@stm32mp1 [HOST_CONFIG=host.toml] [KEY=wire.key] [BOARD_ENV=board.env]
+# over SSH: install, enable, restart, then the health check (status from the host); deploy/deploy.py.
+deploy: $(STAMP)
+	$(PY) -m deploy.deploy $(if $(BOARD),--board $(BOARD)) $(if $(HOST),--host $(HOST)) \
+		--image $(IMAGE_OUT) --model $(IMAGE_MODEL) $(if $(HOST_CONFIG),--host-config $(HOST_CONFIG)) \
+		$(if $(KEY),--key-file $(KEY)) $(if $(BOARD_ENV),--board-env $(BOARD_ENV)) $(DEPLOY_OPTS)

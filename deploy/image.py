@@ -10,6 +10,7 @@ Writes into --out:
   rootfs-overlay.tar.gz   unpacked over the root file system (tar -xzf ... -C /): firmware,
                           driver, overlay, the board service and its systemd units, owned by root
   rootfs-overlay.txt      that tarball's listing (mode, path)
+  kernel-release          the release the module was built for (its vermagic)
 Stops with exit 2 and one sentence naming every missing input.
 """
 from __future__ import annotations
@@ -160,6 +161,7 @@ def make(args) -> Path:
     inputs["bitbin"] = bit_to_bin(inputs["bit"], out / "waferq.bit.bin")
     inputs["kver"] = kernel_release(inputs["ko"])
     listing = rootfs_tar(inputs, out / "rootfs-overlay.tar.gz")
+    (out / "kernel-release").write_text(inputs["kver"] + "\n")   # make deploy runs depmod for it
     (out / "rootfs-overlay.txt").write_text("".join(f"{m:04o} /{d}\n" for m, d in listing))
     lines = ["# Boot (FAT32) partition of the Zybo Z7-20's SD card; copy these to its root.",
              "# file\tstatus\twhere it comes from"]
