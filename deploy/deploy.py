@@ -106,7 +106,7 @@ def deploy_board(r: Remote, args) -> str:
 
 
 def host_files(args) -> dict:
-    wheel = Path(args.wheel) if args.wheel else host_wheel.build(Path("build/dist"))
+    wheel = Path(args.wheel) if args.wheel else host_wheel.build(host_wheel.ROOT / "build" / "dist")
     model = _need(Path(args.model), "make export")
     files = {"wheel/" + wheel.name: (_need(wheel, "make host-wheel").read_bytes(), 0o644),
              "waferq-host.service": (HOST_UNIT.read_bytes(), 0o644)}

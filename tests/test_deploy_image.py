@@ -142,9 +142,11 @@ def test_image_names_every_missing_input(tmp_path):
 def test_makefile_image_target(inputs):
     args, _, tmp = inputs
     a = dict(zip(args[::2], args[1::2]))
+    stamp = tmp / "installed"        # stands for .venv/.installed: no `make install` from a test
+    stamp.touch()
     proc = subprocess.run(["make", "-s", "image", f"IMAGE_BIT={a['--bit']}", f"IMAGE_DTBO={a['--dtbo']}",
                            f"IMAGE_KO={a['--ko']}", f"IMAGE_MODEL={a['--model']}", f"IMAGE_OUT={a['--out']}",
-                           f"STAMP={ROOT / 'pyproject.toml'}", f"PY={sys.executable}"],
+                           f"STAMP={stamp}", f"PY={sys.executable}"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert (tmp / "image" / "rootfs-overlay.tar.gz").exists()
