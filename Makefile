@@ -129,7 +129,8 @@ clean:
 	rm -rf build
 
 # --- deployment (deploy/): the host wheel, the armhf run, the Zybo image, make deploy ---
-APT_PKGS += qemu-user xilinx-bootgen openssh-server openssh-client python3-numpy python3-venv python3-pip
+APT_PKGS += qemu-user xilinx-bootgen openssh-server openssh-client python3-numpy python3-venv python3-pip \
+            kmod systemd
 .PHONY: host-wheel test-armhf image deploy
 
 # The STM32MP1 host as a numpy-only wheel in build/dist/.

@@ -146,7 +146,14 @@ def test_make_deploy_over_ssh(sshd, tmp_path):
     board_port = free_port()
     inp = make_inputs(tmp_path, board_port, root)
 
-    proc = deploy(sshd, inp, "--board", sshd["target"], "--board-env", str(inp["env"]))
+    # The board through the Make target, as the README has it.
+    stamp = tmp_path / "installed"          # stands for .venv/.installed: no `make install` here
+    stamp.touch()
+    opts = " ".join(["--prefix", str(root), *[f"--ssh-opt={o}" for o in sshd["opts"]]])
+    proc = subprocess.run(["make", "-s", "deploy", f"BOARD={sshd['target']}", f"IMAGE_OUT={inp['image']}",
+                           f"IMAGE_MODEL={inp['model']}", f"KEY={inp['key']}", f"BOARD_ENV={inp['env']}",
+                           f"DEPLOY_OPTS={opts}", f"STAMP={stamp}", f"PY={sys.executable}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "waferq-board.service active" in proc.stdout
     # Installed where the units expect them, with their modes.

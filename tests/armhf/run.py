@@ -252,8 +252,11 @@ def check_watch(a: Armhf, ctx):
     need(proc.returncode == 0, f"watch exited {proc.returncode} on SIGTERM")
     need("lot1.npy: 12 maps, 0 errors -> done/" in out, f"watch printed: {out}")
     err.seek(0)
-    bare = [ln for ln in err.read().splitlines() if ln.strip() and not re.match(r"<[0-7]>", ln)]
+    lines_err = [ln for ln in err.read().splitlines() if ln.strip()]
+    bare = [ln for ln in lines_err if not re.match(r"<[0-7]>", ln)]
     need(not bare, f"stderr lines without a journald priority: {bare[:3]}")
+    # The board pool logs its connection at INFO: journald level 6.
+    need(any(ln.startswith("<6>waferq.") for ln in lines_err), f"no <6> log line: {lines_err[:3]}")
     need((inbox / "done" / "lot1.npy").exists(), "lot1.npy not moved to done/")
     with sqlite3.connect(a.tmp / "results.sqlite") as db:
         n = db.execute("SELECT count(*) FROM wq_results r JOIN wq_images i ON r.seq = i.seq "
