@@ -127,3 +127,34 @@ test: tools $(STAMP)
 
 clean:
 	rm -rf build
+
+# --- deployment (deploy/): the host wheel, the armhf run, the Zybo image, make deploy ---
+APT_PKGS += qemu-user xilinx-bootgen openssh-server openssh-client python3-numpy python3-venv python3-pip \
+            kmod systemd
+.PHONY: host-wheel test-armhf image deploy
+
+# The STM32MP1 host as a numpy-only wheel in build/dist/.
+host-wheel: $(STAMP)
+	$(PY) -m deploy.host_wheel --out build/dist
+
+# The host as armhf under qemu-arm against the board service on loopback; ends "N passed, M failed".
+test-armhf: $(STAMP)
+	$(PY) tests/armhf/run.py --work build/armhf
+
+# The SD card's files from make bitstream, dtbo, driver and export (deploy/image.py);
+# FSBL=... UBOOT=... also make BOOT.BIN. Stops with one sentence naming what is missing.
+IMAGE_BIT   ?= $(BUILD)/bitstream/waferq.bit
+IMAGE_DTBO  ?= $(BUILD)/bitstream/waferq.dtbo
+IMAGE_KO    ?= build/driver/armv7/waferq/waferq.ko
+IMAGE_MODEL ?= $(BUILD)/export
+IMAGE_OUT   ?= $(BUILD)/image
+image: $(STAMP)
+	$(PY) -m deploy.image --bit $(IMAGE_BIT) --dtbo $(IMAGE_DTBO) --ko $(IMAGE_KO) \
+		--model $(IMAGE_MODEL) --out $(IMAGE_OUT) $(if $(FSBL),--fsbl $(FSBL)) $(if $(UBOOT),--uboot $(UBOOT))
+
+# make deploy BOARD=root@zybo HOST=root@stm32mp1 [HOST_CONFIG=host.toml] [KEY=wire.key] [BOARD_ENV=board.env]
+# over SSH: install, enable, restart, then the health check (status from the host); deploy/deploy.py.
+deploy: $(STAMP)
+	$(PY) -m deploy.deploy $(if $(BOARD),--board $(BOARD)) $(if $(HOST),--host $(HOST)) \
+		--image $(IMAGE_OUT) --model $(IMAGE_MODEL) $(if $(HOST_CONFIG),--host-config $(HOST_CONFIG)) \
+		$(if $(KEY),--key-file $(KEY)) $(if $(BOARD_ENV),--board-env $(BOARD_ENV)) $(DEPLOY_OPTS)
