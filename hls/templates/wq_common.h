@@ -16,16 +16,12 @@
 
 #include "ap_int.h"
 #include "hls_stream.h"
+#include "wq_axis.h"
 
 namespace wq {
 
-// One beat of the 32-bit AXI-Stream. Our own struct rather than ap_axiu
-// because the hls4ml ap_types folder ships no ap_axi_sdata.h; TKEEP/TSTRB
-// are all-ones on a 32-bit DMA stream and not needed.
-struct axis_word {
-    ap_uint<32> data;
-    ap_uint<1> last;
-};
+// axis_word, the stream beat of rx and tx, is hls::axis<ap_uint<32>,0,0,0>
+// (wq_axis.h).
 
 typedef ap_uint<32> word_t;    // a stream word, a blob word, a counter of words
 typedef ap_int<32> shift_t;    // requant shift from the blob (negative multiplies)
