@@ -18,17 +18,19 @@ from quant.intmodel import random_model
 from quant.spec import CNNSpec
 from zybo_z7 import board
 
+import tcl_stubs
+
 ROOT = Path(__file__).resolve().parent.parent
 SEP, END = "\x1f", "\x1e"
 needs_tclsh = pytest.mark.skipif(shutil.which("tclsh") is None,
                                  reason="tclsh is not installed (apt-get install tcl)")
 
-# name -> extra TCL run after recording ($args is the call)
-STUBS = {name: "" for name in ("open_project", "set_top", "add_files", "open_solution", "set_part",
-                               "create_clock", "csim_design", "csynth_design", "cosim_design")}
-# export_design leaves the unzipped IP in <solution>/impl/ip, as Vitis HLS does.
-STUBS["export_design"] = f"file mkdir $::here/{tcl.PROJECT}/{tcl.SOLUTION}/impl/ip"
-STUBS["exit"] = ""
+# name -> extra TCL run after recording and checking ($args is the call); every
+# call is checked against the command's documented syntax (UG1399) first.
+BODIES = {
+    # export_design leaves the unzipped IP in <solution>/impl/ip, as Vitis HLS does.
+    "export_design": f"file mkdir $::here/{tcl.PROJECT}/{tcl.SOLUTION}/impl/ip",
+}
 
 
 def _prelude(calls: Path, here: Path) -> str:
@@ -36,8 +38,7 @@ def _prelude(calls: Path, here: Path) -> str:
              'proc rec {name argl} {puts -nonewline $::rec "[join [concat [list $name] $argl] \\x1f]\\x1e"; '
              "flush $::rec}",
              'proc unknown {args} {rec UNKNOWN $args; error "unstubbed vitis_hls command: [lindex $args 0]"}']
-    lines += [f"proc {name} {{args}} {{rec {name} $args; {body}}}" for name, body in STUBS.items()]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + tcl_stubs.stub_procs(tcl_stubs.VITIS_HLS, BODIES)
 
 
 def _run_tcl(script: Path, extra: str = ""):
@@ -176,3 +177,16 @@ def test_synth_without_vitis_hls_exits_2_with_one_sentence(hls_dir, tmp_path):
     msg = proc.stderr.strip()
     assert "\n" not in msg and msg.endswith(".") and "vitis_hls is not on PATH" in msg
     assert (tmp_path / "hls" / "run_hls.tcl").is_file()
+
+
+@needs_tclsh
+@pytest.mark.parametrize("line, why", [
+    ("create_clock -name default", "missing required option -period"),
+    ("export_design -format ip_catalog -no_such 1", "undocumented option -no_such"),
+    ("open_solution -reset", "open_solution: 0 positional arguments"),
+    ("set_top a b", "set_top: 2 positional arguments"),
+    ("csynth_design -quiet", "undocumented option -quiet"),   # no -quiet in vitis_hls
+])
+def test_stub_refuses_what_the_manual_rules_out(hls_dir, line, why):
+    proc, _ = _run_tcl(hls_dir / "run_hls.tcl", line + "\n")
+    assert proc.returncode != 0 and why in proc.stderr, proc.stderr
