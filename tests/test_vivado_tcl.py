@@ -242,3 +242,30 @@ def test_stub_refuses_what_the_manual_rules_out(tmp_path, line, why):
 def test_stub_accepts_documented_calls(tmp_path, line):
     rc, err = _one_call(tmp_path, line)
     assert rc == 0, err
+
+
+def test_ps7_gets_every_value_of_board_toml(run):
+    """The generated TCL sets each processing_system7 CONFIG value of board.toml
+    (the 385 preset values, our additions, the PL-facing ones), and nothing else."""
+    _, recorded, _ = run
+    cfg = _props(recorded, "ps7")
+    want = {f"CONFIG.{k}": v for k, v in board.load().ps7_config().items()}
+    assert cfg == want
+    assert len(want) >= 385 and cfg["CONFIG.PCW_UIPARAM_DDR_FREQ_MHZ"] == "533.333333"
+
+
+def test_board_part_only_when_the_board_files_are_installed(run, tmp_path):
+    proc, recorded, out = run
+    part = board.load()["board"]["board_part"]
+    assert _calls(recorded, "get_board_parts") == [["-quiet", part]]
+    assert not [c for c in _calls(recorded, "set_property") if c[0] == "board_part"]
+    assert "board files for" in proc.stdout
+    impl = tmp_path / "impl_1"
+    impl.mkdir()
+    (impl / "waferq_bd_wrapper.bit").write_bytes(b"bit")
+    (tmp_path / "waferq_bd.hwh").write_text("<hwh/>")
+    proc, recorded = _replay(tmp_path, out / "board_facts.tcl", impl, tmp_path / "waferq_bd.hwh",
+                             board_parts=part)
+    assert proc.returncode == 0, proc.stderr
+    assert [c for c in _calls(recorded, "set_property") if c[0] == "board_part"] == [
+        ["board_part", part, "waferq"]]
