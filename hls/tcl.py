@@ -7,7 +7,10 @@ export), and writes:
 
 - ``<hls>/run_hls.tcl``       open_project, set_top waferq_top, add_files, part
                               and clock from ``zybo_z7/board.toml``, csim_design,
-                              csynth_design, cosim_design, export_design (IP
+                              csynth_design, a check of the synthesized ports
+                              (rx/tx 32-bit TDATA with TLAST and TKEEP,
+                              s_axi_control), cosim_design only when the
+                              environment has WQ_COSIM=1, export_design (IP
                               catalog, VLNV from board.toml), then copies
                               ``<solution>/impl/ip`` to ``<hls>/ip``, where
                               ``zybo_z7/bitstream.py`` looks for it.
@@ -116,6 +119,62 @@ int main(int argc, char** argv) {
 """.replace("%STIMULUS%", STIMULUS).replace("%EXPECTED%", EXPECTED)
 
 
+# After csynth_design: the synthesized top must have the ports the block design
+# connects, or the bitstream would build and hang (a struct stream packed into a
+# wider TDATA with no TLAST, UG1399). Reads the Verilog top Vitis HLS writes to
+# <solution>/syn/verilog/<top>.v ("input  [31:0] rx_TDATA;" declarations).
+CHECK_INTERFACE = r"""
+proc wq_port_widths {path} {
+    if {![file isfile $path]} {
+        error "interface check: csynth_design wrote no Verilog top at $path."
+    }
+    set f [open $path r]
+    set text [read $f]
+    close $f
+    set ports [dict create]
+    # width: msb + 1; 1 without a range; -1 for a range written in parameters
+    foreach {all dir msb name} [regexp -all -inline -line \
+            {^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:\[([^\]:]+):\s*0\s*\]\s*)?(\w+)\s*;} $text] {
+        set msb [string trim $msb]
+        if {$msb eq ""} {
+            dict set ports $name 1
+        } elseif {[string is integer -strict $msb]} {
+            dict set ports $name [expr {$msb + 1}]
+        } else {
+            dict set ports $name -1
+        }
+    }
+    return $ports
+}
+
+# Stops the run with one sentence unless rx and tx are 32-bit AXI4-Streams with
+# TLAST and TKEEP and the control registers are the s_axi_control bundle.
+proc wq_check_interface {path} {
+    set ports [wq_port_widths $path]
+    foreach s {rx tx} {
+        if {![dict exists $ports ${s}_TDATA] || [dict get $ports ${s}_TDATA] != 32} {
+            set w [expr {[dict exists $ports ${s}_TDATA] ? [dict get $ports ${s}_TDATA] : "no"}]
+            error "interface check: $s has $w-bit TDATA in $path, the DMA FIFOs need 32 bits (is the top's stream type hls::axis<ap_uint<32>,0,0,0>?)."
+        }
+        foreach side {TLAST TKEEP TVALID TREADY} {
+            if {![dict exists $ports ${s}_$side]} {
+                error "interface check: $s has no $side in $path, so the core and the DMA cannot frame messages."
+            }
+        }
+        if {[dict get $ports ${s}_TKEEP] != 4} {
+            error "interface check: ${s}_TKEEP is [dict get $ports ${s}_TKEEP] bits in $path, expected 4."
+        }
+    }
+    foreach p {s_axi_control_AWADDR s_axi_control_WDATA s_axi_control_ARADDR s_axi_control_RDATA} {
+        if {![dict exists $ports $p]} {
+            error "interface check: no AXI4-Lite bundle s_axi_control ($p) in $path, which the block design connects."
+        }
+    }
+    puts "waferq: interface check passed: rx, tx 32-bit TDATA with TLAST and TKEEP; s_axi_control"
+}
+"""
+
+
 class TclError(RuntimeError):
     """A one-sentence reason the script cannot be written."""
 
@@ -172,7 +231,12 @@ def tcl_script(fw: Path, tb: Path, hls_dir: Path, facts: dict) -> str:
               f"create_clock -period {facts['period_ns']:g} -name default",
               "csim_design",
               "csynth_design",
-              "cosim_design",
+              *CHECK_INTERFACE.strip("\n").splitlines(),
+              f"wq_check_interface $here/{PROJECT}/{SOLUTION}/syn/verilog/{TOP}.v",
+              "# C/RTL co-simulation takes long: only when asked (make hls COSIM=1, env WQ_COSIM=1).",
+              "if {[info exists ::env(WQ_COSIM)] && $::env(WQ_COSIM) eq \"1\"} {",
+              "    cosim_design",
+              "}",
               f"export_design -format ip_catalog -vendor {facts['vendor']} -library {facts['library']}"
               f" -ipname {facts['ipname']} -version {facts['version']}",
               "# export_design leaves the unzipped IP in <solution>/impl/ip; the block design's",
