@@ -30,6 +30,31 @@ typedef ap_uint<8> pixel_t;    // input code, INPUT_BITS = 8
 typedef ap_int<32> logit_t;    // logits as they travel in the INFER reply
 typedef ap_int<64> wide_t;     // what requantization computes in
 
+// One multiply lane of a conv2d, dwconv or dense layer: a * b, exact, in R.
+// FABRIC (the layer config's mul_fabric, from hls/estimate.py's DSP rule) binds
+// the multiplier to LUTs, as the resource estimate counts it; otherwise the tool
+// picks (a DSP48E1 at those widths).
+template <bool FABRIC>
+struct lane_mul {
+    template <class R, class A, class B>
+    static R mul(A a, B b) {
+        #pragma HLS INLINE
+        R p = a * b;
+        #pragma HLS BIND_OP variable=p op=mul impl=fabric
+        return p;
+    }
+};
+
+template <>
+struct lane_mul<false> {
+    template <class R, class A, class B>
+    static R mul(A a, B b) {
+        #pragma HLS INLINE
+        R p = a * b;
+        return p;
+    }
+};
+
 }  // namespace wq
 
 #endif  // WQ_COMMON_H
