@@ -70,9 +70,10 @@ hls-src: $(STAMP)
 	$(PY) -m hls.generate --model $(BUILD)/export --out $(BUILD)/hls
 	$(PY) -m hls.tcl --model $(BUILD)/export --hls $(BUILD)/hls
 
-# HLS synthesis for the XC7Z020 (csim, csynth, cosim, export_design); needs vitis_hls.
+# HLS synthesis for the XC7Z020 (csim, csynth, interface check, export_design; cosim with
+# COSIM=1); needs vitis_hls or vitis-run.
 hls: $(STAMP)
-	$(PY) -m hls.synth --model $(BUILD)/export --hls $(BUILD)/hls
+	$(PY) -m hls.synth --model $(BUILD)/export --hls $(BUILD)/hls $(if $(filter 1,$(COSIM)),--cosim)
 
 # Resources and speed on the XC7Z020, estimated from the layer graph; refuses what does not fit.
 estimate: $(STAMP)
@@ -90,7 +91,7 @@ layer-tops: $(STAMP)
 # HLS synthesis (vitis_hls), then the Vivado block design to waferq.bit/.hwh/.xsa.
 # Without vitis_hls or vivado on PATH it stops with one sentence and exit code 2.
 bitstream: $(STAMP)
-	$(PY) -m zybo_z7.bitstream --model $(BUILD)/export --out $(BUILD)/bitstream
+	$(PY) -m zybo_z7.bitstream --model $(BUILD)/export --out $(BUILD)/bitstream $(if $(filter 1,$(COSIM)),--cosim)
 
 # The device tree overlay for the DMA and the accelerator, from the board facts.
 dtbo: $(STAMP)

@@ -40,10 +40,15 @@ class CSimCore:
         self.lib.wq_push.restype = None
         self.lib.wq_run.argtypes = []
         self.lib.wq_run.restype = ctypes.c_int
-        self.lib.wq_pop.argtypes = [ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_int)]
+        self.lib.wq_pop.argtypes = [ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_int),
+                                    ctypes.POINTER(ctypes.c_int)]
         self.lib.wq_pop.restype = ctypes.c_int
         self.lib.wq_reset.argtypes = []
         self.lib.wq_reset.restype = None
+        self.lib.wq_run_partial.argtypes = []
+        self.lib.wq_run_partial.restype = ctypes.c_int
+        self.lib.wq_soft_reset.argtypes = [ctypes.c_int]
+        self.lib.wq_soft_reset.restype = None
         # The core and its streams are one piece of state; a server thread per
         # client must not interleave words of two messages.
         self._lock = threading.Lock()
@@ -64,6 +69,25 @@ class CSimCore:
         """Empty both streams (the core's weights stay as they are)."""
         with self._lock:
             self.lib.wq_reset()
+
+    def cut(self, words) -> None:
+        """Send the first words of a message (no TLAST) and run the core until it
+        waits for the next word, as the RTL core does when a transfer is aborted.
+        Follow with ``soft_reset``."""
+        words = np.asarray(words, dtype=np.uint32).ravel()
+        with self._lock:
+            for w in words:
+                self.lib.wq_push(int(w), 0)
+            if self.lib.wq_run_partial() != 1:
+                raise CSimError("the core finished a message it should still be waiting on")
+
+    def soft_reset(self, reset_state: bool = True) -> None:
+        """The CSR soft reset as the block design wires it: RX and TX FIFOs
+        emptied, and (``reset_state``) the variables with ``#pragma HLS reset``
+        back to zero. ``reset_state=False`` models a core whose statics keep
+        their value through ap_rst_n, the tool's default for unnamed ones."""
+        with self._lock:
+            self.lib.wq_soft_reset(int(reset_state))
 
     def close(self) -> None:
         """Empty the streams so the library's exit handlers find nothing queued."""
@@ -98,13 +122,16 @@ class CSimCore:
         return replies[0]
 
     def _pop_reply(self) -> np.ndarray:
-        data, last = ctypes.c_uint32(), ctypes.c_int()
+        data, last, keep = ctypes.c_uint32(), ctypes.c_int(), ctypes.c_int()
         out = []
         while len(out) < _MAX_REPLY_WORDS:
-            if self.lib.wq_pop(ctypes.byref(data), ctypes.byref(last)) != 0:
+            if self.lib.wq_pop(ctypes.byref(data), ctypes.byref(last), ctypes.byref(keep)) != 0:
                 if not out:
                     raise CSimError("the core produced no reply to a complete request")
                 raise CSimError(f"the core's reply stopped after {len(out)} words without TLAST")
+            if keep.value != 0xFF:  # TKEEP and TSTRB: every byte of every word is valid
+                raise CSimError(f"reply word {len(out)} has TKEEP/TSTRB 0x{keep.value:02x}, "
+                                "not all ones")
             out.append(data.value)
             if last.value:
                 return np.array(out, dtype=np.uint32)

@@ -22,6 +22,7 @@ LIB_NAME = "libwaferq_csim.so"
 # cores of different topologies would share, and overflow, one buffer.
 CXXFLAGS = ["-O2", "-std=c++14", "-shared", "-fPIC", "-fno-gnu-unique", "-w"]
 SOURCES = ("waferq_top.cpp", "csim_api.cpp")
+HOOKS = "wq_csim_hooks.h"
 
 
 class BuildError(RuntimeError):
@@ -59,11 +60,12 @@ def build(hls_dir: str | Path) -> Path:
     """Compile (when needed) and return the path of ``libwaferq_csim.so``."""
     hls_dir = Path(hls_dir)
     fw = hls_dir / "firmware"
-    missing = [s for s in SOURCES if not (fw / s).is_file()]
+    missing = [s for s in (*SOURCES, HOOKS) if not (fw / s).is_file()]
     if missing:
         raise BuildError(f"{fw} lacks {', '.join(missing)}: run hls.generate first.")
     compiler, inc = gxx(), ap_types_dir()
-    flags = CXXFLAGS + [f"-I{fw}", f"-I{inc}"]
+    # The harness hooks (hls.generate CSIM_HOOKS) go into the C-sim library only.
+    flags = CXXFLAGS + [f"-I{fw}", f"-I{inc}", "-include", str(fw / HOOKS)]
     out_dir = hls_dir / "csim"
     out_dir.mkdir(parents=True, exist_ok=True)
     lib, stamp = out_dir / LIB_NAME, out_dir / (LIB_NAME + ".sha256")

@@ -130,6 +130,13 @@ def _consumer_simd(layers: list[dict], par: dict, name: str) -> int:
     return max([par[l["name"]]["simd"] for l in layers if name in l["inputs"]] or [1])
 
 
+def uses_dsp(w_bits: int, in_bits: int) -> bool:
+    """Whether a w_bits x in_bits multiplier is counted as a DSP48E1. The
+    generated layer config pins the others to LUTs (mul_fabric, BIND_OP
+    impl=fabric), so synthesis builds what this estimate counts."""
+    return w_bits * in_bits >= DSP_MIN_PRODUCT
+
+
 def layer_estimate(layer: dict, pe: int, simd: int, out_lanes: int) -> dict:
     """One layer's resources and cycles; ``out_lanes``: width of its output buffer in values."""
     kind, ib, ob = layer["type"], layer["in_bits"], layer["out_bits"]
@@ -144,7 +151,7 @@ def layer_estimate(layer: dict, pe: int, simd: int, out_lanes: int) -> dict:
         r["bram18_weights"] = pe * wbr + bbr
         r["lut"] += pe * wlut + blut
         prod = wb + ib
-        if wb * ib >= DSP_MIN_PRODUCT:
+        if uses_dsp(wb, ib):
             r["dsp"] = lanes
         else:
             r["lut"] += lanes * wb * ib

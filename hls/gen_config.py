@@ -16,6 +16,7 @@ from quant.graph import INPUT, has_section, shift_names
 from quant.spec import INPUT_BITS
 
 from hls import parallel
+from hls.estimate import uses_dsp
 
 CORE_VERSION = 1  # hls.refcore.CORE_VERSION; kept literal to avoid importing the reference
 INPUT_T = f"ap_uint<{INPUT_BITS}>"
@@ -138,7 +139,9 @@ def _fill(p: LayerPlan) -> None:
                   (b, "requant", "true" if L["requant"] else "false")]
         else:
             m += geo + [(u, k, L[k]) for k in ("kernel", "stride", "pad")] + [(u, "n_out", n_out)]
-        m += [(u, "w_bits", L["w_bits"])] + req + [
+        # LUT multipliers where the estimate counts no DSP48E1 (hls.estimate.uses_dsp)
+        fabric = not uses_dsp(L["w_bits"], L["in_bits"])
+        m += [(u, "w_bits", L["w_bits"]), (b, "mul_fabric", "true" if fabric else "false")] + req + [
             (u, "fan_in", fan), (u, "pe", p.pe), (u, "simd", p.simd), (u, "nf", nf), (u, "sf", sf),
             (u, "fold", nf * sf), (u, "n_weights", n_w), (u, "wwords", nf * sf),
             (u, "word_bits", p.simd * L["w_bits"]),

@@ -13,6 +13,11 @@ from quant.graph import INPUT
 from hls.gen_config import KINDS, LayerPlan
 
 
+# The type of the top's rx and tx ports: Vitis HLS makes TLAST/TKEEP/TSTRB
+# side channels only from hls::axis members (hls/templates/wq_axis.h).
+AXIS_PORT = "hls::stream<hls::axis<ap_uint<32>, 0, 0, 0> >"
+
+
 def _buf(name: str) -> str:
     return "image" if name == INPUT else f"{name}_out"
 
@@ -106,13 +111,25 @@ def top_source(plans: list[LayerPlan], feature: dict | None) -> str:
         "    }",
         "};",
         "",
+        "// What survives between calls; zero (no weights loaded) at reset.",
+        "static wq::core_state state;",
+        "",
         "}  // namespace",
         "",
-        "void waferq_top(hls::stream<wq::axis_word>& rx, hls::stream<wq::axis_word>& tx) {",
+        f"void waferq_top({AXIS_PORT}& rx, {AXIS_PORT}& tx) {{",
         "    #pragma HLS INTERFACE axis port=rx",
         "    #pragma HLS INTERFACE axis port=tx",
         "    #pragma HLS INTERFACE s_axilite port=return bundle=control",
-        "    static wq::core_state state;  // zero at reset: no weights loaded",
+        "    // Statics keep their value through ap_rst_n unless they are named here",
+        "    // (config_rtl -reset control, the default): the CSR soft reset must",
+        "    // leave the core with no weights loaded.",
+        "    #pragma HLS reset variable=state",
         "    wq::handle_message<top_config, model_impl>(rx, tx, state);",
         "}",
+        "",
+        "#ifdef WQ_CSIM_HARNESS",
+        "// C-sim only (hls/csim.py): what ap_rst_n does to the variables named by",
+        "// the reset pragmas above.",
+        "void waferq_csim_reset_state() { wq::clear_state(state); }",
+        "#endif",
         ""])

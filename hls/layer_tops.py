@@ -11,7 +11,8 @@ so it synthesizes on its own exactly as the real core does. For each kind,
 - ``hls/firmware/``: the generated C++, folded as ``hls/parallel.json`` says
   (the estimator's default folding);
 - ``hls/run_hls.tcl`` and ``hls/tb/``: the vitis_hls script (csim, csynth,
-  cosim, export for the XC7Z020) and its test bench, whose expected replies
+  port check, cosim with WQ_COSIM=1, export for the XC7Z020) and its test
+  bench, whose expected replies
   come from the golden model ``hls.refcore``.
 
 ``--csim`` compiles each test bench with g++ and runs it: the C simulation of

@@ -20,7 +20,10 @@ Side effect: a LOAD_WEIGHTS whose header passes 2-4 and whose length field is
 right is written into the weight memory as it streams in. If it then fails 5
 or 7, the core is left with no weights (``weights_loaded = 0``), since a
 half-written memory must never be used. Every other failure leaves the loaded
-weights as they were.
+weights as they were. (The C++ core clears ``weights_loaded`` as soon as such a
+load's length word is in, so a load cut by an abort, which never reaches TLAST,
+leaves no weights either; the CSR soft reset also clears it, ``#pragma HLS
+reset``. Neither is visible to whole messages, which are all this model sees.)
 """
 from __future__ import annotations
 

@@ -7,7 +7,10 @@ export), and writes:
 
 - ``<hls>/run_hls.tcl``       open_project, set_top waferq_top, add_files, part
                               and clock from ``zybo_z7/board.toml``, csim_design,
-                              csynth_design, cosim_design, export_design (IP
+                              csynth_design, a check of the synthesized ports
+                              (rx/tx 32-bit TDATA with TLAST and TKEEP,
+                              s_axi_control), cosim_design only when the
+                              environment has WQ_COSIM=1, export_design (IP
                               catalog, VLNV from board.toml), then copies
                               ``<solution>/impl/ip`` to ``<hls>/ip``, where
                               ``zybo_z7/bitstream.py`` looks for it.
@@ -42,7 +45,7 @@ TOP = "waferq_top"
 PROJECT = "prj"
 SOLUTION = "sol1"
 # Not synthesized: the ctypes harness of hls.csim, and our own test bench.
-NOT_DESIGN = ("csim_api.cpp",)
+NOT_DESIGN = ("csim_api.cpp", "wq_csim_hooks.h")
 TB_NAME = "tb_waferq.cpp"
 STIMULUS, EXPECTED = "tb_stimulus.dat", "tb_expected.dat"
 
@@ -76,7 +79,7 @@ int main(int argc, char** argv) {
         printf("tb_waferq: cannot open %s or %s\\n", stim_path, exp_path);
         return 2;
     }
-    hls::stream<wq::axis_word> rx("rx"), tx("tx");
+    hls::stream<wq::axis_word> rx("rx"), tx("tx");  // hls::axis<ap_uint<32>,0,0,0>
     std::vector<unsigned> req, want, got;
     int n = 0, bad = 0;
     while (read_message(stim, req)) {
@@ -84,24 +87,22 @@ int main(int argc, char** argv) {
             printf("tb_waferq: %s ends before request %d\\n", exp_path, n);
             return 1;
         }
-        for (unsigned i = 0; i < req.size(); i++) {
-            wq::axis_word w;
-            w.data = req[i];
-            w.last = (i + 1 == req.size());
-            rx.write(w);
-        }
+        for (unsigned i = 0; i < req.size(); i++)
+            rx.write(wq::axis_beat(req[i], i + 1 == req.size()));
         waferq_top(rx, tx);
         got.clear();
-        bool last = false;
+        bool last = false, partial = false;
         while (!last && !tx.empty()) {
             wq::axis_word w = tx.read();
             got.push_back((unsigned)w.data.to_uint());
             last = w.last == 1;
+            partial |= w.keep != 0xF || w.strb != 0xF;  // every byte of a word is valid
         }
-        if (!last || got != want) {
+        if (!last || partial || got != want) {
             bad++;
-            printf("tb_waferq: reply %d differs: %u words%s, expected %u\\n", n,
-                   (unsigned)got.size(), last ? "" : " without TLAST", (unsigned)want.size());
+            printf("tb_waferq: reply %d differs: %u words%s%s, expected %u\\n", n,
+                   (unsigned)got.size(), last ? "" : " without TLAST",
+                   partial ? " with TKEEP/TSTRB not all ones" : "", (unsigned)want.size());
             for (unsigned i = 0; i < got.size() && i < want.size(); i++)
                 if (got[i] != want[i]) {
                     printf("  first difference at word %u: 0x%08x, expected 0x%08x\\n", i, got[i], want[i]);
@@ -116,6 +117,62 @@ int main(int argc, char** argv) {
     return (bad || n == 0) ? 1 : 0;
 }
 """.replace("%STIMULUS%", STIMULUS).replace("%EXPECTED%", EXPECTED)
+
+
+# After csynth_design: the synthesized top must have the ports the block design
+# connects, or the bitstream would build and hang (a struct stream packed into a
+# wider TDATA with no TLAST, UG1399). Reads the Verilog top Vitis HLS writes to
+# <solution>/syn/verilog/<top>.v ("input  [31:0] rx_TDATA;" declarations).
+CHECK_INTERFACE = r"""
+proc wq_port_widths {path} {
+    if {![file isfile $path]} {
+        error "interface check: csynth_design wrote no Verilog top at $path."
+    }
+    set f [open $path r]
+    set text [read $f]
+    close $f
+    set ports [dict create]
+    # width: msb + 1; 1 without a range; -1 for a range written in parameters
+    foreach {all dir msb name} [regexp -all -inline -line \
+            {^\s*(input|output)\s+(?:wire\s+|reg\s+)?(?:\[([^\]:]+):\s*0\s*\]\s*)?(\w+)\s*;} $text] {
+        set msb [string trim $msb]
+        if {$msb eq ""} {
+            dict set ports $name 1
+        } elseif {[string is integer -strict $msb]} {
+            dict set ports $name [expr {$msb + 1}]
+        } else {
+            dict set ports $name -1
+        }
+    }
+    return $ports
+}
+
+# Stops the run with one sentence unless rx and tx are 32-bit AXI4-Streams with
+# TLAST and TKEEP and the control registers are the s_axi_control bundle.
+proc wq_check_interface {path} {
+    set ports [wq_port_widths $path]
+    foreach s {rx tx} {
+        if {![dict exists $ports ${s}_TDATA] || [dict get $ports ${s}_TDATA] != 32} {
+            set w [expr {[dict exists $ports ${s}_TDATA] ? [dict get $ports ${s}_TDATA] : "no"}]
+            error "interface check: $s has $w-bit TDATA in $path, the DMA FIFOs need 32 bits (is the top's stream type hls::axis<ap_uint<32>,0,0,0>?)."
+        }
+        foreach side {TLAST TKEEP TVALID TREADY} {
+            if {![dict exists $ports ${s}_$side]} {
+                error "interface check: $s has no $side in $path, so the core and the DMA cannot frame messages."
+            }
+        }
+        if {[dict get $ports ${s}_TKEEP] != 4} {
+            error "interface check: ${s}_TKEEP is [dict get $ports ${s}_TKEEP] bits in $path, expected 4."
+        }
+    }
+    foreach p {s_axi_control_AWADDR s_axi_control_WDATA s_axi_control_ARADDR s_axi_control_RDATA} {
+        if {![dict exists $ports $p]} {
+            error "interface check: no AXI4-Lite bundle s_axi_control ($p) in $path, which the block design connects."
+        }
+    }
+    puts "waferq: interface check passed: rx, tx 32-bit TDATA with TLAST and TKEEP; s_axi_control"
+}
+"""
 
 
 class TclError(RuntimeError):
@@ -136,7 +193,7 @@ def hls_facts(b: board_facts.Board | None = None) -> dict:
 def design_files(fw: Path) -> tuple[list[Path], list[Path]]:
     """(sources, headers) of the synthesized design in ``fw``."""
     srcs = sorted(p for p in fw.glob("*.cpp") if p.name not in NOT_DESIGN)
-    heads = sorted(fw.glob("*.h"))
+    heads = sorted(p for p in fw.glob("*.h") if p.name not in NOT_DESIGN)
     if not any(p.name == f"{TOP}.cpp" for p in srcs):
         raise TclError(f"{fw} has no {TOP}.cpp: run python -m hls.generate first.")
     return srcs, heads
@@ -174,7 +231,12 @@ def tcl_script(fw: Path, tb: Path, hls_dir: Path, facts: dict) -> str:
               f"create_clock -period {facts['period_ns']:g} -name default",
               "csim_design",
               "csynth_design",
-              "cosim_design",
+              *CHECK_INTERFACE.strip("\n").splitlines(),
+              f"wq_check_interface $here/{PROJECT}/{SOLUTION}/syn/verilog/{TOP}.v",
+              "# C/RTL co-simulation takes long: only when asked (make hls COSIM=1, env WQ_COSIM=1).",
+              "if {[info exists ::env(WQ_COSIM)] && $::env(WQ_COSIM) eq \"1\"} {",
+              "    cosim_design",
+              "}",
               f"export_design -format ip_catalog -vendor {facts['vendor']} -library {facts['library']}"
               f" -ipname {facts['ipname']} -version {facts['version']}",
               "# export_design leaves the unzipped IP in <solution>/impl/ip; the block design's",

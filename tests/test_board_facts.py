@@ -35,6 +35,8 @@ def test_facts_load_and_derive():
     (lambda r: r["dma"].update(data_width=64), "32-bit words"),
     (lambda r: r["fifo"].update(rx_depth=1000), "power of two"),
     (lambda r: r["irq"].update(order=["dma_mm2s", "dma_mm2s", "hls_core"]), "once"),
+    (lambda r: r["ps7"].update(PCW_USE_M_AXI_GP0="0"), "the design needs '1'"),
+    (lambda r: r["ps7_extra"].update(PCW_UART0_PERIPHERAL_ENABLE="1"), "repeats a value"),
 ])
 def test_bad_facts_are_refused(edit, words):
     raw = copy.deepcopy(board.load().raw)
@@ -78,3 +80,40 @@ def test_generated_tcl_is_valid_tcl(tmp_path):
     b = board.load()
     assert out[0] == b.part and int(out[1], 16) == b.slaves["dma"].base
     assert int(out[2]) == 2 * len(b.ps7_config()) and int(out[3]) == len(b["irq"]["order"])
+
+
+# Digilent's ps7 preset for the board, as facts (source in its header). The copy in
+# tests/data is the one CI has; ../shared/boards holds the original.
+PRESET = ROOT / "tests" / "data" / "zybo-z7-20-ps7-preset.txt"
+SHARED_PRESET = ROOT.parent / "shared" / "boards" / "zybo-z7-20-ps7-preset.txt"
+
+
+def _preset(path: Path) -> list[tuple[str, str]]:
+    out = []
+    for line in path.read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, _, value = line.partition(" ")
+        out.append((name, value))
+    return out
+
+
+def test_ps7_table_is_the_board_preset_value_for_value():
+    want = _preset(PRESET)
+    assert len(want) == len(dict(want)) == 385
+    got = list(board.load()["ps7"].items())
+    assert [k for k, _ in got] == [k for k, _ in want]  # same names, same order
+    for (k, v), (_, w) in zip(got, want):
+        assert isinstance(v, str) and v == w, f"{k}: board.toml {v!r}, preset {w!r}"
+    cfg = board.load().ps7_config()
+    # the values the review found wrong or missing (PYNQ-Z1's 525 MHz DDR was one)
+    assert cfg["PCW_UIPARAM_DDR_FREQ_MHZ"] == "533.333333"
+    assert cfg["PCW_CRYSTAL_PERIPHERAL_FREQMHZ"] == "33.333333"
+    assert cfg["PCW_DDR_RAM_HIGHADDR"] == "0x3FFFFFFF"
+    assert cfg["PCW_UART0_PERIPHERAL_ENABLE"] == "0"
+    assert all(cfg[k] == v for k, v in want)  # nothing derived overrides the preset
+
+
+@pytest.mark.skipif(not SHARED_PRESET.is_file(), reason="no ../shared/boards checkout next to the repo")
+def test_preset_copy_is_the_shared_original():
+    assert PRESET.read_bytes() == SHARED_PRESET.read_bytes()

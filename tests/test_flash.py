@@ -75,7 +75,7 @@ def test_bitstream_without_vivado(tmp_path):
 def test_bitstream_without_vitis_hls(tmp_path):
     _tool(tmp_path / "bin", "vivado", "exit 0")
     proc = _run("zybo_z7.bitstream", ["--model", str(tmp_path)], [tmp_path / "bin"])
-    _one_sentence(proc, "vitis_hls is not on PATH")
+    _one_sentence(proc, "neither vitis_hls nor vitis-run is on PATH")
 
 
 def test_bitstream_runs_hls_then_vivado(tmp_path):
@@ -94,3 +94,20 @@ def test_bitstream_runs_hls_then_vivado(tmp_path):
     out = tmp_path / "m" / "bitstream"
     assert (out / "rtl_include" / "wq_csr_map.vh").is_file()
     assert f"set wq_topology_hash 0x{im.topology_hash:08X}" in (out / "board_facts.tcl").read_text()
+
+
+@pytest.mark.parametrize("cosim", [False, True])
+def test_bitstream_uses_vitis_run_without_vitis_hls(tmp_path, cosim):
+    """vitis_hls is deprecated from 2024.2: the unified Vitis runs the same script
+    with vitis-run --mode hls --tcl. Co-simulation only with --cosim (COSIM=1)."""
+    log = tmp_path / "calls.log"
+    _tool(tmp_path / "bin", "vitis-run", f'echo "vitis-run $@ WQ_COSIM=$WQ_COSIM" >> {log}; /bin/mkdir -p ip')
+    _tool(tmp_path / "bin", "vivado", f'echo "vivado $@" >> {log}')
+    model = tmp_path / "m" / "export"
+    random_model(CNNSpec.uniform(4, 4), seed=1).save(model)
+    proc = _run("zybo_z7.bitstream", ["--model", str(model)] + (["--cosim"] if cosim else []),
+                [tmp_path / "bin"])
+    assert proc.returncode == 0, proc.stderr
+    hls, _ = log.read_text().splitlines()
+    assert hls.startswith("vitis-run --mode hls --tcl ") and "run_hls.tcl" in hls
+    assert hls.endswith(f"WQ_COSIM={int(cosim)}")

@@ -220,3 +220,64 @@ def test_build_is_cached(builds):
     _, _, lib = builds("w4a4")
     mtime = lib.stat().st_mtime_ns
     assert build(lib.parent.parent) == lib and lib.stat().st_mtime_ns == mtime
+
+
+# --- cut messages and the CSR soft reset ------------------------------------------------
+# A transfer aborted mid-message leaves the core waiting for a word that never
+# comes; the host then pulses the CSR soft reset, which (block design) resets the
+# core and empties both FIFOs. CSimCore.cut runs the core up to that wait.
+
+@pytest.mark.parametrize("reset_state", [True, False], ids=["reset_pragma", "statics_kept"])
+def test_cut_load_then_infer_gets_no_weights(malformed_setup, reset_state):
+    """A LOAD_WEIGHTS cut halfway leaves a half-written weight memory: the next
+    INFER must get NO_WEIGHTS, not logits from a mix of two models. With
+    ``statics_kept`` the core's state survives the reset (a static without a
+    reset pragma does): the load itself must have cleared weights_loaded."""
+    model, lib, _ = malformed_setup
+    other = random_model(model.spec, seed=99)  # same topology, other weights
+    core = CSimCore(lib)
+    _load(core, model)
+    image = _images(model.spec, 1, seed=8)[0]
+    _infer(core, image, model.spec.n_classes, tag=1)
+    cut = S.encode(S.OP_LOAD_WEIGHTS, blob.pack(other), 2)
+    core.cut(cut[:len(cut) // 2])
+    core.soft_reset(reset_state=reset_state)
+    reply = S.decode(core.transact(S.encode(S.OP_INFER, S.pack_pixels(image), 3)))
+    assert reply.opcode == S.OP_ERROR and reply.tag == 3, reply
+    assert int(reply.payload[0]) == S.ERR_NO_WEIGHTS
+    q = S.parse_query(S.decode(core.transact(S.encode(S.OP_QUERY, [], 4))))
+    assert q["weights_loaded"] == 0 and q["weights_checksum"] == 0
+    _load(core, model)  # a whole load afterwards works bit for bit
+    _check_bit_exact(core, model, _images(model.spec, 2, seed=9))
+
+
+@pytest.mark.parametrize("keep", [3, 5, 40], ids=["in_header", "in_payload", "late_payload"])
+def test_cut_infer_then_new_request_gets_its_own_reply(malformed_setup, keep):
+    """After a cut INFER and the soft reset, the next request gets its own reply:
+    nothing of the cut message is left to be read as part of it."""
+    model, lib, _ = malformed_setup
+    core = CSimCore(lib)
+    _load(core, model)
+    images = _images(model.spec, 2, seed=10)
+    cut = S.encode(S.OP_INFER, S.pack_pixels(images[0]), 5)
+    core.cut(cut[:keep])
+    core.soft_reset()
+    q = S.decode(core.transact(S.encode(S.OP_QUERY, [], 6)))
+    assert q.opcode == S.OP_QUERY | S.REPLY_BIT and q.tag == 6
+    # the reset pragma returns the core to "no weights": the host reloads on NO_WEIGHTS
+    assert S.parse_query(q)["weights_loaded"] == 0
+    _load(core, model)
+    _check_bit_exact(core, model, images[1:])
+    # a core whose state survives the reset: the cut INFER touched no weight
+    core.cut(cut[:keep])
+    core.soft_reset(reset_state=False)
+    _check_bit_exact(core, model, images[1:])
+
+
+def test_reply_words_carry_tkeep_and_tstrb(malformed_setup):
+    """Every reply beat has TKEEP = TSTRB = 0xF (CSimCore checks each word it pops),
+    including an error reply."""
+    _, lib, _ = malformed_setup
+    core = CSimCore(lib)
+    reply = S.decode(core.transact(S.encode(S.OP_INFER, [0], 1)))
+    assert reply.opcode == S.OP_ERROR

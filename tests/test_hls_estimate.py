@@ -79,3 +79,45 @@ def test_default_w4a4_fits_60_percent_bram_and_3000_maps():
     E.check_fits(est)
     assert est["utilization"]["bram18"] <= 0.6
     assert est["maps_per_s"] >= 3000
+
+
+@pytest.mark.parametrize("spec", [CNNSpec.uniform(4, 4), CNNSpec.uniform(8, 8),
+                                  CNNSpec(name="mixed", w_bits=(8, 3, 2, 4), a_bits=(2, 5, 8))],
+                         ids=["w4a4", "w8a8", "mixed"])
+def test_generated_multipliers_are_what_the_estimate_counts(spec, tmp_path):
+    """Every layer the estimate gives 0 DSP48E1 has its multipliers pinned to LUTs
+    (mul_fabric -> BIND_OP impl=fabric), and every layer it counts DSPs for does not."""
+    import re
+
+    from hls import parallel
+    from hls.gen_config import config_header, plan
+    from quant.intmodel import random_model
+
+    import json
+
+    random_model(spec).save(tmp_path)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    par = parallel.load(meta["layers"], None)
+    header = config_header(meta, plan(meta, par))
+    est = {r["name"]: r for r in E.estimate(meta["layers"], par)["layers"]}
+    weighted = [l for l in meta["layers"] if l["type"] in ("conv2d", "dense")]
+    assert weighted
+    kinds = set()
+    for layer in weighted:
+        m = re.search(rf"struct {layer['name']}_config : wq::\w+ \{{(.*?)\}};", header, re.S)
+        fabric = re.search(r"static const bool mul_fabric = (true|false);", m.group(1)).group(1)
+        assert (fabric == "true") == (est[layer["name"]]["dsp"] == 0), layer["name"]
+        kinds.add(fabric)
+    if spec.name == "mixed":
+        assert kinds == {"true", "false"}  # 8x8 bits on a DSP, the narrow ones on LUTs
+
+
+def test_fabric_multiplier_binds_to_luts():
+    from pathlib import Path
+
+    common = (Path(E.__file__).parent / "templates" / "wq_common.h").read_text()
+    fabric = common[common.index("struct lane_mul {"):common.index("struct lane_mul<false>")]
+    assert "#pragma HLS BIND_OP variable=p op=mul impl=fabric" in fabric
+    for name in ("wq_conv2d.h", "wq_dwconv.h", "wq_dense.h"):
+        text = (Path(E.__file__).parent / "templates" / name).read_text()
+        assert "lane_mul<CONFIG_T::mul_fabric>" in text, name

@@ -30,7 +30,7 @@ def test_layer_top_has_the_layer_under_test(kind):
 @pytest.mark.skipif(shutil.which("tclsh") is None, reason="tclsh is not installed (apt-get install tcl)")
 @pytest.mark.parametrize("kind", LAYER_TOPS)
 def test_layer_top_script_runs_the_whole_flow(tops, kind):
-    proc, recorded = _run_tcl(tops[kind] / "run_hls.tcl")
+    proc, recorded = _run_tcl(tops[kind] / "run_hls.tcl", env={"WQ_COSIM": "1"})
     assert proc.returncode == 0, proc.stderr
     assert _calls(recorded, "set_top") == [["waferq_top"]]
     for step in ("csim_design", "csynth_design", "cosim_design", "export_design"):

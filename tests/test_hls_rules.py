@@ -143,7 +143,14 @@ def test_pragmas_and_top_interfaces(generated):
     top = strip_comments((generated / "waferq_top.cpp").read_text())
     assert re.search(r"#pragma HLS INTERFACE axis port=rx\b", top)
     assert re.search(r"#pragma HLS INTERFACE axis port=tx\b", top)
-    assert "void waferq_top(hls::stream<wq::axis_word>& rx, hls::stream<wq::axis_word>& tx)" in top
+    # hls::axis, so that Vitis makes TLAST/TKEEP/TSTRB side channels (UG1399)
+    port = "hls::stream<hls::axis<ap_uint<32>, 0, 0, 0> >"
+    assert f"void waferq_top({port}& rx, {port}& tx)" in top
+    assert re.search(r"#pragma HLS reset variable=state\b", top)
+    # the reply's side channels: every beat written through axis_beat, TLAST on the checksum
+    core = strip_comments((TEMPLATES / "wq_core.h").read_text())
+    assert "tx.write(axis_beat(sum, true))" in core
+    assert not re.search(r"tx\.write\((?!axis_beat\()", core)
 
 
 def test_loops_carry_labels():

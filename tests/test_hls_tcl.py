@@ -18,34 +18,41 @@ from quant.intmodel import random_model
 from quant.spec import CNNSpec
 from zybo_z7 import board
 
+import tcl_stubs
+
 ROOT = Path(__file__).resolve().parent.parent
 SEP, END = "\x1f", "\x1e"
 needs_tclsh = pytest.mark.skipif(shutil.which("tclsh") is None,
                                  reason="tclsh is not installed (apt-get install tcl)")
 
-# name -> extra TCL run after recording ($args is the call)
-STUBS = {name: "" for name in ("open_project", "set_top", "add_files", "open_solution", "set_part",
-                               "create_clock", "csim_design", "csynth_design", "cosim_design")}
-# export_design leaves the unzipped IP in <solution>/impl/ip, as Vitis HLS does.
-STUBS["export_design"] = f"file mkdir $::here/{tcl.PROJECT}/{tcl.SOLUTION}/impl/ip"
-STUBS["exit"] = ""
+# name -> extra TCL run after recording and checking ($args is the call); every
+# call is checked against the command's documented syntax (UG1399) first.
+SYN_VERILOG = f"$::here/{tcl.PROJECT}/{tcl.SOLUTION}/syn/verilog/{tcl.TOP}.v"
+BODIES = {
+    # csynth_design writes the Verilog top (here: a fixture shaped like it).
+    "csynth_design": f"file mkdir [file dirname {SYN_VERILOG}]; file copy -force $::syn_fixture {SYN_VERILOG}",
+    # export_design leaves the unzipped IP in <solution>/impl/ip, as Vitis HLS does.
+    "export_design": f"file mkdir $::here/{tcl.PROJECT}/{tcl.SOLUTION}/impl/ip",
+}
+SYN_FIXTURES = ROOT / "tests" / "data" / "hls_syn"
 
 
-def _prelude(calls: Path, here: Path) -> str:
-    lines = [f"set ::here {{{here}}}", f"set ::rec [open {{{calls}}} w]",
+def _prelude(calls: Path, here: Path, syn: Path = SYN_FIXTURES / "good_waferq_top.v") -> str:
+    lines = [f"set ::here {{{here}}}", f"set ::rec [open {{{calls}}} w]", f"set ::syn_fixture {{{syn}}}",
              'proc rec {name argl} {puts -nonewline $::rec "[join [concat [list $name] $argl] \\x1f]\\x1e"; '
              "flush $::rec}",
              'proc unknown {args} {rec UNKNOWN $args; error "unstubbed vitis_hls command: [lindex $args 0]"}']
-    lines += [f"proc {name} {{args}} {{rec {name} $args; {body}}}" for name, body in STUBS.items()]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + tcl_stubs.stub_procs(tcl_stubs.VITIS_HLS, BODIES)
 
 
-def _run_tcl(script: Path, extra: str = ""):
+def _run_tcl(script: Path, extra: str = "", syn: Path = SYN_FIXTURES / "good_waferq_top.v",
+             env: dict | None = None):
     calls = script.parent / "calls.txt"
     # A script file, not stdin: tclsh then stops at the first error with status 1.
     driver = script.parent / "stub_driver.tcl"
-    driver.write_text(_prelude(calls, script.parent) + f"source {{{script}}}\n" + extra)
-    proc = subprocess.run(["tclsh", str(driver)], capture_output=True, text=True, timeout=30)
+    driver.write_text(_prelude(calls, script.parent, syn) + f"source {{{script}}}\n" + extra)
+    env = {k: v for k, v in os.environ.items() if k != "WQ_COSIM"} | (env or {})
+    proc = subprocess.run(["tclsh", str(driver)], capture_output=True, text=True, timeout=30, env=env)
     recorded = [c.split(SEP) for c in calls.read_text().split(END) if c]
     return proc, recorded
 
@@ -102,7 +109,43 @@ def test_flow_order(run):
     # tclsh itself calls `exit` once more when the driver script ends.
     names = names[:names.index("exit") + 1]
     assert names == ["open_project", "set_top", "open_solution", "set_part", "create_clock",
-                     "csim_design", "csynth_design", "cosim_design", "export_design", "exit"]
+                     "csim_design", "csynth_design", "export_design", "exit"]
+
+
+@needs_tclsh
+def test_cosim_only_when_asked(hls_dir):
+    proc, recorded = _run_tcl(hls_dir / "run_hls.tcl", env={"WQ_COSIM": "1"})
+    assert proc.returncode == 0, proc.stderr
+    names = [c[0] for c in recorded if c[0] not in ("add_files",)]
+    assert names.index("csynth_design") < names.index("cosim_design") < names.index("export_design")
+
+
+@needs_tclsh
+def test_interface_check_passes_the_side_channel_top(run):
+    proc, _ = run
+    assert "interface check passed" in proc.stdout
+
+
+@needs_tclsh
+@pytest.mark.parametrize("edit, why", [
+    (None, "rx has 40-bit TDATA"),                     # a struct stream: packed, no side channels
+    (lambda t: t.replace("input  [0:0] rx_TLAST;\n", ""), "rx has no TLAST"),
+    (lambda t: t.replace("output  [3:0] tx_TKEEP;\n", ""), "tx has no TKEEP"),
+    (lambda t: t.replace("output  [31:0] tx_TDATA;", "output  [63:0] tx_TDATA;"), "tx has 64-bit TDATA"),
+    (lambda t: t.replace("s_axi_control_", "s_axi_ctrl_"), "no AXI4-Lite bundle s_axi_control"),
+])
+def test_interface_check_stops_a_wrong_top(hls_dir, tmp_path, edit, why):
+    if edit is None:
+        syn = SYN_FIXTURES / "struct_waferq_top.v"
+    else:
+        syn = tmp_path / "waferq_top.v"
+        text = (SYN_FIXTURES / "good_waferq_top.v").read_text()
+        assert edit(text) != text
+        syn.write_text(edit(text))
+    proc, recorded = _run_tcl(hls_dir / "run_hls.tcl", syn=syn)
+    assert proc.returncode != 0
+    assert f"interface check: {why}" in proc.stderr, proc.stderr
+    assert not _calls(recorded, "export_design")  # stopped before the IP is exported
 
 
 @needs_tclsh
@@ -111,7 +154,7 @@ def test_every_design_file_is_added_and_exists(run, hls_dir):
     added = _calls(recorded, "add_files")
     design = {Path(a[0]) for a in added if a[0] != "-tb"}
     fw = hls_dir / "firmware"
-    expected = {p for p in fw.iterdir() if p.suffix in (".cpp", ".h") and p.name != "csim_api.cpp"}
+    expected = {p for p in fw.iterdir() if p.suffix in (".cpp", ".h") and p.name not in tcl.NOT_DESIGN}
     assert design == expected
     assert all(p.is_file() for p in design)
     for a in added:
@@ -174,5 +217,18 @@ def test_synth_without_vitis_hls_exits_2_with_one_sentence(hls_dir, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     msg = proc.stderr.strip()
-    assert "\n" not in msg and msg.endswith(".") and "vitis_hls is not on PATH" in msg
+    assert "\n" not in msg and msg.endswith(".") and "neither vitis_hls nor vitis-run is on PATH" in msg
     assert (tmp_path / "hls" / "run_hls.tcl").is_file()
+
+
+@needs_tclsh
+@pytest.mark.parametrize("line, why", [
+    ("create_clock -name default", "missing required option -period"),
+    ("export_design -format ip_catalog -no_such 1", "undocumented option -no_such"),
+    ("open_solution -reset", "open_solution: 0 positional arguments"),
+    ("set_top a b", "set_top: 2 positional arguments"),
+    ("csynth_design -quiet", "undocumented option -quiet"),   # no -quiet in vitis_hls
+])
+def test_stub_refuses_what_the_manual_rules_out(hls_dir, line, why):
+    proc, _ = _run_tcl(hls_dir / "run_hls.tcl", line + "\n")
+    assert proc.returncode != 0 and why in proc.stderr, proc.stderr

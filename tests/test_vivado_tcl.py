@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import tcl_stubs
 from zybo_z7 import board
 
 pytestmark = pytest.mark.skipif(shutil.which("tclsh") is None,
@@ -19,34 +20,30 @@ BUILD_TCL = ROOT / "zybo_z7" / "vivado" / "build.tcl"
 # each call: arguments split by SEP, calls ended by END; a list argument's elements by ELEM
 SEP, END, ELEM = "\x1f", "\x1e", "\x1d"
 
-# name -> TCL body returning the stub's result ($args is the call)
-STUBS = {
-    "create_project": "", "set_property": "", "update_ip_catalog": "", "add_files": "",
-    "create_bd_design": "", "connect_bd_intf_net": "", "connect_bd_net": "",
-    "make_bd_intf_pins_external": "", "assign_bd_address": "", "validate_bd_design": "",
-    "save_bd_design": "", "generate_target": "", "update_compile_order": "",
-    "launch_runs": "", "wait_on_run": "", "write_hw_platform": "", "write_bitstream": "",
+# name -> TCL body returning the stub's result ($args is the call); every other
+# command of tcl_stubs.VIVADO returns nothing. Each call is first checked
+# against the command's documented syntax (UG835).
+BODIES = {
     "create_bd_cell": "lindex $args end",
-    "get_bd_cells": "return $args", "get_bd_pins": "return $args",
-    "get_bd_intf_pins": "return $args", "get_bd_addr_segs": "return $args",
-    "get_runs": "return $args", "get_filesets": "return $args",
+    "get_bd_cells": "lindex $args end", "get_bd_pins": "lindex $args end",
+    "get_bd_intf_pins": "lindex $args end", "get_bd_addr_segs": "lindex $args end",
+    "get_runs": "lindex $args end", "get_filesets": "lindex $args end",
     "current_project": "return waferq", "current_fileset": "return sources_1",
-    "current_design": "return waferq_bd_wrapper",
     "make_wrapper": "return waferq_bd_wrapper.v",
+    "get_board_parts": "return $::fake_board_parts",
     "get_files": "if {[string match *.hwh [lindex $args end]]} {return $::fake_hwh}; lindex $args end",
     "get_property": "switch [lindex $args 0] {PROGRESS {return 100%} DIRECTORY {return $::fake_impl} "
                     "default {return {}}}",
 }
 
 
-def _prelude(calls: Path, impl: Path, hwh: Path) -> str:
+def _prelude(calls: Path, impl: Path, hwh: Path, board_parts: str = "") -> str:
     lines = [f"set ::fake_impl {{{impl}}}", f"set ::fake_hwh {{{hwh}}}",
+             f"set ::fake_board_parts {{{board_parts}}}",
              f"set ::rec [open {{{calls}}} w]",
              f"proc rec {{name argl}} {{set a [list $name]; foreach x $argl {{lappend a [join $x \\x1d]}}; puts -nonewline $::rec \"[join $a \\x1f]\\x1e\"; flush $::rec}}",
              "proc unknown {args} {rec UNKNOWN $args; error \"unstubbed vivado command: [lindex $args 0]\"}"]
-    for name, body in STUBS.items():
-        lines.append(f"proc {name} {{args}} {{rec {name} $args; {body or 'return {}'}}}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + tcl_stubs.stub_procs(tcl_stubs.VIVADO, BODIES)
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +60,20 @@ def run(tmp_path_factory):
     (impl / "waferq_bd_wrapper.bit").write_bytes(b"bit")
     hwh = tmp / "waferq_bd.hwh"
     hwh.write_text("<hwh/>")
+    proc, recorded = _replay(tmp, facts, impl, hwh)
+    return proc, recorded, out
+
+
+def _replay(tmp: Path, facts: Path, impl: Path, hwh: Path, board_parts: str = "", extra: str = ""):
     calls = tmp / "calls.txt"
-    script = _prelude(calls, impl, hwh) + f"set argv [list {{{facts}}}]\nsource {{{BUILD_TCL}}}\n"
-    proc = subprocess.run(["tclsh"], input=script, capture_output=True, text=True, timeout=30)
+    # A script file, not stdin: tclsh then stops at the first error with status 1.
+    driver = tmp / "stub_driver.tcl"
+    driver.write_text(_prelude(calls, impl, hwh, board_parts) + extra
+                      + f"set argv [list {{{facts}}}]\nsource {{{BUILD_TCL}}}\n")
+    proc = subprocess.run(["tclsh", str(driver)], capture_output=True, text=True, timeout=30)
     recorded = [[e for a in c.split(SEP) for e in a.split(ELEM)]
                 for c in calls.read_text().split(END) if c]
-    return proc, recorded, out
+    return proc, recorded
 
 
 def _calls(recorded, name):
@@ -161,7 +166,11 @@ def test_clock_reset_and_interrupts(run):
     for pin in ("waferq_top_0/ap_clk", "wq_glue_0/aclk", "axi_dma_0/m_axi_sg_aclk",
                 "rx_fifo/s_axis_aclk", "tx_fifo/s_axis_aclk", "ps7/S_AXI_HP0_ACLK"):
         assert pin in clk, pin
-    assert ["wq_glue_0/core_rst_n", "waferq_top_0/ap_rst_n"] in nets
+    # the CSR soft reset restarts the core and empties both stream FIFOs
+    assert ["wq_glue_0/core_rst_n", "waferq_top_0/ap_rst_n", "rx_fifo/s_axis_aresetn",
+            "tx_fifo/s_axis_aresetn"] in nets
+    periph = next(n for n in nets if n[0] == "rst_fclk0/peripheral_aresetn")
+    assert "rx_fifo/s_axis_aresetn" not in periph and "tx_fifo/s_axis_aresetn" not in periph
     pins = {"dma_mm2s": "axi_dma_0/mm2s_introut", "dma_s2mm": "axi_dma_0/s2mm_introut",
             "hls_core": "waferq_top_0/interrupt"}
     for i, src in enumerate(board.load()["irq"]["order"]):
@@ -192,3 +201,71 @@ def test_bitstream_xsa_and_hwh_are_written(run):
     assert (out / "waferq.bit").read_bytes() == b"bit"
     assert (out / "waferq.hwh").is_file()
     assert _calls(recorded, "validate_bd_design") and _calls(recorded, "make_wrapper")
+
+
+# --- the stubs themselves: strict both ways ------------------------------------------------
+
+def _one_call(tmp_path, line: str):
+    """Run one TCL line against the strict stubs; (status, stderr)."""
+    calls = tmp_path / "calls.txt"
+    driver = tmp_path / "one.tcl"
+    driver.write_text(_prelude(calls, tmp_path, tmp_path) + line + "\n")
+    proc = subprocess.run(["tclsh", str(driver)], capture_output=True, text=True, timeout=30)
+    return proc.returncode, proc.stderr
+
+
+@pytest.mark.parametrize("line, why", [
+    ("get_bd_pins a/x b/y", "get_bd_pins: 2 positional arguments"),   # UG835: one <patterns>
+    ("get_bd_intf_pins a/x b/y", "get_bd_intf_pins: 2 positional arguments"),
+    ("get_bd_cells -no_such a", "undocumented option -no_such"),
+    ("create_bd_cell -vlnv x:y:z:1.0 c0", "missing required option -type"),
+    ("connect_bd_intf_net [get_bd_intf_pins a/x]", "connect_bd_intf_net: 1 positional"),
+    ("set_property CONFIG.X 1", "set_property takes <name> <value> <objects>"),
+    ("set_property -dict [list CONFIG.X 1] a b", "set_property -dict takes one positional"),
+    ("create_project -part", "option -part needs a value"),
+    ("launch_runs -jobs 2", "launch_runs: 0 positional arguments"),
+    ("no_such_command 1", "unstubbed vivado command: no_such_command"),
+])
+def test_stub_refuses_what_the_manual_rules_out(tmp_path, line, why):
+    rc, err = _one_call(tmp_path, line)
+    assert rc != 0 and why in err, err
+
+
+@pytest.mark.parametrize("line", [
+    "get_bd_pins [list a/x b/y]",
+    "get_bd_pins -of_objects [get_bd_cells ps7]",
+    "set_property -dict [list CONFIG.A -0.050 CONFIG.B {MIO 1 .. 2}] [get_bd_cells ps7]",
+    "set_property top w [current_fileset]",
+    "connect_bd_net -net n0 [get_bd_pins a/x] [get_bd_pins [list b/y c/z]]",
+    "create_bd_cell -type ip -vlnv x:y:z:1.0 -quiet c0",
+])
+def test_stub_accepts_documented_calls(tmp_path, line):
+    rc, err = _one_call(tmp_path, line)
+    assert rc == 0, err
+
+
+def test_ps7_gets_every_value_of_board_toml(run):
+    """The generated TCL sets each processing_system7 CONFIG value of board.toml
+    (the 385 preset values, our additions, the PL-facing ones), and nothing else."""
+    _, recorded, _ = run
+    cfg = _props(recorded, "ps7")
+    want = {f"CONFIG.{k}": v for k, v in board.load().ps7_config().items()}
+    assert cfg == want
+    assert len(want) >= 385 and cfg["CONFIG.PCW_UIPARAM_DDR_FREQ_MHZ"] == "533.333333"
+
+
+def test_board_part_only_when_the_board_files_are_installed(run, tmp_path):
+    proc, recorded, out = run
+    part = board.load()["board"]["board_part"]
+    assert _calls(recorded, "get_board_parts") == [["-quiet", part]]
+    assert not [c for c in _calls(recorded, "set_property") if c[0] == "board_part"]
+    assert "board files for" in proc.stdout
+    impl = tmp_path / "impl_1"
+    impl.mkdir()
+    (impl / "waferq_bd_wrapper.bit").write_bytes(b"bit")
+    (tmp_path / "waferq_bd.hwh").write_text("<hwh/>")
+    proc, recorded = _replay(tmp_path, out / "board_facts.tcl", impl, tmp_path / "waferq_bd.hwh",
+                             board_parts=part)
+    assert proc.returncode == 0, proc.stderr
+    assert [c for c in _calls(recorded, "set_property") if c[0] == "board_part"] == [
+        ["board_part", part, "waferq"]]

@@ -4,7 +4,8 @@
 
 Steps: board facts (zybo_z7/board.py) and the CSR include (zybo_z7/csr_map.py) into
 ``--out``; ``hls.synth`` (generate the C++, write run_hls.tcl, ``vitis_hls``: the HLS script exports the
-core as an IP repository into ``build/<model>/hls/ip``); then
+core as an IP repository into ``build/<model>/hls/ip``; co-simulation only with
+``--cosim``); then
 ``vivado -mode batch -source zybo_z7/vivado/build.tcl -tclargs <out>/board_facts.tcl``,
 which writes ``waferq.bit``, ``waferq.hwh`` and ``waferq.xsa`` into ``--out``.
 
@@ -36,9 +37,11 @@ def _need(tool: str, what: str) -> str:
     return path
 
 
-def build(model_dir: Path, out_dir: Path, jobs: int) -> Path:
+def build(model_dir: Path, out_dir: Path, jobs: int, cosim: bool = False) -> Path:
     vivado = _need("vivado", "source the Vivado settings64.sh (AMD Vivado 2023.2 or later) first")
-    _need("vitis_hls", "source the Vitis HLS settings64.sh first")
+    if shutil.which("vitis_hls") is None and shutil.which("vitis-run") is None:
+        raise BuildError("make bitstream: neither vitis_hls nor vitis-run is on PATH; "
+                         "source the Vitis settings64.sh first.")
     if not (model_dir / "model.json").is_file():
         raise BuildError(f"make bitstream: no {model_dir}/model.json; run make export first.")
     hls_dir = model_dir.resolve().parent / "hls"
@@ -49,7 +52,7 @@ def build(model_dir: Path, out_dir: Path, jobs: int) -> Path:
         f.write(f"set wq_jobs {jobs}\n")
 
     try:
-        synth.run(model_dir, hls_dir)          # C++, run_hls.tcl, vitis_hls, the IP in hls/ip
+        synth.run(model_dir, hls_dir, cosim)   # C++, run_hls.tcl, vitis_hls, the IP in hls/ip
     except synth.SynthError as e:
         raise BuildError(str(e).replace("make hls", "make bitstream")) from e
     subprocess.run([vivado, "-mode", "batch", "-nojournal", "-log", str(out_dir / "vivado.log"),
@@ -63,11 +66,13 @@ def main(argv=None) -> int:
     ap.add_argument("--model", required=True, help="export folder (build/<model>/export)")
     ap.add_argument("--out", default=None, help="output folder (default build/<model>/bitstream)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--cosim", action="store_true",
+                    help="run C/RTL co-simulation in the HLS step (make bitstream COSIM=1)")
     args = ap.parse_args(argv)
     model = Path(args.model)
     out = Path(args.out) if args.out else model.resolve().parent / "bitstream"
     try:
-        print(build(model, out, args.jobs))
+        print(build(model, out, args.jobs, args.cosim))
     except BuildError as e:
         print(e, file=sys.stderr)
         return 2

@@ -16,16 +16,12 @@
 
 #include "ap_int.h"
 #include "hls_stream.h"
+#include "wq_axis.h"
 
 namespace wq {
 
-// One beat of the 32-bit AXI-Stream. Our own struct rather than ap_axiu
-// because the hls4ml ap_types folder ships no ap_axi_sdata.h; TKEEP/TSTRB
-// are all-ones on a 32-bit DMA stream and not needed.
-struct axis_word {
-    ap_uint<32> data;
-    ap_uint<1> last;
-};
+// axis_word, the stream beat of rx and tx, is hls::axis<ap_uint<32>,0,0,0>
+// (wq_axis.h).
 
 typedef ap_uint<32> word_t;    // a stream word, a blob word, a counter of words
 typedef ap_int<32> shift_t;    // requant shift from the blob (negative multiplies)
@@ -33,6 +29,31 @@ typedef ap_int<32> bias_t;     // biases are int32 in the blob
 typedef ap_uint<8> pixel_t;    // input code, INPUT_BITS = 8
 typedef ap_int<32> logit_t;    // logits as they travel in the INFER reply
 typedef ap_int<64> wide_t;     // what requantization computes in
+
+// One multiply lane of a conv2d, dwconv or dense layer: a * b, exact, in R.
+// FABRIC (the layer config's mul_fabric, from hls/estimate.py's DSP rule) binds
+// the multiplier to LUTs, as the resource estimate counts it; otherwise the tool
+// picks (a DSP48E1 at those widths).
+template <bool FABRIC>
+struct lane_mul {
+    template <class R, class A, class B>
+    static R mul(A a, B b) {
+        #pragma HLS INLINE
+        R p = a * b;
+        #pragma HLS BIND_OP variable=p op=mul impl=fabric
+        return p;
+    }
+};
+
+template <>
+struct lane_mul<false> {
+    template <class R, class A, class B>
+    static R mul(A a, B b) {
+        #pragma HLS INLINE
+        R p = a * b;
+        return p;
+    }
+};
 
 }  // namespace wq
 

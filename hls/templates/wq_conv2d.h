@@ -22,6 +22,7 @@ struct conv2d_config {
     static const unsigned stride = 1;         // step between windows, both axes
     static const unsigned pad = 0;            // zero rows/columns on each side
     static const unsigned w_bits = 8;         // weight width (blob and memory)
+    static const bool mul_fabric = false;   // multipliers on LUTs (BIND_OP impl=fabric)
     static const unsigned out_bits = 8;       // output width after requantization
     static const bool relu = true;            // unsigned (ReLU-quant) or signed output
     static const unsigned n_out = 1;          // out_c: biases and weight rows
@@ -97,7 +98,8 @@ ConvRows:
                             #pragma HLS UNROLL
                             const typename CONFIG_T::in_t x =
                                 window_at<CONFIG_T>(in, oy, ox, sf * SIMD + s, CONFIG_T::in_c);
-                            acc[p] += x * weight_at<typename CONFIG_T::weight_t, CONFIG_T::w_bits>(word, s);
+                            acc[p] += lane_mul<CONFIG_T::mul_fabric>::template mul<typename CONFIG_T::accum_t>(
+                                x, weight_at<typename CONFIG_T::weight_t, CONFIG_T::w_bits>(word, s));
                         }
                     }
                 }

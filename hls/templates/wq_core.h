@@ -12,6 +12,14 @@
 #include "wq_common.h"
 #include "wq_stream_format.h"
 
+// C-sim harness hook (hls/generate.py CSIM_HOOKS, compiled in with g++
+// -include by hls/csim_build.py only): where the RTL core would wait on an
+// empty RX FIFO, the harness stops the call, so a test can cut a message there
+// and soft-reset the core. Defined empty for Vitis (synthesis and its C-sim).
+#ifndef WQ_RX_STALL
+#define WQ_RX_STALL(stream)
+#endif
+
 namespace wq {
 
 // Base of the generated top config.
@@ -61,31 +69,30 @@ struct core_state {
     word_t weights_checksum;
 };
 
+// Its reset value: no weights loaded.
+inline void clear_state(core_state& st) {
+    #pragma HLS INLINE
+    st.weights_loaded = false;
+    st.weights_checksum = 0;
+}
+
 template <unsigned MAX>
 void send_reply(hls::stream<axis_word>& tx, unsigned opcode, word_t tag,
                 const word_t payload[MAX], unsigned len) {
     word_t head = (word_t(WQ_MAGIC) << 16) | (word_t(WQ_VERSION) << 8) | word_t(opcode & 0xFF);
     word_t sum = head + word_t(len) + tag;
-    axis_word w;
-    w.last = 0;
-    w.data = head;
-    tx.write(w);
-    w.data = len;
-    tx.write(w);
-    w.data = tag;
-    tx.write(w);
+    tx.write(axis_beat(head, false));
+    tx.write(axis_beat(len, false));
+    tx.write(axis_beat(tag, false));
 ReplyPayload:
     for (unsigned i = 0; i < MAX; i++) {
         #pragma HLS PIPELINE II = 1
         if (i < len) {
-            w.data = payload[i];
             sum += payload[i];
-            tx.write(w);
+            tx.write(axis_beat(payload[i], false));
         }
     }
-    w.data = sum;
-    w.last = 1;
-    tx.write(w);
+    tx.write(axis_beat(sum, true));  // TLAST on the checksum, the reply's last word
 }
 
 template <unsigned MAX>
@@ -117,6 +124,7 @@ void handle_message(hls::stream<axis_word>& rx, hls::stream<axis_word>& tx, core
 RxWords:
     while (!done) {
         #pragma HLS PIPELINE II = 1
+        WQ_RX_STALL(rx);
         axis_word w = rx.read();
         const word_t d = w.data;
         if (n == 0) {
@@ -128,6 +136,11 @@ RxWords:
                      (op == WQ_OP_QUERY || op == WQ_OP_LOAD_WEIGHTS || op == WQ_OP_INFER);
             writes = hdr_ok && op == WQ_OP_LOAD_WEIGHTS && d == CONFIG_T::blob_words;
             is_infer = hdr_ok && op == WQ_OP_INFER && d == CONFIG_T::infer_words;
+            // The weight memories change from the next word on: until this load
+            // completes with a good checksum they hold no usable model. Cleared
+            // here, not at TLAST, so a load cut by an abort (whose TLAST never
+            // comes) cannot leave stale "loaded" state behind.
+            if (writes) clear_state(st);
         } else if (n == 2) {
             tag = d;
         } else if (!w.last) {
@@ -172,10 +185,7 @@ RxWords:
     }
     // A half-written weight memory must never be used: drop it.
     if (n - (WQ_HEADER_WORDS + WQ_TRAILER_WORDS) != length) {
-        if (writes) {
-            st.weights_loaded = false;
-            st.weights_checksum = 0;
-        }
+        if (writes) clear_state(st);
         send_error<MAXR>(tx, tag, WQ_ERR_BAD_LENGTH, n);
         return;
     }
@@ -184,10 +194,7 @@ RxWords:
         return;
     }
     if (sum != trailer) {
-        if (writes) {
-            st.weights_loaded = false;
-            st.weights_checksum = 0;
-        }
+        if (writes) clear_state(st);
         send_error<MAXR>(tx, tag, WQ_ERR_BAD_CHECKSUM, 0);
         return;
     }

@@ -13,6 +13,7 @@ struct dense_config {
     static const unsigned n_in = 1;           // in_features, HWC flatten order of the input
     static const unsigned n_out = 1;          // out_features
     static const unsigned w_bits = 8;         // weight width (blob and memory)
+    static const bool mul_fabric = false;   // multipliers on LUTs (BIND_OP impl=fabric)
     static const unsigned out_bits = 8;       // output width after requantization
     static const bool relu = true;            // unsigned (ReLU-quant) or signed output
     static const bool requant = true;         // false: the logits layer (out_t = accum_t)
@@ -65,8 +66,8 @@ DenseNf:
             DenseSimd:
                 for (unsigned s = 0; s < SIMD; s++) {
                     #pragma HLS UNROLL
-                    acc[p] += in[sf * SIMD + s] *
-                              weight_at<typename CONFIG_T::weight_t, CONFIG_T::w_bits>(word, s);
+                    acc[p] += lane_mul<CONFIG_T::mul_fabric>::template mul<typename CONFIG_T::accum_t>(
+                        in[sf * SIMD + s], weight_at<typename CONFIG_T::weight_t, CONFIG_T::w_bits>(word, s));
                 }
             }
         }

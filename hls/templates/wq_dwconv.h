@@ -53,7 +53,8 @@ DwRows:
                             const unsigned tap = sf * SIMD + s;
                             const typename CONFIG_T::in_t x =
                                 window_at<CONFIG_T>(in, oy, ox, tap * C + c, C);
-                            acc[p] += x * weight_at<typename CONFIG_T::weight_t, CONFIG_T::w_bits>(word, s);
+                            acc[p] += lane_mul<CONFIG_T::mul_fabric>::template mul<typename CONFIG_T::accum_t>(
+                                x, weight_at<typename CONFIG_T::weight_t, CONFIG_T::w_bits>(word, s));
                         }
                     }
                 }

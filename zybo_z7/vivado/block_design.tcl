@@ -76,17 +76,21 @@ make_bd_intf_pins_external [get_bd_intf_pins ps7/DDR]
 make_bd_intf_pins_external [get_bd_intf_pins ps7/FIXED_IO]
 
 # --- one clock (FCLK_CLK0) and its reset -----------------------------------------------------
-connect_bd_net [get_bd_pins ps7/FCLK_CLK0] [get_bd_pins \
+# get_bd_pins takes one pattern argument (UG835): several pins go in as one list.
+connect_bd_net [get_bd_pins ps7/FCLK_CLK0] [get_bd_pins [list \
     ps7/M_AXI_GP0_ACLK ps7/S_AXI_HP0_ACLK \
     axi_dma_0/s_axi_lite_aclk axi_dma_0/m_axi_sg_aclk axi_dma_0/m_axi_mm2s_aclk axi_dma_0/m_axi_s2mm_aclk \
     rx_fifo/s_axis_aclk tx_fifo/s_axis_aclk waferq_top_0/ap_clk wq_glue_0/aclk \
-    gp0_ic/aclk hp0_ic/aclk rst_fclk0/slowest_sync_clk]
+    gp0_ic/aclk hp0_ic/aclk rst_fclk0/slowest_sync_clk]]
 connect_bd_net [get_bd_pins ps7/FCLK_RESET0_N] [get_bd_pins rst_fclk0/ext_reset_in]
-connect_bd_net [get_bd_pins rst_fclk0/interconnect_aresetn] [get_bd_pins gp0_ic/aresetn hp0_ic/aresetn]
-connect_bd_net [get_bd_pins rst_fclk0/peripheral_aresetn] [get_bd_pins \
-    axi_dma_0/axi_resetn rx_fifo/s_axis_aresetn tx_fifo/s_axis_aresetn wq_glue_0/aresetn]
-# The core also restarts on the CSR soft reset (wq_glue_top core_rst_n).
-connect_bd_net [get_bd_pins wq_glue_0/core_rst_n] [get_bd_pins waferq_top_0/ap_rst_n]
+connect_bd_net [get_bd_pins rst_fclk0/interconnect_aresetn] [get_bd_pins [list gp0_ic/aresetn hp0_ic/aresetn]]
+connect_bd_net [get_bd_pins rst_fclk0/peripheral_aresetn] [get_bd_pins [list \
+    axi_dma_0/axi_resetn wq_glue_0/aresetn]]
+# The CSR soft reset (wq_glue_top core_rst_n: low during the system reset too) restarts the
+# core and empties both FIFOs, so no word of a cut request or reply is left to be read as
+# part of the next message. (It does not reset the DMA: the driver resets that itself.)
+connect_bd_net [get_bd_pins wq_glue_0/core_rst_n] [get_bd_pins [list \
+    waferq_top_0/ap_rst_n rx_fifo/s_axis_aresetn tx_fifo/s_axis_aresetn]]
 
 # --- interrupts: concat input i is IRQ_F2P[i]; the device tree follows the same order ----------
 set wq_irq_pin [dict create \

@@ -2,7 +2,13 @@
 # sets every wq_* variable used here (zybo_z7/board.py; the numbers live in board.toml).
 
 create_project -force waferq [file join $wq_out_dir vivado] -part $wq_part
-# No board_part: the PS7 is configured explicitly, so Digilent's board files are optional.
+# Digilent's board part when its board files are installed. Optional: block_design.tcl
+# sets every value of the board's PS7 preset explicitly either way.
+if {[llength [get_board_parts -quiet $wq_board_part]]} {
+    set_property board_part $wq_board_part [current_project]
+} else {
+    puts "waferq: board files for $wq_board_part are not installed; the PS7 preset values come from board.toml"
+}
 set_property target_language Verilog [current_project]
 
 # The HLS export (Vitis HLS export_design -format ip_catalog) is an IP repository.
