@@ -46,8 +46,8 @@ FORMATS = ("NPY (HxW or NxHxW), NPZ (keys 'x' and optional int labels 'y', or 'a
 
 def _board_opts(p, model_required=True):
     p.add_argument("--board", required=True, action="append", metavar="HOST:PORT",
-                   help="board service address; classify takes several (repeat --board or "
-                        "a comma list) and balances and fails over between them")
+                   help="board service address; classify and watch take several (repeat "
+                        "--board or a comma list) and balance and fail over between them")
     p.add_argument("--model", required=model_required, metavar="DIR",
                    help="export folder (model.json, weights.bin) the board must run")
     p.add_argument("--timeout", type=float, default=60.0,

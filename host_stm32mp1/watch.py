@@ -45,7 +45,8 @@ from collections import Counter
 from pathlib import Path
 
 from host_stm32mp1 import engine, readers
-from host_stm32mp1.client import BoardClient, BoardError, parse_address
+from host_stm32mp1.boards import BoardPool
+from host_stm32mp1.client import BoardClient, BoardError, parse_boards
 from host_stm32mp1.store import StoreError, open_store
 
 log = logging.getLogger("waferq.watch")
@@ -286,7 +287,7 @@ def _interrupt(signum, frame):
 
 
 def run(args) -> int:
-    from host_stm32mp1.cli import reader_options
+    from host_stm32mp1.cli import policy, reader_options
 
     folder = Path(args.dir)
     try:
@@ -299,7 +300,8 @@ def run(args) -> int:
         opts = reader_options(args)
         args.pass_bins_set = opts["pass_bins"]
         model = engine.Model.load(args.model)
-        host, port = parse_address(args.board)
+        addresses = parse_boards(args.boards)
+        retry = policy(args)
         settings, described = engine.settings_key(model, **opts)
         store = open_store(args.db or str(folder / "waferq.sqlite"))
     except (OSError, ValueError, KeyError, StoreError) as e:
@@ -308,7 +310,11 @@ def run(args) -> int:
     settle = args.poll_interval if args.settle is None else args.settle
     # A service manager stops the line with SIGTERM: leave the loop as on Ctrl-C, closing the store.
     signal.signal(signal.SIGTERM, _interrupt)
-    client = BoardClient(host, port, timeout=args.timeout, probe_timeout=args.probe_timeout)
+    if len(addresses) == 1:
+        (host, port), = addresses
+        client = BoardClient(host, port, timeout=args.timeout, probe_timeout=args.probe_timeout)
+    else:   # several boards: balanced, with failover, as in classify
+        client = BoardPool(addresses, model, retry)
     w = Watcher(args, model, store, client, settings)
     notify = None if args.no_inotify else Inotify.open(folder)
     log.info("watching %s with %s", folder, "inotify" if notify else f"polling every {args.poll_interval:g} s")

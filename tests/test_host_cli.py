@@ -137,6 +137,26 @@ def test_watch_once_done_failed_and_duplicates(work, board, tmp_path):
         assert c.execute("SELECT COUNT(*) FROM wq_results").fetchone()[0] == 5
 
 
+def test_watch_several_boards_fails_over(work, board, tmp_path):
+    """watch takes several boards like classify: with one of two boards down,
+    the other classifies every map and the file still ends in done/."""
+    import socket
+
+    with socket.socket() as s:          # a port nobody listens on: a board that is down
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    line = tmp_path / "line"
+    line.mkdir()
+    shutil.copy(work / "lot.xml", line / "lot.xml")
+    proc = host(work, f"{dead},{board}", "watch", line, "--once", "--poll-interval", "0.1",
+                "--no-progress", "--retries", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in (line / "done").iterdir()] == ["lot.xml"]
+    with sqlite3.connect(line / "waferq.sqlite") as c:
+        boards = c.execute("SELECT board FROM wq_results").fetchall()
+    assert boards == [(board,), (board,)]
+
+
 def test_watch_waits_for_a_file_to_stop_growing(work, tmp_path):
     from host_stm32mp1.watch import Watcher
 

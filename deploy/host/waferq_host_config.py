@@ -86,12 +86,11 @@ def _common(cfg: dict) -> list[str]:
 
 
 def watch_argv(cfg: dict) -> list[str]:
-    # host_stm32mp1's watch talks to one board (parse_address); classify balances several.
-    if len(cfg["boards"]) != 1:
-        raise ConfigError("watch drives one board: list exactly one in boards "
-                          f"(got {len(cfg['boards'])})")
-    argv = ["watch", cfg["inbox"], "--board", cfg["boards"][0], "--model", cfg["model"],
-            "--no-progress", *_common(cfg)]
+    # watch balances several boards and fails over between them, as classify does.
+    argv = ["watch", cfg["inbox"]]
+    for b in cfg["boards"]:
+        argv += ["--board", b]
+    argv += ["--model", cfg["model"], "--no-progress", *_common(cfg)]
     if "db" in cfg:
         argv += ["--db", cfg["db"]]
     for key in ("batch", "poll_interval"):
