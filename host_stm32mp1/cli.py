@@ -47,7 +47,10 @@ def _board_opts(p, model_required=True):
                         "0.25 s doubling to 4 s) before giving up")
     p.add_argument("--key-file", metavar="PATH",
                    help="pre-shared HMAC key file, mode 0600 (default: $WQ_KEY_FILE, then "
-                        "$WQ_KEY; without one frames are not authenticated)")
+                        "$WQ_KEY)")
+    p.add_argument("--insecure", action="store_true",
+                   help="talk to the board without a key: frames are NOT authenticated "
+                        "(bench use only; also $WQ_INSECURE=1)")
     p.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -218,6 +221,10 @@ def classify(args) -> int:
     return status
 
 
+def key_configured() -> bool:
+    return any(os.environ.get(k) for k in ("WQ_KEY_FILE", "WQ_KEY"))
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
@@ -227,6 +234,13 @@ def main(argv=None) -> int:
         args.boards, args.board = args.board, ",".join(args.board)
     if getattr(args, "key_file", None):
         os.environ["WQ_KEY_FILE"] = args.key_file   # every BoardClient reads it (FROM_ENV)
+    if getattr(args, "board", None) and not key_configured():
+        if not (args.insecure or os.environ.get("WQ_INSECURE") == "1"):
+            print("error: no key: give --key-file (or $WQ_KEY_FILE / $WQ_KEY), or --insecure "
+                  "to talk to a bench board unauthenticated", file=sys.stderr)
+            return EXIT_USAGE
+        print("warning: --insecure: frames to and from the board are NOT authenticated",
+              file=sys.stderr)
     if args.command == "classify":
         return classify(args)
     from host_stm32mp1 import ops, watch  # only what the command needs

@@ -176,7 +176,9 @@ def send(run: Run, client, model: Model, batch: int, store=None, board_name="",
                 rec.update(error_record(rec, res["status"], res["message"]))
             rec["board"] = name
             if store is not None and "seq" in rec:
-                rows.append(_store_row(rec, name, model.checksum, dt / len(ids)))
+                # The checksum the board says it ran, not the one we meant.
+                rows.append(_store_row(rec, name, res.get("weights_checksum", model.checksum),
+                                       dt / len(ids)))
         if rows:
             store.record_results(rows)
         if progress is not None:
