@@ -268,8 +268,6 @@ class Handler(socketserver.BaseRequestHandler):
                 reply = (W.T_RESULTS, W.encode_results(records, checksum))
             else:
                 raise W.WireError(f"frame type {frame.type_name} is not a request", W.E_BAD_REQUEST)
-            data = (self.session.seal(reply[0], reply[1], rid) if self.session is not None
-                    else W.encode_frame(reply[0], reply[1], rid))
         except W.WireError as e:
             log.warning("%s %s: %s", peer, frame.type_name, e)
             # A weights rejection is a normal reply; a bad payload means a broken client.
@@ -280,6 +278,13 @@ class Handler(socketserver.BaseRequestHandler):
             return False
         except Exception:
             log.exception("%s %s failed", peer, frame.type_name)
+            self._send_error(sock, rid, W.E_INTERNAL, INTERNAL)
+            return True
+        try:
+            data = (self.session.seal(reply[0], reply[1], rid) if self.session is not None
+                    else W.encode_frame(reply[0], reply[1], rid))
+        except Exception:   # a reply that cannot be framed (too large): our fault, not the peer's
+            log.exception("%s could not frame the %s reply", peer, W._TYPE_NAMES.get(reply[0]))
             self._send_error(sock, rid, W.E_INTERNAL, INTERNAL)
             return True
         try:
