@@ -39,11 +39,12 @@ MAX_RSHIFT = 62
 
 def rshift_rhe(acc: np.ndarray, shift: int, out_bits: int = 16) -> np.ndarray:
     """acc / 2**shift rounded half to even; a negative shift multiplies.
-    Exact once clamped to ``out_bits`` (signed or unsigned) for |acc| < 2**50."""
+    Exact once clamped to ``out_bits`` (signed or unsigned) for |acc| < 2**61."""
     acc = np.asarray(acc, dtype=np.int64)
     shift = int(shift)
     if shift <= 0:
-        return acc << min(-shift, out_bits + 1)
+        big = np.int64(1) << (out_bits + 1)    # saturates the same, cannot wrap
+        return np.clip(acc, -big, big) << min(-shift, out_bits + 1)
     shift = min(shift, MAX_RSHIFT)
     half = np.int64(1) << (shift - 1)
     odd = (acc >> shift) & 1
