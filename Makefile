@@ -127,3 +127,10 @@ test: tools $(STAMP)
 
 clean:
 	rm -rf build
+
+# --- board service abuse bench (issue 21) ---
+.PHONY: bench-abuse
+# Pre-auth, slowloris and amplification against a keyed service on loopback:
+# peak RSS and threads of the service process, table + build/bench/abuse.json.
+bench-abuse: $(STAMP)
+	$(PY) -m bench.abuse --out build/bench
