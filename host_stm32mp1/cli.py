@@ -24,6 +24,7 @@ from host_stm32mp1 import engine, readers, report
 from host_stm32mp1.boards import BoardPool, RetryPolicy
 from host_stm32mp1.client import BoardError, parse_boards
 from host_stm32mp1.store import StoreError, open_store
+from protocol import wire as W
 
 log = logging.getLogger("waferq.host")
 
@@ -166,7 +167,7 @@ def pass_bins(text):
 
 
 def _usage(e) -> int:
-    print(f"error: {e}", file=sys.stderr)
+    print(f"error: {W.printable(e, 1000)}", file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -199,7 +200,7 @@ def classify(args) -> int:
             finally:
                 bar.close()
     except (BoardError, OSError, StoreError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {W.printable(e, 1000)}", file=sys.stderr)
         status = EXIT_USAGE
         engine.fail_unsent(run, str(e))
     finally:

@@ -60,8 +60,10 @@ class Run:
 
 
 def error_record(base: dict, code: int, message: str) -> dict:
+    # The message may quote a peer or a file: no control characters reach a
+    # terminal, the CSV or the store.
     return dict(base, status="error", error=dict(code=code, name=W.STATUS_NAMES.get(code, str(code)),
-                                                 message=message))
+                                                 message=W.printable(message, 1000)))
 
 
 def _label(item, classes):

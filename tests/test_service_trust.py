@@ -19,7 +19,7 @@ from protocol import auth as A
 from protocol import wire as W
 from quant.intmodel import random_model
 from quant.spec import CNNSpec
-from wq_service_helpers import PY, ROOT, env
+from wq_service_helpers import PY, ROOT, env, run_host
 from zybo_z7.backends import Accelerator, load_spec, make_backend
 from zybo_z7.service import Board, Service, _classes
 
@@ -77,7 +77,11 @@ class SwapProxy:
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self):
-        host, _ = self.lsock.accept()
+        while True:
+            host, _ = self.lsock.accept()
+            threading.Thread(target=self._relay, args=(host,), daemon=True).start()
+
+    def _relay(self, host):
         board = socket.create_connection(self.target)
         threading.Thread(target=self._pipe, args=(host, board), daemon=True).start()
         try:
@@ -108,6 +112,27 @@ def test_unsigned_error_inside_a_session_is_refused(models, keyed):
             c.infer_batch(np.zeros((2, 42, 42, 1), np.uint8), [1, 2])
     assert e.value.code == W.E_AUTH and "failed authentication" in str(e.value)
     assert "\x1b" not in str(e.value) and "board on fire" not in str(e.value)
+
+
+def test_peer_text_never_reaches_terminal_or_csv_raw(models, tmp_path):
+    """--insecure, so the forged ERROR is taken: its escapes still reach
+    neither stderr nor the CSV. (Before: ANSI escapes in both.)"""
+    board = Board(Accelerator(make_backend("reference", str(models / "m1"))), _classes(models / "m1"))
+    srv = Service(("127.0.0.1", 0), board, None)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        proxy = SwapProxy(srv.server_address)
+        np.save(tmp_path / "m.npy", np.ones((3, 20, 20), np.uint8))
+        proc = run_host(["classify", str(tmp_path / "m.npy"), "--board", f"127.0.0.1:{proxy.port}",
+                         "--model", str(models / "m1"), "--csv", str(tmp_path / "r.csv"),
+                         "--no-progress", "--insecure"])
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert proc.returncode == 2, proc.stderr
+    assert "board on fire" in proc.stderr and "\x1b" not in proc.stderr and "\x07" not in proc.stderr
+    csv = (tmp_path / "r.csv").read_text()
+    assert "board on fire" in csv and "\x1b" not in csv
 
 
 def test_board_errors_are_sealed_and_printable(models, keyed):
