@@ -17,7 +17,7 @@ Every frame is a fixed 20-byte little-endian header, then the payload::
 With F_AUTH the payload is followed by a fixed AUTH_TRAILER_SIZE trailer
 (``u32 key_id, u64 counter, mac[32]``, not counted in payload_len): HMAC-SHA256
 over header and payload, see ``protocol.auth``. Without a key on both sides
-no frame carries it and the protocol is as in its first release.
+(both started with --insecure) no frame carries it.
 
 Requests and their replies (a reply type is the request type | REPLY_BIT, or
 ERROR):
