@@ -57,8 +57,8 @@ INTERNAL = "internal error on the board (see its log)"
 class Limits:
     """What one peer can hold of the service (README, Security). The Zybo has
     1 GiB: each connection costs a thread and at most one frame in memory."""
-    max_connections: int = 16      # handler threads in all
-    max_per_peer: int = 4          # connections from one IP address
+    max_connections: int = 32      # handler threads in all
+    max_per_peer: int = 8          # connections from one IP address (a host uses one a board)
     handshake_timeout: float = 10.0  # connect -> SESSION received (keyed service)
     frame_timeout: float = 30.0    # first byte of a frame -> its last byte
     idle_timeout: float = 300.0    # between frames (an idle host keeps its connection)
