@@ -164,9 +164,9 @@ def zero_images(port: int, n: int = 500_000) -> str:
         payload = struct.pack("<IHHHH", n, 0, 0, 0, 0) + bytes(8 * n)
         try:
             s.sendall(sess.seal(W.T_INFER_BATCH, payload, 2))
-        except OSError:
-            pass
-        f = W.read_frame(s, timeout=GUARD)
+            f = W.read_frame(s, timeout=GUARD)
+        except (OSError, W.ConnectionClosed):
+            return "closed by the service before the payload was sent"
         code = W.decode_error(f.payload)[0] if f.type == W.T_ERROR else None
     return f"{f.type_name} {W.STATUS_NAMES.get(code, '')}".strip()
 

@@ -35,9 +35,10 @@ unsealed, and it carries nothing but ``E_AUTH`` and a generic text: the
 reason (unknown key id, bad MAC, replay) stays in the board's log, so a
 prober learns nothing about the keys a board holds.
 
-Keys: a file (or the ``WQ_KEY`` variable) with lines ``KEY_ID:HEX`` (a bare ``HEX`` is key id 1); the service accepts
-every listed key, the host signs with the last one, which is how keys rotate
-(add the new key to the services, then to the hosts, then drop the old one).
+Keys: a file (or the ``WQ_KEY`` variable) with lines ``KEY_ID:HEX`` (a bare
+``HEX`` is key id 1); the service accepts every listed key, the host signs
+with the last one, which is how keys rotate (add the new key to the
+services, then to the hosts, then drop the old one).
 """
 from __future__ import annotations
 
