@@ -222,3 +222,27 @@ def test_keyed_service_listens_on_all_addresses(models, tmp_path):
     finally:
         svc.terminate()
         svc.wait(GUARD)
+
+
+def test_store_records_the_checksum_the_board_ran(models, tmp_path):
+    """The result rows carry the weights checksum from RESULTS (what the
+    board says it ran), equal here to the model's."""
+    import sqlite3
+
+    board = Board(Accelerator(make_backend("reference", str(models / "m1"))), _classes(models / "m1"))
+    srv = Service(("127.0.0.1", 0), board, None)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        np.save(tmp_path / "m.npy", np.ones((3, 20, 20), np.uint8))
+        db = tmp_path / "r.sqlite"
+        proc = run_host(["classify", str(tmp_path / "m.npy"), "--board",
+                         f"127.0.0.1:{srv.server_address[1]}", "--model", str(models / "m1"),
+                         "--db", str(db), "--no-progress", "--insecure"])
+        assert proc.returncode == 0, proc.stderr
+        ran = board.accel.query()["weights_checksum"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT weights_checksum FROM wq_results").fetchall()
+    assert rows and {r[0] for r in rows} == {ran}
