@@ -159,3 +159,10 @@ deploy: $(STAMP)
 	$(PY) -m deploy.deploy $(if $(BOARD),--board $(BOARD)) $(if $(HOST),--host $(HOST)) \
 		--image $(IMAGE_OUT) --model $(IMAGE_MODEL) $(if $(HOST_CONFIG),--host-config $(HOST_CONFIG)) \
 		$(if $(KEY),--key-file $(KEY)) $(if $(BOARD_ENV),--board-env $(BOARD_ENV)) $(DEPLOY_OPTS)
+
+# --- board service abuse bench (issue 21) ---
+.PHONY: bench-abuse
+# Pre-auth, slowloris and amplification against a keyed service on loopback:
+# peak RSS and threads of the service process, table + build/bench/abuse.json.
+bench-abuse: $(STAMP)
+	$(PY) -m bench.abuse --out build/bench

@@ -27,6 +27,7 @@ from host_stm32mp1 import engine, readers, report
 from host_stm32mp1.boards import BoardPool, RetryPolicy
 from host_stm32mp1.client import BoardError, parse_boards
 from host_stm32mp1.store import StoreError, open_store
+from protocol import wire as W
 
 log = logging.getLogger("waferq.host")
 
@@ -60,7 +61,10 @@ def _board_opts(p, model_required=True):
                         "0.25 s doubling to 4 s) before giving up")
     p.add_argument("--key-file", metavar="PATH",
                    help="pre-shared HMAC key file, mode 0600 (if not given: $WQ_KEY_FILE, then "
-                        "$WQ_KEY; without one frames are not authenticated)")
+                        "$WQ_KEY)")
+    p.add_argument("--insecure", action="store_true",
+                   help="talk to the board without a key: frames are NOT authenticated "
+                        "(bench use only; also $WQ_INSECURE=1)")
     _verbose(p)
 
 
@@ -203,7 +207,7 @@ def pass_bins(text):
 
 
 def _usage(e) -> int:
-    print(f"error: {e}", file=sys.stderr)
+    print(f"error: {W.printable(e, 1000)}", file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -259,7 +263,7 @@ def classify(args) -> int:
             finally:
                 bar.close()
     except (BoardError, OSError, StoreError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {W.printable(e, 1000)}", file=sys.stderr)
         status = EXIT_USAGE
         engine.fail_unsent(run, str(e))
     finally:
@@ -287,6 +291,10 @@ def classify(args) -> int:
     return status
 
 
+def key_configured() -> bool:
+    return any(os.environ.get(k) for k in ("WQ_KEY_FILE", "WQ_KEY"))
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
@@ -308,6 +316,13 @@ def main(argv=None) -> int:
                       else str(e))
             print(f"error: cannot use the key file: {reason}", file=sys.stderr)
             return EXIT_USAGE
+    if getattr(args, "board", None) and not key_configured():
+        if not (args.insecure or os.environ.get("WQ_INSECURE") == "1"):
+            print("error: no key: give --key-file (or $WQ_KEY_FILE / $WQ_KEY), or --insecure "
+                  "to talk to a bench board unauthenticated", file=sys.stderr)
+            return EXIT_USAGE
+        print("warning: --insecure: frames to and from the board are NOT authenticated",
+              file=sys.stderr)
     if args.command == "classify":
         return classify(args)
     from host_stm32mp1 import ops, watch  # only what the command needs

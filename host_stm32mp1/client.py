@@ -2,8 +2,11 @@
 
 With a key (``key=`` or $WQ_KEY_FILE / $WQ_KEY, see ``protocol.auth``) every
 connection starts with the SESSION handshake, every request is sealed with
-an HMAC and every reply except ERROR must carry a valid one. A client with
-a key never falls back to unauthenticated frames (no downgrade).
+an HMAC and every reply, ERROR included, must carry a valid one (only the
+handshake's refusal comes unsealed). A client with a key never falls back to
+unauthenticated frames (no downgrade). Every RESULTS carries the weights
+checksum the board ran the batch with; after ``ensure_weights`` a batch run
+with other weights (another host reloaded the board) is an error.
 """
 from __future__ import annotations
 
@@ -91,6 +94,11 @@ class BoardClient:
         self.on_connect = on_connect
         self.connects = 0
         self._connecting = False
+        self.expected_checksum: int | None = None   # set by ensure_weights
+
+    @property
+    def authenticated(self) -> bool:
+        return self.keyring is not None
 
     @property
     def name(self) -> str:
@@ -174,7 +182,7 @@ class BoardClient:
             raise BoardError(self._silent(W._TYPE_NAMES.get(ftype, "a probe"), e)) from e
         if reply.request_id != rid:
             raise W.WireError(f"reply to request {reply.request_id}, expected {rid}")
-        if self.keyring is not None and reply.type != W.T_ERROR and not raw:
+        if self.keyring is not None and not raw:
             try:
                 self.session.open(reply)
             except A.AuthError as e:
@@ -229,6 +237,13 @@ class BoardClient:
         if [r["id"] for r in records] != [int(i) for i in ids]:
             raise BoardError(f"board answered {len(records)} records that do not match the "
                              f"{len(ids)} images sent")
+        ran = records[0]["weights_checksum"] if records else None
+        want = self.expected_checksum
+        if want is not None and ran is not None and any(r["status"] == W.OK for r in records) \
+                and ran != want:
+            raise BoardError(f"board {self.name} ran this batch with weights checksum "
+                             f"0x{ran:08x}, not the model's 0x{want:08x}: another host loaded "
+                             "other weights; its results are discarded", W.E_BAD_WEIGHTS)
         return records
 
     def ensure_weights(self, model_dir) -> tuple[dict, bool]:
@@ -248,6 +263,7 @@ class BoardClient:
                 "cannot run another topology; use the matching model or rebuild the bitstream",
                 W.E_TOPOLOGY)
         want = int(meta["weights_checksum"])
+        self.expected_checksum = want
         if info["weights_loaded"] and info["weights_checksum"] == want:
             return info, False
         blob = (model_dir / "weights.bin").read_bytes()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,6 @@ log = logging.getLogger("waferq.host")
 # the file could not be read, or a map could not be turned into model input.
 E_READ, E_INPUT = -1, -2
 LOCAL_ERRORS = {E_READ: "READ_ERROR", E_INPUT: "INPUT_ERROR"}
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 class ModelError(ValueError):
@@ -38,7 +36,7 @@ class ModelError(ValueError):
 
 def clean(text) -> str:
     """A text from a file or a peer, safe to print or store: no control characters."""
-    return _CONTROL.sub("?", str(text))
+    return W.printable(text, 4096)
 
 
 @dataclass
@@ -133,8 +131,11 @@ class Run:
 
 
 def error_record(base: dict, code: int, message: str) -> dict:
+    # The message may quote a peer or a file: no control characters reach a
+    # terminal, the CSV or the store.
     name = LOCAL_ERRORS.get(code) or W.STATUS_NAMES.get(code, str(code))
-    return dict(base, status="error", error=dict(code=code, name=name, message=clean(message)))
+    return dict(base, status="error", error=dict(code=code, name=name,
+                                                 message=W.printable(message, 1000)))
 
 
 def _identity(meta: dict) -> dict:
@@ -297,7 +298,9 @@ def send(run: Run, client, model: Model, batch: int, store=None, board_name="",
                 rec.update(error_record(rec, res["status"], res["message"]))
             rec["board"] = name
             if store is not None and "seq" in rec:
-                rows.append(_store_row(rec, name, model.checksum, dt / len(ids)))
+                # The checksum the board says it ran, not the one we meant.
+                rows.append(_store_row(rec, name, res.get("weights_checksum", model.checksum),
+                                       dt / len(ids)))
         if rows:
             store.record_results(rows)
         if progress is not None:

@@ -58,9 +58,11 @@ def status(args) -> int:
     try:
         with BoardClient(host, port, timeout=args.timeout, probe_timeout=args.probe_timeout) as c:
             info = c.query()
+            auth = (f"HMAC, key id {c.session.key_id}" if c.session is not None
+                    else "NONE (--insecure)")
     except (BoardError, OSError) as e:
         return _fail(e)
-    out = dict(board=args.board, **info)
+    out = dict(board=args.board, authentication=auth, **info)
     if model is not None:
         out["model"] = dict(folder=str(model.folder), topology_hash=model.meta["topology_hash"],
                             weights_checksum=model.checksum,
@@ -77,7 +79,7 @@ def status(args) -> int:
         print(json.dumps(out, indent=1))
         return EXIT_OK
     print(f"board {args.board}: backend {info['backend']}, core version {info['core_version']}, "
-          f"capabilities 0x{info['capabilities']:x}")
+          f"capabilities 0x{info['capabilities']:x}, authentication {auth}")
     print(f"topology 0x{info['topology_hash']:08x}, input {info['in_height']}x{info['in_width']}"
           f"x{info['in_channels']}, {info['n_classes']} classes")
     print(f"weights: {'loaded' if info['weights_loaded'] else 'none'}, checksum "

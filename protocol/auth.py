@@ -28,12 +28,17 @@ Protocol (all little-endian; sizes in ``protocol.wire``):
    ``direction`` (b"C" host->board, b"S" board->host) stops a reply being
    reflected back as a request.
 
-ERROR replies are sent unsealed so that a client with a wrong key still
-reads why it was refused; a forged ERROR can only deny service, which an
-on-path attacker can do anyway. Keys: a file (or the ``WQ_KEY`` variable)
-with lines ``KEY_ID:HEX`` (a bare ``HEX`` is key id 1); the service accepts
-every listed key, the host signs with the last one, which is how keys rotate
-(add the new key to the services, then to the hosts, then drop the old one).
+ERROR replies are sealed like every other frame once a session exists, so
+a device on the path cannot replace results with an error of its choosing;
+only a refusal of the SESSION itself (or of a frame before it) goes
+unsealed, and it carries nothing but ``E_AUTH`` and a generic text: the
+reason (unknown key id, bad MAC, replay) stays in the board's log, so a
+prober learns nothing about the keys a board holds.
+
+Keys: a file (or the ``WQ_KEY`` variable) with lines ``KEY_ID:HEX`` (a bare
+``HEX`` is key id 1); the service accepts every listed key, the host signs
+with the last one, which is how keys rotate (add the new key to the
+services, then to the hosts, then drop the old one).
 """
 from __future__ import annotations
 
@@ -168,7 +173,7 @@ def accept_session(ring: Keyring, payload: bytes) -> tuple[Session, bytes]:
     if len(payload) != _SESSION_REQ.size:
         raise AuthError(f"SESSION payload of {len(payload)} bytes, expected {_SESSION_REQ.size}")
     client_nonce, key_id = _SESSION_REQ.unpack(payload)
-    if key_id not in ring.keys:
+    if key_id not in ring.keys:   # the service logs this; the peer gets a generic refusal
         raise AuthError(f"unknown key id {key_id}: this service holds key ids "
                         f"{sorted(ring.keys)}")
     server_nonce = os.urandom(W.SESSION_NONCE_SIZE)

@@ -17,7 +17,7 @@ Every frame is a fixed 20-byte little-endian header, then the payload::
 With F_AUTH the payload is followed by a fixed AUTH_TRAILER_SIZE trailer
 (``u32 key_id, u64 counter, mac[32]``, not counted in payload_len): HMAC-SHA256
 over header and payload, see ``protocol.auth``. Without a key on both sides
-no frame carries it and the protocol is as in its first release.
+(both started with --insecure) no frame carries it.
 
 Requests and their replies (a reply type is the request type | REPLY_BIT, or
 ERROR):
@@ -27,14 +27,22 @@ LOAD_WEIGHTS  request: the weight blob bytes (``quant.blob``).
               reply WEIGHTS_ACK: u32 weights checksum as the accelerator saw it.
 INFER_BATCH   request: u32 n, u16 h, u16 w, u16 c, u16 reserved, n x u64 image
               id, then n*h*w*c uint8 pixels (HWC per image).
-              reply RESULTS: u32 n, then n records, one per image in request
-              order: u64 id, u16 status, u16 class_index, u16 count, then
-              ``count`` int32 logits when status == 0, else ``count`` bytes
-              of UTF-8 message.
+              At most MAX_BATCH_IMAGES images.
+              reply RESULTS: u32 n, u32 weights checksum (what the board ran
+              this batch with, read under the board's lock; 0: no weights),
+              then n records, one per image in request order: u64 id, u16
+              status, u16 class_index, u16 count, then ``count`` int32 logits
+              when status == 0, else ``count`` bytes of UTF-8 message (at
+              most MAX_TEXT).
 SESSION       request: client nonce[16], u32 key id (opens an authenticated
               connection). reply SESSION_ACK: server nonce[16], sealed.
-ERROR         reply only: u32 code, then a UTF-8 message. The service closes
-              the connection after an ERROR caused by a malformed frame.
+ERROR         reply only: u32 code, then a UTF-8 message of at most MAX_TEXT
+              bytes. The service closes the connection after an ERROR caused
+              by a malformed frame. Inside a session ERROR is sealed too.
+
+Each frame type has a length range (``FRAME_LIMITS``), checked on the header
+before any payload is read; a service narrows it further to its model
+(``service_limits``). Version 2: RESULTS carries the weights checksum.
 """
 from __future__ import annotations
 
@@ -47,7 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAGIC = b"WQNT"
-VERSION = 1
+VERSION = 2
 HEADER = struct.Struct("<4sBBHIII")
 HEADER_SIZE = HEADER.size
 # Bounds every allocation made for a peer's frame: a batch of 64 maps of
@@ -78,6 +86,19 @@ AUTH_MAC_SIZE = 32
 AUTH_TRAILER = struct.Struct(f"<IQ{AUTH_MAC_SIZE}s")
 AUTH_TRAILER_SIZE = AUTH_TRAILER.size
 _TYPE_NAMES = {v: k for k, v in FRAME_TYPES.items()}
+SESSION_SIZE = SESSION_NONCE_SIZE + 4      # client nonce, u32 key id
+MAX_BATCH_IMAGES = 1024     # images in one INFER_BATCH (the host sends 64)
+MAX_TEXT = 256              # bytes of an ERROR or per-image message
+MAX_INFO = 64 << 10
+MAX_BLOB_BYTES = 4 << 20    # a weight blob (protocol.stream.MAX_MESSAGE_WORDS words)
+# Payload length range of each frame type, checked on the header: a peer
+# cannot make this side read, let alone allocate, more than its type needs.
+FRAME_LIMITS = {
+    T_HELLO: (0, 0), T_SESSION: (SESSION_SIZE, SESSION_SIZE),
+    T_LOAD_WEIGHTS: (0, MAX_BLOB_BYTES), T_INFER_BATCH: (12, MAX_PAYLOAD),
+    T_INFO: (0, MAX_INFO), T_WEIGHTS_ACK: (4, 4), T_RESULTS: (8, MAX_PAYLOAD),
+    T_SESSION_ACK: (SESSION_NONCE_SIZE, SESSION_NONCE_SIZE), T_ERROR: (4, 4 + MAX_TEXT),
+}
 
 # Status codes: per-image result status and ERROR frame codes share one space.
 OK = 0
@@ -98,6 +119,7 @@ STATUS_NAMES = {OK: "OK", E_BAD_FRAME: "BAD_FRAME", E_BAD_REQUEST: "BAD_REQUEST"
 
 _BATCH_HEAD = struct.Struct("<IHHHH")
 _RECORD_HEAD = struct.Struct("<QHHH")
+_RESULTS_HEAD = struct.Struct("<II")
 NO_CLASS = 0xFFFF
 # INFO fixed part, then backend name (u16 len + UTF-8), then u16 count of
 # class names, each u8 len + UTF-8.
@@ -121,6 +143,22 @@ class ConnectionClosed(WireError):
 
 class WireTimeout(WireError):
     """No complete frame within the timeout."""
+
+
+class FrameRefused(WireError):
+    """A header whose type or length this side does not accept here; nothing
+    of the payload has been read."""
+
+    def __init__(self, message: str, frame_type: int, request_id: int = 0):
+        super().__init__(message, E_BAD_FRAME)
+        self.frame_type, self.request_id = frame_type, request_id
+
+
+def printable(text: str, limit: int = MAX_TEXT) -> str:
+    """A text from a peer or a file, safe to print, log or store: control
+    characters (ANSI escapes, CR, NUL...) become "?", and it is cut to ``limit``."""
+    text = str(text)[:limit]
+    return "".join(c if c.isprintable() or c == " " else "?" for c in text)
 
 
 @dataclass(frozen=True)
@@ -192,17 +230,34 @@ def parse_header(head: bytes) -> tuple[int, int, int, int, int]:
     return ftype, flags, rid, length, crc
 
 
-def read_frame(src, timeout: float | None = None, deadline: float | None = None) -> Frame:
+def read_frame(src, timeout: float | None = None, deadline: float | None = None,
+               frame_timeout: float | None = None, limits: dict | None = None) -> Frame:
     """Read one frame from a socket or a binary file-like object.
 
     The header is checked before the payload is read, so an oversize length
-    never allocates. ``timeout`` applies to sockets (per receive call);
-    ``deadline`` (time.monotonic()) bounds the whole frame once it has started.
+    never allocates. ``timeout`` applies to sockets (per receive call, and
+    to the wait for a frame's first byte); ``deadline`` (time.monotonic())
+    bounds the whole call; ``frame_timeout`` bounds the rest of a frame once
+    its first byte has arrived, so a peer trickling bytes cannot hold the
+    connection. ``limits`` (type -> (min, max) payload length; default
+    FRAME_LIMITS) refuses other types and lengths with FrameRefused.
     """
-    if isinstance(src, socket.socket) and timeout is not None:
+    sock = isinstance(src, socket.socket)
+    if sock and timeout is not None:
         src.settimeout(timeout)
-    head = _read_exact(src, HEADER_SIZE, "header", at_start=True, deadline=deadline)
+    if sock and frame_timeout is not None:
+        first = _read_exact(src, 1, "header", at_start=True, deadline=deadline)
+        end = time.monotonic() + frame_timeout
+        deadline = end if deadline is None else min(deadline, end)
+        head = first + _read_exact(src, HEADER_SIZE - 1, "header", deadline=deadline)
+    else:
+        head = _read_exact(src, HEADER_SIZE, "header", at_start=True, deadline=deadline)
     ftype, flags, rid, length, crc = parse_header(head)
+    lo, hi = (FRAME_LIMITS if limits is None else limits).get(ftype, (1, 0))
+    if not lo <= length <= hi:
+        name = _TYPE_NAMES[ftype]
+        raise FrameRefused(f"{name} frame of {length} bytes refused here" if lo <= hi else
+                           f"{name} frame not accepted here", ftype, rid)
     payload = _read_exact(src, length, "payload", deadline=deadline)
     if zlib.crc32(payload) & 0xFFFFFFFF != crc:
         raise WireError(f"crc mismatch: header says 0x{crc:08x}, payload has "
@@ -218,14 +273,19 @@ def send_frame(sock: socket.socket, ftype: int, payload: bytes = b"", request_id
 
 # --- payloads --------------------------------------------------------------
 
+def _text(message: str) -> bytes:
+    return str(message).encode("utf-8", "replace")[:MAX_TEXT]
+
+
 def encode_error(code: int, message: str) -> bytes:
-    return struct.pack("<I", code) + message.encode("utf-8", "replace")
+    return struct.pack("<I", code) + _text(message)
 
 
 def decode_error(payload: bytes) -> tuple[int, str]:
+    """(code, message); the message is the peer's text, made printable."""
     if len(payload) < 4:
         raise WireError("ERROR payload shorter than its code", E_BAD_REQUEST)
-    return struct.unpack_from("<I", payload)[0], payload[4:].decode("utf-8", "replace")
+    return struct.unpack_from("<I", payload)[0], printable(payload[4:].decode("utf-8", "replace"))
 
 
 def encode_info(info: dict) -> bytes:
@@ -243,14 +303,14 @@ def decode_info(payload: bytes) -> dict:
         info = dict(zip(INFO_FIELDS, _INFO_HEAD.unpack_from(payload)))
         pos = _INFO_HEAD.size
         (n,) = struct.unpack_from("<H", payload, pos)
-        info["backend"] = payload[pos + 2:pos + 2 + n].decode()
+        info["backend"] = printable(payload[pos + 2:pos + 2 + n].decode())
         pos += 2 + n
         (count,) = struct.unpack_from("<H", payload, pos)
         pos += 2
         classes = []
         for _ in range(count):
             (n,) = struct.unpack_from("<B", payload, pos)
-            classes.append(payload[pos + 1:pos + 1 + n].decode())
+            classes.append(printable(payload[pos + 1:pos + 1 + n].decode()))
             pos += 1 + n
     except (struct.error, UnicodeDecodeError) as e:
         raise WireError(f"malformed INFO payload: {e}", E_BAD_REQUEST) from e
@@ -275,6 +335,9 @@ def decode_batch(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
     if len(payload) < _BATCH_HEAD.size:
         raise WireError("INFER_BATCH payload shorter than its header", E_BAD_REQUEST)
     n, h, w, c, _ = _BATCH_HEAD.unpack_from(payload)
+    if n > MAX_BATCH_IMAGES:
+        raise WireError(f"INFER_BATCH of {n} images: at most {MAX_BATCH_IMAGES} a batch",
+                        E_BAD_REQUEST)
     need = _BATCH_HEAD.size + 8 * n + n * h * w * c
     if len(payload) != need:
         raise WireError(f"INFER_BATCH of {n} images of {h}x{w}x{c} needs {need} bytes, "
@@ -285,9 +348,10 @@ def decode_batch(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
     return ids, pix.reshape(n, h, w, c)
 
 
-def encode_results(records) -> bytes:
-    """Records are dicts: id, status, and class_index + logits (ok) or message."""
-    out = [struct.pack("<I", len(records))]
+def encode_results(records, weights_checksum: int = 0) -> bytes:
+    """Records are dicts: id, status, and class_index + logits (ok) or message;
+    ``weights_checksum``: the weights the board ran the batch with."""
+    out = [_RESULTS_HEAD.pack(len(records), int(weights_checksum) & 0xFFFFFFFF)]
     for r in records:
         status = int(r["status"])
         if status == OK:
@@ -295,15 +359,18 @@ def encode_results(records) -> bytes:
             out.append(_RECORD_HEAD.pack(int(r["id"]), OK, int(r["class_index"]), logits.size))
             out.append(logits.tobytes())
         else:
-            msg = str(r.get("message", "")).encode("utf-8", "replace")[:0xFFFF]
+            msg = _text(r.get("message", ""))
             out.append(_RECORD_HEAD.pack(int(r["id"]), status, NO_CLASS, len(msg)) + msg)
     return b"".join(out)
 
 
 def decode_results(payload: bytes) -> list[dict]:
+    """RESULTS payload -> records; each carries the batch's ``weights_checksum``."""
     try:
-        (n,) = struct.unpack_from("<I", payload)
-        pos, records = 4, []
+        n, wsum = _RESULTS_HEAD.unpack_from(payload)
+        if n > MAX_BATCH_IMAGES:
+            raise struct.error(f"{n} records, at most {MAX_BATCH_IMAGES}")
+        pos, records = _RESULTS_HEAD.size, []
         for _ in range(n):
             rid, status, cls, count = _RECORD_HEAD.unpack_from(payload, pos)
             pos += _RECORD_HEAD.size
@@ -312,11 +379,13 @@ def decode_results(payload: bytes) -> list[dict]:
                     raise struct.error("logits run past the payload")
                 logits = np.frombuffer(payload, dtype="<i4", count=count, offset=pos)
                 records.append(dict(id=rid, status=OK, class_index=cls,
-                                    logits=logits.astype(np.int64).tolist()))
+                                    logits=logits.astype(np.int64).tolist(),
+                                    weights_checksum=wsum))
                 pos += 4 * count
             else:
-                msg = payload[pos:pos + count].decode("utf-8", "replace")
-                records.append(dict(id=rid, status=status, class_index=None, message=msg))
+                msg = printable(payload[pos:pos + count].decode("utf-8", "replace"))
+                records.append(dict(id=rid, status=status, class_index=None, message=msg,
+                                    weights_checksum=wsum))
                 pos += count
     except struct.error as e:
         raise WireError(f"malformed RESULTS payload: {e}", E_BAD_REQUEST) from e
@@ -335,6 +404,12 @@ def c_constants() -> dict[str, int]:
         "WQW_REPLY_BIT": REPLY_BIT,
         "WQW_BATCH_HEADER_SIZE": _BATCH_HEAD.size,
         "WQW_RECORD_HEADER_SIZE": _RECORD_HEAD.size,
+        "WQW_RESULTS_HEADER_SIZE": _RESULTS_HEAD.size,
+        "WQW_SESSION_SIZE": SESSION_SIZE,
+        "WQW_MAX_BATCH_IMAGES": MAX_BATCH_IMAGES,
+        "WQW_MAX_TEXT": MAX_TEXT,
+        "WQW_MAX_INFO": MAX_INFO,
+        "WQW_MAX_BLOB_BYTES": MAX_BLOB_BYTES,
         "WQW_NO_CLASS": NO_CLASS,
         "WQW_INFO_FIXED_SIZE": _INFO_HEAD.size,
         "WQW_F_AUTH": F_AUTH,
@@ -346,4 +421,7 @@ def c_constants() -> dict[str, int]:
     consts.update({f"WQW_T_{k}": v for k, v in FRAME_TYPES.items()})
     consts.update({f"WQW_S_{v}": k for k, v in STATUS_NAMES.items()})
     consts.update({f"WQW_INFO_{f.upper()}": i for i, f in enumerate(INFO_FIELDS)})
+    for t, (lo, hi) in FRAME_LIMITS.items():
+        consts[f"WQW_MIN_LEN_{_TYPE_NAMES[t]}"] = lo
+        consts[f"WQW_MAX_LEN_{_TYPE_NAMES[t]}"] = hi
     return consts

@@ -15,7 +15,12 @@ parameters (``quant.graph.has_section``), in execution order::
                  zero-padded to a whole word.
 
 Topology (shapes, bit widths) is not in the blob: the accelerator has it from
-synthesis and checks the blob's length against it.
+synthesis and checks the blob's length against it. ``check_params`` checks
+the values: every shift within SHIFT_MIN..SHIFT_MAX (0 where the layer does
+not requantize), and the logits layer's biases small enough that a logit
+fits the int32 it travels in. The service runs it before a blob reaches the
+accelerator; the core and the reference give identical answers even for a
+blob that fails it (hls/templates/wq_requant.h, quant.intmodel.rshift_rhe).
 """
 from __future__ import annotations
 
@@ -29,6 +34,16 @@ from quant.graph import WEIGHTED, has_section, shift_names, weight_shape
 
 if TYPE_CHECKING:
     from quant.intmodel import IntModel
+
+
+# Shifts the export and the core agree on: a right shift of 62 already maps
+# every accumulator to 0 or -1 (MAX_RSHIFT in wq_requant.h); a left shift of
+# 32 saturates any output of up to 16 bits. An export writes neither extreme.
+SHIFT_MIN, SHIFT_MAX = -32, 62
+
+
+class BlobError(ValueError):
+    """A blob value outside what the core and the generator allow."""
 
 
 def section_layers(layers: list[dict]) -> list[dict]:
@@ -106,6 +121,33 @@ def unpack(layers: list[dict], words: np.ndarray) -> dict[str, np.ndarray]:
         out[f"{name}.w"] = flat.reshape(weight_shape(layer))
         pos += n_words
     return out
+
+
+def _max_sum(layer: dict) -> int:
+    """Largest |sum of products| of one output of a weighted layer."""
+    fan_in = int(np.prod(weight_shape(layer)[1:]))
+    return fan_in * ((1 << layer["in_bits"]) - 1) * (1 << (layer["w_bits"] - 1))
+
+
+def check_params(layers: list[dict], words: np.ndarray) -> None:
+    """Range-check a blob's shifts and biases; raises BlobError naming the
+    first bad value (layer, parameter, value, allowed range)."""
+    weights = unpack(layers, words)
+    for layer in section_layers(layers):
+        name = layer["name"]
+        for key in shift_names(layer):
+            v = int(weights[f"{name}.{key}"])
+            lo, hi = (SHIFT_MIN, SHIFT_MAX) if layer["requant"] or key != "shift" else (0, 0)
+            if not lo <= v <= hi:
+                raise BlobError(f"layer {name}: {key} {v} outside {lo}..{hi}")
+        if layer["type"] in WEIGHTED and not layer["requant"]:
+            # The logits layer: its sums travel as int32 logits.
+            room = (1 << 31) - 1 - _max_sum(layer)
+            b = weights[f"{name}.b"].astype(np.int64)
+            bad = np.flatnonzero(np.abs(b) > room)
+            if bad.size:
+                raise BlobError(f"layer {name}: bias[{bad[0]}] {b[bad[0]]} outside "
+                                f"-{room}..{room} (a logit must fit int32)")
 
 
 def checksum(words: np.ndarray) -> int:

@@ -30,11 +30,22 @@ from quant.graph import INPUT, has_section, weight_shape
 from quant.spec import INPUT_BITS, INPUT_SCALE_LOG2, CNNSpec, spec_from_dict
 
 
-def rshift_rhe(acc: np.ndarray, shift: int) -> np.ndarray:
-    """acc / 2**shift rounded half to even; a negative shift multiplies."""
+# As in hls/templates/wq_requant.h: a right shift past 62 gives what 62 gives
+# for any |acc| < 2**61, and a left shift only needs to reach past the output
+# width to saturate, so both are capped; the result is the exact one, and
+# int64 never wraps (a shift from a bad blob can be any int32).
+MAX_RSHIFT = 62
+
+
+def rshift_rhe(acc: np.ndarray, shift: int, out_bits: int = 16) -> np.ndarray:
+    """acc / 2**shift rounded half to even; a negative shift multiplies.
+    Exact once clamped to ``out_bits`` (signed or unsigned) for |acc| < 2**61."""
     acc = np.asarray(acc, dtype=np.int64)
+    shift = int(shift)
     if shift <= 0:
-        return acc << -shift
+        big = np.int64(1) << (out_bits + 1)    # saturates the same, cannot wrap
+        return np.clip(acc, -big, big) << min(-shift, out_bits + 1)
+    shift = min(shift, MAX_RSHIFT)
     half = np.int64(1) << (shift - 1)
     odd = (acc >> shift) & 1
     return (acc + half - 1 + odd) >> shift
@@ -123,7 +134,7 @@ class IntModel:
 def _requant(acc: np.ndarray, layer: dict, weights: dict) -> np.ndarray:
     if not layer["requant"]:
         return acc
-    y = rshift_rhe(acc, int(weights[f"{layer['name']}.shift"]))
+    y = rshift_rhe(acc, int(weights[f"{layer['name']}.shift"]), layer["out_bits"])
     return _clamp(y, layer["out_bits"], layer["relu"])
 
 
@@ -166,8 +177,9 @@ def _run_layer(layer: dict, xs: list[np.ndarray], weights: dict) -> np.ndarray:
     if kind == "gap":
         return _requant(x.sum(axis=(1, 2), keepdims=True), layer, weights)
     if kind == "add":
-        a = _clamp(rshift_rhe(x, int(weights[f"{name}.shift_a"])), layer["align_bits"], False)
-        b = _clamp(rshift_rhe(xs[1], int(weights[f"{name}.shift_b"])), layer["align_bits"], False)
+        ab = layer["align_bits"]
+        a = _clamp(rshift_rhe(x, int(weights[f"{name}.shift_a"]), ab), ab, False)
+        b = _clamp(rshift_rhe(xs[1], int(weights[f"{name}.shift_b"]), ab), ab, False)
         return _requant(a + b, layer, weights)
     if kind == "quant":
         return _requant(x, layer, weights)

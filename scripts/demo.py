@@ -42,7 +42,7 @@ def write_maps(folder: Path, n: int) -> tuple[list[Path], dict]:
 def start_service(model: Path, csim_dir: Path, port_file: Path, log: Path) -> subprocess.Popen:
     port_file.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "zybo_z7.service", "--model", str(model), "--backend", "csim",
-           "--work-dir", str(csim_dir), "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)]
+           "--work-dir", str(csim_dir), "--insecure", "--port", "0", "--port-file", str(port_file)]
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while not port_file.exists():
@@ -87,7 +87,8 @@ def main(argv=None) -> int:
         port = (args.out / "service.port").read_text().strip()
         cmd = [sys.executable, "-m", "host_stm32mp1", "classify", *map(str, files),
                "--board", f"127.0.0.1:{port}", "--model", str(args.model),
-               "--labels", str(args.out / "labels.json"), "--out", str(args.out / "results.json")]
+               "--labels", str(args.out / "labels.json"), "--out", str(args.out / "results.json"),
+               "--insecure"]   # a local demo on loopback: no key
         host_rc = subprocess.call(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     finally:
         service.terminate()

@@ -64,13 +64,25 @@ def raw_session(port, key_hex=KEY1, key_id=1):
     return s, sess
 
 
-def expect_refusal(s, sentence):
+@pytest.fixture(autouse=True)
+def service_log(caplog):
+    caplog.set_level(logging.INFO, logger="waferq.service")
+    return caplog
+
+
+def expect_refusal(s, sentence, log, sess=None):
+    """A generic E_AUTH to the peer (sealed when a session holds), the detail
+    (``sentence``) only in the board's log, and the connection closed."""
     f = W.read_frame(s, timeout=10)
     assert f.type == W.T_ERROR
+    if sess is not None:
+        sess.open(f)          # raises unless the ERROR carries the session's MAC
     code, msg = W.decode_error(f.payload)
-    assert code == W.E_AUTH and sentence in msg, msg
+    assert (code, msg) == (W.E_AUTH, "authentication refused")
     with pytest.raises(W.ConnectionClosed):   # the service closed the connection
         W.read_frame(s, timeout=10)
+    refusals = [r.getMessage() for r in log.records if "refused (authentication)" in r.getMessage()]
+    assert refusals and sentence in refusals[-1], refusals
 
 
 def test_key_file_permissions_and_formats(tmp_path):
@@ -113,26 +125,27 @@ def test_missing_hmac_refused_and_logged(keyed, caplog):
     port = keyed.server_address[1]
     with caplog.at_level(logging.ERROR, logger="waferq.service"):
         with BoardClient("127.0.0.1", port, timeout=10, key=None) as c:
-            with pytest.raises(BoardError, match="requires HMAC") as e:
+            with pytest.raises(BoardError, match="AUTH: authentication refused$") as e:
                 c.query()
         assert e.value.code == W.E_AUTH and not e.value.retryable
         # Inside a session, a frame without its trailer is refused too.
         s, _ = raw_session(port)
         with s:
             s.sendall(W.encode_frame(W.T_HELLO, b"", 2))
-            expect_refusal(s, "unauthenticated HELLO")
+            expect_refusal(s, "unauthenticated HELLO", caplog)
     assert keyed.auth_failures == 2
-    assert sum("refused (authentication)" in r.getMessage() for r in caplog.records) == 2
+    logged = [r.getMessage() for r in caplog.records if "refused (authentication)" in r.getMessage()]
+    assert len(logged) == 2 and "HELLO frame not accepted here before SESSION" in logged[0]
 
 
-def test_bad_hmac_and_tampered_payload_refused(keyed):
+def test_bad_hmac_and_tampered_payload_refused(keyed, service_log):
     port = keyed.server_address[1]
     s, sess = raw_session(port)
     with s:
         frame = bytearray(sess.seal(W.T_HELLO, b"", 2))
         frame[-1] ^= 0x01
         s.sendall(frame)
-        expect_refusal(s, "bad HMAC")
+        expect_refusal(s, "bad HMAC", service_log, sess)
     s, sess = raw_session(port)
     with s:
         good = sess.seal(W.T_LOAD_WEIGHTS, b"\0" * 8, 2)
@@ -140,10 +153,10 @@ def test_bad_hmac_and_tampered_payload_refused(keyed):
         head = W.HEADER.pack(W.MAGIC, W.VERSION, W.T_LOAD_WEIGHTS, W.F_AUTH, 2, 8,
                              zlib.crc32(payload))
         s.sendall(head + payload + good[-W.AUTH_TRAILER_SIZE:])
-        expect_refusal(s, "bad HMAC")
+        expect_refusal(s, "bad HMAC", service_log, sess)
 
 
-def test_replayed_frame_refused(keyed):
+def test_replayed_frame_refused(keyed, service_log):
     port = keyed.server_address[1]
     s, sess = raw_session(port)
     with s:
@@ -151,18 +164,18 @@ def test_replayed_frame_refused(keyed):
         s.sendall(captured)
         assert W.read_frame(s, timeout=10).type == W.T_INFO
         s.sendall(captured)                    # same connection: stale counter
-        expect_refusal(s, "replayed")
+        expect_refusal(s, "replayed", service_log, sess)
     s2, _ = raw_session(port)                  # new connection, new session nonce
     with s2:
         s2.sendall(captured)
-        expect_refusal(s2, "bad HMAC")
+        expect_refusal(s2, "bad HMAC", service_log)
     s3 = socket.create_connection(("127.0.0.1", port), timeout=10)
     with s3:                                   # no session at all
         s3.sendall(captured)
-        expect_refusal(s3, "requires HMAC")
+        expect_refusal(s3, "HELLO frame not accepted here before SESSION", service_log)
 
 
-def test_wrong_key_refused(keyed):
+def test_wrong_key_refused(keyed, service_log):
     port = keyed.server_address[1]
     wrong = A.Keyring.parse(f"1:{'33' * 32}", "t")
     with BoardClient("127.0.0.1", port, timeout=10, key=wrong) as c:
@@ -172,10 +185,13 @@ def test_wrong_key_refused(keyed):
     s, sess = raw_session(port, key_hex="33" * 32)   # and the service refuses the host
     with s:
         s.sendall(sess.seal(W.T_HELLO, b"", 2))
-        expect_refusal(s, "bad HMAC")
+        expect_refusal(s, "bad HMAC", service_log)
     with BoardClient("127.0.0.1", port, timeout=10, key=A.Keyring.parse(f"9:{KEY1}", "t")) as c:
-        with pytest.raises(BoardError, match="unknown key id 9"):
-            c.query()
+        with pytest.raises(BoardError, match="AUTH: authentication refused$"):
+            c.query()     # which key ids the board holds is not the peer's business
+    logged = [r.getMessage() for r in service_log.records]
+    assert any("unknown key id 9" in m and "[1, 2]" in m for m in logged)
+    assert not any("authenticated session" in m for m in logged)
 
 
 def test_keyless_service_refuses_authenticated_host(model):
@@ -183,7 +199,7 @@ def test_keyless_service_refuses_authenticated_host(model):
     try:
         port = srv.server_address[1]
         with BoardClient("127.0.0.1", port, timeout=10, key=A.Keyring.parse(KEY1, "t")) as c:
-            with pytest.raises(BoardError, match="no key configured"):
+            with pytest.raises(BoardError, match="AUTH: authentication refused$"):
                 c.query()
         with BoardClient("127.0.0.1", port, timeout=10, key=None) as c:
             assert c.query()["backend"] == "reference"    # as before: no key on either side
@@ -198,7 +214,7 @@ def test_mac_compare_is_constant_time(monkeypatch):
     monkeypatch.setattr(A.hmac, "compare_digest", lambda a, b: calls.append(1) or real(a, b))
     key = bytes.fromhex(KEY1)
     tx, rx = A.Session(key, 1, b"s" * 32, b"C"), A.Session(key, 1, b"s" * 32, b"S")
-    rx.open(W.read_frame(io.BytesIO(tx.seal(W.T_HELLO, b"x", 1))))
+    rx.open(W.read_frame(io.BytesIO(tx.seal(W.T_HELLO, b"", 1))))
     assert calls == [1]
     with pytest.raises(A.AuthError, match="bad HMAC"):   # a reply is not a request
-        tx.open(W.read_frame(io.BytesIO(tx.seal(W.T_HELLO, b"x", 1))))
+        tx.open(W.read_frame(io.BytesIO(tx.seal(W.T_HELLO, b"", 1))))

@@ -97,13 +97,19 @@ def mutate(rng: random.Random, pool) -> bytes:
     return bytes(buf)
 
 
-def parse_like_service(data: bytes):
+PRE_AUTH = {W.T_SESSION: W.FRAME_LIMITS[W.T_SESSION]}   # a keyed service before SESSION
+
+
+def parse_like_service(data: bytes, limits=None):
     """What the service's reader and checks make of the first frame:
-    ('frame', Frame) or ('error', code) or ('closed', None)."""
+    ('frame', Frame) or ('error', code) or ('closed', None). With PRE_AUTH
+    limits, as a keyed service before SESSION: any other header is an E_AUTH."""
     try:
-        f = W.read_frame(io.BytesIO(data))
+        f = W.read_frame(io.BytesIO(data), limits=limits)
     except W.ConnectionClosed:
         return "closed", None
+    except W.FrameRefused:
+        return "error", (W.E_AUTH if limits is PRE_AUTH else W.E_BAD_FRAME)
     except W.WireError as e:
         assert e.code in W.STATUS_NAMES
         return "error", e.code
@@ -182,7 +188,7 @@ def test_live_service_2000_mutations(keyed_service):
     worst, outcomes = 0.0, {}
     for i in range(N_LIVE):
         data = mutate(rng, pool)
-        kind, code = parse_like_service(data)
+        kind, code = parse_like_service(data, PRE_AUTH)
         replies, outcome, dt = _exchange(port, data)
         worst = max(worst, dt)
         assert outcome == "closed", f"input {i}: no reply and no close within the bound"

@@ -10,8 +10,11 @@ import pytest
 from protocol import wire as W
 
 
-def rd(data: bytes):
-    return W.read_frame(io.BytesIO(data))
+ANY = {t: (0, W.MAX_PAYLOAD) for t in W.FRAME_TYPES.values()}
+
+
+def rd(data: bytes, limits=ANY):
+    return W.read_frame(io.BytesIO(data), limits=limits)
 
 
 def test_roundtrip_all_types():
@@ -29,9 +32,11 @@ def test_payload_codecs_roundtrip():
     assert ids.tolist() == [1, 2, 3, 2**63, 5] and np.array_equal(back, imgs)
     recs = [dict(id=7, status=W.OK, class_index=3, logits=[-5, 2**31 - 1, -2**31]),
             dict(id=8, status=W.E_BAD_SHAPE, message="image is 4x4x1, wäfer")]
-    out = W.decode_results(W.encode_results(recs))
-    assert out[0] == dict(id=7, status=0, class_index=3, logits=[-5, 2**31 - 1, -2**31])
+    out = W.decode_results(W.encode_results(recs, 0xFEEDF00D))
+    assert out[0] == dict(id=7, status=0, class_index=3, logits=[-5, 2**31 - 1, -2**31],
+                          weights_checksum=0xFEEDF00D)
     assert out[1]["status"] == W.E_BAD_SHAPE and out[1]["message"] == "image is 4x4x1, wäfer"
+    assert out[1]["weights_checksum"] == 0xFEEDF00D
     info = dict(topology_hash=0xC0FFEE, weights_checksum=5, weights_loaded=1, in_height=42,
                 in_width=42, in_channels=1, n_classes=2, backend="reference", classes=["a", "Bé"])
     got = W.decode_info(W.encode_info(info))
@@ -87,6 +92,56 @@ def test_oversize_rejected_before_payload_read():
     assert sum(src.reads) == W.HEADER_SIZE
     with pytest.raises(W.WireError, match="MAX_PAYLOAD"):
         W.encode_frame(W.T_HELLO, bytes(W.MAX_PAYLOAD + 1))
+
+
+def test_frame_limits_refuse_on_the_header():
+    """Each type has a length range; the payload of a refused frame is never read."""
+    class Counting(io.BytesIO):
+        def __init__(self, data):
+            super().__init__(data)
+            self.got = 0
+
+        def read(self, n=-1):
+            out = super().read(n)
+            self.got += len(out)
+            return out
+
+    for data, limits, sentence in [
+        (W.encode_frame(W.T_HELLO, bytes(4096)), None, "HELLO frame of 4096 bytes refused"),
+        (W.encode_frame(W.T_SESSION, bytes(W.SESSION_SIZE - 1)), None, "SESSION frame of 19"),
+        (W.encode_frame(W.T_HELLO), {W.T_SESSION: (20, 20)}, "HELLO frame not accepted here"),
+        (W.encode_frame(W.T_LOAD_WEIGHTS, bytes(W.MAX_BLOB_BYTES + 4)), None, "refused"),
+    ]:
+        src = Counting(data)
+        with pytest.raises(W.FrameRefused, match=sentence):
+            W.read_frame(src, limits=limits)
+        assert src.got == W.HEADER_SIZE
+    assert rd(W.encode_frame(W.T_SESSION, bytes(20)), None).payload == bytes(20)
+
+
+def test_batch_image_cap_and_printable_texts():
+    head = struct.pack("<IHHHH", W.MAX_BATCH_IMAGES + 1, 0, 0, 0, 0)
+    # Zero-sized images in any count used to decode (500k of them: 233 MiB).
+    with pytest.raises(W.WireError, match="at most 1024") as e:
+        W.decode_batch(head + bytes(8 * (W.MAX_BATCH_IMAGES + 1)))
+    assert e.value.code == W.E_BAD_REQUEST
+    evil = "\x1b[2J\x1b]0;pwn\x07line\r\nfake" + "x" * 1000
+    code, msg = W.decode_error(W.encode_error(3, evil))
+    assert msg.startswith("?[2J?]0;pwn?line??fake") and len(msg) <= W.MAX_TEXT
+    assert all(c.isprintable() for c in msg)
+    rec = W.decode_results(W.encode_results([dict(id=1, status=5, message=evil)]))[0]
+    assert all(c.isprintable() for c in rec["message"])
+    info = W.decode_info(W.encode_info(dict(backend="\x1b[31mred", classes=["a\nb"])))
+    assert info["backend"] == "?[31mred" and info["classes"] == ["a?b"]
+
+
+def test_frame_deadline_bounds_a_trickling_peer():
+    """The per-receive timeout restarts with every byte; the frame deadline does not."""
+    a, b = socket.socketpair()
+    with a, b:
+        b.sendall(W.encode_frame(W.T_HELLO)[:5])   # then nothing: a half-sent header
+        with pytest.raises(W.WireTimeout, match="header"):
+            W.read_frame(a, timeout=60, frame_timeout=0.2)
 
 
 def test_socket_timeout_and_roundtrip():

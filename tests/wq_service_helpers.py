@@ -12,9 +12,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 
-def env() -> dict:
+def env(insecure: bool = True) -> dict:
+    """The tests' environment; ``insecure``: WQ_INSECURE=1, the explicit
+    consent both sides need to run without a key (tests with a key pass one)."""
     e = dict(os.environ)
     e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    if insecure:
+        e["WQ_INSECURE"] = "1"
+    else:
+        e.pop("WQ_INSECURE", None)
     return e
 
 
@@ -52,6 +58,7 @@ def service(model_dir, tmp_path, backend="reference", start_timeout=60.0, extra=
         log.close()
 
 
-def run_host(args, timeout=60.0, wrapper=None):
+def run_host(args, timeout=60.0, wrapper=None, insecure=True):
     cmd = [PY, "-m", "host_stm32mp1", *args] if wrapper is None else [PY, "-c", wrapper, *args]
-    return subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=ROOT, env=env(insecure), capture_output=True, text=True,
+                          timeout=timeout)

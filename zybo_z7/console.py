@@ -107,7 +107,7 @@ class Console:
 
 def bring_up(con: Console, *, user: str, password: str, ip: str, iface: str = "eth0",
              model: str, workdir: str, service_port: int, timeout: float = 30.0,
-             listen_timeout: float = 60.0) -> dict:
+             listen_timeout: float = 60.0, key_file: str = "/etc/waferq/wire.key") -> dict:
     summary = {"login": con.login(user, password, timeout)}
     # replace, not add: a second bring-up must not fail on an address already there
     if con.run(f"ip addr replace {ip} dev {iface} && ip link set {iface} up", timeout):
@@ -115,7 +115,7 @@ def bring_up(con: Console, *, user: str, password: str, ip: str, iface: str = "e
     summary["ip"] = f"{ip} on {iface}"
     log = "/tmp/waferq-service.log"
     start = (f"cd {workdir} && nohup python3 -m zybo_z7.service --backend chardev "
-             f"--model {model} --port {service_port} > {log} 2>&1 &")
+             f"--model {model} --port {service_port} --key-file {key_file} > {log} 2>&1 &")
     if con.run(start, timeout):
         raise ConsoleError(f"starting the service failed; last lines seen: {con.last_lines()}")
     deadline = time.monotonic() + listen_timeout
@@ -139,6 +139,9 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default="/home/root/waferq", help="the repo copy on the board")
     ap.add_argument("--model", default="build/wmcnn_4w4a/export", help="export dir, relative to --workdir")
     ap.add_argument("--service-port", type=int, default=5150)
+    ap.add_argument("--key-file", default="/etc/waferq/wire.key",
+                    help="the service's HMAC key file on the board (mode 0600; the service "
+                         "refuses to start without a key)")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds for each console wait")
     ap.add_argument("--echo", action="store_true", help="copy the console output to stdout")
     args = ap.parse_args(argv)
@@ -150,7 +153,8 @@ def main(argv=None) -> int:
     try:
         summary = bring_up(con, user=args.user, password=args.password, ip=args.ip,
                            iface=args.iface, model=args.model, workdir=args.workdir,
-                           service_port=args.service_port, timeout=args.timeout)
+                           service_port=args.service_port, timeout=args.timeout,
+                           key_file=args.key_file)
     except ConsoleError as e:
         print(f"console: {e}", file=sys.stderr)
         return 1

@@ -19,7 +19,9 @@ static const int MAX_RSHIFT = 62;
 // acc / 2**shift rounded half to even (quant.intmodel.rshift_rhe; a negative
 // shift multiplies), then clamped to [0, 2**OUT_BITS - 1] when UNSIGNED_OUT
 // (ReLU-quant) or to [-2**(OUT_BITS-1), 2**(OUT_BITS-1) - 1] otherwise.
-// acc: |acc| < 2**50. OUT_BITS: 2..16.
+// acc: |acc| < 2**61. OUT_BITS: 2..16. Any int32 shift gives the exact result
+// (both caps only skip shifting that cannot change it); the service also
+// refuses shifts outside quant.blob.SHIFT_MIN..SHIFT_MAX at load.
 template <unsigned OUT_BITS, bool UNSIGNED_OUT>
 wide_t requant(wide_t acc, shift_t shift) {
     #pragma HLS INLINE
@@ -29,9 +31,15 @@ wide_t requant(wide_t acc, shift_t shift) {
     static const int MAX_LSHIFT = OUT_BITS + 1;
     wide_t y;
     if (shift <= 0) {
-        int k = -shift.to_int();
+        // Negate in 64 bits: -(-2**31) does not fit an int, and a negative
+        // count would make the ap_int shift recurse (a blob's shift is any int32).
+        long long k = -(long long)shift.to_int();
         if (k > MAX_LSHIFT) k = MAX_LSHIFT;
-        y = acc << k;
+        // Saturate before shifting: an |acc| past 2**(OUT_BITS+1) clamps to
+        // the same bound either way, and the shift can then not wrap 64 bits.
+        static const long long BIG = 1LL << (OUT_BITS + 1);
+        const wide_t a = acc > BIG ? wide_t(BIG) : acc < -BIG ? wide_t(-BIG) : acc;
+        y = a << int(k);
     } else {
         int s = shift.to_int();
         if (s > MAX_RSHIFT) s = MAX_RSHIFT;
