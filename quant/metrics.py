@@ -73,9 +73,56 @@ def coverage_curve(probs: np.ndarray, y: np.ndarray, points: int = 21) -> list[d
     return out
 
 
-def calibrate_reject(logits_val: np.ndarray, y_val: np.ndarray, target_accuracy: float) -> dict:
+# Share of the real validation maps each out-of-distribution test may turn
+# away; the tests' limits sit at these quantiles of the validation maps.
+OOD_QUANTILE = 0.005
+CODES = (0, 128, 255)
+
+
+def input_features(x) -> dict:
+    """Per-map features of uint8 model inputs [N][S][S](1) that tell a wafer
+    map from other images: ``off_code`` (share of pixels that are not a die
+    code 0/128/255: photos, gradients), ``die`` (share of pixels that are dies:
+    an empty grid has none) and ``outside`` (share of the die pixels outside
+    the ellipse inscribed in their bounding box: a wafer is round or nearly, a
+    full rectangular grid is not)."""
+    a = np.asarray(x)
+    if a.ndim == 4:
+        a = a[..., 0]
+    if a.ndim == 2:
+        a = a[None]
+    n, h, w = a.shape
+    off = ~np.isin(a, CODES)
+    die = a > 0
+    ys, xs = (np.arange(h) + 0.5)[:, None], (np.arange(w) + 0.5)[None, :]
+    outside = np.zeros(n)
+    for i in range(n):
+        r, c = np.nonzero(die[i])
+        if not r.size:
+            continue
+        cy, cx = (r.min() + r.max() + 1) / 2, (c.min() + c.max() + 1) / 2
+        ry, rx = (r.max() + 1 - r.min()) / 2, (c.max() + 1 - c.min()) / 2
+        ell = ((ys - cy) / ry) ** 2 + ((xs - cx) / rx) ** 2 > 1.0
+        outside[i] = (die[i] & ell).sum() / r.size
+    return {"off_code": off.reshape(n, -1).mean(1), "die": die.reshape(n, -1).mean(1), "outside": outside}
+
+
+def energy(logits: np.ndarray) -> np.ndarray:
+    """log-sum-exp of the logits: low for inputs unlike anything seen in training."""
+    z = np.asarray(logits, dtype=np.float64)
+    m = z.max(1)
+    return m + np.log(np.exp(z - m[:, None]).sum(1))
+
+
+def calibrate_reject(logits_val: np.ndarray, y_val: np.ndarray, target_accuracy: float,
+                     x_val=None) -> dict:
     """Temperature plus the lowest max-prob threshold whose accepted validation
-    maps reach ``target_accuracy`` (so coverage is as high as it can be)."""
+    maps reach ``target_accuracy`` (so coverage is as high as it can be).
+
+    The out-of-distribution limits come from the validation maps too: the
+    lowest logit energy (``min_energy``) and, with the inputs ``x_val``, the
+    input-feature limits (``input``), each at the ``OOD_QUANTILE`` tail of the
+    validation maps, so they turn away about that share of real maps."""
     t = fit_temperature(logits_val, y_val)
     probs = softmax(logits_val, t)
     conf, correct = probs.max(1), probs.argmax(1) == y_val
@@ -83,14 +130,45 @@ def calibrate_reject(logits_val: np.ndarray, y_val: np.ndarray, target_accuracy:
     acc_at_k = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
     ok = np.nonzero(acc_at_k >= target_accuracy)[0]
     k = int(ok.max()) if ok.size else 0
-    return {"temperature": t, "threshold": float(conf[order][k]), "target_accuracy": target_accuracy,
-            "val_coverage": (k + 1) / len(order), "val_accuracy": float(acc_at_k[k])}
+    out = {"temperature": t, "threshold": float(conf[order][k]), "target_accuracy": target_accuracy,
+           "val_coverage": (k + 1) / len(order), "val_accuracy": float(acc_at_k[k]),
+           "min_energy": float(np.quantile(energy(logits_val), OOD_QUANTILE))}
+    if x_val is not None:
+        f = input_features(x_val)
+        # Die codes only in real maps: allow a little slack for other readers' images.
+        out["input"] = {"max_off_code": max(float(np.quantile(f["off_code"], 1 - OOD_QUANTILE)), 0.01),
+                        "min_die": float(np.quantile(f["die"], OOD_QUANTILE)) * 0.9,
+                        "max_outside": float(np.quantile(f["outside"], 1 - OOD_QUANTILE)) + 0.01}
+    return out
 
 
-def apply_reject(logits: np.ndarray, reject: dict) -> np.ndarray:
-    probs = softmax(logits, reject["temperature"])
-    pred = probs.argmax(1)
-    pred[probs.max(1) < reject["threshold"]] = REVIEW
+REASONS = ("not a wafer map", "out of distribution", "low confidence")
+
+
+def reject_reasons(logits: np.ndarray, reject: dict, inputs=None) -> list:
+    """Per map: None (accepted) or why it goes to review, first reason that
+    applies in ``REASONS`` order. ``inputs`` (the uint8 model inputs) enable
+    the input tests when ``reject`` has ``input`` limits. Pure numpy, for the
+    host: ``reject`` is model.json["reject"]."""
+    logits = np.asarray(logits, dtype=np.float64)
+    n = len(logits)
+    bad_input = np.zeros(n, dtype=bool)
+    lim = reject.get("input")
+    if lim is not None and inputs is not None:
+        f = input_features(inputs)
+        bad_input = ((f["off_code"] > lim["max_off_code"]) | (f["die"] < lim["min_die"])
+                     | (f["outside"] > lim["max_outside"]))
+    ood = energy(logits) < reject["min_energy"] if "min_energy" in reject else np.zeros(n, dtype=bool)
+    low = softmax(logits, reject["temperature"]).max(1) < reject["threshold"]
+    return [REASONS[0] if b else REASONS[1] if o else REASONS[2] if lo else None
+            for b, o, lo in zip(bad_input, ood, low)]
+
+
+def apply_reject(logits: np.ndarray, reject: dict, inputs=None) -> np.ndarray:
+    """Class indices, ``REVIEW`` (-1) where ``reject_reasons`` gives a reason."""
+    pred = np.asarray(logits).argmax(1)
+    why = reject_reasons(logits, reject, inputs)
+    pred[np.array([r is not None for r in why], dtype=bool)] = REVIEW
     return pred
 
 
