@@ -99,7 +99,9 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
     loss_fn = _loss_fn(loss, gamma)
-    xt, yt = to_input(x), torch.as_tensor(y)
+    # Batches are converted as drawn: x may be a memory-mapped uint8 cache
+    # (quant.datasets.stream) far larger than a float copy could be.
+    yt = torch.as_tensor(np.asarray(y))
     mode = _check_augment(augment)
     gen = torch.Generator().manual_seed(seed)
     start = 0
@@ -119,7 +121,7 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
         bar = tqdm(range(steps), desc=f"{desc} {epoch + 1}/{epochs}", leave=False, mininterval=1.0)
         for step in bar:
             idx = order[step * batch:(step + 1) * batch]
-            xb = _augment(xt[idx], mode)
+            xb = _augment(to_input(np.asarray(x[idx.numpy()])), mode)
             out = loss_fn(model(xb), yt[idx])
             opt.zero_grad()
             out.backward()

@@ -132,6 +132,13 @@ def val_split(y: np.ndarray, seed: int, frac: float = 0.1) -> tuple[np.ndarray, 
     return val, rest
 
 
+def _take(x, idx):
+    # A memory-mapped cache (quant.datasets.stream.Rows) stays a view.
+    if hasattr(x, "rows") and hasattr(x, "mm"):
+        return type(x)(x.mm, x.rows[idx])
+    return x[idx]
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -158,7 +165,7 @@ def run(args) -> dict:
     else:
         x, y, x_test, y_test = load_data(args)
     val, rest = val_split(y, args.seed)
-    x_val, y_val, x, y = x[val], y[val], x[rest], y[rest]
+    x_val, y_val, x, y = _take(x, val), y[val], _take(x, rest), y[rest]
     if truth is not None:
         truth = ({k: v[val] for k, v in truth[0].items()}, truth[1])
     if args.distill_from:
