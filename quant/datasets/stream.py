@@ -33,7 +33,7 @@ import numpy as np
 
 from quant.datasets import wm811k
 
-_BIG = 4096  # raw buffers larger than this are not kept in the unpickler's memo
+_BIG = 256  # raw buffers larger than this (a 16x16 map) are not kept in the unpickler's memo
 
 
 class _Dropped:
