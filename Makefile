@@ -5,7 +5,7 @@
 PYTHON3 ?= python3.11
 VENV    := .venv
 PY      := $(VENV)/bin/python
-MODEL   ?= $(if $(filter %.pkl,$(DATA)),wm811k_4w4a,wmcnn_4w4a)
+MODEL   ?= $(if $(filter %.pkl,$(DATA))$(wildcard $(DATA)/meta.json),wm811k_4w4a,wmcnn_4w4a)
 W_BITS  ?= 4
 A_BITS  ?= 4
 FP_EPOCHS  ?= 6
@@ -129,6 +129,7 @@ clean:
 	rm -rf build
 
 # --- real wafer maps (issue 15) ---
-# DATA=<LSWMD-format .pkl> with no CONFIG trains the recommended model for real
-# maps (quant/configs/wm811k_real_4w4a.json) into build/wm811k_4w4a/.
-CONFIG ?= $(if $(filter %.pkl,$(DATA)),quant/configs/wm811k_real_4w4a.json)
+# DATA=<LSWMD-format .pkl> (or a cache folder of quant.datasets.stream) with no
+# CONFIG trains the recommended model for real maps
+# (quant/configs/wmcnn_real_4w4a.json) into build/wm811k_4w4a/.
+CONFIG ?= $(if $(filter %.pkl,$(DATA))$(wildcard $(DATA)/meta.json),quant/configs/wmcnn_real_4w4a.json)

@@ -95,7 +95,7 @@ RECIPES = {"mobilenet_s": {"bn": True, "equalize": True, "act_init": "mse", "qat
 
 def _recipe(family, args) -> dict:
     # On real maps every family trains its FP32 twin with batch norms (the
-    # real-data recipe, quant/configs/wm811k_real_4w4a.json).
+    # real-data recipe, quant/configs/wmcnn_real_4w4a.json).
     recipe = dict(RECIPES.get(family, {}))
     if args.data is not None:
         recipe["bn"] = True

@@ -9,7 +9,7 @@ sizes 25..212 x 26..84, a fifth labelled as in WM-811K), then loads it in two
 fresh processes: ``wm811k.read_frame`` (the whole frame, every map) and
 ``stream.build_cache`` (maps go to the memory-mapped cache as they are
 unpickled). Prints a table and writes ``wm811k_stream.json``: the file size,
-each process's peak RSS (ru_maxrss) and seconds.
+each process's peak RSS (VmHWM) and seconds.
 """
 from __future__ import annotations
 

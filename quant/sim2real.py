@@ -12,7 +12,7 @@
 3. Real only against real plus generated maps, on the same split.
 
 Writes ``sim2real.json`` and prints a table. Uses the recipe of
-``quant/configs/wm811k_real_4w4a.json`` (model, size), with the epochs given.
+``quant/configs/wmcnn_real_4w4a.json`` (model, size), with the epochs given.
 """
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="LSWMD-format pickle of real maps")
     ap.add_argument("--out", type=Path, default=Path("build/sim2real"))
-    ap.add_argument("--config", type=Path, default=Path(__file__).parent / "configs" / "wm811k_real_4w4a.json")
+    ap.add_argument("--config", type=Path, default=Path(__file__).parent / "configs" / "wmcnn_real_4w4a.json")
     ap.add_argument("--n-synth", type=int, default=6000, help="generated maps for training")
     ap.add_argument("--fp-epochs", type=int, default=4)
     ap.add_argument("--qat-epochs", type=int, default=1)

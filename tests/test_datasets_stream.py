@@ -66,7 +66,9 @@ def test_raw_map_buffers_are_not_kept(tmp_path):
     memo[0] = bytes(10_000)
     memo[1] = bytearray(10_000)
     memo[2] = b"small"
+    memo[3] = (1, (100, 100), "u1", False, bytes(10_000))  # an array's state tuple
     assert memo[0] is stream._Dropped and memo[1] is stream._Dropped and memo[2] == b"small"
+    assert memo[3] is stream._Dropped
     # and the frame the unpickler returns holds row numbers, not maps
     df = lswmd_frame(30)
     pkl = tmp_path / "f.pkl"

@@ -40,9 +40,15 @@ class _Dropped:
     """Stands in the memo for a raw map buffer nobody refers to again."""
 
 
+def _big(v) -> bool:
+    return isinstance(v, (bytes, bytearray, pickle.PickleBuffer)) and len(memoryview(v)) > _BIG
+
+
 class _Memo(dict):
+    # A map's raw bytes are memoized on their own and inside the array's
+    # state tuple (protocols 2-4); neither is referred to again.
     def __setitem__(self, key, value):
-        if isinstance(value, (bytes, bytearray, pickle.PickleBuffer)) and len(memoryview(value)) > _BIG:
+        if _big(value) or (isinstance(value, tuple) and any(_big(v) for v in value)):
             value = _Dropped
         super().__setitem__(key, value)
 
@@ -57,14 +63,12 @@ class MapSink:
         self.sizes = tuple(sizes)
         self.files = {s: open(Path(folder) / f"maps_{s}.u8", "wb") for s in self.sizes}
         self.n = 0
-        self.shapes: list[tuple[int, int]] = []
 
     def __call__(self, m: np.ndarray) -> int:
         if m.size and m.max() > 2:
             raise ValueError(f"map {self.n}: die codes must be 0..2, got up to {m.max()}")
         for s, f in self.files.items():
             f.write(np.ascontiguousarray(self.prep(m, s)).tobytes())
-        self.shapes.append(m.shape)
         self.n += 1
         return self.n - 1
 
@@ -118,7 +122,14 @@ def _stream_unpickler_class():
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
+    """Peak resident memory of this process so far: VmHWM, which starts anew
+    at exec (ru_maxrss keeps the parent's peak across fork and exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
