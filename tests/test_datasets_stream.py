@@ -112,3 +112,13 @@ def test_training_reads_the_cache_by_batches(tmp_path):
     torch.manual_seed(0)
     net = fit(FloatNet(CNNSpec.uniform(4, 4, in_size=16, channels=(4, 4))), x, y, 1, 0, batch=16)
     assert predict_logits(net, xt).shape == (len(yt), 9)
+
+
+def test_a_file_that_refers_back_to_an_array_is_refused(tmp_path):
+    df = lswmd_frame(20)
+    shared = np.array([["Center"]])
+    df["failureType"] = [shared] * len(df)      # one array object in every cell: pickled once, then GET
+    pkl = tmp_path / "shared.pkl"
+    df.to_pickle(pkl)
+    with pytest.raises(ValueError, match="refers back"):
+        stream.build_cache(pkl, tmp_path / "c", sizes=(16,))

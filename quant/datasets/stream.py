@@ -45,10 +45,17 @@ def _big(v) -> bool:
 
 
 class _Memo(dict):
-    # A map's raw bytes are memoized on their own and inside the array's
-    # state tuple (protocols 2-4); neither is referred to again.
+    """The unpickler's memo without what would make it a copy of the file.
+
+    A map's raw bytes are memoized on their own and inside the array's state
+    tuple (protocols 2-4), and every array (a map's row number, each nested
+    label cell) and its shape and state tuples are memoized too: 811k rows
+    of them. An LSWMD pickle refers to
+    none of them again, so they are dropped; should a file refer back to one,
+    ``_check_get`` stops with a clear error rather than build a wrong frame."""
+
     def __setitem__(self, key, value):
-        if _big(value) or (isinstance(value, tuple) and any(_big(v) for v in value)):
+        if _big(value) or isinstance(value, (np.ndarray, tuple)):
             value = _Dropped
         super().__setitem__(key, value)
 
@@ -70,11 +77,25 @@ class MapSink:
         for s, f in self.files.items():
             f.write(np.ascontiguousarray(self.prep(m, s)).tobytes())
         self.n += 1
+        if self.n % 2000 == 0:
+            _trim()
         return self.n - 1
 
     def close(self):
         for f in self.files.values():
             f.close()
+
+
+def _trim() -> None:
+    # Each map's buffers are freed at once, but between long-lived small
+    # objects (labels, lot names); glibc keeps such freed pages unless asked,
+    # and the peak RSS would grow with the file after all.
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _is_map(shape, dtype) -> bool:
@@ -115,8 +136,28 @@ def _stream_unpickler_class():
                 self.stack[-1] = (state[0], (1,), np.dtype(np.int64), False, np.int64(row).tobytes())
             super().load_build()
 
+        def _check_get(self):
+            if self.stack and self.stack[-1] is _Dropped:
+                raise ValueError("this pickle refers back to an array or buffer that the streaming "
+                                 "loader does not keep; load it with quant.datasets.wm811k instead")
+
+        def load_get(self):
+            super().load_get()
+            self._check_get()
+
+        def load_binget(self):
+            super().load_binget()
+            self._check_get()
+
+        def load_long_binget(self):
+            super().load_long_binget()
+            self._check_get()
+
         dispatch = base.dispatch.copy()
         dispatch[pickle.BUILD[0]] = load_build
+        dispatch[pickle.GET[0]] = load_get
+        dispatch[pickle.BINGET[0]] = load_binget
+        dispatch[pickle.LONG_BINGET[0]] = load_long_binget
 
     return StreamUnpickler
 
