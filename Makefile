@@ -5,7 +5,7 @@
 PYTHON3 ?= python3.11
 VENV    := .venv
 PY      := $(VENV)/bin/python
-MODEL   ?= wmcnn_4w4a
+MODEL   ?= $(if $(filter %.pkl,$(DATA))$(wildcard $(DATA)/meta.json),wm811k_4w4a,wmcnn_4w4a)
 W_BITS  ?= 4
 A_BITS  ?= 4
 FP_EPOCHS  ?= 6
@@ -166,3 +166,9 @@ deploy: $(STAMP)
 # peak RSS and threads of the service process, table + build/bench/abuse.json.
 bench-abuse: $(STAMP)
 	$(PY) -m bench.abuse --out build/bench
+
+# --- real wafer maps (issue 15) ---
+# DATA=<LSWMD-format .pkl> (or a cache folder of quant.datasets.stream) with no
+# CONFIG trains the recommended model for real maps
+# (quant/configs/wmcnn_real_4w4a.json) into build/wm811k_4w4a/.
+CONFIG ?= $(if $(filter %.pkl,$(DATA))$(wildcard $(DATA)/meta.json),quant/configs/wmcnn_real_4w4a.json)

@@ -2,6 +2,14 @@
 
     python -m bench.accuracy_vs_bits --quick --out build/bench_bits      # minutes
     python -m bench.accuracy_vs_bits --families wmcnn --out DIR          # fuller run
+    python -m bench.accuracy_vs_bits --data wm811k-real-train.pkl --size 48 --channels 16,32,64,64 \
+        --seeds 0,1,2 --out DIR                                          # real maps, mean +- spread
+
+With ``--data`` the maps are real (the held-out split of ``quant.train``) and
+every family's FP32 twin trains with batch norms. Each quantized point also
+carries the estimator's LUT, BRAM36, DSP and maps/s on the XC7Z020
+(``hls.estimate``, default parallelism) and whether it fits; ``pareto.png``
+plots accuracy (mean, spread over ``--seeds``) against LUTs.
 
 Per family: ONE FP32 pre-training, then for W8A8, W4A4, W3A3, W2A2 a QAT
 fine-tune starting from it, plus PTQ-8 (the FP32 weights quantized to 8 bits,
@@ -34,9 +42,10 @@ MODES = {  # n_train, n_test, fp_epochs, qat_epochs (at 8/4 bits; 3/2 bits get q
 }
 
 
-def make_spec(family: str, bits: int, size: int, width: int | None):
+def make_spec(family: str, bits: int, size: int, width: int | None, channels=None):
     if family == "wmcnn":
-        kw = {"channels": (width, 2 * width, 4 * width)} if width else {}
+        kw = {"channels": tuple(channels)} if channels else {"channels": (width, 2 * width, 4 * width)} \
+            if width else {}
         return CNNSpec.uniform(bits, bits, in_size=size, **kw)
     return ZooSpec(family, in_size=size, w_bits=bits, a_bits=bits, width=width or 16)
 
@@ -56,6 +65,24 @@ def acc(model, x, y) -> float:
     return float((predict_logits(model, x).argmax(1) == y).mean())
 
 
+def hw_estimate(spec) -> dict:
+    """The estimator's figures for ``spec`` on the XC7Z020 (hls.estimate, its
+    default parallelism): LUT, BRAM36, DSP, maps/s, and whether it fits."""
+    from hls import estimate as E
+
+    layers = spec.layers()
+    est = E.estimate(layers, E.default_parallelism(layers))
+    w = est["with_platform"]
+    return {"lut": int(w["lut"]), "bram36": float(est["bram36"]), "dsp": int(w["dsp"]),
+            "maps_per_s": float(est["maps_per_s"]), "fits": bool(E.fits(est))}
+
+
+def _f1(model, x, y) -> float:
+    from quant import metrics
+
+    return float(metrics.summary(y, predict_logits(model, x).argmax(1), tuple(range(9)))["macro_f1"])
+
+
 # Depthwise-separable nets train their FP32 twin with batch norms and are
 # cross-layer equalized before quantization: folded into per-tensor scales,
 # their depthwise channels' ranges differ so much that at 4 bits most of a
@@ -66,9 +93,18 @@ def acc(model, x, y) -> float:
 RECIPES = {"mobilenet_s": {"bn": True, "equalize": True, "act_init": "mse", "qat_scale": 10}}
 
 
+def _recipe(family, args) -> dict:
+    # On real maps every family trains its FP32 twin with batch norms (the
+    # real-data recipe, quant/configs/wmcnn_real_4w4a.json).
+    recipe = dict(RECIPES.get(family, {}))
+    if args.data is not None:
+        recipe["bn"] = True
+    return recipe
+
+
 def float_net(family, spec, x, y, cfg, args) -> FloatNet:
     """The family's FP32 twin, trained as RECIPES says (plain by default)."""
-    recipe = RECIPES.get(family, {})
+    recipe = _recipe(family, args)
     return float_twin(spec, x, y, cfg["fp_epochs"], args.seed, bn=recipe.get("bn", False),
                       equalize=recipe.get("equalize", False), lr=args.lr, desc=f"{family} fp32")
 
@@ -76,25 +112,28 @@ def float_net(family, spec, x, y, cfg, args) -> FloatNet:
 def run_family(family, x, y, xt, yt, cfg, args) -> list[dict]:
     rows = []
     t0 = time.time()
-    spec_fp = make_spec(family, 8, args.size, args.width)
+    channels = args.channels if family == "wmcnn" else None
+    spec_fp = make_spec(family, 8, args.size, args.width, channels)
     fp = float_net(family, spec_fp, x, y, cfg, args)
     n_w, _ = weight_memory(spec_fp)
     fp_acc = acc(fp, xt, yt)
     rows.append(dict(family=family, mode="fp32", bits=32, params=n_w, weight_bits=32 * n_w, accuracy=fp_acc,
-                     seconds=time.time() - t0))
+                     macro_f1=_f1(fp, xt, yt), seconds=time.time() - t0, seed=args.seed))
     ptq = from_float(spec_fp, fp, x[:512])
     rows.append(dict(family=family, mode="ptq8", bits=8, params=n_w, weight_bits=8 * n_w,
-                     accuracy=acc(ptq, xt, yt), seconds=0.0))
-    recipe = RECIPES.get(family, {})
+                     accuracy=acc(ptq, xt, yt), macro_f1=_f1(ptq, xt, yt), seconds=0.0, seed=args.seed,
+                     **hw_estimate(spec_fp)))
+    recipe = _recipe(family, args)
     for b in args.bits:
         t1 = time.time()
-        spec = make_spec(family, b, args.size, args.width)
+        spec = make_spec(family, b, args.size, args.width, channels)
         epochs = (cfg["qat_epochs"] if b >= 4 else cfg["qat_low"]) * recipe.get("qat_scale", 1)
         q = qat_from(spec, fp, x, y, epochs, args.seed, qat_lr=args.lr / 2 if b >= 4 else args.lr,
                      act_init=recipe.get("act_init", "stats"))
         n, wbits = weight_memory(spec)
         rows.append(dict(family=family, mode=f"W{b}A{b}", bits=b, params=n, weight_bits=wbits,
-                         accuracy=acc(q, xt, yt), qat_epochs=epochs, seconds=time.time() - t1))
+                         accuracy=acc(q, xt, yt), macro_f1=_f1(q, xt, yt), qat_epochs=epochs,
+                         seconds=time.time() - t1, seed=args.seed, **hw_estimate(spec)))
     for r in rows:
         r["delta_vs_fp32"] = r["accuracy"] - fp_acc
     return rows
@@ -123,6 +162,69 @@ def plot(rows, path: Path) -> None:
     plt.close(fig)
 
 
+def aggregate(rows) -> list[dict]:
+    """Mean and spread (sample std) over seeds per (family, mode)."""
+    out = []
+    for key in dict.fromkeys((r["family"], r["mode"]) for r in rows):
+        rs = [r for r in rows if (r["family"], r["mode"]) == key]
+        a = np.array([r["accuracy"] for r in rs])
+        f = np.array([r.get("macro_f1") or np.nan for r in rs])
+        agg = {k: rs[0][k] for k in ("family", "mode", "bits", "params", "weight_bits", "lut", "bram36", "dsp",
+                                       "maps_per_s", "fits") if k in rs[0]}
+        agg.update(seeds=len(rs), accuracy_mean=float(a.mean()), accuracy_std=float(a.std(ddof=1)) if len(a) > 1
+                   else 0.0, macro_f1_mean=float(np.nanmean(f)))
+        out.append(agg)
+    return out
+
+
+def pareto_table(agg) -> str:
+    head = (f"{'family':12s} {'mode':6s} {'seeds':>5s} {'accuracy':>16s} {'macro-F1':>8s} {'LUT':>7s} "
+            f"{'BRAM36':>7s} {'maps/s':>8s} {'fits':>5s}")
+    lines = [head, "-" * len(head)]
+    for r in agg:
+        hw = (f"{r['lut']:7d} {r['bram36']:7.1f} {r['maps_per_s']:8.0f} {str(r['fits']):>5s}" if "lut" in r
+              else f"{'-':>7s} {'-':>7s} {'-':>8s} {'-':>5s}")
+        lines.append(f"{r['family']:12s} {r['mode']:6s} {r['seeds']:5d} {100 * r['accuracy_mean']:7.2f}% "
+                     f"+- {100 * r['accuracy_std']:4.2f} {r['macro_f1_mean']:8.3f} {hw}")
+    return "\n".join(lines)
+
+
+def plot_pareto(agg, path: Path) -> None:
+    """Accuracy (mean, spread as error bars) against the estimator's LUTs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for fam in dict.fromkeys(r["family"] for r in agg):
+        pts = [r for r in agg if r["family"] == fam and "lut" in r]
+        ax.errorbar([r["lut"] for r in pts], [100 * r["accuracy_mean"] for r in pts],
+                    yerr=[100 * r["accuracy_std"] for r in pts], fmt="o", capsize=3, label=fam)
+        for r in pts:
+            ax.annotate(r["mode"], (r["lut"], 100 * r["accuracy_mean"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+    ax.set_xlabel("LUT (hls.estimate, XC7Z020 with platform)")
+    ax.set_ylabel("accuracy on held-out maps (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def real_data(args, cfg):
+    """Train / held-out inputs of an LSWMD file (the split quant.train tests on)."""
+    from quant.datasets import wm811k
+
+    d = wm811k.load(args.data, n_classes=9, size=args.size, seed=0)
+    x, y = d.train.maps, d.train.labels
+    if cfg.get("n_train") and cfg["n_train"] < len(y):
+        keep = np.random.default_rng(0).permutation(len(y))[:cfg["n_train"]]
+        x, y = x[np.sort(keep)], y[np.sort(keep)]
+    return x, y, d.test.maps, d.test.labels
+
+
 def table(rows) -> str:
     head = f"{'family':12s} {'mode':6s} {'params':>8s} {'weight bits':>12s} {'accuracy':>9s} {'vs FP32':>8s}"
     lines = [head, "-" * len(head)]
@@ -143,25 +245,44 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bits", default=",".join(map(str, BITS)),
                     help="QAT bit widths to run, e.g. 2 (FP32 and PTQ-8 always run)")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="real maps (LSWMD .pkl): train on its train split, test on its held-out split")
+    ap.add_argument("--seeds", default=None, help="several seeds, e.g. 0,1,2: mean and spread per point")
+    ap.add_argument("--channels", default=None, help="wmcnn blocks, e.g. 16,32,64,64 (the real-data recipe)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     for k in ("n_train", "n_test", "fp_epochs", "qat_epochs", "qat_low"):
         ap.add_argument("--" + k.replace("_", "-"), type=int, default=None)
     args = ap.parse_args(argv)
     args.bits = [int(b) for b in args.bits.split(",")]
     if any(not 2 <= b <= 8 for b in args.bits):
         ap.error("--bits takes widths from 2 to 8")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    args.channels = tuple(int(c) for c in args.channels.split(",")) if args.channels else None
     cfg = dict(MODES["quick" if args.quick else "full"])
     cfg.update({k: getattr(args, k) for k in cfg if getattr(args, k) is not None})
-    x, y = make_inputs(cfg["n_train"], args.seed, args.size)
-    xt, yt = make_inputs(cfg["n_test"], args.seed + 1000, args.size)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
+    if args.data is not None:
+        x, y, xt, yt = real_data(args, cfg)
     rows = []
     args.out.mkdir(parents=True, exist_ok=True)
-    for fam in args.families.split(","):
-        rows += run_family(fam, x, y, xt, yt, cfg, args)
-        (args.out / "accuracy_vs_bits.json").write_text(json.dumps({"config": cfg, "rows": rows}, indent=1))
-        print(table([r for r in rows if r["family"] == fam]), flush=True)
-    print("\n" + table(rows))
-    plot(rows, args.out / "accuracy_vs_bits.png")
-    print(f"wrote {args.out / 'accuracy_vs_bits.json'} and accuracy_vs_bits.png")
+    for seed in seeds:
+        args.seed = seed
+        if args.data is None:
+            x, y = make_inputs(cfg["n_train"], seed, args.size)
+            xt, yt = make_inputs(cfg["n_test"], seed + 1000, args.size)
+        for fam in args.families.split(","):
+            rows += run_family(fam, x, y, xt, yt, cfg, args)
+            agg = aggregate(rows)
+            (args.out / "accuracy_vs_bits.json").write_text(json.dumps(
+                {"config": cfg, "data": str(args.data) if args.data else "synthetic", "seeds": seeds,
+                 "rows": rows, "aggregate": agg}, indent=1))
+            print(table([r for r in rows if r["family"] == fam and r["seed"] == seed]), flush=True)
+    print("\n" + pareto_table(aggregate(rows)))
+    plot([r for r in rows if r["seed"] == seeds[0]], args.out / "accuracy_vs_bits.png")
+    plot_pareto(aggregate(rows), args.out / "pareto.png")
+    print(f"wrote {args.out / 'accuracy_vs_bits.json'}, accuracy_vs_bits.png and pareto.png")
     return 0
 
 

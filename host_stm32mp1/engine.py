@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from host_stm32mp1 import readers
+from host_stm32mp1 import reject as R
 from host_stm32mp1.boards import BoardPool
 from host_stm32mp1.client import BoardError
 from host_stm32mp1.preprocess import to_model_input
@@ -83,25 +84,25 @@ class Model:
 
     @property
     def reject(self) -> dict | None:
-        """The reject rule quant.train calibrated (temperature, threshold), if the export has one."""
+        """The reject rule training calibrated (``quant.metrics.calibrate_reject``), if any."""
         r = self.meta.get("reject")
         if isinstance(r, dict) and "temperature" in r and "threshold" in r:
-            return dict(temperature=float(r["temperature"]), threshold=float(r["threshold"]))
+            return r
         return None
 
-    def confidence(self, logits) -> tuple[float, bool | None]:
-        """(softmax max, rejected) of the board's integer logits. The logits'
-        real value is ``acc * 2**logit_scale_log2``; with a reject rule the
-        softmax uses its temperature and ``rejected`` is max < threshold, the
-        rule of ``quant.metrics.apply_reject`` (torch-free, numpy here)."""
-        z = np.asarray(logits, dtype=np.float64) * self.logit_scale
+    def judge(self, logits, image=None) -> tuple[float, bool | None, str | None]:
+        """(confidence, rejected, reason) of one map from the board's integer
+        logits, whose real value is ``acc * 2**logit_scale_log2``. Confidence is
+        the softmax maximum (at the rule's temperature when there is a rule);
+        with a rule, ``reject.reject_reasons`` decides, ``image`` (the uint8
+        model input sent) enabling its not-a-wafer-map tests."""
+        z = np.asarray(logits, dtype=np.float64)[None] * self.logit_scale
         rule = self.reject
-        if rule is not None:
-            z = z / rule["temperature"]
-        z = z - z.max()
-        p = np.exp(z)
-        conf = float(p.max() / p.sum())
-        return conf, (None if rule is None else conf < rule["threshold"])
+        conf = float(R.softmax(z, rule["temperature"] if rule else 1.0).max())
+        if rule is None:
+            return conf, None, None
+        why = R.reject_reasons(z, rule, None if image is None else np.asarray(image)[None])[0]
+        return conf, why is not None, why
 
 
 def settings_key(model: Model, **reader_options) -> tuple[str, str]:
@@ -290,10 +291,12 @@ def send(run: Run, client, model: Model, batch: int, store=None, board_name="",
                 continue
             if res["status"] == W.OK:
                 k = res["class_index"]
-                conf, rejected = model.confidence(res["logits"])
+                conf, rejected, why = model.judge(res["logits"], run.images[where[res["id"]]])
                 rec.update(status="ok", class_index=k,
                            cls=model.classes[k] if k < len(model.classes) else None,
                            logits=res["logits"], confidence=round(conf, 6), rejected=rejected)
+                if why is not None:
+                    rec["reject_reason"] = why
             else:
                 rec.update(error_record(rec, res["status"], res["message"]))
             rec["board"] = name

@@ -217,7 +217,7 @@ def render(rows, counters: dict, bins: int = 12, title: str = "waferq results") 
         shown["watch_files"] = counters["files"]
         labels["watch_files"] = COUNTER_LABELS["files"]
     shown["rejected"] = sum(bool(r["rejected"]) for r in rows)
-    labels["rejected"] = "classified but below the confidence threshold (review)"
+    labels["rejected"] = "classified but marked for review by the reject rule"
     counts = "".join(f"<li>{E(labels.get(k, k))}: {v}</li>" for k, v in shown.items())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{E(title)}</title>

@@ -6,9 +6,11 @@ Pure numpy: it runs on the STM32MP1 host.
 A wafer map is a 2-D array of die categories (0 = no die, 1 = pass, 2 = fail)
 or an already grayscale uint8 image. Categories become the grayscale codes
 0, 128, 255. Maps come in many sizes, so the map is padded with "no die" to a
-square (centred; the aspect ratio is kept) and then resized with nearest
-neighbour, which keeps every pixel one of the input codes: no interpolation
-invents a category that was not measured ("scale and crop" as in the paper).
+square (centred; the aspect ratio is kept) and then resized by the largest
+code under each output pixel (``resize_keep_dies``): every pixel stays one of
+the input codes, so no interpolation invents a category that was not measured,
+and shrinking a large map keeps its failing dies (nearest neighbour, as in the
+paper's "scale and crop", dropped most of them on 200-die rows).
 """
 from __future__ import annotations
 
@@ -66,6 +68,21 @@ def resize_nearest(img: np.ndarray, size: int) -> np.ndarray:
     return img[rows[:, None], cols[None, :]]
 
 
+def resize_keep_dies(img: np.ndarray, size: int) -> np.ndarray:
+    """Resize where each output pixel is the largest code of the source pixels
+    it covers: shrinking a 200-die row to 64 pixels keeps every failing die
+    (fail 255 > pass 128 > no die 0) instead of dropping two dies in three, as
+    nearest neighbour does. Growing a map repeats pixels, as nearest does.
+    Exact integer block bounds, so host and training agree to the pixel."""
+    h, w = img.shape
+    r0 = (np.arange(size) * h) // size
+    c0 = (np.arange(size) * w) // size
+    # reduceat takes the max of a[start_i:start_i+1] .. up to the next start;
+    # where the next start does not move on (upscaling) it returns a[start_i].
+    out = np.maximum.reduceat(img, r0, axis=0)
+    return np.maximum.reduceat(out, c0, axis=1)
+
+
 def to_model_input(map2d, size: int) -> np.ndarray:
     """2-D wafer map -> uint8 ``size x size x 1`` (HWC) model input."""
-    return resize_nearest(pad_square(to_gray(map2d)), size)[..., None]
+    return resize_keep_dies(pad_square(to_gray(map2d)), size)[..., None]

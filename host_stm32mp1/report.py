@@ -77,7 +77,7 @@ def format_table(summary: dict) -> str:
     lines.append(f"images: {summary['n_images']}  ok: {summary['n_ok']}  errors: {summary['n_errors']}"
                  f"  weights sent: {sent}")
     if summary.get("n_rejected"):
-        lines.append(f"rejected by the confidence threshold (review): {summary['n_rejected']}")
+        lines.append(f"rejected by the reject rule (review): {summary['n_rejected']}")
     if summary.get("n_warnings"):
         lines.append(f"maps with warnings (see stderr, the CSV and the store): {summary['n_warnings']}")
     if summary.get("n_from_store"):
@@ -102,7 +102,7 @@ def write_json(path, records: list[dict], summary: dict) -> None:
 
 
 CSV_COLUMNS = ("id", "seq", "source", "index", "lot_id", "wafer_id", "tester", "part", "status",
-               "class_index", "cls", "confidence", "rejected", "label", "label_name", "error_name",
+               "class_index", "cls", "confidence", "rejected", "reject_reason", "label", "label_name", "error_name",
                "error_message", "warnings", "board", "cached", "file_sha256")
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 

@@ -119,6 +119,30 @@ def export(model: GraphNet, out_dir: Path, sample_u8: np.ndarray) -> IntModel:
     return im
 
 
+REJECT_KEYS = ("temperature", "threshold", "target_accuracy", "min_energy", "input", "val_coverage",
+               "val_accuracy")
+
+
+def attach_reject(out_dir: Path, metrics_path: Path) -> dict | None:
+    """Copy the reject option calibrated by ``quant.train`` (its metrics.json)
+    into model.json under ``reject``, in the form ``quant.metrics.apply_reject``
+    reads; the host applies it to the logits it gets back
+    (``logits_int * 2**logit_scale_log2``) and the model inputs it sent."""
+    import json
+
+    if not Path(metrics_path).exists():
+        return None
+    rej = json.loads(Path(metrics_path).read_text()).get("reject")
+    if not rej:
+        return None
+    rej = {k: rej[k] for k in REJECT_KEYS if k in rej}
+    path = Path(out_dir) / "model.json"
+    meta = json.loads(path.read_text())
+    meta["reject"] = rej
+    path.write_text(json.dumps(meta, indent=1))
+    return rej
+
+
 def main(argv=None) -> int:
     from quant.train import load_checkpoint
     from quant.traindata import make_inputs
@@ -137,8 +161,10 @@ def main(argv=None) -> int:
     if not np.array_equal(ref, ints):
         raise SystemExit(f"export: integer model differs from Brevitas on "
                          f"{int((ref != ints).any(axis=1).sum())} of {len(sample)} inputs")
+    reject = attach_reject(args.out, args.checkpoint.parent / "metrics.json")
     print(f"exported {model.spec.name} to {args.out} (topology 0x{im.topology_hash:08x}, "
-          f"integer model equals Brevitas on {len(sample)} inputs)")
+          f"integer model equals Brevitas on {len(sample)} inputs"
+          f"{', reject option in model.json' if reject else ''})")
     return 0
 
 

@@ -96,10 +96,16 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
         return model.eval()
     torch.manual_seed(seed)
     steps = max(1, len(x) // batch)
+    # A GPU trains when there is one; the model comes back on the CPU, where
+    # export, calibration and the integer twin run.
+    dev = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
     loss_fn = _loss_fn(loss, gamma)
-    xt, yt = to_input(x), torch.as_tensor(y)
+    # Batches are converted as drawn: x may be a memory-mapped uint8 cache
+    # (quant.datasets.stream) far larger than a float copy could be.
+    yt = torch.as_tensor(np.asarray(y))
     mode = _check_augment(augment)
     gen = torch.Generator().manual_seed(seed)
     start = 0
@@ -119,8 +125,8 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
         bar = tqdm(range(steps), desc=f"{desc} {epoch + 1}/{epochs}", leave=False, mininterval=1.0)
         for step in bar:
             idx = order[step * batch:(step + 1) * batch]
-            xb = _augment(xt[idx], mode)
-            out = loss_fn(model(xb), yt[idx])
+            xb = _augment(to_input(np.asarray(x[idx.numpy()])), mode).to(dev)
+            out = loss_fn(model(xb), yt[idx].to(dev))
             opt.zero_grad()
             out.backward()
             opt.step()
@@ -128,7 +134,7 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
             bar.set_postfix(loss=f"{out.item():.3f}")
         if state_path is not None:
             _save_state(state_path, desc, epoch + 1, model, opt, sched, gen)
-    return model.eval()
+    return model.cpu().eval()
 
 
 @torch.no_grad()

@@ -12,6 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+# The rule that applies a calibrated reject option is the host's as well (it
+# has no torch and no quant): one copy, in host_stm32mp1/reject.py.
+from host_stm32mp1.reject import (CODES, OOD_QUANTILE, REASONS, energy,  # noqa: F401
+                                  input_features, reject_reasons, softmax)
+
 REVIEW = -1
 
 
@@ -47,13 +52,6 @@ def _f(v) -> float | None:
     return None if np.isnan(v) else float(v)
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     """Temperature that minimizes the validation NLL (grid search: robust, no optimizer)."""
     grid = np.exp(np.linspace(np.log(0.05), np.log(20), 200))
@@ -73,9 +71,15 @@ def coverage_curve(probs: np.ndarray, y: np.ndarray, points: int = 21) -> list[d
     return out
 
 
-def calibrate_reject(logits_val: np.ndarray, y_val: np.ndarray, target_accuracy: float) -> dict:
+def calibrate_reject(logits_val: np.ndarray, y_val: np.ndarray, target_accuracy: float,
+                     x_val=None) -> dict:
     """Temperature plus the lowest max-prob threshold whose accepted validation
-    maps reach ``target_accuracy`` (so coverage is as high as it can be)."""
+    maps reach ``target_accuracy`` (so coverage is as high as it can be).
+
+    The out-of-distribution limits come from the validation maps too: the
+    lowest logit energy (``min_energy``) and, with the inputs ``x_val``, the
+    input-feature limits (``input``), each at the ``OOD_QUANTILE`` tail of the
+    validation maps, so they turn away about that share of real maps."""
     t = fit_temperature(logits_val, y_val)
     probs = softmax(logits_val, t)
     conf, correct = probs.max(1), probs.argmax(1) == y_val
@@ -83,14 +87,23 @@ def calibrate_reject(logits_val: np.ndarray, y_val: np.ndarray, target_accuracy:
     acc_at_k = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
     ok = np.nonzero(acc_at_k >= target_accuracy)[0]
     k = int(ok.max()) if ok.size else 0
-    return {"temperature": t, "threshold": float(conf[order][k]), "target_accuracy": target_accuracy,
-            "val_coverage": (k + 1) / len(order), "val_accuracy": float(acc_at_k[k])}
+    out = {"temperature": t, "threshold": float(conf[order][k]), "target_accuracy": target_accuracy,
+           "val_coverage": (k + 1) / len(order), "val_accuracy": float(acc_at_k[k]),
+           "min_energy": float(np.quantile(energy(logits_val), OOD_QUANTILE))}
+    if x_val is not None:
+        f = input_features(x_val)
+        # Die codes only in real maps: allow a little slack for other readers' images.
+        out["input"] = {"max_off_code": max(float(np.quantile(f["off_code"], 1 - OOD_QUANTILE)), 0.01),
+                        "min_die": float(np.quantile(f["die"], OOD_QUANTILE)) * 0.9,
+                        "max_outside": float(np.quantile(f["outside"], 1 - OOD_QUANTILE)) + 0.01}
+    return out
 
 
-def apply_reject(logits: np.ndarray, reject: dict) -> np.ndarray:
-    probs = softmax(logits, reject["temperature"])
-    pred = probs.argmax(1)
-    pred[probs.max(1) < reject["threshold"]] = REVIEW
+def apply_reject(logits: np.ndarray, reject: dict, inputs=None) -> np.ndarray:
+    """Class indices, ``REVIEW`` (-1) where ``reject_reasons`` gives a reason."""
+    pred = np.asarray(logits).argmax(1)
+    why = reject_reasons(logits, reject, inputs)
+    pred[np.array([r is not None for r in why], dtype=bool)] = REVIEW
     return pred
 
 

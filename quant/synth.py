@@ -49,8 +49,27 @@ MIXTURES = _mixtures()
 MIXED_COMBINATIONS = ((),) + tuple((p,) for p in MIXED_PATTERNS) + MIXTURES
 
 
-def _grid(rng: np.random.Generator, shape=None):
-    if shape is None:
+#: Die-grid rows of the real WM-811K file (quantiles 0, 10, 25, 50, 75, 90,
+#: 97, 100 %) and cols/rows aspect (5, 50, 95 %), measured on
+#: ../shared/data/wm811k-real-train.pkl (4,796 maps) by quant.sim2real.
+REAL_ROWS_Q = (22, 25, 30, 39, 48, 63, 80, 212)
+REAL_ASPECT_Q = (0.78, 1.0, 1.24)
+PROFILES = ("default", "wm811k")
+
+
+def _real_shape(rng) -> tuple[int, int]:
+    # Inverse-CDF draw through the measured row quantiles (piecewise linear).
+    q = np.array([0, 0.10, 0.25, 0.50, 0.75, 0.90, 0.97, 1.0])
+    rows = int(round(np.interp(rng.random(), q, REAL_ROWS_Q)))
+    aspect = 1.0 if rng.random() < 0.45 else float(np.exp(rng.normal(0, 0.13)))
+    cols = int(np.clip(round(rows * aspect), 20, 2 * rows))
+    return rows, cols
+
+
+def _grid(rng: np.random.Generator, shape=None, profile: str = "default"):
+    if shape is None and profile == "wm811k":
+        rows, cols = _real_shape(rng)
+    elif shape is None:
         rows = int(rng.integers(26, 61))
         cols = int(np.clip(rows + rng.integers(-6, 7), 24, 64))
     else:
@@ -61,7 +80,15 @@ def _grid(rng: np.random.Generator, shape=None):
     xx = (x + 0.5) / cols * 2 - 1
     r = np.hypot(yy, xx)
     theta = np.arctan2(yy, xx)
-    return r <= 1.0, r, theta, yy, xx
+    inside = r <= 1.0
+    if profile == "wm811k":
+        # Real wafers are not perfect discs: a flat (or notch side) cuts one
+        # edge on many, and the outline wobbles by a die.
+        if rng.random() < 0.4:
+            a = rng.uniform(-np.pi, np.pi)
+            inside &= xx * np.cos(a) + yy * np.sin(a) <= rng.uniform(0.85, 0.97)
+        inside &= r <= 1.0 - 0.04 * rng.random(r.shape) * (r > 0.9)
+    return inside, r, theta, yy, xx
 
 
 def _blob(rng, yy, xx, cy, cx, radius):
@@ -104,6 +131,44 @@ def _pattern(name: str, rng: np.random.Generator, r, theta, yy, xx) -> np.ndarra
     raise ValueError(f"unknown wafer class {name!r}")
 
 
+def _pattern_real(name: str, rng: np.random.Generator, r, theta, yy, xx) -> np.ndarray:
+    """The patterns with sizes matched to the real file's fail shares per
+    class (quant.sim2real compares them)."""
+    if name == "Center":
+        return _blob(rng, yy, xx, *rng.normal(0, 0.08, 2), rng.uniform(0.22, 0.55))
+    if name == "Donut":
+        rr = np.hypot(yy - rng.normal(0, 0.05), xx - rng.normal(0, 0.05))
+        return np.abs(rr - rng.uniform(0.3, 0.55)) <= rng.uniform(0.1, 0.22)
+    if name == "Edge-Loc":
+        a0, width = rng.uniform(-np.pi, np.pi), rng.uniform(0.5, 1.8)
+        dang = np.angle(np.exp(1j * (theta - a0)))
+        return (r >= rng.uniform(0.55, 0.8)) & (np.abs(dang) <= width / 2)
+    if name == "Edge-Ring":
+        return r >= rng.uniform(0.9, 0.96)
+    if name == "Loc":
+        rad, ang = rng.uniform(0.2, 0.65), rng.uniform(-np.pi, np.pi)
+        return _blob(rng, yy, xx, rad * np.sin(ang), rad * np.cos(ang), rng.uniform(0.13, 0.32))
+    if name == "Near-full":
+        return rng.random(r.shape) < rng.uniform(0.75, 1.0)
+    if name == "Random":
+        return rng.random(r.shape) < rng.uniform(0.25, 0.6)
+    return _pattern(name, rng, r, theta, yy, xx)
+
+
+def _nuisance_real(rng, r, yy, xx) -> np.ndarray:
+    """Background fails at the real file's rates: 'none' wafers have a median
+    of 8 % failing dies (4 % at the 10th, 17 % at the 90th percentile)."""
+    rate = float(np.clip(np.exp(rng.normal(np.log(0.06), 0.7)), 0.003, 0.3))
+    fail = rng.random(r.shape) < rate
+    if rng.random() < 0.5:
+        for _ in range(int(rng.integers(1, 4))):
+            cy, cx = rng.uniform(-0.8, 0.8, 2)
+            fail |= _blob(rng, yy, xx, cy, cx, rng.uniform(0.03, 0.07))
+    if rng.random() < 0.4:
+        fail |= (r >= 0.93) & (rng.random(r.shape) < rng.uniform(0.05, 0.3))
+    return fail
+
+
 def _nuisance(rng, r, yy, xx) -> np.ndarray:
     """Fails that belong to no pattern: background, small clusters, rim."""
     fail = rng.random(r.shape) < 0.06 * rng.random() ** 2
@@ -116,23 +181,28 @@ def _nuisance(rng, r, yy, xx) -> np.ndarray:
     return fail
 
 
-def _compose(names, rng, shape=None) -> np.ndarray:
-    inside, r, theta, yy, xx = _grid(rng, shape)
-    fail = _nuisance(rng, r, yy, xx)
+def _compose(names, rng, shape=None, profile: str = "default") -> np.ndarray:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown generator profile {profile!r}; known: {', '.join(PROFILES)}")
+    inside, r, theta, yy, xx = _grid(rng, shape, profile)
+    real = profile == "wm811k"
+    fail = (_nuisance_real if real else _nuisance)(rng, r, yy, xx)
     for name in names:
         intensity = rng.uniform(0.92, 1.0) if name == "Near-full" else rng.uniform(0.65, 1.0)
-        fail |= _pattern(name, rng, r, theta, yy, xx) & (rng.random(r.shape) < intensity)
+        mask = (_pattern_real if real else _pattern)(name, rng, r, theta, yy, xx)
+        fail |= mask & (rng.random(r.shape) < intensity)
     return np.where(inside, np.where(fail, 2, 1), 0).astype(np.uint8)
 
 
-def wafer_map(name: str, rng: np.random.Generator, shape=None) -> np.ndarray:
+def wafer_map(name: str, rng: np.random.Generator, shape=None, profile: str = "default") -> np.ndarray:
     """One map of class ``name``: uint8 rows x cols, values 0/1/2.
 
     ``shape`` fixes the die grid (rows, cols); by default it is drawn
-    (26..60 rows, 24..64 cols)."""
+    (26..60 rows, 24..64 cols; ``profile="wm811k"``: the real file's grid
+    sizes, yield and pattern sizes, and non-round edges)."""
     if name not in WAFER_CLASSES:
         raise ValueError(f"unknown wafer class {name!r}")
-    return _compose(() if name == "none" else (name,), rng, shape)
+    return _compose(() if name == "none" else (name,), rng, shape, profile)
 
 
 def mixed_map(names, rng: np.random.Generator, shape=None) -> np.ndarray:
@@ -152,11 +222,12 @@ def multi_hot(names) -> np.ndarray:
     return out
 
 
-def dataset(n: int, seed: int = 0, classes=WAFER_CLASSES) -> tuple[list[np.ndarray], np.ndarray]:
+def dataset(n: int, seed: int = 0, classes=WAFER_CLASSES,
+            profile: str = "default") -> tuple[list[np.ndarray], np.ndarray]:
     """``n`` maps with balanced labels (indices into ``classes``), shuffled."""
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n) % len(classes))
-    return [wafer_map(classes[k], rng) for k in labels], labels.astype(np.int64)
+    return [wafer_map(classes[k], rng, profile=profile) for k in labels], labels.astype(np.int64)
 
 
 def mixed_dataset(n: int, seed: int = 0, combinations=MIXED_COMBINATIONS,

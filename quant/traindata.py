@@ -40,6 +40,15 @@ def load_data(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         x, y = make_inputs(args.n_train, args.seed, args.size)
         return (*_pick_classes(x, y, args), *_pick_classes(*make_inputs(args.n_test, args.seed + 1000,
                                                                         args.size), args))
+    if args.data.is_dir():
+        # a cache from quant.datasets.stream: batches are read from its memory map
+        from quant.datasets import stream
+
+        cache = stream.open_cache(args.data)
+        x, y, xt, yt = cache.arrays(args.size, n_classes=8 if args.eight_classes else 9, seed=args.seed)
+        print(f"{args.data}: {len(y)} train and {len(yt)} test maps from the {args.size}x{args.size} cache "
+              f"({cache.meta['unlabelled']} unlabelled rows not used)")
+        return x, y, xt, yt
     if args.data.suffix == ".pkl":
         from quant.datasets import wm811k
 

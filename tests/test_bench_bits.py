@@ -28,3 +28,29 @@ def test_tiny_run_writes_json_and_plot(tmp_path, capsys):
 def test_bits_out_of_range_is_refused(tmp_path):
     with pytest.raises(SystemExit):
         bench.main(["--bits", "1", "--out", str(tmp_path)])
+
+
+def test_real_data_seeds_and_estimates(tmp_path, capsys):
+    from pathlib import Path
+
+    from quant.datasets import wm811k
+
+    real = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wm811k-real-train.pkl"
+    if not real.exists():
+        pytest.skip(f"{real} is absent")
+    pkl = tmp_path / "slice.pkl"
+    wm811k.read_frame(real).iloc[::12].to_pickle(pkl)            # 400 real maps
+    argv = ["--data", str(pkl), "--families", "wmcnn", "--size", "16", "--channels", "4,8", "--bits", "4",
+            "--seeds", "0,1", "--fp-epochs", "1", "--qat-epochs", "1", "--qat-low", "1", "--out", str(tmp_path)]
+    assert bench.main(argv) == 0
+    res = json.loads((tmp_path / "accuracy_vs_bits.json").read_text())
+    assert res["seeds"] == [0, 1] and len(res["rows"]) == 6
+    agg = {r["mode"]: r for r in res["aggregate"]}
+    assert set(agg) == {"fp32", "ptq8", "W4A4"} and all(r["seeds"] == 2 for r in agg.values())
+    w4 = agg["W4A4"]
+    accs = [r["accuracy"] for r in res["rows"] if r["mode"] == "W4A4"]
+    assert w4["accuracy_mean"] == pytest.approx(sum(accs) / 2)
+    assert w4["lut"] > 0 and w4["bram36"] > 0 and w4["maps_per_s"] > 0 and w4["fits"] is True
+    assert "lut" not in agg["fp32"]
+    assert (tmp_path / "pareto.png").stat().st_size > 1000
+    assert "+-" in capsys.readouterr().out

@@ -77,3 +77,70 @@ def test_softmax_rows_sum_to_one():
     p = metrics.softmax(np.array([[1000.0, 0.0], [1.0, 1.0]]), 2.0)
     np.testing.assert_allclose(p.sum(1), 1.0)
     np.testing.assert_allclose(p[1], [0.5, 0.5])
+
+
+# ------------------------------------------------ out-of-distribution reject
+
+def _discs(n, size=32, seed=0):
+    """Round 'wafer maps' as model input: pass dies, a few failing ones."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] + 0.5
+    out = np.zeros((n, size, size, 1), np.uint8)
+    for i in range(n):
+        r = rng.uniform(0.8, 1.0) * size / 2
+        disc = np.hypot(yy - size / 2, xx - size / 2) <= r
+        img = np.where(disc, 128, 0).astype(np.uint8)
+        img[disc & (rng.random((size, size)) < 0.1)] = 255
+        out[i, ..., 0] = img
+    return out
+
+
+def test_input_features_by_hand():
+    x = np.zeros((3, 8, 8, 1), np.uint8)
+    x[1] = 128                                   # a full square grid of dies
+    x[2, 2:6, 2:6] = 100                         # off-code grey pixels
+    f = metrics.input_features(x)
+    assert f["die"].tolist() == [0.0, 1.0, 0.25]
+    assert f["off_code"].tolist() == [0.0, 0.0, 0.25]
+    # the square's corners lie outside its inscribed circle: 1 - pi/4 of it roughly
+    assert 0.15 < f["outside"][1] < 0.25 and f["outside"][0] == 0.0
+
+
+def test_reject_reasons_turn_away_non_wafers_and_keep_maps():
+    x_val = _discs(400)
+    lg, y = _logits(400, seed=2)
+    rej = metrics.calibrate_reject(lg, y, 0.9, x_val=x_val)
+    assert {"min_energy", "input"} <= set(rej)
+    why = metrics.reject_reasons(lg, rej, x_val)
+    assert sum(r == "not a wafer map" for r in why) <= 0.02 * len(why)
+    rng = np.random.default_rng(5)
+    photo = rng.integers(0, 256, (4, 32, 32, 1)).astype(np.uint8)
+    empty = np.zeros((2, 32, 32, 1), np.uint8)
+    grid = np.full((2, 32, 32, 1), 128, np.uint8)
+    x_bad = np.concatenate([photo, empty, grid])
+    confident = np.tile([[20.0, 0, 0, 0]], (len(x_bad), 1))
+    assert metrics.reject_reasons(confident, rej, x_bad) == ["not a wafer map"] * len(x_bad)
+    assert (metrics.apply_reject(confident, rej, x_bad) == metrics.REVIEW).all()
+    # without inputs only the logit tests apply: confident logits pass, flat ones do not
+    assert metrics.reject_reasons(confident[:1], rej) == [None]
+    flat = np.full((1, 4), lg.min() - 5.0)
+    assert metrics.reject_reasons(flat, rej) == ["out of distribution"]
+
+
+def test_old_reject_dicts_still_apply():
+    lg, y = _logits(300, seed=3)
+    rej = metrics.calibrate_reject(lg, y, 0.9)
+    old = {k: rej[k] for k in ("temperature", "threshold")}
+    p = metrics.softmax(lg, old["temperature"])
+    want = np.where(p.max(1) < old["threshold"], metrics.REVIEW, p.argmax(1))
+    np.testing.assert_array_equal(metrics.apply_reject(lg, old), want)
+
+
+def test_metrics_imports_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, quant.metrics, quant.ood, numpy as np; "
+            "quant.ood.all_groups(2, 16); assert 'torch' not in sys.modules, 'torch imported'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -121,3 +121,34 @@ def test_buffer_classes_differ_where_they_should(buffer_set):
         above_edge.append(np.min([x[i][e[c], c] for c in range(96)]))
     above_edge = np.array(above_edge)
     assert np.median(above_edge[y == notch]) < 60 < np.median(above_edge[y != notch])
+
+
+# ------------------------------------------- the real-calibrated profile
+
+def test_wm811k_profile_matches_the_real_statistics():
+    from pathlib import Path
+
+    from quant.sim2real import map_stats
+
+    maps, labels = synth.dataset(900, seed=4, profile="wm811k")
+    assert all(m.dtype == np.uint8 and m.max() <= 2 for m in maps)
+    got = map_stats(maps, labels)
+    shapes = np.array([m.shape for m in maps])
+    assert shapes[:, 0].max() > 100 and shapes[:, 0].min() < 30          # real grids: 22..212 rows
+    # the default profile stays as it was: 26..60 rows
+    d_shapes = np.array([m.shape for m in synth.dataset(90, seed=4)[0]])
+    assert d_shapes[:, 0].min() >= 26 and d_shapes[:, 0].max() <= 60
+    real = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wm811k-real-train.pkl"
+    if not real.exists():
+        pytest.skip(f"{real} is absent")
+    from quant.datasets import wm811k
+
+    df = wm811k.read_frame(real).iloc[::4]                               # a slice: 1,199 maps
+    d = wm811k.from_frame(df, n_classes=9)
+    ref = map_stats(d.train.maps + d.test.maps, np.concatenate([d.train.labels, d.test.labels]))
+    for c, v in ref["classes"].items():
+        mine = got["classes"][c]
+        # median share of failing dies within a factor 1.6 of the real one
+        ratio = mine["fail_q10_50_90"][1] / v["fail_q10_50_90"][1]
+        assert 1 / 1.6 < ratio < 1.6, (c, mine["fail_q10_50_90"], v["fail_q10_50_90"])
+    assert abs(got["rows_q10_50_90"][1] - ref["rows_q10_50_90"][1]) <= 8

@@ -36,9 +36,27 @@ def test_cli_tiny_run_writes_everything(tmp_path):
                  "qat.state.pt", "confusion_qat.png", "coverage.png"):
         assert (out / name).exists(), name
     m = json.loads((out / "metrics.json").read_text())
-    assert {"fp32", "qat", "ptq8", "reject", "coverage_curve"} <= set(m)
+    assert {"fp32", "qat", "ptq8", "reject", "coverage_curve", "ood"} <= set(m)
+    for key in ("fp32", "qat", "ptq8"):
+        assert {"accuracy", "macro_f1", "per_class"} <= set(m[key])
+    assert set(m["ood"]) == {"noise", "gradient", "empty", "pattern"}
+    # photos and gradients are never die codes: the input test turns them all away
+    assert m["ood"]["noise"]["rejected"] == 1.0 and m["ood"]["gradient"]["rejected"] == 1.0
     q = tr.load_checkpoint(out / "checkpoint.pt")
     assert isinstance(q, GraphNet) and isinstance(tr.load_any(out / "fp32.pt"), FloatNet)
+    # export carries the calibrated reject option into model.json, where the host reads it
+    from quant import export, metrics
+    from quant.intmodel import IntModel
+
+    assert export.main(["--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / "exp")]) == 0
+    meta = json.loads((tmp_path / "exp" / "model.json").read_text())
+    assert set(meta["reject"]) == set(export.REJECT_KEYS)
+    assert meta["reject"]["input"] == m["reject"]["input"]
+    im = IntModel.load(tmp_path / "exp")
+    x, _ = make_inputs(20, seed=9, size=42)
+    logits = im.forward(x) * 2.0 ** im.logit_scale_log2
+    want = metrics.apply_reject(tr.predict_logits(q, x), m["reject"], x)
+    np.testing.assert_array_equal(metrics.apply_reject(logits, meta["reject"], x), want)
 
 
 def test_focal_equals_ce_at_gamma_zero():

@@ -78,16 +78,45 @@ def _legacy_location(module: str, name: str) -> tuple[str, str]:
         return "pandas.core.indexes.base", name
     if module == "pandas.core.internals" and name.endswith("Manager"):
         return "pandas.core.internals.managers", name
+    if module == "numpy._core" or module.startswith("numpy._core."):
+        # numpy 2 renamed numpy.core to numpy._core; under numpy 1 only the old name exists.
+        return _numpy_core(module), name
     return module, name
+
+
+def _numpy_core(module: str) -> str:
+    # numpy 1.26 ships an empty numpy._core package, so ask for the module itself.
+    import importlib
+
+    try:
+        importlib.import_module(module)
+        return module
+    except ImportError:
+        return "numpy.core" + module[len("numpy._core"):]
 
 
 def _legacy_unpickler_class():
     from pandas.compat import pickle_compat as pc
 
+    from pandas._libs.arrays import NDArrayBacked
+
     class _LegacyUnpickler(pc.Unpickler):
         def find_class(self, module, name):
             module, name = pc._class_locations_map.get((module, name), (module, name))
             return super().find_class(*_legacy_location(module, name))
+
+        def load_build(self):
+            # pandas 3 pickles an NDArray-backed array (its StringArray of a
+            # ``str`` column) as the 2-tuple (dtype, ndarray); pandas 2 reads
+            # only (ndarray, dtype, attributes).
+            state, inst = self.stack[-1], self.stack[-2]
+            if (isinstance(inst, NDArrayBacked) and isinstance(state, tuple) and len(state) == 2
+                    and isinstance(state[1], np.ndarray)):
+                self.stack[-1] = (state[1], state[0], {})
+            super().load_build()
+
+        dispatch = pc.Unpickler.dispatch.copy()
+        dispatch[pickle.BUILD[0]] = load_build
 
     return _LegacyUnpickler
 
@@ -189,7 +218,7 @@ def from_frame(df, *, n_classes: int = 8, size: int | None = None, test_fraction
     Rows without a failureType (or with an unknown one, or ``none`` when
     ``n_classes == 8``) are skipped and counted in ``skipped``. A row keeps
     its ``trianTestLabel`` split when it has one; the others are split
-    stratified by class, seeded. ``max_per_class`` caps each class in each
+    stratified by class, seeded (all rows are, when the file has no Test row). ``max_per_class`` caps each class in each
     split and ``limit`` each split's total, both by seeded random choice.
     """
     if n_classes not in (8, 9):
@@ -219,6 +248,10 @@ def from_frame(df, *, n_classes: int = 8, size: int | None = None, test_fraction
         split.append(_SPLIT_NAMES.get(s.lower(), -1) if s else -1)
     rows, labels, split = (np.asarray(a, dtype=np.int64) for a in (rows, labels, split))
     rng = np.random.default_rng(seed)
+    if not (split == 1).any():
+        # A file of Training rows only (a public subset) has nothing held out:
+        # split all of it, stratified, rather than train on everything.
+        split[:] = -1
     free = split < 0
     if free.any():
         split[free] = np.where(_stratified_test(labels[free], test_fraction, rng), 1, 0)

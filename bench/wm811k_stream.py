@@ -1,0 +1,94 @@
+"""Peak memory of loading an LSWMD-format file: pandas' reader against the
+streaming cache builder (``quant.datasets.stream``).
+
+    python -m bench.wm811k_stream --rows 100000 --out build/bench_stream
+    python -m bench.wm811k_stream --pkl LSWMD.pkl --out DIR        # the real 2 GB file
+
+Without ``--pkl`` it writes a generated file with the LSWMD structure (grid
+sizes 25..212 x 26..84, a fifth labelled as in WM-811K), then loads it in two
+fresh processes: ``wm811k.read_frame`` (the whole frame, every map) and
+``stream.build_cache`` (maps go to the memory-mapped cache as they are
+unpickled). Prints a table and writes ``wm811k_stream.json``: the file size,
+each process's peak RSS (VmHWM) and seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from quant.spec import WAFER_CLASSES
+
+
+def write_file(path: Path, rows: int, seed: int = 0) -> None:
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    cols = {k: [] for k in ("waferMap", "dieSize", "lotName", "waferIndex", "trianTestLabel", "failureType")}
+    for i in range(rows):
+        h = int(rng.integers(25, 100)) if rng.random() < 0.95 else int(rng.integers(100, 213))
+        w = int(np.clip(h * rng.uniform(0.4, 1.2), 26, 84))
+        yy, xx = np.mgrid[:h, :w] + 0.5
+        m = (((yy - h / 2) / (h / 2)) ** 2 + ((xx - w / 2) / (w / 2)) ** 2 <= 1).astype(np.uint8)
+        m[(m == 1) & (rng.random((h, w)) < 0.05)] = 2
+        cols["waferMap"].append(m)
+        cols["dieSize"].append(float(m.sum()))
+        cols["lotName"].append(f"lot{i // 25}")
+        cols["waferIndex"].append(float(i % 25 + 1))
+        labelled = rng.random() < 0.21
+        cols["trianTestLabel"].append(np.array([["Training" if rng.random() < 0.32 else "Test"]])
+                                      if labelled else np.zeros((0, 0)))
+        cols["failureType"].append(np.array([[WAFER_CLASSES[int(rng.integers(0, 9))]]])
+                                   if labelled else np.zeros((0, 0)))
+    pd.DataFrame(cols).to_pickle(path, protocol=4)
+
+
+_CHILD = {
+    "read_frame": "from quant.datasets import wm811k, stream; df = wm811k.read_frame({pkl!r}); "
+                  "print(len(df), stream.peak_rss_mib())",
+    "stream": "from quant.datasets import stream; m = stream.build_cache({pkl!r}, {out!r}, (48,)); "
+              "print(m['rows'], stream.peak_rss_mib())",
+}
+
+
+def measure(kind: str, pkl: Path, out: Path) -> dict:
+    t0 = time.time()
+    r = subprocess.run([sys.executable, "-c", _CHILD[kind].format(pkl=str(pkl), out=str(out / "cache"))],
+                       capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"{kind}: {r.stderr.strip().splitlines()[-1]}")
+    rows, rss = r.stdout.split()[-2:]
+    return {"rows": int(rows), "peak_rss_mib": float(rss), "seconds": time.time() - t0}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pkl", type=Path, default=None, help="an LSWMD-format file (default: generate one)")
+    ap.add_argument("--rows", type=int, default=100_000, help="rows of the generated file")
+    ap.add_argument("--out", type=Path, default=Path("build/bench_stream"))
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    pkl = args.pkl
+    if pkl is None:
+        pkl = args.out / f"lswmd_{args.rows}.pkl"
+        if not pkl.exists():
+            print(f"writing {pkl} ({args.rows} rows)")
+            write_file(pkl, args.rows)
+    res = {"file": str(pkl), "file_mib": pkl.stat().st_size / 2 ** 20}
+    for kind in ("read_frame", "stream"):
+        res[kind] = measure(kind, pkl, args.out)
+    print(f"{pkl}: {res['file_mib']:.0f} MiB, {res['stream']['rows']} rows")
+    print(f"{'loader':12s} {'peak RSS MiB':>13s} {'seconds':>8s}")
+    for kind in ("read_frame", "stream"):
+        print(f"{kind:12s} {res[kind]['peak_rss_mib']:13.0f} {res[kind]['seconds']:8.1f}")
+    (args.out / "wm811k_stream.json").write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,308 @@
+"""The full WM-811K (``LSWMD.pkl``, about 2 GB, 811k rows) in bounded memory.
+
+``build_cache(pkl, cache_dir, sizes)`` unpickles the file once with an
+unpickler that hands every wafer map, as it is rebuilt, to a sink: the sink
+preprocesses it (the host's ``to_model_input``) at every input size and
+appends it to ``maps_<size>.u8`` (raw uint8, one map after the other, in row
+order), and the unpickler puts only the row number back into the frame. The
+raw bytes the pickle carried are not kept in the unpickler's memo either. So
+no full copy of the maps is ever held, let alone a second one: peak memory is
+the small columns (labels, lot names) plus one map.
+
+Maps arrive in row order because pandas stores ``waferMap`` as the first row
+of the object block, pickled in C order.
+
+The cache (``meta.json``, ``labels.npy``, ``split.npy``, ``maps_<S>.u8``) is
+opened with ``open_cache``: ``Cache.maps(size)`` is a read-only
+``np.memmap`` [N][S][S][1] of every row (unlabelled ones too), and
+``Cache.split(...)`` gives row indices of labelled train/test maps, so
+training reads batches from the memory map (``quant.fit`` converts batch by
+batch) and an epoch over 170k maps needs no more memory than a batch.
+
+Both numpy-1 (``numpy.core``) and numpy-2 (``numpy._core``) pickles, protocol
+2 to 5, are read (see ``quant.datasets.wm811k``).
+"""
+from __future__ import annotations
+
+import json
+import pickle
+import resource
+from pathlib import Path
+
+import numpy as np
+
+from quant.datasets import wm811k
+
+_BIG = 256  # raw buffers larger than this (a 16x16 map) are not kept in the unpickler's memo
+
+
+class _Dropped:
+    """Stands in the memo for a raw map buffer nobody refers to again."""
+
+
+def _big(v) -> bool:
+    return isinstance(v, (bytes, bytearray, pickle.PickleBuffer)) and len(memoryview(v)) > _BIG
+
+
+class _Memo(dict):
+    """The unpickler's memo without what would make it a copy of the file.
+
+    A map's raw bytes are memoized on their own and inside the array's state
+    tuple (protocols 2-4), and every array (a map's row number, each nested
+    label cell) and its shape and state tuples are memoized too: 811k rows
+    of them. An LSWMD pickle refers to
+    none of them again, so they are dropped; should a file refer back to one,
+    ``_check_get`` stops with a clear error rather than build a wrong frame."""
+
+    def __setitem__(self, key, value):
+        if _big(value) or isinstance(value, (np.ndarray, tuple)):
+            value = _Dropped
+        super().__setitem__(key, value)
+
+
+class MapSink:
+    """Preprocesses each map at every size and appends it to its cache file."""
+
+    def __init__(self, folder: Path, sizes):
+        from host_stm32mp1.preprocess import to_model_input
+
+        self.prep = to_model_input
+        self.sizes = tuple(sizes)
+        self.files = {s: open(Path(folder) / f"maps_{s}.u8", "wb") for s in self.sizes}
+        self.n = 0
+
+    def __call__(self, m: np.ndarray) -> int:
+        if m.size and m.max() > 2:
+            raise ValueError(f"map {self.n}: die codes must be 0..2, got up to {m.max()}")
+        for s, f in self.files.items():
+            f.write(np.ascontiguousarray(self.prep(m, s)).tobytes())
+        self.n += 1
+        if self.n % 2000 == 0:
+            _trim()
+        return self.n - 1
+
+    def close(self):
+        for f in self.files.values():
+            f.close()
+
+
+def _trim() -> None:
+    # Each map's buffers are freed at once, but between long-lived small
+    # objects (labels, lot names); glibc keeps such freed pages unless asked,
+    # and the peak RSS would grow with the file after all.
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _is_map(shape, dtype) -> bool:
+    return len(shape) == 2 and np.dtype(dtype) == np.uint8 and min(shape) > 0
+
+
+def _stream_unpickler_class():
+    base = wm811k._legacy_unpickler_class()
+
+    class StreamUnpickler(base):
+        sink = None
+
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.memo = _Memo()
+
+        def _frombuffer(self, buf, dtype, shape, order):
+            # protocol 5: numpy pickles contiguous arrays as _frombuffer(buffer, ...)
+            if _is_map(shape, dtype):
+                m = np.frombuffer(buf, dtype=np.uint8).reshape(shape, order=order)
+                return np.array([self.sink(m)], dtype=np.int64)
+            return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order).copy()
+
+        def find_class(self, module, name):
+            if name == "_frombuffer" and module in ("numpy.core.numeric", "numpy._core.numeric"):
+                return self._frombuffer
+            return super().find_class(module, name)
+
+        def load_build(self):
+            # protocols 2-4: _reconstruct(ndarray, ...) then BUILD with
+            # (version, shape, dtype, fortran, raw bytes)
+            state, inst = self.stack[-1], self.stack[-2]
+            if (type(inst) is np.ndarray and isinstance(state, tuple) and len(state) == 5
+                    and isinstance(state[2], np.dtype) and _is_map(state[1], state[2])):
+                raw = state[4].encode("latin1") if isinstance(state[4], str) else state[4]
+                m = np.frombuffer(raw, dtype=np.uint8).reshape(state[1], order="F" if state[3] else "C")
+                row = self.sink(m)
+                self.stack[-1] = (state[0], (1,), np.dtype(np.int64), False, np.int64(row).tobytes())
+            super().load_build()
+
+        def _check_get(self):
+            if self.stack and self.stack[-1] is _Dropped:
+                raise ValueError("this pickle refers back to an array or buffer that the streaming "
+                                 "loader does not keep; load it with quant.datasets.wm811k instead")
+
+        def load_get(self):
+            super().load_get()
+            self._check_get()
+
+        def load_binget(self):
+            super().load_binget()
+            self._check_get()
+
+        def load_long_binget(self):
+            super().load_long_binget()
+            self._check_get()
+
+        dispatch = base.dispatch.copy()
+        dispatch[pickle.BUILD[0]] = load_build
+        dispatch[pickle.GET[0]] = load_get
+        dispatch[pickle.BINGET[0]] = load_binget
+        dispatch[pickle.LONG_BINGET[0]] = load_long_binget
+
+    return StreamUnpickler
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far: VmHWM, which starts anew
+    at exec (ru_maxrss keeps the parent's peak across fork and exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_cache(pkl: Path, folder: Path, sizes=(48,)) -> dict:
+    """Stream ``pkl`` into ``folder`` (see module doc); returns the meta dict."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sink = MapSink(folder, sizes)
+    cls = _stream_unpickler_class()
+    try:
+        with open(pkl, "rb") as f:
+            up = cls(f)
+            up.sink = sink
+            try:
+                df = up.load()
+            except UnicodeDecodeError:
+                f.seek(0)
+                sink.close()
+                sink = MapSink(folder, sizes)
+                up = cls(f, encoding="latin1")
+                up.sink = sink
+                df = up.load()
+    finally:
+        sink.close()
+    if "waferMap" not in df.columns or "failureType" not in df.columns:
+        raise ValueError(f"{pkl}: not an LSWMD DataFrame (needs waferMap and failureType)")
+    rows = np.array([int(np.asarray(v).ravel()[0]) for v in df["waferMap"]], dtype=np.int64)
+    if len(rows) != sink.n or not np.array_equal(rows, np.arange(sink.n)):
+        raise ValueError(f"{pkl}: {sink.n} maps streamed for {len(df)} rows, not in row order")
+    labels = np.full(len(df), -1, dtype=np.int8)
+    split = np.full(len(df), -1, dtype=np.int8)
+    unknown = 0
+    tt = df["trianTestLabel"].to_numpy() if "trianTestLabel" in df.columns else [None] * len(df)
+    for i, (f_, t) in enumerate(zip(df["failureType"].to_numpy(), tt)):
+        name = wm811k._cell(f_)
+        k = wm811k.class_index(name)
+        if name is not None and k is None:
+            unknown += 1
+        labels[i] = -1 if k is None else k
+        s = wm811k._cell(t)
+        split[i] = wm811k._SPLIT_NAMES.get(s.lower(), -1) if s else -1
+    np.save(folder / "labels.npy", labels)
+    np.save(folder / "split.npy", split)
+    meta = {"source": str(pkl), "rows": int(len(df)), "sizes": list(sizes),
+            "labelled": int((labels >= 0).sum()), "unlabelled": int(len(df) - (labels >= 0).sum() - unknown),
+            "unknown_class": unknown, "class_counts": np.bincount(labels[labels >= 0], minlength=9).tolist(),
+            "peak_rss_mib": peak_rss_mib()}
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+class Rows:
+    """Rows ``rows`` of a memory map, indexable like an array (ints, slices,
+    index arrays) without copying the rest."""
+
+    def __init__(self, mm: np.ndarray, rows: np.ndarray):
+        self.mm, self.rows = mm, np.asarray(rows, dtype=np.int64)
+        self.shape = (len(self.rows), *mm.shape[1:])
+        self.dtype = mm.dtype
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, idx):
+        sel = self.rows[idx]
+        if np.ndim(sel) == 0:
+            return np.asarray(self.mm[int(sel)])
+        order = np.argsort(sel)                      # read the file forward
+        out = np.empty((len(sel), *self.mm.shape[1:]), dtype=self.mm.dtype)
+        out[order] = self.mm[sel[order]]
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        a = self[np.arange(len(self))]
+        return a if dtype is None else a.astype(dtype)
+
+
+class Cache:
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.meta = json.loads((self.folder / "meta.json").read_text())
+        self.labels = np.load(self.folder / "labels.npy")
+        self.split_codes = np.load(self.folder / "split.npy")
+
+    def maps(self, size: int) -> np.memmap:
+        if size not in self.meta["sizes"]:
+            raise ValueError(f"{self.folder}: no cache at {size}x{size} (has {self.meta['sizes']})")
+        return np.memmap(self.folder / f"maps_{size}.u8", dtype=np.uint8, mode="r",
+                         shape=(self.meta["rows"], size, size, 1))
+
+    def split(self, n_classes: int = 9, test_fraction: float = 0.2, seed: int = 0):
+        """(train_rows, test_rows) of labelled maps: the file's Test rows, or a
+        stratified split when it has none (as ``wm811k.from_frame``)."""
+        keep = self.labels >= 0
+        if n_classes == 8:
+            keep &= self.labels != wm811k.NONE_INDEX
+        rows = np.flatnonzero(keep)
+        split = self.split_codes[rows].astype(np.int64)
+        if not (split == 1).any():
+            split[:] = -1
+        free = split < 0
+        if free.any():
+            rng = np.random.default_rng(seed)
+            split[free] = np.where(wm811k._stratified_test(self.labels[rows][free], test_fraction, rng), 1, 0)
+        return rows[split == 0], rows[split == 1]
+
+    def arrays(self, size: int, n_classes: int = 9, seed: int = 0):
+        """(x_train, y_train, x_test, y_test): ``Rows`` views of the memory map and labels."""
+        mm = self.maps(size)
+        tr, te = self.split(n_classes, seed=seed)
+        return (Rows(mm, tr), self.labels[tr].astype(np.int64), Rows(mm, te), self.labels[te].astype(np.int64))
+
+
+def open_cache(folder: Path) -> Cache:
+    return Cache(folder)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Stream LSWMD.pkl into memory-mapped uint8 caches, one per size.")
+    ap.add_argument("pkl", type=Path)
+    ap.add_argument("--out", type=Path, required=True, help="cache folder (train with --data FOLDER)")
+    ap.add_argument("--sizes", default="48", help="input sizes, comma separated")
+    args = ap.parse_args(argv)
+    if not args.pkl.exists():
+        raise SystemExit(f"{args.pkl}: no such file")
+    meta = build_cache(args.pkl, args.out, tuple(int(s) for s in args.sizes.split(",")))
+    print(f"{args.pkl}: {meta['rows']} rows, {meta['labelled']} labelled, {meta['unlabelled']} unlabelled, "
+          f"{meta['unknown_class']} of unknown class; peak RSS {meta['peak_rss_mib']:.0f} MiB; cache in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

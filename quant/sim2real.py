@@ -1,0 +1,131 @@
+"""Sim-to-real: the generator (``quant.synth``) against real WM-811K maps.
+
+    python -m quant.sim2real --data ../shared/data/wm811k-real-train.pkl --out build/sim2real
+
+1. Statistics of the real file and of both generator profiles (``default``,
+   ``wm811k``): die-grid rows and aspect, dies per wafer, share of failing
+   dies and the mean radius of the failing dies, per class
+   (``sim2real_stats.json``). The ``wm811k`` profile's constants in
+   ``quant.synth`` come from this table.
+2. Training on generated maps only, evaluated on the real file's held-out
+   split (the same stratified split ``quant.train`` tests on): FP32 and W4A4.
+3. Real only against real plus generated maps, on the same split.
+
+Writes ``sim2real.json`` and prints a table. Uses the recipe of
+``quant/configs/wmcnn_real_4w4a.json`` (model, size), with the epochs given.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from quant import metrics, synth
+from quant.spec import WAFER_CLASSES
+
+
+def map_stats(maps, labels) -> dict:
+    shapes = np.array([m.shape for m in maps], dtype=float)
+    out = {"n": len(maps),
+           "rows_q10_50_90": np.quantile(shapes[:, 0], [0.1, 0.5, 0.9]).tolist(),
+           "aspect_q5_50_95": np.quantile(shapes[:, 1] / shapes[:, 0], [0.05, 0.5, 0.95]).round(3).tolist(),
+           "classes": {}}
+    labels = np.asarray(labels)
+    for k, c in enumerate(WAFER_CLASSES):
+        ms = [m for m, lab in zip(maps, labels) if lab == k]
+        if not ms:
+            continue
+        dies = np.array([(m > 0).sum() for m in ms])
+        fail = np.array([(m == 2).sum() / max((m > 0).sum(), 1) for m in ms])
+        rad = []
+        for m in ms:
+            h, w = m.shape
+            y, x = np.nonzero(m == 2)
+            if len(y):
+                rad.append(float(np.mean(np.hypot((y + 0.5) / h * 2 - 1, (x + 0.5) / w * 2 - 1))))
+        out["classes"][c] = {"n": len(ms), "dies_median": float(np.median(dies)),
+                             "fail_q10_50_90": np.quantile(fail, [0.1, 0.5, 0.9]).round(4).tolist(),
+                             "fail_radius_median": float(np.median(rad)) if rad else None}
+    return out
+
+
+def _train_eval(x, y, x_test, y_test, cfg, seed, fp_epochs, qat_epochs):
+    import torch
+
+    from quant.fit import predict_logits, train_qat
+    from quant.train import make_spec
+
+    torch.set_num_threads(1)
+    spec = make_spec(argparse.Namespace(family="wmcnn", w_bits=4, a_bits=4, size=cfg["size"],
+                                        classes=WAFER_CLASSES, channels=cfg["channels"], width=None))
+    t0 = time.time()
+    fp, q = train_qat(spec, x, y, fp_epochs, qat_epochs, seed, bn=cfg.get("bn", False), lr=cfg["lr"],
+                      qat_lr=cfg.get("qat_lr"), augment="dihedral")
+    res = {"train_seconds": time.time() - t0, "n_train": int(len(y))}
+    for key, model in (("fp32", fp), ("qat", q)):
+        res[key] = metrics.summary(y_test, predict_logits(model, x_test).argmax(1), WAFER_CLASSES)
+    return res
+
+
+def main(argv=None) -> int:
+    from quant.datasets import wm811k
+    from quant.traindata import preprocess
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="LSWMD-format pickle of real maps")
+    ap.add_argument("--out", type=Path, default=Path("build/sim2real"))
+    ap.add_argument("--config", type=Path, default=Path(__file__).parent / "configs" / "wmcnn_real_4w4a.json")
+    ap.add_argument("--n-synth", type=int, default=6000, help="generated maps for training")
+    ap.add_argument("--fp-epochs", type=int, default=4)
+    ap.add_argument("--qat-epochs", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stats-only", action="store_true")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    cfg = json.loads(args.config.read_text())
+    size = cfg["size"]
+    raw = wm811k.load(args.data, n_classes=9, seed=args.seed)
+    real_maps = raw.train.maps + raw.test.maps
+    real_labels = np.concatenate([raw.train.labels, raw.test.labels])
+    stats = {"real": map_stats(real_maps, real_labels)}
+    for profile in synth.PROFILES:
+        stats[profile] = map_stats(*synth.dataset(900, seed=args.seed + 99, profile=profile))
+    (args.out / "sim2real_stats.json").write_text(json.dumps(stats, indent=1))
+    print(f"{'class':10s} " + " ".join(f"{k + ' fail% / radius':>24s}" for k in stats))
+    for c in WAFER_CLASSES:
+        cells = []
+        for k in stats:
+            v = stats[k]["classes"].get(c)
+            cells.append(f"{100 * v['fail_q10_50_90'][1]:14.1f} / {v['fail_radius_median']:.2f}   " if v else " " * 24)
+        print(f"{c:10s} " + " ".join(cells))
+    if args.stats_only:
+        return 0
+    x_real, y_real = preprocess(raw.train.maps, size), raw.train.labels
+    x_test, y_test = preprocess(raw.test.maps, size), raw.test.labels
+    results = {"config": str(args.config), "fp_epochs": args.fp_epochs, "qat_epochs": args.qat_epochs,
+               "n_test_real": int(len(y_test))}
+    for profile in synth.PROFILES:
+        sm, sl = synth.dataset(args.n_synth, seed=args.seed + 1, profile=profile)
+        results[f"synth_{profile}_only"] = _train_eval(preprocess(sm, size), sl, x_test, y_test, cfg, args.seed,
+                                                       args.fp_epochs, args.qat_epochs)
+    results["real_only"] = _train_eval(x_real, y_real, x_test, y_test, cfg, args.seed, args.fp_epochs,
+                                       args.qat_epochs)
+    sm, sl = synth.dataset(len(y_real), seed=args.seed + 2, profile="wm811k")
+    results["real_plus_synth"] = _train_eval(np.concatenate([x_real, preprocess(sm, size)]),
+                                             np.concatenate([y_real, sl]), x_test, y_test, cfg, args.seed,
+                                             args.fp_epochs, args.qat_epochs)
+    (args.out / "sim2real.json").write_text(json.dumps({"stats": stats, **results}, indent=1))
+    print(f"{'training data':26s} {'n':>6s} {'FP32':>7s} {'W4A4':>7s} {'macro-F1':>8s}  (real held-out, "
+          f"{len(y_test)} maps)")
+    for key, r in results.items():
+        if isinstance(r, dict) and "qat" in r:
+            print(f"{key:26s} {r['n_train']:6d} {100 * r['fp32']['accuracy']:6.1f}% {100 * r['qat']['accuracy']:6.1f}% "
+                  f"{r['qat']['macro_f1']:8.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

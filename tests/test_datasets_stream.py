@@ -1,0 +1,124 @@
+"""quant.datasets.stream: LSWMD files streamed into memory-mapped caches.
+
+Tested on generated files with the LSWMD structure (pickle protocols 2, 4 and
+5; unlabelled rows as empty arrays) and on the shared numpy-2 sample; the
+2 GB original belongs in bench/wm811k_stream.py, not here.
+"""
+import argparse
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pd = pytest.importorskip("pandas")
+
+from host_stm32mp1.preprocess import to_model_input  # noqa: E402
+from quant.datasets import stream  # noqa: E402
+from quant.spec import WAFER_CLASSES  # noqa: E402
+
+NP2 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wm811k-real-sample-numpy2.pkl"
+
+
+def lswmd_frame(n=120, seed=0, unlabelled_every=4, test_every=5):
+    """A DataFrame laid out as LSWMD.pkl: nested label cells, empty arrays when unlabelled."""
+    rng = np.random.default_rng(seed)
+    cols = {k: [] for k in ("waferMap", "dieSize", "lotName", "waferIndex", "trianTestLabel", "failureType")}
+    for i in range(n):
+        h, w = int(rng.integers(25, 90)), int(rng.integers(25, 70))
+        cols["waferMap"].append(rng.integers(0, 3, (h, w)).astype(np.uint8))
+        cols["dieSize"].append(float(h * w))
+        cols["lotName"].append(f"lot{i // 25}")
+        cols["waferIndex"].append(float(i % 25 + 1))
+        labelled = i % unlabelled_every != 0
+        split = "Test" if i % test_every == 0 else "Training"
+        cols["trianTestLabel"].append(np.array([[split]]) if labelled else np.zeros((0, 0)))
+        cols["failureType"].append(np.array([[WAFER_CLASSES[i % 9]]]) if labelled else np.zeros((0, 0)))
+    return pd.DataFrame(cols)
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cache_equals_the_host_preprocessing(tmp_path, protocol):
+    df = lswmd_frame()
+    pkl = tmp_path / "lswmd.pkl"
+    with open(pkl, "wb") as f:
+        pickle.dump(df, f, protocol=protocol)
+    meta = stream.build_cache(pkl, tmp_path / "cache", sizes=(24, 40))
+    assert meta["rows"] == 120 and meta["unlabelled"] == 30 and meta["labelled"] == 90
+    c = stream.open_cache(tmp_path / "cache")
+    for size in (24, 40):
+        mm = c.maps(size)
+        assert isinstance(mm, np.memmap) and mm.shape == (120, size, size, 1)
+        for i in range(0, 120, 7):
+            assert np.array_equal(mm[i], to_model_input(df["waferMap"].iloc[i], size)), (size, i)
+    tr, te = c.split()
+    assert not set(tr) & set(te)
+    assert all(i % 5 == 0 for i in te) and all(i % 4 != 0 for i in (*tr, *te))
+    want = [WAFER_CLASSES.index(df["failureType"].iloc[i][0][0]) for i in tr]
+    assert c.labels[tr].tolist() == want
+    with pytest.raises(ValueError, match="no cache at 32x32"):
+        c.maps(32)
+
+
+def test_raw_map_buffers_are_not_kept(tmp_path):
+    # The memo must not keep what the pickle carried: a second full copy.
+    memo = stream._Memo()
+    memo[0] = bytes(10_000)
+    memo[1] = bytearray(10_000)
+    memo[2] = b"small"
+    memo[3] = (1, (100, 100), "u1", False, bytes(10_000))  # an array's state tuple
+    assert memo[0] is stream._Dropped and memo[1] is stream._Dropped and memo[2] == b"small"
+    assert memo[3] is stream._Dropped
+    # and the frame the unpickler returns holds row numbers, not maps
+    df = lswmd_frame(30)
+    pkl = tmp_path / "f.pkl"
+    df.to_pickle(pkl)
+    cls = stream._stream_unpickler_class()
+    seen = []
+    with open(pkl, "rb") as f:
+        up = cls(f)
+        up.sink = lambda m: (seen.append(m.shape), len(seen) - 1)[1]
+        got = up.load()
+    assert [np.asarray(v).tolist() for v in got["waferMap"]] == [[i] for i in range(30)]
+    assert seen == [m.shape for m in df["waferMap"]]
+
+
+@pytest.mark.skipif(not NP2.exists(), reason=f"{NP2} is absent")
+def test_numpy2_sample_streams(tmp_path):
+    meta = stream.build_cache(NP2, tmp_path / "c", sizes=(32,))
+    assert meta["rows"] == 300 and meta["unlabelled"] == 0 and sum(meta["class_counts"]) == 300
+    from quant.datasets import wm811k
+
+    df = wm811k.read_frame(NP2)
+    mm = stream.open_cache(tmp_path / "c").maps(32)
+    for i in (0, 150, 299):
+        assert np.array_equal(mm[i], to_model_input(df["waferMap"].iloc[i], 32))
+
+
+def test_training_reads_the_cache_by_batches(tmp_path):
+    torch = pytest.importorskip("torch")
+    from quant import traindata
+    from quant.fit import fit, predict_logits
+    from quant.floatnet import FloatNet
+    from quant.spec import CNNSpec
+
+    pkl = tmp_path / "lswmd.pkl"
+    lswmd_frame(90).to_pickle(pkl)
+    stream.main([str(pkl), "--out", str(tmp_path / "c"), "--sizes", "16"])
+    args = argparse.Namespace(data=tmp_path / "c", size=16, eight_classes=False, seed=0, family="wmcnn")
+    x, y, xt, yt = traindata.load_data(args)
+    assert isinstance(x, stream.Rows) and x.shape[1:] == (16, 16, 1)
+    assert np.array_equal(x[np.array([3, 0])], np.stack([x[3], x[0]]))
+    torch.manual_seed(0)
+    net = fit(FloatNet(CNNSpec.uniform(4, 4, in_size=16, channels=(4, 4))), x, y, 1, 0, batch=16)
+    assert predict_logits(net, xt).shape == (len(yt), 9)
+
+
+def test_a_file_that_refers_back_to_an_array_is_refused(tmp_path):
+    df = lswmd_frame(20)
+    shared = np.array([["Center"]])
+    df["failureType"] = [shared] * len(df)      # one array object in every cell: pickled once, then GET
+    pkl = tmp_path / "shared.pkl"
+    df.to_pickle(pkl)
+    with pytest.raises(ValueError, match="refers back"):
+        stream.build_cache(pkl, tmp_path / "c", sizes=(16,))
