@@ -34,8 +34,9 @@ stage() {
 	rm -rf "$dir"
 	mkdir -p "$dir"
 	cp -r "$HERE/waferq" "$HERE/include" "$dir/"
-	(cd "$REPO" && "$PY" -m protocol.codegen "$dir/waferq" >/dev/null) ||
-		die "protocol.codegen failed (is the venv installed? make install)"
+	(cd "$REPO" && "$PY" -m protocol.codegen "$dir/waferq" >/dev/null &&
+		"$PY" -m zybo_z7.csr_map --out-dir "$dir/waferq" >/dev/null) ||
+		die "protocol.codegen or zybo_z7.csr_map failed (is the venv installed? make install)"
 }
 
 # make with W=1 and -Werror; fail on any warning left in the log.
@@ -110,9 +111,19 @@ armmp_headers() {
 # neither the script nor modpost's sources. Only those files are unpacked.
 linux_source() {
 	local src=$CACHE/linux-source-6.1 deb
+	# The Zynq tree of `build.sh zynq` has them all.
+	if [ -f "$OUT/zynq-6.1/.waferq-stamp" ]; then
+		echo "$OUT/zynq-6.1"
+		return
+	fi
 	if [ ! -f "$src/scripts/checkpatch.pl" ]; then
 		mkdir -p "$CACHE"
 		deb=$(ls "$CACHE"/linux-source-6.1_*_all.deb 2>/dev/null | tail -n 1)
+		if [ -f /usr/src/linux-source-6.1.tar.xz ]; then
+			extract_source </usr/src/linux-source-6.1.tar.xz
+			echo "$src"
+			return
+		fi
 		if [ -z "$deb" ]; then
 			command -v apt-get >/dev/null || missing "apt-get, to download linux-source-6.1"
 			(cd "$CACHE" && { apt-get download linux-source-6.1 ||
@@ -120,15 +131,19 @@ linux_source() {
 			deb=$(ls "$CACHE"/linux-source-6.1_*_all.deb | tail -n 1)
 		fi
 		dpkg-deb --fsys-tarfile "$deb" |
-			tar -xO ./usr/src/linux-source-6.1.tar.xz |
-			tar -xJ -C "$CACHE" --wildcards \
-				'linux-source-6.1/scripts/checkpatch.pl' \
-				'linux-source-6.1/scripts/spelling.txt' \
-				'linux-source-6.1/scripts/const_structs.checkpatch' \
-				'linux-source-6.1/scripts/mod/*' \
-				'linux-source-6.1/include/linux/license.h'
+			tar -xO ./usr/src/linux-source-6.1.tar.xz | extract_source
 	fi
 	echo "$src"
+}
+
+# The few files of the source tarball on stdin that checkpatch and modpost need.
+extract_source() {
+	tar -xJ -C "$CACHE" --wildcards \
+		'linux-source-6.1/scripts/checkpatch.pl' \
+		'linux-source-6.1/scripts/spelling.txt' \
+		'linux-source-6.1/scripts/const_structs.checkpatch' \
+		'linux-source-6.1/scripts/mod/*' \
+		'linux-source-6.1/include/linux/license.h'
 }
 
 # Debian's linux-kbuild modpost carries the amd64 layout of the device-table
@@ -178,6 +193,24 @@ armv7() {
 	echo "armv7: $dir/waferq/waferq.ko ($(basename "$kdir"))"
 }
 
+# A further module folder (the QEMU test's TEST-ONLY DMA model) against the
+# same armmp headers and modpost as armv7; the generated headers go next to it.
+armv7_extra() {
+	local src=$1 kdir lsrc modpost dir
+	kdir=$(armmp_headers)
+	lsrc=$(linux_source)
+	modpost=$(arm_modpost "$kdir" "$lsrc")
+	dir=$OUT/armv7-extra/$(basename "$src")
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	cp -r "$src"/. "$dir/"
+	(cd "$REPO" && "$PY" -m protocol.codegen "$dir" >/dev/null &&
+		"$PY" -m zybo_z7.csr_map --out-dir "$dir" >/dev/null)
+	kmake "$dir/build.log" -C "$kdir" M="$dir" ARCH=arm \
+		CROSS_COMPILE="$CROSS" MODPOST="$modpost"
+	echo "armv7-extra: $dir ($(basename "$kdir"))"
+}
+
 checkpatch() {
 	local src files log
 	src=$(linux_source)
@@ -210,6 +243,7 @@ user() {
 
 case ${1:-all} in
 native | armv7 | checkpatch | user) "$1" ;;
+armv7-extra) armv7_extra "$2" ;;
 all) native && armv7 && checkpatch ;;
 *) die "usage: build.sh native|armv7|checkpatch|user|all" ;;
 esac

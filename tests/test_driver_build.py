@@ -118,6 +118,7 @@ def test_python_ioctl_numbers_equal_the_compiled_header(tmp_path):
         assert got[name] == number, f"{name}: header {got[name]:#x}, python {number:#x}"
     assert got["WAFERQ_IOC_MAGIC"] == I.WAFERQ_IOC_MAGIC
     assert got["WAFERQ_IOC_MAXNR"] == I.WAFERQ_IOC_MAXNR
+    assert got["WAFERQ_API_VERSION"] == I.WAFERQ_API_VERSION
     assert got["sizeof(struct waferq_stats)"] == I.struct_size("waferq_stats")
     assert got["sizeof(struct waferq_submit)"] == I.struct_size("waferq_submit")
     assert (got["WAFERQ_TIMEOUT_MIN_MS"], got["WAFERQ_TIMEOUT_MAX_MS"]) == (
@@ -133,6 +134,12 @@ def test_uapi_layout_is_the_same_on_armv7(tmp_path):
     src.write_text("#include <linux/waferq.h>\n" + "\n".join(checks) + "\n")
     p = _compile("arm-linux-gnueabihf-gcc", [f"-I{UAPI}", "-c", str(src)], tmp_path)
     assert p.returncode == 0, p.stderr
+
+
+def test_ioctl_type_is_not_one_the_kernel_assigned():
+    """0xB7 is nsfs's (and remoteproc's); ioctl-number.rst of 6.12 lists no 0xBD."""
+    assert I.WAFERQ_IOC_MAGIC == 0xBD
+    assert "WAFERQ_IOC_GET_API_VERSION" in I.NUMBERS
 
 
 def test_uapi_header_uses_fixed_width_types_only():
