@@ -25,7 +25,7 @@ for t in flex bison bc; do
 	command -v $t >/dev/null || missing "$t (apt-get install $t)"
 done
 
-stamp="$(stat -c '%s %Y' "$tarball") $(${CROSS}gcc -dumpversion) v2"
+stamp="$(stat -c '%s %Y' "$tarball") $(${CROSS}gcc -dumpversion) v3"
 if [ -f "$dir/.waferq-stamp" ] && [ "$(cat "$dir/.waferq-stamp")" = "$stamp" ]; then
 	echo "$dir"
 	exit 0
@@ -43,7 +43,7 @@ done
 for d in drivers sound fs net crypto block security virt io_uring mm ipc init; do
 	excl+=(--exclude="$top/$d/*.c")
 done
-excl+=(--exclude="$top/Documentation/*/*" --exclude="$top/tools/*.[ch]" --exclude="$top/tools/testing" --exclude="$top/samples/*.c"
+excl+=(--exclude="$top/Documentation/*/*" --exclude="$top/tools/testing" --exclude="$top/tools/perf" --exclude="$top/tools/power" --exclude="$top/tools/bpf" --exclude="$top/samples/*.c"
        --exclude="$top/LICENSES" --exclude="$top/arch/arm/boot/dts" --exclude="*.rst"
        --exclude="*.dts" --exclude="*.dtsi")
 tar -xJf "$tarball" -C "$dir" --strip-components=1 --wildcards "${excl[@]}"

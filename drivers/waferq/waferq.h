@@ -29,7 +29,7 @@
  * 255 up to v6.5, 512 from v6.6. A transfer that needs more cannot be
  * prepared at all.
  */
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 6, 0)
+#if KERNEL_VERSION(6, 6, 0) <= LINUX_VERSION_CODE
 #define WAFERQ_DMA_DESCS	512
 #else
 #define WAFERQ_DMA_DESCS	255
@@ -39,6 +39,14 @@
  * (xlnx,sg-length-width = 26), rounded down to whole words.
  */
 #define WAFERQ_DMA_SEG_MAX	(BIT(26) - 4)
+
+/*
+ * v6.11 made platform_driver.remove return void and removed no_llseek. The
+ * version checks of the module live here, and only here.
+ */
+#if KERNEL_VERSION(6, 11, 0) <= LINUX_VERSION_CODE
+#define WAFERQ_VOID_REMOVE
+#endif
 
 /* Where the one request/reply pair of a device stands. */
 enum waferq_state {

@@ -37,9 +37,9 @@ const char *waferq_dma_result_name(enum dmaengine_tx_result result)
 	case DMA_TRANS_NOERROR:
 		return "no error";
 	case DMA_TRANS_READ_FAILED:
-		return "S2MM error: the reply could not be written to memory (decode, slave or internal error)";
+		return "S2MM error: the reply could not be written to memory";
 	case DMA_TRANS_WRITE_FAILED:
-		return "MM2S error: the request could not be read from memory (decode, slave or internal error)";
+		return "MM2S error: the request could not be read from memory";
 	case DMA_TRANS_ABORTED:
 		return "the transfer was aborted";
 	}

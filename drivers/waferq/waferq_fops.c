@@ -423,7 +423,7 @@ const struct file_operations waferq_fops = {
 	.poll = waferq_poll,
 	.unlocked_ioctl = waferq_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
-#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 11, 0)
+#ifndef WAFERQ_VOID_REMOVE
 	/* stream_open() already refuses seeks; 6.11 dropped no_llseek. */
 	.llseek = no_llseek,
 #endif

@@ -231,7 +231,7 @@ static void waferq_do_remove(struct platform_device *pdev)
 	ida_free(&waferq_ida, wq->id);
 }
 
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
+#ifdef WAFERQ_VOID_REMOVE
 static void waferq_remove(struct platform_device *pdev)
 {
 	waferq_do_remove(pdev);
