@@ -62,7 +62,7 @@ cp "$OUT/armv7/waferq/waferq.ko" "$OUT/armv7-extra/testonly_dma/waferq_testonly_
 
 # The board: QEMU's own virt tree plus the model and the accelerator node.
 opts=(-M virt -cpu cortex-a15 -m 256 -nographic -no-reboot)
-qemu-system-arm -M virt,dumpdtb="$Q/virt.dtb" "${opts[@]:2}" >/dev/null
+qemu-system-arm -M virt,dumpdtb="$Q/virt.dtb" "${opts[@]:2}" >/dev/null 2>&1
 { dtc -q -I dtb -O dts "$Q/virt.dtb"; cat "$HERE/waferq-virt.dtsi"; } >"$Q/wq.dts"
 dtc -q -I dts -O dtb -o "$Q/wq.dtb" "$Q/wq.dts"
 
