@@ -51,7 +51,8 @@ kmake() {
 		cat "$log" >&2
 		die "kernel build failed; log in $log"
 	fi
-	if grep -Ei '(warning|error)[: ]' "$log" | grep -v 'Skipping BTF' >&2; then
+	if grep -Ei '(warning|error)[: ]' "$log" | grep -v 'Skipping BTF' |
+		grep -Ev "${KMAKE_ALLOW:-^\$}" >&2; then
 		die "the build printed warnings; log in $log"
 	fi
 }
@@ -211,7 +212,12 @@ zynq() {
 	[ "$rc" = 0 ] || die "preparing the Zynq $ver tree failed"
 	dir=$OUT/zynq-$ver
 	stage "$dir"
-	kmake "$dir/build.log" -C "$tree" M="$dir/waferq" ARCH=arm \
+	# modules_prepare builds no vmlinux, so there is no Module.symvers and
+	# modpost cannot resolve kernel symbols: only those lines are let through.
+	# (The armmp build resolves them against Debian's Module.symvers, and the
+	# QEMU test loads the module.)
+	KMAKE_ALLOW='^WARNING: (modpost: "[A-Za-z0-9_]+" \[[^]]*waferq\.ko\] undefined!|modpost: suppressed [0-9]+ unresolved symbol warnings|Module\.symvers is missing\.)' \
+		kmake "$dir/build.log" -C "$tree" M="$dir/waferq" ARCH=arm \
 		CROSS_COMPILE="$CROSS"
 	echo "zynq $ver: $dir/waferq/waferq.ko ($(make -s -C "$tree" kernelrelease))"
 }

@@ -102,7 +102,13 @@ def test_zynq_build_against_debian_source_has_no_warnings(build, version):
     ko = out / f"zynq-{version}" / "waferq" / "waferq.ko"
     assert ko.is_file()
     log = (out / f"zynq-{version}" / "build.log").read_text()
-    assert not re.search(r"warning", log, re.I), log
+    # modules_prepare builds no vmlinux, hence no Module.symvers: modpost's unresolved-symbol
+    # lines are the only warnings allowed (the armmp build and the QEMU test resolve them)
+    allowed = re.compile(r'WARNING: (modpost: "\w+" \[[^]]*waferq\.ko\] undefined!|modpost: '
+                         r"suppressed \d+ unresolved symbol warnings|Module\.symvers is missing\.)")
+    other = [l for l in log.splitlines() if re.search(r"warning|error", l, re.I)
+             and not allowed.match(l.strip())]
+    assert not other, other
     info = modinfo(ko, objcopy="arm-linux-gnueabihf-objcopy")
     assert info["vermagic"][0].startswith(version + ".") and "ARMv7" in info["vermagic"][0]
     assert f"of:N*T*C{COMPATIBLE}" in info["alias"]
