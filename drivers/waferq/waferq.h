@@ -95,7 +95,7 @@ enum waferq_state {
 struct waferq_dev {
 	struct device *dev;
 	struct miscdevice misc;
-	char name[16];
+	char name[24];			/* "waferq" and any int */
 	int id;
 	struct kref ref;
 	struct mutex lock;		/* see @lock above */
