@@ -15,7 +15,7 @@ CASES = ("open_write_poll_read_ioctl_close", "timeout_close_reopen_write",
          "late_reply_dropped_by_tag", "signal_during_read", "signal_during_send",
          "two_openers_ebusy", "submit_and_error_reply", "four_mib_requests",
          "read_error_not_eof", "reset_while_reading", "unbind_and_rmmod_with_file_open",
-         "insmod_rmmod_cycles", "kernel_log_clean")
+         "insmod_rmmod_cycles", "probe_checks_the_bitstream", "kernel_log_clean")
 
 pytestmark = pytest.mark.skipif(shutil.which("qemu-system-arm") is None,
                                 reason="qemu-system-arm is not installed "

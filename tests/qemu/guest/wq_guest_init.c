@@ -555,6 +555,30 @@ static int t_insmod_rmmod_cycles(void)
 	return 0;
 }
 
+/* Load the model with @params and waferq after it; waferq must not bind. */
+static int refused(const char *params, const char *line)
+{
+	CHECK(!rmmod("waferq") && !rmmod("waferq_testonly_dma"), "rmmod: %s", strerror(errno));
+	CHECK(!insmod("/waferq_testonly_dma.ko", params), "insmod model: %s", strerror(errno));
+	CHECK(!insmod("/waferq.ko", ""), "insmod: %s", strerror(errno));
+	CHECK(access(DEV, F_OK) && errno == ENOENT, "bound to the wrong bitstream (%s)", params);
+	CHECK(strstr(kernel_log(), line), "no log line \"%s\"", line);
+	return 0;
+}
+
+/* Defect 2: the wrong bitstream is refused at probe, naming both values. */
+static int t_probe_checks_the_bitstream(void)
+{
+	CHECK(!refused("topology=0x1", "topology hash is 0x00000001, the device tree's "
+		       "waferq,topology-hash is 0x1234abcd"), "%s", why);
+	CHECK(!refused("version=0x20000", "PL glue version 0x00020000"), "%s", why);
+	CHECK(!rmmod("waferq") && !rmmod("waferq_testonly_dma"), "rmmod: %s", strerror(errno));
+	CHECK(!insmod("/waferq_testonly_dma.ko", "") && !insmod("/waferq.ko", ""), "reload: %s",
+	      strerror(errno));
+	CHECK(open_dev() >= 0, "the right bitstream is not bound: %s", strerror(errno));
+	return 0;
+}
+
 static int t_kernel_log_clean(void)
 {
 	static const char *const bad[] = { "WARNING:", "Oops", "BUG:", "kmemleak",
@@ -626,6 +650,7 @@ int main(void)
 		run("reset_while_reading", t_reset_while_reading);
 		run("unbind_and_rmmod_with_file_open", t_unbind_and_rmmod_with_file_open);
 		run("insmod_rmmod_cycles", t_insmod_rmmod_cycles);
+		run("probe_checks_the_bitstream", t_probe_checks_the_bitstream);
 		run("kernel_log_clean", t_kernel_log_clean);
 	}
 	if (failed)
