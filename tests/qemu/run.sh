@@ -21,8 +21,8 @@ mkdir -p "$Q/debs" "$Q/img"
 # The newest armmp kernel with its headers, from apt (armhf as a foreign
 # architecture; the packages are only downloaded and unpacked).
 if ! ls "$Q"/img/linux-image-*-armmp_*.deb >/dev/null 2>&1; then
-	if ! apt-cache show linux-headers-6.1.0-1-armmp:armhf >/dev/null 2>&1 &&
-	   ! apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-armmp$' | grep -q .; then
+	if ! apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-armmp$' | grep -c . >/dev/null; then
+		[ "$(id -u)" = 0 ] || missing "root, to enable armhf in apt (or put the debs in $Q/img and $Q/debs)"
 		dpkg --add-architecture armhf
 		apt-get update -qq
 	fi
