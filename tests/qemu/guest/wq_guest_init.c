@@ -455,11 +455,14 @@ static int t_four_mib(void)
 static int t_read_error_not_eof(void)
 {
 	int fd = open_dev();
+	ssize_t n;
 
 	CHECK(fd >= 0, "open: %s", strerror(errno));
 	knob("bogus_residue", "1");
 	CHECK(!query(fd, 30), "write: %s", strerror(errno));
-	CHECK(read(fd, r, sizeof(r)) < 0 && errno == EIO, "read gave %s", strerror(errno));
+	errno = 0;
+	n = read(fd, r, sizeof(r));
+	CHECK(n < 0 && errno == EIO, "read returned %zd (%s), want -1 EIO", n, strerror(errno));
 	CHECK(!query(fd, 31) && reply(fd, 0x81, 31, r, sizeof(r)) > 0, "next: %s", why);
 	knob("fail_tx", "1");
 	CHECK(query(fd, 32) && errno == EIO, "failed MM2S: %s", strerror(errno));
