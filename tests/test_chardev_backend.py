@@ -48,6 +48,7 @@ class SocketDriverStandIn:
         self.path, self.core, self.lib = str(path), core, msg_lib
         self.stats = dict.fromkeys(IOC.STATS_FIELDS, 0)
         self.timeout_ms = 5000
+        self.api_version = IOC.WAFERQ_API_VERSION
         self.stall_next = 0     # requests the "core" swallows without a reply
         self.state, self.reply, self.deadline = "idle", None, 0.0
         self.in_use = threading.Lock()
@@ -158,6 +159,8 @@ class SocketDriverStandIn:
         if cmd == IOC.WAFERQ_IOC_GET_STATS:
             return 0, struct.pack(IOC.STRUCTS["waferq_stats"],
                                   *(self.stats[f] for f in IOC.STATS_FIELDS))
+        if cmd == IOC.WAFERQ_IOC_GET_API_VERSION:
+            return 0, struct.pack(IOC.STRUCTS["__u32"], self.api_version)
         if cmd == IOC.WAFERQ_IOC_SET_TIMEOUT:
             (ms,) = struct.unpack(IOC.STRUCTS["__u32"], arg)
             if not IOC.TIMEOUT_MIN_MS <= ms <= IOC.TIMEOUT_MAX_MS:
@@ -233,6 +236,18 @@ def test_driver_errno_reaches_the_caller_as_oserror(dev):
         with pytest.raises(OSError, match="write: Message too long") as e:
             acc.backend.transact(np.zeros(S.MAX_MESSAGE_WORDS + 1, dtype=np.uint32))
         assert e.value.errno == errno.EMSGSIZE
+        assert acc.query()["n_classes"] > 0
+
+
+def test_a_driver_of_another_interface_version_is_refused_at_open(dev):
+    dev.api_version = IOC.WAFERQ_API_VERSION + 1
+    try:
+        with pytest.raises(OSError, match="interface version 3, this service 2") as e:
+            B.CharDevBackend(dev.path)
+        assert e.value.errno == errno.EPROTO
+    finally:
+        dev.api_version = IOC.WAFERQ_API_VERSION
+    with closing(open_accel(dev)) as acc:  # the refused open released the device
         assert acc.query()["n_classes"] > 0
 
 
