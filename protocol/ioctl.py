@@ -22,7 +22,10 @@ import struct
 IOC_NONE, IOC_WRITE, IOC_READ = 0, 1, 2
 _NRSHIFT, _TYPESHIFT, _SIZESHIFT, _DIRSHIFT = 0, 8, 16, 30
 
-WAFERQ_IOC_MAGIC = 0xB7
+# 0xBD: free in ioctl-number.rst of v6.1 and v6.12 (0xB7 is nsfs's).
+WAFERQ_IOC_MAGIC = 0xBD
+# The interface version WAFERQ_IOC_GET_API_VERSION reports.
+WAFERQ_API_VERSION = 2
 TIMEOUT_MIN_MS, TIMEOUT_MAX_MS = 1, 600000
 
 # struct formats, by the C name.
@@ -41,6 +44,7 @@ IOCTLS = (
     ("WAFERQ_IOC_GET_STATS", IOC_READ, 1, "waferq_stats"),
     ("WAFERQ_IOC_SET_TIMEOUT", IOC_WRITE, 2, "__u32"),
     ("WAFERQ_IOC_SUBMIT", IOC_READ | IOC_WRITE, 3, "waferq_submit"),
+    ("WAFERQ_IOC_GET_API_VERSION", IOC_READ, 4, "__u32"),
 )
 WAFERQ_IOC_MAXNR = max(nr for _, _, nr, _ in IOCTLS)
 
@@ -61,6 +65,7 @@ WAFERQ_IOC_RESET = NUMBERS["WAFERQ_IOC_RESET"]
 WAFERQ_IOC_GET_STATS = NUMBERS["WAFERQ_IOC_GET_STATS"]
 WAFERQ_IOC_SET_TIMEOUT = NUMBERS["WAFERQ_IOC_SET_TIMEOUT"]
 WAFERQ_IOC_SUBMIT = NUMBERS["WAFERQ_IOC_SUBMIT"]
+WAFERQ_IOC_GET_API_VERSION = NUMBERS["WAFERQ_IOC_GET_API_VERSION"]
 
 
 def _ioctl(fd, cmd: int, arg=0, mutate: bool = False):
@@ -71,8 +76,14 @@ def _ioctl(fd, cmd: int, arg=0, mutate: bool = False):
 
 
 def reset(fd) -> None:
-    """Abort every transfer, drop a pending reply, pulse the core's reset line."""
+    """Abort what is in flight, drop a pending reply, soft-reset the core."""
     _ioctl(fd, WAFERQ_IOC_RESET)
+
+
+def get_api_version(fd) -> int:
+    buf = bytearray(struct_size("__u32"))
+    _ioctl(fd, WAFERQ_IOC_GET_API_VERSION, buf, True)
+    return struct.unpack(STRUCTS["__u32"], buf)[0]
 
 
 def get_stats(fd) -> dict[str, int]:

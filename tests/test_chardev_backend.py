@@ -1,13 +1,14 @@
-"""The board service's ``chardev`` backend against a stand-in for the driver.
+"""The board service's ``chardev`` backend: its protocol handling, against a socket stand-in.
 
-No module can be loaded here and there is no /dev/cuse, so the stand-in is a
-Unix SOCK_SEQPACKET socket served by a thread of this process. It keeps the
-driver's file semantics (waferq_fops.c): one opener (-EBUSY), the framing
-checks of waferq_msg.c itself (compiled and called through ctypes, so it
-rejects exactly what the driver rejects), one message per write(), poll(),
-one reply per read(), the timeouts, RESET, GET_STATS and SET_TIMEOUT. Good
-requests go to the C simulation of the core generated for a random model.
-The backend reaches it through SeqpacketFile (zybo_z7/backends.py).
+What this tests is the service side: the backend's framing of requests, its reading of
+replies, its use of SET_TIMEOUT/RESET/GET_STATS, how it turns a missing reply into
+TimeoutError and driver errnos into OSError, and the service and host CLI over TCP.
+The driver itself is not modelled here: the real module runs in a booted kernel in
+tests/test_driver_qemu.py. The stand-in (``SocketDriverStandIn``) is a Unix
+SOCK_SEQPACKET socket served by a thread of this process that answers with the
+driver's documented errnos (drivers/README.md) and hands good requests to the C
+simulation of the core generated for a random model. The backend reaches it through
+SeqpacketFile (zybo_z7/backends.py).
 """
 import ctypes
 import errno
@@ -38,13 +39,16 @@ from zybo_z7 import backends as B
 pytestmark = pytest.mark.needs_gxx
 
 
-class StandIn:
-    """The driver's file operations over a socket; one request in flight, like the driver."""
+class SocketDriverStandIn:
+    """Answers the backend's SeqpacketFile frames with the driver's documented results.
+
+    A stand-in for the service's tests only: no DMA, no locking, no signals."""
 
     def __init__(self, path, core, msg_lib):
         self.path, self.core, self.lib = str(path), core, msg_lib
         self.stats = dict.fromkeys(IOC.STATS_FIELDS, 0)
         self.timeout_ms = 5000
+        self.api_version = IOC.WAFERQ_API_VERSION
         self.stall_next = 0     # requests the "core" swallows without a reply
         self.state, self.reply, self.deadline = "idle", None, 0.0
         self.in_use = threading.Lock()
@@ -155,6 +159,8 @@ class StandIn:
         if cmd == IOC.WAFERQ_IOC_GET_STATS:
             return 0, struct.pack(IOC.STRUCTS["waferq_stats"],
                                   *(self.stats[f] for f in IOC.STATS_FIELDS))
+        if cmd == IOC.WAFERQ_IOC_GET_API_VERSION:
+            return 0, struct.pack(IOC.STRUCTS["__u32"], self.api_version)
         if cmd == IOC.WAFERQ_IOC_SET_TIMEOUT:
             (ms,) = struct.unpack(IOC.STRUCTS["__u32"], arg)
             if not IOC.TIMEOUT_MIN_MS <= ms <= IOC.TIMEOUT_MAX_MS:
@@ -174,7 +180,7 @@ def env(tmp_path_factory):
     model.save(d / "model")
     core = CSimCore.for_model(d / "model", d / "csim")
     sock_dir = tempfile.mkdtemp(prefix="wq")  # sun_path is short; tmp_path can be long
-    dev = StandIn(Path(sock_dir) / "waferq0", core, msg_lib(d))
+    dev = SocketDriverStandIn(Path(sock_dir) / "waferq0", core, msg_lib(d))
     yield d, model, dev
     dev.close()
     shutil.rmtree(sock_dir, ignore_errors=True)
@@ -225,36 +231,24 @@ def test_second_open_is_ebusy_and_release_frees_it(dev):
         assert acc.query()["n_classes"] > 0
 
 
-def raw_write(backend, data):
-    with pytest.raises(OSError) as e:
-        backend.file.write(data)
-    return e.value.errno
-
-
-def test_driver_rejections_and_the_device_stays_usable(dev):
+def test_driver_errno_reaches_the_caller_as_oserror(dev):
     with closing(open_accel(dev)) as acc:
-        be = acc.backend
-        before = be.stats()
         with pytest.raises(OSError, match="write: Message too long") as e:
-            be.transact(np.zeros(S.MAX_MESSAGE_WORDS + 1, dtype=np.uint32))
+            acc.backend.transact(np.zeros(S.MAX_MESSAGE_WORDS + 1, dtype=np.uint32))
         assert e.value.errno == errno.EMSGSIZE
-        good = bytearray(S.to_bytes(S.encode(S.OP_QUERY, tag=9)))
-        bad_magic = good[:2] + b"\x00\x00" + good[4:]
-        bad_length = good[:4] + (5).to_bytes(4, "little") + good[8:]
-        bad_version = good[:1] + bytes([S.VERSION + 1]) + good[2:]
-        for data in (bad_magic, bad_length, bad_version, good[:-2], good[:8], b""):
-            assert raw_write(be, bytes(data)) == errno.EINVAL, data.hex()
-        with pytest.raises(OSError) as e:
-            be.file.read(1 << 20)  # nothing outstanding
-        assert e.value.errno == errno.ENOMSG
         assert acc.query()["n_classes"] > 0
-        # The largest message passes the driver; the core answers its checksum.
-        big = S.encode(S.OP_LOAD_WEIGHTS, np.zeros(S.MAX_MESSAGE_WORDS - 4, np.uint32))
-        big[-1] ^= 1
-        assert S.decode(be.transact(big)).opcode == S.OP_ERROR
-        after = be.stats()
-        assert after["errors"] - before["errors"] == 7
-        assert after["tx_messages"] - before["tx_messages"] == 2
+
+
+def test_a_driver_of_another_interface_version_is_refused_at_open(dev):
+    dev.api_version = IOC.WAFERQ_API_VERSION + 1
+    try:
+        with pytest.raises(OSError, match="interface version 3, this service 2") as e:
+            B.CharDevBackend(dev.path)
+        assert e.value.errno == errno.EPROTO
+    finally:
+        dev.api_version = IOC.WAFERQ_API_VERSION
+    with closing(open_accel(dev)) as acc:  # the refused open released the device
+        assert acc.query()["n_classes"] > 0
 
 
 def test_ioctls(dev):
@@ -281,21 +275,6 @@ def test_timeout_resets_and_the_next_request_works(dev):
         assert time.monotonic() - t0 < 2
         assert dev.state == "idle"  # RESET dropped the outstanding request
         assert acc.query()["n_classes"] == n_classes
-
-
-def test_unread_reply_times_out_in_the_driver_before_the_next_request(dev):
-    """Without RESET (another client of the driver): the next write() waits out the deadline."""
-    with closing(B.CharDevBackend(dev.path, timeout=0.2)) as be:
-        before = be.stats()
-        dev.stall_next = 1
-        q = S.to_bytes(S.encode(S.OP_QUERY, tag=1))
-        assert be.file.write(q) == len(q)
-        assert be.file.poll(0.05) == 0
-        with pytest.raises(OSError) as e:
-            be.file.read(1 << 16)
-        assert e.value.errno == errno.ETIMEDOUT
-        assert S.decode(be.transact(S.encode(S.OP_QUERY, tag=2))).tag == 2
-        assert be.stats()["timeouts"] - before["timeouts"] == 1
 
 
 def test_service_and_host_cli_over_tcp(env, dev, tmp_path):

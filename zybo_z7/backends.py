@@ -229,10 +229,25 @@ class CharDevBackend:
             raise
         ms = min(max(int(timeout * 1000), IOC.TIMEOUT_MIN_MS), IOC.TIMEOUT_MAX_MS)
         try:
+            self._check_api_version()
             IOC.set_timeout(self.file, ms)
         except BaseException:
             self.file.close()
             raise
+
+    def _check_api_version(self):
+        """A driver of another interface version (older ones have another ioctl type)
+        would take these ioctls for unknown ones: say so at open."""
+        try:
+            version = IOC.get_api_version(self.file)
+        except OSError as e:
+            if e.errno != errno.ENOTTY:
+                raise
+            version = None
+        if version != IOC.WAFERQ_API_VERSION:
+            raise OSError(errno.EPROTO, f"{self.device}: the waferq driver speaks interface "
+                          f"version {version or '1 (ioctl type 0xB7)'}, this service "
+                          f"{IOC.WAFERQ_API_VERSION}: load the matching waferq.ko")
 
     def _fail(self, call: str, e: OSError):
         return OSError(e.errno, f"{self.device}: {call}: {e.strerror}")

@@ -17,6 +17,8 @@ int main(void)
 	SHOW(WAFERQ_IOC_GET_STATS);
 	SHOW(WAFERQ_IOC_SET_TIMEOUT);
 	SHOW(WAFERQ_IOC_SUBMIT);
+	SHOW(WAFERQ_IOC_GET_API_VERSION);
+	SHOW(WAFERQ_API_VERSION);
 	SHOW(sizeof(struct waferq_stats));
 	SHOW(sizeof(struct waferq_submit));
 	SHOW(WAFERQ_TIMEOUT_MIN_MS);

@@ -7,7 +7,6 @@
 #define _WAFERQ_H
 
 #include <linux/bits.h>
-#include <linux/completion.h>
 #include <linux/dmaengine.h>
 #include <linux/io.h>
 #include <linux/kref.h>
@@ -15,15 +14,44 @@
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
+#include <linux/version.h>
 #include <linux/wait.h>
 #include <linux/waferq.h>
 
-struct gpio_desc;
+/* The device tree contract (Documentation: drivers/dt-bindings/). */
+#define WAFERQ_COMPATIBLE	"waferq,accel-1.0"
+#define WAFERQ_DMA_TX_NAME	"tx"	/* MM2S: memory -> accelerator RX FIFO */
+#define WAFERQ_DMA_RX_NAME	"rx"	/* S2MM: accelerator TX FIFO -> memory */
+#define WAFERQ_TOPOLOGY_PROP	"waferq,topology-hash"
+
+/*
+ * Descriptors xilinx_dma keeps per AXI DMA channel (XILINX_DMA_NUM_DESCS):
+ * 255 up to v6.5, 512 from v6.6. A transfer that needs more cannot be
+ * prepared at all.
+ */
+#if KERNEL_VERSION(6, 6, 0) <= LINUX_VERSION_CODE
+#define WAFERQ_DMA_DESCS	512
+#else
+#define WAFERQ_DMA_DESCS	255
+#endif
+/*
+ * Bytes one descriptor moves: the AXI DMA's 26-bit buffer-length field
+ * (xlnx,sg-length-width = 26), rounded down to whole words.
+ */
+#define WAFERQ_DMA_SEG_MAX	(BIT(26) - 4)
+
+/*
+ * v6.11 made platform_driver.remove return void and removed no_llseek. The
+ * version checks of the module live here, and only here.
+ */
+#if KERNEL_VERSION(6, 11, 0) <= LINUX_VERSION_CODE
+#define WAFERQ_VOID_REMOVE
+#endif
 
 /* Where the one request/reply pair of a device stands. */
 enum waferq_state {
 	WAFERQ_IDLE,		/* no request outstanding */
-	WAFERQ_WAITING,		/* request sent, receive armed, no reply yet */
+	WAFERQ_WAITING,		/* request sent or being sent, receive armed */
 	WAFERQ_READY,		/* receive finished; reply (or error) to read */
 };
 
@@ -34,23 +62,32 @@ enum waferq_state {
  * @name: "waferq<N>"
  * @id: N
  * @ref: held by the platform device and by each open file
- * @lock: serializes every file operation and ioctl, and remove
- * @slock: protects @state, @rx_result and @rx_residue (DMA callback)
- * @waitq: poll() sleepers, woken when a reply is ready
+ * @lock: serializes state changes, DMA setup, ioctls and remove; never
+ *	held across a wait for the device
+ * @io_lock: one request/reply transaction at a time among the opener's
+ *	threads; held across waits, but RESET and remove() do not take it
+ * @slock: protects @state, @epoch, @rx_result, @rx_residue, @tx_done and
+ *	the receive re-arm in the DMA callbacks
+ * @waitq: every waiter (send, reply, poll), woken by callbacks and aborts
  * @in_use: set while the device is open (one opener at a time)
  * @gone: set by remove(); every operation then fails with -ENODEV
  * @state: see enum waferq_state
+ * @epoch: bumped by every abort; a waiter that sees it change lost its
+ *	transfer to a reset
+ * @tx_busy: an MM2S transfer is submitted and has not called back
+ * @tx_done: the MM2S callback ran for the current send
  * @tx_chan: MM2S channel, "tx" in dma-names
  * @rx_chan: S2MM channel, "rx" in dma-names
- * @tx_done: completed by the MM2S callback
- * @rx_done: completed by the S2MM callback
+ * @dma_dev: the DMA engine's device (buffers are mapped for it)
  * @tx_result: result of the last MM2S transfer
  * @rx_result: result of the last S2MM transfer
  * @rx_residue: bytes of the receive buffer the last S2MM did not fill
+ * @rx_tag: tag of the outstanding request; a reply must echo it
  * @rx_buf: coherent receive buffer, @rx_size bytes
  * @rx_dma: its bus address for the DMA engine
  * @rx_size: its size in bytes
- * @reset_gpio: optional active-high reset of the core ("reset-gpios")
+ * @csr: the PL glue's control/status registers ("csr")
+ * @core: the HLS core's block-level control ("core")
  * @deadline: jiffies by which the outstanding reply must arrive
  * @timeout_ms: timeout of every wait
  * @stats: counters for WAFERQ_IOC_GET_STATS
@@ -58,29 +95,33 @@ enum waferq_state {
 struct waferq_dev {
 	struct device *dev;
 	struct miscdevice misc;
-	char name[16];
+	char name[24];			/* "waferq" and any int */
 	int id;
 	struct kref ref;
 	struct mutex lock;		/* see @lock above */
+	struct mutex io_lock;		/* see @io_lock above */
 	spinlock_t slock;		/* see @slock above */
 	wait_queue_head_t waitq;
 	unsigned long in_use;
 	bool gone;
 	enum waferq_state state;
+	unsigned int epoch;
 
+	bool tx_busy;
+	bool tx_done;
 	struct dma_chan *tx_chan;
 	struct dma_chan *rx_chan;
-	struct completion tx_done;
-	struct completion rx_done;
+	struct device *dma_dev;
 	enum dmaengine_tx_result tx_result;
 	enum dmaengine_tx_result rx_result;
 	u32 rx_residue;
+	u32 rx_tag;
 	void *rx_buf;
 	dma_addr_t rx_dma;
 	size_t rx_size;
 
-	struct gpio_desc *reset_gpio;
-	void __iomem *core;		/* the HLS core's block-level control */
+	void __iomem *csr;
+	void __iomem *core;
 	unsigned long deadline;
 	u32 timeout_ms;
 	struct waferq_stats stats;
@@ -91,24 +132,23 @@ extern const struct file_operations waferq_fops;
 /*
  * The HLS core has ap_ctrl_hs control at offset 0 of its "core" register
  * window: it serves one message per start, so auto-restart keeps it serving.
- * A reset of the core clears both bits, so they are set again after one.
+ * A soft reset of the PL clears both bits, so they are set again after one.
  */
 #define WAFERQ_AP_CTRL		0x00
 #define WAFERQ_AP_START		BIT(0)
 #define WAFERQ_AP_AUTO_RESTART	BIT(7)
 
-static inline void waferq_start_core(struct waferq_dev *wq)
-{
-	writel(WAFERQ_AP_START | WAFERQ_AP_AUTO_RESTART, wq->core + WAFERQ_AP_CTRL);
-}
-
 void waferq_put(struct waferq_dev *wq);
 
+int waferq_core_reset(struct waferq_dev *wq);
+
 int waferq_dma_init(struct waferq_dev *wq, size_t rx_size);
-int waferq_dma_arm_rx(struct waferq_dev *wq);
 int waferq_dma_send(struct waferq_dev *wq, const void __user *ubuf,
-		    size_t len);
-void waferq_dma_abort(struct waferq_dev *wq);
+		    size_t len, u32 tag);
+#define WAFERQ_ABORT_FORCE	BIT(0)
+#define WAFERQ_ABORT_NO_RESTORE	BIT(1)
+bool waferq_dma_abort(struct waferq_dev *wq, unsigned int flags);
+void waferq_dma_release(struct waferq_dev *wq);
 const char *waferq_dma_result_name(enum dmaengine_tx_result result);
 
 #endif /* _WAFERQ_H */

@@ -4,13 +4,14 @@
  * returns one whole reply, poll() reports a ready reply, and the ioctls of
  * <linux/waferq.h>.
  *
- * One opener at a time (a second open() fails with -EBUSY); within that
- * opener, wq->lock serializes threads, so there is at most one request in
- * flight and its reply cannot go to the wrong caller.
+ * One opener at a time (a second open() fails with -EBUSY). Within that
+ * opener, wq->io_lock lets one thread at a time run a request or wait for a
+ * reply, so there is at most one request in flight and its reply cannot go
+ * to the wrong caller. wq->lock is only held for short steps and never
+ * across a wait, so RESET, GET_STATS, close and remove() never wait for
+ * the device.
  */
-#include <linux/delay.h>
 #include <linux/fs.h>
-#include <linux/gpio/consumer.h>
 #include <linux/jiffies.h>
 #include <linux/kernel.h>
 #include <linux/poll.h>
@@ -20,16 +21,6 @@
 #include "waferq_msg.h"
 
 #define WAFERQ_IN_USE	0	/* bit in wq->in_use */
-
-static enum waferq_state waferq_get_state(struct waferq_dev *wq)
-{
-	enum waferq_state state;
-
-	spin_lock_irq(&wq->slock);
-	state = wq->state;
-	spin_unlock_irq(&wq->slock);
-	return state;
-}
 
 static int waferq_lock(struct waferq_dev *wq)
 {
@@ -42,45 +33,100 @@ static int waferq_lock(struct waferq_dev *wq)
 	return 0;
 }
 
-/* Pulse the core's optional reset line (the FIFOs are emptied with it), then restart it. */
-static void waferq_reset_core(struct waferq_dev *wq)
+/* io_lock, then lock; undone by waferq_unlock_io(). */
+static int waferq_lock_io(struct waferq_dev *wq)
 {
-	if (wq->reset_gpio) {
-		gpiod_set_value_cansleep(wq->reset_gpio, 1);
-		usleep_range(10, 20);
-		gpiod_set_value_cansleep(wq->reset_gpio, 0);
-	}
-	waferq_start_core(wq);
+	int ret;
+
+	if (mutex_lock_interruptible(&wq->io_lock))
+		return -ERESTARTSYS;
+	ret = waferq_lock(wq);
+	if (ret)
+		mutex_unlock(&wq->io_lock);
+	return ret;
+}
+
+static void waferq_unlock_io(struct waferq_dev *wq)
+{
+	mutex_unlock(&wq->lock);
+	mutex_unlock(&wq->io_lock);
+}
+
+static enum waferq_state waferq_get_state(struct waferq_dev *wq,
+					  unsigned int *epoch)
+{
+	enum waferq_state state;
+
+	spin_lock_irq(&wq->slock);
+	state = wq->state;
+	if (epoch)
+		*epoch = wq->epoch;
+	spin_unlock_irq(&wq->slock);
+	return state;
+}
+
+static bool waferq_reply_settled(struct waferq_dev *wq, unsigned int epoch)
+{
+	bool settled;
+
+	spin_lock_irq(&wq->slock);
+	settled = wq->state != WAFERQ_WAITING || wq->epoch != epoch ||
+		  wq->gone;
+	spin_unlock_irq(&wq->slock);
+	return settled;
+}
+
+/* Stop what is in flight and, if anything was, reset the core; lock held. */
+static void waferq_recover(struct waferq_dev *wq, unsigned int flags)
+{
+	if (waferq_dma_abort(wq, flags))
+		waferq_core_reset(wq);
 }
 
 /*
- * Wait, lock held, until the outstanding reply is in; the reply is due
- * timeout_ms after its request was sent. A signal leaves it armed, so the
- * call can be restarted. A timeout stops both channels: the device is idle
- * and usable again.
+ * Wait until the outstanding reply is in; the reply is due timeout_ms after
+ * its request was sent. Both locks held; wq->lock is dropped while waiting.
+ * A signal leaves the receive armed, so the call can be restarted. A timeout
+ * recovers: the device is idle and usable again.
  */
 static int waferq_wait_reply(struct waferq_dev *wq, bool nonblock)
 {
+	enum waferq_state state;
+	unsigned int epoch;
 	long left;
 
-	if (waferq_get_state(wq) == WAFERQ_READY)
+	state = waferq_get_state(wq, &epoch);
+	if (state == WAFERQ_READY)
 		return 0;
+	if (state == WAFERQ_IDLE)
+		return -ENOMSG;
 	if (nonblock)
 		return -EAGAIN;
 
 	left = max_t(long, (long)(wq->deadline - jiffies), 0);
-	left = wait_for_completion_interruptible_timeout(&wq->rx_done, left);
+	mutex_unlock(&wq->lock);
+	left = wait_event_interruptible_timeout(wq->waitq,
+						waferq_reply_settled(wq, epoch),
+						left);
+	mutex_lock(&wq->lock);
+	if (wq->gone)
+		return -ENODEV;
 	if (left < 0)
 		return -ERESTARTSYS;
-	if (left > 0 || waferq_get_state(wq) == WAFERQ_READY)
-		return 0;
 
-	dev_warn(wq->dev, "no reply within %u ms of the request: receive aborted%s\n",
-		 wq->timeout_ms, wq->reset_gpio ? ", core reset" : "");
-	wq->stats.timeouts++;
-	waferq_dma_abort(wq);
-	waferq_reset_core(wq);
-	return -ETIMEDOUT;
+	state = waferq_get_state(wq, NULL);
+	if (!waferq_reply_settled(wq, epoch) || state == WAFERQ_WAITING) {
+		dev_warn(wq->dev, "no reply within %u ms of the request: receive aborted, core reset\n",
+			 wq->timeout_ms);
+		wq->stats.timeouts++;
+		waferq_recover(wq, 0);
+		return -ETIMEDOUT;
+	}
+	spin_lock_irq(&wq->slock);
+	left = wq->epoch != epoch;
+	spin_unlock_irq(&wq->slock);
+	/* A RESET or close on another thread took the request away. */
+	return left ? -ECANCELED : 0;
 }
 
 /*
@@ -92,19 +138,19 @@ static int waferq_settle(struct waferq_dev *wq, bool nonblock)
 {
 	int ret;
 
-	if (waferq_get_state(wq) == WAFERQ_IDLE)
+	if (waferq_get_state(wq, NULL) == WAFERQ_IDLE)
 		return 0;
 	ret = waferq_wait_reply(wq, nonblock);
-	if (ret == -ETIMEDOUT)
+	if (ret == -ETIMEDOUT || ret == -ECANCELED || ret == -ENOMSG)
 		return 0;
 	if (ret)
 		return ret;
 	dev_warn(wq->dev, "dropping an unread reply to make way for a new request\n");
-	waferq_dma_abort(wq);
+	waferq_recover(wq, 0);
 	return 0;
 }
 
-/* Check and send one message, lock held; arms the receive of its reply. */
+/* Check and send one message, both locks held; arms the receive of its reply. */
 static int waferq_send(struct waferq_dev *wq, const void __user *ubuf,
 		       size_t len, bool nonblock)
 {
@@ -128,18 +174,12 @@ static int waferq_send(struct waferq_dev *wq, const void __user *ubuf,
 	ret = waferq_settle(wq, nonblock);
 	if (ret)
 		return ret;
-	ret = waferq_dma_arm_rx(wq);
-	if (ret) {
-		wq->stats.errors++;
-		return ret;
-	}
-	ret = waferq_dma_send(wq, ubuf, len);
+	ret = waferq_dma_send(wq, ubuf, len, waferq_msg_word(head, 2));
 	if (ret) {
 		if (ret == -ETIMEDOUT)
 			wq->stats.timeouts++;
-		else if (ret != -EINTR)
+		else if (ret != -EINTR && ret != -ECANCELED && ret != -ENODEV)
 			wq->stats.errors++;
-		waferq_dma_abort(wq);
 		return ret;
 	}
 	wq->deadline = jiffies + msecs_to_jiffies(wq->timeout_ms);
@@ -148,25 +188,7 @@ static int waferq_send(struct waferq_dev *wq, const void __user *ubuf,
 	return 0;
 }
 
-/* Length of the received reply, from the residue or the reply itself. */
-static size_t waferq_reply_len(struct waferq_dev *wq, u32 residue)
-{
-	size_t len = residue < wq->rx_size ? wq->rx_size - residue : 0;
-	size_t announced;
-
-	/*
-	 * A dmaengine driver that reports no residue leaves len at the whole
-	 * buffer; the reply's own length word is then the better answer.
-	 */
-	if (residue == 0 && len >= WAFERQ_MSG_HEAD_BYTES) {
-		announced = waferq_msg_announced_bytes(wq->rx_buf);
-		if (announced && announced < len)
-			len = announced;
-	}
-	return len;
-}
-
-/* Wait for the reply and copy it out, lock held. */
+/* Wait for the reply and copy it out, both locks held. */
 static ssize_t waferq_recv(struct waferq_dev *wq, void __user *ubuf,
 			   size_t count, bool nonblock)
 {
@@ -176,8 +198,6 @@ static ssize_t waferq_recv(struct waferq_dev *wq, void __user *ubuf,
 	u32 residue;
 	int ret;
 
-	if (waferq_get_state(wq) == WAFERQ_IDLE)
-		return -ENOMSG;
 	ret = waferq_wait_reply(wq, nonblock);
 	if (ret)
 		return ret;
@@ -192,11 +212,25 @@ static ssize_t waferq_recv(struct waferq_dev *wq, void __user *ubuf,
 			dma_chan_name(wq->rx_chan),
 			waferq_dma_result_name(result));
 		wq->stats.errors++;
-		waferq_dma_abort(wq);
+		/* The channel halts on an error until it is reset. */
+		waferq_recover(wq, WAFERQ_ABORT_FORCE);
 		return -EIO;
 	}
 
-	len = waferq_reply_len(wq, residue);
+	len = residue < wq->rx_size ? wq->rx_size - residue : 0;
+	if (!len) {
+		dev_err(wq->dev, "%s: the DMA engine reported a residue of %u bytes for a %zu-byte receive: no reply\n",
+			dma_chan_name(wq->rx_chan), residue, wq->rx_size);
+		wq->stats.errors++;
+		waferq_recover(wq, WAFERQ_ABORT_FORCE);
+		return -EIO;
+	}
+	if (residue == 0 && len >= WAFERQ_MSG_HEAD_BYTES) {
+		size_t announced = waferq_msg_announced_bytes(wq->rx_buf);
+
+		if (announced && announced < len)
+			len = announced;
+	}
 	if (waferq_msg_check(wq->rx_buf, len, &why)) {
 		dev_warn_ratelimited(wq->dev, "the core sent a malformed %zu-byte reply (%s); passing it on\n",
 				     len, why);
@@ -236,7 +270,7 @@ static int waferq_release(struct inode *inode, struct file *file)
 
 	mutex_lock(&wq->lock);
 	if (!wq->gone)
-		waferq_dma_abort(wq);
+		waferq_recover(wq, 0);
 	mutex_unlock(&wq->lock);
 
 	clear_bit(WAFERQ_IN_USE, &wq->in_use);
@@ -250,11 +284,11 @@ static ssize_t waferq_write(struct file *file, const char __user *buf,
 	struct waferq_dev *wq = file->private_data;
 	int ret;
 
-	ret = waferq_lock(wq);
+	ret = waferq_lock_io(wq);
 	if (ret)
 		return ret;
 	ret = waferq_send(wq, buf, count, file->f_flags & O_NONBLOCK);
-	mutex_unlock(&wq->lock);
+	waferq_unlock_io(wq);
 	return ret ? ret : count;
 }
 
@@ -264,11 +298,11 @@ static ssize_t waferq_read(struct file *file, char __user *buf, size_t count,
 	struct waferq_dev *wq = file->private_data;
 	ssize_t ret;
 
-	ret = waferq_lock(wq);
+	ret = waferq_lock_io(wq);
 	if (ret)
 		return ret;
 	ret = waferq_recv(wq, buf, count, file->f_flags & O_NONBLOCK);
-	mutex_unlock(&wq->lock);
+	waferq_unlock_io(wq);
 	return ret;
 }
 
@@ -311,16 +345,23 @@ static long waferq_ioctl_submit(struct waferq_dev *wq,
 	if (req.reserved)
 		return -EINVAL;
 
-	ret = waferq_send(wq, u64_to_user_ptr(req.tx_ptr), req.tx_len, false);
+	ret = waferq_lock_io(wq);
 	if (ret)
 		return ret;
-	len = waferq_recv(wq, u64_to_user_ptr(req.rx_ptr), req.rx_len, false);
-	/* The request is out: a restart would send it twice. */
-	if (len == -ERESTARTSYS)
-		return -EINTR;
-	if (len < 0)
-		return len;
-	return put_user((u32)len, &argp->reply_len);
+	ret = waferq_send(wq, u64_to_user_ptr(req.tx_ptr), req.tx_len, false);
+	if (!ret) {
+		len = waferq_recv(wq, u64_to_user_ptr(req.rx_ptr), req.rx_len,
+				  false);
+		/* The request is out: a restart would send it twice. */
+		if (len == -ERESTARTSYS)
+			ret = -EINTR;
+		else if (len < 0)
+			ret = len;
+		else
+			ret = put_user((u32)len, &argp->reply_len);
+	}
+	waferq_unlock_io(wq);
+	return ret;
 }
 
 static long waferq_ioctl(struct file *file, unsigned int cmd,
@@ -333,6 +374,8 @@ static long waferq_ioctl(struct file *file, unsigned int cmd,
 
 	if (_IOC_TYPE(cmd) != WAFERQ_IOC_MAGIC || _IOC_NR(cmd) > WAFERQ_IOC_MAXNR)
 		return -ENOTTY;
+	if (cmd == WAFERQ_IOC_SUBMIT)
+		return waferq_ioctl_submit(wq, argp);
 
 	ret = waferq_lock(wq);
 	if (ret)
@@ -340,10 +383,9 @@ static long waferq_ioctl(struct file *file, unsigned int cmd,
 
 	switch (cmd) {
 	case WAFERQ_IOC_RESET:
-		waferq_dma_abort(wq);
-		waferq_reset_core(wq);
-		dev_info(wq->dev, "reset: transfers stopped%s\n",
-			 wq->reset_gpio ? ", core reset" : "");
+		waferq_dma_abort(wq, 0);
+		ret = waferq_core_reset(wq);
+		dev_info(wq->dev, "reset: transfers stopped, core reset\n");
 		break;
 	case WAFERQ_IOC_GET_STATS:
 		if (copy_to_user(argp, &wq->stats, sizeof(wq->stats)))
@@ -360,8 +402,8 @@ static long waferq_ioctl(struct file *file, unsigned int cmd,
 		}
 		wq->timeout_ms = ms;
 		break;
-	case WAFERQ_IOC_SUBMIT:
-		ret = waferq_ioctl_submit(wq, argp);
+	case WAFERQ_IOC_GET_API_VERSION:
+		ret = put_user((u32)WAFERQ_API_VERSION, (u32 __user *)argp);
 		break;
 	default:
 		ret = -ENOTTY;
@@ -381,5 +423,8 @@ const struct file_operations waferq_fops = {
 	.poll = waferq_poll,
 	.unlocked_ioctl = waferq_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
+#ifndef WAFERQ_VOID_REMOVE
+	/* stream_open() already refuses seeks; 6.11 dropped no_llseek. */
 	.llseek = no_llseek,
+#endif
 };

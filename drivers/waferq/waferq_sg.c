@@ -2,12 +2,10 @@
 /*
  * Scatter-gather planning for a request in user memory; see waferq_sg.h.
  *
- * Entry i of the list covers page i of the span: the first one starts at the
- * buffer's offset in its page, the last one ends with the buffer, every other
- * one is a whole page. Physically adjacent pages are not merged: an entry is
- * then at most a page, inside the AXI DMA's buffer length field at its
- * default width of 14 bits (xilinx_dma splits entries for narrower builds),
- * and the list does not depend on where the pages landed.
+ * The plan checks the buffer and gives the span of pages to pin.
+ * waferq_sg_segment() is the part of page i the buffer covers; the driver
+ * hands the pinned pages to sg_alloc_table_from_pages_segment(), which makes
+ * the same segments and merges physically adjacent ones (waferq_dma.c).
  */
 #include "waferq_sg.h"
 

@@ -5,8 +5,8 @@
  * Pure arithmetic on an address, a length and the page size: no kernel API,
  * so waferq_sg.c compiles in user space and the tests check it against a
  * Python model over random and edge-case buffers. waferq_dma.c pins the
- * planned pages and builds its sg_table from waferq_sg_segment(), so the
- * list the DMA engine gets is the one the tests checked.
+ * planned pages; the kernel's sg_alloc_table_from_pages_segment() builds the
+ * list from them, merging physically adjacent pages.
  */
 #ifndef _WAFERQ_SG_H
 #define _WAFERQ_SG_H
@@ -24,7 +24,7 @@
  * struct waferq_sg_plan - the pages a user buffer spans
  * @page_addr: user address of the first page
  * @offset: offset of the buffer in the first page
- * @nr_pages: pages to pin, one sg entry each
+ * @nr_pages: pages to pin
  * @len: buffer length in bytes
  * @page_size: the page size the plan was made for
  */

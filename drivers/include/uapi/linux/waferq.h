@@ -16,8 +16,17 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-/* ioctl type byte; not registered in ioctl-number.rst (out-of-tree driver). */
-#define WAFERQ_IOC_MAGIC	0xB7
+/*
+ * ioctl type byte. 0xBD is free in Documentation/userspace-api/ioctl/
+ * ioctl-number.rst of v6.1 and v6.12 (0xB7, used before, is nsfs's).
+ */
+#define WAFERQ_IOC_MAGIC	0xBD
+
+/*
+ * Version of this interface (WAFERQ_IOC_GET_API_VERSION). 2: type 0xBD,
+ * GET_API_VERSION, -ECANCELED for a request a RESET took away.
+ */
+#define WAFERQ_API_VERSION	2
 
 /**
  * struct waferq_stats - counters since probe (RESET does not clear them)
@@ -55,7 +64,7 @@ struct waferq_submit {
 	__u32 reserved;
 };
 
-/* Abort every transfer, drop a pending reply, pulse the core's reset line. */
+/* Abort what is in flight, drop a pending reply, soft-reset the core. */
 #define WAFERQ_IOC_RESET	_IO(WAFERQ_IOC_MAGIC, 0)
 /* Read the counters. */
 #define WAFERQ_IOC_GET_STATS	_IOR(WAFERQ_IOC_MAGIC, 1, struct waferq_stats)
@@ -63,9 +72,11 @@ struct waferq_submit {
 #define WAFERQ_IOC_SET_TIMEOUT	_IOW(WAFERQ_IOC_MAGIC, 2, __u32)
 /* Send one request and wait for its reply. */
 #define WAFERQ_IOC_SUBMIT	_IOWR(WAFERQ_IOC_MAGIC, 3, struct waferq_submit)
+/* Read WAFERQ_API_VERSION as the driver was built with it. */
+#define WAFERQ_IOC_GET_API_VERSION	_IOR(WAFERQ_IOC_MAGIC, 4, __u32)
 
 /* The highest ioctl number above. */
-#define WAFERQ_IOC_MAXNR	3
+#define WAFERQ_IOC_MAXNR	4
 
 /* Bounds of WAFERQ_IOC_SET_TIMEOUT. */
 #define WAFERQ_TIMEOUT_MIN_MS	1

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Boot Debian's armmp kernel in QEMU (-M virt, TCG) with an initramfs holding
+# only the guest test (/init, tests/qemu/guest/wq_guest_init.c), the real
+# waferq.ko and the TEST-ONLY DMA model (tests/qemu/testonly_dma/), all built
+# against the armmp headers of that same kernel. Prints the guest's output and
+# ends with its "N passed, M failed" line; exit 0 only when M is 0.
+# Exit 77: qemu-system-arm or another tool is missing. Cache: build/qemu.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+Q=${WAFERQ_QEMU_DIR:-$REPO/build/qemu}
+CROSS=arm-linux-gnueabihf-
+missing() { echo "run.sh: missing: $*" >&2; exit 77; }
+
+command -v qemu-system-arm >/dev/null || missing "qemu-system-arm (apt-get install qemu-system-arm)"
+command -v "${CROSS}gcc" >/dev/null || missing "${CROSS}gcc (apt-get install gcc-arm-linux-gnueabihf)"
+for t in dtc cpio dpkg-deb; do command -v $t >/dev/null || missing "$t"; done
+mkdir -p "$Q/debs" "$Q/img"
+
+# The newest armmp kernel with its headers, from apt (armhf as a foreign
+# architecture; the packages are only downloaded and unpacked).
+if ! ls "$Q"/img/linux-image-*-armmp_*.deb >/dev/null 2>&1; then
+	if ! apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-armmp$' | grep -c . >/dev/null; then
+		[ "$(id -u)" = 0 ] || missing "root, to enable armhf in apt (or put the debs in $Q/img and $Q/debs)"
+		dpkg --add-architecture armhf
+		apt-get update -qq
+	fi
+	img=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-armmp$' |
+	      awk '{print $1}' | sort -V | tail -n 1)
+	[ -n "$img" ] || missing "linux-image-6.1.0-*-armmp in apt (armhf)"
+	ver=${img#linux-image-}
+	(cd "$Q/img" && apt-get download "$img:armhf")
+	(cd "$Q/debs" && apt-get download "linux-headers-$ver:armhf" \
+		"linux-headers-${ver%-armmp}-common" linux-kbuild-6.1)
+fi
+deb=$(ls "$Q"/img/linux-image-*-armmp_*.deb | tail -n 1)
+if [ ! -d "$Q/kernel/boot" ]; then
+	rm -rf "$Q/kernel"
+	dpkg-deb -x "$deb" "$Q/kernel"
+fi
+kernel=$(ls "$Q"/kernel/boot/vmlinuz-*-armmp | tail -n 1)
+
+# The modules, against that kernel's headers (build.sh: W=1, no warnings).
+export OUT=$Q/out WAFERQ_CACHE=$Q/cache ARMMP_DEBS=$Q/debs JOBS=${JOBS:-2}
+"$REPO/drivers/build.sh" armv7 >&2
+"$REPO/drivers/build.sh" armv7-extra "$HERE/testonly_dma" >&2
+kver=$(basename "$kernel"); kver=${kver#vmlinuz-}
+for ko in "$OUT/armv7/waferq/waferq.ko" "$OUT/armv7-extra/testonly_dma/waferq_testonly_dma.ko"; do
+	strings "$ko" | grep -c "vermagic=$kver " >/dev/null ||
+		{ echo "run.sh: $ko is not built for $kver" >&2; exit 1; }
+done
+
+# The initramfs: /init and the two modules.
+root=$Q/initramfs
+rm -rf "$root"
+mkdir -p "$root/proc" "$root/sys" "$root/dev"
+"${CROSS}gcc" -static -O2 -Wall -Wextra -Werror -I"$REPO/drivers/include/uapi" \
+	-o "$root/init" "$HERE/guest/wq_guest_init.c"
+cp "$OUT/armv7/waferq/waferq.ko" "$OUT/armv7-extra/testonly_dma/waferq_testonly_dma.ko" "$root/"
+(cd "$root" && find . | cpio -o -H newc --quiet) >"$Q/initramfs.cpio"
+
+# The board: QEMU's own virt tree plus the model and the accelerator node.
+opts=(-M virt -cpu cortex-a15 -m 256 -nographic -no-reboot)
+qemu-system-arm -M virt,dumpdtb="$Q/virt.dtb" "${opts[@]:2}" >/dev/null 2>&1
+{ dtc -q -I dtb -O dts "$Q/virt.dtb"; cat "$HERE/waferq-virt.dtsi"; } >"$Q/wq.dts"
+dtc -q -I dts -O dtb -o "$Q/wq.dtb" "$Q/wq.dts"
+
+# Hang guard only: the tests take well under a minute of guest time.
+log=$Q/console.log
+timeout "${WAFERQ_QEMU_TIMEOUT:-900}" qemu-system-arm "${opts[@]}" -kernel "$kernel" \
+	-initrd "$Q/initramfs.cpio" -dtb "$Q/wq.dtb" \
+	-append "console=ttyAMA0 rdinit=/init fw_devlink=permissive panic=-1 quiet" \
+	</dev/null >"$log" 2>&1 || true
+tr -d '\r' <"$log" | grep -E '^(PASS|FAIL|----|waferq-qemu)' || true
+if grep -q '^---- kernel log' "$log"; then
+	tr -d '\r' <"$log" | sed -n '/^---- kernel log/,/^----$/p' | tail -n 80
+fi
+summary=$(tr -d '\r' <"$log" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n 1)
+if [ -z "$summary" ]; then
+	tail -n 40 "$log"
+	echo "0 passed, 1 failed"
+	echo "run.sh: the guest did not finish (log: $log)" >&2
+	exit 1
+fi
+echo "$summary"
+[ "${summary#* passed, }" = "0 failed" ]
