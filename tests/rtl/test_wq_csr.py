@@ -12,8 +12,10 @@ import pytest
 try:
     import cocotb
     from cocotb.clock import Clock
-    from cocotb.triggers import ClockCycles, RisingEdge
+    from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
     from cocotbext.axi import AxiLiteBus, AxiLiteMaster
+
+    from axi_checks import AxiLiteSlaveMonitor
 except ImportError:  # collected by pytest without cocotb: the wrapper skips
     cocotb = None
 
@@ -36,10 +38,13 @@ def bit(reg: str, field: str) -> int:
 if cocotb is not None:
 
     class TB:
-        def __init__(self, dut):
+        def __init__(self, dut, master=True):
             self.dut = dut
-            cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-            self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+            cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start(start_high=False))
+            # without the cocotbext master the test drives the bus itself
+            self.axil = (AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+                         if master else None)
+            self.mon = AxiLiteSlaveMonitor(dut, dut.clk, dut.rst)
             for name in ("frames_ok", "frames_timeout", "frames_overlong", "frames_error",
                          "msg_open", "closing", "dropping"):
                 getattr(dut, name).value = 0
@@ -105,6 +110,7 @@ if cocotb is not None:
         unmapped = max(r.offset for r in M.REGISTERS) + 4
         await tb.axil.write_dword(unmapped, 0xFFFFFFFF)
         assert await tb.axil.read_dword(unmapped) == 0
+        tb.mon.check()
 
     @cocotb.test()
     @cocotb.parametrize(**PAUSES)
@@ -131,6 +137,7 @@ if cocotb is not None:
         await tb.reset()
         assert await tb.read("TIMEOUT_CYCLES") == R["TIMEOUT_CYCLES"].reset
         assert await tb.read("SCRATCH") == R["SCRATCH"].reset
+        tb.mon.check()
 
     @cocotb.test()
     @cocotb.parametrize(**PAUSES)
@@ -159,6 +166,7 @@ if cocotb is not None:
             assert status & bit("STATUS", "SOFT_RESET_ACTIVE")
         await ClockCycles(dut.clk, SOFT_RESET_CYCLES + 2)
         assert (tb.clear_cycles, tb.soft_reset_cycles) == (2, 2 * SOFT_RESET_CYCLES)
+        tb.mon.check()
 
     @cocotb.test()
     @cocotb.parametrize(**PAUSES)
@@ -182,6 +190,111 @@ if cocotb is not None:
             await RisingEdge(dut.clk)
             assert await tb.read("STATUS") == bit("STATUS", field), field
             getattr(dut, sig).value = 0
+        tb.mon.check()
+
+    # A hand-driven master: each channel on its own schedule, VALID held until READY.
+
+    async def _channel(dut, clk, prefix, values, delay, hold_cycles=None):
+        """Raise ``prefix``valid after ``delay`` edges with ``values`` on the payload; hold it
+        until READY; return the edge count (from the start) of the handshake."""
+        for _ in range(delay):
+            await RisingEdge(clk)
+        for name, v in values.items():
+            getattr(dut, f"{prefix}{name}").value = v
+        getattr(dut, f"{prefix}valid").value = 1
+        n = delay
+        while True:
+            await RisingEdge(clk)
+            n += 1
+            if getattr(dut, f"{prefix}ready").value:
+                getattr(dut, f"{prefix}valid").value = 0
+                return n
+
+    async def _response(dut, clk, prefix, stall):
+        """READY low for ``stall`` edges after VALID rises, then high; the response beat."""
+        ready = getattr(dut, f"{prefix}ready")
+        valid = getattr(dut, f"{prefix}valid")
+        ready.value = 0
+        while True:
+            await RisingEdge(clk)
+            if valid.value:
+                break
+        for _ in range(stall):
+            await RisingEdge(clk)
+        ready.value = 1
+        while True:
+            await RisingEdge(clk)
+            if valid.value:  # handshake at this edge (READY was high)
+                ready.value = 0
+                return
+
+    def _idle_master(dut):
+        for n in ("awvalid", "wvalid", "arvalid", "bready", "rready"):
+            getattr(dut, f"s_axil_{n}").value = 0
+        for n in ("awaddr", "awprot", "wdata", "wstrb", "araddr", "arprot"):
+            getattr(dut, f"s_axil_{n}").value = 0
+
+    async def raw_write(dut, address, data, aw_delay, w_delay, b_stall=0, strb=0xF):
+        clk = dut.clk
+        aw = cocotb.start_soon(_channel(dut, clk, "s_axil_aw", {"addr": address}, aw_delay))
+        w = cocotb.start_soon(_channel(dut, clk, "s_axil_w", {"data": data, "strb": strb},
+                                       w_delay))
+        b = cocotb.start_soon(_response(dut, clk, "s_axil_b", b_stall))
+        await with_timeout(b, 2, "us")
+        return await aw, await w
+
+    @cocotb.test()
+    async def run_test_write_phases(dut):
+        """AW and W in different cycles (either first), B held back: BVALID comes only after
+        both handshakes, and the register takes the value on the handshake edge itself."""
+        tb = TB(dut, master=False)
+        _idle_master(dut)
+        await tb.reset()
+        changes = []  # edge numbers at which timeout_cycles was seen to change
+
+        async def watch():
+            edge = 0
+            last = int(dut.timeout_cycles.value)
+            while True:
+                await RisingEdge(dut.clk)
+                edge += 1
+                if int(dut.timeout_cycles.value) != last:
+                    last = int(dut.timeout_cycles.value)
+                    changes.append(edge)
+        value = 100
+        for aw_delay, w_delay, b_stall in ((0, 4, 0), (4, 0, 3), (0, 0, 0), (2, 7, 5), (6, 1, 1)):
+            value += 1
+            changes.clear()
+            watcher = cocotb.start_soon(watch())
+            aw_edge, w_edge = await raw_write(dut, addr("TIMEOUT_CYCLES"), value,
+                                              aw_delay, w_delay, b_stall)
+            await ClockCycles(dut.clk, 2)
+            watcher.cancel()
+            # the slave waits for both before taking either (the READYs rise together)
+            assert aw_edge == w_edge, (aw_edge, w_edge)
+            # the write lands on the handshake edge: the next edge samples the new value
+            assert changes == [aw_edge + 1], (changes, aw_edge)
+            assert int(dut.timeout_cycles.value) == value
+        assert tb.mon.writes == 5 and tb.mon.aw == tb.mon.w == tb.mon.b == 5
+        tb.mon.check()
+
+    @cocotb.test()
+    async def run_test_read_ordering(dut):
+        """RVALID only after the AR handshake; RDATA held while RREADY is low; reads and
+        writes interleaved on a hand-driven master."""
+        tb = TB(dut, master=False)
+        _idle_master(dut)
+        await tb.reset()
+        for i, (ar_delay, r_stall) in enumerate(((0, 0), (3, 4), (1, 9), (0, 2))):
+            await raw_write(dut, addr("SCRATCH"), 0x5A000000 + i, i % 3, (i + 1) % 3)
+            clk = dut.clk
+            r = cocotb.start_soon(_response(dut, clk, "s_axil_r", r_stall))
+            await _channel(dut, clk, "s_axil_ar", {"addr": addr("SCRATCH")}, ar_delay)
+            assert not dut.s_axil_rvalid.value  # sampled on the AR handshake edge
+            await with_timeout(r, 2, "us")
+            assert int(dut.s_axil_rdata.value) == 0x5A000000 + i
+        assert (tb.mon.reads, tb.mon.writes) == (4, 4)
+        tb.mon.check()
 
 
 @pytest.mark.rtl_sim

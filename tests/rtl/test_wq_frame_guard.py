@@ -12,8 +12,10 @@ import pytest
 try:
     import cocotb
     from cocotb.clock import Clock
-    from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
+    from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, with_timeout
     from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
+
+    from axi_checks import AxiStreamMasterMonitor
 except ImportError:  # collected by pytest without cocotb: the wrapper skips
     cocotb = None
 
@@ -44,14 +46,16 @@ if cocotb is not None:
     class TB:
         def __init__(self, dut):
             self.dut = dut
-            cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+            cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start(start_high=False))
+            # drive the control inputs first: s_axis_tready depends on soft_reset
+            dut.soft_reset.setimmediatevalue(0)
+            dut.counters_clear.setimmediatevalue(0)
+            dut.timeout_cycles.setimmediatevalue(TIMEOUT)
             self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk,
                                           dut.rst, byte_size=32)
             self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk,
                                       dut.rst, byte_size=32)
-            dut.soft_reset.value = 0
-            dut.counters_clear.value = 0
-            dut.timeout_cycles.value = TIMEOUT
+            self.mon = AxiStreamMasterMonitor(dut, dut.clk, dut.rst)
             self.in_beats = 0
             self.out_open = 0  # output beats since the last TLAST
             self.cycle = 0
@@ -93,8 +97,11 @@ if cocotb is not None:
             return [int(w) for w in frame.tdata]
 
         async def wait_in_beats(self, n):
-            while self.in_beats < n:
+            for _ in range(100_000):  # a hang guard only
+                if self.in_beats >= n:
+                    return
                 await RisingEdge(self.dut.clk)
+            raise AssertionError(f"{n} input beats never came ({self.in_beats})")
 
         def counters(self):
             d = self.dut
@@ -110,6 +117,24 @@ if cocotb is not None:
                     break
             assert self.out_open == 0, "a frame left without TLAST"
             assert self.sink.empty()
+            self.mon.check()
+
+        async def pulse_soft_reset(self, cycles=1):
+            """soft_reset high for ``cycles`` edges; returns the input beats taken meanwhile."""
+            await FallingEdge(self.dut.clk)  # the monitors have seen the last rising edge
+            before = self.in_beats
+            self.dut.soft_reset.value = 1
+            await ClockCycles(self.dut.clk, cycles)
+            self.dut.soft_reset.value = 0
+            await FallingEdge(self.dut.clk)
+            return self.in_beats - before
+
+        async def wait_for(self, signal):
+            for _ in range(100_000):  # a hang guard only
+                await FallingEdge(self.dut.clk)  # after the monitors saw the rising edge
+                if signal.value:
+                    return
+            raise AssertionError(f"{signal._name} never rose")
 
     def cycle_pause():
         return itertools.cycle([1, 1, 1, 0])
@@ -303,6 +328,8 @@ if cocotb is not None:
         while not tb.sink.empty():
             frames.append([int(w) for w in tb.sink.recv_nowait().tdata])
         assert tb.out_open == 0, "a frame left without TLAST"
+        tb.mon.check()
+        assert tb.mon.stalled > 0 or backpressure_inserter is None
         n_ok = n_timeout = n_overlong = 0
         assert len(frames) == len(msgs)
         for m, out in zip(msgs, frames):
@@ -320,6 +347,99 @@ if cocotb is not None:
                 n_timeout += 1
         assert n_timeout > 0 and n_overlong > 0 and n_ok > 0
         assert tb.counters()[:3] == (n_ok, n_timeout, n_overlong)
+
+    async def timeout_close(tb, msg, k):
+        """Send ``msg``, hold the source after ``k`` words (or one more: the pause lands on
+        the next edge) until the guard is closing; returns the number of words taken."""
+        tb.source.pause = False
+        await tb.source.send(AxiStreamFrame(msg))
+        await tb.wait_in_beats(k)
+        tb.source.pause = True
+        await tb.wait_for(tb.dut.closing)
+        return tb.in_beats
+
+    @cocotb.test()
+    @cocotb.parametrize(stalled_sink=[False, True])
+    async def run_test_soft_reset_in_tail(dut, stalled_sink=False):
+        """A soft_reset while a TIMEOUT tail is written: the tail is finished unchanged, and
+        the discarding is skipped, so the rest the upstream sends is a new message."""
+        tb = await start(dut, None, None)
+        msg = message(random.Random(20), 8)
+        k = await timeout_close(tb, msg, 3)
+        tb.sink.pause = stalled_sink  # a stalled sink keeps the guard in its tail longer
+        assert await tb.pulse_soft_reset(2) == 0
+        assert int(dut.closing.value) == 1  # still writing the tail
+        tb.sink.pause = False
+        assert await tb.recv() == expected_close(msg, k, csr_map.GUARD_ERR_TIMEOUT)
+        assert int(dut.dropping.value) == 0
+        tb.source.pause = False
+        assert await tb.recv() == msg[k:]
+        await tb.settle()
+        assert tb.counters() == (1, 1, 0, 0)
+        assert tb.mon.stalled > 0 or not stalled_sink
+
+    @cocotb.test()
+    async def run_test_soft_reset_in_drop(dut):
+        """A soft_reset while the rest of a closed message is discarded stops the discarding:
+        no word is taken during the pulse and the words after it pass as a new message."""
+        tb = await start(dut, None, None)
+        msg = message(random.Random(21), 10)
+        k = await timeout_close(tb, msg, 3)
+        await tb.wait_for(dut.dropping)
+        tb.source.set_pause_generator(itertools.cycle([0, 1, 1]))  # slow: a word in three
+        tb.source.pause = False
+        await tb.wait_in_beats(k + 3)  # three words dropped
+        assert int(dut.dropping.value) == 1
+        assert await tb.pulse_soft_reset(1) == 0
+        n = tb.in_beats
+        assert n < len(msg)
+        assert await tb.recv() == expected_close(msg, k, csr_map.GUARD_ERR_TIMEOUT)
+        assert await tb.recv() == msg[n:]
+        await tb.settle()
+        assert tb.counters() == (1, 1, 0, 0)
+
+    @cocotb.test()
+    async def run_test_long_soft_reset_one_tail(dut):
+        """One long soft_reset pulse while the upstream keeps offering words gives exactly one
+        RESET tail: no word is taken while the pulse lasts (IHI 0051A 2.7.2 lets a core in
+        reset send nothing; the guard does not count on it)."""
+        tb = await start(dut, None, None)
+        dut.timeout_cycles.value = 0
+        msg = message(random.Random(22), 12)
+        await tb.source.send(AxiStreamFrame(msg))
+        await tb.wait_in_beats(4)
+        assert await tb.pulse_soft_reset(5 * csr_map.GUARD_TAIL_WORDS) == 0
+        k = tb.in_beats
+        assert await tb.recv() == expected_close(msg, k, csr_map.GUARD_ERR_RESET)
+        assert await tb.recv() == msg[k:]  # the rest, as a new message
+        await tb.settle()
+        assert tb.counters() == (1, 0, 0, 0)
+
+    @cocotb.test()
+    async def run_test_timeout_changed(dut):
+        """timeout_cycles changed while a message is open: 0 stops the idle count; a value
+        below the count reached closes on the next idle cycle."""
+        tb = await start(dut, None, None)
+        dut.timeout_cycles.value = 0
+        tb.close_cycle = None  # from here on
+        msg = message(random.Random(23), 6)
+        tb.source.pause = False
+        await tb.source.send(AxiStreamFrame(msg))
+        await tb.wait_in_beats(4)
+        tb.source.pause = True
+        await ClockCycles(dut.clk, 5 * TIMEOUT)
+        assert int(dut.msg_open.value) == 1 and tb.close_cycle is None
+        dut.timeout_cycles.value = 10 * TIMEOUT  # large: the count runs, nothing closes yet
+        await ClockCycles(dut.clk, 2 * TIMEOUT)
+        assert tb.close_cycle is None
+        dut.timeout_cycles.value = TIMEOUT  # below the count reached: close at once
+        set_cycle = tb.cycle
+        await tb.wait_for(dut.closing)
+        assert tb.cycle - set_cycle <= 3  # not TIMEOUT cycles: the count had passed it
+        assert await tb.recv() == expected_close(msg, tb.in_beats, csr_map.GUARD_ERR_TIMEOUT)
+        tb.source.pause = False
+        await tb.settle()
+        assert tb.counters() == (0, 1, 0, 0)
 
 
 @pytest.mark.rtl_sim

@@ -13,6 +13,8 @@ try:
     from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
     from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame,
                                AxiStreamSink, AxiStreamSource)
+
+    from axi_checks import AxiLiteSlaveMonitor, AxiStreamMasterMonitor
 except ImportError:  # collected by pytest without cocotb: the wrapper skips
     cocotb = None
 
@@ -43,16 +45,24 @@ if cocotb is not None:
     class TB:
         def __init__(self, dut):
             self.dut = dut
-            cocotb.start_soon(Clock(dut.aclk, 10, unit="ns").start())
+            # aresetn driven before anything samples it (core_rst_n follows it combinationally)
+            dut.aresetn.setimmediatevalue(1)
+            cocotb.start_soon(Clock(dut.aclk, 10, unit="ns").start(start_high=False))
             kw = dict(reset=dut.aresetn, reset_active_level=False)
             self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.aclk, **kw)
             self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.aclk,
                                           byte_size=32, **kw)
             self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.aclk,
                                       byte_size=32, **kw)
+            self.lite_mon = AxiLiteSlaveMonitor(dut, dut.aclk, **kw)
+            self.stream_mon = AxiStreamMasterMonitor(dut, dut.aclk, **kw)
             self.in_beats = 0
             self.core_reset_cycles = 0
             cocotb.start_soon(self._monitor())
+
+        def check(self):
+            self.lite_mon.check()
+            self.stream_mon.check()
 
         async def _monitor(self):
             d = self.dut
@@ -174,6 +184,53 @@ if cocotb is not None:
         if gen is not None:
             tb.source.set_pause_generator(gen)
         assert await tb.counters() == (1, 0, 0, 0)
+        tb.check()
+
+    @cocotb.test()
+    async def run_test_reset_in_traffic(dut):
+        """aresetn falls while a message streams, m_axis is stalled with TVALID high and a read
+        response waits for RREADY: from the first edge in reset TVALID, BVALID and RVALID are
+        low; after reset the registers read their reset values and a new message passes."""
+        tb = TB(dut)
+        dut.s_axis_tvalid.value = 0
+        await tb.reset()
+        rng = random.Random(12)
+        await tb.write("TIMEOUT_CYCLES", TIMEOUT)
+        await tb.write("SCRATCH", 0x600DF00D)
+        tb.sink.pause = True  # stall the output: TVALID high, TREADY low
+        long = message(rng, 2 * MAX_WORDS)
+        await tb.source.send(AxiStreamFrame(long))
+        while not (dut.m_axis_tvalid.value and tb.stream_mon.stalled >= 3):
+            await RisingEdge(dut.aclk)
+        tb.axil.read_if.r_channel.pause = True  # a read answered but not taken: RVALID high
+        # started, never awaited: the master flushes it when it sees the reset
+        tb.axil.init_read(R["SCRATCH"].offset, 4)
+        while not dut.s_axil_rvalid.value:
+            await RisingEdge(dut.aclk)
+        assert dut.m_axis_tvalid.value and dut.msg_open.value
+        dut.aresetn.value = 0
+        await RisingEdge(dut.aclk)  # the first edge in reset
+        await RisingEdge(dut.aclk)
+        assert not (dut.m_axis_tvalid.value or dut.s_axil_rvalid.value
+                    or dut.s_axil_bvalid.value)
+        assert not dut.core_rst_n.value
+        await ClockCycles(dut.aclk, 3)
+        tb.source.clear()
+        tb.sink.clear()
+        tb.axil.read_if.r_channel.pause = False
+        tb.sink.pause = False
+        dut.aresetn.value = 1
+        await ClockCycles(dut.aclk, 3)
+        assert dut.core_rst_n.value
+        assert await tb.read("SCRATCH") == R["SCRATCH"].reset
+        assert await tb.read("TIMEOUT_CYCLES") == R["TIMEOUT_CYCLES"].reset
+        assert await tb.counters() == (0, 0, 0, 0)
+        assert await tb.read("STATUS") == 0
+        after = message(rng, 3)
+        await tb.source.send(AxiStreamFrame(after))
+        assert await tb.recv() == after
+        assert tb.stream_mon.stalled >= 3
+        tb.check()
 
 
 @pytest.mark.rtl_sim

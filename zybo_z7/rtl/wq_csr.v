@@ -7,7 +7,17 @@
  *
  * Every access is answered OKAY: writes to read-only registers are ignored,
  * unmapped offsets read 0. Byte strobes are honoured on RW registers.
- * One write and one read are in flight at most; each takes two cycles.
+ * One write and one read are in flight at most.
+ *
+ * Ordering (IHI 0022 A3.3.1): AWREADY and WREADY rise together, for one
+ * cycle, once both AWVALID and WVALID are high (a master holds VALID until
+ * READY, so both handshakes complete on the same edge). The register write
+ * takes effect on that handshake edge, and BVALID rises after it. ARREADY
+ * rises for one cycle when ARVALID is high and no read data is pending; RDATA
+ * is sampled on the AR handshake edge and RVALID rises after it. All outputs
+ * are registers: no VALID or READY depends combinationally on an input.
+ * rst is synchronous: from the first edge with rst high, every VALID and
+ * READY is low.
  *
  * CONTROL.SOFT_RESET (write 1) raises soft_reset for SOFT_RESET_CYCLES cycles
  * and reads 1 while it lasts. CONTROL.CLEAR_COUNTERS (write 1) raises
@@ -120,8 +130,13 @@ wire [31:0] wr_addr = {{(32-AW){1'b0}}, s_axil_awaddr[AW-1:2], 2'b00};
 wire [31:0] rd_addr = {{(32-AW){1'b0}}, s_axil_araddr[AW-1:2], 2'b00};
 wire [31:0] wr_mask = {{8{s_axil_wstrb[3]}}, {8{s_axil_wstrb[2]}},
                        {8{s_axil_wstrb[1]}}, {8{s_axil_wstrb[0]}}};
-wire do_write = s_axil_awvalid && s_axil_wvalid && !awready_reg && !bvalid_reg;
-wire do_read = s_axil_arvalid && !arready_reg && (!rvalid_reg || s_axil_rready);
+// offer AWREADY/WREADY once both channels are valid and no response is pending
+wire write_offer = s_axil_awvalid && s_axil_wvalid && !awready_reg && !bvalid_reg;
+// the AW and W handshakes (they coincide: the READYs rise together)
+wire write_hs = awready_reg && s_axil_awvalid && wready_reg && s_axil_wvalid;
+// offer ARREADY when no read data is pending
+wire read_offer = s_axil_arvalid && !arready_reg && !rvalid_reg;
+wire read_hs = arready_reg && s_axil_arvalid;
 wire soft_reset_active = rst_count_reg != 0;
 
 assign s_axil_awready = awready_reg;
@@ -166,7 +181,7 @@ always @* begin
 end
 
 always @(posedge clk) begin
-    // write channel: take AW and W together, answer on B
+    // write channel: offer AW and W together, write and answer on B after the handshake
     awready_reg <= 1'b0;
     wready_reg <= 1'b0;
     clear_reg <= 1'b0;
@@ -176,9 +191,11 @@ always @(posedge clk) begin
     if (soft_reset_active) begin
         rst_count_reg <= rst_count_reg - 1'b1;
     end
-    if (do_write) begin
+    if (write_offer) begin
         awready_reg <= 1'b1;
         wready_reg <= 1'b1;
+    end
+    if (write_hs) begin
         bvalid_reg <= 1'b1;
         case (wr_addr)
             WQ_CSR_CONTROL_ADDR: begin
@@ -206,8 +223,10 @@ always @(posedge clk) begin
     if (rvalid_reg && s_axil_rready) begin
         rvalid_reg <= 1'b0;
     end
-    if (do_read) begin
+    if (read_offer) begin
         arready_reg <= 1'b1;
+    end
+    if (read_hs) begin
         rvalid_reg <= 1'b1;
         rdata_reg <= rd_value;
     end

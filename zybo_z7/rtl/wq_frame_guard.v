@@ -34,9 +34,24 @@
  *
  * After a TIMEOUT or OVERLONG close the guard discards (with tready high) the
  * rest of the upstream message up to and including its TLAST word, then passes
- * the next message. After a RESET close, or a soft_reset while discarding, it
- * returns at once to passing the next message. A soft_reset while idle or
- * while writing a tail changes nothing else; a tail is always finished.
+ * the next message.
+ *
+ * soft_reset resets the core, so whatever the core sends after it is a new
+ * message and the rest of a cut message never comes:
+ *   - while soft_reset is high the guard takes no word (s_axis_tready low,
+ *     whatever the state). A core in reset drives TVALID low anyway
+ *     (IHI 0051A 2.7.2); the guard does not rely on it;
+ *   - an open message is closed with a RESET tail, then the guard passes;
+ *   - during a TIMEOUT or OVERLONG tail, the tail is finished and the
+ *     discarding that would follow is skipped: the guard then passes;
+ *   - while discarding, the discarding stops: the guard passes;
+ *   - while idle, nothing else happens.
+ * A tail is always finished. One soft_reset pulse, however long, gives at
+ * most one tail: no message can open while the pulse lasts.
+ *
+ * timeout_cycles is read every cycle: lowering it below the idle count of an
+ * open message closes the message on the next idle cycle; 0 stops the count
+ * (it resumes where it was if timeout_cycles becomes non-zero again).
  *
  * Counters (wrap at 2**32, cleared by counters_clear): frames_ok counts
  * messages passed with their own TLAST, frames_error those among them whose
@@ -213,11 +228,10 @@ always @* begin
 
     case (state_reg)
         STATE_IDLE, STATE_PASS: begin
-            int_valid = s_axis_tvalid;
-            // a soft reset closes an open message: take no word in that cycle
-            s_axis_tready_int = int_ready && !(soft_reset && state_reg == STATE_PASS);
+            // no word is taken while soft_reset is high; it closes an open message
+            int_valid = s_axis_tvalid && !soft_reset;
+            s_axis_tready_int = int_ready && !soft_reset;
             if (state_reg == STATE_PASS && soft_reset) begin
-                int_valid = 1'b0;
                 reason_next = REASON_RESET;
                 resync_next = 1'b1;
                 tail_idx_next = 3'd0;
@@ -286,7 +300,7 @@ always @* begin
         end
         default: begin
             // STATE_DROP: swallow words up to and including TLAST
-            s_axis_tready_int = 1'b1;
+            s_axis_tready_int = !soft_reset;
             if (soft_reset || (s_axis_tvalid && s_axis_tlast)) begin
                 state_next = STATE_IDLE;
             end

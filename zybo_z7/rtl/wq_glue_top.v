@@ -8,6 +8,11 @@
  * while the CSR soft-reset pulse lasts. Clock and reset follow the Xilinx
  * block-design names (aclk, active-low aresetn); the blocks inside use an
  * active-high synchronous rst.
+ *
+ * aresetn comes from proc_sys_reset, already synchronous to aclk, and is used
+ * as it is, not registered again: from the first edge at which aresetn is
+ * sampled low, TVALID (m_axis), BVALID and RVALID are low and stay low until
+ * after the first edge with aresetn high (IHI 0051A 2.7.2, IHI 0022 A3.1.2).
  */
 
 `resetall
@@ -70,7 +75,7 @@ module wq_glue_top #
     output wire                   m_axis_tlast
 );
 
-reg rst_reg = 1'b1;
+wire rst = !aresetn;
 
 wire soft_reset;
 wire counters_clear;
@@ -83,12 +88,7 @@ wire msg_open;
 wire closing;
 wire dropping;
 
-// register the external reset once (it comes from proc_sys_reset, already synchronous)
-always @(posedge aclk) begin
-    rst_reg <= !aresetn;
-end
-
-assign core_rst_n = !(rst_reg || soft_reset);
+assign core_rst_n = !(rst || soft_reset);
 
 wq_csr #(
     .ADDR_WIDTH(ADDR_WIDTH),
@@ -98,7 +98,7 @@ wq_csr #(
 )
 csr_inst (
     .clk(aclk),
-    .rst(rst_reg),
+    .rst(rst),
     .s_axil_awaddr(s_axil_awaddr),
     .s_axil_awprot(s_axil_awprot),
     .s_axil_awvalid(s_axil_awvalid),
@@ -135,7 +135,7 @@ wq_frame_guard #(
 )
 guard_inst (
     .clk(aclk),
-    .rst(rst_reg),
+    .rst(rst),
     .soft_reset(soft_reset),
     .timeout_cycles(timeout_cycles),
     .counters_clear(counters_clear),
