@@ -142,11 +142,14 @@ def _png_header_only(width, height) -> bytes:
 def test_huge_png_refused_before_decoding(tmp_path):
     (tmp_path / "big.png").write_bytes(_png_header_only(12000, 12000))
     (tmp_path / "huge.png").write_bytes(_png_header_only(16000, 16000))
-    code = ("import resource, sys, warnings; warnings.simplefilter('error')\n"
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a child
+    # forked from a big pytest process would report the parent's size.
+    code = ("import re, sys, warnings; warnings.simplefilter('error')\n"
             "from host_stm32mp1 import readers\n"
             "for p in sys.argv[1:]:\n"
             "    (f,) = readers.read_file(p); print(type(f).__name__, f.reason)\n"
-            "print('RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+            "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+            "print('RSS_KB', hwm)\n")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "big.png"), str(tmp_path / "huge.png")],
                           cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
