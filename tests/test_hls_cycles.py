@@ -5,6 +5,7 @@ bit-exact with the integer reference and reports the current templates' relaxed 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -89,3 +90,58 @@ def test_instrumented_core_is_bit_exact_and_reports_relaxed_ii(tmp_path):
     # ConvSf runs once per (pixel, output group): every entry pays the fill.
     conv0 = next(x for x in layers["conv0"]["loops"] if x["loop"] == "ConvSf")
     assert conv0["entries"] == 42 * 42 * 2 and conv0["iterations"] == 42 * 42 * 2
+
+
+# Loops inside a pipelined loop: the pipeline unrolls them, so they are no loop
+# of their own in the schedule (UG1399, PIPELINE).
+_INSIDE_PIPELINE = {"PoolWinY", "PoolWinX"}
+
+
+def _template_loops():
+    from test_hls_rules import TEMPLATES, strip_comments
+
+    for p in sorted(TEMPLATES.glob("*.h")):
+        lines = [l.strip() for l in strip_comments(p.read_text()).splitlines()]
+        for i, line in enumerate(lines):
+            if re.match(r"(for|while)\s*\(", line):
+                label = lines[i - 1].rstrip(":")
+                body = [l for l in lines[i + 1:i + 4] if l]
+                yield p.name, label, body
+
+
+def test_every_template_loop_carries_its_cycle_hook():
+    """A pipelined loop's WQ_PIPE names its label and the pragma's II; a loop
+    neither pipelined nor unrolled has WQ_SEQ: so the accounting counts every
+    loop as the pragmas make it."""
+    seen = 0
+    for name, label, body in _template_loops():
+        seen += 1
+        first = body[0]
+        if first == "#pragma HLS UNROLL" or label in _INSIDE_PIPELINE:
+            continue
+        m = re.fullmatch(r"#pragma HLS PIPELINE II = (\d+)", first)
+        if m:
+            assert re.match(rf"WQ_PIPE\({label}, {m.group(1)}, ", body[1]), (name, label, body[1])
+        else:
+            assert body[0] == f"WQ_SEQ({label});", (name, label, body[0])
+    assert seen >= 25
+
+
+def test_partition_pragmas_match_registered_ports():
+    """Every array the templates partition is registered with those ports, and
+    the weight memories, partitioned by PE in the layer templates, are
+    registered as one bank a row in the generated top."""
+    from test_hls_rules import TEMPLATES, strip_comments
+
+    for p in sorted(TEMPLATES.glob("*.h")):
+        code = strip_comments(p.read_text())
+        for var, how in re.findall(r"#pragma HLS ARRAY_PARTITION variable=(\w+) (complete(?: dim=1)?)", code):
+            if how == "complete dim=1":
+                assert var == "w", (p.name, var)  # registered WQ_ROWS by hls/gen_top.py
+            else:
+                assert re.search(rf"WQ_MEM\({var}, WQ_REGS, 0\);", code), (p.name, var)
+    from hls.gen_top import _registrations
+    from hls.gen_config import LayerPlan
+
+    plan = LayerPlan({"name": "c0"}, "conv2d", [], "x", 1, section_words=3)
+    assert "WQ_MEM(c0_w, WQ_ROWS, 0);" in _registrations([plan])
