@@ -90,6 +90,13 @@ def test_instrumented_core_is_bit_exact_and_reports_relaxed_ii(tmp_path):
     # ConvSf runs once per (pixel, output group): every entry pays the fill.
     conv0 = next(x for x in layers["conv0"]["loops"] if x["loop"] == "ConvSf")
     assert conv0["entries"] == 42 * 42 * 2 and conv0["iterations"] == 42 * 42 * 2
+    # and hls.estimate models the same cycles, layer by layer
+    from hls import estimate as E
+
+    est = E.estimate(spec.layers(), parallel.load(spec.layers(), tmp_path / "hls" / "parallel.json"))
+    assert {r["name"]: r["cycles"] for r in est["layers"]} == {
+        n: layers[n]["cycles"] for n in ("conv0", "pool0", "conv1", "pool1", "conv2", "pool2", "fc")}
+    assert est["cycles"] == rep["cycles_per_inference"]
 
 
 # Loops inside a pipelined loop: the pipeline unrolls them, so they are no loop
@@ -145,3 +152,41 @@ def test_partition_pragmas_match_registered_ports():
 
     plan = LayerPlan({"name": "c0"}, "conv2d", [], "x", 1, section_words=3)
     assert "WQ_MEM(c0_w, WQ_ROWS, 0);" in _registrations([plan])
+
+
+def _zoo_case(base: Path, spec, par: dict | None, features: bool) -> tuple[dict, dict]:
+    from hls import estimate as E
+
+    random_model(spec, seed=2).save(base / "export")
+    (base / "hls").mkdir(parents=True)
+    layers = spec.layers()
+    par = par if par is not None else E.default_parallelism(layers, target_maps_per_s=20_000)
+    parallel.save(base / "hls" / "parallel.json", par)
+    rep = measure(base / "export", base / "hls", n=1, features=features)
+    est = E.estimate(layers, parallel.load(layers, base / "hls" / "parallel.json"), features=features)
+    return rep, E.summary(est, rep)
+
+
+def test_estimate_matches_cycle_csim_for_every_zoo_family(tmp_path):
+    """hls.estimate's cycles against the measured ones, every layer and the
+    total within 10 % (the model mirrors the templates, so they agree exactly
+    today), on each zoo family folded by default_parallelism, and on the
+    buffer-zone net with a hand folding and the feature reply. Small inputs:
+    the loops' structure, not their size, is what is compared."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from quant.zoo import ZooSpec, buffer_spec
+
+    cases = {f: (ZooSpec(f, in_size=16, width=4, w_bits=4, a_bits=4), None, False)
+             for f in ("vgg_s", "mobilenet_s", "alexnet_s")}
+    cases["xception_fpn"] = (buffer_spec(in_size=16, width=2, w_bits=2, a_bits=2),
+                             {"cam": {"pe": 4, "simd": 8}, "stem1": {"pe": 2, "simd": 3}}, True)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futs = {k: pool.submit(_zoo_case, tmp_path / k, *v) for k, v in cases.items()}
+        results = {k: f.result() for k, f in futs.items()}
+    for name, (rep, summ) in results.items():
+        assert rep["bit_exact"], name
+        assert abs(summ["csim_gap"]) <= 0.10, (name, summ["csim_gap"])
+        assert all(abs(g) <= 0.10 for g in summ["csim_layer_gap"].values()), (name, summ["csim_layer_gap"])
+    # the folded families do have parallel lanes, so the comparison covers II > 1
+    assert any(x["ii"] > 1 for rep, _ in results.values() for l in rep["layers"] for x in l["loops"])
