@@ -309,7 +309,10 @@ def default_parallelism(layers: list[dict], target_maps_per_s: float = 3_000,
                 d = _next_divisor(n, p[key])
                 if d is not None:
                     t = {**par, l["name"]: {**p, key: d}}
-                    e = estimate(layers, t, f_clk)
+                    try:
+                        e = estimate(layers, t, f_clk)
+                    except ValueError:  # a folding parallel.check refuses (ap_int width)
+                        continue
                     if fits(e, budget):
                         # cycles saved per LUT spent: the cheaper widening of the two wins
                         gain = (est["cycles_ideal"] - e["cycles_ideal"]) / max(e["total"]["lut"] - est["total"]["lut"], 1)

@@ -190,3 +190,20 @@ def test_estimate_matches_cycle_csim_for_every_zoo_family(tmp_path):
         assert all(abs(g) <= 0.10 for g in summ["csim_layer_gap"].values()), (name, summ["csim_layer_gap"])
     # the folded families do have parallel lanes, so the comparison covers II > 1
     assert any(x["ii"] > 1 for rep, _ in results.values() for l in rep["layers"] for x in l["loops"])
+
+
+def test_loader_width_over_ap_int_limit_is_refused_before_build(tmp_path):
+    """SIMD * w_bits + 32 bits of loader buffer over ap_int's 1,024 bits made
+    the C-sim abort at run time (found by bench.hls_cycles on vgg_s W8A8 with
+    the W4A4 folding); the folding is now refused when it is read, with the fix."""
+    from hls.generate import generate
+    from quant.zoo import ZooSpec
+
+    spec = ZooSpec("vgg_s", in_size=16, width=16, w_bits=8, a_bits=8)
+    random_model(spec).save(tmp_path / "export")
+    (tmp_path / "hls").mkdir()
+    conv = next(l for l in spec.layers() if l["type"] == "conv2d" and parallel.fan_in(l) >= 144)
+    parallel.save(tmp_path / "hls" / "parallel.json", {conv["name"]: {"pe": 1, "simd": 144}})
+    with pytest.raises(ValueError, match=r"144 x 8-bit weights \+ 32 = 1184 bits .* over the 1,024-bit "
+                                         r"ap_int limit; use simd <= 124"):
+        generate(tmp_path / "export", tmp_path / "hls")
