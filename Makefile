@@ -118,6 +118,7 @@ bench: $(STAMP)
 	$(PY) -m zybo_z7.rtl.synth --out build/bench/rtl_synth.json
 	$(PY) -m bench.hls_resources --out build/bench
 	$(PY) -m bench.csim_speed --out build/bench
+	$(PY) -m bench.hls_cycles --out build/bench
 	$(PY) -m bench.hls4ml_compare --out build/bench
 
 demo: $(STAMP)

@@ -207,3 +207,21 @@ def test_loader_width_over_ap_int_limit_is_refused_before_build(tmp_path):
     with pytest.raises(ValueError, match=r"144 x 8-bit weights \+ 32 = 1184 bits .* over the 1,024-bit "
                                          r"ap_int limit; use simd <= 124"):
         generate(tmp_path / "export", tmp_path / "hls")
+
+
+def test_vitis_never_gets_the_accounting_runtime(tmp_path):
+    """The runtime header is not a design file of run_hls.tcl, and the
+    generated top names it nowhere: without -DWQ_CYCLES the hooks are empty."""
+    from hls import tcl
+    from hls.generate import generate
+
+    random_model(CNNSpec.uniform(4, 4, in_size=16, channels=(2, 3))).save(tmp_path / "export")
+    fw = generate(tmp_path / "export", tmp_path / "hls")
+    assert (fw / "wq_cycles_sim.h").is_file()
+    srcs, heads = tcl.design_files(fw)
+    assert "wq_cycles_sim.h" not in {p.name for p in [*srcs, *heads]}
+    assert "wq_cycles_sim" not in (fw / "waferq_top.cpp").read_text()
+    # g++ -E without the flag: no trace of the accounting in what Vitis would compile
+    out = subprocess.run(["g++", "-std=c++14", "-E", "-P", f"-I{fw}", f"-I{ap_types_dir()}",
+                          str(fw / "waferq_top.cpp")], check=True, capture_output=True, text=True).stdout
+    assert "wq_cyc" not in out and "WQ_AT" not in out and "WQ_PIPE" not in out
