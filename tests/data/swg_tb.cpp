@@ -1,0 +1,31 @@
+// Test bench of hls/templates/wq_swg.h for tests/test_hls_swg.py: the layer
+// geometry comes in -D flags; input codes (HWC) on stdin, one a line; every
+// window code on stdout, one a line; with -DWQ_CYCLES then the accounting JSON.
+#include <cstdio>
+#include "wq_swg.h"
+
+struct cfg : wq::swg_config {
+    static const unsigned in_h = SWG_H, in_w = SWG_W, in_c = SWG_C, kernel = SWG_K, stride = SWG_S, pad = SWG_P;
+    static const unsigned out_h = (SWG_H + 2 * SWG_P - SWG_K) / SWG_S + 1;
+    static const unsigned out_w = (SWG_W + 2 * SWG_P - SWG_K) / SWG_S + 1;
+};
+
+int main() {
+    hls::stream<cfg::data_t> in("in"), out("out");
+    for (unsigned i = 0; i < cfg::in_h * cfg::in_w * cfg::in_c; i++) {
+        unsigned v;
+        if (std::scanf("%u", &v) != 1) return 2;
+        in.write(v);
+    }
+#ifdef WQ_CYCLES
+    wq_cyc::begin_message();
+    WQ_LAYER(swg);
+#endif
+    wq::sliding_window<cfg>(in, out);
+    if (!in.empty()) return 3;  // every input code is read exactly once
+    while (!out.empty()) std::printf("%u\n", (unsigned)out.read());
+#ifdef WQ_CYCLES
+    std::printf("%s\n", wq_cyc::report_json().c_str());
+#endif
+    return 0;
+}
