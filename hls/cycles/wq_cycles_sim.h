@@ -24,6 +24,12 @@
 //   enclosing iteration.
 // - Layers run one after another (the core has no DATAFLOW region), so cycles
 //   of a message are the sum over its layers.
+// - Limit: only accesses that happen are counted. The HLS scheduler plans for
+//   every access an iteration may make; a conditional access that never fires
+//   together with the others in the run (the loader's last slice of a word, a
+//   window read that only padding skips) is not seen, so an II here can be
+//   below the tool's (wq_loader.h's LoadSlices: up to 32/CHUNK + 1 stores a
+//   word where at most 32/CHUNK happen at once).
 #ifndef WQ_CYCLES_SIM_H
 #define WQ_CYCLES_SIM_H
 #ifdef __cplusplus
