@@ -97,6 +97,14 @@ def test_instrumented_core_is_bit_exact_and_reports_relaxed_ii(tmp_path):
     assert {r["name"]: r["cycles"] for r in est["layers"]} == {
         n: layers[n]["cycles"] for n in ("conv0", "pool0", "conv1", "pool1", "conv2", "pool2", "fc")}
     assert est["cycles"] == rep["cycles_per_inference"]
+    # make estimate's file: the headline keys, and the C-sim's cycles next to the model's
+    (tmp_path / "cycles.json").write_text(json.dumps(rep))
+    assert E.main(["--model", str(tmp_path / "export"), "--parallel", str(tmp_path / "hls" / "parallel.json"),
+                   "--json", str(tmp_path / "estimate.json"), "--cycles", str(tmp_path / "cycles.json")]) == 0
+    out = json.loads((tmp_path / "estimate.json").read_text())
+    assert {"cycles_per_inference", "maps_per_s", "lut", "ff", "bram36", "dsp", "fits"} <= set(out)
+    assert out["cycles_per_inference"] == rep["cycles_per_inference"] and out["fits"] is True
+    assert out["csim_gap"] == 0.0 and out["maps_per_s"] == pytest.approx(1e8 / rep["cycles_per_inference"])
 
 
 # Loops inside a pipelined loop: the pipeline unrolls them, so they are no loop
