@@ -4,7 +4,9 @@
 //
 // Model (what is counted, stated once):
 // - Memories. Every on-chip array is registered with the ports its partitioning
-//   gives it: a BRAM bank has 2 ports (read or write, UG1399 "Arrays"), a
+//   gives it: a BRAM bank has 2 ports (read or write; UG1399 "Array Accesses
+//   and Performance", UG1448 HLS 200-448: four stores to a dual-port memory
+//   give "Lower bound of II is 2"), a
 //   completely partitioned array is registers (no port limit), complete dim=1
 //   makes one 2-port bank per row, cyclic/block factor F makes F 2-port banks.
 //   An access to an address no registered array holds aborts the run, so no
