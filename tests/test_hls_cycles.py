@@ -156,6 +156,8 @@ def test_partition_pragmas_match_registered_ports():
                 assert var == "w" or re.search(rf"WQ_MEM\({var}, WQ_ROWS, 0\);", code), (p.name, var)
             else:
                 assert re.search(rf"WQ_MEM\({var}, WQ_REGS, 0\);", code), (p.name, var)
+        for var, factor in re.findall(r"#pragma HLS ARRAY_PARTITION variable=(\w+) cyclic factor=(\w+) dim=2", code):
+            assert re.search(rf"WQ_MEM\({var}, WQ_ROWS_CYCLIC, {factor}\);", code), (p.name, var)
     from hls.gen_top import _registrations
     from hls.gen_config import LayerPlan
 

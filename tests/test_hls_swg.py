@@ -45,10 +45,10 @@ CASES["conv3x3_stride2"] = {**CASES["wmcnn_conv3x3_pad1"], "in_h": 7, "in_w": 7,
                             "out_h": 4, "out_w": 4}
 
 
-def _run(tmp_path: Path, layer: dict, x: np.ndarray, cycles: bool) -> tuple[np.ndarray, dict | None]:
+def _run(tmp_path: Path, layer: dict, x: np.ndarray, cycles: bool, simd: int = 1) -> tuple[np.ndarray, dict | None]:
     k = layer.get("kernel", layer.get("pool"))
     geo = dict(H=layer["in_h"], W=layer["in_w"], C=layer["in_c"], K=k, S=layer["stride"],
-               P=layer.get("pad", 0))
+               P=layer.get("pad", 0), SIMD=simd)
     exe = tmp_path / ("swg_cycles" if cycles else "swg")
     cmd = ["g++", "-O1", "-std=c++14", "-w", *(f"-DSWG_{n}={v}" for n, v in geo.items()),
            f"-I{ROOT / 'hls' / 'templates'}", f"-I{ap_types_dir()}"]
@@ -64,12 +64,12 @@ def _run(tmp_path: Path, layer: dict, x: np.ndarray, cycles: bool) -> tuple[np.n
     return win, rep
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_windows_give_the_integer_reference(tmp_path, case):
+@pytest.mark.parametrize("case,simd", [(c, 1) for c in CASES] + [("vgg_pool2x2", 4), ("conv3x3_stride2", 3)])
+def test_windows_give_the_integer_reference(tmp_path, case, simd):
     layer = CASES[case]
     rng = np.random.default_rng(len(case))
     x = rng.integers(0, 256, (layer["in_h"], layer["in_w"], layer["in_c"]), dtype=np.int64)
-    win, _ = _run(tmp_path, layer, x, cycles=False)
+    win, _ = _run(tmp_path, layer, x, cycles=False, simd=simd)
     if layer["type"] == "conv2d":
         w = rng.integers(-8, 8, (layer["out_c"], layer["kernel"], layer["kernel"], layer["in_c"]))
         got = win.reshape(layer["out_h"], layer["out_w"], -1) @ w.reshape(layer["out_c"], -1).T
@@ -81,13 +81,15 @@ def test_windows_give_the_integer_reference(tmp_path, case):
     np.testing.assert_array_equal(got, ref)
 
 
-def test_line_buffers_hold_ii_1(tmp_path):
-    layer = CASES["alexnet_first_conv"]
+@pytest.mark.parametrize("case,simd", [("alexnet_first_conv", 1), ("vgg_pool2x2", 4)])
+def test_line_buffers_hold_ii_1(tmp_path, case, simd):
+    # SIMD codes a word come from SIMD cyclic banks of one line buffer: still II 1.
+    layer = CASES[case]
     x = np.arange(layer["in_h"] * layer["in_w"] * layer["in_c"]) % 256
-    _, rep = _run(tmp_path, layer, x, cycles=True)
+    _, rep = _run(tmp_path, layer, x, cycles=True, simd=simd)
     assert rep["violations"] == []
     loops = {l["loop"]: l for l in rep["layers"][-1]["loops"]}
     assert loops["SwgFill"]["ii"] == 1 and loops["SwgEmit"]["ii"] == 1
-    k, p, c = layer["kernel"], layer["pad"], layer["in_c"]
+    k, p, c = layer.get("kernel", layer.get("pool")), layer.get("pad", 0), layer["in_c"]
     assert loops["SwgFill"]["iterations"] == (layer["in_h"] + 2 * p) * (layer["in_w"] + 2 * p) * c
-    assert loops["SwgEmit"]["iterations"] == layer["out_h"] * layer["out_w"] * k * k * c
+    assert loops["SwgEmit"]["iterations"] == layer["out_h"] * layer["out_w"] * k * k * c // simd

@@ -8,7 +8,8 @@
 //   and Performance", UG1448 HLS 200-448: four stores to a dual-port memory
 //   give "Lower bound of II is 2"), a
 //   completely partitioned array is registers (no port limit), complete dim=1
-//   makes one 2-port bank per row, cyclic/block factor F makes F 2-port banks.
+//   makes one 2-port bank per row, cyclic/block factor F makes F 2-port banks
+//   (WQ_ROWS_CYCLIC: complete dim=1 and cyclic factor F dim=2, rows * F banks).
 //   An access to an address no registered array holds aborts the run, so no
 //   array escapes the count.
 // - Pipelined loops (WQ_PIPE). One iteration costs II cycles. An iteration
@@ -46,26 +47,33 @@
 
 namespace wq_cyc {
 
-enum kind_t { WQ_BRAM, WQ_REGS, WQ_ROWS, WQ_CYCLIC, WQ_BLOCK };
+enum kind_t { WQ_BRAM, WQ_REGS, WQ_ROWS, WQ_CYCLIC, WQ_BLOCK, WQ_ROWS_CYCLIC };
+
+// The element type under every array dimension (sizes the banks of a cyclic partition).
+template <class T> struct base_elem { typedef T type; };
+template <class T, size_t N> struct base_elem<T[N]> { typedef typename base_elem<T>::type type; };
 
 struct memory {
     std::string name;
     const char* base;
-    size_t bytes, unit;     // unit: sizeof(a[0]) (a row for WQ_ROWS, an element otherwise)
+    size_t bytes, unit;     // unit: sizeof(a[0]) (a row of a 2-D array, an element of a 1-D one)
+    size_t elem;            // sizeof one element under every dimension
     kind_t kind;
     unsigned factor;
     int first_bank;         // global id of bank 0
     unsigned banks() const {
         if (kind == WQ_ROWS) return unsigned(bytes / unit);
+        if (kind == WQ_ROWS_CYCLIC) return unsigned(bytes / unit) * factor;
         if (kind == WQ_CYCLIC || kind == WQ_BLOCK) return factor;
         return 1;
     }
     unsigned bank_of(const char* p) const {
         const size_t off = size_t(p - base);
-        const size_t elems = bytes / unit;
+        const size_t elems = bytes / elem;
         if (kind == WQ_ROWS) return unsigned(off / unit);
-        if (kind == WQ_CYCLIC) return unsigned((off / unit) % factor);
-        if (kind == WQ_BLOCK) return unsigned((off / unit) / ((elems + factor - 1) / factor));
+        if (kind == WQ_ROWS_CYCLIC) return unsigned(off / unit) * factor + unsigned((off % unit) / elem % factor);
+        if (kind == WQ_CYCLIC) return unsigned((off / elem) % factor);
+        if (kind == WQ_BLOCK) return unsigned((off / elem) / ((elems + factor - 1) / factor));
         return 0;
     }
 };
@@ -125,7 +133,8 @@ inline void fail(const std::string& what) {
 
 struct mem_guard {
     const char* base;
-    mem_guard(const void* b, size_t bytes, size_t unit, const char* name, kind_t kind, unsigned factor)
+    mem_guard(const void* b, size_t bytes, size_t unit, size_t elem, const char* name, kind_t kind,
+              unsigned factor)
         : base((const char*)b) {
         state& s = S();
         // Drop registrations this array overlaps (a dead stack array's, or its own).
@@ -134,7 +143,7 @@ struct mem_guard {
             else ++it;
         }
         memory m;
-        m.name = name; m.base = base; m.bytes = bytes; m.unit = unit; m.kind = kind;
+        m.name = name; m.base = base; m.bytes = bytes; m.unit = unit; m.elem = elem; m.kind = kind;
         m.factor = factor ? factor : 1;
         m.first_bank = int(s.banks.size());
         for (unsigned k = 0; k < m.banks(); k++) {

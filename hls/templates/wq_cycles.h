@@ -13,7 +13,8 @@
 //   WQ_MEM(a, KIND, F)      after an array's declaration: its ports, as its
 //                           ARRAY_PARTITION pragma makes them (KIND: WQ_BRAM,
 //                           WQ_REGS complete, WQ_ROWS complete dim=1,
-//                           WQ_CYCLIC / WQ_BLOCK with factor F)
+//                           WQ_CYCLIC / WQ_BLOCK with factor F, WQ_ROWS_CYCLIC:
+//                           complete dim=1 and cyclic factor F dim=2)
 //   WQ_LAYER(name)          the layer (or core part) the next cycles belong to
 #ifndef WQ_CYCLES_H
 #define WQ_CYCLES_H
@@ -26,8 +27,9 @@
     ::wq_cyc::pipe_iter WQ_CYC_CAT(wq_cyc_pipe_, __LINE__)(#label, (ii), (depth))
 #define WQ_SEQ(label) ::wq_cyc::seq_iter WQ_CYC_CAT(wq_cyc_seq_, __LINE__)(#label)
 #define WQ_MEM(a, kind, factor) \
-    ::wq_cyc::mem_guard WQ_CYC_CAT(wq_cyc_mem_, a)((const void*)(a), sizeof(a), sizeof((a)[0]), \
-                                                  #a, ::wq_cyc::kind, (factor))
+    ::wq_cyc::mem_guard WQ_CYC_CAT(wq_cyc_mem_, a)(                                             \
+        (const void*)(a), sizeof(a), sizeof((a)[0]),                                              \
+        sizeof(typename ::wq_cyc::base_elem<decltype(a)>::type), #a, ::wq_cyc::kind, (factor))
 #define WQ_LAYER(name) ::wq_cyc::set_layer(#name)
 // Pipeline depths the accounting charges once per loop entry: a MAC loop reads
 // its memories, multiplies and sums SIMD products in a tree; the others read,

@@ -8,7 +8,11 @@
 // (ARRAY_PARTITION dim=1), so no loop iteration touches a bank twice and both
 // loops hold II=1 (the cycle-accounting C-sim checks this, hls/cycles.py).
 // For each output pixel, row-major, it writes the window's kernel*kernel*in_c
-// codes in conv2d's fan-in order [ky][kx][ic], zero in the padding; a partial
+// codes in conv2d's fan-in order [ky][kx][ic], zero in the padding, `simd`
+// codes a word (code s in bits [s*data_bits, (s+1)*data_bits)), which is what a
+// matrix-vector unit with SIMD lanes takes a cycle; simd divides in_c, so one
+// word never spans two taps, and the line buffers are also split cyclically by
+// simd (dim=2) so that a word is one read of each of simd banks. A partial
 // window at the bottom/right edge is dropped (floor), as quant.graph says.
 //
 // This first form fills a row, then emits the windows that row completes; a
@@ -29,20 +33,26 @@ struct swg_config {
     static const unsigned pad = 0;     // zero rows/columns on each side
     static const unsigned out_h = 1;   // (in_h + 2*pad - kernel) / stride + 1
     static const unsigned out_w = 1;   // (in_w + 2*pad - kernel) / stride + 1
+    static const unsigned simd = 1;    // codes a word out; divides in_c
+    static const unsigned data_bits = 8;  // bits of one code
     typedef ap_uint<8> data_t;         // one code
+    typedef ap_uint<8> word_t;         // simd codes: ap_uint<simd * data_bits>
 };
 
 template <class CONFIG_T>
-void sliding_window(hls::stream<typename CONFIG_T::data_t>& in, hls::stream<typename CONFIG_T::data_t>& out) {
+void sliding_window(hls::stream<typename CONFIG_T::data_t>& in, hls::stream<typename CONFIG_T::word_t>& out) {
     static const unsigned K = CONFIG_T::kernel;
     static const unsigned C = CONFIG_T::in_c;
     static const unsigned P = CONFIG_T::pad;
     static const unsigned S = CONFIG_T::stride;
+    static const unsigned SIMD = CONFIG_T::simd;
+    static const unsigned B = CONFIG_T::data_bits;
     static const unsigned WP = CONFIG_T::in_w + 2 * P;   // padded row, pixels
     static const unsigned HP = CONFIG_T::in_h + 2 * P;   // padded rows
     typename CONFIG_T::data_t lines[K][WP * C];
     #pragma HLS ARRAY_PARTITION variable=lines complete dim=1
-    WQ_MEM(lines, WQ_ROWS, 0);
+    #pragma HLS ARRAY_PARTITION variable=lines cyclic factor=SIMD dim=2
+    WQ_MEM(lines, WQ_ROWS_CYCLIC, SIMD);
     unsigned slot = 0;   // line buffer of padded row r: r % K
 SwgRows:
     for (unsigned r = 0; r < HP; r++) {
@@ -65,12 +75,20 @@ SwgRows:
             const unsigned first = (slot + 1) % K;   // slot of padded row r + 1 - K
             unsigned ox = 0, ky = 0, kx = 0, ic = 0;
         SwgEmit:
-            for (unsigned j = 0; j < CONFIG_T::out_w * K * K * C; j++) {
+            for (unsigned j = 0; j < CONFIG_T::out_w * K * K * (C / SIMD); j++) {
                 #pragma HLS PIPELINE II = 1
                 WQ_PIPE(SwgEmit, 1, WQ_DEPTH);
                 const unsigned row = first + ky < K ? first + ky : first + ky - K;
-                out.write(WQ_AT(lines[row], (ox * S + kx) * C + ic));
-                if (++ic == C) {
+                typename CONFIG_T::word_t word = 0;
+            SwgLanes:
+                for (unsigned s = 0; s < SIMD; s++) {
+                    #pragma HLS UNROLL
+                    const typename CONFIG_T::data_t v = WQ_AT(lines[row], (ox * S + kx) * C + ic + s);
+                    word.range(s * B + B - 1, s * B) = v.range(B - 1, 0);
+                }
+                out.write(word);
+                ic += SIMD;
+                if (ic == C) {
                     ic = 0;
                     if (++kx == K) {
                         kx = 0;
