@@ -83,6 +83,14 @@ def measure(model_dir: str | Path, hls_dir: str | Path, n: int = 2, seed: int = 
     finally:
         core.close()
     rep["cycles_per_inference"] = rep.pop("cycles")
+    # The schedule is sequential; had the same layers been DATAFLOW stages, the
+    # slowest one would set the interval between inferences. Reported, not applied.
+    layers = [l for l in rep["layers"] if l["name"] not in ("core", "head", "reply")]
+    if layers:
+        slow = max(layers, key=lambda l: l["cycles"])
+        rep["dataflow_slowest_stage"] = {"layer": slow["name"], "cycles": slow["cycles"],
+                                         "note": "interval a DATAFLOW region of these layers would have; "
+                                                 "this core runs them one after another"}
     rep["cycles_each_inference"] = per
     rep["bit_exact"] = exact
     rep["n_images"] = n
@@ -97,6 +105,9 @@ def table(rep: dict) -> str:
         loops = ", ".join(f"{x['loop']} {x['ii']}/{x['ii_declared']}" for x in l["loops"] if x["pipelined"])
         lines.append(f"{l['name']:<16}{l['cycles']:>12,}  {loops}")
     lines.append(f"{'inference':<16}{rep['cycles_per_inference']:>12,}  ({rep['schedule']})")
+    if "dataflow_slowest_stage" in rep:
+        s = rep["dataflow_slowest_stage"]
+        lines.append(f"(as DATAFLOW stages the interval would be {s['cycles']:,} cycles, layer {s['layer']})")
     for v in rep["violations"]:
         lines.append(f"port over-subscription: layer {v['layer']}, loop {v['loop']}, array {v['array']}: "
                      f"{v['accesses']} accesses on {v['ports']} ports, II {v['ii_declared']} -> {v['ii_needed']}")

@@ -76,6 +76,7 @@ def test_instrumented_core_is_bit_exact_and_reports_relaxed_ii(tmp_path):
     rep = measure(tmp_path / "export", tmp_path / "hls", n=2)
     assert rep["bit_exact"]
     assert rep["schedule"] == "sequential"
+    assert rep["dataflow_slowest_stage"]["layer"] == "conv2"   # II 36: the slowest layer
     layers = {l["name"]: l for l in rep["layers"]}
     assert rep["cycles_per_inference"] == sum(l["cycles"] for l in rep["layers"])
     ii = {(name, x["loop"]): x["ii"] for name, l in layers.items() for x in l["loops"]}
