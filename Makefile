@@ -78,10 +78,12 @@ hls: $(STAMP)
 # Resources and speed on the XC7Z020, estimated from the layer graph; refuses what does not fit.
 estimate: $(STAMP)
 	$(PY) -m hls.estimate --model $(BUILD)/export --parallel $(BUILD)/hls/parallel.json \
-		--json $(BUILD)/hls/estimate.json
+		--json $(BUILD)/hls/estimate.json --cycles $(BUILD)/hls/cycles.json
 
+# Then the cycle-accounting build (-DWQ_CYCLES): cycles.json, and every port over-subscription.
 csim: hls-src
 	$(PY) -m hls.check --model $(BUILD)/export --hls $(BUILD)/hls
+	$(PY) -m hls.cycles --model $(BUILD)/export --hls $(BUILD)/hls --json $(BUILD)/hls/cycles.json
 
 # One synthesizable test top per layer kind, each with its vitis_hls script;
 # --csim runs every test bench against the golden replies with g++.
@@ -117,6 +119,7 @@ bench: $(STAMP)
 	$(PY) -m zybo_z7.rtl.synth --out build/bench/rtl_synth.json
 	$(PY) -m bench.hls_resources --out build/bench
 	$(PY) -m bench.csim_speed --out build/bench
+	$(PY) -m bench.hls_cycles --out build/bench
 	$(PY) -m bench.hls4ml_compare --out build/bench
 
 demo: $(STAMP)

@@ -23,6 +23,9 @@ LIB_NAME = "libwaferq_csim.so"
 CXXFLAGS = ["-O2", "-std=c++14", "-shared", "-fPIC", "-fno-gnu-unique", "-w"]
 SOURCES = ("waferq_top.cpp", "csim_api.cpp")
 HOOKS = "wq_csim_hooks.h"
+# The cycle-accounting build (hls/cycles.py): same sources, counted accesses.
+CYCLES_LIB = "libwaferq_cycles.so"
+CYCLES_SIM = "wq_cycles_sim.h"
 
 
 class BuildError(RuntimeError):
@@ -56,8 +59,9 @@ def _digest(fw: Path, flags: list[str]) -> str:
     return h.hexdigest()
 
 
-def build(hls_dir: str | Path) -> Path:
-    """Compile (when needed) and return the path of ``libwaferq_csim.so``."""
+def build(hls_dir: str | Path, cycles: bool = False) -> Path:
+    """Compile (when needed) and return the path of ``libwaferq_csim.so``, or with
+    ``cycles`` of ``libwaferq_cycles.so``, the cycle-accounting build (-DWQ_CYCLES)."""
     hls_dir = Path(hls_dir)
     fw = hls_dir / "firmware"
     missing = [s for s in (*SOURCES, HOOKS) if not (fw / s).is_file()]
@@ -66,14 +70,17 @@ def build(hls_dir: str | Path) -> Path:
     compiler, inc = gxx(), ap_types_dir()
     # The harness hooks (hls.generate CSIM_HOOKS) go into the C-sim library only.
     flags = CXXFLAGS + [f"-I{fw}", f"-I{inc}", "-include", str(fw / HOOKS)]
+    if cycles:
+        flags += ["-DWQ_CYCLES", "-include", str(fw / CYCLES_SIM)]
     out_dir = hls_dir / "csim"
     out_dir.mkdir(parents=True, exist_ok=True)
-    lib, stamp = out_dir / LIB_NAME, out_dir / (LIB_NAME + ".sha256")
+    name = CYCLES_LIB if cycles else LIB_NAME
+    lib, stamp = out_dir / name, out_dir / (name + ".sha256")
     digest = _digest(fw, flags)
     if lib.is_file() and stamp.is_file() and stamp.read_text() == digest:
         return lib
     # Build to a temporary name: a process that has the old library loaded keeps it intact.
-    tmp = out_dir / (LIB_NAME + ".tmp")
+    tmp = out_dir / (name + ".tmp")
     cmd = [compiler, *flags, "-o", str(tmp), *(str(fw / s) for s in SOURCES)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:

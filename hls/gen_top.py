@@ -37,6 +37,18 @@ def _memories(plans: list[LayerPlan]) -> list[str]:
     return out
 
 
+def _registrations(plans: list[LayerPlan]) -> list[str]:
+    out = []
+    for p in plans:
+        if not p.section_words:
+            continue
+        n = p.name
+        out.append(f"WQ_MEM({n}_shift, WQ_BRAM, 0);")
+        if p.kind in ("conv2d", "dwconv", "dense"):
+            out += [f"WQ_MEM({n}_b, WQ_BRAM, 0);", f"WQ_MEM({n}_w, WQ_ROWS, 0);"]
+    return out
+
+
 def _loader(plans: list[LayerPlan]) -> list[str]:
     out = []
     for p in [p for p in plans if p.section_words]:
@@ -59,20 +71,24 @@ def _dataflow(plans: list[LayerPlan], feature: dict | None) -> list[str]:
         n, fn = p.name, KINDS[p.kind][1]
         src = [_buf(i) for i in p.layer["inputs"]]
         out.append(f"static {p.out_t} {n}_out[{p.out_size}];")
+        out.append(f"WQ_MEM({n}_out, WQ_BRAM, 0);")
+        out.append(f"WQ_LAYER({n});")
         if p.kind in ("conv2d", "dwconv", "dense"):
-            call = f"{src[0]}, {n}_out, {n}_w, {n}_b, {n}_shift[0]"
+            call = f"{src[0]}, {n}_out, {n}_w, {n}_b, WQ_AT({n}_shift, 0)"
         elif p.kind in ("maxpool", "upsample"):
             call = f"{src[0]}, {n}_out"
         elif p.kind == "add":
             call = f"{src[0]}, {src[1]}, {n}_out, {n}_shift"
         else:  # gap, quant
-            call = f"{src[0]}, {n}_out, {n}_shift[0]"
+            call = f"{src[0]}, {n}_out, WQ_AT({n}_shift, 0)"
         out.append(f"wq::{fn}<{n}_config>({call});")
     last = plans[-1].name
-    out += ["LogitsOut:",
+    out += ["WQ_LAYER(head);",
+            "LogitsOut:",
             f"for (unsigned i = 0; i < {last}_config::n_out; i++) {{",
             "    #pragma HLS PIPELINE II = 1",
-            f"    logits[i] = {last}_out[i];  // wraps to int32",
+            "    WQ_PIPE(LogitsOut, 1, WQ_DEPTH);",
+            f"    WQ_AT(logits, i) = WQ_AT({last}_out, i);  // wraps to int32",
             "}"]
     if feature is not None:
         f = feature["name"]
@@ -92,6 +108,12 @@ def top_source(plans: list[LayerPlan], feature: dict | None) -> str:
         "",
         "// On-chip parameter memories, written by LOAD_WEIGHTS, read by INFER.",
         *_memories(plans),
+        "",
+        "#ifdef WQ_CYCLES",
+        "// Their ports for the cycle-accounting C-sim (hls/cycles.py): the weight",
+        "// memories are partitioned by PE (complete dim=1 in the layer templates).",
+        *_registrations(plans),
+        "#endif",
         "",
         "namespace {  // internal linkage: each generated core is self-contained",
         "",

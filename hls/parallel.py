@@ -19,6 +19,10 @@ import json
 from pathlib import Path
 
 
+# The widest ap_int/ap_uint without AP_INT_MAX_W (ap_int.h, UG1399).
+AP_INT_MAX_W = 1024
+
+
 def fan_in(layer: dict) -> int:
     if layer["type"] == "conv2d":
         k = layer["kernel"] ** 2
@@ -38,6 +42,15 @@ def check(layer: dict, pe: int, simd: int) -> None:
         raise ValueError(f"layer {name}: pe={pe} must divide its {out_channels(layer)} output channels")
     if simd < 1 or fan_in(layer) % simd:
         raise ValueError(f"layer {name}: simd={simd} must divide its fan-in of {fan_in(layer)}")
+    if layer["type"] in ("conv2d", "dense"):
+        # wq_loader.h keeps a weight word plus one blob word in an ap_uint; ap_int
+        # types stop at AP_INT_MAX_W = 1,024 bits (g++ and Vitis alike), beyond
+        # which the build aborts, so refuse the folding here with its reason.
+        bits = simd * layer["w_bits"] + 32
+        if bits > AP_INT_MAX_W:
+            raise ValueError(f"layer {name}: simd={simd} x {layer['w_bits']}-bit weights + 32 = {bits} "
+                             f"bits of loader buffer, over the {AP_INT_MAX_W:,}-bit ap_int limit; "
+                             f"use simd <= {(AP_INT_MAX_W - 32) // layer['w_bits']}")
 
 
 def load(layers: list[dict], path: str | Path | None = None) -> dict[str, dict]:

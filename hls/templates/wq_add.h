@@ -34,19 +34,21 @@ void add(const typename CONFIG_T::in_t a[CONFIG_T::out_h * CONFIG_T::out_w * CON
          const shift_t shifts[3]) {
     static const unsigned PE = CONFIG_T::pe;
     static const unsigned NPIX = CONFIG_T::out_h * CONFIG_T::out_w;
-    const shift_t sa = shifts[0], sb = shifts[1], so = shifts[2];
+    const shift_t sa = WQ_AT(shifts, 0), sb = WQ_AT(shifts, 1), so = WQ_AT(shifts, 2);
 AddPixels:
     for (unsigned i = 0; i < NPIX; i++) {
+        WQ_SEQ(AddPixels);
     AddNf:
         for (unsigned f = 0; f < CONFIG_T::nf; f++) {
             #pragma HLS PIPELINE II = 1
+            WQ_PIPE(AddNf, 1, WQ_DEPTH);
         AddPe:
             for (unsigned p = 0; p < PE; p++) {
                 #pragma HLS UNROLL
                 const unsigned j = i * CONFIG_T::out_c + f * PE + p;
-                const wide_t xa = requant<CONFIG_T::align_bits, false>(wide_t(a[j]), sa);
-                const wide_t xb = requant<CONFIG_T::align_bits, false>(wide_t(b[j]), sb);
-                out[j] = requant_out<CONFIG_T>(xa + xb, so);
+                const wide_t xa = requant<CONFIG_T::align_bits, false>(wide_t(WQ_AT(a, j)), sa);
+                const wide_t xb = requant<CONFIG_T::align_bits, false>(wide_t(WQ_AT(b, j)), sb);
+                WQ_AT(out, j) = requant_out<CONFIG_T>(xa + xb, so);
             }
         }
     }

@@ -17,6 +17,7 @@
 #include "ap_int.h"
 #include "hls_stream.h"
 #include "wq_axis.h"
+#include "wq_cycles.h"
 
 namespace wq {
 

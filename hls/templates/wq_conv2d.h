@@ -59,7 +59,7 @@ typename CONFIG_T::in_t window_at(const typename CONFIG_T::in_t in[CONFIG_T::in_
     const int ix = int(ox * CONFIG_T::stride + tap % CONFIG_T::kernel) - int(CONFIG_T::pad);
     if (iy < 0 || iy >= int(CONFIG_T::in_h) || ix < 0 || ix >= int(CONFIG_T::in_w))
         return typename CONFIG_T::in_t(0);
-    return in[(unsigned(iy) * CONFIG_T::in_w + unsigned(ix)) * CONFIG_T::in_c + ic];
+    return WQ_AT(in, (unsigned(iy) * CONFIG_T::in_w + unsigned(ix)) * CONFIG_T::in_c + ic);
 }
 
 // in:  [in_h][in_w][in_c] HWC; out: [out_h][out_w][out_c] HWC;
@@ -75,30 +75,35 @@ void conv2d(const typename CONFIG_T::in_t in[CONFIG_T::in_h * CONFIG_T::in_w * C
     static const unsigned SF = CONFIG_T::sf;
     typename CONFIG_T::accum_t acc[PE];
     #pragma HLS ARRAY_PARTITION variable=acc complete
+    WQ_MEM(acc, WQ_REGS, 0);
 ConvRows:
     for (unsigned oy = 0; oy < CONFIG_T::out_h; oy++) {
+        WQ_SEQ(ConvRows);
     ConvCols:
         for (unsigned ox = 0; ox < CONFIG_T::out_w; ox++) {
+            WQ_SEQ(ConvCols);
         ConvNf:
             for (unsigned nf = 0; nf < CONFIG_T::nf; nf++) {
+                WQ_SEQ(ConvNf);
             ConvBias:
                 for (unsigned p = 0; p < PE; p++) {
                     #pragma HLS UNROLL
-                    acc[p] = b[nf * PE + p];
+                    WQ_AT(acc, p) = WQ_AT(b, nf * PE + p);
                 }
             ConvSf:
                 for (unsigned sf = 0; sf < SF; sf++) {
                     #pragma HLS PIPELINE II = 1
+                    WQ_PIPE(ConvSf, 1, WQ_DEPTH_MAC(SIMD));
                 ConvPe:
                     for (unsigned p = 0; p < PE; p++) {
                         #pragma HLS UNROLL
-                        const typename CONFIG_T::wword_t word = w[p][nf * SF + sf];
+                        const typename CONFIG_T::wword_t word = WQ_AT(w[p], nf * SF + sf);
                     ConvSimd:
                         for (unsigned s = 0; s < SIMD; s++) {
                             #pragma HLS UNROLL
                             const typename CONFIG_T::in_t x =
                                 window_at<CONFIG_T>(in, oy, ox, sf * SIMD + s, CONFIG_T::in_c);
-                            acc[p] += lane_mul<CONFIG_T::mul_fabric>::template mul<typename CONFIG_T::accum_t>(
+                            WQ_AT(acc, p) += lane_mul<CONFIG_T::mul_fabric>::template mul<typename CONFIG_T::accum_t>(
                                 x, weight_at<typename CONFIG_T::weight_t, CONFIG_T::w_bits>(word, s));
                         }
                     }
@@ -106,8 +111,8 @@ ConvRows:
             ConvOut:
                 for (unsigned p = 0; p < PE; p++) {
                     #pragma HLS UNROLL
-                    out[(oy * CONFIG_T::out_w + ox) * CONFIG_T::out_c + nf * PE + p] =
-                        requant_out<CONFIG_T>(wide_t(acc[p]), shift);
+                    WQ_AT(out, (oy * CONFIG_T::out_w + ox) * CONFIG_T::out_c + nf * PE + p) =
+                        requant_out<CONFIG_T>(wide_t(WQ_AT(acc, p)), shift);
                 }
             }
         }

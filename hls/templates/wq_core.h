@@ -50,16 +50,17 @@ void pack_codes(const CODE_T codes[N], word_t words[WORDS]) {
 PackWords:
     for (unsigned i = 0; i < WORDS; i++) {
         #pragma HLS PIPELINE II = 1
+        WQ_PIPE(PackWords, 1, WQ_DEPTH);
         word_t v = 0;
     PackBytes:
         for (unsigned k = 0; k < 4; k++) {
             #pragma HLS UNROLL
             if (i * 4 + k < N) {
-                ap_int<8> code = codes[i * 4 + k];  // unsigned codes stay below 2**8
+                ap_int<8> code = WQ_AT(codes, i * 4 + k);  // unsigned codes stay below 2**8
                 v.range(8 * k + 7, 8 * k) = code.range(7, 0);
             }
         }
-        words[i] = v;
+        WQ_AT(words, i) = v;
     }
 }
 
@@ -87,9 +88,10 @@ void send_reply(hls::stream<axis_word>& tx, unsigned opcode, word_t tag,
 ReplyPayload:
     for (unsigned i = 0; i < MAX; i++) {
         #pragma HLS PIPELINE II = 1
+        WQ_PIPE(ReplyPayload, 1, WQ_DEPTH);
         if (i < len) {
-            sum += payload[i];
-            tx.write(axis_beat(payload[i], false));
+            sum += WQ_AT(payload, i);
+            tx.write(axis_beat(WQ_AT(payload, i), false));
         }
     }
     tx.write(axis_beat(sum, true));  // TLAST on the checksum, the reply's last word
@@ -98,7 +100,8 @@ ReplyPayload:
 template <unsigned MAX>
 void send_error(hls::stream<axis_word>& tx, word_t tag, unsigned code, word_t detail) {
     word_t p[MAX];
-    p[0] = code;
+    WQ_MEM(p, WQ_BRAM, 0);
+    p[0] = code;  // not counted: an error reply is no inference
     p[1] = detail;
     send_reply<MAX>(tx, WQ_OP_ERROR, tag, p, 2);
 }
@@ -112,6 +115,8 @@ template <class CONFIG_T, class MODEL_T>
 void handle_message(hls::stream<axis_word>& rx, hls::stream<axis_word>& tx, core_state& st) {
     static const unsigned MAXR = CONFIG_T::max_reply_words;
     static pixel_t image[CONFIG_T::n_pixels];
+    WQ_MEM(image, WQ_BRAM, 0);
+    WQ_LAYER(core);
 
     word_t n = 0;          // words seen, TLAST word included once it arrives
     word_t sum = 0;        // checksum of every word before the TLAST word
@@ -124,6 +129,7 @@ void handle_message(hls::stream<axis_word>& rx, hls::stream<axis_word>& tx, core
 RxWords:
     while (!done) {
         #pragma HLS PIPELINE II = 1
+        WQ_PIPE(RxWords, 1, WQ_DEPTH);
         WQ_RX_STALL(rx);
         axis_word w = rx.read();
         const word_t d = w.data;
@@ -152,7 +158,7 @@ RxWords:
                 for (unsigned k = 0; k < 4; k++) {
                     #pragma HLS UNROLL
                     const unsigned p = j * 4 + k;
-                    if (p < CONFIG_T::n_pixels) image[p] = d.range(8 * k + 7, 8 * k);
+                    if (p < CONFIG_T::n_pixels) WQ_AT(image, p) = d.range(8 * k + 7, 8 * k);
                 }
             }
         }
@@ -200,6 +206,7 @@ RxWords:
     }
 
     word_t p[MAXR];
+    WQ_MEM(p, WQ_BRAM, 0);
     if (op == WQ_OP_QUERY) {
         p[WQ_QUERY_TOPOLOGY_HASH] = CONFIG_T::topology_hash;
         p[WQ_QUERY_CORE_VERSION] = CONFIG_T::core_version;
@@ -222,16 +229,21 @@ RxWords:
     } else {
         logit_t logits[CONFIG_T::n_classes];
         word_t features[CONFIG_T::feature_alloc];
-        p[0] = MODEL_T::infer(image, logits, features);
+        WQ_MEM(logits, WQ_BRAM, 0);
+        WQ_MEM(features, WQ_BRAM, 0);
+        WQ_AT(p, 0) = MODEL_T::infer(image, logits, features);
+        WQ_LAYER(reply);
     ReplyLogits:
         for (unsigned i = 0; i < CONFIG_T::n_classes; i++) {
             #pragma HLS PIPELINE II = 1
-            p[1 + i] = logits[i];  // two's complement bits of the int32 logit
+            WQ_PIPE(ReplyLogits, 1, WQ_DEPTH);
+            WQ_AT(p, 1 + i) = WQ_AT(logits, i);  // two's complement bits of the int32 logit
         }
     ReplyFeatures:
         for (unsigned i = 0; i < CONFIG_T::feature_words; i++) {
             #pragma HLS PIPELINE II = 1
-            p[1 + CONFIG_T::n_classes + i] = features[i];
+            WQ_PIPE(ReplyFeatures, 1, WQ_DEPTH);
+            WQ_AT(p, 1 + CONFIG_T::n_classes + i) = WQ_AT(features, i);
         }
         send_reply<MAXR>(tx, WQ_OP_INFER | WQ_REPLY_BIT, tag, p,
                          1 + CONFIG_T::n_classes + CONFIG_T::feature_words);

@@ -49,33 +49,36 @@ void dense(const typename CONFIG_T::in_t in[CONFIG_T::n_in],
     static const unsigned SF = CONFIG_T::sf;
     typename CONFIG_T::accum_t acc[PE];
     #pragma HLS ARRAY_PARTITION variable=acc complete
+    WQ_MEM(acc, WQ_REGS, 0);
 DenseNf:
     for (unsigned nf = 0; nf < CONFIG_T::nf; nf++) {
+        WQ_SEQ(DenseNf);
     DenseBias:
         for (unsigned p = 0; p < PE; p++) {
             #pragma HLS UNROLL
-            acc[p] = b[nf * PE + p];
+            WQ_AT(acc, p) = WQ_AT(b, nf * PE + p);
         }
     DenseSf:
         for (unsigned sf = 0; sf < SF; sf++) {
             #pragma HLS PIPELINE II = 1
+            WQ_PIPE(DenseSf, 1, WQ_DEPTH_MAC(SIMD));
         DensePe:
             for (unsigned p = 0; p < PE; p++) {
                 #pragma HLS UNROLL
-                const typename CONFIG_T::wword_t word = w[p][nf * SF + sf];
+                const typename CONFIG_T::wword_t word = WQ_AT(w[p], nf * SF + sf);
             DenseSimd:
                 for (unsigned s = 0; s < SIMD; s++) {
                     #pragma HLS UNROLL
-                    acc[p] += lane_mul<CONFIG_T::mul_fabric>::template mul<typename CONFIG_T::accum_t>(
-                        in[sf * SIMD + s], weight_at<typename CONFIG_T::weight_t, CONFIG_T::w_bits>(word, s));
+                    WQ_AT(acc, p) += lane_mul<CONFIG_T::mul_fabric>::template mul<typename CONFIG_T::accum_t>(
+                        WQ_AT(in, sf * SIMD + s), weight_at<typename CONFIG_T::weight_t, CONFIG_T::w_bits>(word, s));
                 }
             }
         }
     DenseOut:
         for (unsigned p = 0; p < PE; p++) {
             #pragma HLS UNROLL
-            if (CONFIG_T::requant) out[nf * PE + p] = requant_out<CONFIG_T>(wide_t(acc[p]), shift);
-            else out[nf * PE + p] = typename CONFIG_T::out_t(acc[p]);
+            if (CONFIG_T::requant) WQ_AT(out, nf * PE + p) = requant_out<CONFIG_T>(wide_t(WQ_AT(acc, p)), shift);
+            else WQ_AT(out, nf * PE + p) = typename CONFIG_T::out_t(WQ_AT(acc, p));
         }
     }
 }
@@ -86,12 +89,13 @@ DenseNf:
 template <class CONFIG_T>
 word_t argmax(const typename CONFIG_T::out_t acc[CONFIG_T::n_out]) {
     word_t best = 0;
-    typename CONFIG_T::out_t best_v = acc[0];
+    typename CONFIG_T::out_t best_v = WQ_AT(acc, 0);
 ArgMax:
     for (unsigned o = 1; o < CONFIG_T::n_out; o++) {
         #pragma HLS PIPELINE II = 1
-        if (acc[o] > best_v) {
-            best_v = acc[o];
+        WQ_PIPE(ArgMax, 1, WQ_DEPTH);
+        if (WQ_AT(acc, o) > best_v) {
+            best_v = WQ_AT(acc, o);
             best = o;
         }
     }

@@ -26,24 +26,29 @@ void dwconv2d(const typename CONFIG_T::in_t in[CONFIG_T::in_h * CONFIG_T::in_w *
     static const unsigned C = CONFIG_T::in_c;
     typename CONFIG_T::accum_t acc[PE];
     #pragma HLS ARRAY_PARTITION variable=acc complete
+    WQ_MEM(acc, WQ_REGS, 0);
 DwRows:
     for (unsigned oy = 0; oy < CONFIG_T::out_h; oy++) {
+        WQ_SEQ(DwRows);
     DwCols:
         for (unsigned ox = 0; ox < CONFIG_T::out_w; ox++) {
+            WQ_SEQ(DwCols);
         DwNf:
             for (unsigned nf = 0; nf < CONFIG_T::nf; nf++) {
+                WQ_SEQ(DwNf);
             DwBias:
                 for (unsigned p = 0; p < PE; p++) {
                     #pragma HLS UNROLL
-                    acc[p] = b[nf * PE + p];
+                    WQ_AT(acc, p) = WQ_AT(b, nf * PE + p);
                 }
             DwSf:
                 for (unsigned sf = 0; sf < SF; sf++) {
                     #pragma HLS PIPELINE II = 1
+                    WQ_PIPE(DwSf, 1, WQ_DEPTH_MAC(SIMD));
                 DwPe:
                     for (unsigned p = 0; p < PE; p++) {
                         #pragma HLS UNROLL
-                        const typename CONFIG_T::wword_t word = w[p][nf * SF + sf];
+                        const typename CONFIG_T::wword_t word = WQ_AT(w[p], nf * SF + sf);
                         const unsigned c = nf * PE + p;
                     DwSimd:
                         for (unsigned s = 0; s < SIMD; s++) {
@@ -53,7 +58,7 @@ DwRows:
                             const unsigned tap = sf * SIMD + s;
                             const typename CONFIG_T::in_t x =
                                 window_at<CONFIG_T>(in, oy, ox, tap * C + c, C);
-                            acc[p] += lane_mul<CONFIG_T::mul_fabric>::template mul<typename CONFIG_T::accum_t>(
+                            WQ_AT(acc, p) += lane_mul<CONFIG_T::mul_fabric>::template mul<typename CONFIG_T::accum_t>(
                                 x, weight_at<typename CONFIG_T::weight_t, CONFIG_T::w_bits>(word, s));
                         }
                     }
@@ -61,8 +66,8 @@ DwRows:
             DwOut:
                 for (unsigned p = 0; p < PE; p++) {
                     #pragma HLS UNROLL
-                    out[(oy * CONFIG_T::out_w + ox) * C + nf * PE + p] =
-                        requant_out<CONFIG_T>(wide_t(acc[p]), shift);
+                    WQ_AT(out, (oy * CONFIG_T::out_w + ox) * C + nf * PE + p) =
+                        requant_out<CONFIG_T>(wide_t(WQ_AT(acc, p)), shift);
                 }
             }
         }

@@ -34,26 +34,29 @@ void gap(const typename CONFIG_T::in_t in[CONFIG_T::in_h * CONFIG_T::in_w * CONF
     static const unsigned NPIX = CONFIG_T::in_h * CONFIG_T::in_w;
     typename CONFIG_T::sum_t acc[PE];
     #pragma HLS ARRAY_PARTITION variable=acc complete
+    WQ_MEM(acc, WQ_REGS, 0);
 GapNf:
     for (unsigned f = 0; f < CONFIG_T::nf; f++) {
+        WQ_SEQ(GapNf);
     GapClear:
         for (unsigned p = 0; p < PE; p++) {
             #pragma HLS UNROLL
-            acc[p] = 0;
+            WQ_AT(acc, p) = 0;
         }
     GapPixels:
         for (unsigned i = 0; i < NPIX; i++) {
             #pragma HLS PIPELINE II = 1
+            WQ_PIPE(GapPixels, 1, WQ_DEPTH);
         GapPe:
             for (unsigned p = 0; p < PE; p++) {
                 #pragma HLS UNROLL
-                acc[p] += in[i * C + f * PE + p];
+                WQ_AT(acc, p) += WQ_AT(in, i * C + f * PE + p);
             }
         }
     GapOut:
         for (unsigned p = 0; p < PE; p++) {
             #pragma HLS UNROLL
-            out[f * PE + p] = requant_out<CONFIG_T>(wide_t(acc[p]), shift);
+            WQ_AT(out, f * PE + p) = requant_out<CONFIG_T>(wide_t(WQ_AT(acc, p)), shift);
         }
     }
 }

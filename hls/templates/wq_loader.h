@@ -30,7 +30,7 @@ namespace wq {
 template <class CONFIG_T>
 void load_shift_word(word_t word, word_t pos, shift_t shifts[CONFIG_T::n_shifts]) {
     #pragma HLS INLINE
-    if (pos < CONFIG_T::n_shifts) shifts[pos] = shift_t(word);
+    if (pos < CONFIG_T::n_shifts) WQ_AT(shifts, pos) = shift_t(word);
 }
 
 // A conv2d or dense layer. CONFIG_T: n_shifts, n_out, pe, simd, nf, sf,
@@ -50,11 +50,11 @@ void load_weighted_word(word_t word, word_t pos, shift_t shifts[CONFIG_T::n_shif
     static unsigned sf = 0, pe = 0, nf = 0, done = 0;  // where the next slice goes
     const unsigned first_w = CONFIG_T::n_shifts + CONFIG_T::n_out;
     if (pos < CONFIG_T::n_shifts) {
-        shifts[pos] = shift_t(word);
+        WQ_AT(shifts, pos) = shift_t(word);
         return;
     }
     if (pos < first_w) {
-        b[pos - CONFIG_T::n_shifts] = bias_t(word);
+        WQ_AT(b, pos - CONFIG_T::n_shifts) = bias_t(word);
         return;
     }
     if (pos == first_w) {  // first weight word: nothing carried from before
@@ -69,7 +69,7 @@ LoadSlices:
     for (unsigned k = 0; k < MAX_PER_WORD; k++) {
         #pragma HLS UNROLL
         if (nbits >= CHUNK && done < N_CHUNKS) {
-            w[pe][nf * CONFIG_T::sf + sf] = buf.range(CHUNK - 1, 0);
+            WQ_AT(w[pe], nf * CONFIG_T::sf + sf) = buf.range(CHUNK - 1, 0);
             buf >>= CHUNK;
             nbits -= CHUNK;
             done++;

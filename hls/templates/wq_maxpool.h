@@ -30,27 +30,30 @@ void maxpool2d(const typename CONFIG_T::data_t in[CONFIG_T::in_h * CONFIG_T::in_
     static const unsigned PE = CONFIG_T::pe;
 PoolRows:
     for (unsigned oy = 0; oy < CONFIG_T::out_h; oy++) {
+        WQ_SEQ(PoolRows);
     PoolCols:
         for (unsigned ox = 0; ox < CONFIG_T::out_w; ox++) {
+            WQ_SEQ(PoolCols);
         PoolNf:
             for (unsigned f = 0; f < CONFIG_T::nf; f++) {
                 #pragma HLS PIPELINE II = 1
+                WQ_PIPE(PoolNf, 1, WQ_DEPTH);
             PoolPe:
                 for (unsigned p = 0; p < PE; p++) {
                     #pragma HLS UNROLL
                     const unsigned c = f * PE + p;
                     // The window's first element seeds the max: right for signed codes too.
-                    typename CONFIG_T::data_t m = in[((oy * S) * CONFIG_T::in_w + ox * S) * C + c];
+                    typename CONFIG_T::data_t m = WQ_AT(in, ((oy * S) * CONFIG_T::in_w + ox * S) * C + c);
                 PoolWinY:
                     for (unsigned dy = 0; dy < Q; dy++) {
                     PoolWinX:
                         for (unsigned dx = 0; dx < Q; dx++) {
                             const typename CONFIG_T::data_t v =
-                                in[((oy * S + dy) * CONFIG_T::in_w + ox * S + dx) * C + c];
+                                WQ_AT(in, ((oy * S + dy) * CONFIG_T::in_w + ox * S + dx) * C + c);
                             if (v > m) m = v;
                         }
                     }
-                    out[(oy * CONFIG_T::out_w + ox) * C + c] = m;
+                    WQ_AT(out, (oy * CONFIG_T::out_w + ox) * C + c) = m;
                 }
             }
         }

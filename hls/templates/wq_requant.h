@@ -84,14 +84,16 @@ void quant(const typename CONFIG_T::in_t in[CONFIG_T::out_h * CONFIG_T::out_w * 
     static const unsigned NPIX = CONFIG_T::out_h * CONFIG_T::out_w;
 QuantPixels:
     for (unsigned p = 0; p < NPIX; p++) {
+        WQ_SEQ(QuantPixels);
     QuantFold:
         for (unsigned f = 0; f < CONFIG_T::nf; f++) {
             #pragma HLS PIPELINE II = 1
+            WQ_PIPE(QuantFold, 1, WQ_DEPTH);
         QuantPe:
             for (unsigned q = 0; q < PE; q++) {
                 #pragma HLS UNROLL
                 const unsigned i = p * CONFIG_T::out_c + f * PE + q;
-                out[i] = requant_out<CONFIG_T>(wide_t(in[i]), shift);
+                WQ_AT(out, i) = requant_out<CONFIG_T>(wide_t(WQ_AT(in, i)), shift);
             }
         }
     }

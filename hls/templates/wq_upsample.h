@@ -28,16 +28,19 @@ void upsample(const typename CONFIG_T::data_t in[CONFIG_T::in_h * CONFIG_T::in_w
     static const unsigned F = CONFIG_T::factor;
 UpRows:
     for (unsigned oy = 0; oy < CONFIG_T::out_h; oy++) {
+        WQ_SEQ(UpRows);
     UpCols:
         for (unsigned ox = 0; ox < CONFIG_T::out_w; ox++) {
+            WQ_SEQ(UpCols);
         UpNf:
             for (unsigned f = 0; f < CONFIG_T::nf; f++) {
                 #pragma HLS PIPELINE II = 1
+                WQ_PIPE(UpNf, 1, WQ_DEPTH);
             UpPe:
                 for (unsigned p = 0; p < PE; p++) {
                     #pragma HLS UNROLL
                     const unsigned c = f * PE + p;
-                    out[(oy * CONFIG_T::out_w + ox) * C + c] = in[((oy / F) * CONFIG_T::in_w + ox / F) * C + c];
+                    WQ_AT(out, (oy * CONFIG_T::out_w + ox) * C + c) = WQ_AT(in, ((oy / F) * CONFIG_T::in_w + ox / F) * C + c);
                 }
             }
         }

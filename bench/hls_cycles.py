@@ -1,0 +1,134 @@
+"""Cycles of every wafer-map model's core: the cycle-accounting C-sim against the estimate.
+
+    python -m bench.hls_cycles [--out build/bench] [--bits 8,4,2]
+
+For each model (the W4A4 CNN and the zoo families, ``bench.hls_resources``'
+list and folding: ``default_parallelism`` at W4A4, kept for every bit width)
+and weight/activation width, a random-weight core is built with -DWQ_CYCLES
+(``hls.cycles``) and run on one image, bit-exact against the integer
+reference. Next to the measured cycles: ``hls.estimate``'s modelled cycles and
+their gap, maps/s at 100 MHz from both, FINN's II=1 figure that the folding
+aims at (what the estimate claimed before issue 16), resources, and the port
+over-subscriptions found. Every figure is a model of the HLS schedule, not a
+synthesis or hardware result. Writes hls_cycles.json, hls_cycles.md and
+hls_cycles.png into --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+from bench.hls_resources import BENCH_BUDGET, MODELS, spec_of as _spec4
+from hls import estimate as E
+from hls import parallel
+from hls.cycles import measure
+from quant import zoo
+from quant.intmodel import random_model
+from quant.spec import CNNSpec
+
+# FINN's CNV-W1A1 on this part (XC7Z020, PYNQ-Z1 build): the reference point
+# issue 16 names for a streaming dataflow design.
+FINN_CNV_W1A1_IMG_S = 3020
+
+
+def spec_of(model: str, w: int, a: int):
+    if model == "wmcnn":
+        return CNNSpec.uniform(w, a)
+    return zoo.ZooSpec(model, w_bits=w, a_bits=a)
+
+
+def run(bits: list[int], work: Path, target: float = 3000.0) -> list[dict]:
+    rows = []
+    jobs = [(m, b) for m in MODELS for b in bits]
+    folds = {}
+    for model, b in tqdm(jobs, desc="cycle-accounting C-sim"):
+        if model not in folds:
+            budget = None if model == "wmcnn" else BENCH_BUDGET
+            folds[model] = E.default_parallelism(_spec4(model, 4).layers(), target, budget)
+        par = folds[model]
+        spec = spec_of(model, b, b)
+        try:
+            for l in spec.layers():
+                parallel.check(l, par[l["name"]]["pe"], par[l["name"]]["simd"])
+        except ValueError as e:  # the W4A4 folding cannot be built at this width
+            rows.append({"model": model, "bits": f"W{b}A{b}", "not_built": str(e), "parallel": par})
+            continue
+        d = work / f"{model}_{b}"
+        random_model(spec, seed=3).save(d / "export")
+        (d / "hls").mkdir(parents=True, exist_ok=True)
+        parallel.save(d / "hls" / "parallel.json", par)
+        rep = measure(d / "export", d / "hls", n=1)
+        est = E.estimate(spec.layers(), par)
+        s = E.summary(est, rep)
+        rows.append({"model": model, "bits": f"W{b}A{b}", "csim_cycles": rep["cycles_per_inference"],
+                     "est_cycles": est["cycles"], "gap": s["csim_gap"],
+                     "max_layer_gap": max(abs(g) for g in s["csim_layer_gap"].values()),
+                     "csim_maps_per_s": est["f_clk_hz"] / rep["cycles_per_inference"],
+                     "est_maps_per_s": est["maps_per_s"], "finn_formula_maps_per_s": est["ideal_maps_per_s"],
+                     "lut": s["lut"], "ff": s["ff"], "bram36": s["bram36"], "dsp": s["dsp"], "fits": s["fits"],
+                     "bit_exact": rep["bit_exact"], "violations": rep["violations"], "parallel": par})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| model | bits | C-sim cycles | estimate | gap | C-sim maps/s | FINN-formula maps/s (old claim) "
+             "| LUT | BRAM36 | DSP | port over-subscriptions |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if "not_built" in r:
+            lines.append(f"| {r['model']} | {r['bits']} | not built: {r['not_built']} |" + " |" * 8)
+            continue
+        lines.append(f"| {r['model']} | {r['bits']} | {r['csim_cycles']:,} | {r['est_cycles']:,} | "
+                     f"{r['gap']:+.1%} | {r['csim_maps_per_s']:,.0f} | {r['finn_formula_maps_per_s']:,.0f} | "
+                     f"{r['lut']:,} | {r['bram36']:g} | {r['dsp']} | {len(r['violations'])} |")
+    lines.append(f"\nAnchor: FINN's CNV-W1A1 streams {FINN_CNV_W1A1_IMG_S:,} img/s on the XC7Z020. "
+                 "All figures above are modelled at 100 MHz, not synthesized.")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if "not_built" not in r]
+    labels = [f"{r['model']}\n{r['bits']}" for r in rows]
+    x = range(len(rows))
+    fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.7), 4))
+    ax.bar([i - 0.2 for i in x], [r["csim_maps_per_s"] for r in rows], 0.4, label="cycle-accounting C-sim")
+    ax.bar([i + 0.2 for i in x], [r["finn_formula_maps_per_s"] for r in rows], 0.4,
+           label="FINN II=1 formula (old estimate)")
+    ax.axhline(FINN_CNV_W1A1_IMG_S, color="grey", ls="--", lw=0.8, label="FINN CNV-W1A1 on XC7Z020")
+    ax.set_yscale("log")
+    ax.set_ylabel("maps/s at 100 MHz (modelled)")
+    ax.set_xticks(list(x))
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=Path("build/bench"))
+    ap.add_argument("--bits", default="8,4,2", help="weight = activation widths, comma separated")
+    args = ap.parse_args(argv)
+    bits = [int(b) for b in args.bits.split(",")]
+    with tempfile.TemporaryDirectory(prefix="wq_cycles_") as tmp:
+        rows = run(bits, Path(tmp))
+    args.out.mkdir(parents=True, exist_ok=True)
+    md = markdown(rows)
+    print(md)
+    (args.out / "hls_cycles.json").write_text(json.dumps(rows, indent=1))
+    (args.out / "hls_cycles.md").write_text(md + "\n")
+    plot(rows, args.out / "hls_cycles.png")
+    bad = [r for r in rows if "not_built" not in r and not r["bit_exact"]]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

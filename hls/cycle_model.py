@@ -1,0 +1,122 @@
+"""Cycles of the generated core as its templates are written, by formula.
+
+The figures mirror, loop by loop, what the cycle-accounting C-sim
+(``hls/cycles.py``; model stated in ``hls/cycles/wq_cycles_sim.h``) counts:
+
+- a pipelined loop entered ``entries`` times for ``iters`` iterations in all
+  costs ``iters * II + entries * (depth - II)``, with ``II`` the declared 1
+  relaxed to ``ceil(distinct addresses of one 2-port bank per iteration / 2)``;
+  depth ``PIPE_DEPTH`` (+ ``ceil(log2 simd)`` for a multiply-accumulate loop);
+- a loop that is not pipelined costs 1 cycle an iteration plus its straight-line
+  accesses, ``ceil(n / 2)`` for n addresses of one bank;
+- layers run one after another (no DATAFLOW), so an inference is their sum.
+
+Per iteration, with the layer's ``pe`` and ``simd``:
+
+- conv2d: ConvSf reads ``simd`` window elements from the unpartitioned input
+  array (II ``ceil(simd / 2)``), runs once per (pixel, output group), and each
+  ConvNf iteration reads ``pe`` biases and writes ``pe`` outputs;
+- depthwise: ``pe * simd`` window elements a DwSf iteration;
+- dense: DenseSf reads ``simd`` inputs, once per output group;
+- maxpool: ``pe * pool**2`` window elements a PoolNf iteration, once per pixel;
+- gap, add, upsample, quant: ``pe`` elements an iteration of each array;
+- the RX loop: II from the most writes one stream word makes into one memory
+  (4 image pixels a word; the loader's slices, simulated word by word).
+"""
+from __future__ import annotations
+
+import math
+
+from hls import parallel
+from protocol import stream as S
+from quant.blob import _n_weights
+from quant.graph import shift_names
+
+PIPE_DEPTH = 4   # wq_cycles.h WQ_DEPTH
+PORTS = 2        # one BRAM bank
+
+
+def _ii(distinct: int) -> int:
+    return max(1, math.ceil(distinct / PORTS))
+
+
+def pipelined(iters: int, entries: int, ii: int, depth: int = PIPE_DEPTH) -> int:
+    return iters * ii + entries * (max(depth, ii) - ii) if iters else 0
+
+
+def _seq(iters: int, accesses: int = 0) -> int:
+    return iters * (1 + math.ceil(accesses / PORTS))
+
+
+def layer_cycles(layer: dict, pe: int, simd: int) -> dict:
+    """{"cycles", "ii"} of one layer as hls/templates write it."""
+    t = layer["type"]
+    oh, ow = layer["out_h"], layer["out_w"]
+    pix = oh * ow
+    c = parallel.out_channels(layer)
+    nf = c // pe
+    shift_reads = 0
+    if t in ("conv2d", "dense"):
+        sf = parallel.fan_in(layer) // simd
+        depth = PIPE_DEPTH + math.ceil(math.log2(simd)) if simd > 1 else PIPE_DEPTH
+        dw = t == "conv2d" and layer["groups"] > 1
+        ii = _ii(pe * simd if dw else simd)
+        if t == "dense":
+            cyc = pipelined(nf * sf, nf, ii, depth) + _seq(nf, pe)
+        else:
+            cyc = pipelined(pix * nf * sf, pix * nf, ii, depth) + _seq(pix * nf, pe) + _seq(pix) + _seq(oh)
+        shift_reads = 1
+    elif t == "maxpool":
+        q = layer["pool"]
+        ii = max(_ii(pe * q * q), _ii(pe))
+        cyc = pipelined(pix * nf, pix, ii) + _seq(pix) + _seq(oh)
+    elif t == "gap":
+        ii = _ii(pe)
+        cyc = pipelined(nf * layer["in_h"] * layer["in_w"], nf, ii) + _seq(nf, pe)
+        shift_reads = 1
+    elif t in ("add", "quant"):
+        ii = _ii(pe)
+        cyc = pipelined(pix * nf, pix, ii) + _seq(pix)
+        shift_reads = 3 if t == "add" else 1
+    elif t == "upsample":
+        ii = _ii(pe)
+        cyc = pipelined(pix * nf, pix, ii) + _seq(pix) + _seq(oh)
+    else:
+        raise ValueError(f"layer {layer['name']}: no cycle model for type {t}")
+    return {"cycles": cyc + math.ceil(shift_reads / PORTS), "ii": ii}
+
+
+def loader_writes(layer: dict, pe: int, simd: int) -> int:
+    """Most writes one blob word makes into one weight bank (wq_loader.h routing)."""
+    if layer["type"] not in ("conv2d", "dense"):
+        return 1
+    chunk = simd * layer["w_bits"]
+    n_chunks = _n_weights(layer) // simd
+    sf = parallel.fan_in(layer) // simd
+    n_words = (_n_weights(layer) * layer["w_bits"] + 31) // 32
+    nbits = done = worst = 0
+    for _ in range(n_words):
+        nbits += 32
+        banks: dict[int, int] = {}
+        while nbits >= chunk and done < n_chunks:
+            b = (done // sf) % pe
+            banks[b] = banks.get(b, 0) + 1
+            nbits -= chunk
+            done += 1
+        worst = max([worst, *banks.values()])
+    return max(worst, 1)
+
+
+def core_cycles(layers: list[dict], par: dict, n_pixels: int, n_classes: int,
+                feature_words: int = 0, feature_elems: int = 0) -> dict:
+    """The parts outside the layers: RX loop, logits/argmax head, reply."""
+    writes = max([min(4, n_pixels)] + [loader_writes(l, par[l["name"]]["pe"], par[l["name"]]["simd"])
+                                       for l in layers if shift_names(l)])
+    rx_ii = _ii(writes)
+    rx = pipelined(S.infer_words(n_pixels) + S.HEADER_WORDS + S.TRAILER_WORDS, 1, rx_ii)
+    head = pipelined(n_classes, 1, 1) + pipelined(n_classes - 1, 1, 1) + 1
+    if feature_words:
+        head += pipelined(feature_words, 1, _ii(min(4, feature_elems)))
+    max_reply = max(len(S.QUERY_FIELDS), 1 + n_classes + feature_words, 2)
+    reply = pipelined(n_classes, 1, 1) + pipelined(feature_words, 1, 1) + pipelined(max_reply, 1, 1)
+    return {"rx": rx, "rx_ii": rx_ii, "head": head, "reply": reply, "cycles": rx + head + reply}
