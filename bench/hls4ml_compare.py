@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from hls import hls4ml_flow as F
-from quant import zoo
+from contract import zoo
 
 MODELS = ("wmcnn", *zoo.WAFER_FAMILIES)
 FEATURES = [

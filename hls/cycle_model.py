@@ -29,8 +29,8 @@ import math
 
 from hls import parallel
 from protocol import stream as S
-from quant.blob import _n_weights
-from quant.graph import shift_names
+from contract.blob import _n_weights
+from contract.graph import shift_names
 
 PIPE_DEPTH = 4   # wq_cycles.h WQ_DEPTH
 PORTS = 2        # one BRAM bank

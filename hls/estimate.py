@@ -2,7 +2,7 @@
 
     python -m hls.estimate --model build/X/export [--parallel build/X/hls/parallel.json]
 
-Inputs: the layer graph (``quant.graph``) and the per-layer folding
+Inputs: the layer graph (``contract.graph``) and the per-layer folding
 (``hls.parallel``: ``pe`` output channels and ``simd`` fan-in elements a
 cycle). Every number below is a formula of those; the constants are named.
 The device is the XC7Z020: 53,200 LUT, 106,400 FF, 280 BRAM18 (140 BRAM36),
@@ -89,8 +89,8 @@ from pathlib import Path
 
 from hls import cycle_model, parallel
 from protocol import stream as S
-from quant.blob import _n_weights
-from quant.graph import INPUT
+from contract.blob import _n_weights
+from contract.graph import INPUT
 
 DEVICE = {"lut": 53_200, "ff": 106_400, "bram18": 280, "dsp": 220}   # XC7Z020 (DS190)
 RESOURCES = ("bram18", "dsp", "lut", "ff")
@@ -371,7 +371,7 @@ def ensure_parallel(layers: list[dict], path: str | Path) -> dict[str, dict]:
 
 
 def main(argv=None) -> int:
-    from quant.intmodel import IntModel
+    from contract.intmodel import IntModel
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="export folder (model.json)")

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from protocol import stream as S
-from quant import blob
-from quant.graph import INPUT, has_section, shift_names
-from quant.spec import INPUT_BITS
+from contract import blob
+from contract.graph import INPUT, has_section, shift_names
+from contract.spec import INPUT_BITS
 
 from hls import parallel
 from hls.estimate import uses_dsp

@@ -1,6 +1,6 @@
 """Generate the HLS C++ of one model's accelerator core from its export folder.
 
-Reads ``<model_dir>/model.json`` (written by ``quant.intmodel.IntModel.save``)
+Reads ``<model_dir>/model.json`` (written by ``contract.intmodel.IntModel.save``)
 and ``<out_dir>/parallel.json`` (``hls.parallel``; absent: PE = SIMD = 1) and
 writes ``<out_dir>/firmware/``:
 
@@ -40,7 +40,7 @@ import sys
 from pathlib import Path
 
 from protocol import codegen
-from quant.intmodel import topology_hash
+from contract.intmodel import topology_hash
 
 from hls import parallel
 from hls.gen_config import config_header, feature_words, plan

@@ -21,7 +21,7 @@ export), and writes:
 - ``<hls>/tb/tb_stimulus.dat``, ``tb_expected.dat``: one message a line,
                               ``<n_words> <word> ...`` in hex, TLAST on the last
                               word. Requests are ``protocol.stream`` messages
-                              (the blob is ``quant.blob.pack``); expected
+                              (the blob is ``contract.blob.pack``); expected
                               replies come from ``hls.refcore.RefCore``.
 
 ``firmware/csim_api.cpp`` is the ctypes harness of ``hls.csim``, not a design
@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from protocol import stream as S
-from quant import blob
-from quant.intmodel import IntModel
+from contract import blob
+from contract.intmodel import IntModel
 from zybo_z7 import board as board_facts
 
 TOP = "waferq_top"

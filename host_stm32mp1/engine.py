@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from host_stm32mp1 import readers
-from host_stm32mp1 import reject as R
+from contract import reject as R
 from host_stm32mp1.boards import BoardPool
 from host_stm32mp1.client import BoardError
-from host_stm32mp1.preprocess import to_model_input
+from contract.preprocess import to_model_input
 from protocol import wire as W
 
 log = logging.getLogger("waferq.host")

@@ -1,7 +1,7 @@
 """Export a trained ``GraphNet`` to QONNX and to the integer model.
 
 ``build/<model>/export/`` receives ``model.qonnx.onnx`` plus the integer model
-files (``model.json``, ``weights.npz``, ``weights.bin``; see quant.intmodel).
+files (``model.json``, ``weights.npz``, ``weights.bin``; see contract.intmodel).
 
 Layout changes on the way: Brevitas convolves NCHW with OIHW weights and
 flattens C,H,W before the dense layer; the integer model and the accelerator
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quant.intmodel import IntModel
+from contract.intmodel import IntModel
 from quant.model import GraphNet, to_input
 
 

@@ -28,8 +28,8 @@ import pytest
 
 from protocol import ioctl as IOC
 from protocol import stream as S
-from quant.intmodel import random_model
-from quant.spec import CNNSpec
+from contract.intmodel import random_model
+from contract.spec import CNNSpec
 from driver_helpers import msg_lib
 from wq_service_helpers import run_host, service
 from zybo_z7 import backends as B

@@ -2,8 +2,8 @@
 import pytest
 
 from hls import estimate as E
-from quant import zoo
-from quant.spec import CNNSpec
+from contract import zoo
+from contract.spec import CNNSpec
 
 
 def test_memory_shapes():
@@ -104,7 +104,7 @@ def test_generated_multipliers_are_what_the_estimate_counts(spec, tmp_path):
 
     from hls import parallel
     from hls.gen_config import config_header, plan
-    from quant.intmodel import random_model
+    from contract.intmodel import random_model
 
     import json
 

@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from host_stm32mp1.preprocess import to_model_input
-from quant.intmodel import IntModel, random_model
-from quant.spec import CNNSpec
+from contract.preprocess import to_model_input
+from contract.intmodel import IntModel, random_model
+from contract.spec import CNNSpec
 from test_host_formats import bbox, g85_xml, stdf_for, wafer
 from test_host_store import pg_url  # noqa: F401 - the PostgreSQL fixture
 from wq_service_helpers import run_host, service

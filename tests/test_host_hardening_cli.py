@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from quant import metrics
-from quant.intmodel import IntModel, random_model
-from quant.spec import CNNSpec
+from contract.intmodel import IntModel, random_model
+from contract.spec import CNNSpec
 from test_host_formats import g85_xml, stdf_for, wafer
 from wq_service_helpers import run_host, service
 

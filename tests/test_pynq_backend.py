@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from protocol import stream as S
-from quant import blob
-from quant.intmodel import IntModel, random_model
-from quant.spec import CNNSpec
+from contract import blob
+from contract.intmodel import IntModel, random_model
+from contract.spec import CNNSpec
 from zybo_z7 import board as board_facts
 from zybo_z7 import pynq_backend as PB
 

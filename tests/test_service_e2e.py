@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from host_stm32mp1.client import BoardClient, BoardError
-from host_stm32mp1.preprocess import to_model_input
+from contract.preprocess import to_model_input
 from protocol import wire as W
-from quant.intmodel import IntModel, random_model
-from quant.spec import CNNSpec
+from contract.intmodel import IntModel, random_model
+from contract.spec import CNNSpec
 from wq_service_helpers import run_host, service
 
 N_MAPS = 200

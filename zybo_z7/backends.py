@@ -36,7 +36,7 @@ DEFAULT_DEVICE = "/dev/waferq0"
 
 
 def load_spec(model_dir):
-    from quant.spec import spec_from_dict
+    from contract.spec import spec_from_dict
 
     path = Path(model_dir) / "model.json"
     try:

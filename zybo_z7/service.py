@@ -37,7 +37,7 @@ import numpy as np
 from protocol import auth as A
 from protocol import stream as S
 from protocol import wire as W
-from quant import blob
+from contract import blob
 from zybo_z7.backends import Accelerator, load_spec, make_backend
 from zybo_z7.server import INTERNAL, Handler, Limits, Service  # noqa: F401 (re-exported)
 
@@ -50,7 +50,7 @@ class Board:
     def __init__(self, accel: Accelerator, classes=(), layers=None):
         self.accel = accel
         self.classes = tuple(classes)
-        self.layers = layers            # for the blob's range checks (quant.blob)
+        self.layers = layers            # for the blob's range checks (contract.blob)
         self.lock = threading.Lock()
         self.weight_loads = 0
         self.info = accel.query()

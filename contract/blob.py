@@ -1,9 +1,9 @@
 """The weight blob: the LOAD_WEIGHTS payload that the host sends at run time.
 
 Layout, 32-bit little-endian words, one section per layer with run-time
-parameters (``quant.graph.has_section``), in execution order::
+parameters (``contract.graph.has_section``), in execution order::
 
-    shift(s)     int32 words, ``quant.graph.shift_names`` (1, or 3 for add;
+    shift(s)     int32 words, ``contract.graph.shift_names`` (1, or 3 for add;
                  0 for the logits layer)
     bias         conv2d and dense only: out_features words, int32
     weights      conv2d and dense only: the layer's int weights in their
@@ -20,7 +20,7 @@ the values: every shift within SHIFT_MIN..SHIFT_MAX (0 where the layer does
 not requantize), and the logits layer's biases small enough that a logit
 fits the int32 it travels in. The service runs it before a blob reaches the
 accelerator; the core and the reference give identical answers even for a
-blob that fails it (hls/templates/wq_requant.h, quant.intmodel.rshift_rhe).
+blob that fails it (hls/templates/wq_requant.h, contract.intmodel.rshift_rhe).
 """
 from __future__ import annotations
 
@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from protocol.stream import checksum as _checksum
-from quant.graph import WEIGHTED, has_section, shift_names, weight_shape
+from contract.graph import WEIGHTED, has_section, shift_names, weight_shape
 
 if TYPE_CHECKING:
-    from quant.intmodel import IntModel
+    from contract.intmodel import IntModel
 
 
 # Shifts the export and the core agree on: a right shift of 62 already maps

@@ -8,7 +8,7 @@ Files in ``build/<model>/export/``:
 - ``weights.npz``: per layer ``<name>.w`` (int8, conv [O][KH][KW][I], dense
   [O][I] with I in HWC flatten order), ``<name>.b`` (int32 [O]) and
   ``<name>.shift`` (int32 scalar).
-- ``weights.bin``: the weight blob (see ``quant.blob``), sent by the host.
+- ``weights.bin``: the weight blob (see ``contract.blob``), sent by the host.
 
 Arithmetic (all integer): a conv or dense layer computes
 ``acc = sum(x_q * w_q) + b_q`` in int64 (the accelerator uses wide enough
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from quant.graph import INPUT, has_section, weight_shape
-from quant.spec import INPUT_BITS, INPUT_SCALE_LOG2, CNNSpec, spec_from_dict
+from contract.graph import INPUT, has_section, weight_shape
+from contract.spec import INPUT_BITS, INPUT_SCALE_LOG2, CNNSpec, spec_from_dict
 
 
 # As in hls/templates/wq_requant.h: a right shift past 62 gives what 62 gives
@@ -77,7 +77,7 @@ class IntModel:
 
     # --- files -----------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
-        from quant import blob
+        from contract import blob
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,10 @@
 """The layer graph: one list of plain dicts that every stage builds from.
 
-A model family (``quant.spec``, ``quant.zoo``) describes its topology with a
+A model family (``contract.spec``, ``contract.zoo``) describes its topology with a
 ``GraphBuilder``; the result is a list of layers in execution order. The
 Brevitas model is instantiated from that list (``quant.model.GraphNet``), the
-integer reference executes it (``quant.intmodel``), the blob packs it
-(``quant.blob``) and the HLS generator instantiates templates for it.
+integer reference executes it (``contract.intmodel``), the blob packs it
+(``contract.blob``) and the HLS generator instantiates templates for it.
 
 Tensors are HWC. Every layer has::
 
