@@ -6,7 +6,7 @@ Inputs: the layer graph (``contract.graph``) and the per-layer folding
 (``hls.parallel``: ``pe`` output channels and ``simd`` fan-in elements a
 cycle). Every number below is a formula of those; the constants are named.
 The device is the XC7Z020: 53,200 LUT, 106,400 FF, 280 BRAM18 (140 BRAM36),
-220 DSP48E1; the clock is board.toml's FCLK0 (100 MHz).
+220 DSP48E1 (contract/board.toml [device]); the clock is its FCLK0 (100 MHz).
 
 Memories (one per array of the generated C++; no sharing between layers):
 
@@ -90,9 +90,10 @@ from pathlib import Path
 from hls import cycle_model, parallel
 from protocol import stream as S
 from contract.blob import _n_weights
+from contract import board
 from contract.graph import INPUT
 
-DEVICE = {"lut": 53_200, "ff": 106_400, "bram18": 280, "dsp": 220}   # XC7Z020 (DS190)
+DEVICE = board.load().device   # XC7Z020 (DS190), contract/board.toml [device]
 RESOURCES = ("bram18", "dsp", "lut", "ff")
 BRAM18_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
 LUTRAM_DEPTH = 64
@@ -112,8 +113,6 @@ class DoesNotFit(ValueError):
 
 
 def clock_hz() -> int:
-    from zybo_z7 import board
-
     return board.load().fclk0_hz
 
 

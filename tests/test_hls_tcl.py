@@ -16,7 +16,7 @@ from hls import tcl
 from hls.generate import generate
 from contract.intmodel import random_model
 from contract.spec import CNNSpec
-from zybo_z7 import board
+from contract import board
 
 import tcl_stubs
 
