@@ -126,6 +126,10 @@ def memory(width: int, depth: int) -> tuple[int, int]:
 
 
 def acc_bits(fan_in: int, in_bits: int, w_bits: int) -> int:
+    """Signed width of accum_t (the generated C++, hls/gen_config.py) and of the
+    estimate's accumulators: it holds any sum of fan_in products of an input code
+    (ap_uint<in_bits>, at most 2**in_bits - 1) and a weight (ap_int<w_bits>, at
+    least -2**(w_bits - 1)) plus an int32 bias, and one bit less would not."""
     bound = fan_in * ((1 << in_bits) - 1) * (1 << (w_bits - 1)) + (1 << 31)
     return bound.bit_length() + 1
 
