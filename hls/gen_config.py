@@ -18,7 +18,7 @@ from contract.spec import INPUT_BITS
 from hls import parallel
 from hls.estimate import acc_bits, uses_dsp
 
-CORE_VERSION = 1  # hls.refcore.CORE_VERSION; kept literal to avoid importing the reference
+CORE_VERSION = 1  # what QUERY reports; the reference core (hls/refcore.py) reads it here
 INPUT_T = f"ap_uint<{INPUT_BITS}>"
 
 # layer type -> (template base struct, template function, header)

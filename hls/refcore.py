@@ -33,8 +33,7 @@ from protocol import stream as S
 from contract import blob
 from contract.intmodel import IntModel
 from contract.spec import CNNSpec
-
-CORE_VERSION = 1
+from hls.gen_config import CORE_VERSION
 
 
 class RefCore:
