@@ -54,7 +54,7 @@ def time_csim(export_dir: Path, hls_dir: Path, im, x: np.ndarray) -> tuple[np.nd
 
 
 def run(family: str, n: int, out: Path) -> dict:
-    from hls.hls4ml_flow import make_model, make_spec
+    from bench.hls4ml_flow import make_model, make_spec
     from quant.model import to_input
 
     spec = make_spec(family, 4, 4)

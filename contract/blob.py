@@ -50,7 +50,7 @@ def section_layers(layers: list[dict]) -> list[dict]:
     return [layer for layer in layers if has_section(layer)]
 
 
-def _n_weights(layer: dict) -> int:
+def n_weights(layer: dict) -> int:
     return int(np.prod(weight_shape(layer))) if layer["type"] in WEIGHTED else 0
 
 
@@ -59,7 +59,7 @@ def _n_out(layer: dict) -> int:
 
 
 def section_words(layer: dict) -> int:
-    return len(shift_names(layer)) + _n_out(layer) + (_n_weights(layer) * layer.get("w_bits", 0) + 31) // 32
+    return len(shift_names(layer)) + _n_out(layer) + (n_weights(layer) * layer.get("w_bits", 0) + 31) // 32
 
 
 def blob_words(layers: list[dict]) -> int:
@@ -108,7 +108,7 @@ def unpack(layers: list[dict], words: np.ndarray) -> dict[str, np.ndarray]:
         raise ValueError(f"weight blob has {words.size} words, the topology needs {expected}")
     out, pos = {}, 0
     for layer in section_layers(layers):
-        name, n_out, n_w = layer["name"], _n_out(layer), _n_weights(layer)
+        name, n_out, n_w = layer["name"], _n_out(layer), n_weights(layer)
         for key in shift_names(layer):
             out[f"{name}.{key}"] = words[pos:pos + 1].view(np.int32)[0].copy()
             pos += 1

@@ -89,7 +89,7 @@ from pathlib import Path
 
 from hls import cycle_model, parallel
 from protocol import stream as S
-from contract.blob import _n_weights
+from contract.blob import n_weights
 from contract import board
 from contract.graph import INPUT
 
@@ -158,7 +158,7 @@ def layer_estimate(layer: dict, pe: int, simd: int, out_lanes: int) -> dict:
          "lut": CTRL_LUT, "ff": CTRL_FF, "dsp": 0, "bram18_weights": 0, "bram18_acts": 0}
     if kind in ("conv2d", "dense"):
         wb, fi, lanes = layer["w_bits"], parallel.fan_in(layer), pe * simd
-        wbr, wlut = memory(simd * wb, _n_weights(layer) // lanes)
+        wbr, wlut = memory(simd * wb, n_weights(layer) // lanes)
         bbr, blut = memory(pe * 32, c // pe)
         r["bram18_weights"] = pe * wbr + bbr
         r["lut"] += pe * wlut + blut

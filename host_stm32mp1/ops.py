@@ -12,7 +12,7 @@ import numpy as np
 
 from host_stm32mp1 import engine, readers, report as rep
 from host_stm32mp1.client import BoardClient, BoardError, parse_address
-from host_stm32mp1.store import StoreError, _redact, open_store
+from host_stm32mp1.store import StoreError, redact, open_store
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
@@ -165,7 +165,7 @@ def report(args) -> int:
             counters = store.counters()
     except (StoreError, ValueError) as e:
         return _fail(e)
-    html = htmlreport.render(rows, counters, bins=max(1, args.bins), title=f"waferq results: {_redact(args.db)}")
+    html = htmlreport.render(rows, counters, bins=max(1, args.bins), title=f"waferq results: {redact(args.db)}")
     out = Path(args.out)
     try:
         out.write_text(html, encoding="utf-8")

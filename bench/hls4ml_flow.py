@@ -1,6 +1,6 @@
 """The second flow: Brevitas -> QONNX -> hls4ml (Vitis backend, io_stream), as a peer of ours.
 
-    python -m hls.hls4ml_flow --family wmcnn --out build/hls4ml [--n 64]
+    python -m bench.hls4ml_flow --family wmcnn --out build/hls4ml [--n 64]
 
 Follows /work/shared/TOOLCHAIN.md: ``export_qonnx(dynamo=False)``,
 ``cleanup_model``, ``ConvertToChannelsLastAndClean(make_input_channels_last=True)``,
