@@ -34,7 +34,9 @@ quant     requantization only (aligns a branch's scale before an add)
 """
 from __future__ import annotations
 
+import json
 import math
+import zlib
 
 INPUT = "input"
 WEIGHTED = ("conv2d", "dense")
@@ -135,3 +137,9 @@ def shift_names(layer: dict) -> tuple[str, ...]:
 def has_section(layer: dict) -> bool:
     """Layers with run-time parameters (weights and/or a shift) in the blob."""
     return layer["type"] in WEIGHTED or layer["requant"]
+
+
+def topology_hash(layers: list[dict]) -> int:
+    """CRC32 of the canonical layer list: equal hashes mean one synthesized core fits."""
+    text = json.dumps(layers, sort_keys=True, separators=(",", ":"))
+    return zlib.crc32(text.encode()) & 0xFFFFFFFF

@@ -32,7 +32,7 @@ def configure(args) -> int:
         with BoardClient(host, port, timeout=args.timeout, probe_timeout=args.probe_timeout) as c:
             if args.force:
                 info = c.query()
-                if info["topology_hash"] != model.meta["topology_hash"]:
+                if info["topology_hash"] != model.topology_hash:
                     c.ensure_weights(model.folder)   # raises the topology error
                 got = c.load_weights((model.folder / "weights.bin").read_bytes())
                 if got != model.checksum:
@@ -64,9 +64,9 @@ def status(args) -> int:
         return _fail(e)
     out = dict(board=args.board, authentication=auth, **info)
     if model is not None:
-        out["model"] = dict(folder=str(model.folder), topology_hash=model.meta["topology_hash"],
+        out["model"] = dict(folder=str(model.folder), topology_hash=model.topology_hash,
                             weights_checksum=model.checksum,
-                            topology_matches=info["topology_hash"] == model.meta["topology_hash"],
+                            topology_matches=info["topology_hash"] == model.topology_hash,
                             loaded=bool(info["weights_loaded"])
                             and info["weights_checksum"] == model.checksum)
     if args.db:

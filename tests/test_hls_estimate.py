@@ -1,6 +1,7 @@
 """hls.estimate: the formulas on hand-computed cases, the refusal, and the W4A4 default."""
 import pytest
 
+from contract import export_dir
 from hls import estimate as E
 from contract import zoo
 from contract.spec import CNNSpec
@@ -106,10 +107,8 @@ def test_generated_multipliers_are_what_the_estimate_counts(spec, tmp_path):
     from hls.gen_config import config_header, plan
     from contract.intmodel import random_model
 
-    import json
-
     random_model(spec).save(tmp_path)
-    meta = json.loads((tmp_path / "model.json").read_text())
+    meta = export_dir.read(tmp_path).meta
     par = parallel.load(meta["layers"], None)
     header = config_header(meta, plan(meta, par))
     est = {r["name"]: r for r in E.estimate(meta["layers"], par)["layers"]}

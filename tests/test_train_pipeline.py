@@ -8,6 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from contract import export_dir
 from quant import fit as fitmod  # noqa: E402
 from quant import train as tr  # noqa: E402
 from quant.export import to_intmodel  # noqa: E402
@@ -49,7 +50,7 @@ def test_cli_tiny_run_writes_everything(tmp_path):
     from contract.intmodel import IntModel
 
     assert export.main(["--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / "exp")]) == 0
-    meta = json.loads((tmp_path / "exp" / "model.json").read_text())
+    meta = export_dir.read(tmp_path / "exp").meta
     assert set(meta["reject"]) == set(export.REJECT_KEYS)
     assert meta["reject"]["input"] == m["reject"]["input"]
     im = IntModel.load(tmp_path / "exp")

@@ -12,11 +12,11 @@ Python users read the facts with ``contract.board.load()``.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
 
+from contract import export_dir
 from contract.board import Board, load
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,10 +33,10 @@ def _tcl_word(v) -> str:
 
 def model_facts(model_dir: Path, out_dir: Path) -> dict[str, str]:
     """Per-build facts: what the TCL needs besides the board."""
-    meta = json.loads((model_dir / "model.json").read_text())
+    topology = export_dir.read(model_dir).topology_hash
     hls_dir = model_dir.resolve().parent / "hls"
     return {
-        "wq_topology_hash": f"0x{int(meta['topology_hash']) & 0xFFFFFFFF:08X}",
+        "wq_topology_hash": f"0x{topology & 0xFFFFFFFF:08X}",
         "wq_out_dir": str(out_dir.resolve()),
         "wq_hls_ip_repo": str(hls_dir / "ip"),
         "wq_rtl_dir": str(REPO / "zybo_z7" / "rtl"),
