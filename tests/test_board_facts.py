@@ -26,6 +26,13 @@ def test_facts_load_and_derive():
     assert (b.gic_id(first), b.dt_spi(first)) == (61, 29)
     assert b.ps7_config()["PCW_FPGA0_PERIPHERAL_FREQMHZ"] == "100"
     assert b.ps7_config()["PCW_UART1_UART1_IO"] == "MIO 48 .. 49"
+    # XC7Z020 (DS190 table 3): 53,200 LUT, 106,400 FF, 140 BRAM36 = 280 BRAM18, 220 DSP48E1;
+    # the HLS estimator and the csr block's 1 s timeout read these, not copies.
+    assert b.device == {"lut": 53_200, "ff": 106_400, "bram18": 280, "dsp": 220}
+    from hls import estimate
+    from zybo_z7 import csr_map
+    assert estimate.DEVICE == b.device and estimate.clock_hz() == b.fclk0_hz
+    assert csr_map.TIMEOUT_CYCLES_RESET == b.fclk0_hz
 
 
 @pytest.mark.parametrize("edit, words", [
@@ -38,6 +45,7 @@ def test_facts_load_and_derive():
     (lambda r: r["irq"].update(order=["dma_mm2s", "dma_mm2s", "hls_core"]), "once"),
     (lambda r: r["ps7"].update(PCW_USE_M_AXI_GP0="0"), "the design needs '1'"),
     (lambda r: r["ps7_extra"].update(PCW_UART0_PERIPHERAL_ENABLE="1"), "repeats a value"),
+    (lambda r: r["device"].update(dsp=0), "device.dsp"),
 ])
 def test_bad_facts_are_refused(edit, words):
     raw = copy.deepcopy(board_facts.load().raw)
