@@ -226,8 +226,8 @@ def run(model: Path | None, out: Path, connections: int, slow: int, limits: list
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if model is None:
-            from quant.intmodel import random_model
-            from quant.spec import CNNSpec
+            from contract.intmodel import random_model
+            from contract.spec import CNNSpec
             model = work / "model"
             random_model(CNNSpec.uniform(4, 4), seed=1).save(model)
         proc, port = start_service(model, work, limits)

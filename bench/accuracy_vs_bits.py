@@ -29,10 +29,10 @@ import numpy as np
 
 from quant.fit import float_twin, from_float, predict_logits, qat_from
 from quant.floatnet import FloatNet
-from quant.graph import weight_shape
-from quant.spec import CNNSpec
+from contract.graph import weight_shape
+from contract.spec import CNNSpec
 from quant.traindata import make_inputs
-from quant.zoo import ZooSpec
+from contract.zoo import ZooSpec
 
 FAMILIES = ("wmcnn", "vgg_s", "mobilenet_s", "alexnet_s")
 BITS = (8, 4, 3, 2)

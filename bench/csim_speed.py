@@ -42,7 +42,7 @@ def time_ort(sess, x_nchw: np.ndarray, batch: int) -> tuple[np.ndarray, float]:
 def time_csim(export_dir: Path, hls_dir: Path, im, x: np.ndarray) -> tuple[np.ndarray, float]:
     from hls.csim import CSimCore
     from protocol import stream as S
-    from quant import blob
+    from contract import blob
 
     core = CSimCore.for_model(export_dir, hls_dir)
     S.raise_if_error(S.decode(core.transact(S.encode(S.OP_LOAD_WEIGHTS, blob.pack(im)))))
@@ -54,7 +54,7 @@ def time_csim(export_dir: Path, hls_dir: Path, im, x: np.ndarray) -> tuple[np.nd
 
 
 def run(family: str, n: int, out: Path) -> dict:
-    from hls.hls4ml_flow import make_model, make_spec
+    from bench.hls4ml_flow import make_model, make_spec
     from quant.model import to_input
 
     spec = make_spec(family, 4, 4)

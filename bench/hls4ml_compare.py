@@ -4,7 +4,7 @@
 
 For each model, one briefly trained Brevitas model goes through both flows:
 ours (integer export -> hls.generate -> C-sim over the stream protocol) and
-hls4ml's (hls.hls4ml_flow: QONNX -> hls4ml Vitis io_stream -> compile). Each
+hls4ml's (bench.hls4ml_flow: QONNX -> hls4ml Vitis io_stream -> compile). Each
 is compared with the integer reference bit for bit; C-sim speed is images/s
 of each compiled model on this machine. A model a flow cannot take is a row
 with the stage and the exception text. Writes hls4ml_compare.json and .md.
@@ -15,8 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
-from hls import hls4ml_flow as F
-from quant import zoo
+from bench import hls4ml_flow as F
+from contract import zoo
 
 MODELS = ("wmcnn", *zoo.WAFER_FAMILIES)
 FEATURES = [

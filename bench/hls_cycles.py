@@ -26,9 +26,9 @@ from bench.hls_resources import BENCH_BUDGET, MODELS, spec_of as _spec4
 from hls import estimate as E
 from hls import parallel
 from hls.cycles import measure
-from quant import zoo
-from quant.intmodel import random_model
-from quant.spec import CNNSpec
+from contract import zoo
+from contract.intmodel import random_model
+from contract.spec import CNNSpec
 
 # FINN's CNV-W1A1 on this part (XC7Z020, PYNQ-Z1 build): the reference point
 # issue 16 names for a streaming dataflow design.

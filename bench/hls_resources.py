@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 
 from hls import estimate as E
-from quant import zoo
-from quant.spec import CNNSpec
+from contract import zoo
+from contract.spec import CNNSpec
 
 W_BITS = (8, 4, 2)
 A_BITS = 4

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from protocol import stream as S
-from quant import blob
-from quant.intmodel import IntModel
+from contract import blob
+from contract.intmodel import IntModel
 
 
 def _time(fn, n_images: int, min_seconds: float = 1.0) -> float:

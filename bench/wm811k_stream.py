@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quant.spec import WAFER_CLASSES
+from contract.spec import WAFER_CLASSES
 
 
 def write_file(path: Path, rows: int, seed: int = 0) -> None:

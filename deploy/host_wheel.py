@@ -6,7 +6,8 @@ The module list is not kept by hand: it is the closure of the imports of every
 module of ``host_stm32mp1`` and of ``deploy/host/waferq_host_config.py``, found
 by reading their source (lazy imports inside functions included). A host module
 that starts importing ``quant``, ``hls`` or ``zybo_z7`` (which need torch or
-the board) stops the build with the chain that leads there.
+the board) stops the build with the chain that leads there; ``contract`` (the
+torch-free model contract) and ``protocol`` are allowed.
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HOST_DIR = Path(__file__).resolve().parent / "host"
 # Top-level packages of this repository; anything else is stdlib or third party.
-PROJECT = ("protocol", "quant", "hls", "zybo_z7", "host_stm32mp1", "bench", "scripts")
-ALLOWED = ("protocol", "host_stm32mp1")
+PROJECT = ("protocol", "contract", "quant", "hls", "zybo_z7", "host_stm32mp1", "bench", "scripts")
+ALLOWED = ("protocol", "contract", "host_stm32mp1")
 THIRD_PARTY_REQUIRED = {"numpy"}
 # Imported only inside a try/except ImportError or a function that needs them.
 THIRD_PARTY_OPTIONAL = {"pandas", "PIL", "tqdm", "psycopg", "psycopg2"}
@@ -119,8 +120,8 @@ def stage(dest: Path) -> list[str]:
     dest.mkdir(parents=True)
     mods = host_modules()
     for name, src in mods.items():
-        rel = src.relative_to(ROOT) if src.is_relative_to(ROOT / "protocol") or \
-            src.is_relative_to(ROOT / "host_stm32mp1") else Path(src.name)
+        rel = src.relative_to(ROOT) if any(src.is_relative_to(ROOT / top) for top in ALLOWED) \
+            else Path(src.name)
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dest / rel)
     shutil.copy2(HOST_DIR / "pyproject.toml", dest / "pyproject.toml")

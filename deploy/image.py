@@ -29,8 +29,8 @@ from deploy.host_wheel import ROOT, closure
 
 ZYBO = ROOT / "deploy" / "zybo"
 # The board service and what it imports (lazy imports included); the torch-free subset.
-BOARD_PACKAGES = ("protocol", "zybo_z7", "quant", "hls", "host_stm32mp1")
-BOARD_DATA = ("zybo_z7/board.toml",)
+BOARD_PACKAGES = ("protocol", "contract", "zybo_z7", "hls")
+BOARD_DATA = ("contract/board.toml",)
 MTIME = 1700000000          # fixed, so the same inputs give the same tarball
 
 # (path in the root fs, source in deploy/zybo or a key of the inputs, mode)

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from host_stm32mp1.preprocess import to_model_input
+from contract.preprocess import to_model_input
 from protocol import stream as S
-from quant import blob, synth
-from quant.intmodel import IntModel
+from contract import blob
+from quant import synth
+from contract.intmodel import IntModel
 
 
 def compare(model_dir: Path, hls_dir: Path, n: int, seed: int = 11) -> tuple[int, int]:

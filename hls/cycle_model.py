@@ -29,8 +29,8 @@ import math
 
 from hls import parallel
 from protocol import stream as S
-from quant.blob import _n_weights
-from quant.graph import shift_names
+from contract.blob import n_weights
+from contract.graph import shift_names
 
 PIPE_DEPTH = 4   # wq_cycles.h WQ_DEPTH
 PORTS = 2        # one BRAM bank
@@ -91,9 +91,9 @@ def loader_writes(layer: dict, pe: int, simd: int) -> int:
     if layer["type"] not in ("conv2d", "dense"):
         return 1
     chunk = simd * layer["w_bits"]
-    n_chunks = _n_weights(layer) // simd
+    n_chunks = n_weights(layer) // simd
     sf = parallel.fan_in(layer) // simd
-    n_words = (_n_weights(layer) * layer["w_bits"] + 31) // 32
+    n_words = (n_weights(layer) * layer["w_bits"] + 31) // 32
     nbits = done = worst = 0
     for _ in range(n_words):
         nbits += 32

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from protocol import stream as S
-from quant import blob
-from quant.intmodel import IntModel
+from contract import blob
+from contract.intmodel import IntModel
 
 
 class PortOverSubscribed(RuntimeError):

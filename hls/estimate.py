@@ -2,11 +2,11 @@
 
     python -m hls.estimate --model build/X/export [--parallel build/X/hls/parallel.json]
 
-Inputs: the layer graph (``quant.graph``) and the per-layer folding
+Inputs: the layer graph (``contract.graph``) and the per-layer folding
 (``hls.parallel``: ``pe`` output channels and ``simd`` fan-in elements a
 cycle). Every number below is a formula of those; the constants are named.
 The device is the XC7Z020: 53,200 LUT, 106,400 FF, 280 BRAM18 (140 BRAM36),
-220 DSP48E1; the clock is board.toml's FCLK0 (100 MHz).
+220 DSP48E1 (contract/board.toml [device]); the clock is its FCLK0 (100 MHz).
 
 Memories (one per array of the generated C++; no sharing between layers):
 
@@ -89,10 +89,11 @@ from pathlib import Path
 
 from hls import cycle_model, parallel
 from protocol import stream as S
-from quant.blob import _n_weights
-from quant.graph import INPUT
+from contract.blob import n_weights
+from contract import board
+from contract.graph import INPUT
 
-DEVICE = {"lut": 53_200, "ff": 106_400, "bram18": 280, "dsp": 220}   # XC7Z020 (DS190)
+DEVICE = board.load().device   # XC7Z020 (DS190), contract/board.toml [device]
 RESOURCES = ("bram18", "dsp", "lut", "ff")
 BRAM18_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
 LUTRAM_DEPTH = 64
@@ -112,8 +113,6 @@ class DoesNotFit(ValueError):
 
 
 def clock_hz() -> int:
-    from zybo_z7 import board
-
     return board.load().fclk0_hz
 
 
@@ -127,6 +126,10 @@ def memory(width: int, depth: int) -> tuple[int, int]:
 
 
 def acc_bits(fan_in: int, in_bits: int, w_bits: int) -> int:
+    """Signed width of accum_t (the generated C++, hls/gen_config.py) and of the
+    estimate's accumulators: it holds any sum of fan_in products of an input code
+    (ap_uint<in_bits>, at most 2**in_bits - 1) and a weight (ap_int<w_bits>, at
+    least -2**(w_bits - 1)) plus an int32 bias, and one bit less would not."""
     bound = fan_in * ((1 << in_bits) - 1) * (1 << (w_bits - 1)) + (1 << 31)
     return bound.bit_length() + 1
 
@@ -155,7 +158,7 @@ def layer_estimate(layer: dict, pe: int, simd: int, out_lanes: int) -> dict:
          "lut": CTRL_LUT, "ff": CTRL_FF, "dsp": 0, "bram18_weights": 0, "bram18_acts": 0}
     if kind in ("conv2d", "dense"):
         wb, fi, lanes = layer["w_bits"], parallel.fan_in(layer), pe * simd
-        wbr, wlut = memory(simd * wb, _n_weights(layer) // lanes)
+        wbr, wlut = memory(simd * wb, n_weights(layer) // lanes)
         bbr, blut = memory(pe * 32, c // pe)
         r["bram18_weights"] = pe * wbr + bbr
         r["lut"] += pe * wlut + blut
@@ -371,7 +374,7 @@ def ensure_parallel(layers: list[dict], path: str | Path) -> dict[str, dict]:
 
 
 def main(argv=None) -> int:
-    from quant.intmodel import IntModel
+    from contract.intmodel import IntModel
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="export folder (model.json)")

@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from protocol import stream as S
-from quant import blob
-from quant.graph import INPUT, has_section, shift_names
-from quant.spec import INPUT_BITS
+from contract import blob
+from contract.graph import INPUT, has_section, shift_names
+from contract.spec import INPUT_BITS
 
 from hls import parallel
-from hls.estimate import uses_dsp
+from hls.estimate import acc_bits, uses_dsp
 
-CORE_VERSION = 1  # hls.refcore.CORE_VERSION; kept literal to avoid importing the reference
+CORE_VERSION = 1  # what QUERY reports; the reference core (hls/refcore.py) reads it here
 INPUT_T = f"ap_uint<{INPUT_BITS}>"
 
 # layer type -> (template base struct, template function, header)
@@ -55,12 +55,6 @@ class LayerPlan:
 
 def _code_t(bits: int, unsigned: bool) -> str:
     return f"ap_uint<{bits}>" if unsigned else f"ap_int<{bits}>"
-
-
-def acc_bits(fan_in: int, in_bits: int, w_bits: int) -> int:
-    """Signed width that holds any sum of fan_in products plus an int32 bias."""
-    bound = fan_in * (1 << in_bits) * (1 << (w_bits - 1)) + (1 << 31)
-    return bound.bit_length() + 1
 
 
 def feature_layer(layers: list[dict]) -> dict:

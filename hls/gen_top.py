@@ -8,7 +8,7 @@ lives for the whole call, so no liveness analysis is needed for correctness.
 """
 from __future__ import annotations
 
-from quant.graph import INPUT
+from contract.graph import INPUT
 
 from hls.gen_config import KINDS, LayerPlan
 

@@ -1,6 +1,6 @@
 """Generate the HLS C++ of one model's accelerator core from its export folder.
 
-Reads ``<model_dir>/model.json`` (written by ``quant.intmodel.IntModel.save``)
+Reads ``<model_dir>/model.json`` (written by ``contract.intmodel.IntModel.save``)
 and ``<out_dir>/parallel.json`` (``hls.parallel``; absent: PE = SIMD = 1) and
 writes ``<out_dir>/firmware/``:
 
@@ -40,7 +40,7 @@ import sys
 from pathlib import Path
 
 from protocol import codegen
-from quant.intmodel import topology_hash
+from contract import export_dir
 
 from hls import parallel
 from hls.gen_config import config_header, feature_words, plan
@@ -181,9 +181,7 @@ def generate(model_dir: str | Path, out_dir: str | Path, features: bool = False)
     meta_path = model_dir / "model.json"
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path} does not exist: run the export stage first")
-    meta = json.loads(meta_path.read_text())
-    if topology_hash(meta["layers"]) != meta["topology_hash"]:
-        raise ValueError(f"{meta_path}: topology hash does not match its layer list")
+    meta = export_dir.read(model_dir).check_topology().meta
     par = parallel.load(meta["layers"], out_dir / "parallel.json")
     plans = plan(meta, par)
     _, feature = feature_words(meta, features)

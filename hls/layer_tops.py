@@ -3,11 +3,11 @@
     python -m hls.layer_tops --out build/layer_tops [--kind dwconv ...] [--csim]
 
 Each top is the whole core (stream protocol, weight loader) around one layer
-of the kind under test and the smallest logits head (``quant.zoo.LAYER_TOPS``),
+of the kind under test and the smallest logits head (``contract.zoo.LAYER_TOPS``),
 so it synthesizes on its own exactly as the real core does. For each kind,
 ``<out>/<kind>/`` gets:
 
-- ``export/``: a random integer model (``quant.intmodel.random_model``);
+- ``export/``: a random integer model (``contract.intmodel.random_model``);
 - ``hls/firmware/``: the generated C++, folded as ``hls/parallel.json`` says
   (the estimator's default folding);
 - ``hls/run_hls.tcl`` and ``hls/tb/``: the vitis_hls script (csim, csynth,
@@ -28,8 +28,8 @@ from pathlib import Path
 from hls import tcl
 from hls.estimate import ensure_parallel
 from hls.generate import generate
-from quant.intmodel import random_model
-from quant.zoo import LAYER_TOPS, ZooSpec
+from contract.intmodel import random_model
+from contract.zoo import LAYER_TOPS, ZooSpec
 
 
 def spec_for(kind: str, w_bits: int = 4, a_bits: int = 4) -> ZooSpec:

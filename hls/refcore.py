@@ -30,11 +30,10 @@ from __future__ import annotations
 import numpy as np
 
 from protocol import stream as S
-from quant import blob
-from quant.intmodel import IntModel
-from quant.spec import CNNSpec
-
-CORE_VERSION = 1
+from contract import blob
+from contract.intmodel import IntModel
+from contract.spec import CNNSpec
+from hls.gen_config import CORE_VERSION
 
 
 class RefCore:

@@ -23,7 +23,7 @@ from pathlib import Path
 from hls import tcl
 from hls.estimate import ensure_parallel
 from hls.generate import generate
-from quant.intmodel import IntModel
+from contract.intmodel import IntModel
 
 
 class SynthError(Exception):

@@ -11,13 +11,13 @@ with other weights (another host reloaded the board) is an error.
 from __future__ import annotations
 
 import itertools
-import json
 import socket
 import time
 from pathlib import Path
 
 import numpy as np
 
+from contract import export_dir
 from protocol import auth as A
 from protocol import wire as W
 
@@ -252,21 +252,21 @@ class BoardClient:
         The blob is sent only when the board has other weights (or none).
         """
         model_dir = Path(model_dir)
-        meta = json.loads((model_dir / "model.json").read_text())
+        ex = export_dir.read(model_dir)
         # A probe right after connecting; on a live connection HELLO may wait for
         # another host's batch (the board lock), so it gets the full timeout.
         info = self.query(self.probe_timeout if self._connecting else None)
-        if info["topology_hash"] != meta["topology_hash"]:
+        if info["topology_hash"] != ex.topology_hash:
             raise BoardError(
                 f"the board's core is synthesized for topology 0x{info['topology_hash']:08x}, "
-                f"{model_dir}/model.json is topology 0x{meta['topology_hash']:08x}: the core "
+                f"{model_dir}/model.json is topology 0x{ex.topology_hash:08x}: the core "
                 "cannot run another topology; use the matching model or rebuild the bitstream",
                 W.E_TOPOLOGY)
-        want = int(meta["weights_checksum"])
+        want = ex.weights_checksum
         self.expected_checksum = want
         if info["weights_loaded"] and info["weights_checksum"] == want:
             return info, False
-        blob = (model_dir / "weights.bin").read_bytes()
+        blob = ex.weights_bin()
         got = self.load_weights(blob)
         if got != want:
             raise BoardError(f"board reports weights checksum 0x{got:08x} after loading, "

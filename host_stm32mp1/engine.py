@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from host_stm32mp1 import readers
-from host_stm32mp1 import reject as R
+from contract import export_dir
+from contract import reject as R
 from host_stm32mp1.boards import BoardPool
 from host_stm32mp1.client import BoardError
-from host_stm32mp1.preprocess import to_model_input
+from contract.preprocess import to_model_input
 from protocol import wire as W
 
 log = logging.getLogger("waferq.host")
@@ -50,45 +51,35 @@ class Model:
 
     @classmethod
     def load(cls, folder, size: int | None = None) -> "Model":
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise ModelError(f"model folder {folder} does not exist (expected an export folder "
-                             "with model.json and weights.bin)" if not folder.exists() else
-                             f"--model {folder} is a file: give the export folder that holds it")
-        path = folder / "model.json"
         try:
-            meta = json.loads(path.read_text())
-            spec = meta["spec"]
-            model = cls(folder, meta, list(spec["classes"]), size or int(spec["in_size"]),
-                        int(spec.get("in_channels", 1)))
-            int(meta["weights_checksum"]), int(meta["topology_hash"])
-        except FileNotFoundError:
-            raise ModelError(f"{folder} has no model.json: not a model export folder "
-                             "(make export writes one)") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ModelError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
-        except (KeyError, TypeError, ValueError) as e:
-            raise ModelError(f"{path} is not a waferq model description (missing or bad "
-                             f"{e})") from None
-        if not (folder / "weights.bin").is_file():
-            raise ModelError(f"{folder} has no weights.bin: the export is incomplete")
+            ex = export_dir.read(folder)
+            model = cls(ex.folder, ex.meta, list(ex.classes), size or ex.in_size, ex.in_channels)
+            ex.weights_checksum, ex.topology_hash
+            export_dir.read(folder, need_weights=True)
+        except export_dir.ExportError as e:
+            raise ModelError(str(e)) from None
         return model
 
     @property
+    def export(self) -> export_dir.Export:
+        return export_dir.Export(self.folder, self.meta)
+
+    @property
     def checksum(self) -> int:
-        return int(self.meta["weights_checksum"])
+        return self.export.weights_checksum
+
+    @property
+    def topology_hash(self) -> int:
+        return self.export.topology_hash
 
     @property
     def logit_scale(self) -> float:
-        return 2.0 ** int(self.meta.get("logit_scale_log2", 0))
+        return 2.0 ** self.export.logit_scale_log2
 
     @property
     def reject(self) -> dict | None:
         """The reject rule training calibrated (``quant.metrics.calibrate_reject``), if any."""
-        r = self.meta.get("reject")
-        if isinstance(r, dict) and "temperature" in r and "threshold" in r:
-            return r
-        return None
+        return self.export.reject
 
     def judge(self, logits, image=None) -> tuple[float, bool | None, str | None]:
         """(confidence, rejected, reason) of one map from the board's integer
@@ -108,7 +99,7 @@ class Model:
 def settings_key(model: Model, **reader_options) -> tuple[str, str]:
     """(digest, description) of everything besides the file that decides an
     answer: the store keys results by it, so other settings classify again."""
-    desc = dict(topology_hash=int(model.meta["topology_hash"]), weights_checksum=model.checksum,
+    desc = dict(topology_hash=model.topology_hash, weights_checksum=model.checksum,
                 in_size=model.size, reject=model.reject,
                 **{k: (sorted(v) if isinstance(v, (set, frozenset)) else v)
                    for k, v in sorted(reader_options.items())})

@@ -12,7 +12,7 @@ import numpy as np
 
 from host_stm32mp1 import engine, readers, report as rep
 from host_stm32mp1.client import BoardClient, BoardError, parse_address
-from host_stm32mp1.store import StoreError, _redact, open_store
+from host_stm32mp1.store import StoreError, redact, open_store
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
@@ -32,7 +32,7 @@ def configure(args) -> int:
         with BoardClient(host, port, timeout=args.timeout, probe_timeout=args.probe_timeout) as c:
             if args.force:
                 info = c.query()
-                if info["topology_hash"] != model.meta["topology_hash"]:
+                if info["topology_hash"] != model.topology_hash:
                     c.ensure_weights(model.folder)   # raises the topology error
                 got = c.load_weights((model.folder / "weights.bin").read_bytes())
                 if got != model.checksum:
@@ -64,9 +64,9 @@ def status(args) -> int:
         return _fail(e)
     out = dict(board=args.board, authentication=auth, **info)
     if model is not None:
-        out["model"] = dict(folder=str(model.folder), topology_hash=model.meta["topology_hash"],
+        out["model"] = dict(folder=str(model.folder), topology_hash=model.topology_hash,
                             weights_checksum=model.checksum,
-                            topology_matches=info["topology_hash"] == model.meta["topology_hash"],
+                            topology_matches=info["topology_hash"] == model.topology_hash,
                             loaded=bool(info["weights_loaded"])
                             and info["weights_checksum"] == model.checksum)
     if args.db:
@@ -165,7 +165,7 @@ def report(args) -> int:
             counters = store.counters()
     except (StoreError, ValueError) as e:
         return _fail(e)
-    html = htmlreport.render(rows, counters, bins=max(1, args.bins), title=f"waferq results: {_redact(args.db)}")
+    html = htmlreport.render(rows, counters, bins=max(1, args.bins), title=f"waferq results: {redact(args.db)}")
     out = Path(args.out)
     try:
         out.write_text(html, encoding="utf-8")

@@ -100,14 +100,14 @@ class Store:
                 self.conn.rollback()
             except Exception:  # noqa: BLE001 - the connection may be gone; report the first error
                 pass
-            raise StoreError(f"store {_redact(self.url)}: {type(e).__name__}: {e}") from e
+            raise StoreError(f"store {redact(self.url)}: {type(e).__name__}: {e}") from e
         return cur
 
     def _commit(self) -> None:
         try:
             self.conn.commit()
         except Exception as e:  # noqa: BLE001 - see _exec
-            raise StoreError(f"store {_redact(self.url)}: commit failed: {e}") from e
+            raise StoreError(f"store {redact(self.url)}: commit failed: {e}") from e
 
     def _setup(self) -> None:
         for stmt in SCHEMA.format(serial=self.serial).split(";"):
@@ -117,7 +117,7 @@ class Store:
         try:   # a store from before settings keys: its cache would answer under other settings
             self._exec("SELECT settings FROM wq_images WHERE 1 = 0")
         except StoreError:
-            raise StoreError(f"store {_redact(self.url)} was written by an older waferq (its "
+            raise StoreError(f"store {redact(self.url)} was written by an older waferq (its "
                              "results are not keyed by model and reader settings): use a new "
                              "store") from None
 
@@ -265,12 +265,12 @@ class PostgresStore(Store):
         try:
             conn = driver.connect(url, connect_timeout=10)
         except Exception as e:  # the drivers' OperationalError has no common base
-            raise StoreError(f"cannot connect to {_redact(url)}: {e}".strip()) from e
+            raise StoreError(f"cannot connect to {redact(url)}: {e}".strip()) from e
         self.param = "%s"
         super().__init__(conn, url)
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     head, at, tail = url.rpartition("@")
     if not at:
         return url

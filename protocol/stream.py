@@ -20,7 +20,7 @@ Payloads (all words little-endian when carried in bytes):
 
 QUERY         request: empty.
               reply: ``QUERY_FIELDS`` in that order.
-LOAD_WEIGHTS  request: the weight blob (``quant.blob``), exactly
+LOAD_WEIGHTS  request: the weight blob (``contract.blob``), exactly
               ``blob_words`` words as QUERY reports.
               reply: [weights_checksum]
 INFER         request: one image, uint8 pixels in HWC order, packed four to a

@@ -23,7 +23,7 @@ Requests and their replies (a reply type is the request type | REPLY_BIT, or
 ERROR):
 
 HELLO         request: empty.  reply INFO: see ``encode_info``.
-LOAD_WEIGHTS  request: the weight blob bytes (``quant.blob``).
+LOAD_WEIGHTS  request: the weight blob bytes (``contract.blob``).
               reply WEIGHTS_ACK: u32 weights checksum as the accelerator saw it.
 INFER_BATCH   request: u32 n, u16 h, u16 w, u16 c, u16 reserved, n x u64 image
               id, then n*h*w*c uint8 pixels (HWC per image).

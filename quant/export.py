@@ -1,7 +1,7 @@
 """Export a trained ``GraphNet`` to QONNX and to the integer model.
 
 ``build/<model>/export/`` receives ``model.qonnx.onnx`` plus the integer model
-files (``model.json``, ``weights.npz``, ``weights.bin``; see quant.intmodel).
+files (``model.json``, ``weights.npz``, ``weights.bin``; see contract.intmodel).
 
 Layout changes on the way: Brevitas convolves NCHW with OIHW weights and
 flattens C,H,W before the dense layer; the integer model and the accelerator
@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quant.intmodel import IntModel
+from contract import export_dir
+from contract.intmodel import IntModel
 from quant.model import GraphNet, to_input
 
 
@@ -136,10 +137,7 @@ def attach_reject(out_dir: Path, metrics_path: Path) -> dict | None:
     if not rej:
         return None
     rej = {k: rej[k] for k in REJECT_KEYS if k in rej}
-    path = Path(out_dir) / "model.json"
-    meta = json.loads(path.read_text())
-    meta["reject"] = rej
-    path.write_text(json.dumps(meta, indent=1))
+    export_dir.read(out_dir).with_reject(rej)
     return rej
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 # The rule that applies a calibrated reject option is the host's as well (it
-# has no torch and no quant): one copy, in host_stm32mp1/reject.py.
-from host_stm32mp1.reject import (CODES, OOD_QUANTILE, REASONS, energy,  # noqa: F401
+# has no torch and no quant): one copy, in contract/reject.py.
+from contract.reject import (CODES, OOD_QUANTILE, REASONS, energy,  # noqa: F401
                                   input_features, reject_reasons, softmax)
 
 REVIEW = -1

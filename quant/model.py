@@ -1,4 +1,4 @@
-"""Brevitas networks built from a spec's layer graph (``quant.graph``).
+"""Brevitas networks built from a spec's layer graph (``contract.graph``).
 
 Every scale is a power of two (the ``*FixedPoint`` quantizers), and the biases
 are int32 at the accumulator's scale, so the model is integer-exact: its
@@ -21,7 +21,7 @@ from brevitas.quant import (Int8ActPerTensorFixedPoint, Int8ActPerTensorFixedPoi
 from brevitas.quant_tensor import IntQuantTensor
 from torch import nn
 
-from quant.spec import INPUT_BITS, INPUT_SCALE_LOG2
+from contract.spec import INPUT_BITS, INPUT_SCALE_LOG2
 
 
 class InputQuant(Uint8ActPerTensorFixedPoint):
@@ -81,7 +81,7 @@ def _rewrap(qt: IntQuantTensor, value: torch.Tensor, extra_bits: int = 0) -> Int
 
 
 class GraphNet(nn.Module):
-    """A Brevitas network built from a spec's layer graph (``quant.graph``).
+    """A Brevitas network built from a spec's layer graph (``contract.graph``).
 
     Input: float NCHW holding ``q / 256`` for uint8 codes ``q``. Output: float
     logits, equal to the integer model's logits times their power-of-two scale.

@@ -37,7 +37,7 @@ def _wafer(rng, n_dies: int) -> np.ndarray:
 
 
 def group(name: str, n: int, size: int, seed: int = 0) -> np.ndarray:
-    from host_stm32mp1.preprocess import to_model_input
+    from contract.preprocess import to_model_input
 
     rng = np.random.default_rng(seed)
     out = np.empty((n, size, size, 1), dtype=np.uint8)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from quant import metrics, synth
-from quant.spec import WAFER_CLASSES
+from contract.spec import WAFER_CLASSES
 
 
 def map_stats(maps, labels) -> dict:

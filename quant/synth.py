@@ -28,7 +28,7 @@ from itertools import product
 
 import numpy as np
 
-from quant.spec import WAFER_CLASSES
+from contract.spec import WAFER_CLASSES
 
 MIXED_PATTERNS = WAFER_CLASSES[:8]
 

@@ -43,9 +43,9 @@ from quant.cam_report import cam_html, cam_lines, cam_report
 from quant.fit import AUGMENTS, distill, fit, from_float, predict_logits, train_qat
 from quant.floatnet import FloatNet
 from quant.model import ACT_INITS, GraphNet
-from quant.spec import CNNSpec, spec_from_dict
+from contract.spec import CNNSpec, spec_from_dict
 from quant.traindata import load_buffer, load_data, load_multilabel
-from quant.zoo import FAMILIES, WAFER_FAMILIES, ZooSpec, buffer_spec
+from contract.zoo import FAMILIES, WAFER_FAMILIES, ZooSpec, buffer_spec
 
 
 def train(spec, x: np.ndarray, y: np.ndarray, epochs: int, seed: int, batch: int = 64,

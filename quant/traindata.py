@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from host_stm32mp1.preprocess import to_model_input
+from contract.preprocess import to_model_input
 from quant import synth
 
 

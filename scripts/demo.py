@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from host_stm32mp1.preprocess import to_model_input
+from contract.preprocess import to_model_input
 from quant import metrics, synth
-from quant.intmodel import IntModel
+from contract.intmodel import IntModel
 
 DEMO_SEED = 2026  # not a training (0) or test (1000+) seed: these maps are unseen
 

@@ -14,8 +14,8 @@ import pytest
 from host_stm32mp1.client import BoardClient, BoardError
 from protocol import auth as A
 from protocol import wire as W
-from quant.intmodel import random_model
-from quant.spec import CNNSpec
+from contract.intmodel import random_model
+from contract.spec import CNNSpec
 from wq_service_helpers import run_host
 from zybo_z7.backends import Accelerator, make_backend
 from zybo_z7.service import Board, Service, _classes

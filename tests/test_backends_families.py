@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from quant import blob
-from quant.intmodel import random_model
-from quant.zoo import ZooSpec, buffer_spec
+from contract import blob
+from contract.intmodel import random_model
+from contract.zoo import ZooSpec, buffer_spec
 from zybo_z7.backends import Accelerator, make_backend
 
 

@@ -15,9 +15,9 @@ import pytest
 from protocol import auth as A
 from protocol import stream as S
 from protocol import wire as W
-from quant import blob
-from quant.intmodel import IntModel, _clamp, random_model, rshift_rhe
-from quant.spec import CNNSpec
+from contract import blob
+from contract.intmodel import IntModel, _clamp, random_model, rshift_rhe
+from contract.spec import CNNSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "hls" / "templates"
@@ -94,7 +94,7 @@ def test_core_and_blob_agree_on_the_shift_limit():
     """blob.SHIFT_MAX is the core's MAX_RSHIFT (one value, two languages)."""
     text = (TEMPLATES / "wq_requant.h").read_text()
     assert int(re.search(r"MAX_RSHIFT = (\d+);", text).group(1)) == blob.SHIFT_MAX
-    from quant.intmodel import MAX_RSHIFT
+    from contract.intmodel import MAX_RSHIFT
     assert MAX_RSHIFT == blob.SHIFT_MAX
 
 

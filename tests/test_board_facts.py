@@ -1,4 +1,4 @@
-"""Board facts: one source (zybo_z7/board.toml), checked, and nowhere else written."""
+"""Board facts: one source (contract/board.toml), checked, and nowhere else written."""
 import copy
 import re
 import shutil
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from contract import board as board_facts
 from zybo_z7 import board
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,7 +17,7 @@ SOURCES = sorted([*(ROOT / "zybo_z7" / "vivado").glob("*.tcl"),
 
 
 def test_facts_load_and_derive():
-    b = board.load()
+    b = board_facts.load()
     assert b.part == "xc7z020clg400-1"
     assert b.fclk0_hz == 100_000_000
     assert b["dma"]["include_sg"] and b["dma"]["data_width"] == 32
@@ -25,6 +26,13 @@ def test_facts_load_and_derive():
     assert (b.gic_id(first), b.dt_spi(first)) == (61, 29)
     assert b.ps7_config()["PCW_FPGA0_PERIPHERAL_FREQMHZ"] == "100"
     assert b.ps7_config()["PCW_UART1_UART1_IO"] == "MIO 48 .. 49"
+    # XC7Z020 (DS190 table 3): 53,200 LUT, 106,400 FF, 140 BRAM36 = 280 BRAM18, 220 DSP48E1;
+    # the HLS estimator and the csr block's 1 s timeout read these, not copies.
+    assert b.device == {"lut": 53_200, "ff": 106_400, "bram18": 280, "dsp": 220}
+    from hls import estimate
+    from zybo_z7 import csr_map
+    assert estimate.DEVICE == b.device and estimate.clock_hz() == b.fclk0_hz
+    assert csr_map.TIMEOUT_CYCLES_RESET == b.fclk0_hz
 
 
 @pytest.mark.parametrize("edit, words", [
@@ -37,12 +45,13 @@ def test_facts_load_and_derive():
     (lambda r: r["irq"].update(order=["dma_mm2s", "dma_mm2s", "hls_core"]), "once"),
     (lambda r: r["ps7"].update(PCW_USE_M_AXI_GP0="0"), "the design needs '1'"),
     (lambda r: r["ps7_extra"].update(PCW_UART0_PERIPHERAL_ENABLE="1"), "repeats a value"),
+    (lambda r: r["device"].update(dsp=0), "device.dsp"),
 ])
 def test_bad_facts_are_refused(edit, words):
-    raw = copy.deepcopy(board.load().raw)
+    raw = copy.deepcopy(board_facts.load().raw)
     edit(raw)
     with pytest.raises(ValueError, match=words):
-        board.check(raw)
+        board_facts.check(raw)
 
 
 def _code(path: Path) -> str:
@@ -55,7 +64,7 @@ def _code(path: Path) -> str:
 
 
 def test_no_board_fact_is_written_outside_board_toml():
-    b = board.load()
+    b = board_facts.load()
     numbers = {str(b["clocks"]["fclk0_mhz"]), str(b["dma"]["sg_length_width"]),
                str(b["fifo"]["rx_depth"]), str(b["fifo"]["tx_depth"]), str(b["guard"]["max_words"])}
     for src in b["irq"]["order"]:
@@ -77,7 +86,7 @@ def test_generated_tcl_is_valid_tcl(tmp_path):
     out = subprocess.run(["tclsh"], input=f"source {facts}\nputs \"$wq_part $wq_addr_base(dma) "
                          "[llength $wq_ps7_config] [llength $wq_irq_order]\"\n",
                          capture_output=True, text=True, check=True).stdout.split()
-    b = board.load()
+    b = board_facts.load()
     assert out[0] == b.part and int(out[1], 16) == b.slaves["dma"].base
     assert int(out[2]) == 2 * len(b.ps7_config()) and int(out[3]) == len(b["irq"]["order"])
 
@@ -101,11 +110,11 @@ def _preset(path: Path) -> list[tuple[str, str]]:
 def test_ps7_table_is_the_board_preset_value_for_value():
     want = _preset(PRESET)
     assert len(want) == len(dict(want)) == 385
-    got = list(board.load()["ps7"].items())
+    got = list(board_facts.load()["ps7"].items())
     assert [k for k, _ in got] == [k for k, _ in want]  # same names, same order
     for (k, v), (_, w) in zip(got, want):
         assert isinstance(v, str) and v == w, f"{k}: board.toml {v!r}, preset {w!r}"
-    cfg = board.load().ps7_config()
+    cfg = board_facts.load().ps7_config()
     # the values the review found wrong or missing (PYNQ-Z1's 525 MHz DDR was one)
     assert cfg["PCW_UIPARAM_DDR_FREQ_MHZ"] == "533.333333"
     assert cfg["PCW_CRYSTAL_PERIPHERAL_FREQMHZ"] == "33.333333"

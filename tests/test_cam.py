@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from quant import buffer_synth, cam, defect_size
-from quant.intmodel import random_model
-from quant.zoo import BUFFER_CLASSES, buffer_spec
+from contract.intmodel import random_model
+from contract.zoo import BUFFER_CLASSES, buffer_spec
 
 
 def test_cam_of_integer_model_equals_formula():

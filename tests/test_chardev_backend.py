@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract import export_dir
 from protocol import ioctl as IOC
 from protocol import stream as S
-from quant.intmodel import random_model
-from quant.spec import CNNSpec
+from contract.intmodel import random_model
+from contract.spec import CNNSpec
 from driver_helpers import msg_lib
 from wq_service_helpers import run_host, service
 from zybo_z7 import backends as B
@@ -206,7 +207,7 @@ def test_results_equal_the_int_model_and_stats_count(env, dev):
     with closing(open_accel(dev)) as acc:
         before = acc.backend.stats()
         blob = np.fromfile(d / "model" / "weights.bin", dtype="<u4")
-        meta = json.loads((d / "model" / "model.json").read_text())
+        meta = export_dir.read(d / "model").meta
         assert acc.load_weights(blob) == meta["weights_checksum"]
         x = images(model, 12, 0)
         got = [acc.infer(img) for img in x]

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from host_stm32mp1.preprocess import CATEGORY_CODES
+from contract.preprocess import CATEGORY_CODES
 from quant import synth
 from quant.datasets import mixedwm38, multilabel, pngdir
-from quant.spec import WAFER_CLASSES
+from contract.spec import WAFER_CLASSES
 
 
 def test_mixedwm38_roundtrip_and_layout(tmp_path):

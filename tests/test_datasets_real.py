@@ -13,7 +13,7 @@ import pytest
 pd = pytest.importorskip("pandas")
 
 from quant.datasets import wm811k  # noqa: E402
-from quant.spec import WAFER_CLASSES  # noqa: E402
+from contract.spec import WAFER_CLASSES  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TRAIN = DATA / "wm811k-real-train.pkl"

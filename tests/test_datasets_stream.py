@@ -13,9 +13,9 @@ import pytest
 
 pd = pytest.importorskip("pandas")
 
-from host_stm32mp1.preprocess import to_model_input  # noqa: E402
+from contract.preprocess import to_model_input  # noqa: E402
 from quant.datasets import stream  # noqa: E402
-from quant.spec import WAFER_CLASSES  # noqa: E402
+from contract.spec import WAFER_CLASSES  # noqa: E402
 
 NP2 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wm811k-real-sample-numpy2.pkl"
 
@@ -100,7 +100,7 @@ def test_training_reads_the_cache_by_batches(tmp_path):
     from quant import traindata
     from quant.fit import fit, predict_logits
     from quant.floatnet import FloatNet
-    from quant.spec import CNNSpec
+    from contract.spec import CNNSpec
 
     pkl = tmp_path / "lswmd.pkl"
     lswmd_frame(90).to_pickle(pkl)

@@ -17,9 +17,9 @@ import pytest
 
 pd = pytest.importorskip("pandas")
 
-from host_stm32mp1.preprocess import CATEGORY_CODES  # noqa: E402
+from contract.preprocess import CATEGORY_CODES  # noqa: E402
 from quant.datasets import wm811k  # noqa: E402
-from quant.spec import WAFER_CLASSES  # noqa: E402
+from contract.spec import WAFER_CLASSES  # noqa: E402
 
 # ---------------------------------------------------------------- the rows
 

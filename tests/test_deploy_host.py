@@ -27,8 +27,8 @@ def test_closure_is_the_host_and_two_protocol_modules():
 
 def test_closure_refuses_a_host_module_that_needs_quant(tmp_path, monkeypatch):
     bad = tmp_path / "bad.py"
-    bad.write_text("def f():\n    from quant.intmodel import IntModel\n")
-    with pytest.raises(host_wheel.ClosureError, match="quant.intmodel <- bad"):
+    bad.write_text("def f():\n    from quant.train import load_checkpoint\n")
+    with pytest.raises(host_wheel.ClosureError, match="quant.train <- bad"):
         host_wheel.closure({"bad": bad})
 
 

@@ -112,7 +112,7 @@ def test_image_layout_contents_and_modes(inputs):
         tar.extractall(root, filter="data")
     proc = subprocess.run([sys.executable, "-c", "import zybo_z7.service, sys; "
                            "assert all('/rootfs/' in (m.__file__ or '/rootfs/') for n, m in sys.modules.items()"
-                           " if n.split('.')[0] in ('zybo_z7', 'protocol', 'quant')); "
+                           " if n.split('.')[0] in ('zybo_z7', 'protocol', 'contract', 'hls')); "
                            "assert 'torch' not in sys.modules; print('ok')"],
                           env={"PATH": os.environ["PATH"], "PYTHONPATH": str(root / "opt/waferq/board/lib")},
                           cwd=tmp, capture_output=True, text=True)

@@ -107,7 +107,7 @@ def make_inputs(tmp_path, board_port, root):
     fake_bit(b / "waferq.bit")
     (b / "waferq.dtbo").write_bytes(b"\xd0\x0d\xfe\xed stand-in overlay")
     fake_ko(b / "waferq.ko")
-    subprocess.run([sys.executable, "-c", "from quant.intmodel import random_model; from quant.spec import CNNSpec;"
+    subprocess.run([sys.executable, "-c", "from contract.intmodel import random_model; from contract.spec import CNNSpec;"
                     f"random_model(CNNSpec.uniform(4, 4), seed=1).save({str(b / 'export')!r})"],
                    cwd=ROOT, check=True)
     img = tmp_path / "image"

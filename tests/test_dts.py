@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from contract import board as board_facts
 from zybo_z7 import board
 
 pytestmark = pytest.mark.skipif(
@@ -79,7 +80,7 @@ def test_region_names_the_bitstream(dtbo):
 
 
 def test_dma_node(dtbo):
-    b = board.load()
+    b = board_facts.load()
     dma = f"dma@{b.slaves['dma'].base:x}"
     assert _get(dtbo[0], dma, "compatible", "s") == ["xlnx,axi-dma-1.00.a"]
     assert _get(dtbo[0], dma, "reg") == [b.slaves["dma"].base, b.slaves["dma"].range]
@@ -101,7 +102,7 @@ def test_dma_node(dtbo):
 
 
 def test_accelerator_node(dtbo):
-    b = board.load()
+    b = board_facts.load()
     acc = f"accel@{b.slaves['csr'].base:x}"
     assert _get(dtbo[0], acc, "compatible", "s") == [_macro("WAFERQ_COMPATIBLE")]
     assert _get(dtbo[0], acc, "dma-names", "s") == [_macro("WAFERQ_DMA_TX_NAME"),
@@ -122,7 +123,7 @@ def test_model_build_carries_the_topology_hash(tmp_path):
     model.mkdir()
     (model / "model.json").write_text('{"topology_hash": 3735928559}')
     out, _ = _compile(tmp_path, model)
-    b = board.load()
+    b = board_facts.load()
     assert _get(out, f"accel@{b.slaves['csr'].base:x}", "waferq,topology-hash") == [0xDEADBEEF]
 
 

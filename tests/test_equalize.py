@@ -6,8 +6,8 @@ torch = pytest.importorskip("torch")
 
 from quant.equalize import _scale_in, equalize, pairs  # noqa: E402
 from quant.floatnet import FloatNet  # noqa: E402
-from quant.spec import CNNSpec  # noqa: E402
-from quant.zoo import ZooSpec, buffer_spec  # noqa: E402
+from contract.spec import CNNSpec  # noqa: E402
+from contract.zoo import ZooSpec, buffer_spec  # noqa: E402
 
 
 def test_pairs_follow_single_consumers_only():

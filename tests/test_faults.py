@@ -15,8 +15,8 @@ import pytest
 
 from host_stm32mp1.boards import RetryPolicy
 from host_stm32mp1.client import BoardClient
-from quant.intmodel import random_model
-from quant.spec import CNNSpec
+from contract.intmodel import random_model
+from contract.spec import CNNSpec
 
 from impair_proxy import ImpairingProxy
 from wq_service_helpers import PY, ROOT, env, run_host, service, stop

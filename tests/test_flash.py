@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from quant.intmodel import random_model
-from quant.spec import CNNSpec
+from contract.intmodel import random_model
+from contract.spec import CNNSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 

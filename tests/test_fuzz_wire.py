@@ -19,8 +19,8 @@ import pytest
 from host_stm32mp1.client import BoardClient
 from protocol import auth as A
 from protocol import wire as W
-from quant.intmodel import random_model
-from quant.spec import CNNSpec
+from contract.intmodel import random_model
+from contract.spec import CNNSpec
 from wq_service_helpers import service
 
 SEED = 20261123

@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("hls4ml", reason="hls4ml is not installed (pip install -e .[hls])")
 pytest.importorskip("qonnx", reason="qonnx is not installed")
 
-from hls import hls4ml_flow as F  # noqa: E402
+from bench import hls4ml_flow as F  # noqa: E402
 
 
 @pytest.mark.slow

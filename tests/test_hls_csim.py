@@ -1,5 +1,5 @@
 """The generated HLS core in C simulation against the Python references:
-bit-exact inference against quant.intmodel, and reply-for-reply agreement with
+bit-exact inference against contract.intmodel, and reply-for-reply agreement with
 hls.refcore.RefCore on well-formed and malformed messages."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from protocol import stream as S
-from quant import blob
-from quant.intmodel import IntModel, random_model
-from quant.spec import CNNSpec
+from contract import blob
+from contract.intmodel import IntModel, random_model
+from contract.spec import CNNSpec
 
 pytestmark = [pytest.mark.needs_gxx,
               pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed")]

@@ -19,8 +19,8 @@ pytest.importorskip("hls4ml", reason="hls4ml provides the ap_types headers")
 from hls import parallel  # noqa: E402
 from hls.csim_build import ap_types_dir  # noqa: E402
 from hls.cycles import measure  # noqa: E402
-from quant.intmodel import random_model  # noqa: E402
-from quant.spec import CNNSpec  # noqa: E402
+from contract.intmodel import random_model  # noqa: E402
+from contract.spec import CNNSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "cycles_fixture.cpp"
@@ -187,7 +187,7 @@ def test_estimate_matches_cycle_csim_for_every_zoo_family(tmp_path):
     the loops' structure, not their size, is what is compared."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from quant.zoo import ZooSpec, buffer_spec
+    from contract.zoo import ZooSpec, buffer_spec
 
     cases = {f: (ZooSpec(f, in_size=16, width=4, w_bits=4, a_bits=4), None, False)
              for f in ("vgg_s", "mobilenet_s", "alexnet_s")}
@@ -209,7 +209,7 @@ def test_loader_width_over_ap_int_limit_is_refused_before_build(tmp_path):
     the C-sim abort at run time (found by bench.hls_cycles on vgg_s W8A8 with
     the W4A4 folding); the folding is now refused when it is read, with the fix."""
     from hls.generate import generate
-    from quant.zoo import ZooSpec
+    from contract.zoo import ZooSpec
 
     spec = ZooSpec("vgg_s", in_size=16, width=16, w_bits=8, a_bits=8)
     random_model(spec).save(tmp_path / "export")

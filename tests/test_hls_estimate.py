@@ -1,9 +1,10 @@
 """hls.estimate: the formulas on hand-computed cases, the refusal, and the W4A4 default."""
 import pytest
 
+from contract import export_dir
 from hls import estimate as E
-from quant import zoo
-from quant.spec import CNNSpec
+from contract import zoo
+from contract.spec import CNNSpec
 
 
 def test_memory_shapes():
@@ -104,12 +105,10 @@ def test_generated_multipliers_are_what_the_estimate_counts(spec, tmp_path):
 
     from hls import parallel
     from hls.gen_config import config_header, plan
-    from quant.intmodel import random_model
-
-    import json
+    from contract.intmodel import random_model
 
     random_model(spec).save(tmp_path)
-    meta = json.loads((tmp_path / "model.json").read_text())
+    meta = export_dir.read(tmp_path).meta
     par = parallel.load(meta["layers"], None)
     header = config_header(meta, plan(meta, par))
     est = {r["name"]: r for r in E.estimate(meta["layers"], par)["layers"]}

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from hls import layer_tops, tcl
-from quant.zoo import LAYER_TOPS
+from contract.zoo import LAYER_TOPS
 from test_hls_tcl import _calls, _run_tcl
 
 

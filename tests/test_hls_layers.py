@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 
 from protocol import stream as S
-from quant import blob
-from quant.graph import GraphBuilder
-from quant.intmodel import IntModel, random_model
+from contract import blob
+from contract.graph import GraphBuilder
+from contract.intmodel import IntModel, random_model
 
 pytestmark = [pytest.mark.needs_gxx,
               pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed")]
@@ -38,7 +38,7 @@ from hls.generate import generate  # noqa: E402
 
 
 class TinySpec:
-    """A model spec with the face quant.intmodel needs, its graph from ``body(g)``."""
+    """A model spec with the face contract.intmodel needs, its graph from ``body(g)``."""
 
     def __init__(self, name, in_size, in_channels, body, n_classes=3):
         self.name, self.family, self.in_size, self.in_channels = name, "tiny", in_size, in_channels

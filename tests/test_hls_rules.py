@@ -12,9 +12,9 @@ import pytest
 
 from hls import parallel
 from hls.generate import generate
-from quant.intmodel import random_model
-from quant.spec import CNNSpec
-from quant.zoo import buffer_spec
+from contract.intmodel import random_model
+from contract.spec import CNNSpec
+from contract.zoo import buffer_spec
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "hls" / "templates"
 

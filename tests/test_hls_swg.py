@@ -1,6 +1,6 @@
 """The line-buffer sliding-window generator (hls/templates/wq_swg.h), compiled
 with g++: for conv and maxpool layers of the zoo, its windows give exactly the
-integer reference's conv2d and maxpool outputs (quant.intmodel), every input
+integer reference's conv2d and maxpool outputs (contract.intmodel), every input
 code is read once, and the cycle accounting finds no port over-subscription
 (both loops at II 1)."""
 from __future__ import annotations
@@ -18,9 +18,9 @@ pytestmark = [pytest.mark.needs_gxx,
 pytest.importorskip("hls4ml", reason="hls4ml provides the ap_types headers")
 
 from hls.csim_build import ap_types_dir  # noqa: E402
-from quant import intmodel  # noqa: E402
-from quant.spec import CNNSpec  # noqa: E402
-from quant.zoo import ZooSpec  # noqa: E402
+from contract import intmodel  # noqa: E402
+from contract.spec import CNNSpec  # noqa: E402
+from contract.zoo import ZooSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TB = ROOT / "tests" / "data" / "swg_tb.cpp"

@@ -14,9 +14,9 @@ import pytest
 
 from hls import tcl
 from hls.generate import generate
-from quant.intmodel import random_model
-from quant.spec import CNNSpec
-from zybo_z7 import board
+from contract.intmodel import random_model
+from contract.spec import CNNSpec
+from contract import board
 
 import tcl_stubs
 

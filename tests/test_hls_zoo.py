@@ -1,7 +1,7 @@
 """Every zoo model through the generated core in C simulation, bit for bit.
 
 vgg_s, mobilenet_s and alexnet_s at 42x42, and xception_fpn (the buffer-zone
-net, ``quant.zoo.buffer_spec``), each at W8A8, W4A4 and W2A2, with
+net, ``contract.zoo.buffer_spec``), each at W8A8, W4A4 and W2A2, with
 ``random_model`` weights: LOAD_WEIGHTS, then INFER on a few random images over
 the stream protocol, logits and class equal to ``IntModel.forward``. The
 bit widths are part of the topology hash, so each (family, bits) is its own
@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from protocol import stream as S
-from quant import blob
-from quant.intmodel import random_model
-from quant.zoo import ZooSpec, buffer_spec
+from contract import blob
+from contract.intmodel import random_model
+from contract.zoo import ZooSpec, buffer_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_gxx,
               pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed")]

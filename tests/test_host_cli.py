@@ -10,9 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from host_stm32mp1.preprocess import to_model_input
-from quant.intmodel import IntModel, random_model
-from quant.spec import CNNSpec
+from contract import export_dir
+from contract.preprocess import to_model_input
+from contract.intmodel import IntModel, random_model
+from contract.spec import CNNSpec
 from test_host_formats import bbox, g85_xml, stdf_for, wafer
 from test_host_store import pg_url  # noqa: F401 - the PostgreSQL fixture
 from wq_service_helpers import run_host, service
@@ -183,7 +184,7 @@ def test_configure_status_bench(work, board):
     assert proc.returncode == 0 and "already loaded" in proc.stdout
     proc = host(work, board, "status", "--json")
     info = json.loads(proc.stdout)
-    meta = json.loads((work / "model" / "model.json").read_text())
+    meta = export_dir.read(work / "model").meta
     assert info["model"]["loaded"] and info["weights_checksum"] == meta["weights_checksum"]
     assert info["backend"] == "reference" and info["weight_loads"] >= 1
     proc = host(work, board, "status")

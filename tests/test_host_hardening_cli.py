@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contract import export_dir
 from quant import metrics
-from quant.intmodel import IntModel, random_model
-from quant.spec import CNNSpec
+from contract.intmodel import IntModel, random_model
+from contract.spec import CNNSpec
 from test_host_formats import g85_xml, stdf_for, wafer
 from wq_service_helpers import run_host, service
 
@@ -103,7 +104,7 @@ def test_reject_rule_from_model_json(work, board, tmp_path):
     res = json.loads((tmp_path / "a.json").read_text())["results"]
     logits = np.array([r["logits"] for r in res], float) * 2.0 ** IntModel.load(model).logit_scale_log2
     rule = dict(temperature=1.7, threshold=float(np.median(metrics.softmax(logits, 1.7).max(1))))
-    meta = json.loads((model / "model.json").read_text())
+    meta = export_dir.read(model).meta
     (model / "model.json").write_text(json.dumps(dict(meta, reject=rule)))
     proc = run_host(["classify", str(work / "lot.xml"), str(work / "lot.stdf"), "--board", board, "--model",
                      str(model), "--out", str(tmp_path / "b.json"), "--csv", str(tmp_path / "b.csv"),

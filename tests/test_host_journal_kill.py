@@ -8,9 +8,9 @@ import time
 
 import numpy as np
 
-from host_stm32mp1.preprocess import to_model_input
-from quant.intmodel import IntModel, random_model
-from quant.spec import CNNSpec
+from contract.preprocess import to_model_input
+from contract.intmodel import IntModel, random_model
+from contract.spec import CNNSpec
 from wq_service_helpers import PY, ROOT, env, run_host, service
 
 N = 2000

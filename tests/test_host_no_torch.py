@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from quant.intmodel import random_model
-from quant.spec import CNNSpec
+from contract.intmodel import random_model
+from contract.spec import CNNSpec
 from wq_service_helpers import ROOT, run_host, service
 
 # Runs the CLI's main in-process, then checks what got imported. A meta-path
@@ -35,7 +35,7 @@ sys.exit(rc)
 IMPORTS = """
 import sys
 import protocol.wire, protocol.stream, zybo_z7.backends, zybo_z7.service
-import host_stm32mp1.cli, host_stm32mp1.client, host_stm32mp1.readers, host_stm32mp1.preprocess
+import host_stm32mp1.cli, host_stm32mp1.client, host_stm32mp1.readers, contract.preprocess
 import host_stm32mp1.report
 bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'brevitas')]
 assert not bad, bad

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from host_stm32mp1 import readers
-from host_stm32mp1.preprocess import to_model_input
+from contract.preprocess import to_model_input
 from test_host_formats import bbox, g85_xml, stdf_for, wafer
 
 train = pytest.importorskip("quant.traindata")

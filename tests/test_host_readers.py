@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from host_stm32mp1 import readers
-from host_stm32mp1.preprocess import to_model_input
+from contract.preprocess import to_model_input
 
 
 def items(path, labels=None):

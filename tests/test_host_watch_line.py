@@ -11,11 +11,11 @@ import pytest
 
 from host_stm32mp1 import cli, engine, readers
 from host_stm32mp1.client import BoardClient, parse_address
-from host_stm32mp1.preprocess import to_model_input
+from contract.preprocess import to_model_input
 from host_stm32mp1.store import open_store
 from host_stm32mp1.watch import Watcher
-from quant.intmodel import IntModel, random_model
-from quant.spec import CNNSpec
+from contract.intmodel import IntModel, random_model
+from contract.spec import CNNSpec
 from test_host_formats import Stdf, bbox, wafer
 from wq_service_helpers import run_host, service
 

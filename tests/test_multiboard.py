@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from host_stm32mp1.client import BoardClient
-from host_stm32mp1.preprocess import to_model_input
-from quant.intmodel import IntModel, random_model
-from quant.spec import CNNSpec
+from contract.preprocess import to_model_input
+from contract.intmodel import IntModel, random_model
+from contract.spec import CNNSpec
 from gate_proxy import GateProxy
 from wq_service_helpers import PY, ROOT, env, service
 

@@ -1,7 +1,7 @@
-"""host_stm32mp1.preprocess: shrinking a large map keeps every failing die."""
+"""contract.preprocess: shrinking a large map keeps every failing die."""
 import numpy as np
 
-from host_stm32mp1.preprocess import resize_keep_dies, resize_nearest, to_model_input
+from contract.preprocess import resize_keep_dies, resize_nearest, to_model_input
 
 
 def test_one_failing_die_survives_shrinking():
@@ -10,7 +10,7 @@ def test_one_failing_die_survives_shrinking():
     x = to_model_input(m, 48)
     assert (x == 255).sum() == 1
     # nearest neighbour (the old resize) loses it
-    from host_stm32mp1.preprocess import pad_square, to_gray
+    from contract.preprocess import pad_square, to_gray
 
     assert (resize_nearest(pad_square(to_gray(m)), 48) == 255).sum() == 0
 

@@ -11,9 +11,9 @@ import pytest
 from protocol import codegen
 from protocol import stream as S
 from protocol import wire as W
-from quant import blob
-from quant.intmodel import random_model
-from quant.spec import CNNSpec
+from contract import blob
+from contract.intmodel import random_model
+from contract.spec import CNNSpec
 
 
 def test_header_text_has_every_constant_and_a_guard():

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from protocol import stream as S
-from quant import blob
-from quant.intmodel import IntModel, random_model
-from quant.spec import CNNSpec
-from zybo_z7 import board as board_facts
+from contract import blob
+from contract.intmodel import IntModel, random_model
+from contract.spec import CNNSpec
+from contract import board as board_facts
 from zybo_z7 import pynq_backend as PB
 
 pynq = pytest.importorskip("pynq", reason="pynq==4.0.0 is in the test extras")

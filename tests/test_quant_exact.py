@@ -10,9 +10,9 @@ torch = pytest.importorskip("torch")
 
 from quant import synth  # noqa: E402
 from quant.export import export_qonnx, run_qonnx, to_intmodel  # noqa: E402
-from quant.intmodel import IntModel  # noqa: E402
+from contract.intmodel import IntModel  # noqa: E402
 from quant.model import to_input  # noqa: E402
-from quant.spec import CNNSpec  # noqa: E402
+from contract.spec import CNNSpec  # noqa: E402
 from quant.train import train  # noqa: E402
 from quant.traindata import make_inputs  # noqa: E402
 
@@ -75,7 +75,7 @@ def test_csim_equals_brevitas(trained, maps, tmp_path):
     im.save(tmp_path / "export")
     core = csim.CSimCore.for_model(tmp_path / "export", tmp_path / "hls")
     from protocol import stream as S
-    from quant import blob
+    from contract import blob
 
     S.raise_if_error(S.decode(core.transact(S.encode(S.OP_LOAD_WEIGHTS, blob.pack(im)))))
     ref = brevitas_logits(model, x[:40])

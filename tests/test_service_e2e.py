@@ -8,11 +8,12 @@ import threading
 import numpy as np
 import pytest
 
+from contract import export_dir
 from host_stm32mp1.client import BoardClient, BoardError
-from host_stm32mp1.preprocess import to_model_input
+from contract.preprocess import to_model_input
 from protocol import wire as W
-from quant.intmodel import IntModel, random_model
-from quant.spec import CNNSpec
+from contract.intmodel import IntModel, random_model
+from contract.spec import CNNSpec
 from wq_service_helpers import run_host, service
 
 N_MAPS = 200
@@ -72,7 +73,7 @@ def test_classify_matches_int_model_and_sends_weights_once(work, board):
     assert data["summary"]["weights_sent"] is False
     with BoardClient("127.0.0.1", board, timeout=10) as c:
         info = c.query()
-    meta = json.loads((work / "model" / "model.json").read_text())
+    meta = export_dir.read(work / "model").meta
     assert info["weight_loads"] == 1 and info["weights_checksum"] == meta["weights_checksum"]
     assert info["backend"] == "reference" and info["classes"] == list(meta["spec"]["classes"])
 

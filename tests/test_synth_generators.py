@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from quant import buffer_synth, synth
-from quant.spec import WAFER_CLASSES
+from contract.spec import WAFER_CLASSES
 
 
 def test_mixture_table_is_mixedwm38():

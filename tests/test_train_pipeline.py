@@ -8,14 +8,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from contract import export_dir
 from quant import fit as fitmod  # noqa: E402
 from quant import train as tr  # noqa: E402
 from quant.export import to_intmodel  # noqa: E402
 from quant.floatnet import FloatNet  # noqa: E402
 from quant.model import GraphNet, to_input  # noqa: E402
-from quant.spec import CNNSpec  # noqa: E402
+from contract.spec import CNNSpec  # noqa: E402
 from quant.traindata import make_inputs  # noqa: E402
-from quant.zoo import ZooSpec, buffer_spec  # noqa: E402
+from contract.zoo import ZooSpec, buffer_spec  # noqa: E402
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "quant" / "configs").glob("*.json"))
 SMALL = CNNSpec.uniform(4, 4, channels=(4, 8, 8))
@@ -46,10 +47,10 @@ def test_cli_tiny_run_writes_everything(tmp_path):
     assert isinstance(q, GraphNet) and isinstance(tr.load_any(out / "fp32.pt"), FloatNet)
     # export carries the calibrated reject option into model.json, where the host reads it
     from quant import export, metrics
-    from quant.intmodel import IntModel
+    from contract.intmodel import IntModel
 
     assert export.main(["--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / "exp")]) == 0
-    meta = json.loads((tmp_path / "exp" / "model.json").read_text())
+    meta = export_dir.read(tmp_path / "exp").meta
     assert set(meta["reject"]) == set(export.REJECT_KEYS)
     assert meta["reject"]["input"] == m["reject"]["input"]
     im = IntModel.load(tmp_path / "exp")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import tcl_stubs
+from contract import board as board_facts
 from zybo_z7 import board
 
 pytestmark = pytest.mark.skipif(shutil.which("tclsh") is None,
@@ -88,7 +89,7 @@ def test_runs_with_known_commands_only(run):
 
 def test_part_and_clock(run):
     _, recorded, _ = run
-    b = board.load()
+    b = board_facts.load()
     (cp,) = _calls(recorded, "create_project")
     assert cp[cp.index("-part") + 1] == b.part
     ps7 = next(c for c in _calls(recorded, "set_property") if "ps7" in c[-1].split())
@@ -108,7 +109,7 @@ def test_every_ip_is_created(run):
     assert vlnv["axi_dma_0"] == "xilinx.com:ip:axi_dma:7.1"
     assert vlnv["rx_fifo"].startswith("xilinx.com:ip:axis_data_fifo:")
     assert vlnv["tx_fifo"].startswith("xilinx.com:ip:axis_data_fifo:")
-    assert vlnv["waferq_top_0"] == board.load()["hls"]["vlnv"]
+    assert vlnv["waferq_top_0"] == board_facts.load()["hls"]["vlnv"]
     assert vlnv["gp0_ic"].startswith("xilinx.com:ip:smartconnect:")
     assert vlnv["hp0_ic"].startswith("xilinx.com:ip:smartconnect:")
     assert vlnv["rst_fclk0"].startswith("xilinx.com:ip:proc_sys_reset:")
@@ -124,7 +125,7 @@ def _props(recorded, cell):
 
 def test_dma_fifo_and_glue_parameters(run):
     _, recorded, _ = run
-    b = board.load()
+    b = board_facts.load()
     dma = _props(recorded, "axi_dma_0")
     assert dma["CONFIG.c_include_sg"] == "1"
     assert dma["CONFIG.c_sg_length_width"] == str(b["dma"]["sg_length_width"])
@@ -173,7 +174,7 @@ def test_clock_reset_and_interrupts(run):
     assert "rx_fifo/s_axis_aresetn" not in periph and "tx_fifo/s_axis_aresetn" not in periph
     pins = {"dma_mm2s": "axi_dma_0/mm2s_introut", "dma_s2mm": "axi_dma_0/s2mm_introut",
             "hls_core": "waferq_top_0/interrupt"}
-    for i, src in enumerate(board.load()["irq"]["order"]):
+    for i, src in enumerate(board_facts.load()["irq"]["order"]):
         assert [pins[src], f"irq_concat/In{i}"] in nets, src
     assert ["irq_concat/dout", "ps7/IRQ_F2P"] in nets
 
@@ -187,7 +188,7 @@ def test_address_map_from_board_facts(run):
         if "-offset" in c:
             got[c[-1]] = (int(c[c.index("-offset") + 1], 16), int(c[c.index("-range") + 1], 16),
                           c[c.index("-target_address_space") + 1])
-    for name, s in board.load().slaves.items():
+    for name, s in board_facts.load().slaves.items():
         assert got[segs[name]] == (s.base, s.range, "/ps7/Data"), name
     spaces = {c[c.index("-target_address_space") + 1] for c in _calls(recorded, "assign_bd_address")}
     assert {"/axi_dma_0/Data_SG", "/axi_dma_0/Data_MM2S", "/axi_dma_0/Data_S2MM"} <= spaces
@@ -249,14 +250,14 @@ def test_ps7_gets_every_value_of_board_toml(run):
     (the 385 preset values, our additions, the PL-facing ones), and nothing else."""
     _, recorded, _ = run
     cfg = _props(recorded, "ps7")
-    want = {f"CONFIG.{k}": v for k, v in board.load().ps7_config().items()}
+    want = {f"CONFIG.{k}": v for k, v in board_facts.load().ps7_config().items()}
     assert cfg == want
     assert len(want) >= 385 and cfg["CONFIG.PCW_UIPARAM_DDR_FREQ_MHZ"] == "533.333333"
 
 
 def test_board_part_only_when_the_board_files_are_installed(run, tmp_path):
     proc, recorded, out = run
-    part = board.load()["board"]["board_part"]
+    part = board_facts.load()["board"]["board_part"]
     assert _calls(recorded, "get_board_parts") == [["-quiet", part]]
     assert not [c for c in _calls(recorded, "set_property") if c[0] == "board_part"]
     assert "board files for" in proc.stdout

@@ -6,13 +6,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from quant import blob  # noqa: E402
+from contract import blob  # noqa: E402
 from quant.export import export_qonnx, run_qonnx, to_intmodel  # noqa: E402
-from quant.intmodel import IntModel  # noqa: E402
+from contract.intmodel import IntModel  # noqa: E402
 from quant.model import to_input  # noqa: E402
 from quant.train import train  # noqa: E402
 from quant.traindata import make_inputs  # noqa: E402
-from quant.zoo import WAFER_FAMILIES, ZooSpec, buffer_spec  # noqa: E402
+from contract.zoo import WAFER_FAMILIES, ZooSpec, buffer_spec  # noqa: E402
 
 FAMILIES = [*WAFER_FAMILIES, "xception_fpn"]
 BITS = [(8, 8), (4, 4), (2, 2)]
@@ -70,7 +70,7 @@ def test_family_qonnx_equals_brevitas(family, data, tmp_path):
 
 
 def test_saved_zoo_model_round_trip(tmp_path):
-    from quant.intmodel import random_model
+    from contract.intmodel import random_model
 
     spec = make_spec("xception_fpn", 4, 4)
     im = random_model(spec, 3)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import itertools
-import json
 import os
 import select
 import socket
@@ -36,15 +35,13 @@ DEFAULT_DEVICE = "/dev/waferq0"
 
 
 def load_spec(model_dir):
-    from quant.spec import spec_from_dict
+    from contract import export_dir
 
     path = Path(model_dir) / "model.json"
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.is_file():
         raise FileNotFoundError(f"{path} not found: --model must be an export folder "
-                                "(build/<model>/export)") from None
-    return spec_from_dict(meta["spec"])
+                                "(build/<model>/export)")
+    return export_dir.read(model_dir).spec()
 
 
 class ReferenceBackend:

@@ -18,7 +18,7 @@ import time
 
 import serial
 
-from zybo_z7 import board
+from contract import board
 
 LOGIN = re.compile(rb"login:\s*$")
 PASSWORD = re.compile(rb"[Pp]assword:\s*$")

@@ -23,12 +23,13 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contract import board
 from protocol import stream as S
 
 ADDR_WIDTH = 8  # AXI4-Lite address bits the block decodes (256-byte window)
 DATA_WIDTH = 32
-# Frame-guard stall timeout after reset: 1 s at the 100 MHz PL clock (FCLK_CLK0).
-TIMEOUT_CYCLES_RESET = 100_000_000
+# Frame-guard stall timeout after reset: 1 s of the PL clock (FCLK_CLK0, board facts).
+TIMEOUT_CYCLES_RESET = board.load().fclk0_hz
 # Block version: [31:16] major, [15:0] minor.
 CSR_VERSION = 0x0001_0000
 

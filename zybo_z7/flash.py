@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from zybo_z7 import board
+from contract import board
 
 DETECT_TIMEOUT_S = 20
 PROGRAM_TIMEOUT_S = 120

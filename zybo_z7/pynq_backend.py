@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from protocol import stream as S
-from zybo_z7 import board as board_facts
+from contract import board as board_facts
 from zybo_z7 import csr_map
 
 # Block-design cell names (zybo_z7/vivado/block_design.tcl): PYNQ names the overlay's IPs so.

@@ -24,7 +24,6 @@ The network side (connection caps, deadlines, authentication) is in
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -36,8 +35,9 @@ import numpy as np
 
 from protocol import auth as A
 from protocol import stream as S
+from contract import export_dir
 from protocol import wire as W
-from quant import blob
+from contract import blob
 from zybo_z7.backends import Accelerator, load_spec, make_backend
 from zybo_z7.server import INTERNAL, Handler, Limits, Service  # noqa: F401 (re-exported)
 
@@ -50,7 +50,7 @@ class Board:
     def __init__(self, accel: Accelerator, classes=(), layers=None):
         self.accel = accel
         self.classes = tuple(classes)
-        self.layers = layers            # for the blob's range checks (quant.blob)
+        self.layers = layers            # for the blob's range checks (contract.blob)
         self.lock = threading.Lock()
         self.weight_loads = 0
         self.info = accel.query()
@@ -132,8 +132,7 @@ class Board:
 
 
 def _classes(model_dir) -> tuple[str, ...]:
-    meta = json.loads((Path(model_dir) / "model.json").read_text())
-    return tuple(meta["spec"].get("classes", ()))
+    return tuple(export_dir.read(model_dir).spec_dict.get("classes", ()))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ struct add_config {
     static const bool relu = false;           // unsigned (ReLU-quant) or signed output
     static const unsigned n_shifts = 3;       // shift_a, shift_b, shift (blob order)
     static const unsigned blob_offset = 0;    // first word of this layer's blob section
-    static const unsigned section_words = 3;  // quant.blob.section_words
+    static const unsigned section_words = 3;  // contract.blob.section_words
     typedef ap_int<8> in_t;                   // first input (a)
     typedef ap_int<8> in_b_t;                 // second input (b)
     typedef ap_int<8> out_t;

@@ -1,7 +1,7 @@
 // wq_common.h: types shared by every waferq HLS block.
 //
 // Layout convention: every activation buffer is a flat array in HWC order
-// (index = (y * W + x) * C + c), the order of quant/intmodel.py.
+// (index = (y * W + x) * C + c), the order of contract/intmodel.py.
 //
 // Folding convention (hls/parallel.py, FINN's): a layer with weights computes
 // PE output channels at once, each PE multiplying SIMD fan-in elements at once.

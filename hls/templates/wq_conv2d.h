@@ -38,7 +38,7 @@ struct conv2d_config {
     static const unsigned weight_mem_bits = 8;  // pe * wwords * word_bits == n_weights * w_bits
     static const unsigned n_shifts = 1;       // shift words at the head of the blob section
     static const unsigned blob_offset = 0;    // first word of this layer's blob section
-    static const unsigned section_words = 1;  // quant.blob.section_words
+    static const unsigned section_words = 1;  // contract.blob.section_words
     typedef ap_uint<8> in_t;                  // input code (unsigned or signed)
     typedef ap_uint<8> out_t;                 // output code
     typedef ap_int<8> weight_t;               // one weight

@@ -24,8 +24,8 @@ namespace wq {
 
 // Base of the generated top config.
 struct core_config {
-    static const unsigned topology_hash = 0;   // quant.intmodel.topology_hash of the layer list
-    static const unsigned core_version = 1;    // hls.refcore.CORE_VERSION
+    static const unsigned topology_hash = 0;   // contract.graph.topology_hash of the layer list
+    static const unsigned core_version = 1;    // hls.gen_config.CORE_VERSION
     static const unsigned in_h = 1;            // input rows
     static const unsigned in_w = 1;            // input columns
     static const unsigned in_c = 1;            // input channels

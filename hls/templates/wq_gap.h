@@ -1,6 +1,6 @@
 // wq_gap.h: global average pooling as the integer model does it: the sum
 // over H and W per channel, then requantization (the 1/(H*W) is folded into
-// the shift as a power of two, quant.graph's sum_shift).
+// the shift as a power of two, contract.graph's sum_shift).
 #ifndef WQ_GAP_H
 #define WQ_GAP_H
 
@@ -19,7 +19,7 @@ struct gap_config {
     static const bool relu = true;            // unsigned (ReLU-quant) or signed output
     static const unsigned n_shifts = 1;       // shift words at the head of the blob section
     static const unsigned blob_offset = 0;    // first word of this layer's blob section
-    static const unsigned section_words = 1;  // quant.blob.section_words
+    static const unsigned section_words = 1;  // contract.blob.section_words
     typedef ap_uint<8> in_t;
     typedef ap_uint<8> out_t;
     typedef ap_int<24> sum_t;                 // holds in_h * in_w codes summed

@@ -1,7 +1,7 @@
 // wq_loader.h: writes LOAD_WEIGHTS words into the on-chip parameter memories
 // as they stream in, so the blob is never buffered whole.
 //
-// Blob section of one layer (quant/blob.py), 32-bit words:
+// Blob section of one layer (contract/blob.py), 32-bit words:
 //   n_shifts words        shift(s), int32 (1, or 3 for add: shift_a, shift_b, shift)
 //   n_out words           conv2d/dense only: biases, int32
 //   the rest              conv2d/dense only: weights, w_bits each, two's

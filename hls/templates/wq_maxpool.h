@@ -1,5 +1,5 @@
 // wq_maxpool.h: max pooling, any window and stride, no padding; a partial
-// window at the bottom/right edge is dropped (floor), as quant.graph says.
+// window at the bottom/right edge is dropped (floor), as contract.graph says.
 #ifndef WQ_MAXPOOL_H
 #define WQ_MAXPOOL_H
 

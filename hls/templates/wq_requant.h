@@ -16,12 +16,12 @@ namespace wq {
 // (or -1 before rounding) already, so capping keeps ap_int<64> in range.
 static const int MAX_RSHIFT = 62;
 
-// acc / 2**shift rounded half to even (quant.intmodel.rshift_rhe; a negative
+// acc / 2**shift rounded half to even (contract.intmodel.rshift_rhe; a negative
 // shift multiplies), then clamped to [0, 2**OUT_BITS - 1] when UNSIGNED_OUT
 // (ReLU-quant) or to [-2**(OUT_BITS-1), 2**(OUT_BITS-1) - 1] otherwise.
 // acc: |acc| < 2**61. OUT_BITS: 2..16. Any int32 shift gives the exact result
 // (both caps only skip shifting that cannot change it); the service also
-// refuses shifts outside quant.blob.SHIFT_MIN..SHIFT_MAX at load.
+// refuses shifts outside contract.blob.SHIFT_MIN..SHIFT_MAX at load.
 template <unsigned OUT_BITS, bool UNSIGNED_OUT>
 wide_t requant(wide_t acc, shift_t shift) {
     #pragma HLS INLINE
@@ -70,7 +70,7 @@ struct quant_config {
     static const bool relu = false;           // unsigned (ReLU-quant) or signed output
     static const unsigned n_shifts = 1;       // blob words before the next section: the shift
     static const unsigned blob_offset = 0;    // first word of this layer's blob section
-    static const unsigned section_words = 1;  // quant.blob.section_words
+    static const unsigned section_words = 1;  // contract.blob.section_words
     typedef ap_int<8> in_t;
     typedef ap_int<8> out_t;
 };

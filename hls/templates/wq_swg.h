@@ -13,7 +13,7 @@
 // matrix-vector unit with SIMD lanes takes a cycle; simd divides in_c, so one
 // word never spans two taps, and the line buffers are also split cyclically by
 // simd (dim=2) so that a word is one read of each of simd banks. A partial
-// window at the bottom/right edge is dropped (floor), as quant.graph says.
+// window at the bottom/right edge is dropped (floor), as contract.graph says.
 //
 // This first form fills a row, then emits the windows that row completes; a
 // later one overlaps the two (the fill of row r+1 with the emission of row r).

@@ -11,7 +11,7 @@ struct upsample_config {
     static const unsigned in_h = 1;    // input rows
     static const unsigned in_w = 1;    // input columns
     static const unsigned in_c = 1;    // channels, unchanged
-    static const unsigned factor = 2;  // only 2 (quant.graph)
+    static const unsigned factor = 2;  // only 2 (contract.graph)
     static const unsigned out_h = 2;   // in_h * factor
     static const unsigned out_w = 2;   // in_w * factor
     static const unsigned pe = 1;      // channels copied at once; divides in_c

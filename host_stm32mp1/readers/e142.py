@@ -29,7 +29,7 @@ from collections import Counter
 
 import numpy as np
 
-from host_stm32mp1.readers.g85 import _NULL_QUALITIES, _canon, _cells, _int_attr
+from host_stm32mp1.readers.g85 import NULL_QUALITIES, canon_code, int_attr, split_cells
 from host_stm32mp1.readers.limits import check_shape
 from host_stm32mp1.readers.xmlsafe import attr, children
 
@@ -45,8 +45,8 @@ def _layout_dims(root) -> dict:
         for lay in children(layouts, "Layout"):
             d = children(lay, "Dimension")
             if d:
-                dims[attr(lay, "LayoutId")] = (_int_attr(d[0], "Y", "Dimension"),
-                                               _int_attr(d[0], "X", "Dimension"))
+                dims[attr(lay, "LayoutId")] = (int_attr(d[0], "Y", "Dimension"),
+                                               int_attr(d[0], "X", "Dimension"))
     return dims
 
 
@@ -74,17 +74,17 @@ def _bin_map(bm, where: str):
                 cat = 1
             elif quality == "fail":
                 cat = 2
-            elif quality in _NULL_QUALITIES:
+            elif quality in NULL_QUALITIES:
                 cat = 0
             else:
                 raise ValueError(f"{where}: bin {code!r} has BinQuality={quality or '(none)'!r}, "
                                  "expected Pass, Fail or Null")
-            categories[_canon(code, hexa)] = cat
-            n = _int_attr(b, "BinCount", where)
+            categories[canon_code(code, hexa)] = cat
+            n = int_attr(b, "BinCount", where)
             if n is not None:
-                counts[_canon(code, hexa)] = (code, n)
+                counts[canon_code(code, hexa)] = (code, n)
     if null_raw is not None:
-        categories[_canon(null_raw, hexa)] = 0
+        categories[canon_code(null_raw, hexa)] = 0
     width = len(null_raw) if null_raw else (2 if hexa else 1)
     row_els = children(bm, "BinCode")
     if not row_els:
@@ -93,13 +93,13 @@ def _bin_map(bm, where: str):
     rows, seen = [], Counter()
     for r, el in enumerate(row_els):
         try:
-            cells = _cells(el.text or "", width)
+            cells = split_cells(el.text or "", width)
         except ValueError as e:
             raise ValueError(f"{where} row {r}: {e}") from None
         check_shape(len(row_els), len(cells), where)
         row = []
         for c in cells:
-            key = _canon(c, hexa)
+            key = canon_code(c, hexa)
             if key not in categories:
                 raise ValueError(f"{where} row {r}: bin code {c!r} is not declared by a "
                                  "<BinDefinition> (and is not the NullBin)")

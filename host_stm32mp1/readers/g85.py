@@ -35,10 +35,10 @@ import numpy as np
 from host_stm32mp1.readers.limits import MAX_SIDE, check_shape
 from host_stm32mp1.readers.xmlsafe import attr as _attr, children as _children, local as _local
 
-_NULL_QUALITIES = {"null", "none", "nodie", "no die", "skip", "ugly"}
+NULL_QUALITIES = {"null", "none", "nodie", "no die", "skip", "ugly"}
 
 
-def _int_attr(el, name: str, where: str) -> int | None:
+def int_attr(el, name: str, where: str) -> int | None:
     v = _attr(el, name)
     if v is None:
         return None
@@ -48,7 +48,7 @@ def _int_attr(el, name: str, where: str) -> int | None:
         raise ValueError(f"{where}: {name}={v!r} is not an integer") from None
 
 
-def _cells(text: str, width: int) -> list[str]:
+def split_cells(text: str, width: int) -> list[str]:
     text = text.strip()
     if text.lower().startswith("rowdata:"):  # the ASCII G85 row prefix, seen inside XML too
         text = text[8:].strip()
@@ -60,7 +60,7 @@ def _cells(text: str, width: int) -> list[str]:
     return [text[i:i + width] for i in range(0, len(text), width)]
 
 
-def _canon(code: str, hexa: bool) -> str:
+def canon_code(code: str, hexa: bool) -> str:
     # "1" and "01" are the same hexadecimal or decimal bin; ASCII codes compare as written.
     if hexa is None:
         return code
@@ -76,12 +76,12 @@ def _read_map(m, index: int):
     if len(devices) != 1:
         raise ValueError(f"{where}: expected one <Device>, found {len(devices)}")
     dev = devices[0]
-    rows_n = _int_attr(dev, "Rows", where)
-    cols_n = _int_attr(dev, "Columns", where)
+    rows_n = int_attr(dev, "Rows", where)
+    cols_n = int_attr(dev, "Columns", where)
     bin_type = (_attr(dev, "BinType") or "ASCII").strip().lower()
     hexa = True if bin_type.startswith("hex") else False if bin_type.startswith("dec") else None
     null_raw = _attr(dev, "NullBin")
-    null = _canon(null_raw, hexa) if null_raw is not None else None
+    null = canon_code(null_raw, hexa) if null_raw is not None else None
     categories = {}
     for b in _children(dev, "Bin"):
         code = _attr(b, "BinCode")
@@ -92,19 +92,19 @@ def _read_map(m, index: int):
             cat = 1
         elif quality == "fail":
             cat = 2
-        elif quality in _NULL_QUALITIES:
+        elif quality in NULL_QUALITIES:
             cat = 0
         else:
             raise ValueError(f"{where}: bin {code!r} has BinQuality={quality or '(none)'!r}, "
                              "expected Pass, Fail or Null")
-        categories[_canon(code, hexa)] = cat
+        categories[canon_code(code, hexa)] = cat
     if null is not None:
         categories[null] = 0
     counts = {}
     for b in _children(dev, "Bin"):
-        n = _int_attr(b, "BinCount", where)
+        n = int_attr(b, "BinCount", where)
         if n is not None:
-            counts[_canon(_attr(b, "BinCode"), hexa)] = (_attr(b, "BinCode"), n)
+            counts[canon_code(_attr(b, "BinCode"), hexa)] = (_attr(b, "BinCode"), n)
     if rows_n is not None and cols_n is not None:
         check_shape(rows_n, cols_n, where)
     datas = _children(dev, "Data")
@@ -117,17 +117,17 @@ def _read_map(m, index: int):
         check_shape(len(row_els), 0, where)
     for r, row in enumerate(row_els):
         try:
-            cells = _cells(row.text or "", width)
+            cells = split_cells(row.text or "", width)
         except ValueError as e:
             raise ValueError(f"{where} row {r}: {e}") from None
         out = []
         for c in cells:
-            cat = categories.get(_canon(c, hexa))
+            cat = categories.get(canon_code(c, hexa))
             if cat is None:
                 raise ValueError(f"{where} row {r}: bin code {c!r} is not declared by a <Bin> "
                                  "(and is not the NullBin)")
             out.append(cat)
-            seen[_canon(c, hexa)] += 1
+            seen[canon_code(c, hexa)] += 1
         if len(out) > MAX_SIDE:
             check_shape(len(row_els), len(out), where)
         rows.append(out)
@@ -150,7 +150,7 @@ def _read_map(m, index: int):
                                              "WaferId") if _attr(dev, k) is not None})
     meta.update(lot_id=meta.get("LotId"), wafer_id=meta.get("WaferId") or meta.get("SubstrateId"),
                 part=meta.get("ProductId"))
-    refs = [(_int_attr(rd, "ReferenceDeviceX", where), _int_attr(rd, "ReferenceDeviceY", where))
+    refs = [(int_attr(rd, "ReferenceDeviceX", where), int_attr(rd, "ReferenceDeviceY", where))
             for rd in _children(dev, "ReferenceDevice")]
     if refs:
         meta["reference_devices"] = refs

@@ -8,7 +8,7 @@ Layout assumed (as in the public ``Wafer_Map_Datasets.npz``):
   order ``MIXED_LABELS`` = Center, Donut, Edge-Loc, Edge-Ring, Loc,
   Near-full, Random, Scratch (C, D, EL, ER, L, NF, R, S). An all-zero row is
   a normal wafer. This order equals ``WAFER_CLASSES[:8]``, so column j is
-  class j of ``quant.spec.WAFER_CLASSES``.
+  class j of ``contract.spec.WAFER_CLASSES``.
 
 Pure numpy: no pickle is involved (``allow_pickle=False``).
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from quant.spec import WAFER_CLASSES
+from contract.spec import WAFER_CLASSES
 
 MIXED_LABELS = WAFER_CLASSES[:8]
 SHORT_NAMES = ("C", "D", "EL", "ER", "L", "NF", "R", "S")
@@ -46,7 +46,7 @@ def load(path, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     validate(maps, labels)
     maps, labels = maps.astype(np.uint8), labels.astype(np.uint8)
     if size is not None:
-        from host_stm32mp1.preprocess import to_model_input
+        from contract.preprocess import to_model_input
 
         maps = np.stack([to_model_input(m, size) for m in maps]) if len(maps) else \
             np.zeros((0, size, size, 1), np.uint8)

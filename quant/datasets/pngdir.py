@@ -3,7 +3,7 @@
     root/Center/a.png  root/Edge-Loc/b.png  root/none/c.png ...
 
 Class names are the subfolder names. When every subfolder names a class of
-``quant.spec.WAFER_CLASSES`` (case, '_' and ' ' vs '-' ignored, so
+``contract.spec.WAFER_CLASSES`` (case, '_' and ' ' vs '-' ignored, so
 ``edge_loc`` is Edge-Loc), labels index WAFER_CLASSES; otherwise they index
 the sorted subfolder names (or the ``classes`` passed in). Images are read as
 grayscale uint8 (pillow mode 'L'; a 16-bit PNG is scaled to 8 bits, an alpha
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quant.spec import WAFER_CLASSES
+from contract.spec import WAFER_CLASSES
 
 EXTENSIONS = (".png",)
 
@@ -99,7 +99,7 @@ def load(root, classes=None, size: int | None = None) -> PngDir:
             labels.append(index[folder])
             paths.append(path)
     if size is not None:
-        from host_stm32mp1.preprocess import to_model_input
+        from contract.preprocess import to_model_input
 
         images = np.stack([to_model_input(m, size) for m in images]) if images else \
             np.zeros((0, size, size, 1), np.uint8)

@@ -64,7 +64,7 @@ class MapSink:
     """Preprocesses each map at every size and appends it to its cache file."""
 
     def __init__(self, folder: Path, sizes):
-        from host_stm32mp1.preprocess import to_model_input
+        from contract.preprocess import to_model_input
 
         self.prep = to_model_input
         self.sizes = tuple(sizes)

@@ -7,7 +7,7 @@ columns ``waferMap`` (2-D uint8 die categories: 0 = no die, 1 = pass,
 hold nested arrays such as ``[['Training']]`` / ``[['Center']]``, or an empty
 array when the wafer is unlabeled.
 
-Labels are always indices into ``quant.spec.WAFER_CLASSES``. ``EIGHT_CLASSES``
+Labels are always indices into ``contract.spec.WAFER_CLASSES``. ``EIGHT_CLASSES``
 is ``WAFER_CLASSES[:8]`` (every class but ``none``), so with ``n_classes=8``
 the same index also indexes ``EIGHT_CLASSES``: one label space for both.
 
@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quant.spec import WAFER_CLASSES
+from contract.spec import WAFER_CLASSES
 
 EIGHT_CLASSES = WAFER_CLASSES[:8]
 NONE_INDEX = WAFER_CLASSES.index("none")
@@ -272,7 +272,7 @@ def _maps(col, rows: np.ndarray, size: int | None):
             raise ValueError(f"row {r}: waferMap must be 2-D with values 0..2, got shape {m.shape}")
     if size is None:
         return maps
-    from host_stm32mp1.preprocess import to_model_input
+    from contract.preprocess import to_model_input
 
     out = np.empty((len(maps), size, size, 1), dtype=np.uint8)
     for j, m in enumerate(maps):

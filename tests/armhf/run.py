@@ -305,7 +305,7 @@ def check_big_stdf(a: Armhf, ctx):
 
 def start_service(a: Armhf) -> tuple[dict, subprocess.Popen]:
     model = a.tmp / "model"
-    ok(native(["-c", "import sys; from quant.intmodel import random_model; from quant.spec import CNNSpec;"
+    ok(native(["-c", "import sys; from contract.intmodel import random_model; from contract.spec import CNNSpec;"
                f"random_model(CNNSpec.uniform(4, 4), seed=1).save({str(model)!r})"]), "model")
     key = a.tmp / "wire.key"
     key.write_text("1:" + os.urandom(32).hex() + "\n")

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from zybo_z7 import board as board_facts
+from contract import board as board_facts
+from zybo_z7 import board as board_files
 
 REPO = Path(__file__).resolve().parents[2]
 TCL = REPO / "zybo_z7" / "vivado" / "block_design.tcl"
@@ -69,7 +70,7 @@ def tcl_design() -> Design:
     tclsh = shutil.which("tclsh")
     if tclsh is None:
         raise RuntimeError("tclsh is not installed (apt-get install tcl)")
-    facts = board_facts.tcl(board_facts.load(), {"wq_topology_hash": "0x00000000"})
+    facts = board_files.tcl(board_facts.load(), {"wq_topology_hash": "0x00000000"})
     script = facts + PROBE + f"source {{{TCL}}}\n"
     out = subprocess.run([tclsh], input=script, capture_output=True, text=True, timeout=60,
                          check=True).stdout

@@ -43,7 +43,7 @@ MAX_WORDS = 64
 
 
 def _spec():
-    from quant.spec import CNNSpec
+    from contract.spec import CNNSpec
 
     return CNNSpec.uniform(4, 4, in_size=8, channels=(2, 3))
 
@@ -65,7 +65,7 @@ if cocotb is not None:
         """Stand-in for the HLS core, streaming as wq_core.h does."""
         def __init__(self, dut, rx: RxFifo, reset_state: bool):
             from hls.refcore import RefCore
-            from quant import blob
+            from contract import blob
 
             self.dut, self.rx, self.reset_state = dut, rx, reset_state
             self.ref = RefCore(_spec())
@@ -189,8 +189,8 @@ if cocotb is not None:
             await ClockCycles(self.dut.aclk, SOFT_RESET_CYCLES + 4)
 
     def _models():
-        from quant import blob
-        from quant.intmodel import random_model
+        from contract import blob
+        from contract.intmodel import random_model
 
         spec = _spec()
         return spec, random_model(spec, seed=1), random_model(spec, seed=2), blob

@@ -8,7 +8,7 @@ Files in ``build/<model>/export/``:
 - ``weights.npz``: per layer ``<name>.w`` (int8, conv [O][KH][KW][I], dense
   [O][I] with I in HWC flatten order), ``<name>.b`` (int32 [O]) and
   ``<name>.shift`` (int32 scalar).
-- ``weights.bin``: the weight blob (see ``quant.blob``), sent by the host.
+- ``weights.bin``: the weight blob (see ``contract.blob``), sent by the host.
 
 Arithmetic (all integer): a conv or dense layer computes
 ``acc = sum(x_q * w_q) + b_q`` in int64 (the accelerator uses wide enough
@@ -20,14 +20,13 @@ returns ``acc`` as the logits; their real value is ``acc * 2**logit_scale_log2``
 from __future__ import annotations
 
 import json
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from quant.graph import INPUT, has_section, weight_shape
-from quant.spec import INPUT_BITS, INPUT_SCALE_LOG2, CNNSpec, spec_from_dict
+from contract.graph import INPUT, has_section, topology_hash, weight_shape
+from contract.spec import INPUT_BITS, INPUT_SCALE_LOG2, CNNSpec
 
 
 # As in hls/templates/wq_requant.h: a right shift past 62 gives what 62 gives
@@ -51,12 +50,6 @@ def rshift_rhe(acc: np.ndarray, shift: int, out_bits: int = 16) -> np.ndarray:
     return (acc + half - 1 + odd) >> shift
 
 
-def topology_hash(layers: list[dict]) -> int:
-    """CRC32 of the canonical layer list: equal hashes mean one synthesized core fits."""
-    text = json.dumps(layers, sort_keys=True, separators=(",", ":"))
-    return zlib.crc32(text.encode()) & 0xFFFFFFFF
-
-
 @dataclass
 class IntModel:
     spec: CNNSpec
@@ -77,7 +70,7 @@ class IntModel:
 
     # --- files -----------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
-        from quant import blob
+        from contract import blob
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -99,13 +92,14 @@ class IntModel:
 
     @classmethod
     def load(cls, folder: str | Path) -> "IntModel":
-        folder = Path(folder)
-        meta = json.loads((folder / "model.json").read_text())
-        with np.load(folder / "weights.npz") as z:
+        from contract import export_dir
+
+        ex = export_dir.read(folder)
+        with np.load(ex.folder / export_dir.WEIGHTS_NPZ) as z:
             weights = {k: z[k] for k in z.files}
-        model = cls(spec_from_dict(meta["spec"]), weights, int(meta["logit_scale_log2"]))
-        if model.topology_hash != meta["topology_hash"]:
-            raise ValueError(f"{folder}/model.json: topology hash does not match its layer list")
+        model = cls(ex.spec(), weights, ex.logit_scale_log2)
+        if model.topology_hash != ex.topology_hash:
+            raise export_dir.ExportError(f"{ex.path}: topology hash does not match its layer list")
         return model
 
     # --- execution -------------------------------------------------------

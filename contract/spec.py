@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from quant.graph import GraphBuilder
+from contract.graph import GraphBuilder
 
 WAFER_CLASSES = ("Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc",
                  "Near-full", "Random", "Scratch", "none")
@@ -71,7 +71,7 @@ class CNNSpec(SpecFace):
         return cls(name=f"{name}_{w}w{a}a", w_bits=(w,) * (n + 1), a_bits=(a,) * n, **kw)
 
     def layers(self) -> list[dict]:
-        """The layer graph (``quant.graph``), in execution order."""
+        """The layer graph (``contract.graph``), in execution order."""
         g = GraphBuilder(self.in_size, self.in_channels, INPUT_BITS)
         for i, c_out in enumerate(self.channels):
             g.conv(f"conv{i}", c_out, 3, w_bits=self.w_bits[i], a_bits=self.a_bits[i])
@@ -82,7 +82,7 @@ class CNNSpec(SpecFace):
 
 def spec_from_dict(d: dict):
     """Any family's spec from its ``to_dict()`` (the ``spec`` entry of model.json)."""
-    from quant import zoo
+    from contract import zoo
 
     family = d.get("family", "wmcnn")
     if family == "wmcnn":

@@ -1,6 +1,6 @@
 """The second flow: Brevitas -> QONNX -> hls4ml (Vitis backend, io_stream), as a peer of ours.
 
-    python -m hls.hls4ml_flow --family wmcnn --out build/hls4ml [--n 64]
+    python -m bench.hls4ml_flow --family wmcnn --out build/hls4ml [--n 64]
 
 Follows /work/shared/TOOLCHAIN.md: ``export_qonnx(dynamo=False)``,
 ``cleanup_model``, ``ConvertToChannelsLastAndClean(make_input_channels_last=True)``,
@@ -9,7 +9,7 @@ Follows /work/shared/TOOLCHAIN.md: ``export_qonnx(dynamo=False)``,
 ``hls_model.compile()`` needs only g++. Inputs are NHWC floats ``q / 256`` of
 uint8 codes ``q``, already on the input quantizer's grid.
 
-The result is compared with the integer reference (``quant.intmodel``): logits
+The result is compared with the integer reference (``contract.intmodel``): logits
 times ``2**logit_scale_log2`` must be equal, bit for bit. A model that a stage
 cannot take is reported with the stage and the exception text, not hidden.
 
@@ -39,8 +39,8 @@ class FlowError(RuntimeError):
 
 
 def make_spec(family: str, w_bits: int = 4, a_bits: int = 4):
-    from quant import zoo
-    from quant.spec import CNNSpec
+    from contract import zoo
+    from contract.spec import CNNSpec
 
     if family == "wmcnn":
         return CNNSpec.uniform(w_bits, a_bits)
@@ -129,7 +129,7 @@ def run(spec, out_dir: Path, n: int = 64, seed: int = 0, train_n: int = 128, mad
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--family", default="wmcnn", help="wmcnn or a quant.zoo family")
+    ap.add_argument("--family", default="wmcnn", help="wmcnn or a contract.zoo family")
     ap.add_argument("--w-bits", type=int, default=4)
     ap.add_argument("--a-bits", type=int, default=4)
     ap.add_argument("--n", type=int, default=64)

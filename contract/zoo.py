@@ -1,9 +1,9 @@
-"""Model families beyond the slice's wafer-map CNN (``quant.spec.CNNSpec``).
+"""Model families beyond the slice's wafer-map CNN (``contract.spec.CNNSpec``).
 
 Each family is a ``ZooSpec`` with the same face as ``CNNSpec`` (``name``,
 ``family``, ``in_size``, ``in_channels``, ``classes``, ``n_classes``,
 ``to_dict()``, ``from_dict()``, ``layers()``); its topology is a constant
-function of the spec, written with ``quant.graph.GraphBuilder``.
+function of the spec, written with ``contract.graph.GraphBuilder``.
 
 Bit widths are set per layer: ``w_bits`` and ``a_bits`` are one number for
 every layer, or a tuple with one entry per weighted layer (``w_bits``) or per
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from quant.graph import GraphBuilder
-from quant.spec import INPUT_BITS, WAFER_CLASSES, SpecFace
+from contract.graph import GraphBuilder
+from contract.spec import INPUT_BITS, WAFER_CLASSES, SpecFace
 
 BUFFER_CLASSES = ("Crack", "EMC", "Normal", "Notch")
 

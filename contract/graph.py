@@ -1,10 +1,10 @@
 """The layer graph: one list of plain dicts that every stage builds from.
 
-A model family (``quant.spec``, ``quant.zoo``) describes its topology with a
+A model family (``contract.spec``, ``contract.zoo``) describes its topology with a
 ``GraphBuilder``; the result is a list of layers in execution order. The
 Brevitas model is instantiated from that list (``quant.model.GraphNet``), the
-integer reference executes it (``quant.intmodel``), the blob packs it
-(``quant.blob``) and the HLS generator instantiates templates for it.
+integer reference executes it (``contract.intmodel``), the blob packs it
+(``contract.blob``) and the HLS generator instantiates templates for it.
 
 Tensors are HWC. Every layer has::
 
@@ -34,7 +34,9 @@ quant     requantization only (aligns a branch's scale before an add)
 """
 from __future__ import annotations
 
+import json
 import math
+import zlib
 
 INPUT = "input"
 WEIGHTED = ("conv2d", "dense")
@@ -135,3 +137,9 @@ def shift_names(layer: dict) -> tuple[str, ...]:
 def has_section(layer: dict) -> bool:
     """Layers with run-time parameters (weights and/or a shift) in the blob."""
     return layer["type"] in WEIGHTED or layer["requant"]
+
+
+def topology_hash(layers: list[dict]) -> int:
+    """CRC32 of the canonical layer list: equal hashes mean one synthesized core fits."""
+    text = json.dumps(layers, sort_keys=True, separators=(",", ":"))
+    return zlib.crc32(text.encode()) & 0xFFFFFFFF

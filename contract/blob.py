@@ -1,9 +1,9 @@
 """The weight blob: the LOAD_WEIGHTS payload that the host sends at run time.
 
 Layout, 32-bit little-endian words, one section per layer with run-time
-parameters (``quant.graph.has_section``), in execution order::
+parameters (``contract.graph.has_section``), in execution order::
 
-    shift(s)     int32 words, ``quant.graph.shift_names`` (1, or 3 for add;
+    shift(s)     int32 words, ``contract.graph.shift_names`` (1, or 3 for add;
                  0 for the logits layer)
     bias         conv2d and dense only: out_features words, int32
     weights      conv2d and dense only: the layer's int weights in their
@@ -20,7 +20,7 @@ the values: every shift within SHIFT_MIN..SHIFT_MAX (0 where the layer does
 not requantize), and the logits layer's biases small enough that a logit
 fits the int32 it travels in. The service runs it before a blob reaches the
 accelerator; the core and the reference give identical answers even for a
-blob that fails it (hls/templates/wq_requant.h, quant.intmodel.rshift_rhe).
+blob that fails it (hls/templates/wq_requant.h, contract.intmodel.rshift_rhe).
 """
 from __future__ import annotations
 
@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from protocol.stream import checksum as _checksum
-from quant.graph import WEIGHTED, has_section, shift_names, weight_shape
+from contract.graph import WEIGHTED, has_section, shift_names, weight_shape
 
 if TYPE_CHECKING:
-    from quant.intmodel import IntModel
+    from contract.intmodel import IntModel
 
 
 # Shifts the export and the core agree on: a right shift of 62 already maps
@@ -50,7 +50,7 @@ def section_layers(layers: list[dict]) -> list[dict]:
     return [layer for layer in layers if has_section(layer)]
 
 
-def _n_weights(layer: dict) -> int:
+def n_weights(layer: dict) -> int:
     return int(np.prod(weight_shape(layer))) if layer["type"] in WEIGHTED else 0
 
 
@@ -59,7 +59,7 @@ def _n_out(layer: dict) -> int:
 
 
 def section_words(layer: dict) -> int:
-    return len(shift_names(layer)) + _n_out(layer) + (_n_weights(layer) * layer.get("w_bits", 0) + 31) // 32
+    return len(shift_names(layer)) + _n_out(layer) + (n_weights(layer) * layer.get("w_bits", 0) + 31) // 32
 
 
 def blob_words(layers: list[dict]) -> int:
@@ -108,7 +108,7 @@ def unpack(layers: list[dict], words: np.ndarray) -> dict[str, np.ndarray]:
         raise ValueError(f"weight blob has {words.size} words, the topology needs {expected}")
     out, pos = {}, 0
     for layer in section_layers(layers):
-        name, n_out, n_w = layer["name"], _n_out(layer), _n_weights(layer)
+        name, n_out, n_w = layer["name"], _n_out(layer), n_weights(layer)
         for key in shift_names(layer):
             out[f"{name}.{key}"] = words[pos:pos + 1].view(np.int32)[0].copy()
             pos += 1
