@@ -28,6 +28,16 @@ help:
 
 install: $(STAMP)
 
+# A MODEL is known when it names a training config (quant/configs/$(MODEL).json),
+# is one of the two defaults, or already has a checkpoint or an export in build/.
+# Anything else stops every model target: a typo must not train the default CNN
+# under a new name.
+KNOWN_MODEL = $(or $(filter wmcnn_4w4a wm811k_4w4a,$(MODEL)),$(wildcard quant/configs/$(MODEL).json),\
+                   $(wildcard build/$(MODEL)/export/model.json),$(wildcard build/$(MODEL)/train/checkpoint.pt))
+.PHONY: model-known
+model-known:
+	@$(if $(strip $(KNOWN_MODEL)),true,echo "make: unknown MODEL=$(MODEL): no quant/configs/$(MODEL).json and no build/$(MODEL)/ checkpoint or export; known configs: $(notdir $(basename $(wildcard quant/configs/*.json)))" >&2; exit 2)
+
 tools:
 	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
@@ -54,29 +64,29 @@ TRAIN_OPTS = $(if $(CONFIG),--config $(CONFIG),--w-bits $(W_BITS) --a-bits $(A_B
 # LIMIT=N trains on at most N labelled maps of each split of a real file
 # (LSWMD.pkl holds about 170k labelled maps): 4,000 train the default W4A4
 # CNN in well under a minute on two cores, plus the time to unpickle the file.
-train: $(STAMP)
+train: model-known $(STAMP)
 	$(PY) -m quant.train --out $(BUILD)/train $(TRAIN_OPTS) --ptq $(if $(DATA),--data $(DATA)) \
 		$(if $(LIMIT),--limit $(LIMIT))
 
 $(BUILD)/train/checkpoint.pt:
 	$(MAKE) train
 
-export: $(STAMP) $(BUILD)/train/checkpoint.pt
+export: model-known $(STAMP) $(BUILD)/train/checkpoint.pt
 	$(PY) -m quant.export --checkpoint $(BUILD)/train/checkpoint.pt --out $(BUILD)/export
 
 # The accelerator's C++ and its vitis_hls script; needs no Xilinx tool.
-hls-src: $(STAMP)
+hls-src: model-known $(STAMP)
 	$(PY) -m hls.estimate --model $(BUILD)/export --parallel $(BUILD)/hls/parallel.json
 	$(PY) -m hls.generate --model $(BUILD)/export --out $(BUILD)/hls
 	$(PY) -m hls.tcl --model $(BUILD)/export --hls $(BUILD)/hls
 
 # HLS synthesis for the XC7Z020 (csim, csynth, interface check, export_design; cosim with
 # COSIM=1); needs vitis_hls or vitis-run.
-hls: $(STAMP)
+hls: model-known $(STAMP)
 	$(PY) -m hls.synth --model $(BUILD)/export --hls $(BUILD)/hls $(if $(filter 1,$(COSIM)),--cosim)
 
 # Resources and speed on the XC7Z020, estimated from the layer graph; refuses what does not fit.
-estimate: $(STAMP)
+estimate: model-known $(STAMP)
 	$(PY) -m hls.estimate --model $(BUILD)/export --parallel $(BUILD)/hls/parallel.json \
 		--json $(BUILD)/hls/estimate.json --cycles $(BUILD)/hls/cycles.json
 
@@ -92,11 +102,11 @@ layer-tops: $(STAMP)
 
 # HLS synthesis (vitis_hls), then the Vivado block design to waferq.bit/.hwh/.xsa.
 # Without vitis_hls or vivado on PATH it stops with one sentence and exit code 2.
-bitstream: $(STAMP)
+bitstream: model-known $(STAMP)
 	$(PY) -m zybo_z7.bitstream --model $(BUILD)/export --out $(BUILD)/bitstream $(if $(filter 1,$(COSIM)),--cosim)
 
 # The device tree overlay for the DMA and the accelerator, from the board facts.
-dtbo: $(STAMP)
+dtbo: model-known $(STAMP)
 	$(PY) -m zybo_z7.board --out $(BUILD)/bitstream --model $(BUILD)/export
 	cpp -nostdinc -undef -x assembler-with-cpp -P -I drivers/include -I $(BUILD)/bitstream \
 		zybo_z7/dts/waferq-overlay.dtso | dtc -@ -I dts -O dtb -o $(BUILD)/bitstream/waferq.dtbo
@@ -107,14 +117,14 @@ driver: $(STAMP)
 	$(MAKE) -C drivers all PYTHON=$(abspath $(PY)) OUT=$(abspath build/driver) JOBS=2
 
 # JTAG with openFPGALoader; SD-card boot is in zybo_z7/README.md.
-flash: $(STAMP)
+flash: model-known $(STAMP)
 	$(PY) -m zybo_z7.flash --bit $(BUILD)/bitstream/waferq.bit
 
 # Accuracy against bits for every wafer-map family (FP32, PTQ-8, W8A8..W2A2); --quick is minutes.
 bench-bits: $(STAMP)
 	$(PY) -m bench.accuracy_vs_bits --quick --out build/bench_bits
 
-bench: $(STAMP)
+bench: model-known $(STAMP)
 	$(PY) -m bench.pipeline --model $(BUILD)/export --hls $(BUILD)/hls --out $(BUILD)/bench
 	$(PY) -m zybo_z7.rtl.synth --out build/bench/rtl_synth.json
 	$(PY) -m bench.hls_resources --out build/bench
@@ -155,13 +165,13 @@ IMAGE_DTBO  ?= $(BUILD)/bitstream/waferq.dtbo
 IMAGE_KO    ?= build/driver/zynq-6.12/waferq/waferq.ko
 IMAGE_MODEL ?= $(BUILD)/export
 IMAGE_OUT   ?= $(BUILD)/image
-image: $(STAMP)
+image: model-known $(STAMP)
 	$(PY) -m deploy.image --bit $(IMAGE_BIT) --dtbo $(IMAGE_DTBO) --ko $(IMAGE_KO) \
 		--model $(IMAGE_MODEL) --out $(IMAGE_OUT) $(if $(FSBL),--fsbl $(FSBL)) $(if $(UBOOT),--uboot $(UBOOT))
 
 # make deploy BOARD=root@zybo HOST=root@stm32mp1 [HOST_CONFIG=host.toml] [KEY=wire.key] [BOARD_ENV=board.env]
 # over SSH: install, enable, restart, then the health check (status from the host); deploy/deploy.py.
-deploy: $(STAMP)
+deploy: model-known $(STAMP)
 	$(PY) -m deploy.deploy $(if $(BOARD),--board $(BOARD)) $(if $(HOST),--host $(HOST)) \
 		--image $(IMAGE_OUT) --model $(IMAGE_MODEL) $(if $(HOST_CONFIG),--host-config $(HOST_CONFIG)) \
 		$(if $(KEY),--key-file $(KEY)) $(if $(BOARD_ENV),--board-env $(BOARD_ENV)) $(DEPLOY_OPTS)
@@ -177,7 +187,10 @@ bench-abuse: $(STAMP)
 # DATA=<LSWMD-format .pkl> (or a cache folder of quant.datasets.stream) with no
 # CONFIG trains the recommended model for real maps
 # (quant/configs/wmcnn_real_4w4a.json) into build/wm811k_4w4a/.
-CONFIG ?= $(if $(filter %.pkl,$(DATA))$(wildcard $(DATA)/meta.json),quant/configs/wmcnn_real_4w4a.json)
+# A MODEL named after a config (other than the demo's wmcnn_4w4a, which keeps the
+# W_BITS/A_BITS/FP_EPOCHS/QAT_EPOCHS knobs) trains with that config.
+CONFIG ?= $(strip $(if $(filter %.pkl,$(DATA))$(wildcard $(DATA)/meta.json),quant/configs/wmcnn_real_4w4a.json,\
+            $(if $(filter-out wmcnn_4w4a,$(MODEL)),$(wildcard quant/configs/$(MODEL).json))))
 
 # --- waferq driver in a booted kernel (issue 14) ---
 APT_PKGS += qemu-system-arm linux-source-6.1 linux-source-6.12 bc bison flex libssl-dev \
