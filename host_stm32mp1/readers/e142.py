@@ -29,7 +29,7 @@ from collections import Counter
 
 import numpy as np
 
-from host_stm32mp1.readers.g85 import NULL_QUALITIES, canon_code, int_attr, split_cells
+from host_stm32mp1.readers.g85 import bin_category, canon_code, int_attr, split_cells
 from host_stm32mp1.readers.limits import check_shape
 from host_stm32mp1.readers.xmlsafe import attr, children
 
@@ -69,17 +69,7 @@ def _bin_map(bm, where: str):
             code = attr(b, "BinCode")
             if code is None:
                 raise ValueError(f"{where}: a <BinDefinition> without BinCode")
-            quality = (attr(b, "BinQuality") or "").strip().lower()
-            if quality == "pass":
-                cat = 1
-            elif quality == "fail":
-                cat = 2
-            elif quality in NULL_QUALITIES:
-                cat = 0
-            else:
-                raise ValueError(f"{where}: bin {code!r} has BinQuality={quality or '(none)'!r}, "
-                                 "expected Pass, Fail or Null")
-            categories[canon_code(code, hexa)] = cat
+            categories[canon_code(code, hexa)] = bin_category(attr(b, "BinQuality"), code, where)
             n = int_attr(b, "BinCount", where)
             if n is not None:
                 counts[canon_code(code, hexa)] = (code, n)

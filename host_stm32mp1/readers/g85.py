@@ -60,6 +60,19 @@ def split_cells(text: str, width: int) -> list[str]:
     return [text[i:i + width] for i in range(0, len(text), width)]
 
 
+def bin_category(quality, code: str, where: str) -> int:
+    """A bin's die category from its BinQuality (G85 and E142 spell it alike)."""
+    q = (quality or "").strip().lower()
+    if q == "pass":
+        return 1
+    if q == "fail":
+        return 2
+    if q in NULL_QUALITIES:
+        return 0
+    raise ValueError(f"{where}: bin {code!r} has BinQuality={q or '(none)'!r}, "
+                     "expected Pass, Fail or Null")
+
+
 def canon_code(code: str, hexa: bool) -> str:
     # "1" and "01" are the same hexadecimal or decimal bin; ASCII codes compare as written.
     if hexa is None:
@@ -85,19 +98,9 @@ def _read_map(m, index: int):
     categories = {}
     for b in _children(dev, "Bin"):
         code = _attr(b, "BinCode")
-        quality = (_attr(b, "BinQuality") or "").strip().lower()
         if code is None:
             raise ValueError(f"{where}: a <Bin> without BinCode")
-        if quality == "pass":
-            cat = 1
-        elif quality == "fail":
-            cat = 2
-        elif quality in NULL_QUALITIES:
-            cat = 0
-        else:
-            raise ValueError(f"{where}: bin {code!r} has BinQuality={quality or '(none)'!r}, "
-                             "expected Pass, Fail or Null")
-        categories[canon_code(code, hexa)] = cat
+        categories[canon_code(code, hexa)] = bin_category(_attr(b, "BinQuality"), code, where)
     if null is not None:
         categories[null] = 0
     counts = {}
