@@ -4,12 +4,14 @@ Layout, 32-bit little-endian words, one section per layer with run-time
 parameters (``contract.graph.has_section``), in execution order::
 
     shift(s)     int32 words, ``contract.graph.shift_names`` (1, or 3 for add;
-                 0 for the logits layer)
+                 0 for the logits layer; none for a thresholds layer)
     bias         conv2d and dense only: out_features words, int32
+    thresholds   thresholds layers only (``act`` "thresholds"): [O][2**out_bits - 1]
+                 int32 words, channel by channel
     weights      conv2d and dense only: the layer's int weights in their
                  declared order (conv [O][KH][KW][I/groups], dense [O][I]),
-                 each ``w_bits`` wide in two's
-                 complement, packed LSB first: value j of the layer sits at
+                 each ``w_bits`` wide in two's complement (1-bit layers: bit
+                 1 is +1 and bit 0 is -1), packed LSB first: value j of the layer sits at
                  bit (j * w_bits) % 32 of word (j * w_bits) // 32 of the
                  section. A 2-bit layer stores 16 weights a word. The section is
                  zero-padded to a whole word.
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from protocol.stream import checksum as _checksum
-from contract.graph import WEIGHTED, has_section, shift_names, weight_shape
+from contract.graph import WEIGHTED, has_section, n_thresholds, shift_names, weight_shape
 
 if TYPE_CHECKING:
     from contract.intmodel import IntModel
@@ -59,7 +61,8 @@ def _n_out(layer: dict) -> int:
 
 
 def section_words(layer: dict) -> int:
-    return len(shift_names(layer)) + _n_out(layer) + (n_weights(layer) * layer.get("w_bits", 0) + 31) // 32
+    return (len(shift_names(layer)) + _n_out(layer) * (1 + n_thresholds(layer))
+            + (n_weights(layer) * layer.get("w_bits", 0) + 31) // 32)
 
 
 def blob_words(layers: list[dict]) -> int:
@@ -67,8 +70,14 @@ def blob_words(layers: list[dict]) -> int:
 
 
 def pack_bits(values: np.ndarray, bits: int) -> np.ndarray:
-    """Signed ints -> uint32 words, ``bits`` each, LSB first (see module doc)."""
-    v = np.asarray(values, dtype=np.int64).ravel() & ((1 << bits) - 1)
+    """Signed ints -> uint32 words, ``bits`` each, LSB first (see module doc).
+    At 1 bit the values must be -1 or +1."""
+    v = np.asarray(values, dtype=np.int64).ravel()
+    if bits == 1:
+        if np.any(np.abs(v) != 1):
+            raise BlobError("1-bit (bipolar) weights must be -1 or +1")
+        v = (v + 1) >> 1
+    v = v & ((1 << bits) - 1)
     n_words = (v.size * bits + 31) // 32
     bitpos = np.arange(v.size, dtype=np.int64) * bits
     out = np.zeros(n_words + 1, dtype=np.uint64)  # +1: a value may straddle a word
@@ -85,6 +94,8 @@ def unpack_bits(words: np.ndarray, bits: int, count: int) -> np.ndarray:
     lo = w[bitpos // 32] >> (bitpos % 32)
     hi = w[bitpos // 32 + 1] << (32 - bitpos % 32)
     raw = (lo | hi) & ((1 << bits) - 1)
+    if bits == 1:
+        return 2 * raw - 1
     return np.where(raw >= 1 << (bits - 1), raw - (1 << bits), raw)
 
 
@@ -96,6 +107,8 @@ def pack(model: "IntModel") -> np.ndarray:
         parts.append(np.array(shifts, dtype=np.int32).view(np.uint32))
         if layer["type"] in WEIGHTED:
             parts.append(model.weights[f"{name}.b"].astype(np.int32).view(np.uint32))
+            if n_thresholds(layer):
+                parts.append(model.weights[f"{name}.thr"].astype(np.int32).ravel().view(np.uint32))
             parts.append(pack_bits(model.weights[f"{name}.w"], layer["w_bits"]))
     return np.concatenate(parts).astype(np.uint32)
 
@@ -116,6 +129,10 @@ def unpack(layers: list[dict], words: np.ndarray) -> dict[str, np.ndarray]:
             continue
         out[f"{name}.b"] = words[pos:pos + n_out].view(np.int32).copy()
         pos += n_out
+        if n_thresholds(layer):
+            n_t = n_out * n_thresholds(layer)
+            out[f"{name}.thr"] = words[pos:pos + n_t].view(np.int32).reshape(n_out, -1).copy()
+            pos += n_t
         n_words = (n_w * layer["w_bits"] + 31) // 32
         flat = unpack_bits(words[pos:pos + n_words], layer["w_bits"], n_w).astype(np.int8)
         out[f"{name}.w"] = flat.reshape(weight_shape(layer))

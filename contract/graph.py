@@ -22,6 +22,15 @@ Types:
 conv2d    kernel, stride, pad, groups (1, or in_c for depthwise), w_bits
 dense     in_features (HWC flatten of its input), w_bits; ``requant`` False
           makes it the logits layer (int32 accumulator out)
+
+          ``w_bits`` 1 means bipolar weights, -1 or +1 (BNN-PYNQ's
+          binarized layers); 2..8 are two's complement.
+          ``act`` "thresholds" (conv2d and dense; the key is absent
+          otherwise): the output is not a shift of the accumulator but the
+          count of per-channel thresholds it reaches, FINN's MultiThreshold
+          ``y = sum_k (acc >= T[c][k])`` with ``2**out_bits - 1`` ascending
+          thresholds a channel (``<name>.thr`` int32 [out_c][n]). A batch
+          norm followed by a multi-bit quantizer becomes this exactly.
 maxpool   pool, stride (no padding; a partial window at the edge is dropped)
 gap       sum over H and W, then requantization. Its real value is the sum
           times 2**-sum_shift, sum_shift = round(log2(H*W)): a power-of-two
@@ -45,9 +54,9 @@ WEIGHTED = ("conv2d", "dense")
 class GraphBuilder:
     """Appends layers and infers shapes; methods return the new layer's name."""
 
-    def __init__(self, in_size: int, in_channels: int, in_bits: int):
+    def __init__(self, in_size: int, in_channels: int, in_bits: int, in_w: int | None = None):
         self.layers: list[dict] = []
-        self._shape = {INPUT: (in_size, in_size, in_channels, in_bits, False)}
+        self._shape = {INPUT: (in_size, in_w or in_size, in_channels, in_bits, False)}
         self._last = INPUT
 
     def _add(self, kind: str, name: str, src: str | None, out_hw, out_c, out_bits, relu,
@@ -70,14 +79,15 @@ class GraphBuilder:
         return self._shape[name][:3]
 
     def conv(self, name, out_c, kernel=3, stride=1, pad=None, groups=1, w_bits=4, a_bits=4,
-             relu=True, src=None) -> str:
+             relu=True, src=None, thresholds=False) -> str:
         h, w, c, _, _ = self._shape[src or self._last]
         pad = kernel // 2 if pad is None else pad
         if groups != 1 and (groups != c or out_c != c):
             raise ValueError(f"layer {name}: groups must be 1 or in_c (depthwise, out_c == in_c)")
         oh, ow = (h + 2 * pad - kernel) // stride + 1, (w + 2 * pad - kernel) // stride + 1
-        return self._add("conv2d", name, src, (oh, ow), out_c, a_bits, relu, True,
-                         dict(kernel=kernel, stride=stride, pad=pad, groups=groups, w_bits=w_bits))
+        return self._add("conv2d", name, src, (oh, ow), out_c, a_bits, relu or thresholds, True,
+                         dict(kernel=kernel, stride=stride, pad=pad, groups=groups, w_bits=w_bits,
+                              **_act(thresholds)))
 
     def dwconv(self, name, kernel=3, stride=1, w_bits=4, a_bits=4, relu=True, src=None) -> str:
         c = self._shape[src or self._last][2]
@@ -95,11 +105,15 @@ class GraphBuilder:
         return self._add("gap", name, src, (1, 1), c, a_bits, True, True,
                          dict(sum_shift=round(math.log2(h * w))))
 
-    def dense(self, name, out_features, w_bits=4, a_bits=8, relu=True, logits=False, src=None) -> str:
+    def dense(self, name, out_features, w_bits=4, a_bits=8, relu=True, logits=False, src=None,
+              thresholds=False) -> str:
         h, w, c, _, _ = self._shape[src or self._last]
+        if logits and thresholds:
+            raise ValueError(f"layer {name}: the logits layer has no thresholds")
         return self._add("dense", name, src, (1, 1), out_features, 32 if logits else a_bits,
-                         relu and not logits, not logits,
-                         dict(in_features=h * w * c, out_features=out_features, w_bits=w_bits))
+                         (relu or thresholds) and not logits, not logits,
+                         dict(in_features=h * w * c, out_features=out_features, w_bits=w_bits,
+                              **_act(thresholds)))
 
     def quant(self, name, a_bits=8, relu=False, src=None) -> str:
         h, w, c, _, _ = self._shape[src or self._last]
@@ -119,6 +133,19 @@ class GraphBuilder:
                          dict(factor=2))
 
 
+def _act(thresholds: bool) -> dict:
+    # Absent unless set, so that every existing topology keeps its hash.
+    return {"act": "thresholds"} if thresholds else {}
+
+
+def is_threshold(layer: dict) -> bool:
+    return layer.get("act") == "thresholds"
+
+
+def n_thresholds(layer: dict) -> int:
+    return (1 << layer["out_bits"]) - 1 if is_threshold(layer) else 0
+
+
 def weight_shape(layer: dict) -> tuple[int, ...]:
     """conv2d [O][KH][KW][I/groups], dense [O][I]."""
     if layer["type"] == "conv2d":
@@ -128,7 +155,9 @@ def weight_shape(layer: dict) -> tuple[int, ...]:
 
 
 def shift_names(layer: dict) -> tuple[str, ...]:
-    """The layer's shift words, in blob order."""
+    """The layer's shift words, in blob order (none where thresholds requantize)."""
+    if is_threshold(layer):
+        return ()
     if layer["type"] == "add":
         return ("shift_a", "shift_b", "shift")
     return ("shift",)
@@ -137,6 +166,28 @@ def shift_names(layer: dict) -> tuple[str, ...]:
 def has_section(layer: dict) -> bool:
     """Layers with run-time parameters (weights and/or a shift) in the blob."""
     return layer["type"] in WEIGHTED or layer["requant"]
+
+
+def check_layers(layers: list[dict], in_shape: tuple[int, int, int]) -> None:
+    """Raise ValueError unless every layer reads existing tensors of the shape it
+    declares (for layer lists that do not come from a GraphBuilder: imports)."""
+    shapes = {INPUT: tuple(in_shape)}
+    for layer in layers:
+        name = layer.get("name")
+        if name in shapes:
+            raise ValueError(f"layer name {name!r} is used twice")
+        for src in layer["inputs"]:
+            if src not in shapes:
+                raise ValueError(f"layer {name}: input {src!r} is not an earlier layer")
+        got = shapes[layer["inputs"][0]]
+        if got != (layer["in_h"], layer["in_w"], layer["in_c"]):
+            raise ValueError(f"layer {name}: declares input {layer['in_h'], layer['in_w'], layer['in_c']}, "
+                             f"{layer['inputs'][0]} gives {got}")
+        if layer["type"] in WEIGHTED and not 1 <= layer["w_bits"] <= 8:
+            raise ValueError(f"layer {name}: w_bits {layer['w_bits']} outside 1..8")
+        if is_threshold(layer) and (layer["type"] not in WEIGHTED or not layer["requant"]):
+            raise ValueError(f"layer {name}: thresholds need a requantizing conv2d or dense layer")
+        shapes[name] = (layer["out_h"], layer["out_w"], layer["out_c"])
 
 
 def topology_hash(layers: list[dict]) -> int:

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from contract.graph import INPUT, has_section, topology_hash, weight_shape
-from contract.spec import INPUT_BITS, INPUT_SCALE_LOG2, CNNSpec
+from contract.graph import INPUT, has_section, is_threshold, n_thresholds, topology_hash, weight_shape
+from contract.spec import INPUT_SCALE_LOG2, CNNSpec, input_bits, input_shape
 
 
 # As in hls/templates/wq_requant.h: a right shift past 62 gives what 62 gives
@@ -66,7 +66,7 @@ class IntModel:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return (self.spec.in_size, self.spec.in_size, self.spec.in_channels)
+        return input_shape(self.spec)
 
     # --- files -----------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
@@ -79,7 +79,7 @@ class IntModel:
             "format_version": 1,
             "spec": self.spec.to_dict(),
             "layers": self.layers,
-            "input": {"bits": INPUT_BITS, "scale_log2": INPUT_SCALE_LOG2},
+            "input": {"bits": input_bits(self.spec), "scale_log2": INPUT_SCALE_LOG2},
             "logit_scale_log2": self.logit_scale_log2,
             "topology_hash": self.topology_hash,
             "blob_words": int(words.size),
@@ -115,6 +115,9 @@ class IntModel:
             x = x[..., None]
         if x.shape[1:] != self.input_shape:
             raise ValueError(f"input shape {x.shape[1:]} != model input {self.input_shape}")
+        top = (1 << input_bits(self.spec)) - 1
+        if x.size and (x.min() < 0 or x.max() > top):
+            raise ValueError(f"input codes {x.min()}..{x.max()} outside the model's 0..{top}")
         acts = {INPUT: x.astype(np.int64)}
         for layer in self.layers:
             acts[layer["name"]] = _run_layer(layer, [acts[i] for i in layer["inputs"]], self.weights)
@@ -128,6 +131,10 @@ class IntModel:
 def _requant(acc: np.ndarray, layer: dict, weights: dict) -> np.ndarray:
     if not layer["requant"]:
         return acc
+    if is_threshold(layer):
+        # FINN MultiThreshold: count the thresholds each channel's acc reaches.
+        thr = weights[f"{layer['name']}.thr"].astype(np.int64)       # [C][n]
+        return (acc[..., None] >= thr).sum(axis=-1, dtype=np.int64)
     y = rshift_rhe(acc, int(weights[f"{layer['name']}.shift"]), layer["out_bits"])
     return _clamp(y, layer["out_bits"], layer["relu"])
 
@@ -195,12 +202,21 @@ def random_model(spec, seed: int = 0) -> IntModel:
             wb = layer["w_bits"]
             lo, hi = -(1 << (wb - 1)), (1 << (wb - 1)) - 1
             shape = weight_shape(layer)
-            weights[f"{name}.w"] = rng.integers(lo, hi + 1, size=shape).astype(np.int8)
+            if wb == 1:     # bipolar
+                weights[f"{name}.w"] = (2 * rng.integers(0, 2, size=shape) - 1).astype(np.int8)
+                hi = 1
+            else:
+                weights[f"{name}.w"] = rng.integers(lo, hi + 1, size=shape).astype(np.int8)
             fan_in = int(np.prod(shape[1:]))
             # Typical |acc| ~ sqrt(fan_in) * max_w * max_x; shift so that lands mid-range.
             spread = np.sqrt(fan_in) * max(hi, 1) * in_max
             weights[f"{name}.b"] = rng.integers(-int(spread) // 4 - 1, int(spread) // 4 + 1,
                                                 size=shape[0]).astype(np.int32)
+            if is_threshold(layer):
+                # Ascending per channel, spread over the typical accumulator range.
+                thr = rng.integers(-int(spread), int(spread) + 1, size=(shape[0], n_thresholds(layer)))
+                weights[f"{name}.thr"] = np.sort(thr, axis=1).astype(np.int32)
+                continue
         elif layer["type"] == "gap":
             spread = layer["in_h"] * layer["in_w"] * in_max / 2
         elif layer["type"] == "add":

@@ -80,6 +80,17 @@ class CNNSpec(SpecFace):
         return g.layers
 
 
+def input_shape(spec) -> tuple[int, int, int]:
+    """(H, W, C) of any family's input; only imported graphs may be non-square."""
+    h = getattr(spec, "in_h", None) or spec.in_size
+    return (h, getattr(spec, "in_w", None) or h, spec.in_channels)
+
+
+def input_bits(spec) -> int:
+    """Width of the input codes: 8 (pixels) unless an imported graph says less."""
+    return getattr(spec, "in_bits", INPUT_BITS)
+
+
 def spec_from_dict(d: dict):
     """Any family's spec from its ``to_dict()`` (the ``spec`` entry of model.json)."""
     from contract import zoo
@@ -87,6 +98,10 @@ def spec_from_dict(d: dict):
     family = d.get("family", "wmcnn")
     if family == "wmcnn":
         return CNNSpec.from_dict(d)
+    if family == "graph":
+        from contract.graphspec import GraphSpec
+
+        return GraphSpec.from_dict(d)
     if family not in zoo.FAMILIES:
         raise ValueError(f"unknown model family {family!r}; known: wmcnn, {', '.join(zoo.FAMILIES)}")
     return zoo.FAMILIES[family].from_dict(d)
