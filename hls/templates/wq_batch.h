@@ -158,9 +158,9 @@ void send_records(hls::stream<axis_word>& tx, unsigned opcode, word_t tag,
     tx.write(axis_beat(tag, false));
 ReplyRecords:
     for (word_t i = 0; i < len; i++) {
-        #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_WORDS
         #pragma HLS PIPELINE II = 1
         WQ_PIPE(ReplyRecords, 1, WQ_DEPTH);
+        #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_WORDS
         sum += WQ_AT(payload, i);
         tx.write(axis_beat(WQ_AT(payload, i), false));
     }

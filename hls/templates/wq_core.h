@@ -207,6 +207,8 @@ RxWords:
     word_t cls = 0;
 Images:
     for (word_t b = 0; b < n_run; b++) {
+        // No WQ_SEQ: the body is whole layers, which their own loops account for;
+        // the loop's own cycle an image is left out (hls.cycle_model agrees).
         #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAXB
         bool bad = false;
         if (batch_ok) {
