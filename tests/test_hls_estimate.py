@@ -170,3 +170,19 @@ def test_image_buffer_is_in_bits_wide():
     eight = E.estimate(_imported_dense(False, in_bits=8))["core"]
     # 4*4*4 = 64 codes, 4 a word -> 16 words: 4 LUT at 1 bit, 32 LUT at 8 bits
     assert eight["lut"] - one["lut"] == 32 - 4
+
+
+def test_finn_anchor_model_is_cnv_w1a1_shaped():
+    """bench.finn_anchor's model: BNN-PYNQ's CNV at W1A1, thresholds after every
+    layer but the logits, and at no folding an estimate with 1-bit MACs on LUTs."""
+    from bench.finn_anchor import cnv_w1a1
+
+    layers = cnv_w1a1().layers()
+    convs = [l for l in layers if l["type"] == "conv2d"]
+    assert [l["out_c"] for l in convs] == [64, 64, 128, 128, 256, 256]
+    assert (convs[-1]["out_h"], convs[-1]["out_w"]) == (1, 1) and layers[0]["in_bits"] == 8
+    assert [l["out_features"] for l in layers if l["type"] == "dense"] == [512, 512, 10]
+    assert all(l.get("act") == "thresholds" for l in layers if l["type"] != "maxpool" and l is not layers[-1])
+    assert all(l["w_bits"] == 1 for l in layers if l["type"] in ("conv2d", "dense"))
+    est = E.estimate(layers)
+    assert est["with_platform"]["dsp"] == 0
