@@ -192,3 +192,28 @@ def test_estimate_cycles_match_cycle_csim_on_a_threshold_model(tmp_path):
     assert {r["name"]: r["cycles"] for r in est["layers"]} == {l["name"]: measured[l["name"]]
                                                               for l in spec.layers()}
     assert est["cycles"] == rep["cycles_per_inference"]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make on PATH")
+def test_make_csim_on_an_imported_export():
+    """`make csim MODEL=<name>` on build/<name>/export holding a GraphSpec export
+    (what make import writes): generate, build, the bit-exact check on codes
+    within in_bits and the cycle-accounting run all pass."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    name = f"_test_graph_csim_{os.getpid()}"
+    base = root / "build" / name
+    try:
+        random_model(CASES[("tfc", 1, 2)], seed=7).save(base / "export")
+        (base / "hls").mkdir(parents=True)
+        parallel.save(base / "hls" / "parallel.json", FOLDING["tfc"])
+        proc = subprocess.run(["make", "--no-print-directory", "csim", f"MODEL={name}"], cwd=root,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "C-sim equals the integer reference on 200/200 inputs" in proc.stdout
+        assert (base / "hls" / "cycles.json").is_file()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -21,7 +21,7 @@ static const int MAX_RSHIFT = 62;
 // acc / 2**shift rounded half to even (contract.intmodel.rshift_rhe; a negative
 // shift multiplies), then clamped to [0, 2**OUT_BITS - 1] when UNSIGNED_OUT
 // (ReLU-quant) or to [-2**(OUT_BITS-1), 2**(OUT_BITS-1) - 1] otherwise.
-// acc: |acc| < 2**61. OUT_BITS: 2..16. Any int32 shift gives the exact result
+// acc: |acc| < 2**61. OUT_BITS: 1..16. Any int32 shift gives the exact result
 // (both caps only skip shifting that cannot change it); the service also
 // refuses shifts outside contract.blob.SHIFT_MIN..SHIFT_MAX at load.
 template <unsigned OUT_BITS, bool UNSIGNED_OUT>
