@@ -128,6 +128,7 @@ bench: model-known $(STAMP)
 	$(PY) -m bench.pipeline --model $(BUILD)/export --hls $(BUILD)/hls --out $(BUILD)/bench
 	$(PY) -m zybo_z7.rtl.synth --out build/bench/rtl_synth.json
 	$(PY) -m bench.hls_resources --out build/bench
+	$(PY) -m bench.finn_anchor --out build/bench
 	$(PY) -m bench.csim_speed --out build/bench
 	$(PY) -m bench.hls_cycles --out build/bench
 	$(PY) -m bench.hls4ml_compare --out build/bench

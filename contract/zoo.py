@@ -153,7 +153,7 @@ def _xception_fpn(g: GraphBuilder, b: _Bits, c: int, n: int) -> None:
 # One layer of each kind, then the smallest logits head the core needs: the
 # synthesizable test tops of the HLS templates (hls/layer_tops.py).
 LAYER_TOPS = ("conv3x3", "conv1x1_s2", "conv5x5", "dwconv", "maxpool", "gap", "dense", "add",
-              "upsample", "quant")
+              "upsample", "quant", "conv_thr", "dense_thr")
 
 
 def _layer_top(g: GraphBuilder, b: _Bits, c: int, n: int, kind: str) -> None:
@@ -181,6 +181,10 @@ def _layer_top(g: GraphBuilder, b: _Bits, c: int, n: int, kind: str) -> None:
             g.add("dut", src, other, a_bits=a)
     elif kind == "dense":
         g.dense("dut", 2 * c, w_bits=w, a_bits=a)
+    elif kind == "conv_thr":      # FINN MultiThreshold requantization (imported models)
+        g.conv("dut", c, 3, pad=0, w_bits=w, a_bits=a, thresholds=True)
+    elif kind == "dense_thr":
+        g.dense("dut", 2 * c, w_bits=w, a_bits=a, thresholds=True)
     else:
         raise ValueError(f"unknown layer top {kind!r}; known: {', '.join(LAYER_TOPS)}")
     g.dense("fc", n, w_bits=w, logits=True)

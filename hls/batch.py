@@ -13,7 +13,7 @@ which
 - n fits the request's 16-bit field.
 
 For the 42x42 wafer-map CNN (9 classes, 11-word records) that is 1,024.
-PACK_DIE2 is offered to 1-channel (wafer-map) cores only.
+PACK_DIE2 is offered to 1-channel cores with 8-bit input codes (wafer maps) only.
 """
 from __future__ import annotations
 
@@ -43,9 +43,10 @@ def max_batch(n_classes: int, feature_words: int, n_pixels: int, guard_words: in
     return _floor_pow2(limit)
 
 
-def packings(in_channels: int) -> int:
-    """QUERY's ``packings`` bitmask."""
+def packings(in_channels: int, in_bits: int = 8) -> int:
+    """QUERY's ``packings`` bitmask. PACK_DIE2 turns die states into the pixel
+    codes 0/128/255, which only an 8-bit, 1-channel input takes."""
     mask = 1 << S.PACK_U8
-    if in_channels == 1:
+    if in_channels == 1 and in_bits == 8:
         mask |= 1 << S.PACK_DIE2
     return mask

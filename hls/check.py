@@ -2,12 +2,15 @@
 
     python -m hls.check --model build/X/export --hls build/X/hls [--n 200]
 
-Loads the weight blob through LOAD_WEIGHTS, then sends synthetic wafer maps
-and random images through INFER, one stream message each, and compares every
-logit with ``IntModel.forward``. Then INFER_BATCH: batches of 1, 16, 64 and
-the core's max_batch in every packing QUERY reports, and (PACK_DIE2) a batch
-whose middle image holds an invalid die state, which must get that image
-alone an ERR_BAD_PIXEL record. Exit status 1 on any difference.
+Loads the weight blob through LOAD_WEIGHTS, then sends inputs through INFER,
+one stream message each, and compares every logit with ``IntModel.forward``.
+A wafer-map model gets synthetic wafer maps and random images; an imported
+graph (family "graph", ``make import``) gets random codes of its input shape
+within its ``in_bits`` (``hls.inputs``), since wafer maps mean nothing to it.
+Then INFER_BATCH: batches of 1, 16, 64 and the core's max_batch in every
+packing QUERY reports, and a batch whose middle image is bad (PACK_DIE2: a die
+state of 3; an imported graph's PACK_U8: a code above its in_bits), which must
+get that image alone an error record. Exit status 1 on any difference.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from protocol import stream as S
 from contract import blob
 from quant import synth
 from contract.intmodel import IntModel
+from hls.inputs import code_max, random_codes
 
 BATCH_SIZES = (1, 16, 64)
 
@@ -43,12 +47,14 @@ def compare(model_dir: Path, hls_dir: Path, n: int, seed: int = 11, core=None) -
 
 
 def _inputs(im: IntModel, n: int, seed: int) -> np.ndarray:
-    """Half synthetic wafer maps, half random bytes."""
-    maps, _ = synth.dataset(n // 2, seed=seed)
-    x = [to_model_input(m, im.spec.in_size) for m in maps]
+    """Half synthetic wafer maps, half random codes; only random codes for an
+    imported graph, to which wafer maps mean nothing."""
     rng = np.random.default_rng(seed)
-    x += list(rng.integers(0, 256, (n - len(x), *im.input_shape), dtype=np.uint8))
-    return np.stack(x)
+    x = []
+    if im.spec.family != "graph":
+        maps, _ = synth.dataset(n // 2, seed=seed)
+        x = [to_model_input(m, im.spec.in_size) for m in maps]
+    return np.stack(x + list(random_codes(im.spec, n - len(x), rng)))
 
 
 def compare_batches(model_dir: Path, hls_dir: Path, seed: int = 13, core=None) -> list[str]:
@@ -69,12 +75,15 @@ def compare_batches(model_dir: Path, hls_dir: Path, seed: int = 13, core=None) -
             if packing == S.PACK_DIE2:
                 images, pixels = states, S.pixels_from_die_states(states)
             else:
-                images = pixels = rng.integers(0, 256, states.shape, dtype=np.uint8)
+                images = pixels = random_codes(im.spec, n, rng)
             bad = np.zeros(n, bool)
             cases = [(images, bad, "")]
-            if packing == S.PACK_DIE2 and n > 1:
+            # A bad image in the middle: a die state of 3, or a code above in_bits.
+            spoil, bad_code = ((3, S.ERR_BAD_PIXEL) if packing == S.PACK_DIE2 else
+                               (code_max(im.spec) + 1, S.ERR_BAD_INPUT))
+            if n > 1 and spoil <= 255:
                 spoiled = images.copy()
-                spoiled[n // 2].flat[n % spoiled[0].size] = 3
+                spoiled[n // 2].flat[n % spoiled[0].size] = spoil
                 bad_one = bad.copy()
                 bad_one[n // 2] = True
                 cases.append((spoiled, bad_one, ", one bad image"))
@@ -82,7 +91,7 @@ def compare_batches(model_dir: Path, hls_dir: Path, seed: int = 13, core=None) -
             for imgs, bad_mask, what in cases:
                 status, cls, logits = core.infer_batch(imgs, k, packing, tag=n)
                 ok = ~bad_mask
-                good = ((status[ok] == 0).all() and (status[bad_mask] == S.ERR_BAD_PIXEL).all()
+                good = ((status[ok] == 0).all() and (status[bad_mask] == bad_code).all()
                         and not logits[bad_mask].any()
                         and np.array_equal(logits[ok], want[ok].astype(np.int64).astype(np.int32))
                         and np.array_equal(cls[ok], want_cls[ok]))

@@ -15,6 +15,8 @@ decides the error reply):
 6. length field == what the opcode needs       -> BAD_LENGTH, detail = length field
 7. checksum                                    -> BAD_CHECKSUM, detail = 0
 8. INFER with no weights loaded                -> NO_WEIGHTS, detail = 0
+9. INFER image code above 2**in_bits - 1       -> BAD_INPUT, detail = its HWC index
+   (``hls.inputs``; only an imported model's in_bits < 8 can fail it)
 
 INFER_BATCH puts its own checks in place of 6 (``protocol/stream.py``):
 length 0 -> BAD_LENGTH (detail 0); packing unknown or not taken (bits
@@ -40,9 +42,10 @@ import numpy as np
 from protocol import stream as S
 from contract import blob
 from contract.intmodel import IntModel
-from contract.spec import CNNSpec
+from contract.spec import CNNSpec, input_bits, input_shape
 from hls import batch
 from hls.gen_config import CORE_VERSION
+from hls.inputs import code_max, first_bad_code
 
 
 class RefCore:
@@ -51,12 +54,12 @@ class RefCore:
         self.layers = spec.layers()
         self.model = IntModel(spec, {})
         self.blob_words = blob.blob_words(self.layers)
-        h, w, c = spec.in_size, spec.in_size, spec.in_channels
+        h, w, c = input_shape(spec)
         self.in_shape = (h, w, c)
         self.infer_words = S.infer_words(h * w * c)
         self.n_pixels = h * w * c
         self.max_batch = batch.max_batch(spec.n_classes, 0, self.n_pixels)
-        self.packings = batch.packings(c)
+        self.packings = batch.packings(c, input_bits(spec))
         self.weights_loaded = False
         self.weights_checksum = 0
 
@@ -119,6 +122,9 @@ class RefCore:
             return S.encode(S.OP_INFER_BATCH | S.REPLY_BIT, self._batch_records(payload), tag)
         n_pix = int(np.prod(self.in_shape))
         pixels = payload.astype("<u4").view(np.uint8)[:n_pix].reshape(self.in_shape)
+        bad = first_bad_code(pixels, self.spec)
+        if bad is not None:
+            return self._error(tag, S.ERR_BAD_INPUT, bad)
         cls, logits = self.model.classify(pixels[None])
         out = [int(cls[0])] + [int(v) & S.MASK32 for v in logits[0]]
         return S.encode(S.OP_INFER | S.REPLY_BIT, out, tag)
@@ -149,13 +155,16 @@ class RefCore:
         else:
             pixels = np.ascontiguousarray(images, dtype="<u4").view(np.uint8)[:, :self.n_pixels]
             bad = np.zeros(n, dtype=bool)
+        # A code above the model's input range (an imported graph's in_bits < 8)
+        bad_input = ~bad & (pixels > code_max(self.spec)).any(axis=1)
         records = np.zeros((n, S.record_words(self.spec.n_classes)), dtype=np.uint32)
-        good = ~bad
+        good = ~bad & ~bad_input
         if good.any():
             cls, logits = self.model.classify(pixels[good].reshape(-1, *self.in_shape))
             records[good, 1] = cls
             records[good, 2:] = (logits.astype(np.int64) & S.MASK32).astype(np.uint32)
         records[bad, 0] = S.ERR_BAD_PIXEL
+        records[bad_input, 0] = S.ERR_BAD_INPUT
         return records.ravel()
 
     def _invalidate(self) -> None:

@@ -24,7 +24,9 @@ LOAD_WEIGHTS  request: the weight blob (``contract.blob``), exactly
               ``blob_words`` words as QUERY reports.
               reply: [weights_checksum]
 INFER         request: one image, uint8 pixels in HWC order, packed four to a
-              word, first pixel in bits [7:0]; ceil(H*W*C/4) words.
+              word, first pixel in bits [7:0]; ceil(H*W*C/4) words. A model
+              with in_bits < 8 (an import) takes codes 0..2**in_bits - 1 in
+              those bytes and refuses any other (ERR_BAD_INPUT).
               reply: [class_index, n_classes int32 logits...]; a core built
               with CAP_FEATURES appends the last feature map (the input of
               the final GAP, for class activation maps): its codes in HWC
@@ -57,7 +59,8 @@ INFER_BATCH   request: word 0 = ``batch_word(n, packing)``: n images in
               checksum, so a bad message never yields partial results.
 ERROR         reply only: [error_code, detail]; detail is the offending
               opcode for unknown opcodes, or the word count seen for length
-              errors, or 0.
+              errors, the index of the first out-of-range code for
+              BAD_INPUT, or 0.
 
 Version 2 added INFER_BATCH, the QUERY fields ``packings`` and ``max_batch``
 and CAP_BATCH; a version-1 message gets BAD_VERSION.
@@ -111,6 +114,11 @@ GUARD_TAIL_WORDS = HEADER_WORDS + 2 + TRAILER_WORDS  # the appended ERROR reply
 ERR_BAD_PIXEL = 10    # INFER_BATCH record: a PACK_DIE2 image holds a die state of 3
 ERR_BAD_PACKING = 11  # INFER_BATCH: packing unknown or not taken by this core
 ERR_BAD_BATCH = 12    # INFER_BATCH: n == 0 or n > the core's max_batch
+# An image with a code above the model's input range (2**in_bits - 1, an
+# imported model's in_bits < 8): the core refuses it as contract.intmodel does.
+# INFER: an ERROR reply, detail = index (HWC) of the first such code;
+# INFER_BATCH: that image's record.
+ERR_BAD_INPUT = 13
 
 ERRORS = {
     ERR_BAD_MAGIC: "bad magic",
@@ -125,6 +133,7 @@ ERRORS = {
     ERR_BAD_PIXEL: "image holds a die state of 3 (PACK_DIE2 takes 0 no die, 1 pass, 2 fail)",
     ERR_BAD_PACKING: "input packing unknown or not supported by this core",
     ERR_BAD_BATCH: "batch size is 0 or above the core's max_batch",
+    ERR_BAD_INPUT: "image has a code above the model's input range",
 }
 
 # INFER_BATCH input packings (word 0 bits [23:16]); QUERY's ``packings`` has
@@ -418,7 +427,8 @@ def c_constants() -> dict[str, int]:
              ERR_NO_WEIGHTS: "NO_WEIGHTS", ERR_BAD_CHECKSUM: "BAD_CHECKSUM",
              ERR_GUARD_TIMEOUT: "GUARD_TIMEOUT", ERR_GUARD_OVERLONG: "GUARD_OVERLONG",
              ERR_GUARD_RESET: "GUARD_RESET", ERR_BAD_PIXEL: "BAD_PIXEL",
-             ERR_BAD_PACKING: "BAD_PACKING", ERR_BAD_BATCH: "BAD_BATCH"}
+             ERR_BAD_PACKING: "BAD_PACKING", ERR_BAD_BATCH: "BAD_BATCH",
+             ERR_BAD_INPUT: "BAD_INPUT"}
     consts.update({f"WQ_ERR_{n}": c for c, n in names.items()})
     consts.update({f"WQ_QUERY_{f.upper()}": i for i, f in enumerate(QUERY_FIELDS)})
     return consts

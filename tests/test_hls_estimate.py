@@ -133,3 +133,56 @@ def test_fabric_multiplier_binds_to_luts():
     for name in ("wq_conv2d.h", "wq_dwconv.h", "wq_dense.h"):
         text = (Path(E.__file__).parent / "templates" / name).read_text()
         assert "lane_mul<CONFIG_T::mul_fabric>" in text, name
+
+
+def _imported_dense(thresholds: bool, in_bits: int = 2):
+    from contract.graph import GraphBuilder
+
+    g = GraphBuilder(4, 4, in_bits)
+    g.dense("fc0", 64, w_bits=1, a_bits=2, thresholds=thresholds)
+    g.dense("out", 10, w_bits=1, logits=True)
+    return g.layers
+
+
+def test_bipolar_threshold_dense_by_hand():
+    """A W1A2 dense 64 -> 64 with thresholds (an import's MultiThreshold)."""
+    fc0 = _imported_dense(True)[0]
+    r = E.layer_estimate(fc0, pe=4, simd=16, out_lanes=4)
+    acc = E.acc_bits(64, 2, 1)                                  # 64 * 3 + 2**31: 33 bits
+    # weights: 4 banks of 16 x 64 words -> LUTRAM 16 LUT each; biases 128 x 16 -> 128 LUT
+    # thresholds: 4 PE * 3 banks of 32 x 16 -> LUTRAM 32 LUT each = 384
+    # products: 64 lanes * 1 * 2 = 128 LUT (a conditional negation), no DSP
+    # popcount-style tree: 4 * 16 * (2 + 1) = 192 LUT; accumulators 4 * 33
+    # comparators: 4 * (3 * ceil(33 / 2) + 3) = 216 LUT, instead of a shift requant
+    assert r["dsp"] == 0
+    # output buffer: 4 lanes * 2 bits = 8 wide, 16 deep -> 8 LUT
+    assert r["lut"] == 120 + 64 + 128 + 384 + 128 + 192 + 4 * acc + 4 * (3 * 17 + 3) + 8
+    # FF: product 64 * 3, tree 192, acc 4 * 33, input 16 * 2, weights 64 * 1, outputs 4 * 2
+    assert r["ff"] == 100 + 192 + 192 + 4 * acc + 32 + 64 + 8
+    # no shift word to read: one cycle less than the same layer requantized by shift
+    plain = E.layer_estimate(_imported_dense(False)[0], pe=4, simd=16, out_lanes=4)
+    assert r["cycles"] == plain["cycles"] - 1
+
+
+def test_image_buffer_is_in_bits_wide():
+    """The image buffer holds in_bits a code: 4 codes of 1 bit are 4 LUTRAM bits a word."""
+    one = E.estimate(_imported_dense(False, in_bits=1))["core"]
+    eight = E.estimate(_imported_dense(False, in_bits=8))["core"]
+    # 4*4*4 = 64 codes, 4 a word -> 16 words: 4 LUT at 1 bit, 32 LUT at 8 bits
+    assert eight["lut"] - one["lut"] == 32 - 4
+
+
+def test_finn_anchor_model_is_cnv_w1a1_shaped():
+    """bench.finn_anchor's model: BNN-PYNQ's CNV at W1A1, thresholds after every
+    layer but the logits, and at no folding an estimate with 1-bit MACs on LUTs."""
+    from bench.finn_anchor import cnv_w1a1
+
+    layers = cnv_w1a1().layers()
+    convs = [l for l in layers if l["type"] == "conv2d"]
+    assert [l["out_c"] for l in convs] == [64, 64, 128, 128, 256, 256]
+    assert (convs[-1]["out_h"], convs[-1]["out_w"]) == (1, 1) and layers[0]["in_bits"] == 8
+    assert [l["out_features"] for l in layers if l["type"] == "dense"] == [512, 512, 10]
+    assert all(l.get("act") == "thresholds" for l in layers if l["type"] != "maxpool" and l is not layers[-1])
+    assert all(l["w_bits"] == 1 for l in layers if l["type"] in ("conv2d", "dense"))
+    est = E.estimate(layers)
+    assert est["with_platform"]["dsp"] == 0

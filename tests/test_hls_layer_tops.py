@@ -21,8 +21,9 @@ def test_layer_top_has_the_layer_under_test(kind):
     layers = layer_tops.spec_for(kind).layers()
     dut = next(layer for layer in layers if layer["name"] == "dut")
     expected = {"conv3x3": "conv2d", "conv1x1_s2": "conv2d", "conv5x5": "conv2d", "dwconv": "conv2d",
-                "dense": "dense"}.get(kind, kind)
+                "dense": "dense", "conv_thr": "conv2d", "dense_thr": "dense"}.get(kind, kind)
     assert dut["type"] == expected
+    assert (dut.get("act") == "thresholds") == kind.endswith("_thr")
     if kind == "dwconv":
         assert dut["groups"] == dut["in_c"] and dut["stride"] == 2
 

@@ -71,11 +71,28 @@ LAYER_TEMPLATES = ("wq_conv2d.h", "wq_dwconv.h", "wq_dense.h", "wq_maxpool.h", "
                    "wq_add.h", "wq_upsample.h", "wq_requant.h")
 
 
-@pytest.fixture(scope="module", params=["wmcnn", "xception_fpn"])
+@pytest.fixture(scope="module", params=["wmcnn", "xception_fpn", "imported"])
 def generated(request, tmp_path_factory) -> Path:
-    """A chain (the slice's CNN) and a graph with every layer kind (adds,
-    upsampling, depthwise, GAP), the latter folded and with the feature reply."""
+    """A chain (the slice's CNN), a graph with every layer kind (adds,
+    upsampling, depthwise, GAP), the latter folded and with the feature reply,
+    and an imported graph (non-square 2-bit input, 1-bit weights, threshold
+    layers, folded)."""
     base = tmp_path_factory.mktemp("rules")
+    if request.param == "imported":
+        from contract.graph import GraphBuilder
+        from contract.graphspec import GraphSpec
+
+        g = GraphBuilder(9, 2, 2, in_w=7)
+        g.conv("c0", 4, 3, pad=0, w_bits=1, a_bits=2, thresholds=True)
+        g.dense("d0", 8, w_bits=1, a_bits=1, thresholds=True)
+        g.dense("out", 3, w_bits=2, logits=True)
+        spec = GraphSpec("imp", 9, 7, 2, ("a", "b", "c"), tuple(g.layers), in_bits=2)
+        random_model(spec).save(base / "export")
+        (base / "hls").mkdir()
+        parallel.save(base / "hls" / "parallel.json", {"c0": {"pe": 2, "simd": 6}})
+        fw = generate(base / "export", base / "hls")
+        assert "load_threshold_word<c0_config>" in (fw / "waferq_top.cpp").read_text()
+        return fw
     if request.param == "wmcnn":
         spec = CNNSpec.uniform(4, 4, in_size=16, channels=(2, 3))
         random_model(spec).save(base / "export")
@@ -106,6 +123,8 @@ def test_layer_templates_pipeline_and_unroll(name):
         assert "#pragma HLS UNROLL" in text
     if name in ("wq_conv2d.h", "wq_dwconv.h", "wq_dense.h"):
         assert "#pragma HLS ARRAY_PARTITION variable=w complete dim=1" in text
+        if name != "wq_dwconv.h":  # one threshold bank a comparator (wq_loader.h)
+            assert "#pragma HLS ARRAY_PARTITION variable=thr complete dim=1" in text
         assert "#pragma HLS ARRAY_PARTITION variable=acc complete" in text
         assert "CONFIG_T::simd" in text and "CONFIG_T::pe" in text
 

@@ -41,14 +41,18 @@ bool batch_word_ok(word_t word0, word_t length) {
     return packing_ok && n_ok && length == 1 + word_t(n) * batch_image_words<CONFIG_T>(packing);
 }
 
-// One PACK_U8 image: four pixels a word, first in bits [7:0]. n and sum go on
+// One PACK_U8 image: four codes a word, first in bits [7:0]. n and sum go on
 // counting the message's words; returns true when TLAST came first (the
-// image is incomplete, the TLAST word is the trailer).
+// image is incomplete, the TLAST word is the trailer). status: BAD_INPUT when
+// a code is above 2**in_bits - 1 (an imported graph's narrower input; never
+// at 8 bits), as contract.intmodel refuses it.
 template <class CONFIG_T>
-bool rx_image_u8(hls::stream<axis_word>& rx, pixel_t image[CONFIG_T::n_pixels], word_t& n,
-                 word_t& sum, word_t& trailer) {
+bool rx_image_u8(hls::stream<axis_word>& rx, typename CONFIG_T::code_t image[CONFIG_T::n_pixels],
+                 word_t& n, word_t& sum, word_t& trailer, word_t& status) {
+    static const unsigned CODE_MAX = (1u << CONFIG_T::in_bits) - 1;
     bool ended = false, stop = false;
     word_t j = 0;
+    status = 0;
 RxImageU8:
     while (!stop) {
         #pragma HLS PIPELINE II = 1
@@ -65,7 +69,11 @@ RxImageU8:
             for (unsigned k = 0; k < 4; k++) {
                 #pragma HLS UNROLL
                 const unsigned p = j * 4 + k;
-                if (p < CONFIG_T::n_pixels) WQ_AT(image, p) = d.range(8 * k + 7, 8 * k);
+                const ap_uint<8> byte = d.range(8 * k + 7, 8 * k);
+                if (p < CONFIG_T::n_pixels) {
+                    if (byte > CODE_MAX) status = WQ_ERR_BAD_INPUT;
+                    WQ_AT(image, p) = byte;
+                }
             }
         }
         n++;
@@ -77,15 +85,15 @@ RxImageU8:
 
 // One PACK_DIE2 image: sixteen 2-bit die states a word, first in bits [1:0],
 // written as the pixel codes the model was trained on. bad: a state of 3
-// among the image's pixels (padding is ignored). Sixteen pixel writes a word
+// among the image's pixels (padding is ignored) makes status BAD_PIXEL. Sixteen pixel writes a word
 // into the dual-port image memory take 8 cycles, hence II = 8: two pixels a
 // cycle, as PACK_U8 at II = 1 with four writes (II 2 after port limits).
 template <class CONFIG_T>
-bool rx_image_die2(hls::stream<axis_word>& rx, pixel_t image[CONFIG_T::n_pixels], word_t& n,
-                   word_t& sum, word_t& trailer, bool& bad) {
+bool rx_image_die2(hls::stream<axis_word>& rx, typename CONFIG_T::code_t image[CONFIG_T::n_pixels],
+                   word_t& n, word_t& sum, word_t& trailer, word_t& status) {
     bool ended = false, stop = false;
     word_t j = 0;
-    bad = false;
+    status = 0;
 RxImageDie2:
     while (!stop) {
         #pragma HLS PIPELINE II = 8
@@ -106,7 +114,7 @@ RxImageDie2:
                 if (p < CONFIG_T::n_pixels) {
                     WQ_AT(image, p) = s == 1 ? pixel_t(WQ_DIE_CODE_PASS)
                                     : s == 2 ? pixel_t(WQ_DIE_CODE_FAIL) : pixel_t(WQ_DIE_CODE_NONE);
-                    if (s == 3) bad = true;
+                    if (s == 3) status = WQ_ERR_BAD_PIXEL;
                 }
             }
         }
@@ -118,10 +126,10 @@ RxImageDie2:
 }
 
 // Record b: [0, class, logits, features] after an inference (ran), [status,
-// 0, ...] for an image with an error of its own (bad), all zero otherwise
-// (no weights: the message then gets NO_WEIGHTS and no records).
+// 0, ...] for an image with an error of its own (status != 0), all zero
+// otherwise (no weights: the message then gets NO_WEIGHTS and no records).
 template <class CONFIG_T, unsigned RESULT_WORDS>
-void write_record(word_t results[RESULT_WORDS], word_t b, bool bad, bool ran, word_t cls,
+void write_record(word_t results[RESULT_WORDS], word_t b, word_t status, bool ran, word_t cls,
                   const logit_t logits[CONFIG_T::n_classes],
                   const word_t features[CONFIG_T::feature_alloc]) {
     static const unsigned K = CONFIG_T::n_classes;
@@ -131,8 +139,8 @@ RecordWords:
         #pragma HLS PIPELINE II = 1
         WQ_PIPE(RecordWords, 1, WQ_DEPTH);
         word_t v = 0;
-        if (bad) {
-            if (i == 0) v = WQ_ERR_BAD_PIXEL;
+        if (status != 0) {
+            if (i == 0) v = status;
         } else if (ran) {
             if (i == 1) v = cls;
             else if (i >= WQ_RECORD_HEAD_WORDS && i < WQ_RECORD_HEAD_WORDS + K)

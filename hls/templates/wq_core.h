@@ -36,6 +36,8 @@ struct core_config {
     static const unsigned in_h = 1;            // input rows
     static const unsigned in_w = 1;            // input columns
     static const unsigned in_c = 1;            // input channels
+    static const unsigned in_bits = 8;         // input code width (1..8); larger codes are refused
+    typedef pixel_t code_t;                    // ap_uint<in_bits>: one input code in the image buffer
     static const unsigned n_pixels = 1;        // in_h * in_w * in_c
     static const unsigned infer_words = 1;     // ceil(n_pixels / 4): 4 pixels a word
     static const unsigned n_classes = 1;       // logits in the INFER reply
@@ -120,15 +122,17 @@ void send_error(hls::stream<axis_word>& tx, word_t tag, unsigned code, word_t de
 
 // MODEL_T supplies the generated, topology-specific parts:
 //   static void load_word(word_t word, word_t index);   // index into the blob
-//   static word_t infer(const pixel_t image[n_pixels],
+//   static word_t infer(const code_t image[n_pixels],
 //                       logit_t logits[n_classes],
 //                       word_t features[feature_alloc]); // returns the class
 template <class CONFIG_T, class MODEL_T>
 void handle_message(hls::stream<axis_word>& rx, hls::stream<axis_word>& tx, core_state& st) {
     static const unsigned MAXR = CONFIG_T::max_reply_words;
     static const unsigned MAXB = CONFIG_T::max_batch;
-    static pixel_t image[CONFIG_T::n_pixels];
+    static typename CONFIG_T::code_t image[CONFIG_T::n_pixels];
     static word_t results[CONFIG_T::result_words];  // INFER_BATCH records until TLAST
+    // Codes travel as bytes; one above 2**in_bits - 1 is refused (hls/inputs.py).
+    static const unsigned CODE_MAX = (1u << CONFIG_T::in_bits) - 1;
     WQ_MEM(image, WQ_BRAM, 0);
     WQ_MEM(results, WQ_BRAM, 0);
     WQ_LAYER(core);
@@ -142,6 +146,8 @@ void handle_message(hls::stream<axis_word>& rx, hls::stream<axis_word>& tx, core
     bool is_batch = false; // an INFER_BATCH header
     bool batch_ok = false; // its word 0 and length describe a batch: the images follow
     word_t word0 = 0;      // INFER_BATCH payload word 0: [31:16] packing ([31:24] zero), [15:0] n
+    bool bad_code = false; // an image byte above CODE_MAX (never set when in_bits is 8)
+    word_t bad_at = 0;     // HWC index of the first one
     bool done = false;
 
 RxWords:
@@ -182,7 +188,14 @@ RxWords:
                 for (unsigned k = 0; k < 4; k++) {
                     #pragma HLS UNROLL
                     const unsigned p = j * 4 + k;
-                    if (p < CONFIG_T::n_pixels) WQ_AT(image, p) = d.range(8 * k + 7, 8 * k);
+                    const ap_uint<8> byte = d.range(8 * k + 7, 8 * k);
+                    if (p < CONFIG_T::n_pixels) {
+                        if (byte > CODE_MAX && !bad_code) {
+                            bad_code = true;
+                            bad_at = p;
+                        }
+                        WQ_AT(image, p) = byte;
+                    }
                 }
             }
         }
@@ -210,20 +223,20 @@ Images:
         // No WQ_SEQ: the body is whole layers, which their own loops account for;
         // the loop's own cycle an image is left out (hls.cycle_model agrees).
         #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAXB
-        bool bad = false;
+        word_t status = 0;  // an image's own error: BAD_PIXEL, BAD_INPUT
         if (batch_ok) {
             WQ_LAYER(core);
             if (packing == WQ_PACK_DIE2)
-                ended = rx_image_die2<CONFIG_T>(rx, image, n, sum, trailer, bad);
+                ended = rx_image_die2<CONFIG_T>(rx, image, n, sum, trailer, status);
             else
-                ended = rx_image_u8<CONFIG_T>(rx, image, n, sum, trailer);
+                ended = rx_image_u8<CONFIG_T>(rx, image, n, sum, trailer, status);
             if (ended) break;  // cut short: the length check below answers
         }
-        const bool run = !bad && st.weights_loaded;
+        const bool run = status == 0 && !bad_code && st.weights_loaded;
         if (run) cls = MODEL_T::infer(image, logits, features);
         if (batch_ok) {
             WQ_LAYER(core);
-            write_record<CONFIG_T, CONFIG_T::result_words>(results, b, bad, run, cls, logits, features);
+            write_record<CONFIG_T, CONFIG_T::result_words>(results, b, status, run, cls, logits, features);
         }
     }
     // A batch's words after its last image (only a message longer than its
@@ -323,6 +336,8 @@ RxRest:
         WQ_LAYER(reply);
         send_records<CONFIG_T::result_words>(tx, WQ_OP_INFER_BATCH | WQ_REPLY_BIT, tag, results,
                                              n_img * CONFIG_T::record_words);
+    } else if (bad_code) {
+        send_error<MAXR>(tx, tag, WQ_ERR_BAD_INPUT, bad_at);
     } else {
         WQ_AT(p, 0) = cls;
         WQ_LAYER(reply);
