@@ -217,3 +217,27 @@ def test_make_csim_on_an_imported_export():
         assert (base / "hls" / "cycles.json").is_file()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_batch_image_with_a_code_above_input_range_gets_its_own_record(builds):
+    """INFER_BATCH on an imported model: the image with an out-of-range code
+    gets a BAD_INPUT record, its neighbours their results, bit for bit as the
+    golden model and IntModel; PACK_DIE2 is not offered below 8-bit codes."""
+    spec = CASES[("tfc", 2, 2)]
+    base, lib = builds[("tfc", 2, 2)]
+    model = IntModel.load(base / "export")
+    core, ref = CSimCore(lib), RefCore(spec)
+    load = S.encode(S.OP_LOAD_WEIGHTS, blob.pack(model), 2)
+    core.transact(load), ref.handle(load)
+    q = S.parse_query(S.decode(core.transact(S.encode(S.OP_QUERY, [], 3))))
+    assert q["packings"] == 1 << S.PACK_U8
+    x = _images(spec, seed=4)[:3].copy()
+    want = model.forward(x)
+    x[1].reshape(-1)[5] = 1 << spec.in_bits
+    req = S.encode_infer_batch(x, S.PACK_U8, 9)
+    reply = core.transact(req)
+    np.testing.assert_array_equal(reply, ref.handle(req))
+    status, cls, logits = S.parse_batch_reply(S.decode(reply), 3, spec.n_classes)[:3]
+    assert list(status) == [0, S.ERR_BAD_INPUT, 0]
+    np.testing.assert_array_equal(logits[[0, 2]], want[[0, 2]].astype(np.int32))
+    assert not logits[1].any()
