@@ -109,6 +109,8 @@ class _Walk:
     def _constant(self, node, ins):
         if node.op_type in ("Quant", "BipolarQuant"):
             return _quantized_constant(node, ins)
+        if node.op_type == "DequantizeLinear" and np.issubdtype(np.asarray(ins[0]).dtype, np.integer):
+            return _dequantized_constant(node, ins)
         if node.op_type in ("Transpose", "Reshape") and isinstance(ins[0], QConst):
             q = ins[0]
             if node.op_type == "Transpose":
@@ -302,6 +304,19 @@ def _quantized_constant(node, ins) -> QConst:
     hi = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1 - int(narrow)
     ints = rnd(np.clip(x / s, lo, hi)).astype(np.int64)
     return QConst(ints, np.broadcast_to(s, x.shape), bits + (0 if signed else 1), False, node)
+
+
+def _dequantized_constant(node, ins) -> QConst:
+    """QCDQ weights: integer constants (maybe clipped) through DequantizeLinear."""
+    q = np.asarray(ins[0]).astype(np.int64)
+    s = np.asarray(ins[1], dtype=np.float64)
+    z = np.asarray(ins[2]).astype(np.int64) if len(ins) > 2 and ins[2] is not None else np.zeros(1, np.int64)
+    axis = int(attrs(node).get("axis", 1))
+    if s.size > 1:
+        shape = [1] * q.ndim
+        shape[axis] = -1
+        s, z = s.reshape(shape), (z.reshape(shape) if z.size > 1 else z)
+    return QConst(q - z, np.broadcast_to(s, q.shape), 2, False, node)
 
 
 def _const_operand(node, ins):

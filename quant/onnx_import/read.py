@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.general import SortGraph
+from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.transformation.qcdq_to_qonnx import QCDQToQuant
 from qonnx.util.cleanup import cleanup_model
 
@@ -33,7 +34,8 @@ def load(path: str | Path) -> ModelWrapper:
         raise ImportRefused(f"{path} is not an ONNX file ({type(e).__name__})") from None
     model = ModelWrapper(proto)
     if any(n.op_type in QCDQ_OPS for n in model.graph.node):
-        model = model.transform(QCDQToQuant())
+        # the fusion reads the quantized tensors' types from value_info
+        model = model.transform(InferShapes()).transform(QCDQToQuant())
     model = cleanup_model(model)
     model = model.transform(SortGraph())
     if len(model.graph.input) != 1 or len(model.graph.output) != 1:
