@@ -15,21 +15,31 @@ BNN_PYNQ = ["lfc_1w1a", "lfc_1w2a", "lfc_2w2a", "tfc_1w1a", "tfc_1w2a", "tfc_2w2
             "cnv_1w1a", "cnv_1w2a", "cnv_2w2a"]
 
 
-def _randomise(model: nn.Module, seed: int) -> None:
+def _randomise(model: nn.Module, shape, seed: int) -> None:
+    """Weights uniform in [-1, 1] (as bnn_pynq initialises them), batch norm
+    statistics taken from a batch of random inputs (so that activations spread
+    over their codes instead of sticking at one), then random batch norm
+    scales, about half of them negative, and shifts."""
     g = torch.Generator().manual_seed(seed)
+    norms = []
     for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.weight.data.copy_(torch.rand(m.weight.shape, generator=g) * 2 - 1)
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) or type(m).__name__ == "TensorNorm":
+            m.momentum = 1.0
+            norms.append(m)
+    model.train()
+    with torch.no_grad():
+        model(torch.rand((32,) + tuple(shape[1:]), generator=g))
+    model.eval()
+    for m in norms:
         if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             n = m.num_features
-            fan_in = m.weight.new_tensor(64.0)
-            m.running_mean.copy_(torch.randn(n, generator=g) * fan_in.sqrt() * 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) * fan_in + fan_in / 4)
-            m.weight.data.copy_(torch.randn(n, generator=g))          # about half negative
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.5)
-        elif type(m).__name__ == "TensorNorm":
+            m.weight.data.copy_(torch.randn(n, generator=g))
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.3)
+        else:
             m.weight.data.fill_(0.5 + float(torch.rand(1, generator=g)))
             m.bias.data.fill_(float(torch.randn(1, generator=g)))
-            m.running_mean.fill_(float(torch.randn(1, generator=g)) * 3)
-            m.running_var.fill_(20 + 10 * float(torch.rand(1, generator=g)))
 
 
 def bnn_pynq(name: str, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]]:
@@ -44,9 +54,8 @@ def bnn_pynq(name: str, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]]:
     else:
         cfg = get_model_cfg(name)
     model = model_impl[cfg.get("MODEL", "ARCH")](cfg)
-    _randomise(model, seed)
-    model.eval()
     shape = (1, 3, 32, 32) if name.startswith("cnv") else (1, 1, 28, 28)
+    _randomise(model, shape, seed)
     return model, shape
 
 
@@ -114,10 +123,9 @@ def small(variant="ok", seed=0, in_ch=2, hw=(12, 20)) -> tuple[nn.Module, tuple[
 
     torch.manual_seed(seed)
     model = Small(in_ch, variant=variant)
-    _randomise(model, seed)
     model.eval()
     with torch.no_grad():
         n = model.features(torch.rand((1, in_ch) + hw)).shape[1]
     model.fc = QuantLinear(n, 7, weight_quant=CommonWeightQuant, weight_bit_width=2, bias=False)
-    model.eval()
+    _randomise(model, (1, in_ch) + hw, seed)
     return model, (1, in_ch) + hw

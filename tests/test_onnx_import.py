@@ -17,6 +17,7 @@ pytest.importorskip("qonnx")
 import onnx_models as om  # noqa: E402  (tests/ is on sys.path)
 from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
 from qonnx.core.onnx_exec import execute_onnx  # noqa: E402
+from qonnx.util.cleanup import cleanup_model  # noqa: E402
 
 from contract import export_dir, host_steps  # noqa: E402
 from contract.intmodel import IntModel  # noqa: E402
@@ -51,7 +52,7 @@ def _independent_check(path: Path, out: Path, n: int = 2, seed: int = 7):
     """Re-run the written export on fresh inputs and compare with execute_onnx."""
     model = IntModel.load(out)
     spec = model.spec
-    onnx_model = ModelWrapper(str(path))
+    onnx_model = cleanup_model(ModelWrapper(str(path)))
     name_in = onnx_model.graph.input[0].name
     shape = onnx_model.get_tensor_shape(name_in)
     rng = np.random.default_rng(seed)
@@ -61,6 +62,20 @@ def _independent_check(path: Path, out: Path, n: int = 2, seed: int = 7):
         hwc = x.reshape(1, spec.in_channels, spec.in_h, spec.in_w).transpose(0, 2, 3, 1)
         got = host_steps.post(spec.host_post, model.forward(host_steps.pre(spec.host_pre, hwc, spec.in_bits)))[0]
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4 * max(1.0, np.abs(ref).max()))
+
+
+def _assert_spread(report, n=4):
+    """The check means something only if codes and logits vary: every layer emits
+    more than one value and the logits differ between inputs."""
+    from quant.onnx_import import verify
+    spec = report.spec
+    xs = verify.inputs(spec.host_pre, (spec.in_channels, spec.in_h, spec.in_w),
+                       (n, spec.in_channels, spec.in_h, spec.in_w), n, 3)
+    acts = report.model.run(host_steps.pre(spec.host_pre, xs.transpose(0, 2, 3, 1), spec.in_bits))
+    for layer in spec.layers():
+        assert len(np.unique(acts[layer["name"]])) > 1, f"{layer['name']} is constant"
+    logits = acts[spec.layers()[-1]["name"]].reshape(n, -1)
+    assert len({tuple(r) for r in logits}) > 1
 
 
 @pytest.mark.parametrize("name", om.BNN_PYNQ)
@@ -80,9 +95,10 @@ def test_bnn_pynq_imports_and_matches_execute_onnx(name, exported, tmp_path):
     assert all(l.get("act") == "thresholds" and l["out_bits"] == a_bits for l in dense[:-1])
     assert spec.host_pre is not None and spec.host_post is not None
     assert any("host_pre" in m for m in report.host_moved) and any("host_post" in m for m in report.host_moved)
-    # thresholds ascending per channel; some channels flipped (negative batch-norm scales)
+    # thresholds ascending per channel (negative batch-norm scales flip a channel, not the order)
     z = np.load(out / "weights.npz")
     assert all(np.all(np.diff(z[f"{l['name']}.thr"], axis=1) >= 0) for l in dense[:-1])
+    _assert_spread(report)
     if name.startswith("tfc"):
         _independent_check(path, out)
 
@@ -104,6 +120,7 @@ def test_non_square_multichannel_input_and_chw_flatten(exported, tmp_path):
     src = next(l for l in spec.layers() if l["name"] == fc["inputs"][0])
     assert src["out_h"] > 1 and src["out_w"] > 1 and src["out_c"] > 1
     assert spec.layers()[-2]["pad"] == 1          # zero padding after unsigned (ReLU) codes
+    _assert_spread(report)
     _independent_check(path, tmp_path / "export", n=3)
 
 
