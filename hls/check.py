@@ -2,9 +2,12 @@
 
     python -m hls.check --model build/X/export --hls build/X/hls [--n 200]
 
-Loads the weight blob through LOAD_WEIGHTS, then sends synthetic wafer maps
-and random images through INFER, one stream message each, and compares every
-logit with ``IntModel.forward``. Exit status 1 on any difference.
+Loads the weight blob through LOAD_WEIGHTS, then sends inputs through INFER,
+one stream message each, and compares every logit with ``IntModel.forward``.
+A wafer-map model gets synthetic wafer maps and random images; an imported
+graph (family "graph", ``make import``) gets random codes of its input shape
+within its ``in_bits`` (``hls.inputs``), since wafer maps mean nothing to it.
+Exit status 1 on any difference.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from protocol import stream as S
 from contract import blob
 from quant import synth
 from contract.intmodel import IntModel
+from hls.inputs import random_codes
 
 
 def compare(model_dir: Path, hls_dir: Path, n: int, seed: int = 11) -> tuple[int, int]:
@@ -27,11 +31,12 @@ def compare(model_dir: Path, hls_dir: Path, n: int, seed: int = 11) -> tuple[int
     im = IntModel.load(model_dir)
     core = CSimCore.for_model(model_dir, hls_dir)
     S.raise_if_error(S.decode(core.transact(S.encode(S.OP_LOAD_WEIGHTS, blob.pack(im)))))
-    maps, _ = synth.dataset(n // 2, seed=seed)
-    x = [to_model_input(m, im.spec.in_size) for m in maps]
     rng = np.random.default_rng(seed)
-    x += list(rng.integers(0, 256, (n - len(x), *im.input_shape), dtype=np.uint8))
-    x = np.stack(x)
+    x = []
+    if im.spec.family != "graph":
+        maps, _ = synth.dataset(n // 2, seed=seed)
+        x = [to_model_input(m, im.spec.in_size) for m in maps]
+    x = np.stack(x + list(random_codes(im.spec, n - len(x), rng)))
     ref = im.forward(x)
     equal = 0
     for i in tqdm(range(len(x)), desc="C-sim vs integer reference"):

@@ -15,7 +15,9 @@ Per iteration, with the layer's ``pe`` and ``simd``:
 
 - conv2d: ConvSf reads ``simd`` window elements from the unpartitioned input
   array (II ``ceil(simd / 2)``), runs once per (pixel, output group), and each
-  ConvNf iteration reads ``pe`` biases and writes ``pe`` outputs;
+  ConvNf iteration reads ``pe`` biases and writes ``pe`` outputs (a thresholds
+  layer also reads each of its ``pe * n_thr`` threshold banks once, which adds
+  no cycle);
 - depthwise: ``pe * simd`` window elements a DwSf iteration;
 - dense: DenseSf reads ``simd`` inputs, once per output group;
 - maxpool: ``pe * pool**2`` window elements a PoolNf iteration, once per pixel;
@@ -30,7 +32,7 @@ import math
 from hls import parallel
 from protocol import stream as S
 from contract.blob import n_weights
-from contract.graph import shift_names
+from contract.graph import has_section, is_threshold
 
 PIPE_DEPTH = 4   # wq_cycles.h WQ_DEPTH
 PORTS = 2        # one BRAM bank
@@ -65,7 +67,7 @@ def layer_cycles(layer: dict, pe: int, simd: int) -> dict:
             cyc = pipelined(nf * sf, nf, ii, depth) + _seq(nf, pe)
         else:
             cyc = pipelined(pix * nf * sf, pix * nf, ii, depth) + _seq(pix * nf, pe) + _seq(pix) + _seq(oh)
-        shift_reads = 1
+        shift_reads = 0 if is_threshold(layer) else 1     # thresholds layers have no shift word
     elif t == "maxpool":
         q = layer["pool"]
         ii = max(_ii(pe * q * q), _ii(pe))
@@ -111,7 +113,7 @@ def core_cycles(layers: list[dict], par: dict, n_pixels: int, n_classes: int,
                 feature_words: int = 0, feature_elems: int = 0) -> dict:
     """The parts outside the layers: RX loop, logits/argmax head, reply."""
     writes = max([min(4, n_pixels)] + [loader_writes(l, par[l["name"]]["pe"], par[l["name"]]["simd"])
-                                       for l in layers if shift_names(l)])
+                                       for l in layers if has_section(l)])
     rx_ii = _ii(writes)
     rx = pipelined(S.infer_words(n_pixels) + S.HEADER_WORDS + S.TRAILER_WORDS, 1, rx_ii)
     head = pipelined(n_classes, 1, 1) + pipelined(n_classes - 1, 1, 1) + 1

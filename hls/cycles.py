@@ -31,6 +31,7 @@ import numpy as np
 from protocol import stream as S
 from contract import blob
 from contract.intmodel import IntModel
+from hls.inputs import random_codes
 
 
 class PortOverSubscribed(RuntimeError):
@@ -65,7 +66,7 @@ def measure(model_dir: str | Path, hls_dir: str | Path, n: int = 2, seed: int = 
     try:
         S.raise_if_error(S.decode(core.transact(S.encode(S.OP_LOAD_WEIGHTS, blob.pack(im)))))
         rng = np.random.default_rng(seed)
-        x = rng.integers(0, 256, (n, *im.input_shape), dtype=np.uint8)
+        x = random_codes(im.spec, n, rng)
         ref = im.forward(x)
         exact = True
         per = []

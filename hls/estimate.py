@@ -21,23 +21,37 @@ Memories (one per array of the generated C++; no sharing between layers):
 - Weights: ``pe`` banks (one per PE), each ``simd * w_bits`` wide and
   ``n_weights / (pe * simd)`` deep, as hls/templates/wq_loader.h lays them.
 - Biases: ``pe * 32`` wide, ``out_c / pe`` deep.
+- Thresholds (``act`` "thresholds" layers, FINN MultiThreshold):
+  ``pe * n_thr`` banks (one a comparator, wq_loader.h), each 32 bits wide and
+  ``out_c / pe`` deep, ``n_thr = 2**out_bits - 1``.
 - Activations: every layer's output is one buffer, ``lanes * out_bits`` wide
   with ``lanes = max(pe, simd of its consumer)`` and
   ``out_h * out_w * out_c / lanes`` deep. The image buffer is
-  ``max(4, simd of the first layer) * 8`` bits wide (4 pixels a stream word).
+  ``max(4, simd of the first layer) * in_bits`` bits wide (4 codes a stream
+  word; in_bits is 8 but for an imported graph).
 
 Arithmetic of a conv2d / dense layer (``lanes = pe * simd`` multipliers):
 
 - A multiplier is one DSP48E1 when ``w_bits * in_bits >= DSP_MIN_PRODUCT``
   (48: 8x6 and wider); else it is LUT logic of ``w_bits * in_bits`` LUTs
-  (one LUT6 per partial-product bit, the usual soft-multiplier cost).
+  (one LUT6 per partial-product bit, the usual soft-multiplier cost). A
+  1-bit (bipolar) weight makes the product a conditional negation of the
+  code, ``in_bits`` LUTs: one LUT a lane at W1A1, where the adder tree of
+  2-bit products is the popcount of FINN's XNOR-popcount MAC.
 - Adder tree: ``pe * (simd - 1)`` adders of ``w_bits + in_bits +
-  ceil(log2 simd)`` bits, one LUT (carry chain) and one FF a bit.
+  ceil(log2 simd)`` bits, one LUT (carry chain) and one FF a bit. With 1-bit
+  weights the ``simd`` products (``in_bits + 1`` bits each) are summed like a
+  popcount, by a compressor tree of about one LUT and one FF per input bit:
+  ``pe * simd * (in_bits + 1)`` (0 at simd 1).
 - Accumulator: ``pe`` adders and registers of ``acc_bits``, the signed width
   holding ``fan_in * (2**in_bits - 1) * 2**(w_bits - 1) + 2**31`` (int32 bias).
 - Requantization (shift, round half even, clamp), one a PE: a barrel shifter
   ``acc_bits * ceil(log2 acc_bits) / 2`` LUTs plus ``2 * out_bits`` for the
-  clamp; the logits layer has none.
+  clamp; the logits layer has none. A thresholds layer has instead
+  ``pe * n_thr`` comparators of ``acc_bits`` against an int32 threshold,
+  ``ceil(acc_bits / 2)`` LUTs each (carry-chain compare, two bits a LUT6),
+  and a counter of the ``n_thr`` results a PE (``n_thr`` LUTs), plus
+  ``out_bits`` output FFs a PE.
 - Pipeline FFs: the ``simd * in_bits`` input register, the ``lanes * w_bits``
   weight register and, for LUT multipliers, the ``lanes * (w_bits + in_bits)``
   product registers (a DSP keeps its product in its own MREG).
@@ -91,7 +105,7 @@ from hls import cycle_model, parallel
 from protocol import stream as S
 from contract.blob import n_weights
 from contract import board
-from contract.graph import INPUT
+from contract.graph import INPUT, n_thresholds
 
 DEVICE = board.load().device   # XC7Z020 (DS190), contract/board.toml [device]
 RESOURCES = ("bram18", "dsp", "lut", "ff")
@@ -160,17 +174,27 @@ def layer_estimate(layer: dict, pe: int, simd: int, out_lanes: int) -> dict:
         wb, fi, lanes = layer["w_bits"], parallel.fan_in(layer), pe * simd
         wbr, wlut = memory(simd * wb, n_weights(layer) // lanes)
         bbr, blut = memory(pe * 32, c // pe)
-        r["bram18_weights"] = pe * wbr + bbr
-        r["lut"] += pe * wlut + blut
+        n_thr = n_thresholds(layer)
+        tbr, tlut = memory(32, c // pe) if n_thr else (0, 0)
+        r["bram18_weights"] = pe * wbr + bbr + pe * n_thr * tbr
+        r["lut"] += pe * wlut + blut + pe * n_thr * tlut
         prod = wb + ib
         if uses_dsp(wb, ib):
             r["dsp"] = lanes
         else:
             r["lut"] += lanes * wb * ib
             r["ff"] += lanes * prod
-        tree = pe * (simd - 1) * (prod + math.ceil(math.log2(simd)))
+        if wb == 1:
+            tree = pe * simd * (ib + 1) if simd > 1 else 0
+        else:
+            tree = pe * (simd - 1) * (prod + math.ceil(math.log2(simd)))
         acc = acc_bits(fi, ib, wb)
-        r["lut"] += tree + pe * acc + (pe * _requant_lut(acc, ob) if layer["requant"] else 0)
+        if n_thr:
+            act = pe * (n_thr * math.ceil(acc / 2) + n_thr)
+            r["ff"] += pe * ob
+        else:
+            act = pe * _requant_lut(acc, ob) if layer["requant"] else 0
+        r["lut"] += tree + pe * acc + act
         r["ff"] += tree + pe * acc + simd * ib + lanes * wb
         r["fold"] = (c // pe) * (fi // simd)
         r["cycles_ideal"] = pix * r["fold"] + PIPE_DEPTH + math.ceil(math.log2(simd))
@@ -224,7 +248,7 @@ def estimate(layers: list[dict], par: dict | None = None, f_clk: int | None = No
     first = layers[0]
     n_pix = first["in_h"] * first["in_w"] * first["in_c"]
     img_lanes = max(4, _consumer_simd(layers, par, INPUT))
-    ibr, ilut = memory(img_lanes * 8, math.ceil(n_pix / img_lanes))
+    ibr, ilut = memory(img_lanes * first["in_bits"], math.ceil(n_pix / img_lanes))
     n_classes = parallel.out_channels(layers[-1])
     stream = S.infer_words(n_pix) + S.HEADER_WORDS + S.TRAILER_WORDS \
         + S.HEADER_WORDS + 1 + n_classes + S.TRAILER_WORDS + CORE_CYCLES

@@ -12,14 +12,13 @@ from dataclasses import dataclass, field
 
 from protocol import stream as S
 from contract import blob
-from contract.graph import INPUT, has_section, shift_names
-from contract.spec import INPUT_BITS
+from contract.graph import INPUT, has_section, is_threshold, n_thresholds, shift_names
+from contract.spec import input_bits, input_shape, spec_from_dict
 
 from hls import parallel
 from hls.estimate import acc_bits, uses_dsp
 
 CORE_VERSION = 1  # what QUERY reports; the reference core (hls/refcore.py) reads it here
-INPUT_T = f"ap_uint<{INPUT_BITS}>"
 
 # layer type -> (template base struct, template function, header)
 KINDS = {
@@ -69,6 +68,13 @@ def feature_layer(layers: list[dict]) -> dict:
     return by_name[src]
 
 
+def model_input(meta: dict) -> tuple[int, int, int, int]:
+    """(H, W, C, code bits) of the model's input, from model.json's spec (any family;
+    an imported graph may be non-square and take fewer than 8 bits a code)."""
+    spec = spec_from_dict(meta["spec"])
+    return (*input_shape(spec), input_bits(spec))
+
+
 def check_topology(layers: list[dict], n_classes: int) -> None:
     last = layers[-1] if layers else None
     if last is None or last["type"] != "dense" or last["requant"] or last["out_features"] != n_classes:
@@ -81,12 +87,15 @@ def check_topology(layers: list[dict], n_classes: int) -> None:
             raise ValueError(f"layer {layer['name']}: only the last layer may produce logits")
         if layer["out_bits"] > 16:
             raise ValueError(f"layer {layer['name']}: {layer['out_bits']}-bit activations are not supported")
+        if is_threshold(layer) and layer["type"] == "conv2d" and layer["groups"] > 1:
+            raise ValueError(f"layer {layer['name']}: a depthwise conv with thresholds has no HLS "
+                             "template (wq_dwconv.h requantizes by shift only)")
 
 
 def plan(meta: dict, par: dict[str, dict]) -> list[LayerPlan]:
     layers = meta["layers"]
     check_topology(layers, len(meta["spec"]["classes"]))
-    types = {INPUT: INPUT_T}
+    types = {INPUT: _code_t(model_input(meta)[3], True)}
     offset, plans = 0, []
     for layer in layers:
         t, name = layer["type"], layer["name"]
@@ -97,6 +106,8 @@ def plan(meta: dict, par: dict[str, dict]) -> list[LayerPlan]:
             out_t = ins[0]
         elif t == "dense" and not layer["requant"]:
             out_t = f"ap_int<{acc_bits(layer['in_features'], layer['in_bits'], layer['w_bits'])}>"
+        elif is_threshold(layer):     # a count of thresholds: 0..2**out_bits - 1
+            out_t = _code_t(layer["out_bits"], True)
         else:
             out_t = _code_t(layer["out_bits"], layer["relu"])
         p = LayerPlan(layer, kind, ins, out_t, size, par[name]["pe"], par[name]["simd"])
@@ -140,7 +151,11 @@ def _fill(p: LayerPlan) -> None:
             (u, "fold", nf * sf), (u, "n_weights", n_w), (u, "wwords", nf * sf),
             (u, "word_bits", p.simd * L["w_bits"]),
             (u, "weight_mem_bits", p.pe * nf * sf * p.simd * L["w_bits"])] + sec
-        p.types += [("in_t", p.in_types[0]), ("out_t", p.out_t), ("weight_t", f"ap_int<{L['w_bits']}>"),
+        n_thr = n_thresholds(L)
+        m += [(u, "n_thr", n_thr), (u, "thr_rows", p.pe * n_thr if n_thr else 1),
+              (u, "thr_depth", nf if n_thr else 1)]
+        # a 1-bit weight is bipolar, -1 or +1, which ap_int<1> cannot hold
+        p.types += [("in_t", p.in_types[0]), ("out_t", p.out_t), ("weight_t", f"ap_int<{max(2, L['w_bits'])}>"),
                     ("wword_t", f"ap_uint<{p.simd * L['w_bits']}>"), ("accum_t", f"ap_int<{acc}>")]
     elif p.kind in ("maxpool", "upsample"):
         m += [(u, k, L[k]) for k in ("in_h", "in_w", "in_c", "out_h", "out_w")]
@@ -174,8 +189,7 @@ def feature_words(meta: dict, features: bool) -> tuple[int, dict | None]:
 
 def config_header(meta: dict, plans: list[LayerPlan], features: bool = False) -> str:
     spec = meta["spec"]
-    h = w = spec["in_size"]
-    c = spec["in_channels"]
+    h, w, c, in_bits = model_input(meta)
     n_classes = len(spec["classes"])
     n_feat, _ = feature_words(meta, features)
     headers = sorted({KINDS[p.kind][2] for p in plans})
@@ -200,6 +214,8 @@ def config_header(meta: dict, plans: list[LayerPlan], features: bool = False) ->
             f"    static const unsigned in_h = {h};",
             f"    static const unsigned in_w = {w};",
             f"    static const unsigned in_c = {c};",
+            f"    static const unsigned in_bits = {in_bits};",
+            f"    typedef ap_uint<{in_bits}> code_t;",
             f"    static const unsigned n_pixels = {h * w * c};",
             f"    static const unsigned infer_words = {S.infer_words(h * w * c)};",
             f"    static const unsigned n_classes = {n_classes};",

@@ -8,7 +8,7 @@ lives for the whole call, so no liveness analysis is needed for correctness.
 """
 from __future__ import annotations
 
-from contract.graph import INPUT
+from contract.graph import INPUT, is_threshold, shift_names
 
 from hls.gen_config import KINDS, LayerPlan
 
@@ -28,7 +28,10 @@ def _memories(plans: list[LayerPlan]) -> list[str]:
         if not p.section_words:
             continue
         n = p.name
-        out.append(f"static wq::shift_t {n}_shift[{n}_config::n_shifts];")
+        if shift_names(p.layer):
+            out.append(f"static wq::shift_t {n}_shift[{n}_config::n_shifts];")
+        if is_threshold(p.layer):
+            out.append(f"static wq::thr_t {n}_thr[{n}_config::thr_rows][{n}_config::thr_depth];")
         if p.kind in ("conv2d", "dwconv", "dense"):
             out += [f"static wq::bias_t {n}_b[{n}_config::n_out];",
                     f"// {p.layer['w_bits']}-bit weights, {p.simd} a word: "
@@ -43,7 +46,10 @@ def _registrations(plans: list[LayerPlan]) -> list[str]:
         if not p.section_words:
             continue
         n = p.name
-        out.append(f"WQ_MEM({n}_shift, WQ_BRAM, 0);")
+        if shift_names(p.layer):
+            out.append(f"WQ_MEM({n}_shift, WQ_BRAM, 0);")
+        if is_threshold(p.layer):
+            out.append(f"WQ_MEM({n}_thr, WQ_ROWS, 0);")
         if p.kind in ("conv2d", "dwconv", "dense"):
             out += [f"WQ_MEM({n}_b, WQ_BRAM, 0);", f"WQ_MEM({n}_w, WQ_ROWS, 0);"]
     return out
@@ -56,7 +62,9 @@ def _loader(plans: list[LayerPlan]) -> list[str]:
         kw = "if" if not out else "} else if"
         out.append(f"{kw} (index < {n}_config::blob_offset + {n}_config::section_words) {{")
         pos = f"index - {n}_config::blob_offset"
-        if p.kind in ("conv2d", "dwconv", "dense"):
+        if is_threshold(p.layer):
+            out.append(f"    wq::load_threshold_word<{n}_config>(word, {pos}, {n}_b, {n}_thr, {n}_w);")
+        elif p.kind in ("conv2d", "dwconv", "dense"):
             out.append(f"    wq::load_weighted_word<{n}_config>(word, {pos}, {n}_shift, {n}_b, {n}_w);")
         else:
             out.append(f"    wq::load_shift_word<{n}_config>(word, {pos}, {n}_shift);")
@@ -73,7 +81,12 @@ def _dataflow(plans: list[LayerPlan], feature: dict | None) -> list[str]:
         out.append(f"static {p.out_t} {n}_out[{p.out_size}];")
         out.append(f"WQ_MEM({n}_out, WQ_BRAM, 0);")
         out.append(f"WQ_LAYER({n});")
-        if p.kind in ("conv2d", "dwconv", "dense"):
+        if p.kind in ("conv2d", "dense"):
+            # A thresholds layer has no shift word; the others read no thresholds.
+            act = f"wq::shift_t(0), {n}_thr" if is_threshold(p.layer) else \
+                f"WQ_AT({n}_shift, 0), wq::NO_THRESHOLDS"
+            call = f"{src[0]}, {n}_out, {n}_w, {n}_b, {act}"
+        elif p.kind == "dwconv":
             call = f"{src[0]}, {n}_out, {n}_w, {n}_b, WQ_AT({n}_shift, 0)"
         elif p.kind in ("maxpool", "upsample"):
             call = f"{src[0]}, {n}_out"
@@ -124,9 +137,9 @@ def top_source(plans: list[LayerPlan], feature: dict | None) -> str:
         *[ind + line for line in _loader(plans)],
         "    }",
         "",
-        "    // image: HWC uint8 codes. Returns the class; logits get the int32 values,",
-        "    // features the packed feature map when top_config::feature_words > 0.",
-        "    static wq::word_t infer(const wq::pixel_t image[top_config::n_pixels],",
+        "    // image: HWC codes, in_bits each. Returns the class; logits get the int32",
+        "    // values, features the packed feature map when top_config::feature_words > 0.",
+        "    static wq::word_t infer(const top_config::code_t image[top_config::n_pixels],",
         "                            wq::logit_t logits[top_config::n_classes],",
         "                            wq::word_t features[top_config::feature_alloc]) {",
         *[ind + line for line in _dataflow(plans, feature)],

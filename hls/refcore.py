@@ -15,6 +15,8 @@ decides the error reply):
 6. length field == what the opcode needs       -> BAD_LENGTH, detail = length field
 7. checksum                                    -> BAD_CHECKSUM, detail = 0
 8. INFER with no weights loaded                -> NO_WEIGHTS, detail = 0
+9. INFER image code above 2**in_bits - 1       -> BAD_INPUT, detail = its HWC index
+   (``hls.inputs``; only an imported model's in_bits < 8 can fail it)
 
 Side effect: a LOAD_WEIGHTS whose header passes 2-4 and whose length field is
 right is written into the weight memory as it streams in. If it then fails 5
@@ -32,8 +34,9 @@ import numpy as np
 from protocol import stream as S
 from contract import blob
 from contract.intmodel import IntModel
-from contract.spec import CNNSpec
+from contract.spec import CNNSpec, input_shape
 from hls.gen_config import CORE_VERSION
+from hls.inputs import first_bad_code
 
 
 class RefCore:
@@ -42,7 +45,7 @@ class RefCore:
         self.layers = spec.layers()
         self.model = IntModel(spec, {})
         self.blob_words = blob.blob_words(self.layers)
-        h, w, c = spec.in_size, spec.in_size, spec.in_channels
+        h, w, c = input_shape(spec)
         self.in_shape = (h, w, c)
         self.infer_words = S.infer_words(h * w * c)
         self.weights_loaded = False
@@ -99,6 +102,9 @@ class RefCore:
             return self._error(tag, S.ERR_NO_WEIGHTS, 0)
         n_pix = int(np.prod(self.in_shape))
         pixels = payload.astype("<u4").view(np.uint8)[:n_pix].reshape(self.in_shape)
+        bad = first_bad_code(pixels, self.spec)
+        if bad is not None:
+            return self._error(tag, S.ERR_BAD_INPUT, bad)
         cls, logits = self.model.classify(pixels[None])
         out = [int(cls[0])] + [int(v) & S.MASK32 for v in logits[0]]
         return S.encode(S.OP_INFER | S.REPLY_BIT, out, tag)

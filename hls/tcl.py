@@ -258,11 +258,12 @@ def _line(words) -> str:
 
 def stimulus(model: IntModel, n_infer: int = 4, seed: int = 5) -> tuple[list, list]:
     """Requests and RefCore's replies: the error paths, a load, then inferences."""
+    from hls.inputs import random_codes
     from hls.refcore import RefCore
 
     ref = RefCore(model.spec)
     rng = np.random.default_rng(seed)
-    image = lambda: rng.integers(0, 256, model.input_shape, dtype=np.uint8)  # noqa: E731
+    image = lambda: random_codes(model.spec, 1, rng)[0]  # noqa: E731
     bad_sum = S.encode(S.OP_QUERY, [], 7)
     bad_sum[-1] ^= 1
     reqs = [S.encode(S.OP_QUERY, [], 1),

@@ -24,7 +24,9 @@ LOAD_WEIGHTS  request: the weight blob (``contract.blob``), exactly
               ``blob_words`` words as QUERY reports.
               reply: [weights_checksum]
 INFER         request: one image, uint8 pixels in HWC order, packed four to a
-              word, first pixel in bits [7:0]; ceil(H*W*C/4) words.
+              word, first pixel in bits [7:0]; ceil(H*W*C/4) words. A model
+              with in_bits < 8 (an import) takes codes 0..2**in_bits - 1 in
+              those bytes and refuses any other (ERR_BAD_INPUT).
               reply: [class_index, n_classes int32 logits...]; a core built
               with CAP_FEATURES appends the last feature map (the input of
               the final GAP, for class activation maps): its codes in HWC
@@ -32,7 +34,8 @@ INFER         request: one image, uint8 pixels in HWC order, packed four to a
               signed), packed like the image; ceil(H*W*C/4) words.
 ERROR         reply only: [error_code, detail]; detail is the offending
               opcode for unknown opcodes, or the word count seen for length
-              errors, or 0.
+              errors, the index of the first out-of-range code for
+              BAD_INPUT, or 0.
 """
 from __future__ import annotations
 
@@ -74,6 +77,10 @@ ERR_GUARD_TIMEOUT = 7
 ERR_GUARD_OVERLONG = 8
 ERR_GUARD_RESET = 9
 GUARD_TAIL_WORDS = HEADER_WORDS + 2 + TRAILER_WORDS  # the appended ERROR reply
+# An INFER image with a code above the model's input range (2**in_bits - 1, an
+# imported model's in_bits < 8): the core refuses it as contract.intmodel does;
+# detail = index (HWC) of the first such code.
+ERR_BAD_INPUT = 10
 
 ERRORS = {
     ERR_BAD_MAGIC: "bad magic",
@@ -85,6 +92,7 @@ ERRORS = {
     ERR_GUARD_TIMEOUT: "frame guard: the core stalled mid-reply (timeout)",
     ERR_GUARD_OVERLONG: "frame guard: reply longer than the guard's MAX_WORDS",
     ERR_GUARD_RESET: "frame guard: reply cut by a soft reset",
+    ERR_BAD_INPUT: "INFER image has a code above the model's input range",
 }
 
 # Capability bits reported by QUERY.
@@ -240,7 +248,7 @@ def c_constants() -> dict[str, int]:
              ERR_BAD_LENGTH: "BAD_LENGTH", ERR_UNKNOWN_OPCODE: "UNKNOWN_OPCODE",
              ERR_NO_WEIGHTS: "NO_WEIGHTS", ERR_BAD_CHECKSUM: "BAD_CHECKSUM",
              ERR_GUARD_TIMEOUT: "GUARD_TIMEOUT", ERR_GUARD_OVERLONG: "GUARD_OVERLONG",
-             ERR_GUARD_RESET: "GUARD_RESET"}
+             ERR_GUARD_RESET: "GUARD_RESET", ERR_BAD_INPUT: "BAD_INPUT"}
     consts.update({f"WQ_ERR_{n}": c for c, n in names.items()})
     consts.update({f"WQ_QUERY_{f.upper()}": i for i, f in enumerate(QUERY_FIELDS)})
     return consts

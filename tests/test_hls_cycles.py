@@ -153,8 +153,8 @@ def test_partition_pragmas_match_registered_ports():
         code = strip_comments(p.read_text())
         for var, how in re.findall(r"#pragma HLS ARRAY_PARTITION variable=(\w+) (complete(?: dim=1)?)", code):
             if how == "complete dim=1":
-                # a template's own array registers itself; w is registered by hls/gen_top.py
-                assert var == "w" or re.search(rf"WQ_MEM\({var}, WQ_ROWS(_CYCLIC)?, \w+\);", code), (p.name, var)
+                # a template's own array registers itself; w and thr are registered by hls/gen_top.py
+                assert var in ("w", "thr") or re.search(rf"WQ_MEM\({var}, WQ_ROWS(_CYCLIC)?, \w+\);", code), (p.name, var)
             else:
                 assert re.search(rf"WQ_MEM\({var}, WQ_REGS, 0\);", code), (p.name, var)
         for var, factor in re.findall(r"#pragma HLS ARRAY_PARTITION variable=(\w+) cyclic factor=(\w+) dim=2", code):
@@ -162,8 +162,10 @@ def test_partition_pragmas_match_registered_ports():
     from hls.gen_top import _registrations
     from hls.gen_config import LayerPlan
 
-    plan = LayerPlan({"name": "c0"}, "conv2d", [], "x", 1, section_words=3)
+    plan = LayerPlan({"name": "c0", "type": "conv2d"}, "conv2d", [], "x", 1, section_words=3)
     assert "WQ_MEM(c0_w, WQ_ROWS, 0);" in _registrations([plan])
+    thr = LayerPlan({"name": "t0", "type": "dense", "act": "thresholds"}, "dense", [], "x", 1, section_words=3)
+    assert "WQ_MEM(t0_thr, WQ_ROWS, 0);" in _registrations([thr])
 
 
 def _zoo_case(base: Path, spec, par: dict | None, features: bool) -> tuple[dict, dict]:

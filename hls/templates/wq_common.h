@@ -27,7 +27,8 @@ namespace wq {
 typedef ap_uint<32> word_t;    // a stream word, a blob word, a counter of words
 typedef ap_int<32> shift_t;    // requant shift from the blob (negative multiplies)
 typedef ap_int<32> bias_t;     // biases are int32 in the blob
-typedef ap_uint<8> pixel_t;    // input code, INPUT_BITS = 8
+typedef ap_int<32> thr_t;      // thresholds (FINN MultiThreshold) are int32 in the blob
+typedef ap_uint<8> pixel_t;    // an input byte; a model's codes are core_config::code_t
 typedef ap_int<32> logit_t;    // logits as they travel in the INFER reply
 typedef ap_int<64> wide_t;     // what requantization computes in
 
@@ -55,6 +56,10 @@ struct lane_mul<false> {
         return p;
     }
 };
+
+// What a layer without thresholds passes for them (thr_rows = thr_depth = 1,
+// n_thr = 0: never read).
+static const thr_t NO_THRESHOLDS[1][1] = {{0}};
 
 }  // namespace wq
 

@@ -36,12 +36,15 @@ struct conv2d_config {
     static const unsigned wwords = 1;         // nf * sf: memory words each PE holds
     static const unsigned word_bits = 8;      // simd * w_bits: one memory word
     static const unsigned weight_mem_bits = 8;  // pe * wwords * word_bits == n_weights * w_bits
-    static const unsigned n_shifts = 1;       // shift words at the head of the blob section
+    static const unsigned n_shifts = 1;       // shift words at the head of the blob section (0: thresholds)
+    static const unsigned n_thr = 0;          // thresholds a channel (2**out_bits - 1), 0: shift requant
+    static const unsigned thr_rows = 1;       // pe * n_thr (1 without thresholds): one bank each
+    static const unsigned thr_depth = 1;      // nf (1 without thresholds): words a bank
     static const unsigned blob_offset = 0;    // first word of this layer's blob section
     static const unsigned section_words = 1;  // contract.blob.section_words
     typedef ap_uint<8> in_t;                  // input code (unsigned or signed)
     typedef ap_uint<8> out_t;                 // output code
-    typedef ap_int<8> weight_t;               // one weight
+    typedef ap_int<8> weight_t;               // one weight; ap_int<2> for bipolar 1-bit ones
     typedef ap_uint<8> wword_t;               // one memory word: simd weights
     typedef ap_int<40> accum_t;               // holds every partial sum plus the bias
 };
@@ -63,13 +66,16 @@ typename CONFIG_T::in_t window_at(const typename CONFIG_T::in_t in[CONFIG_T::in_
 }
 
 // in:  [in_h][in_w][in_c] HWC; out: [out_h][out_w][out_c] HWC;
-// w:   packed weight memory (wq_loader.h), b: [out_c], shift: the requant shift.
+// w:   packed weight memory (wq_loader.h), b: [out_c], shift: the requant shift,
+// thr: thresholds (wq_loader.h layout; wq::NO_THRESHOLDS when n_thr is 0).
 template <class CONFIG_T>
 void conv2d(const typename CONFIG_T::in_t in[CONFIG_T::in_h * CONFIG_T::in_w * CONFIG_T::in_c],
             typename CONFIG_T::out_t out[CONFIG_T::out_h * CONFIG_T::out_w * CONFIG_T::out_c],
             const typename CONFIG_T::wword_t w[CONFIG_T::pe][CONFIG_T::wwords],
-            const bias_t b[CONFIG_T::out_c], const shift_t shift) {
+            const bias_t b[CONFIG_T::out_c], const shift_t shift,
+            const thr_t thr[CONFIG_T::thr_rows][CONFIG_T::thr_depth]) {
     #pragma HLS ARRAY_PARTITION variable=w complete dim=1
+    #pragma HLS ARRAY_PARTITION variable=thr complete dim=1
     static const unsigned PE = CONFIG_T::pe;
     static const unsigned SIMD = CONFIG_T::simd;
     static const unsigned SF = CONFIG_T::sf;
@@ -112,7 +118,7 @@ ConvRows:
                 for (unsigned p = 0; p < PE; p++) {
                     #pragma HLS UNROLL
                     WQ_AT(out, (oy * CONFIG_T::out_w + ox) * CONFIG_T::out_c + nf * PE + p) =
-                        requant_out<CONFIG_T>(wide_t(WQ_AT(acc, p)), shift);
+                        activate<CONFIG_T>(wide_t(WQ_AT(acc, p)), shift, thr, p, nf);
                 }
             }
         }

@@ -29,6 +29,8 @@ struct core_config {
     static const unsigned in_h = 1;            // input rows
     static const unsigned in_w = 1;            // input columns
     static const unsigned in_c = 1;            // input channels
+    static const unsigned in_bits = 8;         // input code width (1..8); larger codes are refused
+    typedef pixel_t code_t;                    // ap_uint<in_bits>: one input code in the image buffer
     static const unsigned n_pixels = 1;        // in_h * in_w * in_c
     static const unsigned infer_words = 1;     // ceil(n_pixels / 4): 4 pixels a word
     static const unsigned n_classes = 1;       // logits in the INFER reply
@@ -108,13 +110,15 @@ void send_error(hls::stream<axis_word>& tx, word_t tag, unsigned code, word_t de
 
 // MODEL_T supplies the generated, topology-specific parts:
 //   static void load_word(word_t word, word_t index);   // index into the blob
-//   static word_t infer(const pixel_t image[n_pixels],
+//   static word_t infer(const code_t image[n_pixels],
 //                       logit_t logits[n_classes],
 //                       word_t features[feature_alloc]); // returns the class
 template <class CONFIG_T, class MODEL_T>
 void handle_message(hls::stream<axis_word>& rx, hls::stream<axis_word>& tx, core_state& st) {
     static const unsigned MAXR = CONFIG_T::max_reply_words;
-    static pixel_t image[CONFIG_T::n_pixels];
+    static typename CONFIG_T::code_t image[CONFIG_T::n_pixels];
+    // Codes travel as bytes; one above 2**in_bits - 1 is refused (hls/inputs.py).
+    static const unsigned CODE_MAX = (1u << CONFIG_T::in_bits) - 1;
     WQ_MEM(image, WQ_BRAM, 0);
     WQ_LAYER(core);
 
@@ -124,6 +128,8 @@ void handle_message(hls::stream<axis_word>& rx, hls::stream<axis_word>& tx, core
     bool hdr_ok = false;   // checks 2-4 pass (valid once word 1 is in)
     bool writes = false;   // a LOAD_WEIGHTS that streams into the weight memories
     bool is_infer = false;
+    bool bad_code = false; // an image byte above CODE_MAX (never set when in_bits is 8)
+    word_t bad_at = 0;     // HWC index of the first one
     bool done = false;
 
 RxWords:
@@ -158,7 +164,14 @@ RxWords:
                 for (unsigned k = 0; k < 4; k++) {
                     #pragma HLS UNROLL
                     const unsigned p = j * 4 + k;
-                    if (p < CONFIG_T::n_pixels) WQ_AT(image, p) = d.range(8 * k + 7, 8 * k);
+                    const ap_uint<8> byte = d.range(8 * k + 7, 8 * k);
+                    if (p < CONFIG_T::n_pixels) {
+                        if (byte > CODE_MAX && !bad_code) {
+                            bad_code = true;
+                            bad_at = p;
+                        }
+                        WQ_AT(image, p) = byte;
+                    }
                 }
             }
         }
@@ -226,6 +239,8 @@ RxWords:
         send_reply<MAXR>(tx, WQ_OP_LOAD_WEIGHTS | WQ_REPLY_BIT, tag, p, 1);
     } else if (!st.weights_loaded) {
         send_error<MAXR>(tx, tag, WQ_ERR_NO_WEIGHTS, 0);
+    } else if (bad_code) {
+        send_error<MAXR>(tx, tag, WQ_ERR_BAD_INPUT, bad_at);
     } else {
         logit_t logits[CONFIG_T::n_classes];
         word_t features[CONFIG_T::feature_alloc];

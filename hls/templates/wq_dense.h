@@ -27,23 +27,29 @@ struct dense_config {
     static const unsigned wwords = 1;         // nf * sf: memory words each PE holds
     static const unsigned word_bits = 8;      // simd * w_bits: one memory word
     static const unsigned weight_mem_bits = 8;  // pe * wwords * word_bits == n_weights * w_bits
-    static const unsigned n_shifts = 1;       // shift words at the head of the blob section
+    static const unsigned n_shifts = 1;       // shift words at the head of the blob section (0: thresholds)
+    static const unsigned n_thr = 0;          // thresholds a channel (2**out_bits - 1), 0: shift requant
+    static const unsigned thr_rows = 1;       // pe * n_thr (1 without thresholds): one bank each
+    static const unsigned thr_depth = 1;      // nf (1 without thresholds): words a bank
     static const unsigned blob_offset = 0;    // first word of this layer's blob section
     static const unsigned section_words = 1;  // contract.blob.section_words
     typedef ap_uint<8> in_t;
     typedef ap_uint<8> out_t;
-    typedef ap_int<8> weight_t;
+    typedef ap_int<8> weight_t;               // ap_int<2> for bipolar 1-bit weights
     typedef ap_uint<8> wword_t;               // one memory word: simd weights
     typedef ap_int<40> accum_t;               // holds every sum exactly (no wrap)
 };
 
-// in: [n_in], out: [n_out], w: packed [n_out][n_in] (wq_loader.h), b: [n_out].
+// in: [n_in], out: [n_out], w: packed [n_out][n_in] (wq_loader.h), b: [n_out],
+// thr: thresholds (wq_loader.h layout; wq::NO_THRESHOLDS when n_thr is 0).
 template <class CONFIG_T>
 void dense(const typename CONFIG_T::in_t in[CONFIG_T::n_in],
            typename CONFIG_T::out_t out[CONFIG_T::n_out],
            const typename CONFIG_T::wword_t w[CONFIG_T::pe][CONFIG_T::wwords],
-           const bias_t b[CONFIG_T::n_out], const shift_t shift) {
+           const bias_t b[CONFIG_T::n_out], const shift_t shift,
+           const thr_t thr[CONFIG_T::thr_rows][CONFIG_T::thr_depth]) {
     #pragma HLS ARRAY_PARTITION variable=w complete dim=1
+    #pragma HLS ARRAY_PARTITION variable=thr complete dim=1
     static const unsigned PE = CONFIG_T::pe;
     static const unsigned SIMD = CONFIG_T::simd;
     static const unsigned SF = CONFIG_T::sf;
@@ -77,7 +83,7 @@ DenseNf:
     DenseOut:
         for (unsigned p = 0; p < PE; p++) {
             #pragma HLS UNROLL
-            if (CONFIG_T::requant) WQ_AT(out, nf * PE + p) = requant_out<CONFIG_T>(wide_t(WQ_AT(acc, p)), shift);
+            if (CONFIG_T::requant) WQ_AT(out, nf * PE + p) = activate<CONFIG_T>(wide_t(WQ_AT(acc, p)), shift, thr, p, nf);
             else WQ_AT(out, nf * PE + p) = typename CONFIG_T::out_t(WQ_AT(acc, p));
         }
     }

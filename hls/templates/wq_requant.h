@@ -1,10 +1,12 @@
 // wq_requant.h: requantization, and the "quant" layer that is nothing else.
 //
-// Our export uses power-of-two scales, so every requantization is a
+// Our export uses power-of-two scales, so every requantization it writes is a
 // multiply-shift with multiplier 1: a pure arithmetic shift by a run-time
 // ``shift`` (from the blob) rounding half to even, then a clamp to the output
-// width. No threshold tables (FINN's MultiThreshold) are needed; a threshold
-// unit would give the same result at far more memory for 8-bit outputs.
+// width. An imported model (a batch norm before a multi-bit quantizer, FINN's
+// MultiThreshold) requantizes by thresholds instead: the output code is the
+// number of the channel's 2**out_bits - 1 run-time thresholds the accumulator
+// reaches (``activate``; contract/graph.py ``act`` "thresholds").
 #ifndef WQ_REQUANT_H
 #define WQ_REQUANT_H
 
@@ -57,6 +59,34 @@ template <class CONFIG_T>
 typename CONFIG_T::out_t requant_out(wide_t acc, shift_t shift) {
     #pragma HLS INLINE
     return typename CONFIG_T::out_t(requant<CONFIG_T::out_bits, CONFIG_T::relu>(acc, shift));
+}
+
+// FINN MultiThreshold: how many of output channel (nf * PE + p)'s N_THR
+// thresholds acc reaches, count(acc >= T[k]); no order of the thresholds is
+// assumed. thr: [PE * N_THR][NF], one bank a row (wq_loader.h layout), so the
+// PE * N_THR comparisons of an output group read each bank once.
+template <class CONFIG_T>
+typename CONFIG_T::out_t threshold_count(wide_t acc, const thr_t thr[CONFIG_T::thr_rows][CONFIG_T::thr_depth],
+                                         unsigned p, unsigned nf) {
+    #pragma HLS INLINE
+    ap_uint<CONFIG_T::out_bits + 1> n = 0;
+ThrCompare:
+    for (unsigned k = 0; k < CONFIG_T::n_thr; k++) {
+        #pragma HLS UNROLL
+        if (acc >= wide_t(WQ_AT(thr[p * CONFIG_T::n_thr + k], nf))) n++;
+    }
+    return typename CONFIG_T::out_t(n);
+}
+
+// A conv2d or dense layer's output code: thresholds when the layer has them
+// (CONFIG_T::n_thr > 0), else the shift requant.
+template <class CONFIG_T>
+typename CONFIG_T::out_t activate(wide_t acc, shift_t shift,
+                                  const thr_t thr[CONFIG_T::thr_rows][CONFIG_T::thr_depth],
+                                  unsigned p, unsigned nf) {
+    #pragma HLS INLINE
+    if (CONFIG_T::n_thr > 0) return threshold_count<CONFIG_T>(acc, thr, p, nf);
+    return requant_out<CONFIG_T>(acc, shift);
 }
 
 // Base of every generated "quant" layer config (requantization only).
