@@ -107,8 +107,10 @@ class Small(nn.Module):
             y = y + x
         if self.variant == "sigmoid":
             y = torch.sigmoid(y)
-        if self.variant == "gap":
+        if self.variant in ("gap", "gap_quant"):
             y = nn.functional.adaptive_avg_pool2d(y, 1)
+        if self.variant == "gap_quant":
+            y = self.a1(y)
         return y.flatten(1)
 
     def forward(self, x):

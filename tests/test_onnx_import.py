@@ -124,6 +124,16 @@ def test_non_square_multichannel_input_and_chw_flatten(exported, tmp_path):
     _independent_check(path, tmp_path / "export", n=3)
 
 
+def test_global_average_pool_folds_into_the_next_dense(exported, tmp_path):
+    path = exported("small_gap", variant="gap")
+    report = import_model(path, "small_gap", tmp_path / "export", n_verify=4)
+    gap = [l for l in report.spec.layers() if l["type"] == "gap"]
+    assert len(gap) == 1 and report.model.weights[f"{gap[0]['name']}.shift"] == 0
+    assert report.spec.layers()[-1]["in_features"] == gap[0]["out_c"]
+    _assert_spread(report)
+    _independent_check(path, tmp_path / "export")
+
+
 def test_dense_weights_follow_the_hwc_flatten(exported, tmp_path, monkeypatch):
     """Without the CHW -> HWC permutation the import must fail its verification."""
     path = exported("small", variant="ok")
@@ -162,7 +172,7 @@ def _cli(*args):
     ("pad_offset", "node 'Conv_0' (Conv): it zero-pads codes whose real zero is not code 0"),
     ("residual", "node 'Add_0' (Add): adds two computed tensors"),
     ("sigmoid", "node 'Sigmoid_0' (Sigmoid): this operation has no integer layer to map to"),
-    ("gap", "node 'GlobalAveragePool_0' (GlobalAveragePool): GlobalAveragePool is not mapped yet"),
+    ("gap_quant", "(Quant): quantizes codes that are already integer"),
 ])
 def test_unmappable_nodes_exit_2_with_one_sentence(variant, sentence, onnx_dir, tmp_path):
     model, shape = om.small(variant)

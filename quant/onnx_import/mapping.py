@@ -194,6 +194,8 @@ class _Walk:
             return Codes(x.layer, x.bits, x.a, x.off, x.chw, self._flat(node, x.chw, x.flat))
         if op == "MaxPool":
             return self._maxpool(node, x)
+        if op == "GlobalAveragePool":
+            return self._gap(node, x)
         if op in ("MatMul", "Gemm", "Conv"):
             w = ins[1]
             if not isinstance(w, QConst):
@@ -223,6 +225,22 @@ class _Walk:
         name = self.builder.maxpool(self._name("pool"), pool=k[0], stride=s[0], src=x.layer)
         h, w, c = self.builder.shape(name)
         return Codes(name, x.bits, x.a, x.off, (c, h, w))
+
+    def _gap(self, node, x: Codes) -> Codes:
+        """The mean over H x W as the exact sum (our gap layer with shift 0): the
+        1 / (H * W) moves into the real scale, so the next layer folds it."""
+        if x.flat:
+            raise node_refused(node, "it pools a flattened tensor")
+        c, h, w = x.chw
+        top = h * w * ((1 << x.bits) - 1)
+        bits = top.bit_length()
+        if bits > 16:
+            raise node_refused(node, f"the sum over {h}x{w} positions needs {bits} bits; 16 is the most")
+        name = self.builder.gap(self._name("gap"), a_bits=bits, src=x.layer)
+        self.weights[f"{name}.shift"] = np.array(0, dtype=np.int32)
+        a, off = x.a / (h * w), x.off * (h * w)
+        self.checks.append(Check(name, node.output[0], np.array(a), a * off, (c, 1, 1), False))
+        return Codes(name, bits, a, off, (c, 1, 1))
 
     # --- accumulators --------------------------------------------------------
     def _acc(self, node, ins, x: Acc):
@@ -272,8 +290,6 @@ def _unsupported(node):
     if node.op_type == "Add":
         return node_refused(node, "adds two computed tensors (a residual branch), which the importer "
                                   "does not map yet")
-    if node.op_type == "GlobalAveragePool":
-        return node_refused(node, "GlobalAveragePool is not mapped yet")
     return node_refused(node, "this operation has no integer layer to map to")
 
 
