@@ -17,7 +17,7 @@ import numpy as np
 from qonnx.core.onnx_exec import execute_node
 
 from contract.graph import INPUT, GraphBuilder
-from quant.onnx_import import layers, quantizers
+from quant.onnx_import import constants, layers, quantizers
 from quant.onnx_import.read import attrs, input_chw
 from quant.onnx_import.refuse import ImportRefused, node_refused
 from quant.onnx_import.values import Acc, Codes, HostIn, QConst
@@ -108,9 +108,9 @@ class _Walk:
 
     def _constant(self, node, ins):
         if node.op_type in ("Quant", "BipolarQuant"):
-            return _quantized_constant(node, ins)
+            return constants.quantized(node, ins)
         if node.op_type == "DequantizeLinear" and np.issubdtype(np.asarray(ins[0]).dtype, np.integer):
-            return _dequantized_constant(node, ins)
+            return constants.dequantized(node, ins)
         if node.op_type in ("Transpose", "Reshape") and isinstance(ins[0], QConst):
             q = ins[0]
             if node.op_type == "Transpose":
@@ -291,48 +291,6 @@ def _unsupported(node):
         return node_refused(node, "adds two computed tensors (a residual branch), which the importer "
                                   "does not map yet")
     return node_refused(node, "this operation has no integer layer to map to")
-
-
-def _quantized_constant(node, ins) -> QConst:
-    x = ins[0]
-    if isinstance(x, QConst):
-        raise node_refused(node, "quantizes weights twice")
-    x = np.asarray(x, dtype=np.float64)
-    if node.op_type == "BipolarQuant":
-        s = np.asarray(ins[1], dtype=np.float64)
-        return QConst(np.where(x >= 0, 1, -1).astype(np.int64), np.broadcast_to(s, x.shape), 1, True, node)
-    s, z, bits = (np.asarray(v, dtype=np.float64) for v in ins[1:4])
-    at = attrs(node)
-    if np.any(z != 0):
-        raise node_refused(node, "weights with a zero point are not supported")
-    if bits.size != 1 or bits != int(bits) or not 1 <= int(bits) <= 8:
-        raise node_refused(node, f"weight bit width {bits} is not an integer in 1..8")
-    bits = int(bits)
-    signed, narrow = bool(at.get("signed", 1)), bool(at.get("narrow", 0))
-    if bits == 1 and signed:
-        return QConst(np.where(x / s >= 0, 1, -1).astype(np.int64), np.broadcast_to(s, x.shape), 1, True, node)
-    mode = at.get("rounding_mode", b"ROUND")
-    mode = (mode.decode() if isinstance(mode, bytes) else mode).upper()
-    rnd = {"ROUND": np.round, "HALF_EVEN": np.round, "FLOOR": np.floor, "CEIL": np.ceil}.get(mode)
-    if rnd is None:
-        raise node_refused(node, f"rounding mode {mode} is not one of ROUND, FLOOR, CEIL")
-    lo = -(1 << (bits - 1)) + int(narrow) if signed else 0
-    hi = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1 - int(narrow)
-    ints = rnd(np.clip(x / s, lo, hi)).astype(np.int64)
-    return QConst(ints, np.broadcast_to(s, x.shape), bits + (0 if signed else 1), False, node)
-
-
-def _dequantized_constant(node, ins) -> QConst:
-    """QCDQ weights: integer constants (maybe clipped) through DequantizeLinear."""
-    q = np.asarray(ins[0]).astype(np.int64)
-    s = np.asarray(ins[1], dtype=np.float64)
-    z = np.asarray(ins[2]).astype(np.int64) if len(ins) > 2 and ins[2] is not None else np.zeros(1, np.int64)
-    axis = int(attrs(node).get("axis", 1))
-    if s.size > 1:
-        shape = [1] * q.ndim
-        shape[axis] = -1
-        s, z = s.reshape(shape), (z.reshape(shape) if z.size > 1 else z)
-    return QConst(q - z, np.broadcast_to(s, q.shape), 2, False, node)
 
 
 def _const_operand(node, ins):

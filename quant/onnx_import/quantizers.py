@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Callable
 
 import numpy as np
@@ -66,7 +67,7 @@ def read(model, node) -> Quantizer:
         bits = int(bits)
         if bits == 1 and signed:      # qonnx runs a 1-bit signed Quant as bipolar (sign at 0)
             return Quantizer(node, 1, 2 * s, -(1 + z) / 2,
-                             lambda c: [Boundary(sign_boundary()[0].value - _frac(z * s), False)],
+                             lambda c: [Boundary(-Fraction(z) * Fraction(s), False)],
                              "sign", 1.0, z * s, 1)
         if mode not in ("ROUND", "FLOOR", "CEIL"):
             raise node_refused(node, f"rounding mode {mode} is not one of ROUND, FLOOR, CEIL")
@@ -94,8 +95,3 @@ def read(model, node) -> Quantizer:
                          lambda c: threshold_boundaries(thr[c if thr.shape[0] > 1 else 0]),
                          "thresholds", 1.0, 0.0, n)
     raise node_refused(node, "is not a quantizer")
-
-
-def _frac(x: float):
-    from fractions import Fraction
-    return Fraction(float(x))
