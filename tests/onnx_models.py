@@ -96,6 +96,12 @@ class Small(nn.Module):
         self.c3 = QuantConv2d(5, 5, 3, padding=pad_second, **wq)
         self.b3 = nn.BatchNorm2d(5)
         self.a3 = QuantReLU(bit_width=3)
+        if variant == "residual":
+            # power-of-two scales: the add layer aligns them with shifts
+            from brevitas.quant import Uint8ActPerTensorFixedPoint as Fixed
+            self.a2 = QuantReLU(act_quant=Fixed, bit_width=2)
+            self.a3 = QuantReLU(act_quant=Fixed, bit_width=3)
+            self.a4 = QuantReLU(act_quant=Fixed, bit_width=4)
         self.fc = None          # sized by small() from the features' shape
 
     def features(self, x):
@@ -103,8 +109,10 @@ class Small(nn.Module):
         x = self.pool(self.a1(self.b1(self.c1(x))))
         x = self.a2(self.b2(self.c2(x)))
         y = self.a3(self.b3(self.c3(x)))
-        if self.variant == "residual":
+        if self.variant in ("residual", "residual_float"):
             y = y + x
+        if self.variant == "residual":
+            y = self.a4(y)
         if self.variant == "sigmoid":
             y = torch.sigmoid(y)
         if self.variant in ("gap", "gap_quant"):

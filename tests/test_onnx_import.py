@@ -134,6 +134,15 @@ def test_global_average_pool_folds_into_the_next_dense(exported, tmp_path):
     _independent_check(path, tmp_path / "export")
 
 
+def test_residual_add_of_relu_codes_maps_onto_the_add_layer(exported, tmp_path):
+    path = exported("small_residual", variant="residual")
+    report = import_model(path, "small_residual", tmp_path / "export", n_verify=4)
+    add = [l for l in report.spec.layers() if l["type"] == "add"]
+    assert len(add) == 1 and len(add[0]["inputs"]) == 2
+    _assert_spread(report)
+    _independent_check(path, tmp_path / "export")
+
+
 def test_dense_weights_follow_the_hwc_flatten(exported, tmp_path, monkeypatch):
     """Without the CHW -> HWC permutation the import must fail its verification."""
     path = exported("small", variant="ok")
@@ -170,7 +179,7 @@ def _cli(*args):
 
 @pytest.mark.parametrize("variant,sentence", [
     ("pad_offset", "node 'Conv_0' (Conv): it zero-pads codes whose real zero is not code 0"),
-    ("residual", "node 'Add_0' (Add): adds two computed tensors"),
+    ("residual_float", "node 'Add_0' (Add): the ratio of its inputs' scales is"),
     ("sigmoid", "node 'Sigmoid_0' (Sigmoid): this operation has no integer layer to map to"),
     ("gap_quant", "(Quant): quantizes codes that are already integer"),
 ])

@@ -22,9 +22,10 @@ from protocol import stream as S  # noqa: E402
 from quant.onnx_import import import_model, read, verify  # noqa: E402
 
 
-@pytest.mark.parametrize("name", ["tfc_1w1a", "tfc_2w2a"])
+# small_residual: 12x20 two-channel input, CHW flatten, zero padding, a residual add
+@pytest.mark.parametrize("name", ["tfc_1w1a", "tfc_2w2a", "small_residual"])
 def test_imported_model_bit_exact_through_the_csim(name, tmp_path):
-    model, shape = om.bnn_pynq(name, seed=3)
+    model, shape = om.small("residual", seed=3) if name.startswith("small") else om.bnn_pynq(name, seed=3)
     path = tmp_path / f"{name}.onnx"
     om.export(model, shape, path)
     report = import_model(path, name, tmp_path / "export", n_verify=2)

@@ -17,7 +17,7 @@ import numpy as np
 from qonnx.core.onnx_exec import execute_node
 
 from contract.graph import INPUT, GraphBuilder
-from quant.onnx_import import constants, layers, quantizers
+from quant.onnx_import import constants, layers, quantizers, residual
 from quant.onnx_import.read import attrs, input_chw
 from quant.onnx_import.refuse import ImportRefused, node_refused
 from quant.onnx_import.values import Acc, Codes, HostIn, QConst
@@ -84,7 +84,7 @@ class _Walk:
     def run(self) -> Mapped:
         for node in self.model.graph.node:
             ins = [self.value(n) if n else None for n in node.input]
-            live = [v for v in ins if isinstance(v, (HostIn, Codes, Acc))]
+            live = [v for v in ins if isinstance(v, (HostIn, Codes, Acc, residual.Sum))]
             if not live:
                 self.env[node.output[0]] = self._constant(node, ins)
             else:
@@ -135,9 +135,24 @@ class _Walk:
             return x
         if isinstance(x, HostIn):
             return self._host_in(node, ins, x)
+        if isinstance(x, residual.Sum):
+            return self._sum(node, x)
         if isinstance(x, Codes):
+            if op == "Add" and all(isinstance(v, Codes) for v in ins):
+                return residual.begin(node, ins[0], ins[1])
             return self._codes(node, ins, x)
         return self._acc(node, ins, x)
+
+    def _sum(self, node, s):
+        if node.op_type == "Relu":          # the sum of unsigned codes is never negative
+            return s
+        if node.op_type in quantizers.QUANTIZERS:
+            q = quantizers.read(self.model, node)
+            codes = residual.emit(self.builder, self._name("add"), s, q, self.weights)
+            self.checks.append(Check(codes.layer, node.output[0], np.array(q.a), np.array([0.0]),
+                                     codes.chw, False))
+            return codes
+        raise node_refused(node, "only a quantizer (or a ReLU) may follow a residual Add")
 
     # --- before the first quantizer: the host's float steps ---------------
     def _host_in(self, node, ins, x: HostIn):
@@ -288,8 +303,8 @@ class _Walk:
 
 def _unsupported(node):
     if node.op_type == "Add":
-        return node_refused(node, "adds two computed tensors (a residual branch), which the importer "
-                                  "does not map yet")
+        return node_refused(node, "adds two computed tensors where one is not an activation (a "
+                                  "residual Add maps only between quantized activations)")
     return node_refused(node, "this operation has no integer layer to map to")
 
 
