@@ -124,6 +124,18 @@ def test_non_square_multichannel_input_and_chw_flatten(exported, tmp_path):
     _independent_check(path, tmp_path / "export", n=3)
 
 
+def test_negative_batch_norm_scales_flip_their_channels(exported, tmp_path):
+    path = exported("small", variant="ok")
+    report = import_model(path, "small", tmp_path / "export", n_verify=2)
+    model, _ = om.small("ok")                      # the same seed: the same weights
+    w = model.c1.quant_weight().int().detach().numpy().transpose(0, 2, 3, 1)   # OIHW -> O KH KW I
+    gamma = model.b1.weight.detach().numpy()
+    assert (gamma < 0).any() and (gamma > 0).any()
+    ours = report.model.weights["conv0.w"]
+    for o in range(w.shape[0]):
+        assert np.array_equal(ours[o], w[o] if gamma[o] > 0 else -w[o]), o
+
+
 def test_global_average_pool_folds_into_the_next_dense(exported, tmp_path):
     path = exported("small_gap", variant="gap")
     report = import_model(path, "small_gap", tmp_path / "export", n_verify=4)
