@@ -85,10 +85,16 @@ class _Walk:
         for node in self.model.graph.node:
             ins = [self.value(n) if n else None for n in node.input]
             live = [v for v in ins if isinstance(v, (HostIn, Codes, Acc, residual.Sum))]
-            if not live:
-                self.env[node.output[0]] = self._constant(node, ins)
-            else:
-                self.env[node.output[0]] = self._live(node, ins, live[0])
+            try:
+                if not live:
+                    self.env[node.output[0]] = self._constant(node, ins)
+                else:
+                    self.env[node.output[0]] = self._live(node, ins, live[0])
+            except ImportRefused:
+                raise
+            except (ValueError, IndexError, KeyError, TypeError) as e:
+                # a shape or attribute this walk did not foresee: still one sentence, naming the node
+                raise node_refused(node, f"could not be mapped ({type(e).__name__}: {e})") from None
         out = self.env.get(self.model.graph.output[0].name)
         if not isinstance(out, Acc):
             raise ImportRefused(f"the graph output {self.model.graph.output[0].name!r} is not the "
