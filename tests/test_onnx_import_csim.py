@@ -48,3 +48,22 @@ def test_imported_model_bit_exact_through_the_csim(name, tmp_path):
         got = host_steps.post(spec.host_post, logits[None])[0]
         np.testing.assert_allclose(got, want, rtol=0, atol=verify.TAIL_RTOL * max(1.0, np.abs(want).max()))
     assert len({tuple(r) for r in ref}) > 1          # the logits vary: the comparison means something
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make on PATH")
+def test_make_import_then_make_csim_is_bit_exact(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    model, shape = om.bnn_pynq("lfc_1w1a", seed=4)
+    om.export(model, shape, tmp_path / "lfc.onnx")
+    name = "test_csim_imported_lfc"
+    try:
+        for args in (["import", f"ONNX={tmp_path / 'lfc.onnx'}"], ["csim"]):
+            proc = subprocess.run(["make", "--no-print-directory", *args, f"MODEL={name}"], cwd=root,
+                                  capture_output=True, text=True, timeout=900)
+            assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert "C-sim equals the integer reference on 200/200 inputs" in proc.stdout
+    finally:
+        shutil.rmtree(root / "build" / name, ignore_errors=True)
