@@ -40,6 +40,7 @@ def test_import_needs_an_onnx_file_and_a_model_name():
     assert proc.returncode == 2 and "give MODEL=name" in proc.stderr
 
 
+@pytest.mark.slow
 def test_an_imported_model_is_known_to_the_later_targets_and_never_retrained(tmp_path):
     pytest.importorskip("brevitas")
     pytest.importorskip("qonnx")

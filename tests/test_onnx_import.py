@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow        # exports Brevitas models (once a session each)
 pytest.importorskip("brevitas")
 pytest.importorskip("qonnx")
 
