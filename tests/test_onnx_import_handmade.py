@@ -82,3 +82,15 @@ def test_a_non_affine_tail_is_refused_naming_the_node(tmp_path):
     with pytest.raises(ImportRefused, match=r"node 'Max_0' \(Max\): this operation has no integer layer"):
         import_model(path, "mt", tmp_path / "export")
     assert not (tmp_path / "export").exists()
+
+
+def test_the_importer_imports_no_torch():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, quant.onnx_import, quant.onnx_import.__main__\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'brevitas', 'hls4ml')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, check=True, timeout=120).stdout
+    assert out.strip() == "[]", out
