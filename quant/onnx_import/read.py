@@ -33,11 +33,14 @@ def load(path: str | Path) -> ModelWrapper:
     except Exception as e:   # onnx raises DecodeError and friends: say it in one sentence
         raise ImportRefused(f"{path} is not an ONNX file ({type(e).__name__})") from None
     model = ModelWrapper(proto)
-    if any(n.op_type in QCDQ_OPS for n in model.graph.node):
-        # the fusion reads the quantized tensors' types from value_info
-        model = model.transform(InferShapes()).transform(QCDQToQuant())
-    model = cleanup_model(model)
-    model = model.transform(SortGraph())
+    try:
+        if any(n.op_type in QCDQ_OPS for n in model.graph.node):
+            # the fusion reads the quantized tensors' types from value_info
+            model = model.transform(InferShapes()).transform(QCDQToQuant())
+        model = cleanup_model(model)
+        model = model.transform(SortGraph())
+    except Exception as e:      # qonnx's passes raise anything; the user gets one sentence
+        raise ImportRefused(f"{path}: qonnx could not clean the graph ({type(e).__name__}: {e})") from None
     if len(model.graph.input) != 1 or len(model.graph.output) != 1:
         raise ImportRefused(f"{path}: the graph has {len(model.graph.input)} inputs and "
                             f"{len(model.graph.output)} outputs; one of each is supported")
