@@ -223,6 +223,8 @@ class _Walk:
                 raise node_refused(node, "its weights are not quantized constants (Quant or BipolarQuant "
                                          "on an initializer)")
             bias = ins[2] if len(ins) > 2 else None
+            if isinstance(bias, QConst):        # a quantized bias adds its real value
+                bias = bias.scale * bias.ints
             if bias is not None and not isinstance(bias, np.ndarray):
                 raise node_refused(node, "its bias is not a float constant")
             if op == "Conv":
