@@ -72,7 +72,8 @@ def export(model: nn.Module, shape, path, qcdq: bool = False) -> None:
 
 class Small(nn.Module):
     """8-bit input quantizer, conv (no pad) -> BN -> 2-bit act -> maxpool,
-    conv -> BN -> ReLU 2-bit (optionally with zero padding after unsigned codes),
+    conv -> BN -> ReLU 2-bit, conv with a float bias and zero padding (after unsigned codes)
+    -> BN -> ReLU 3-bit,
     flatten (CHW) -> dense logits. ``variant`` adds what must be refused."""
 
     def __init__(self, in_ch=2, w_bits=2, variant="ok", pad_second=1):
@@ -93,7 +94,7 @@ class Small(nn.Module):
         self.c2 = QuantConv2d(4, 5, 3, padding=0, **wq)
         self.b2 = nn.BatchNorm2d(5)
         self.a2 = QuantReLU(bit_width=2)
-        self.c3 = QuantConv2d(5, 5, 3, padding=pad_second, **wq)
+        self.c3 = QuantConv2d(5, 5, 3, padding=pad_second, **{**wq, "bias": True})   # a float bias
         self.b3 = nn.BatchNorm2d(5)
         self.a3 = QuantReLU(bit_width=3)
         if variant == "residual":
