@@ -7,7 +7,11 @@ appends it to ``maps_<size>.u8`` (raw uint8, one map after the other, in row
 order), and the unpickler puts only the row number back into the frame. The
 raw bytes the pickle carried are not kept in the unpickler's memo either. So
 no full copy of the maps is ever held, let alone a second one: peak memory is
-the small columns (labels, lot names) plus one map.
+the small columns (labels, lot names) plus one map. Label cells (an ndarray
+object each, about 1 KB a row) come back as interned strings, or None when
+unlabelled: ``bench/wm811k_stream.py`` measures about 0.65 KB a row in all
+(100k generated rows: 134 MiB peak, against 617 MiB for pandas' reader), so
+the 811k-row original needs about 0.6 GB.
 
 Maps arrive in row order because pandas stores ``waferMap`` as the first row
 of the object block, pickled in C order.
@@ -27,6 +31,7 @@ from __future__ import annotations
 import json
 import pickle
 import resource
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +39,6 @@ import numpy as np
 from quant.datasets import wm811k
 
 _BIG = 256  # raw buffers larger than this (a 16x16 map) are not kept in the unpickler's memo
-
-
-class _Dropped:
-    """Stands in the memo for a raw map buffer nobody refers to again."""
 
 
 def _big(v) -> bool:
@@ -50,14 +51,47 @@ class _Memo(dict):
     A map's raw bytes are memoized on their own and inside the array's state
     tuple (protocols 2-4), and every array (a map's row number, each nested
     label cell) and its shape and state tuples are memoized too: 811k rows
-    of them. An LSWMD pickle refers to
-    none of them again, so they are dropped; should a file refer back to one,
+    of them. An LSWMD pickle refers to none of them again, so they are not
+    stored at all (not even a placeholder: a dict entry a row is memory that
+    grows with the file); should a file refer back to one, the unpickler's
     ``_check_get`` stops with a clear error rather than build a wrong frame."""
 
+    n = 0   # the next MEMOIZE index: len(self) would count only what is kept
+
     def __setitem__(self, key, value):
+        self.n = max(self.n, key + 1)
+        if isinstance(value, np.ndarray):
+            # Protocols 2-4 memoize an array before BUILD fills it in.
+            self.unbuilt[id(value)] = key
+            if len(self.unbuilt) > 64:
+                self.unbuilt.clear()
         if _big(value) or isinstance(value, (np.ndarray, tuple)):
-            value = _Dropped
+            return
         super().__setitem__(key, value)
+
+    def __init__(self):
+        super().__init__()
+        self.unbuilt: dict[int, int] = {}
+
+    def keep_compacted(self, inst, value) -> None:
+        # Once BUILD has made the array a label string, keep that under its key.
+        key = self.unbuilt.pop(id(inst), None)
+        if key is not None and value is not inst:
+            super().__setitem__(key, value)
+
+
+def _compact(a):
+    """A label cell ([['Center']] or an empty array) as the one string it holds,
+    or None: an ndarray object a row costs about 1 KB the frame keeps."""
+    if type(a) is not np.ndarray:
+        return a
+    if a.shape == (0, 0):           # WM-811K's "no label" cell
+        return None
+    if a.dtype.kind in "US" and a.size == 1:
+        v = a.reshape(-1)[0]
+        # interned: nine class names and two split names, not one string a row
+        return sys.intern(v.decode("latin1") if isinstance(v, bytes) else str(v))
+    return a
 
 
 class MapSink:
@@ -116,8 +150,8 @@ def _stream_unpickler_class():
             # protocol 5: numpy pickles contiguous arrays as _frombuffer(buffer, ...)
             if _is_map(shape, dtype):
                 m = np.frombuffer(buf, dtype=np.uint8).reshape(shape, order=order)
-                return np.array([self.sink(m)], dtype=np.int64)
-            return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order).copy()
+                return self.sink(m)
+            return _compact(np.frombuffer(buf, dtype=dtype).reshape(shape, order=order).copy())
 
         def find_class(self, module, name):
             if name == "_frombuffer" and module in ("numpy.core.numeric", "numpy._core.numeric"):
@@ -132,29 +166,37 @@ def _stream_unpickler_class():
                     and isinstance(state[2], np.dtype) and _is_map(state[1], state[2])):
                 raw = state[4].encode("latin1") if isinstance(state[4], str) else state[4]
                 m = np.frombuffer(raw, dtype=np.uint8).reshape(state[1], order="F" if state[3] else "C")
-                row = self.sink(m)
-                self.stack[-1] = (state[0], (1,), np.dtype(np.int64), False, np.int64(row).tobytes())
+                self.stack.pop()
+                self.stack[-1] = self.sink(m)      # the cell holds the row number, an int
+                return
             super().load_build()
+            inst = self.stack[-1]
+            self.stack[-1] = _compact(inst)
+            self.memo.keep_compacted(inst, self.stack[-1])
 
-        def _check_get(self):
-            if self.stack and self.stack[-1] is _Dropped:
+        def load_memoize(self):
+            # protocol 4+: the index is the memo's length, counting dropped entries
+            self.memo[self.memo.n] = self.stack[-1]
+
+        def _get(self, load):
+            try:
+                load(self)
+            except (KeyError, pickle.UnpicklingError):     # 3.11 words a missing memo key so
                 raise ValueError("this pickle refers back to an array or buffer that the streaming "
-                                 "loader does not keep; load it with quant.datasets.wm811k instead")
+                                 "loader does not keep; load it with quant.datasets.wm811k instead") from None
 
         def load_get(self):
-            super().load_get()
-            self._check_get()
+            self._get(base.load_get)
 
         def load_binget(self):
-            super().load_binget()
-            self._check_get()
+            self._get(base.load_binget)
 
         def load_long_binget(self):
-            super().load_long_binget()
-            self._check_get()
+            self._get(base.load_long_binget)
 
         dispatch = base.dispatch.copy()
         dispatch[pickle.BUILD[0]] = load_build
+        dispatch[pickle.MEMOIZE[0]] = load_memoize
         dispatch[pickle.GET[0]] = load_get
         dispatch[pickle.BINGET[0]] = load_binget
         dispatch[pickle.LONG_BINGET[0]] = load_long_binget
