@@ -19,12 +19,13 @@ STAMP   := $(VENV)/.installed
 APT_PKGS := g++ iverilog yosys device-tree-compiler linux-headers-amd64 gcc-arm-linux-gnueabihf \
             tcl openfpgaloader postgresql
 
-.PHONY: tools install train export hls-src hls estimate csim layer-tops bench-bits bitstream dtbo driver flash bench demo test clean help
+.PHONY: tools install train export import hls-src hls estimate csim layer-tops bench-bits bitstream dtbo driver flash bench demo test clean help
 
 help:
 	@echo "make demo    - train, export, generate + compile the C-sim, serve it, classify 1000 maps"
 	@echo "make test    - run the whole test suite"
 	@echo "stages: install train [DATA=maps.npz] export hls csim bitstream driver flash bench"
+	@echo "make import ONNX=model.onnx MODEL=name - a QONNX/QCDQ model instead of train + export"
 
 install: $(STAMP)
 
@@ -37,6 +38,13 @@ KNOWN_MODEL = $(or $(filter wmcnn_4w4a wm811k_4w4a,$(MODEL)),$(wildcard quant/co
 .PHONY: model-known
 model-known:
 	@$(if $(strip $(KNOWN_MODEL)),true,echo "make: unknown MODEL=$(MODEL): no quant/configs/$(MODEL).json and no build/$(MODEL)/ checkpoint or export; known configs: $(notdir $(basename $(wildcard quant/configs/*.json)))" >&2; exit 2)
+
+# An imported model (make import) has no training config: train and export would
+# retrain the default CNN over it, so they stop instead.
+IMPORTED = $(if $(wildcard $(BUILD)/export/model.json),$(shell grep -l '"family": "graph"' $(BUILD)/export/model.json))
+.PHONY: not-imported
+not-imported:
+	@$(if $(strip $(IMPORTED)),echo "make: MODEL=$(MODEL) was imported from ONNX (make import); it has no training to run or export" >&2; exit 2,true)
 
 tools:
 	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -64,15 +72,24 @@ TRAIN_OPTS = $(if $(CONFIG),--config $(CONFIG),--w-bits $(W_BITS) --a-bits $(A_B
 # LIMIT=N trains on at most N labelled maps of each split of a real file
 # (LSWMD.pkl holds about 170k labelled maps): 4,000 train the default W4A4
 # CNN in well under a minute on two cores, plus the time to unpickle the file.
-train: model-known $(STAMP)
+train: model-known not-imported $(STAMP)
 	$(PY) -m quant.train --out $(BUILD)/train $(TRAIN_OPTS) --ptq $(if $(DATA),--data $(DATA)) \
 		$(if $(LIMIT),--limit $(LIMIT))
 
 $(BUILD)/train/checkpoint.pt:
 	$(MAKE) train
 
-export: model-known $(STAMP) $(BUILD)/train/checkpoint.pt
+export: model-known not-imported $(STAMP) $(BUILD)/train/checkpoint.pt
 	$(PY) -m quant.export --checkpoint $(BUILD)/train/checkpoint.pt --out $(BUILD)/export
+
+# A QONNX or QCDQ file (Brevitas's bnn_pynq models and the like) as build/$(MODEL)/export,
+# verified bit-exact against qonnx's execute_onnx first; an unmappable node stops it with
+# exit 2 and one sentence. MODEL must be given: the import names the model, and the
+# later targets then know it by its export.
+import: $(STAMP)
+	@test -n "$(ONNX)" || { echo "make import: give ONNX=model.onnx and MODEL=name" >&2; exit 2; }
+	@test "$(origin MODEL)" = "command line" || { echo "make import: give MODEL=name for the imported model" >&2; exit 2; }
+	$(PY) -m quant.onnx_import --onnx $(ONNX) --name $(MODEL) --out $(BUILD)/export
 
 # The accelerator's C++ and its vitis_hls script; needs no Xilinx tool.
 hls-src: model-known $(STAMP)
