@@ -211,7 +211,7 @@ def _compare_bits(text: str) -> list[int]:
     return [int(b) for b in text.split(",") if b.strip()]
 
 
-def _print(report: dict) -> None:
+def print_report(report: dict) -> None:
     print(f"{'bits':<6} {'agreement':>9} {'float acc':>9} {'int acc':>9}   "
           f"(integer vs float model on {report['held_out_maps']} held-out maps)")
     for r in report["results"]:
@@ -227,7 +227,7 @@ def _print(report: dict) -> None:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
-        _print(run(args))
+        print_report(run(args))
     except (PTQError, float_graph.UnsupportedNode, ValueError) as e:
         print(f"ptq: {e}", file=sys.stderr)
         return 2
