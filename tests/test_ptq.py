@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from contract import blob, export_dir
 from contract.intmodel import IntModel
-from quant.onnx_import import float_graph, ptq, ptq_quantize, ptq_scales
+from quant.onnx_import import float_graph, ptq, ptq_equalize, ptq_quantize, ptq_scales
 from quant.traindata import make_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +78,7 @@ def test_w8a8_export_agrees_with_the_float_model(trained):
     report = json.loads((out.parent / "ptq" / "report.json").read_text())
     rows = {(r["w_bits"], r["a_bits"]): r for r in report["results"]}
     assert set(rows) == {(8, 8), (6, 6), (4, 4)} and rows[(8, 8)]["exported"]
+    assert all(r["variant"] in ("plain", "equalized") for r in rows.values())
     assert rows[(8, 8)]["agreement"] >= AGREE and rows[(8, 8)]["maps"] == 300
     assert abs(rows[(8, 8)]["int_accuracy"] - rows[(8, 8)]["float_accuracy"]) < 0.03
 
@@ -96,6 +97,19 @@ def test_a_broken_weight_scale_fails_the_agreement_check(trained, monkeypatch):
     monkeypatch.setattr(ptq_scales, "quantize_weights", off_by_one)
     broken = ptq_quantize.quantize(fg, cal, 8, 8, 1 / 256, "broken", [str(i) for i in range(9)])
     assert _agreement(good, fg, x[700:]) >= AGREE > _agreement(broken, fg, x[700:]) + 0.3
+
+
+def test_equalization_keeps_the_float_function_and_evens_the_ranges(trained):
+    _, path, x, _ = trained
+    fg = float_graph.read(onnx.load(str(path)))
+    cal = ptq_quantize.calibrate(fg, x[:700], 1 / 256)
+    assert ptq_equalize.equalize(fg) == 2            # conv0 -> conv1, conv1 -> fc0 (through the pools)
+    conv0, conv1 = fg.layers[0], fg.layers[2]
+    r1 = np.abs(conv0.w).max(axis=(1, 2, 3))
+    r2 = np.abs(conv1.w).max(axis=(0, 2, 3))
+    np.testing.assert_allclose(r1, r2, rtol=0.05)    # each channel's range now equal on both sides
+    im = ptq_quantize.quantize(fg, cal, 8, 8, 1 / 256, "eq", [str(i) for i in range(9)])
+    assert _agreement(im, fg, x[700:]) >= AGREE      # the calibration samples follow the factors
 
 
 def _const(name, a):

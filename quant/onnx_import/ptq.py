@@ -6,7 +6,9 @@
 A float ONNX file (or a torch module, exported to ONNX first; torch is
 imported only for that) is read by ``float_graph``, calibrated with
 onnxruntime on the maps given and quantized by ``ptq_quantize`` into the
-integer model, which is written to ``build/<name>/export`` in the format of
+integer model (once as given and once cross-layer equalized, ``ptq_equalize``;
+the one whose argmax agrees more with the float model on the calibration maps
+wins), which is written to ``build/<name>/export`` in the format of
 ``make export`` (model.json, weights.npz, weights.bin), so ``make csim``, the
 board service and the host take it as they take any export.
 
@@ -26,6 +28,7 @@ its op type) or input that cannot be used.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from fractions import Fraction
@@ -38,9 +41,10 @@ from google.protobuf.message import DecodeError
 from contract.preprocess import is_category_map, to_model_input
 from contract.spec import WAFER_CLASSES
 from quant.onnx_import import float_graph
+from quant.onnx_import.ptq_equalize import equalize
 from quant.onnx_import.ptq_quantize import PTQError, calibrate, compare, float_logits, quantize
 
-DEFAULT_COMPARE = ((8, 8), (6, 6), (4, 4))
+CHOOSE_ON = 512      # calibration maps on which equalized and plain weights compete
 
 
 def torch_to_onnx(target: str, input_shape: tuple[int, int, int], path: Path) -> Path:
@@ -162,6 +166,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--limit", type=int, help="use at most this many maps")
     ap.add_argument("--compare", default="8,6,4", help="also report these WnAn (comma-separated; empty: none)")
     ap.add_argument("--out", type=Path, help="export folder (default build/<name>/export)")
+    ap.add_argument("--no-equalize", action="store_true", help="skip cross-layer equalization")
     ap.add_argument("--seed", type=int, default=0)
     return ap
 
@@ -188,17 +193,34 @@ def run(args) -> dict:
     classes = class_names(n_out, args.classes.split(",") if args.classes else file_classes)
     cal = calibrate(fg, x_cal, input_scale, seed=args.seed)
     source = {"file": str(onnx_path), "torch": args.torch, "calibration": args.calib}
-    im = quantize(fg, cal, w_bits, a_bits, input_scale, args.name, classes, source)
+    variants = [("plain", fg)]
+    if not args.no_equalize:
+        fg_eq = copy.deepcopy(fg)
+        if equalize(fg_eq):
+            variants.append(("equalized", fg_eq))
+    # Equalization helps some nets and bits and hurts others: the calibration maps decide.
+    x_sel = x_cal[:CHOOSE_ON]
+    ref_sel = float_logits(fg, x_sel, input_scale)
+
+    def best(wb: int, ab: int):
+        scored = []
+        for label, g in variants:
+            m = quantize(g, cal, wb, ab, input_scale, args.name, classes, dict(source, variant=label))
+            scored.append((compare(m, ref_sel, x_sel)["agreement"], -len(scored), label, m))
+        score, _, label, m = max(scored, key=lambda t: t[:2])
+        return m, label, score
+
     report = {"name": args.name, "float_model": str(onnx_path), "calibration_maps": cal.n_maps,
               "held_out_maps": int(len(x_held)), "notes": fg.notes, "results": []}
     ref = float_logits(fg, x_held, input_scale) if len(x_held) else None
     wanted = [(w_bits, a_bits)] + [(b, b) for b in _compare_bits(args.compare) if (b, b) != (w_bits, a_bits)]
+    im = None
     for wb, ab in wanted:
-        model_wa = im if (wb, ab) == (w_bits, a_bits) else quantize(fg, cal, wb, ab, input_scale, args.name,
-                                                                      classes, source)
-        row = {"w_bits": wb, "a_bits": ab, "exported": model_wa is im}
+        m, label, score = best(wb, ab)
+        im = im or m
+        row = {"w_bits": wb, "a_bits": ab, "exported": m is im, "variant": label, "calibration_agreement": score}
         if ref is not None:
-            row.update(compare(model_wa, ref, x_held, y_held))
+            row.update(compare(m, ref, x_held, y_held))
         report["results"].append(row)
     im.save(out)
     work.mkdir(parents=True, exist_ok=True)
@@ -212,12 +234,12 @@ def _compare_bits(text: str) -> list[int]:
 
 
 def print_report(report: dict) -> None:
-    print(f"{'bits':<6} {'agreement':>9} {'float acc':>9} {'int acc':>9}   "
+    print(f"{'bits':<6} {'agreement':>9} {'float acc':>9} {'int acc':>9}   weights "
           f"(integer vs float model on {report['held_out_maps']} held-out maps)")
     for r in report["results"]:
         fmt = lambda k: f"{100 * r[k]:8.1f}%" if k in r else f"{'-':>9}"   # noqa: E731
         print(f"W{r['w_bits']}A{r['a_bits']:<3} {fmt('agreement')} {fmt('float_accuracy')} {fmt('int_accuracy')}"
-              f"{'   <- exported' if r['exported'] else ''}")
+              f"   {r['variant']}{', exported' if r['exported'] else ''}")
     for note in report["notes"]:
         print(f"note: {note}")
     print(f"wrote {report['export']} (topology 0x{report['topology_hash']:08x}, "

@@ -81,6 +81,7 @@ class FloatRunner:
 @dataclass
 class Calibration:
     samples: dict[str, np.ndarray]                  # layer name -> float values (no gain, no ReLU)
+    channels: dict[str, np.ndarray]                 # layer name -> each sample's channel
     shapes: dict[str, tuple[int, ...]]              # layer name -> ORT shape without N
     n_maps: int
 
@@ -93,18 +94,26 @@ def calibrate(fg: FloatGraph, x_u8: np.ndarray, input_scale: float, seed: int = 
     rng = np.random.default_rng(seed)
     per_batch = max(1, SAMPLES_PER_TENSOR * runner.batch // len(x_u8))
     kept: dict[str, list[np.ndarray]] = {lay.name: [] for lay in layers}
+    chans: dict[str, list[np.ndarray]] = {lay.name: [] for lay in layers}
     shapes = {}
     for outs in runner.batches(x_u8):
         for lay in layers:
             v = outs[lay.tensor]
             shapes[lay.name] = v.shape[1:]
+            inner = int(np.prod(v.shape[2:], dtype=np.int64))
             v = v.ravel()
-            # The extremes always stay: they decide the scale that clips nothing.
-            pick = [v.argmax(), v.argmin()] if v.size else []
+            idx = np.arange(v.size)
             if v.size > per_batch:
-                v = np.concatenate([v[pick], rng.choice(v, per_batch, replace=False)])
-            kept[lay.name].append(v.astype(np.float64))
-    return Calibration({k: np.concatenate(v) for k, v in kept.items()}, shapes, len(x_u8))
+                # The extremes always stay: they decide the scale that clips nothing.
+                idx = np.concatenate([[v.argmax(), v.argmin()], rng.choice(v.size, per_batch, replace=False)])
+            kept[lay.name].append(v[idx].astype(np.float64))
+            chans[lay.name].append((idx // inner) % v_channels(shapes[lay.name]))
+    return Calibration({k: np.concatenate(v) for k, v in kept.items()},
+                       {k: np.concatenate(v) for k, v in chans.items()}, shapes, len(x_u8))
+
+
+def v_channels(shape: tuple[int, ...]) -> int:
+    return int(shape[0]) if shape else 1
 
 
 def _check_shape(lay, b: GraphBuilder, cal: Calibration) -> None:
@@ -131,6 +140,8 @@ def quantize(fg: FloatGraph, cal: Calibration, w_bits: int, a_bits: int, input_s
 
     def out_log2(lay, acc_log2: int, gain_out: float, unsigned: bool) -> int:
         v = cal.samples[lay.name] * gain_out
+        if "eq" in lay.attrs:        # cross-layer equalization's per-channel factor
+            v = v * lay.attrs["eq"][cal.channels[lay.name]]
         if unsigned:
             v = np.maximum(v, 0.0)
         k = ptq_scales.act_log2(v, a_bits, unsigned=unsigned)
