@@ -169,6 +169,26 @@ def test_batchnorm_residual_gap_and_matmul_quantize_close_to_float():
     assert errors[8] < 0.02, errors    # without the GAP gain of 81/64 it is about 0.25
 
 
+def test_an_mlp_reads_the_input_flatten_in_hwc_order():
+    rng = np.random.default_rng(5)
+    inits = [_const("w0", rng.normal(0, 0.2, (16, 2 * 4 * 3))), _const("b0", rng.normal(0, 0.1, 16)),
+             _const("w1", rng.normal(0, 0.3, (4, 16))), _const("b1", np.zeros(4))]
+    nodes = [helper.make_node("Flatten", ["x"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "w0", "b0"], ["h"], name="fc_a", transB=1),
+             helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             helper.make_node("Gemm", ["r", "w1", "b1"], ["logits"], name="fc_b", transB=1)]
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 3])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])], inits)
+    fg = float_graph.read(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    x = rng.integers(0, 256, (64, 4, 3, 2), dtype=np.uint8)       # HWC, two channels, non-square
+    cal = ptq_quantize.calibrate(fg, x, 1 / 256)
+    im = ptq_quantize.quantize(fg, cal, 8, 8, 1 / 256, "mlp", list("abcd"))
+    assert im.layers[0]["inputs"] == ["input"] and im.layers[0]["in_features"] == 24
+    ref = ptq_quantize.float_logits(fg, x, 1 / 256)                # batch-1 graph: one map a run
+    got = im.forward(x) * 2.0 ** im.logit_scale_log2
+    assert np.sqrt(np.mean((got - ref) ** 2) / np.mean(ref ** 2)) < 0.02
+
+
 def test_a_final_softmax_is_dropped_and_said():
     fg = float_graph.read(_residual_model(tail_op="Softmax"))
     assert fg.layers[-1].kind == "dense" and "Softmax" in fg.notes[0]

@@ -57,6 +57,7 @@ class FloatGraph:
     model: onnx.ModelProto
     input_name: str
     input_shape: tuple[int, int, int]          # C, H, W
+    batch: int                                  # the input's fixed batch size, 0 if symbolic
     layers: list[FloatLayer]
     output: str                                 # the ONNX tensor of the logits
     notes: list[str]
@@ -66,7 +67,7 @@ def _attrs(node) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _input_shape(model: onnx.ModelProto, override) -> tuple[str, tuple[int, int, int]]:
+def _input_shape(model: onnx.ModelProto, override) -> tuple[str, tuple[int, int, int], int]:
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1:
@@ -75,11 +76,14 @@ def _input_shape(model: onnx.ModelProto, override) -> tuple[str, tuple[int, int,
             for d in inputs[0].type.tensor_type.shape.dim]
     if len(dims) != 4:
         raise ValueError(f"the float model's input {inputs[0].name!r} must be N,C,H,W, it has {len(dims)} axes")
+    if override and any(d and d != o for d, o in zip(dims[1:], override)):
+        raise ValueError(f"--input-shape {'x'.join(map(str, override))} does not match the float model's "
+                         f"input {inputs[0].name!r} of {dims[1:]}")
     shape = tuple(override) if override else tuple(dims[1:])
     if any(not d for d in shape):
         raise ValueError(f"the float model's input {inputs[0].name!r} has symbolic sizes {dims}: "
                          "give --input-shape CxHxW")
-    return inputs[0].name, shape
+    return inputs[0].name, shape, dims[0] or 0
 
 
 class _Reader:
@@ -96,6 +100,7 @@ class _Reader:
         self.layers: list[FloatLayer] = []
         self.count: dict[str, int] = {}
         self.notes: list[str] = []
+        self.input_aliases: set[str] = set()
 
     def new(self, kind, node, inputs, **kw) -> FloatLayer:
         prefix = {"conv": "conv", "dense": "fc", "maxpool": "pool", "gap": "gap", "add": "add"}[kind]
@@ -107,7 +112,7 @@ class _Reader:
         return layer
 
     def src(self, node, tensor: str) -> str:
-        if tensor == self.input_name:
+        if tensor == self.input_name or tensor in self.input_aliases:
             return INPUT
         if tensor not in self.by_tensor:
             raise UnsupportedNode(node, f"its input {tensor!r} is not the model input or a mapped layer's output")
@@ -165,7 +170,7 @@ def _gemm(r: _Reader, node) -> None:
 
 
 def _dense(r: _Reader, node, w, b) -> None:
-    if node.input[0] != r.input_name and node.input[0] not in r.flat:
+    if node.input[0] not in r.flat:
         raise UnsupportedNode(node, "a dense layer must read a tensor flattened to [N, -1] "
                                     "(Flatten, or Reshape to [N, -1])")
     r.new("dense", node, [r.src(node, node.input[0])], w=w, b=b)
@@ -245,9 +250,12 @@ def _flatten(r: _Reader, node) -> None:
         if len(shape) != 2 or shape[0] < -1 or (shape[0] == -1 and shape[1] == -1):
             raise UnsupportedNode(node, f"only a reshape to [N, -1] maps, not to {shape}")
     src = node.input[0]
-    if src not in r.by_tensor:
-        raise UnsupportedNode(node, "only a mapped layer's output can be flattened (a conv comes first)")
-    r.alias(node, r.by_tensor[src], move_tensor=False)
+    if src == r.input_name:
+        r.input_aliases.add(node.output[0])      # an MLP: the first dense reads the input's HWC flatten
+    elif src in r.by_tensor:
+        r.alias(node, r.by_tensor[src], move_tensor=False)
+    else:
+        raise UnsupportedNode(node, f"its input {src!r} is not the model input or a mapped layer's output")
     r.flat.add(node.output[0])
 
 
@@ -267,7 +275,7 @@ def read(model: onnx.ModelProto, input_shape=None) -> FloatGraph:
     """Map ``model`` onto float layers; raise UnsupportedNode (or ValueError for
     the graph's interface) where it cannot."""
     r = _Reader(model)
-    r.input_name, shape = _input_shape(model, input_shape)
+    r.input_name, shape, batch = _input_shape(model, input_shape)
     if len(model.graph.output) != 1:
         raise ValueError(f"the float model must have one output (the logits), it has {len(model.graph.output)}")
     output = model.graph.output[0].name
@@ -290,4 +298,4 @@ def read(model: onnx.ModelProto, input_shape=None) -> FloatGraph:
                          "(Gemm or MatMul) layer giving the logits")
     if last.relu:
         raise ValueError(f"the logits layer {last.onnx_nodes[0]!r} ends in a ReLU; the logits layer has no activation")
-    return FloatGraph(model, r.input_name, shape, r.layers, last.tensor, r.notes)
+    return FloatGraph(model, r.input_name, shape, batch, r.layers, last.tensor, r.notes)

@@ -38,6 +38,7 @@ import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 
+from contract import blob
 from contract.preprocess import is_category_map, to_model_input
 from contract.spec import WAFER_CLASSES
 from quant.onnx_import import float_graph
@@ -222,6 +223,10 @@ def run(args) -> dict:
         if ref is not None:
             row.update(compare(m, ref, x_held, y_held))
         report["results"].append(row)
+    try:
+        blob.check_params(im.layers, blob.pack(im))     # what the board service checks before loading
+    except blob.BlobError as e:
+        raise PTQError(f"the W{w_bits}A{a_bits} integer model is outside what the core takes: {e}") from None
     im.save(out)
     work.mkdir(parents=True, exist_ok=True)
     (work / "report.json").write_text(json.dumps(report, indent=1))

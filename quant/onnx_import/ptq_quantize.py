@@ -56,11 +56,14 @@ class FloatRunner:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(model.SerializeToString(), opts,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:      # onnxruntime's errors derive from Exception only
+            raise PTQError(f"onnxruntime cannot load the float model: {str(e).splitlines()[0]}") from None
         self.tensors, self.input_name, self.input_scale = list(tensors), fg.input_name, input_scale
-        dim0 = fg.model.graph.input[0].type.tensor_type.shape.dim
-        fixed = dim0[0].dim_value if dim0 and dim0[0].HasField("dim_value") else 0
-        self.batch = fixed or 256          # a graph exported at batch 1 runs one map a call
+        self.fixed = fg.batch > 0
+        self.batch = fg.batch or 256          # a graph exported at batch 1 runs one map a call
 
     def batches(self, x_u8: np.ndarray):
         """Yield {tensor: float array} for consecutive batches of uint8 HWC maps."""
@@ -68,9 +71,12 @@ class FloatRunner:
             chunk = x_u8[i:i + self.batch]
             n = len(chunk)
             x = chunk.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(self.input_scale)
-            if n < self.batch and self.batch != 256:
+            if n < self.batch and self.fixed:     # a fixed batch is padded, the padding dropped
                 x = np.concatenate([x, np.zeros((self.batch - n, *x.shape[1:]), np.float32)])
-            outs = self.session.run(self.tensors, {self.input_name: x})
+            try:
+                outs = self.session.run(self.tensors, {self.input_name: x})
+            except Exception as e:
+                raise PTQError(f"onnxruntime cannot run the float model: {str(e).splitlines()[0]}") from None
             yield {t: o[:n] for t, o in zip(self.tensors, outs)}
 
     def run(self, x_u8: np.ndarray) -> dict[str, np.ndarray]:
