@@ -75,6 +75,15 @@ def test_w8a8_export_agrees_with_the_float_model(trained):
         np.testing.assert_array_equal(value, im.weights[key], err_msg=key)
     fg = float_graph.read(onnx.load(str(path)))
     assert _agreement(im, fg, x[700:]) >= AGREE
+    # The board service's reference backend serves the export like any other.
+    from zybo_z7.backends import Accelerator, make_backend
+
+    accel = Accelerator(make_backend("reference", out))
+    assert accel.query()["topology_hash"] == ex.topology_hash
+    accel.load_weights(words)
+    for img, want in zip(x[700:703], im.forward(x[700:703])):
+        cls, logits = accel.infer(img)
+        assert np.array_equal(logits, want) and cls == int(np.argmax(want))
     report = json.loads((out.parent / "ptq" / "report.json").read_text())
     rows = {(r["w_bits"], r["a_bits"]): r for r in report["results"]}
     assert set(rows) == {(8, 8), (6, 6), (4, 4)} and rows[(8, 8)]["exported"]
