@@ -216,6 +216,50 @@ def test_unsupported_node_is_refused_with_exit_2_naming_it(tmp_path):
     assert not out.exists()
 
 
+def _edit(model, at: int, node=None, drop: int = 0, inits=(), rewire=None):
+    """Insert ``node`` at ``at`` (after dropping ``drop`` nodes there), add
+    initializers, and point input 0 of node ``rewire[0]`` at tensor ``rewire[1]``."""
+    nodes = list(model.graph.node)
+    nodes[at:at + drop] = [node] if node is not None else []
+    if rewire:
+        nodes[rewire[0]].input[0] = rewire[1]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    model.graph.initializer.extend(inits)
+
+
+def _dilated(m):
+    m.graph.node[4].attribute.append(helper.make_attribute("dilations", [2, 2]))
+
+
+def _bias_along_w(m):      # conv_b -> Add([6]) -> bn_b: a [C] constant on NCHW runs along W
+    _edit(m, 5, helper.make_node("Add", ["c1", "b1"], ["c1b"], name="bare_bias"), inits=[_const("b1", np.zeros(6))],
+          rewire=(6, "c1b"))
+
+
+def _input_mul(m):
+    _edit(m, 0, helper.make_node("Mul", ["x", "s"], ["xs"], name="scale_in"), inits=[_const("s", [2.0])],
+          rewire=(1, "xs"))
+
+
+@pytest.mark.parametrize("change,sentence", [
+    (_dilated, "node 'conv_b' (op Conv) is not supported by PTQ: only square 2-D kernels"),
+    (_bias_along_w, "node 'bare_bias' (op Add) is not supported by PTQ: its constant of shape [6] is not one "
+                    "value per channel"),
+    (_input_mul, "node 'scale_in' (op Mul) is not supported by PTQ: no mapping"),
+], ids=["dilation", "bias-along-W", "input-Mul"])
+def test_refusals_name_the_node(change, sentence, tmp_path, capsys):
+    model = _residual_model()
+    change(model)
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    out = tmp_path / "export"
+    assert ptq.main(["--onnx", str(tmp_path / "m.onnx"), "--calib", "synth:10", "--name", "m",
+                     "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ptq: " + sentence) and err.count("\n") == 1, err
+    assert not out.exists()
+
+
 def test_torch_factory_entry_point(tmp_path):
     pytest.importorskip("torch")
     (tmp_path / "tiny.py").write_text(

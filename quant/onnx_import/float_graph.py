@@ -185,10 +185,13 @@ def _add(r: _Reader, node) -> None:
         if layer is None or layer.kind not in ("conv", "dense") or layer.relu:
             raise UnsupportedNode(node, "a constant may only be added to a conv or dense output (a bias)")
         bias = r.consts[y]
-        if bias.size != layer.b.size or (bias.ndim == 4 and bias.shape[1] != bias.size):
+        # One value a channel broadcasts as [C, 1, 1] on NCHW (a bare [C] would run along W), [C] on [N, C].
+        n = layer.b.size
+        shape = tuple(bias.shape[next((i for i, d in enumerate(bias.shape) if d != 1), bias.ndim):])
+        if bias.size != 1 and shape != ((n, 1, 1) if layer.kind == "conv" else (n,)):
             raise UnsupportedNode(node, f"its constant of shape {list(bias.shape)} is not one value per channel")
         r.sole_producer(node, ("conv", "dense"))
-        layer.b = layer.b + bias.reshape(-1)
+        layer.b = layer.b + np.broadcast_to(bias.reshape(-1), (n,))
         r.alias(node, layer, move_tensor=True)
         return
     r.new("add", node, [r.src(node, x), r.src(node, y)])
