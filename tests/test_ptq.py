@@ -293,3 +293,14 @@ def test_make_ptq_needs_a_model_name():
                           "MODEL=mine"], cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
     assert "-m quant.onnx_import.ptq --onnx f.onnx --calib maps.npz" in dry
     assert "--bits 4 --name mine --out build/mine/export" in " ".join(dry.split())
+
+
+def test_calibration_maps_are_wafer_maps_or_images_of_the_input_shape():
+    maps = np.empty(2, dtype=object)
+    maps[0], maps[1] = np.full((30, 26), 1, np.uint8), np.full((50, 61), 2, np.uint8)
+    x = ptq.to_images(list(maps), (1, 24, 24))
+    assert x.shape == (2, 24, 24, 1) and set(np.unique(x)) == {0, 128, 255}   # to_model_input's codes
+    imgs = np.random.default_rng(0).integers(0, 256, (3, 8, 6, 3), dtype=np.uint8)
+    assert np.array_equal(ptq.to_images(imgs, (3, 8, 6)), imgs)              # used as they are
+    with pytest.raises(ptq_quantize.PTQError, match="give uint8 images"):
+        ptq.to_images(list(maps), (3, 8, 6))
