@@ -6,9 +6,10 @@
 A float ONNX file (or a torch module, exported to ONNX first; torch is
 imported only for that) is read by ``float_graph``, calibrated with
 onnxruntime on the maps given and quantized by ``ptq_quantize`` into the
-integer model (once as given and once cross-layer equalized, ``ptq_equalize``;
-the one whose argmax agrees more with the float model on the calibration maps
-wins), which is written to ``build/<name>/export`` in the format of
+integer model (once as given and once cross-layer equalized, ``ptq_equalize``,
+each with its biases corrected for the channel means the rounding moved,
+``ptq_bias``; the one whose argmax agrees more with the float model on the
+calibration maps wins), which is written to ``build/<name>/export`` in the format of
 ``make export`` (model.json, weights.npz, weights.bin), so ``make csim``, the
 board service and the host take it as they take any export.
 
@@ -41,11 +42,11 @@ from google.protobuf.message import DecodeError
 from contract import blob
 from contract.preprocess import is_category_map, to_model_input
 from contract.spec import WAFER_CLASSES
-from quant.onnx_import import float_graph
+from quant.onnx_import import float_graph, ptq_bias
 from quant.onnx_import.ptq_equalize import equalize
-from quant.onnx_import.ptq_quantize import PTQError, calibrate, compare, float_logits, quantize
+from quant.onnx_import.ptq_quantize import PTQError, calibrate, compare, float_logits, float_means, quantize
 
-CHOOSE_ON = 512      # calibration maps on which equalized and plain weights compete
+CHOOSE_ON = 256      # calibration maps that correct the biases and choose between variants
 
 
 def torch_to_onnx(target: str, input_shape: tuple[int, int, int], path: Path) -> Path:
@@ -168,6 +169,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--compare", default="8,6,4", help="also report these WnAn (comma-separated; empty: none)")
     ap.add_argument("--out", type=Path, help="export folder (default build/<name>/export)")
     ap.add_argument("--no-equalize", action="store_true", help="skip cross-layer equalization")
+    ap.add_argument("--no-bias-correction", action="store_true", help="keep the biases as rounded")
     ap.add_argument("--seed", type=int, default=0)
     return ap
 
@@ -202,11 +204,15 @@ def run(args) -> dict:
     # Equalization helps some nets and bits and hurts others: the calibration maps decide.
     x_sel = x_cal[:CHOOSE_ON]
     ref_sel = float_logits(fg, x_sel, input_scale)
+    means = {label: float_means(g, x_sel, input_scale) for label, g in variants}
 
     def best(wb: int, ab: int):
         scored = []
         for label, g in variants:
-            m = quantize(g, cal, wb, ab, input_scale, args.name, classes, dict(source, variant=label))
+            acc_log2: dict[str, int] = {}
+            m = quantize(g, cal, wb, ab, input_scale, args.name, classes, dict(source, variant=label), acc_log2)
+            if not args.no_bias_correction:
+                m = ptq_bias.correct(m, g, means[label], acc_log2, x_sel)
             scored.append((compare(m, ref_sel, x_sel)["agreement"], -len(scored), label, m))
         score, _, label, m = max(scored, key=lambda t: t[:2])
         return m, label, score
@@ -219,7 +225,8 @@ def run(args) -> dict:
     for wb, ab in wanted:
         m, label, score = best(wb, ab)
         im = im or m
-        row = {"w_bits": wb, "a_bits": ab, "exported": m is im, "variant": label, "calibration_agreement": score}
+        row = {"w_bits": wb, "a_bits": ab, "exported": m is im, "variant": label,
+               "bias_corrected": not args.no_bias_correction, "calibration_agreement": score}
         if ref is not None:
             row.update(compare(m, ref, x_held, y_held))
         report["results"].append(row)

@@ -133,8 +133,9 @@ def _check_shape(lay, b: GraphBuilder, cal: Calibration) -> None:
 
 
 def quantize(fg: FloatGraph, cal: Calibration, w_bits: int, a_bits: int, input_scale: float,
-             name: str, classes, source: dict | None = None) -> IntModel:
-    """The integer model of ``fg`` at W``w_bits`` A``a_bits``."""
+             name: str, classes, source: dict | None = None, acc_log2: dict | None = None) -> IntModel:
+    """The integer model of ``fg`` at W``w_bits`` A``a_bits``; ``acc_log2``, if
+    given, receives each weighted layer's accumulator exponent."""
     c, h, w = fg.input_shape
     b = GraphBuilder(h, c, 8, in_w=w)
     log2 = {INPUT: INPUT_SCALE_LOG2}
@@ -160,6 +161,8 @@ def quantize(fg: FloatGraph, cal: Calibration, w_bits: int, a_bits: int, input_s
             fw = lay.w / gain[src]
             wq, kw = ptq_scales.quantize_weights(fw, w_bits)
             acc = log2[src] + kw
+            if acc_log2 is not None:
+                acc_log2[lay.name] = acc
             if lay.kind == "conv":
                 a = lay.attrs
                 in_c = b.shape(src)[2]
@@ -226,6 +229,19 @@ def quantize(fg: FloatGraph, cal: Calibration, w_bits: int, a_bits: int, input_s
     except ValueError as e:
         raise PTQError(f"the quantized graph is not a valid integer model: {e}") from None
     return IntModel(spec, weights, logit_scale_log2=logit_log2)
+
+
+def float_means(fg: FloatGraph, x_u8: np.ndarray, input_scale: float) -> dict[str, np.ndarray]:
+    """Each weighted layer's mean pre-activation a channel, in the integer
+    model's units (times the equalization factor where there is one)."""
+    layers = [lay for lay in fg.layers if lay.kind in ("conv", "dense")]
+    outs = FloatRunner(fg, [lay.tensor for lay in layers], input_scale).run(x_u8)
+    means = {}
+    for lay in layers:
+        v = outs[lay.tensor]
+        m = v.mean(axis=tuple(i for i in range(v.ndim) if i != 1)).astype(np.float64)
+        means[lay.name] = m * lay.attrs["eq"] if "eq" in lay.attrs else m
+    return means
 
 
 def float_logits(fg: FloatGraph, x_u8: np.ndarray, input_scale: float) -> np.ndarray:
