@@ -201,8 +201,9 @@ def run(args) -> dict:
         fg_eq = copy.deepcopy(fg)
         if equalize(fg_eq):
             variants.append(("equalized", fg_eq))
-    # Equalization helps some nets and bits and hurts others: the calibration maps decide.
-    x_sel = x_cal[:CHOOSE_ON]
+    # Equalization helps some nets and bits and hurts others: the calibration maps decide
+    # (a random few: a pickle's maps come in file order).
+    x_sel = x_cal[np.sort(np.random.default_rng(args.seed).permutation(len(x_cal))[:CHOOSE_ON])]
     ref_sel = float_logits(fg, x_sel, input_scale)
     means = {label: float_means(g, x_sel, input_scale) for label, g in variants}
 
