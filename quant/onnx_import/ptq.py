@@ -9,9 +9,10 @@ onnxruntime on the maps given and quantized by ``ptq_quantize`` into the
 integer model (once as given and once cross-layer equalized, ``ptq_equalize``,
 each with its biases corrected for the channel means the rounding moved,
 ``ptq_bias``; the one whose argmax agrees more with the float model on the
-calibration maps wins), which is written to ``build/<name>/export`` in the format of
-``make export`` (model.json, weights.npz, weights.bin), so ``make csim``, the
-board service and the host take it as they take any export.
+calibration maps wins), which is written to ``build/<name>/export`` in the
+format of ``make export`` and ``make import`` (model.json with a ``graph``
+spec, weights.npz, weights.bin), which the board service and the host read as
+they read any export.
 
 The float model's input is the map's uint8 codes q times ``--input-scale``
 (NCHW): 1/256 is what this project's float nets take (``quant.model.to_input``),
