@@ -317,3 +317,11 @@ def test_calibration_maps_are_wafer_maps_or_images_of_the_input_shape():
     assert np.array_equal(ptq.to_images(imgs, (3, 8, 6)), imgs)              # used as they are
     with pytest.raises(ptq_quantize.PTQError, match="give uint8 images"):
         ptq.to_images(list(maps), (3, 8, 6))
+
+
+def test_the_ptq_core_imports_no_torch():
+    code = ("import sys\nimport quant.onnx_import.ptq, quant.onnx_import.ptq_bias\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'brevitas', 'qonnx')))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         timeout=120).stdout
+    assert out.strip() == "[]"
