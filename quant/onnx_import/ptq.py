@@ -175,11 +175,8 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def run(args) -> dict:
-    w_bits, a_bits = _bits(args)
-    input_scale = float(Fraction(args.input_scale))
-    out = args.out or Path("build") / args.name / "export"
-    work = out.parent / "ptq"
+def load_float(args, work: Path) -> tuple[Path, float_graph.FloatGraph]:
+    """The float model's ONNX file (exported first from --torch) and its layers."""
     if args.torch:
         if not args.input_shape:
             raise PTQError("--torch needs --input-shape CxHxW")
@@ -190,7 +187,15 @@ def run(args) -> dict:
         model = onnx.load(str(onnx_path))
     except (OSError, DecodeError) as e:
         raise PTQError(f"cannot read the float ONNX file {onnx_path}: {e}") from None
-    fg = float_graph.read(model, args.input_shape)
+    return onnx_path, float_graph.read(model, args.input_shape)
+
+
+def run(args) -> dict:
+    w_bits, a_bits = _bits(args)
+    input_scale = float(Fraction(args.input_scale))
+    out = args.out or Path("build") / args.name / "export"
+    work = out.parent / "ptq"
+    onnx_path, fg = load_float(args, work)
     n_out = fg.layers[-1].w.shape[0]
     x_cal, _, x_held, y_held, file_classes = load_maps(args.calib, fg.input_shape, n_out, args.holdout,
                                                        args.limit, args.seed)
