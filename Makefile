@@ -26,6 +26,7 @@ help:
 	@echo "make test    - run the whole test suite"
 	@echo "stages: install train [DATA=maps.npz] export hls csim bitstream driver flash bench"
 	@echo "make import ONNX=model.onnx MODEL=name - a QONNX/QCDQ model instead of train + export"
+	@echo "float models: make ptq ONNX=model.onnx CALIB=maps.npz BITS=8 MODEL=name"
 
 install: $(STAMP)
 
@@ -90,6 +91,21 @@ import: $(STAMP)
 	@test -n "$(ONNX)" || { echo "make import: give ONNX=model.onnx and MODEL=name" >&2; exit 2; }
 	@test "$(origin MODEL)" = "command line" || { echo "make import: give MODEL=name for the imported model" >&2; exit 2; }
 	$(PY) -m quant.onnx_import --onnx $(ONNX) --name $(MODEL) --out $(BUILD)/export
+# Post-training quantization of a float model into $(BUILD)/export (quant/onnx_import/ptq.py):
+#   make ptq ONNX=model.onnx (or TORCH=module:factory INPUT_SHAPE=1x42x42) CALIB=maps.npz|LSWMD.pkl|synth:N \
+#            BITS=8 MODEL=name [PTQ_OPTS="--w-bits 6 --input-scale 1/255"]
+# MODEL must be given: the new model is named by it, and later targets find it by its export.
+BITS ?= 8
+.PHONY: ptq ptq-args
+ptq-args:
+	@$(if $(filter file,$(origin MODEL)),echo "make ptq: name the new model with MODEL=name" >&2; exit 2,true)
+	@$(if $(ONNX)$(TORCH),true,echo "make ptq: give ONNX=model.onnx or TORCH=module:factory" >&2; exit 2)
+	@$(if $(CALIB),true,echo "make ptq: give CALIB=maps.npz, an LSWMD .pkl or synth:N" >&2; exit 2)
+
+ptq: ptq-args $(STAMP)
+	$(PY) -m quant.onnx_import.ptq $(if $(ONNX),--onnx $(ONNX),--torch $(TORCH)) --calib $(CALIB) \
+		--bits $(BITS) --name $(MODEL) --out $(BUILD)/export $(if $(INPUT_SHAPE),--input-shape $(INPUT_SHAPE)) \
+		$(PTQ_OPTS)
 
 # The accelerator's C++ and its vitis_hls script; needs no Xilinx tool.
 hls-src: model-known $(STAMP)
