@@ -133,6 +133,9 @@ def guard_constants() -> dict[str, int]:
         "GUARD_ERR_OVERLONG": GUARD_ERR_OVERLONG,
         "GUARD_ERR_RESET": GUARD_ERR_RESET,
         "GUARD_TAIL_WORDS": GUARD_TAIL_WORDS,
+        # The synthesized guard's MAX_WORDS (board facts): what the MAX_WORDS
+        # register reads; a stand-in for the PL must report the same.
+        "GUARD_MAX_WORDS": board.load()["guard"]["max_words"],
     }
 
 

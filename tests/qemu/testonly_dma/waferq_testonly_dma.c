@@ -664,7 +664,7 @@ static int tm_probe(struct platform_device *pdev)
 	memset_io(tm->regs, 0, 0x100);
 	writel(version, tm->regs + WQ_CSR_VERSION_ADDR);
 	writel(topology, tm->regs + WQ_CSR_TOPOLOGY_HASH_ADDR);
-	writel(4096, tm->regs + WQ_CSR_MAX_WORDS_ADDR);
+	writel(WQ_GUARD_MAX_WORDS, tm->regs + WQ_CSR_MAX_WORDS_ADDR);
 	writel(0, tm->regs + TM_CORE_OFF);
 
 	dma_cap_set(DMA_SLAVE, tm->dd.cap_mask);
