@@ -1,0 +1,434 @@
+"""CPU time per map on the path a map takes: host -> TCP -> service -> char device -> core.
+
+    python -m bench.end_to_end [--model DIR] [--out build/bench] [--sizes 1,16,64,256]
+
+Rows, for each batch size (maps in one wire INFER_BATCH):
+
+- ``tcp+chardev/reference`` and ``tcp+chardev/csim``: a host process
+  (``BoardClient.infer_batch``) sends batches over loopback TCP to a board
+  service process (``--backend chardev``), whose device is the driver's
+  stand-in (``bench.chardev_standin``) in this process, in front of the
+  reference core or the C simulation of the core;
+- ``service alone``: the service's hot path for one frame (decode the
+  INFER_BATCH payload, run the batch on the board, encode and frame RESULTS)
+  in a process of its own, on a core that answers from a cache, so nearly all
+  of its CPU time is the service's.
+
+CPU time is user + system from each process's own accounting
+(``resource.getrusage(RUSAGE_SELF)``, taken inside the process around the timed
+batches), never wall clock; the core's time (this process) is not counted.
+maps/s is wall clock of the host's timed loop and says little on a shared
+machine. The board budget scales the CPU time per map by a stated factor per
+board CPU (``BOARD_FACTORS``). Writes ``end_to_end.json`` into --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from protocol import stream as S
+from protocol import wire as W
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = (1, 16, 64, 256)
+GOAL_US = 5.0     # service + host CPU per map here at batch 256 (issue 20)
+TARGET_MAPS_S = 10_000
+
+# How much slower the board CPUs run this code than this machine (an estimate
+# until the bench's ``service alone`` row runs on a board; it needs only numpy).
+# Clock: Zybo Z7-20 PS7 Cortex-A9 667 MHz, STM32MP157 Cortex-A7 650 MHz.
+# Per clock: Arm's published Dhrystone figures are 2.5 DMIPS/MHz (Cortex-A9)
+# and 1.9 DMIPS/MHz (Cortex-A7); a current out-of-order x86 server core does
+# about 4x the A9's work per clock on branchy interpreter code (CoreMark/MHz
+# tables, e.g. WikiChip's "CoreMark/MHz" page, put dual-issue Arm cores near 3
+# and x86 cores near 6, and CoreMark favours in-order cores). Hence factor =
+# (this clock / board clock) * per-clock ratio, A7 scaled by 2.5 / 1.9.
+BOARD_FACTORS = {
+    "zybo_a9_667": dict(cpu="Cortex-A9 @ 667 MHz (Zybo Z7-20 board service)", per_clock=4.0,
+                        mhz=667, dmips_per_mhz=2.5),
+    "stm32mp1_a7_650": dict(cpu="Cortex-A7 @ 650 MHz (STM32MP157 host)", per_clock=4.0 * 2.5 / 1.9,
+                            mhz=650, dmips_per_mhz=1.9),
+}
+SOURCES = ["Arm Cortex-A9 and Cortex-A7 product pages: 2.5 and 1.9 DMIPS/MHz",
+           "WikiChip, CoreMark/MHz (en.wikichip.org/wiki/coremark-mhz)",
+           "Zybo Z7-20 reference manual: Cortex-A9 at 667 MHz; ST STM32MP157 datasheet: "
+           "Cortex-A7 at 650 MHz (800 MHz on the C/F parts)"]
+
+
+def host_mhz() -> float:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return float(line.split(":")[1])
+    except OSError:
+        pass
+    return 2300.0
+
+
+def cpu_s() -> tuple[float, float]:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime
+
+
+def wafer_images(n: int, shape, seed: int = 0) -> np.ndarray:
+    """Maps of die categories as the model sees them: every pixel 0, 128 or 255."""
+    from contract.preprocess import CATEGORY_CODES
+
+    rng = np.random.default_rng(seed)
+    return CATEGORY_CODES[rng.integers(0, 3, (n, *shape))]
+
+
+def make_model(folder: Path) -> Path:
+    from contract.intmodel import random_model
+    from contract.spec import CNNSpec
+
+    random_model(CNNSpec.uniform(4, 4), 3).save(folder)
+    return folder
+
+
+# --- the service process -----------------------------------------------------
+
+def role_service(args) -> int:
+    """A board service on the chardev backend; stdin "cpu" -> its CPU seconds."""
+    import threading
+
+    from zybo_z7.backends import Accelerator, CharDevBackend, load_spec
+    from zybo_z7.service import Board, Service, _classes
+
+    board = Board(Accelerator(CharDevBackend(args.device, timeout=30.0)), _classes(args.model),
+                  load_spec(args.model).layers())
+    server = Service(("127.0.0.1", 0), board, None)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                     daemon=True).start()
+    print(server.server_address[1], flush=True)
+    for line in sys.stdin:
+        if line.strip() == "cpu":
+            print(json.dumps(cpu_s()), flush=True)
+        else:
+            break
+    server.shutdown()
+    board.accel.close()
+    return 0
+
+
+# --- the host process --------------------------------------------------------
+
+def role_host(args) -> int:
+    """BoardClient batches; one warm-up batch, then "ready", wait for "go"."""
+    from host_stm32mp1.client import BoardClient
+
+    client = BoardClient("127.0.0.1", args.port, timeout=120.0, key=None)
+    client.ensure_weights(args.model)
+    shape = tuple(client.query()[k] for k in ("in_height", "in_width", "in_channels"))
+    images = wafer_images(args.maps, shape, seed=args.batch)
+    batches = [(images[s:s + args.batch], np.arange(s, min(s + args.batch, args.maps)))
+               for s in range(0, args.maps, args.batch)]
+    client.infer_batch(*batches[0])
+    print("ready", flush=True)
+    sys.stdin.readline()
+    c0, t0 = cpu_s(), time.perf_counter()
+    for x, ids in batches:
+        records = client.infer_batch(x, ids)
+        assert len(records) == len(ids)
+    wall, c1 = time.perf_counter() - t0, cpu_s()
+    print(json.dumps(dict(wall_s=wall, user_s=c1[0] - c0[0], sys_s=c1[1] - c0[1])), flush=True)
+    client.close()
+    return 0
+
+
+# --- the service alone -------------------------------------------------------
+
+class CachedCore:
+    """The reference core, but a batch of a size it has seen is answered from a
+    cache with the tag patched in: the core costs the service process (almost)
+    nothing, so its CPU time is the service's own."""
+
+    name = "cached"
+
+    def __init__(self, model_dir):
+        from hls.refcore import RefCore
+        from zybo_z7.backends import load_spec
+
+        self.core, self.cache = RefCore(load_spec(model_dir)), {}
+
+    def transact(self, words) -> np.ndarray:
+        words = np.asarray(words, dtype=np.uint32)
+        key = (int(words[0]), words.size)
+        if (int(words[0]) & 0xFF) in (S.OP_QUERY, S.OP_LOAD_WEIGHTS) or key not in self.cache:
+            reply = self.core.handle(words)
+            self.cache[key] = reply
+            return reply
+        reply = self.cache[key].copy()
+        tag = int(words[2])
+        reply[-1] = (int(reply[-1]) - int(reply[2]) + tag) & S.MASK32
+        reply[2] = tag
+        return reply
+
+    def close(self) -> None:
+        pass
+
+
+def role_alone(args) -> int:
+    from contract import export_dir
+    from zybo_z7.backends import Accelerator
+    from zybo_z7.service import Board
+
+    board = Board(Accelerator(CachedCore(args.model)))
+    board.load_weights(export_dir.read(args.model).weights_bin())
+    shape = (board.info["in_height"], board.info["in_width"], board.info["in_channels"])
+    images = wafer_images(args.maps, shape, seed=args.batch)
+    frames = [W.encode_batch(images[s:s + args.batch], np.arange(s, min(s + args.batch, args.maps)))
+              for s in range(0, args.maps, args.batch)]
+
+    def one(rid, payload):
+        ids, x = W.decode_batch(payload)
+        records, checksum = board.infer_batch(ids, x)
+        return W.encode_frame(W.T_RESULTS, W.encode_results(records, checksum), rid)
+
+    one(0, frames[0])        # fills the cache with this batch size
+    c0, t0 = cpu_s(), time.perf_counter()
+    for rid, payload in enumerate(frames):
+        one(rid, payload)
+    wall, c1 = time.perf_counter() - t0, cpu_s()
+    print(json.dumps(dict(wall_s=wall, user_s=c1[0] - c0[0], sys_s=c1[1] - c0[1])), flush=True)
+    return 0
+
+
+# --- the bench process -------------------------------------------------------
+
+def _child(role: str, *args, **popen) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, "-m", "bench.end_to_end", "--role", role, *map(str, args)],
+                            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, **popen)
+
+
+def _line(proc: subprocess.Popen) -> str:
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait(30)
+        raise RuntimeError(f"bench child {proc.args[4]} exited with {proc.returncode}")
+    return line.strip()
+
+
+def _ask(proc, text: str) -> str:
+    proc.stdin.write(text + "\n")
+    proc.stdin.flush()
+    return _line(proc)
+
+
+def bytes_per_map(model_dir: Path, batch: int) -> dict:
+    """GbE (wire frames) and DMA (stream messages) bytes a map, both directions."""
+    from contract import export_dir
+
+    ex = export_dir.read(model_dir)
+    spec = ex.spec()
+    shape, k = (spec.in_size, spec.in_size, spec.in_channels), spec.n_classes
+    x = wafer_images(batch, shape)
+    wire_req = W.HEADER_SIZE + len(W.encode_batch(x, np.arange(batch)))
+    rec = [dict(id=i, status=W.OK, class_index=0, logits=np.zeros(k, np.int32)) for i in range(batch)]
+    wire_rep = W.HEADER_SIZE + len(W.encode_results(rec, 0))
+    out = dict(gbe_request=wire_req / batch, gbe_reply=wire_rep / batch)
+    if hasattr(S, "encode_infer_batch"):
+        for name, packing in (("u8", S.PACK_U8), ("die2", S.PACK_DIE2)):
+            words = S.encode_infer_batch(x if packing == S.PACK_U8 else S.die_codes_from_pixels(x),
+                                         packing, 0)
+            out[f"dma_request_{name}"] = 4 * words.size / batch
+        out["dma_reply"] = 4 * (S.HEADER_WORDS + S.TRAILER_WORDS
+                                + batch * S.record_words(k, 0)) / batch
+    else:   # one INFER message a map
+        out["dma_request_u8"] = 4 * (S.HEADER_WORDS + S.TRAILER_WORDS + S.infer_words(x[0].size))
+        out["dma_reply"] = 4 * (S.HEADER_WORDS + S.TRAILER_WORDS + 1 + k)
+    return {key: round(v, 1) for key, v in out.items()}
+
+
+def _row(path, batch, maps, host, service) -> dict:
+    row = dict(path=path, batch=batch, maps=maps,
+               maps_per_s=round(maps / host["wall_s"], 1) if host["wall_s"] else None)
+    total = 0.0
+    for who, r in (("host", host if path != "service alone" else None), ("service", service)):
+        if r is None:
+            row[f"{who}_us_per_map"] = None
+            continue
+        us = 1e6 * (r["user_s"] + r["sys_s"]) / maps
+        row[f"{who}_us_per_map"] = round(us, 2)
+        row[f"{who}_user_sys_s"] = [round(r["user_s"], 4), round(r["sys_s"], 4)]
+        total += us
+    row["total_us_per_map"] = round(total, 2)
+    return row
+
+
+def run_tcp(core_name: str, core, model_dir: Path, sizes, maps_for, bar) -> list[dict]:
+    from bench.chardev_standin import SocketDriverStandIn
+
+    sock_dir = tempfile.mkdtemp(prefix="wqe2e")
+    dev = SocketDriverStandIn(Path(sock_dir) / "waferq0", core)
+    svc = _child("service", "--model", model_dir, "--device", dev.path)
+    rows = []
+    try:
+        port = int(_line(svc))
+        for b in sizes:
+            n = maps_for(b)
+            host = _child("host", "--model", model_dir, "--port", port, "--batch", b, "--maps", n)
+            try:
+                if _line(host) != "ready":
+                    raise RuntimeError("host child did not get ready")
+                s0 = json.loads(_ask(svc, "cpu"))
+                h = json.loads(_ask(host, "go"))
+                s1 = json.loads(_ask(svc, "cpu"))
+            finally:
+                host.stdin.close()
+                host.wait(60)
+            rows.append(_row(f"tcp+chardev/{core_name}", b, n, h,
+                             dict(user_s=s1[0] - s0[0], sys_s=s1[1] - s0[1])))
+            bar.update(1)
+    finally:
+        svc.stdin.close()
+        svc.wait(60)
+        dev.close()
+        shutil.rmtree(sock_dir, ignore_errors=True)
+    return rows
+
+
+def run_alone(model_dir: Path, sizes, maps_for, bar) -> list[dict]:
+    rows = []
+    for b in sizes:
+        n = maps_for(b)
+        proc = _child("alone", "--model", model_dir, "--batch", b, "--maps", n)
+        r = json.loads(_line(proc))
+        proc.stdin.close()
+        proc.wait(60)
+        rows.append(_row("service alone", b, n, r, r))
+        bar.update(1)
+    return rows
+
+
+def budget(rows, mhz: float) -> dict:
+    """The CPU per map at the largest batch, scaled to each board CPU."""
+    out = {}
+    for key, f in BOARD_FACTORS.items():
+        factor = (mhz / f["mhz"]) * f["per_clock"]
+        out[key] = dict(f, factor=round(factor, 1))
+    big = [r for r in rows if r["batch"] == max(r2["batch"] for r2 in rows)]
+    for r in big:
+        a9 = r["service_us_per_map"] * out["zybo_a9_667"]["factor"]
+        a7 = (r["host_us_per_map"] or 0.0) * out["stm32mp1_a7_650"]["factor"]
+        r["board_us_per_map"] = dict(service_a9=round(a9, 1), host_a7=round(a7, 1))
+        # the two CPUs work in parallel: the slower one bounds the rate
+        r["board_maps_per_s_cpu_bound"] = round(1e6 / max(a9, a7, 1e-9))
+    return out
+
+
+def progress(total: int):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        class _Null:
+            def update(self, n): pass
+            def close(self): pass
+        return _Null()
+    return tqdm(total=total, unit="row", file=sys.stderr, desc="end_to_end")
+
+
+def print_table(rows) -> None:
+    head = f"{'path':24s} {'batch':>5s} {'maps':>5s} {'maps/s':>8s} {'host us':>8s} " \
+           f"{'svc us':>8s} {'sum us':>8s}"
+    print(head)
+    for r in rows:
+        def f(v):
+            return f"{v:8.1f}" if v is not None else f"{'-':>8s}"
+        print(f"{r['path']:24s} {r['batch']:5d} {r['maps']:5d} {f(r['maps_per_s'])} "
+              f"{f(r['host_us_per_map'])} {f(r['service_us_per_map'])} {f(r['total_us_per_map'])}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--role", choices=("service", "host", "alone"), help=argparse.SUPPRESS)
+    ap.add_argument("--device", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--maps", type=int, default=0,
+                    help="maps a row (default: 4 batches, at least 256)")
+    ap.add_argument("--model", type=Path, help="export folder (default: a random W4A4 42x42 model)")
+    ap.add_argument("--out", type=Path, default=Path("build/bench"))
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="batch sizes")
+    ap.add_argument("--no-csim", action="store_true", help="skip the C-sim rows (no g++)")
+    args = ap.parse_args(argv)
+    if args.role:
+        return {"service": role_service, "host": role_host, "alone": role_alone}[args.role](args)
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    def maps_for(b):
+        return args.maps or max(256, 4 * b)
+
+    work = Path(tempfile.mkdtemp(prefix="wq_e2e_"))
+    try:
+        model = args.model or make_model(work / "model")
+        from hls.refcore import RefCore
+        from zybo_z7.backends import load_spec
+
+        cores = [("reference", lambda: RefCore(load_spec(model)))]
+        if not args.no_csim and shutil.which("g++"):
+            from hls.csim import CSimCore
+
+            cores.append(("csim", lambda: CSimCore.for_model(model, work / "csim")))
+        bar = progress(len(sizes) * (len(cores) + 1))
+        rows = run_alone(model, sizes, maps_for, bar)
+        for name, make in cores:
+            rows += run_tcp(name, _Handle(make()), model, sizes, maps_for, bar)
+        bar.close()
+        per_map = {b: bytes_per_map(model, b) for b in (1, max(sizes))}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    mhz = host_mhz()
+    factors = budget(rows, mhz)
+    print_table(rows)
+    big = max(sizes)
+    worst = max((r["total_us_per_map"] for r in rows if r["batch"] == big and r["path"] != "service alone"),
+                default=None)
+    report = dict(machine=dict(cpu_mhz=mhz, python=sys.version.split()[0]), sizes=sizes, rows=rows,
+                  bytes_per_map=per_map,
+                  board_factors=factors, factor_sources=SOURCES, goal_us_per_map_at_largest=GOAL_US,
+                  worst_tcp_us_per_map_at_largest=worst,
+                  goal_met=None if worst is None else worst <= GOAL_US)
+    for key, f in factors.items():
+        print(f"board factor {key}: x{f['factor']} ({f['cpu']})")
+    for r in rows:
+        if "board_us_per_map" in r:
+            print(f"batch {r['batch']} {r['path']}: board CPU {r['board_us_per_map']} us/map -> "
+                  f"{r['board_maps_per_s_cpu_bound']} maps/s CPU-bound (target {TARGET_MAPS_S})")
+    print(f"bytes per map: {report['bytes_per_map']}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "end_to_end.json").write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out / 'end_to_end.json'}")
+    return 0
+
+
+class _Handle:
+    """A core as the stand-in wants it: transact() and reset()."""
+
+    def __init__(self, core):
+        self.core = core
+
+    def transact(self, words):
+        if hasattr(self.core, "handle"):
+            return self.core.handle(words)
+        return self.core.transact(words)
+
+    def reset(self):
+        if hasattr(self.core, "reset"):
+            self.core.reset()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
