@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-CATEGORY_CODES = np.array([0, 128, 255], dtype=np.uint8)
+from protocol.stream import DIE_PIXEL_CODES
+
+# Pixel codes of die states 0 (no die), 1 (pass), 2 (fail); the stream
+# protocol's PACK_DIE2 carries the states and the core maps them back.
+CATEGORY_CODES = np.array(DIE_PIXEL_CODES, dtype=np.uint8)
 
 
 def is_category_map(map2d: np.ndarray) -> bool:

@@ -16,6 +16,14 @@ decides the error reply):
 7. checksum                                    -> BAD_CHECKSUM, detail = 0
 8. INFER with no weights loaded                -> NO_WEIGHTS, detail = 0
 
+INFER_BATCH puts its own checks in place of 6 (``protocol/stream.py``):
+length 0 -> BAD_LENGTH (detail 0); packing unknown or not taken (bits
+[31:16] of word 0 not a packing of ``packings``) -> BAD_PACKING (detail word0
+>> 16); n == 0 or n > max_batch -> BAD_BATCH (detail n); length != 1 + n *
+image_words -> BAD_LENGTH (detail length). After 7 and 8 every image gets a
+record: a PACK_DIE2 image with a die state of 3 (padding excluded) gets
+BAD_PIXEL, the others their class and logits.
+
 Side effect: a LOAD_WEIGHTS whose header passes 2-4 and whose length field is
 right is written into the weight memory as it streams in. If it then fails 5
 or 7, the core is left with no weights (``weights_loaded = 0``), since a
@@ -33,6 +41,7 @@ from protocol import stream as S
 from contract import blob
 from contract.intmodel import IntModel
 from contract.spec import CNNSpec
+from hls import batch
 from hls.gen_config import CORE_VERSION
 
 
@@ -45,6 +54,9 @@ class RefCore:
         h, w, c = spec.in_size, spec.in_size, spec.in_channels
         self.in_shape = (h, w, c)
         self.infer_words = S.infer_words(h * w * c)
+        self.n_pixels = h * w * c
+        self.max_batch = batch.max_batch(spec.n_classes, 0, self.n_pixels)
+        self.packings = batch.packings(c)
         self.weights_loaded = False
         self.weights_checksum = 0
 
@@ -54,10 +66,11 @@ class RefCore:
     def query_payload(self) -> list[int]:
         h, w, c = self.in_shape
         values = dict(topology_hash=self.model.topology_hash, core_version=CORE_VERSION,
-                      capabilities=S.CAP_RUNTIME_WEIGHTS | S.CAP_LOGITS,
+                      capabilities=S.CAP_RUNTIME_WEIGHTS | S.CAP_LOGITS | S.CAP_BATCH,
                       weights_loaded=int(self.weights_loaded), in_height=h, in_width=w,
                       in_channels=c, n_classes=self.spec.n_classes, blob_words=self.blob_words,
-                      weights_checksum=self.weights_checksum)
+                      weights_checksum=self.weights_checksum, packings=self.packings,
+                      max_batch=self.max_batch)
         return [values[f] for f in S.QUERY_FIELDS]
 
     def handle(self, words) -> np.ndarray:
@@ -73,7 +86,8 @@ class RefCore:
         if (head >> 8) & 0xFF != S.VERSION:
             return self._error(tag, S.ERR_BAD_VERSION, (head >> 8) & 0xFF)
         op = head & 0xFF
-        need = {S.OP_QUERY: 0, S.OP_LOAD_WEIGHTS: self.blob_words, S.OP_INFER: self.infer_words}
+        need = {S.OP_QUERY: 0, S.OP_LOAD_WEIGHTS: self.blob_words, S.OP_INFER: self.infer_words,
+                S.OP_INFER_BATCH: None}
         if op not in need:
             return self._error(tag, S.ERR_UNKNOWN_OPCODE, op)
         payload = words[S.HEADER_WORDS:-1]
@@ -82,7 +96,11 @@ class RefCore:
             if writes_weights:
                 self._invalidate()
             return self._error(tag, S.ERR_BAD_LENGTH, n)
-        if length != need[op]:
+        if op == S.OP_INFER_BATCH:
+            bad = self._batch_header_error(payload, length)
+            if bad is not None:
+                return self._error(tag, *bad)
+        elif length != need[op]:
             return self._error(tag, S.ERR_BAD_LENGTH, length)
         if S.checksum(words[:-1]) != int(words[-1]):
             if writes_weights:
@@ -97,11 +115,48 @@ class RefCore:
             return S.encode(S.OP_LOAD_WEIGHTS | S.REPLY_BIT, [self.weights_checksum], tag)
         if not self.weights_loaded:
             return self._error(tag, S.ERR_NO_WEIGHTS, 0)
+        if op == S.OP_INFER_BATCH:
+            return S.encode(S.OP_INFER_BATCH | S.REPLY_BIT, self._batch_records(payload), tag)
         n_pix = int(np.prod(self.in_shape))
         pixels = payload.astype("<u4").view(np.uint8)[:n_pix].reshape(self.in_shape)
         cls, logits = self.model.classify(pixels[None])
         out = [int(cls[0])] + [int(v) & S.MASK32 for v in logits[0]]
         return S.encode(S.OP_INFER | S.REPLY_BIT, out, tag)
+
+    def _batch_header_error(self, payload: np.ndarray, length: int) -> tuple[int, int] | None:
+        """The INFER_BATCH checks that replace check 6: (code, detail) or None."""
+        if length == 0:
+            return S.ERR_BAD_LENGTH, 0
+        word0 = int(payload[0])
+        packing, n = word0 >> 16, word0 & 0xFFFF
+        if packing >= 32 or not (self.packings >> packing) & 1:
+            return S.ERR_BAD_PACKING, packing
+        if n == 0 or n > self.max_batch:
+            return S.ERR_BAD_BATCH, n
+        if length != 1 + n * S.image_words(self.n_pixels, packing):
+            return S.ERR_BAD_LENGTH, length
+        return None
+
+    def _batch_records(self, payload: np.ndarray) -> np.ndarray:
+        """A checked INFER_BATCH payload -> the reply's records, flat."""
+        word0 = int(payload[0])
+        packing, n = word0 >> 16, word0 & 0xFFFF
+        images = payload[1:].reshape(n, S.image_words(self.n_pixels, packing))
+        if packing == S.PACK_DIE2:
+            states = S.unpack_die2(images, self.n_pixels)
+            bad = (states == 3).any(axis=1)
+            pixels = S.pixels_from_die_states(states)
+        else:
+            pixels = np.ascontiguousarray(images, dtype="<u4").view(np.uint8)[:, :self.n_pixels]
+            bad = np.zeros(n, dtype=bool)
+        records = np.zeros((n, S.record_words(self.spec.n_classes)), dtype=np.uint32)
+        good = ~bad
+        if good.any():
+            cls, logits = self.model.classify(pixels[good].reshape(-1, *self.in_shape))
+            records[good, 1] = cls
+            records[good, 2:] = (logits.astype(np.int64) & S.MASK32).astype(np.uint32)
+        records[bad, 0] = S.ERR_BAD_PIXEL
+        return records.ravel()
 
     def _invalidate(self) -> None:
         self.weights_loaded = False

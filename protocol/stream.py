@@ -30,9 +30,41 @@ INFER         request: one image, uint8 pixels in HWC order, packed four to a
               the final GAP, for class activation maps): its codes in HWC
               order, one byte each (two's complement if the layer is
               signed), packed like the image; ceil(H*W*C/4) words.
+INFER_BATCH   request: word 0 = ``batch_word(n, packing)``: n images in
+              [15:0], the packing in [23:16], [31:24] zero; then n images
+              back to back, each ``image_words(H*W*C, packing)`` words and
+              starting on a word boundary:
+                PACK_U8    uint8 pixels HWC, four a word, first in bits [7:0]
+                           (INFER's packing);
+                PACK_DIE2  2-bit die states HWC, sixteen a word, first in bits
+                           [1:0]: 0 no die, 1 pass, 2 fail (the core maps them
+                           to the pixel codes ``DIE_PIXEL_CODES``), 3 invalid.
+                           1-channel (wafer-map) cores only.
+              Padding after an image's last pixel is ignored.
+              reply: n records of ``record_words(n_classes, feature_words)``
+              words, in request order: [status, class_index, n_classes int32
+              logits, the feature words of a CAP_FEATURES core (as INFER)].
+              status 0 is a result; otherwise an ERR_* code for that image
+              alone (ERR_BAD_PIXEL: a die state of 3), the record keeps its
+              size and its other words are zero.
+              Whole-message errors give one ERROR reply instead, in this
+              order after the framing checks: length 0 (BAD_LENGTH, detail
+              0); packing unknown or not taken by this core, or bits [31:24]
+              set (BAD_PACKING, detail word0 >> 16); n == 0 or n > max_batch
+              (BAD_BATCH, detail n); length != 1 + n * image_words
+              (BAD_LENGTH, detail length); checksum; no weights. The core
+              buffers the records and answers only after TLAST and the
+              checksum, so a bad message never yields partial results.
 ERROR         reply only: [error_code, detail]; detail is the offending
               opcode for unknown opcodes, or the word count seen for length
               errors, or 0.
+
+Version 2 added INFER_BATCH, the QUERY fields ``packings`` and ``max_batch``
+and CAP_BATCH; a version-1 message gets BAD_VERSION.
+
+DMA bytes a 42x42 wafer map: 1,764 as PACK_U8 (441 words), 444 as PACK_DIE2
+(111 words: 1,764 states at 16 a word); plus 4 bytes a batch for word 0 and
+16 for the header and checksum.
 """
 from __future__ import annotations
 
@@ -41,7 +73,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAGIC = 0x5751  # "WQ"
-VERSION = 1
+VERSION = 2
 HEADER_WORDS = 3
 TRAILER_WORDS = 1
 # Largest message the core accepts, in words. Must hold the largest blob the
@@ -51,6 +83,7 @@ MAX_MESSAGE_WORDS = 1 << 20
 OP_QUERY = 0x01
 OP_LOAD_WEIGHTS = 0x02
 OP_INFER = 0x03
+OP_INFER_BATCH = 0x04
 REPLY_BIT = 0x80
 OP_ERROR = 0xFF
 
@@ -58,6 +91,7 @@ OPCODES = {
     "QUERY": OP_QUERY,
     "LOAD_WEIGHTS": OP_LOAD_WEIGHTS,
     "INFER": OP_INFER,
+    "INFER_BATCH": OP_INFER_BATCH,
     "ERROR": OP_ERROR,
 }
 
@@ -74,6 +108,9 @@ ERR_GUARD_TIMEOUT = 7
 ERR_GUARD_OVERLONG = 8
 ERR_GUARD_RESET = 9
 GUARD_TAIL_WORDS = HEADER_WORDS + 2 + TRAILER_WORDS  # the appended ERROR reply
+ERR_BAD_PIXEL = 10    # INFER_BATCH record: a PACK_DIE2 image holds a die state of 3
+ERR_BAD_PACKING = 11  # INFER_BATCH: packing unknown or not taken by this core
+ERR_BAD_BATCH = 12    # INFER_BATCH: n == 0 or n > the core's max_batch
 
 ERRORS = {
     ERR_BAD_MAGIC: "bad magic",
@@ -85,12 +122,30 @@ ERRORS = {
     ERR_GUARD_TIMEOUT: "frame guard: the core stalled mid-reply (timeout)",
     ERR_GUARD_OVERLONG: "frame guard: reply longer than the guard's MAX_WORDS",
     ERR_GUARD_RESET: "frame guard: reply cut by a soft reset",
+    ERR_BAD_PIXEL: "image holds a die state of 3 (PACK_DIE2 takes 0 no die, 1 pass, 2 fail)",
+    ERR_BAD_PACKING: "input packing unknown or not supported by this core",
+    ERR_BAD_BATCH: "batch size is 0 or above the core's max_batch",
 }
+
+# INFER_BATCH input packings (word 0 bits [23:16]); QUERY's ``packings`` has
+# bit 1 << PACK_x set for each one the core takes.
+PACK_U8 = 0
+PACK_DIE2 = 1
+PACKINGS = {"U8": PACK_U8, "DIE2": PACK_DIE2}
+PIXELS_PER_WORD = {PACK_U8: 4, PACK_DIE2: 16}
+# Pixel code of die states 0 (no die), 1 (pass), 2 (fail): what the model sees
+# (contract.preprocess.CATEGORY_CODES is this table). State 3 is invalid.
+DIE_PIXEL_CODES = (0, 128, 255)
+DIE_STATE_BITS = 2
+# n_images is a 16-bit field; a core's own limit (QUERY max_batch) is lower.
+BATCH_N_MAX = 0xFFFF
+RECORD_HEAD_WORDS = 2  # status, class index
 
 # Capability bits reported by QUERY.
 CAP_RUNTIME_WEIGHTS = 1 << 0
 CAP_LOGITS = 1 << 1
 CAP_FEATURES = 1 << 2  # INFER replies carry the last feature map
+CAP_BATCH = 1 << 3     # INFER_BATCH is taken (QUERY packings and max_batch say how)
 
 # QUERY reply payload, one word each, in this order.
 QUERY_FIELDS = (
@@ -104,6 +159,8 @@ QUERY_FIELDS = (
     "n_classes",
     "blob_words",
     "weights_checksum",
+    "packings",
+    "max_batch",
 )
 
 MASK32 = 0xFFFFFFFF
@@ -182,6 +239,118 @@ def infer_words(n_pixels: int) -> int:
     return (n_pixels + 3) // 4
 
 
+def image_words(n_pixels: int, packing: int = PACK_U8) -> int:
+    """Words one image of ``n_pixels`` takes in an INFER_BATCH request."""
+    per = PIXELS_PER_WORD.get(packing)
+    if per is None:
+        raise ValueError(f"unknown packing {packing}; known: {PACKINGS}")
+    return (n_pixels + per - 1) // per
+
+
+def record_words(n_classes: int, feature_words: int = 0) -> int:
+    """Words of one INFER_BATCH reply record."""
+    return RECORD_HEAD_WORDS + n_classes + feature_words
+
+
+def batch_word(n: int, packing: int) -> int:
+    """Word 0 of an INFER_BATCH payload."""
+    return (n & 0xFFFF) | ((packing & 0xFF) << 16)
+
+
+def _flat_images(images: np.ndarray) -> np.ndarray:
+    """[N][...] -> uint8 [N][pixels], HWC order kept."""
+    a = np.asarray(images)
+    if a.ndim < 2:
+        raise ValueError(f"expected a batch of images [N][H][W][C], got shape {a.shape}")
+    return np.ascontiguousarray(a.reshape(a.shape[0], -1), dtype=np.uint8)
+
+
+def pack_u8(images: np.ndarray) -> np.ndarray:
+    """uint8 images [N][H][W][C] -> uint32 [N][ceil(H*W*C/4)]: each image as INFER packs it."""
+    flat = _flat_images(images)
+    pad = (-flat.shape[1]) % 4
+    if pad:
+        flat = np.pad(flat, ((0, 0), (0, pad)))
+    return np.ascontiguousarray(flat).view("<u4").astype(np.uint32)
+
+
+_DIE_SHIFTS = (np.arange(16, dtype=np.uint32) * DIE_STATE_BITS)
+
+
+def pack_die2(images: np.ndarray) -> np.ndarray:
+    """2-bit die states [N][H][W][C] (0..3) -> uint32 [N][ceil(H*W*C/16)]:
+    sixteen a word, first pixel in bits [1:0], zero padding."""
+    flat = _flat_images(images)
+    if flat.size and int(flat.max()) > 3:
+        raise ValueError(f"die states are 0..3, got {int(flat.max())}")
+    pad = (-flat.shape[1]) % 16
+    if pad:
+        flat = np.pad(flat, ((0, 0), (0, pad)))
+    lanes = flat.reshape(flat.shape[0], -1, 16).astype(np.uint32) << _DIE_SHIFTS
+    return np.bitwise_or.reduce(lanes, axis=2).astype(np.uint32)
+
+
+def unpack_die2(words: np.ndarray, n_pixels: int) -> np.ndarray:
+    """uint32 [..., words] -> die states uint8 [..., n_pixels] (inverse of pack_die2)."""
+    w = np.asarray(words, dtype=np.uint32)
+    states = (w[..., None] >> _DIE_SHIFTS) & 3
+    return states.reshape(*w.shape[:-1], -1)[..., :n_pixels].astype(np.uint8)
+
+
+_STATE_OF_CODE = np.full(256, 3, dtype=np.uint8)
+_STATE_OF_CODE[list(DIE_PIXEL_CODES)] = np.arange(len(DIE_PIXEL_CODES), dtype=np.uint8)
+
+
+def die_codes_from_pixels(images: np.ndarray) -> np.ndarray | None:
+    """uint8 pixel codes -> 2-bit die states of the same shape, or None when
+    any pixel is not one of ``DIE_PIXEL_CODES`` (send such images as PACK_U8)."""
+    states = _STATE_OF_CODE[np.asarray(images, dtype=np.uint8)]
+    return None if (states == 3).any() else states
+
+
+def pixels_from_die_states(states: np.ndarray) -> np.ndarray:
+    """Die states 0..2 -> the uint8 pixel codes the model sees (3 maps to 0)."""
+    table = np.array(DIE_PIXEL_CODES + (0,), dtype=np.uint8)
+    return table[np.asarray(states, dtype=np.uint8) & 3]
+
+
+def encode_infer_batch(images: np.ndarray, packing: int = PACK_U8, tag: int = 0) -> np.ndarray:
+    """One INFER_BATCH request. ``images``: [N][H][W][C] uint8 pixel codes for
+    PACK_U8, or 2-bit die states (``die_codes_from_pixels``) for PACK_DIE2."""
+    if packing == PACK_U8:
+        body = pack_u8(images)
+    elif packing == PACK_DIE2:
+        body = pack_die2(images)
+    else:
+        raise ValueError(f"unknown packing {packing}; known: {PACKINGS}")
+    n = body.shape[0]
+    if not 1 <= n <= BATCH_N_MAX:
+        raise ValueError(f"a batch holds 1..{BATCH_N_MAX} images, got {n}")
+    return encode(OP_INFER_BATCH, np.concatenate([[batch_word(n, packing)], body.ravel()]), tag)
+
+
+def parse_batch_reply(msg: Message, n: int, n_classes: int,
+                      feature_shape: tuple[int, int, int] | None = None, signed: bool = False):
+    """INFER_BATCH reply -> (status uint32 [n], class uint32 [n], int32 logits
+    [n][n_classes]) and, with ``feature_shape``, feature codes int16 [n][H][W][C].
+    An ERROR reply raises StreamError with its code; records with status != 0
+    are per-image errors and their other fields are zero."""
+    raise_if_error(msg)
+    n_feat = infer_words(int(np.prod(feature_shape))) if feature_shape is not None else 0
+    rec = record_words(n_classes, n_feat)
+    if msg.opcode != (OP_INFER_BATCH | REPLY_BIT) or msg.payload.size != n * rec:
+        raise StreamError(f"not an INFER_BATCH reply of {n} records of {rec} words: opcode "
+                          f"0x{msg.opcode:02x}, {msg.payload.size} words")
+    r = msg.payload.reshape(n, rec)
+    status, classes = r[:, 0].copy(), r[:, 1].copy()
+    logits = np.ascontiguousarray(r[:, 2:2 + n_classes]).view(np.int32)
+    if feature_shape is None:
+        return status, classes, logits
+    raw = np.ascontiguousarray(r[:, 2 + n_classes:], dtype="<u4").view(np.uint8)
+    codes = raw[:, :int(np.prod(feature_shape))].view(np.int8 if signed else np.uint8)
+    return status, classes, logits, codes.astype(np.int16).reshape(n, *feature_shape)
+
+
 def parse_query(msg: Message) -> dict:
     if msg.opcode != (OP_QUERY | REPLY_BIT) or msg.payload.size != len(QUERY_FIELDS):
         raise StreamError(f"not a QUERY reply: opcode 0x{msg.opcode:02x}, {msg.payload.size} words")
@@ -234,13 +403,22 @@ def c_constants() -> dict[str, int]:
         "WQ_CAP_FEATURES": CAP_FEATURES,
         "WQ_QUERY_WORDS": len(QUERY_FIELDS),
         "WQ_GUARD_TAIL_WORDS": GUARD_TAIL_WORDS,
+        "WQ_CAP_BATCH": CAP_BATCH,
+        "WQ_PACK_U8": PACK_U8,
+        "WQ_PACK_DIE2": PACK_DIE2,
+        "WQ_DIE_CODE_NONE": DIE_PIXEL_CODES[0],
+        "WQ_DIE_CODE_PASS": DIE_PIXEL_CODES[1],
+        "WQ_DIE_CODE_FAIL": DIE_PIXEL_CODES[2],
+        "WQ_BATCH_N_MAX": BATCH_N_MAX,
+        "WQ_RECORD_HEAD_WORDS": RECORD_HEAD_WORDS,
     }
     consts.update({f"WQ_OP_{k}": v for k, v in OPCODES.items()})
     names = {ERR_BAD_MAGIC: "BAD_MAGIC", ERR_BAD_VERSION: "BAD_VERSION",
              ERR_BAD_LENGTH: "BAD_LENGTH", ERR_UNKNOWN_OPCODE: "UNKNOWN_OPCODE",
              ERR_NO_WEIGHTS: "NO_WEIGHTS", ERR_BAD_CHECKSUM: "BAD_CHECKSUM",
              ERR_GUARD_TIMEOUT: "GUARD_TIMEOUT", ERR_GUARD_OVERLONG: "GUARD_OVERLONG",
-             ERR_GUARD_RESET: "GUARD_RESET"}
+             ERR_GUARD_RESET: "GUARD_RESET", ERR_BAD_PIXEL: "BAD_PIXEL",
+             ERR_BAD_PACKING: "BAD_PACKING", ERR_BAD_BATCH: "BAD_BATCH"}
     consts.update({f"WQ_ERR_{n}": c for c, n in names.items()})
     consts.update({f"WQ_QUERY_{f.upper()}": i for i, f in enumerate(QUERY_FIELDS)})
     return consts

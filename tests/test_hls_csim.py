@@ -140,7 +140,7 @@ def _cases(model: IntModel):
     return {
         "bad_magic": (True, [_with(S.encode(S.OP_QUERY, [], 5), 0, hdr(S.OP_QUERY, magic=0x1234))]),
         "bad_magic_bad_sum": (True, [_with(S.encode(S.OP_INFER, img, 5), 0, 0xFFFF0103, False)]),
-        "bad_version": (True, [_with(S.encode(S.OP_QUERY, [], 6), 0, hdr(S.OP_QUERY, version=2))]),
+        "bad_version": (True, [_with(S.encode(S.OP_QUERY, [], 6), 0, hdr(S.OP_QUERY, version=1))]),
         "opcode_07": (True, [_msg(hdr(0x07), [], 7)]),
         "opcode_reply_83": (True, [_msg(hdr(0x83), [1, 2], 8)]),
         "opcode_error_ff": (True, [_msg(hdr(S.OP_ERROR), [1, 0], 8)]),

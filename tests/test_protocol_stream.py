@@ -128,3 +128,81 @@ def test_blob_round_trip(w):
         np.testing.assert_array_equal(back[k], v, err_msg=k)
     with pytest.raises(ValueError):
         blob.unpack(model.layers, words[:-1])
+
+
+# --- INFER_BATCH: packings, encode and parse ---------------------------------------
+
+def test_die2_packing_order_and_padding():
+    states = np.array([1, 2, 3, 0, 2] + [0] * 11 + [2, 1], np.uint8).reshape(1, 1, 18, 1)
+    words = S.pack_die2(states)
+    assert words.shape == (1, 2) and words.shape[1] == S.image_words(18, S.PACK_DIE2)
+    # first pixel in bits [1:0]: 1 | 2 << 2 | 3 << 4 | 0 << 6 | 2 << 8
+    assert words[0].tolist() == [0b10_00_11_10_01, 0b01_10]
+    np.testing.assert_array_equal(S.unpack_die2(words, 18), states.reshape(1, 18))
+
+
+def test_die2_round_trip_of_a_batch_and_the_42x42_sizes():
+    rng = np.random.default_rng(3)
+    states = rng.integers(0, 4, (5, 42, 42, 1), dtype=np.uint8)
+    words = S.pack_die2(states)
+    assert words.shape == (5, 111) and S.image_words(42 * 42, S.PACK_U8) == 441
+    np.testing.assert_array_equal(S.unpack_die2(words, 42 * 42).reshape(states.shape), states)
+    with pytest.raises(ValueError, match="0..3"):
+        S.pack_die2(np.full((1, 4), 4, np.uint8))
+
+
+def test_die_codes_from_pixels():
+    codes = np.array(S.DIE_PIXEL_CODES, np.uint8)
+    states = np.random.default_rng(1).integers(0, 3, (3, 7, 7, 1), dtype=np.uint8)
+    got = S.die_codes_from_pixels(codes[states])
+    np.testing.assert_array_equal(got, states)
+    np.testing.assert_array_equal(S.pixels_from_die_states(got), codes[states])
+    bad = codes[states].copy()
+    bad[1, 3, 3, 0] = 127
+    assert S.die_codes_from_pixels(bad) is None
+
+
+@pytest.mark.parametrize("packing", [S.PACK_U8, S.PACK_DIE2])
+def test_encode_infer_batch_layout(packing):
+    rng = np.random.default_rng(packing)
+    hi = 256 if packing == S.PACK_U8 else 3
+    images = rng.integers(0, hi, (3, 5, 5, 1), dtype=np.uint8)
+    msg = S.decode(S.encode_infer_batch(images, packing, tag=77))
+    assert (msg.opcode, msg.tag) == (S.OP_INFER_BATCH, 77)
+    iw = S.image_words(25, packing)
+    assert msg.payload.size == 1 + 3 * iw
+    assert int(msg.payload[0]) == 3 | packing << 16 == S.batch_word(3, packing)
+    for i in range(3):   # each image on its own word boundary, packed as one alone
+        one = msg.payload[1 + i * iw:1 + (i + 1) * iw]
+        if packing == S.PACK_U8:
+            np.testing.assert_array_equal(one, S.pack_pixels(images[i]))
+        else:
+            np.testing.assert_array_equal(S.unpack_die2(one, 25), images[i].reshape(25))
+    with pytest.raises(ValueError, match="packing"):
+        S.encode_infer_batch(images, 7)
+
+
+def test_parse_batch_reply_records_errors_and_features():
+    n, k = 3, 4
+    rec = np.zeros((n, S.record_words(k, 2)), np.uint32)
+    rec[0, 1:] = [2, 5, (-7) & S.MASK32, 0, 1, 0x04030201, 0x000000FF]
+    rec[1, 0] = S.ERR_BAD_PIXEL
+    rec[2, 1:] = [0, 9, 8, 7, 6, 0x7F800001, 0]
+    msg = S.decode(S.encode(S.OP_INFER_BATCH | S.REPLY_BIT, rec.ravel(), 3))
+    status, cls, logits, feat = S.parse_batch_reply(msg, n, k, feature_shape=(1, 5, 1), signed=True)
+    assert status.tolist() == [0, S.ERR_BAD_PIXEL, 0] and cls.tolist() == [2, 0, 0]
+    assert logits.dtype == np.int32 and logits[0].tolist() == [5, -7, 0, 1]
+    assert feat.shape == (3, 1, 5, 1) and feat[0].ravel().tolist() == [1, 2, 3, 4, -1]
+    assert feat[2].ravel().tolist() == [1, 0, -128, 127, 0]
+    with pytest.raises(S.StreamError, match="INFER_BATCH reply"):
+        S.parse_batch_reply(msg, n, k)          # no features: the records are too long
+    err = S.decode(S.encode(S.OP_ERROR, [S.ERR_BAD_BATCH, 0], 3))
+    with pytest.raises(S.StreamError) as e:
+        S.parse_batch_reply(err, n, k)
+    assert e.value.code == S.ERR_BAD_BATCH
+
+
+def test_preprocess_codes_are_the_protocols():
+    from contract.preprocess import CATEGORY_CODES
+
+    assert tuple(CATEGORY_CODES.tolist()) == S.DIE_PIXEL_CODES
