@@ -20,7 +20,7 @@ from host_stm32mp1 import readers
 from contract import export_dir
 from contract import reject as R
 from host_stm32mp1.boards import BoardPool
-from host_stm32mp1.client import BoardError
+from host_stm32mp1.client import DEFAULT_BATCH, BoardError
 from contract.preprocess import to_model_input
 from protocol import wire as W
 
@@ -119,6 +119,7 @@ class Run:
     weights_sent: bool = False
     cached: int = 0
     boards: dict = field(default_factory=dict)     # board -> batches served, weights pushed
+    batch: int | None = None                        # maps a request, as sent
     reached: bool = False                           # a board answered (weights_sent means something)
 
 
@@ -265,6 +266,9 @@ def send(run: Run, client, model: Model, batch: int, store=None, board_name="",
     """
     pool = client if isinstance(client, BoardPool) else BoardPool.of_client(client, model)
     single = not isinstance(client, BoardPool)
+    if batch is None:
+        batch = _board_batch(pool) if run.pending else DEFAULT_BATCH
+    run.batch = batch
     where = {rid: i for i, rid in enumerate(run.pending)}
     batches = [run.pending[s:s + batch] for s in range(0, len(run.pending), batch)]
 
@@ -315,6 +319,18 @@ def send(run: Run, client, model: Model, batch: int, store=None, board_name="",
                       for w in pool.workers}
         if single:
             client.on_connect = None
+
+
+def _board_batch(pool: BoardPool) -> int:
+    """Maps a request, sized by the first board that answers HELLO (its core's
+    max_batch); DEFAULT_BATCH when none answers now: the pool's retry policy
+    then deals with the boards."""
+    for w in pool.workers:
+        try:
+            return w.client.batch_size()
+        except (BoardError, OSError) as e:
+            log.info("board %s: no batch size (%s)", w.name, e)
+    return DEFAULT_BATCH
 
 
 def fail_unsent(run: Run, message: str) -> None:

@@ -43,6 +43,9 @@ ERROR         reply only: u32 code, then a UTF-8 message of at most MAX_TEXT
 Each frame type has a length range (``FRAME_LIMITS``), checked on the header
 before any payload is read; a service narrows it further to its model
 (``service_limits``). Version 2: RESULTS carries the weights checksum.
+Version 3: INFO carries the core's ``max_batch`` (images in one accelerator
+INFER_BATCH, 0 for a core without it) and ``packings`` (``protocol.stream``
+PACK_* bitmask): the host sizes its batches by them.
 """
 from __future__ import annotations
 
@@ -55,7 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAGIC = b"WQNT"
-VERSION = 2
+VERSION = 3
 HEADER = struct.Struct("<4sBBHIII")
 HEADER_SIZE = HEADER.size
 # Bounds every allocation made for a peer's frame: a batch of 64 maps of
@@ -125,7 +128,7 @@ NO_CLASS = 0xFFFF
 # class names, each u8 len + UTF-8.
 INFO_FIELDS = ("topology_hash", "weights_checksum", "weights_loaded", "core_version",
                "capabilities", "in_height", "in_width", "in_channels", "n_classes",
-               "blob_words", "weight_loads")
+               "blob_words", "weight_loads", "max_batch", "packings")
 _INFO_HEAD = struct.Struct("<" + "I" * len(INFO_FIELDS))
 
 
@@ -348,50 +351,28 @@ def decode_batch(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
     return ids, pix.reshape(n, h, w, c)
 
 
-def encode_results(records, weights_checksum: int = 0) -> bytes:
-    """Records are dicts: id, status, and class_index + logits (ok) or message;
+def encode_results(records, weights_checksum: int | None = None) -> bytes:
+    """RESULTS payload of a ``protocol.results.ResultBatch``, or of a list of
+    dicts (id, status, and class_index + logits (ok) or message);
     ``weights_checksum``: the weights the board ran the batch with."""
-    out = [_RESULTS_HEAD.pack(len(records), int(weights_checksum) & 0xFFFFFFFF)]
-    for r in records:
-        status = int(r["status"])
-        if status == OK:
-            logits = np.asarray(r["logits"], dtype="<i4").ravel()
-            out.append(_RECORD_HEAD.pack(int(r["id"]), OK, int(r["class_index"]), logits.size))
-            out.append(logits.tobytes())
-        else:
-            msg = _text(r.get("message", ""))
-            out.append(_RECORD_HEAD.pack(int(r["id"]), status, NO_CLASS, len(msg)) + msg)
-    return b"".join(out)
+    from protocol import results
+
+    if not isinstance(records, results.ResultBatch):
+        records = results.from_records(records)
+    return results.encode(records, weights_checksum)
+
+
+def decode_result_batch(payload: bytes):
+    """RESULTS payload -> ``protocol.results.ResultBatch`` (arrays; its items
+    are the records ``decode_results`` gives)."""
+    from protocol import results
+
+    return results.decode(payload)
 
 
 def decode_results(payload: bytes) -> list[dict]:
     """RESULTS payload -> records; each carries the batch's ``weights_checksum``."""
-    try:
-        n, wsum = _RESULTS_HEAD.unpack_from(payload)
-        if n > MAX_BATCH_IMAGES:
-            raise struct.error(f"{n} records, at most {MAX_BATCH_IMAGES}")
-        pos, records = _RESULTS_HEAD.size, []
-        for _ in range(n):
-            rid, status, cls, count = _RECORD_HEAD.unpack_from(payload, pos)
-            pos += _RECORD_HEAD.size
-            if status == OK:
-                if pos + 4 * count > len(payload):
-                    raise struct.error("logits run past the payload")
-                logits = np.frombuffer(payload, dtype="<i4", count=count, offset=pos)
-                records.append(dict(id=rid, status=OK, class_index=cls,
-                                    logits=logits.astype(np.int64).tolist(),
-                                    weights_checksum=wsum))
-                pos += 4 * count
-            else:
-                msg = printable(payload[pos:pos + count].decode("utf-8", "replace"))
-                records.append(dict(id=rid, status=status, class_index=None, message=msg,
-                                    weights_checksum=wsum))
-                pos += count
-    except struct.error as e:
-        raise WireError(f"malformed RESULTS payload: {e}", E_BAD_REQUEST) from e
-    if pos != len(payload):
-        raise WireError(f"RESULTS payload has {len(payload) - pos} trailing bytes", E_BAD_REQUEST)
-    return records
+    return list(decode_result_batch(payload))
 
 
 def c_constants() -> dict[str, int]:

@@ -325,10 +325,12 @@ class Accelerator:
     def name(self) -> str:
         return getattr(self.backend, "name", type(self.backend).__name__)
 
-    def _call(self, opcode: int, payload=()) -> S.Message:
+    def _call(self, opcode: int, payload=(), request=None) -> S.Message:
+        """One request -> its reply; ``request(tag)`` builds the words when given."""
         tag = next(self._tags) & S.MASK32
+        words = S.encode(opcode, payload, tag) if request is None else request(tag)
         with self._lock:
-            reply = self.backend.transact(S.encode(opcode, payload, tag))
+            reply = self.backend.transact(words)
         msg = S.raise_if_error(S.decode(reply))
         if msg.tag != tag:
             raise S.StreamError(f"reply tag {msg.tag} does not match request tag {tag}")
@@ -351,6 +353,16 @@ class Accelerator:
             self.query()
         msg = self._call(S.OP_INFER, S.pack_pixels(image))
         return S.parse_result(msg, self._n_classes)
+
+    def infer_batch(self, images: np.ndarray, packing: int = S.PACK_U8):
+        """One INFER_BATCH message: images [N][H][W][C] (uint8 pixels for
+        PACK_U8, die states for PACK_DIE2) -> (status [N], class [N], int32
+        logits [N][n_classes]); status != 0 is that image's ERR_* code."""
+        if self._n_classes is None:
+            self.query()
+        msg = self._call(S.OP_INFER_BATCH,
+                         request=lambda tag: S.encode_infer_batch(images, packing, tag))
+        return S.parse_batch_reply(msg, len(images), self._n_classes)
 
     def close(self) -> None:
         self.backend.close()

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from protocol import auth as A
+from protocol import results as R
 from protocol import stream as S
 from contract import export_dir
 from protocol import wire as W
@@ -99,36 +100,72 @@ class Board:
         log.info("loaded weights: %d words, checksum 0x%08x", words.size, checksum)
         return checksum
 
-    def infer_batch(self, ids: np.ndarray, images: np.ndarray) -> tuple[list[dict], int]:
-        """(one record per image, the weights checksum the batch ran with)."""
+    def infer_batch(self, ids: np.ndarray, images: np.ndarray) -> tuple[R.ResultBatch, int]:
+        """(one record per image, the weights checksum the batch ran with).
+
+        A core with CAP_BATCH gets the images in INFER_BATCH messages of at most
+        its max_batch, one backend transaction (one driver write, one DMA
+        transfer) each, packed and unpacked in numpy; an older core gets one
+        INFER an image. A failed message turns exactly its own images into
+        error records; the other messages of the batch still run."""
+        res = R.ResultBatch.empty(ids, self.info["n_classes"])
         shape = (self.info["in_height"], self.info["in_width"], self.info["in_channels"])
         if images.shape[1:] != shape:   # once per batch: every image has the batch's shape
-            msg = (f"image is {'x'.join(map(str, images.shape[1:]))}, the model takes "
-                   f"{'x'.join(map(str, shape))}")
-            return [dict(id=int(i), status=W.E_BAD_SHAPE, message=msg) for i in ids], 0
-        records = []
+            res.fail(slice(None), W.E_BAD_SHAPE,
+                     f"image is {'x'.join(map(str, images.shape[1:]))}, the model takes "
+                     f"{'x'.join(map(str, shape))}")
+            return res, 0
         with self.lock:
             # Under the lock: no LOAD_WEIGHTS of another client can come between
             # this checksum and the images.
             info = self.accel.query()
             checksum = info["weights_checksum"] if info["weights_loaded"] else 0
-            for image_id, image in zip(ids, images):
-                records.append(self._infer_one(int(image_id), image))
-        return records, checksum
+            if info["capabilities"] & S.CAP_BATCH and info["max_batch"] > 0:
+                for s in range(0, len(res), info["max_batch"]):
+                    self._infer_part(slice(s, min(s + info["max_batch"], len(res))), images,
+                                     res, info)
+            else:
+                for i, image in enumerate(images):
+                    self._infer_one(i, image, res)
+        res.weights_checksum = checksum
+        return res, checksum
 
-    def _infer_one(self, image_id: int, image: np.ndarray) -> dict:
+    def _infer_part(self, part: slice, images: np.ndarray, res: R.ResultBatch, info: dict) -> None:
+        """One INFER_BATCH message: PACK_DIE2 when the core takes it and every
+        pixel is a die category code, else PACK_U8."""
+        data, packing = images[part], S.PACK_U8
+        if info["in_channels"] == 1 and (info["packings"] >> S.PACK_DIE2) & 1:
+            states = S.die_codes_from_pixels(data)
+            if states is not None:
+                data, packing = states, S.PACK_DIE2
         try:
-            cls, logits = self.accel.infer(image)
-            return dict(id=image_id, status=W.OK, class_index=cls, logits=logits)
-        except S.StreamError as e:
-            code = W.E_NO_WEIGHTS if e.code == S.ERR_NO_WEIGHTS else W.E_ACCELERATOR
-            if code == W.E_NO_WEIGHTS:
-                return dict(id=image_id, status=code, message="no weights loaded: send LOAD_WEIGHTS first")
-            log.error("accelerator error on image %d: %s", image_id, e)
-            return dict(id=image_id, status=code, message="the accelerator refused the image")
-        except Exception:  # a backend fault must still yield this image's record
-            log.exception("backend failed on image %d", image_id)
-            return dict(id=image_id, status=W.E_INTERNAL, message=INTERNAL)
+            status, classes, logits = self.accel.infer_batch(data, packing)
+        except Exception as e:  # every image of this message still gets its record
+            res.fail(part, *self._failure(e, f"images {part.start}..{part.stop - 1}"))
+            return
+        res.classes[part], res.logits[part] = classes, logits
+        bad = np.flatnonzero(status)
+        for code in np.unique(status[bad]).tolist():   # per-image errors: rare
+            text = S.ERRORS.get(code, f"error {code}")
+            res.fail(part.start + bad[status[bad] == code], W.E_ACCELERATOR,
+                     f"the accelerator refused the image: {text}")
+
+    def _infer_one(self, i: int, image: np.ndarray, res: R.ResultBatch) -> None:
+        try:
+            res.classes[i], res.logits[i] = self.accel.infer(image)
+        except Exception as e:
+            res.fail(i, *self._failure(e, f"image {int(res.ids[i])}"))
+
+    @staticmethod
+    def _failure(e: Exception, what: str) -> tuple[int, str]:
+        """(wire status, text) for the images of a failed accelerator exchange."""
+        if isinstance(e, S.StreamError):
+            if e.code == S.ERR_NO_WEIGHTS:
+                return W.E_NO_WEIGHTS, "no weights loaded: send LOAD_WEIGHTS first"
+            log.error("accelerator error on %s: %s", what, e)
+            return W.E_ACCELERATOR, "the accelerator refused the image"
+        log.error("backend failed on %s", what, exc_info=e)
+        return W.E_INTERNAL, INTERNAL
 
 
 def _classes(model_dir) -> tuple[str, ...]:
