@@ -68,7 +68,10 @@ class SocketDriverStandIn:
                     except (ConnectionError, OSError):
                         return
                     result, out = self._op(op, arg, payload)
-                    B.send_frame(conn, B._ANS.pack(result, len(out)), out)
+                    try:
+                        B.send_frame(conn, B._ANS.pack(result, len(out)), out)
+                    except OSError:     # the opener died meanwhile: release() below
+                        return
             finally:
                 self.state, self.reply = "idle", None  # release(): drop any pending reply
                 self.in_use.release()

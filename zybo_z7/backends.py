@@ -207,6 +207,12 @@ class CharDevBackend:
     """
 
     name = "chardev"
+    # The driver moves a write() as one scatter-gather transfer of the caller's
+    # pinned pages, at most 255 descriptors (xilinx_dma before 6.6; 512 after):
+    # past that it answers EMSGSIZE (drivers/README.md). A request of 254
+    # pages fits however the pages lie (one more for a buffer that does not
+    # start on a page), so the service cuts its INFER_BATCH messages to it.
+    max_request_bytes = 254 * 4096
 
     def __init__(self, device: str = DEFAULT_DEVICE, timeout: float = 5.0):
         self.device, self.timeout = device, timeout

@@ -115,31 +115,48 @@ class Board:
                      f"image is {'x'.join(map(str, images.shape[1:]))}, the model takes "
                      f"{'x'.join(map(str, shape))}")
             return res, 0
+        # Packed before the lock (the core's packings are fixed at synthesis):
+        # another client's batch can use the core meanwhile.
+        data, packing = self._packed(images, self.info)
         with self.lock:
             # Under the lock: no LOAD_WEIGHTS of another client can come between
             # this checksum and the images.
             info = self.accel.query()
             checksum = info["weights_checksum"] if info["weights_loaded"] else 0
             if info["capabilities"] & S.CAP_BATCH and info["max_batch"] > 0:
-                for s in range(0, len(res), info["max_batch"]):
-                    self._infer_part(slice(s, min(s + info["max_batch"], len(res))), images,
-                                     res, info)
+                step = self._message_images(info, packing)
+                for s in range(0, len(res), step):
+                    self._infer_part(slice(s, min(s + step, len(res))), data, packing, res)
             else:
                 for i, image in enumerate(images):
                     self._infer_one(i, image, res)
         res.weights_checksum = checksum
         return res, checksum
 
-    def _infer_part(self, part: slice, images: np.ndarray, res: R.ResultBatch, info: dict) -> None:
-        """One INFER_BATCH message: PACK_DIE2 when the core takes it and every
-        pixel is a die category code, else PACK_U8."""
-        data, packing = images[part], S.PACK_U8
-        if info["in_channels"] == 1 and (info["packings"] >> S.PACK_DIE2) & 1:
-            states = S.die_codes_from_pixels(data)
+    @staticmethod
+    def _packed(images: np.ndarray, info: dict) -> tuple[np.ndarray, int]:
+        """(what to send, packing): die states as PACK_DIE2 when the core takes
+        it and every pixel of the batch is a die category code, else PACK_U8."""
+        if info["in_channels"] == 1 and (info.get("packings", 0) >> S.PACK_DIE2) & 1:
+            states = S.die_codes_from_pixels(images)
             if states is not None:
-                data, packing = states, S.PACK_DIE2
+                return states, S.PACK_DIE2
+        return images, S.PACK_U8
+
+    def _message_images(self, info: dict, packing: int) -> int:
+        """Images in one INFER_BATCH message: the core's max_batch, fewer when
+        the backend bounds a request's bytes (``max_request_bytes``)."""
+        limit = getattr(self.accel.backend, "max_request_bytes", None)
+        if not limit:
+            return info["max_batch"]
+        frame = 4 * (S.HEADER_WORDS + S.TRAILER_WORDS + 1)
+        per_image = 4 * S.image_words(self.image_bytes, packing)
+        return max(1, min(info["max_batch"], (limit - frame) // per_image))
+
+    def _infer_part(self, part: slice, data: np.ndarray, packing: int, res: R.ResultBatch) -> None:
+        """One INFER_BATCH message for the images ``part``."""
         try:
-            status, classes, logits = self.accel.infer_batch(data, packing)
+            status, classes, logits = self.accel.infer_batch(data[part], packing)
         except Exception as e:  # every image of this message still gets its record
             res.fail(part, *self._failure(e, f"images {part.start}..{part.stop - 1}"))
             return
