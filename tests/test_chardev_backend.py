@@ -159,3 +159,39 @@ def test_service_and_host_cli_over_tcp(env, dev, tmp_path):
     res.sort(key=lambda r: r["id"])
     assert [r["class_index"] for r in res] == cls.tolist()
     assert [r["logits"] for r in res] == logits.tolist()
+
+
+def test_a_batch_of_max_batch_maps_is_one_write(tmp_path):
+    """The service's INFER_BATCH of the core's max_batch wafer maps (die
+    states, PACK_DIE2) is one write() of the whole message and one read()."""
+    from contract import blob
+    from contract.preprocess import CATEGORY_CODES
+    from hls.refcore import RefCore
+    from zybo_z7.service import Board
+
+    model = random_model(CNNSpec.uniform(4, 4), 2)
+    core = RefCore(model.spec)
+    assert core.max_batch == 1024   # hls/batch.py for the 9-class 42x42 CNN
+    core.max_batch = 256            # the host's batch; a quarter of the time to classify
+    core.reset = lambda: None
+    core.transact = core.handle
+    sock_dir = tempfile.mkdtemp(prefix="wq")
+    dev = SocketDriverStandIn(Path(sock_dir) / "waferq0", core)
+    try:
+        with closing(open_accel(dev, timeout=30.0)) as acc:
+            board = Board(acc)
+            board.load_weights(blob.pack(model).astype("<u4").tobytes())
+            n = board.info["max_batch"]
+            x = CATEGORY_CODES[np.random.default_rng(4).integers(0, 3, (n, 42, 42, 1))]
+            before = dict(dev.stats)
+            res, _ = board.infer_batch(np.arange(n), x)
+        request = 4 * (S.HEADER_WORDS + 1 + n * S.image_words(42 * 42, S.PACK_DIE2) + 1)
+        assert dev.stats["tx_messages"] - before["tx_messages"] == 2    # QUERY, INFER_BATCH
+        assert dev.stats["tx_bytes"] - before["tx_bytes"] == 16 + request
+        assert request <= B.CharDevBackend.max_request_bytes
+        cls, logits = model.classify(x)
+        assert (res.status == 0).all() and np.array_equal(res.classes, cls)
+        assert np.array_equal(res.logits, logits)
+    finally:
+        dev.close()
+        shutil.rmtree(sock_dir, ignore_errors=True)
