@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-# A reply is at most a QUERY or an INFER result; this bounds the pop loop.
-_MAX_REPLY_WORDS = 1 << 16
+from protocol import stream as S
+
+# Bounds a reply: the largest INFER_BATCH reply is far below the stream's limit.
+_MAX_REPLY_WORDS = S.MAX_MESSAGE_WORDS
 
 
 class CSimError(RuntimeError):
@@ -40,15 +42,18 @@ class CSimCore:
         self.lib.wq_push.restype = None
         self.lib.wq_run.argtypes = []
         self.lib.wq_run.restype = ctypes.c_int
-        self.lib.wq_pop.argtypes = [ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_int),
-                                    ctypes.POINTER(ctypes.c_int)]
-        self.lib.wq_pop.restype = ctypes.c_int
         self.lib.wq_reset.argtypes = []
         self.lib.wq_reset.restype = None
         self.lib.wq_run_partial.argtypes = []
         self.lib.wq_run_partial.restype = ctypes.c_int
         self.lib.wq_soft_reset.argtypes = [ctypes.c_int]
         self.lib.wq_soft_reset.restype = None
+        self.lib.wq_push_message.argtypes = [ctypes.POINTER(ctypes.c_uint32), ctypes.c_int]
+        self.lib.wq_push_message.restype = None
+        self.lib.wq_pop_message.argtypes = [ctypes.POINTER(ctypes.c_uint32), ctypes.c_int,
+                                            ctypes.POINTER(ctypes.c_int)]
+        self.lib.wq_pop_message.restype = ctypes.c_int
+        self._reply_buf = np.zeros(_MAX_REPLY_WORDS, dtype=np.uint32)
         # The core and its streams are one piece of state; a server thread per
         # client must not interleave words of two messages.
         self._lock = threading.Lock()
@@ -110,29 +115,45 @@ class CSimCore:
         return replies
 
     def transact(self, words) -> np.ndarray:
-        """One request (TLAST on its last word) -> its reply words."""
-        words = np.asarray(words, dtype=np.uint32).ravel()
+        """One request (TLAST on its last word) -> its reply words; the words
+        cross into the library in one call each way."""
+        words = np.ascontiguousarray(words, dtype=np.uint32).ravel()
         if words.size == 0:
             raise ValueError("a request needs at least one word")
-        flags = np.zeros(words.size, dtype=bool)
-        flags[-1] = True
-        replies = self.send_raw(words, flags)
-        if len(replies) != 1:
-            raise CSimError(f"expected one reply, the core ran {len(replies)} times")
-        return replies[0]
+        ptr = words.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32))
+        with self._lock:
+            self.lib.wq_push_message(ptr, int(words.size))
+            if self.lib.wq_run() != 0:
+                raise CSimError("the core did not run on a complete request")
+            reply = self._pop_reply()
+            if self.lib.wq_run() == 0:
+                raise CSimError("expected one reply, the core ran twice")
+        return reply
+
+    def infer_batch(self, images: np.ndarray, n_classes: int, packing: int = S.PACK_U8, tag: int = 0,
+                    feature_shape: tuple[int, int, int] | None = None, signed: bool = False):
+        """One INFER_BATCH message for a whole batch: ``images`` as
+        ``protocol.stream.encode_infer_batch`` takes them ([N][H][W][C] uint8
+        pixel codes for PACK_U8, die states for PACK_DIE2). Returns
+        ``parse_batch_reply``'s arrays (status, class, int32 logits [,
+        features]); an ERROR reply raises ``protocol.stream.StreamError``."""
+        images = np.asarray(images)
+        reply = self.transact(S.encode_infer_batch(images, packing, tag))
+        msg = S.decode(reply)
+        if msg.tag != (tag & S.MASK32):
+            raise CSimError(f"reply tag {msg.tag} is not the request's {tag}")
+        return S.parse_batch_reply(msg, images.shape[0], n_classes, feature_shape, signed)
 
     def _pop_reply(self) -> np.ndarray:
-        data, last, keep = ctypes.c_uint32(), ctypes.c_int(), ctypes.c_int()
-        out = []
-        while len(out) < _MAX_REPLY_WORDS:
-            if self.lib.wq_pop(ctypes.byref(data), ctypes.byref(last), ctypes.byref(keep)) != 0:
-                if not out:
-                    raise CSimError("the core produced no reply to a complete request")
-                raise CSimError(f"the core's reply stopped after {len(out)} words without TLAST")
-            if keep.value != 0xFF:  # TKEEP and TSTRB: every byte of every word is valid
-                raise CSimError(f"reply word {len(out)} has TKEEP/TSTRB 0x{keep.value:02x}, "
-                                "not all ones")
-            out.append(data.value)
-            if last.value:
-                return np.array(out, dtype=np.uint32)
-        raise CSimError(f"the core's reply exceeded {_MAX_REPLY_WORDS} words without TLAST")
+        buf, bad = self._reply_buf, ctypes.c_int(0)
+        n = self.lib.wq_pop_message(buf.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)), buf.size,
+                                    ctypes.byref(bad))
+        if n == -1:
+            raise CSimError("the core produced no reply to a complete request")
+        if n == -2:  # TKEEP and TSTRB: every byte of every word is valid
+            raise CSimError(f"reply word {bad.value} has TKEEP/TSTRB not all ones")
+        if n == -3:
+            raise CSimError(f"the core's reply exceeded {buf.size} words without TLAST")
+        if n == -4:
+            raise CSimError(f"the core's reply stopped after {bad.value} words without TLAST")
+        return buf[:n].copy()

@@ -15,7 +15,7 @@ from contract import blob
 from contract.graph import INPUT, has_section, shift_names
 from contract.spec import INPUT_BITS
 
-from hls import parallel
+from hls import batch, parallel
 from hls.estimate import acc_bits, uses_dsp
 
 CORE_VERSION = 1  # what QUERY reports; the reference core (hls/refcore.py) reads it here
@@ -192,8 +192,12 @@ def config_header(meta: dict, plans: list[LayerPlan], features: bool = False) ->
             out.append("    static_assert(weight_mem_bits == n_weights * w_bits,"
                        ' "weight memory must hold exactly w_bits a weight");')
         out += ["};", ""]
-    caps = "WQ_CAP_RUNTIME_WEIGHTS | WQ_CAP_LOGITS" + (" | WQ_CAP_FEATURES" if features else "")
+    caps = "WQ_CAP_RUNTIME_WEIGHTS | WQ_CAP_LOGITS | WQ_CAP_BATCH" + (" | WQ_CAP_FEATURES" if features else "")
     max_reply = max(len(S.QUERY_FIELDS), 1 + n_classes + n_feat, 2)
+    rec = S.record_words(n_classes, n_feat)
+    max_b = batch.max_batch(n_classes, n_feat, h * w * c)
+    packs = batch.packings(c)
+    pack_names = " | ".join(f"(1u << WQ_PACK_{k})" for k, v in S.PACKINGS.items() if packs >> v & 1)
     out += ["struct top_config : wq::core_config {",
             f"    static const unsigned topology_hash = 0x{meta['topology_hash']:08x}u;",
             f"    static const unsigned core_version = {CORE_VERSION};",
@@ -208,5 +212,10 @@ def config_header(meta: dict, plans: list[LayerPlan], features: bool = False) ->
             f"    static const unsigned capabilities = {caps};",
             f"    static const unsigned feature_words = {n_feat};",
             f"    static const unsigned feature_alloc = {max(1, n_feat)};",
+            f"    static const unsigned die2_words = {S.image_words(h * w * c, S.PACK_DIE2)};",
+            f"    static const unsigned record_words = {rec};",
+            f"    static const unsigned max_batch = {max_b};",
+            f"    static const unsigned result_words = {max_b * rec};",
+            f"    static const unsigned packings = {pack_names};",
             "};", "", "#endif  // WQ_CONFIG_H", ""]
     return "\n".join(out)

@@ -125,14 +125,30 @@ int wq_run_partial(void) {
     return 0;
 }
 
-// keep: TKEEP in bits 3:0, TSTRB in bits 7:4.
-int wq_pop(uint32_t* data, int* last, int* keep) {
+// A whole message at once: n words, TLAST on the last one.
+void wq_push_message(const uint32_t* data, int n) {
+    for (int i = 0; i < n; i++) rx_fifo.write(wq::axis_beat(data[i], i == n - 1));
+    if (n > 0) complete_messages++;
+}
+
+// Pops one reply of at most max words into out: returns its length, -1 when tx
+// is empty, -2 when beat *bad lacks TKEEP/TSTRB all ones, -3 when no TLAST
+// came within max words, -4 when tx held only *bad words and no TLAST.
+int wq_pop_message(uint32_t* out, int max, int* bad) {
     if (tx_fifo.empty()) return -1;
-    wq::axis_word w = tx_fifo.read();
-    *data = (uint32_t)w.data.to_uint();
-    *last = (int)w.last.to_uint();
-    *keep = (int)(w.keep.to_uint() | (w.strb.to_uint() << 4));
-    return 0;
+    int n = 0;
+    while (!tx_fifo.empty() && n < max) {
+        wq::axis_word w = tx_fifo.read();
+        out[n] = (uint32_t)w.data.to_uint();
+        if ((w.keep.to_uint() | (w.strb.to_uint() << 4)) != 0xFF) {
+            *bad = n;
+            return -2;
+        }
+        n++;
+        if (w.last) return n;
+    }
+    *bad = n;
+    return n < max ? -4 : -3;  // -4: tx ran dry before TLAST
 }
 
 void wq_reset(void) {

@@ -127,6 +127,42 @@ def _msg(opcode_word: int, payload, tag: int, length: int | None = None) -> np.n
     return np.concatenate([body, [S.checksum(body)]]).astype(np.uint32)
 
 
+def _batch_cases(model: IntModel) -> dict:
+    """INFER_BATCH requests, good and malformed (protocol/stream.py's order of checks)."""
+    n_pix = int(np.prod(model.input_shape))
+    rng = np.random.default_rng(21)
+    states = rng.integers(0, 3, (3, *model.input_shape), dtype=np.uint8)
+    spoiled = states.copy()
+    spoiled[1].flat[n_pix // 2] = 3
+    die2 = S.encode_infer_batch(states, S.PACK_DIE2, 30)
+    u8 = S.encode_infer_batch(_images(model.spec, 2, seed=22), S.PACK_U8, 31)
+    body = die2[S.HEADER_WORDS:-1]
+    iw = S.image_words(n_pix, S.PACK_DIE2)
+    hdr = S.header_word(S.OP_INFER_BATCH)
+
+    def word0(n, packing):
+        return np.concatenate([[S.batch_word(n, packing)], body[1:]])
+    return {
+        "batch_die2": (True, [die2]),
+        "batch_u8": (True, [u8]),
+        "batch_bad_pixel": (True, [S.encode_infer_batch(spoiled, S.PACK_DIE2, 32)]),
+        "batch_before_load": (False, [die2]),
+        "batch_empty": (True, [_msg(hdr, [], 33)]),
+        "batch_packing_7": (True, [_msg(hdr, word0(3, 7), 34)]),
+        "batch_high_bits": (True, [_msg(hdr, np.concatenate([[S.batch_word(3, 1) | 1 << 28], body[1:]]), 34)]),
+        "batch_n_zero": (True, [_msg(hdr, word0(0, S.PACK_DIE2), 35)]),
+        "batch_n_over_max": (True, [_msg(hdr, word0(0xFFFF, S.PACK_DIE2), 35)]),
+        "batch_n_says_more": (True, [_msg(hdr, word0(4, S.PACK_DIE2), 36)]),
+        "batch_n_says_fewer": (True, [_msg(hdr, word0(2, S.PACK_DIE2), 36)]),
+        "batch_die2_sized_u8": (True, [_msg(hdr, word0(3, S.PACK_U8), 37)]),
+        "batch_bad_checksum": (True, [_with(die2, -1, die2[-1] ^ 1, False)]),
+        "batch_cut_in_image": (True, [_msg(hdr, body[:1 + iw + 5], 38, length=body.size)]),
+        "batch_cut_after_word0": (True, [_msg(hdr, body[:1], 38, length=body.size)]),
+        "batch_long_payload": (True, [_msg(hdr, np.concatenate([body, [5, 6, 7]]), 39, length=body.size)]),
+        "batch_old_version": (True, [_with(die2, 0, S.header_word(S.OP_INFER_BATCH, version=1))]),
+    }
+
+
 def _cases(model: IntModel):
     """name -> (load weights first?, list of requests). A request is a word array
     (TLAST on its last word) or a (words, last_flags) pair."""
@@ -163,6 +199,7 @@ def _cases(model: IntModel):
         "query_bad_checksum": (True, [_with(S.encode(S.OP_QUERY, [], 16), -1, 0, False)]),
         "infer_bad_checksum": (True, [_with(S.encode(S.OP_INFER, img, 17), -1, 1, False)]),
         "infer_before_load": (False, [S.encode(S.OP_INFER, img, 18)]),
+        **_batch_cases(model),
         "no_tlast_then_query": (True, [(np.concatenate([S.encode(S.OP_QUERY, [], 19),
                                                         S.encode(S.OP_QUERY, [], 20)]),
                                         [0, 0, 0, 0, 0, 0, 0, 1])]),
@@ -281,3 +318,90 @@ def test_reply_words_carry_tkeep_and_tstrb(malformed_setup):
     core = CSimCore(lib)
     reply = S.decode(core.transact(S.encode(S.OP_INFER, [0], 1)))
     assert reply.opcode == S.OP_ERROR
+
+
+# --- INFER_BATCH: bit-exact for every batch size, both packings --------------------------
+
+def _batch_images(model: IntModel, n: int, packing: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(what encode_infer_batch takes, the pixels the model sees)."""
+    rng = np.random.default_rng(seed)
+    if packing == S.PACK_DIE2:
+        states = rng.integers(0, 3, (n, *model.input_shape), dtype=np.uint8)
+        return states, S.pixels_from_die_states(states)
+    pixels = rng.integers(0, 256, (n, *model.input_shape), dtype=np.uint8)
+    return pixels, pixels
+
+
+@pytest.mark.parametrize("name", ["w4a4", "odd"])
+@pytest.mark.parametrize("packing", [S.PACK_U8, S.PACK_DIE2], ids=["u8", "die2"])
+def test_infer_batch_bit_exact(builds, name, packing):
+    """Batches of 1, 16 and 64 equal IntModel.forward and RefCore word for word;
+    a 3-channel core refuses PACK_DIE2 as RefCore does."""
+    model, core, _ = builds(name)
+    _load(core, model)
+    ref = RefCore(model.spec)
+    ref.handle(S.encode(S.OP_LOAD_WEIGHTS, blob.pack(model), 1))
+    q = S.parse_query(S.decode(core.transact(S.encode(S.OP_QUERY, [], 1))))
+    assert q["capabilities"] & S.CAP_BATCH and q["max_batch"] == ref.max_batch >= 256
+    assert q["packings"] == ref.packings
+    for n in (1, 16, 64):
+        images, pixels = _batch_images(model, n, packing, seed=n)
+        req = S.encode_infer_batch(images, packing, tag=n)
+        reply = core.transact(req)
+        np.testing.assert_array_equal(reply, ref.handle(req), err_msg=f"batch of {n}")
+        if not (q["packings"] >> packing) & 1:
+            assert S.decode(reply).payload.tolist() == [S.ERR_BAD_PACKING, packing]
+            continue
+        status, cls, logits = core.infer_batch(images, model.spec.n_classes, packing, tag=n)
+        want_cls, want = model.classify(pixels)
+        assert (status == 0).all()
+        np.testing.assert_array_equal(logits, want.astype(np.int64).astype(np.int32))
+        np.testing.assert_array_equal(cls, want_cls)
+
+
+@pytest.fixture(scope="module")
+def small_core(tmp_path_factory):
+    """A 12x12 core: max_batch (1,024) images cost little C-sim time."""
+    base = tmp_path_factory.mktemp("small")
+    model = random_model(CNNSpec.uniform(4, 4, in_size=12, channels=(2, 3)), seed=3)
+    model.save(base / "export")
+    core = CSimCore.for_model(base / "export", base / "hls")
+    _load(core, model)
+    return model, core
+
+
+@pytest.mark.parametrize("packing", [S.PACK_U8, S.PACK_DIE2], ids=["u8", "die2"])
+def test_infer_batch_max_batch_with_one_bad_image(small_core, packing):
+    """max_batch images in one message, bit-exact; with PACK_DIE2 one image in
+    the middle holds a die state of 3 and only it gets an error record.
+    max_batch + 1 images get one BAD_BATCH reply."""
+    model, core = small_core
+    m = S.parse_query(S.decode(core.transact(S.encode(S.OP_QUERY, [], 1))))["max_batch"]
+    assert m == 1024
+    images, pixels = _batch_images(model, m + 1, packing, seed=packing)
+    bad = m // 2
+    if packing == S.PACK_DIE2:
+        images[bad].flat[7] = 3
+    status, cls, logits = core.infer_batch(images[:m], model.spec.n_classes, packing, tag=2)
+    ok = np.ones(m, bool)
+    if packing == S.PACK_DIE2:
+        ok[bad] = False
+        assert status[bad] == S.ERR_BAD_PIXEL and cls[bad] == 0 and not logits[bad].any()
+    assert (status[ok] == 0).all()
+    np.testing.assert_array_equal(logits[ok], model.forward(pixels[:m][ok]).astype(np.int32))
+    with pytest.raises(S.StreamError) as e:
+        core.infer_batch(images, model.spec.n_classes, packing, tag=3)
+    assert (e.value.code, e.value.detail) == (S.ERR_BAD_BATCH, m + 1)
+
+
+def test_cut_batch_then_soft_reset(small_core):
+    """A batch cut mid-image by an abort leaves nothing behind after the soft
+    reset: the next batch gets exactly its own records."""
+    model, core = small_core
+    images, pixels = _batch_images(model, 8, S.PACK_DIE2, seed=4)
+    req = S.encode_infer_batch(images, S.PACK_DIE2, 5)
+    core.cut(req[:req.size // 2])
+    core.soft_reset(reset_state=False)
+    status, _, logits = core.infer_batch(images[:3], model.spec.n_classes, S.PACK_DIE2, tag=6)
+    assert (status == 0).all()
+    np.testing.assert_array_equal(logits, model.forward(pixels[:3]).astype(np.int32))

@@ -111,6 +111,9 @@ def test_instrumented_core_is_bit_exact_and_reports_relaxed_ii(tmp_path):
 # Loops inside a pipelined loop: the pipeline unrolls them, so they are no loop
 # of their own in the schedule (UG1399, PIPELINE).
 _INSIDE_PIPELINE = {"PoolWinY", "PoolWinX"}
+# The core's loop over a batch's images: its body is the whole network, whose
+# layers account for themselves (a WQ_SEQ would take their loose accesses).
+_AROUND_LAYERS = {"Images"}
 
 
 def _template_loops():
@@ -133,7 +136,7 @@ def test_every_template_loop_carries_its_cycle_hook():
     for name, label, body in _template_loops():
         seen += 1
         first = body[0]
-        if first == "#pragma HLS UNROLL" or label in _INSIDE_PIPELINE:
+        if first == "#pragma HLS UNROLL" or label in _INSIDE_PIPELINE | _AROUND_LAYERS:
             continue
         m = re.fullmatch(r"#pragma HLS PIPELINE II = (\d+)", first)
         if m:

@@ -5,7 +5,12 @@
 // Request words: [header][length][tag][payload x length][checksum], TLAST on
 // the checksum. The core never buffers a message: it keeps the header fields,
 // a word count and a running sum, hands payload words to the weight loader or
-// the image buffer as they arrive, and decides the reply at TLAST.
+// the image buffer as they arrive, and decides the reply at TLAST. An
+// INFER_BATCH runs each image as soon as its words are in and keeps only the
+// records (wq_batch.h), which it sends after TLAST and the checksum.
+//
+// MODEL_T::infer has one call site (the Images loop), shared by INFER and
+// INFER_BATCH, so synthesis makes one instance of the network.
 #ifndef WQ_CORE_H
 #define WQ_CORE_H
 
@@ -19,6 +24,8 @@
 #ifndef WQ_RX_STALL
 #define WQ_RX_STALL(stream)
 #endif
+
+#include "wq_batch.h"
 
 namespace wq {
 
@@ -37,6 +44,11 @@ struct core_config {
     static const unsigned capabilities = WQ_CAP_RUNTIME_WEIGHTS | WQ_CAP_LOGITS;  // QUERY bits
     static const unsigned feature_words = 0;   // feature-map words after the logits (0: off)
     static const unsigned feature_alloc = 1;   // max(1, feature_words): the array never has size 0
+    static const unsigned die2_words = 1;      // ceil(n_pixels / 16): a PACK_DIE2 image
+    static const unsigned record_words = 3;    // 2 + n_classes + feature_words: one INFER_BATCH record
+    static const unsigned max_batch = 1;       // most images in one INFER_BATCH (hls/batch.py)
+    static const unsigned result_words = 3;    // max_batch * record_words: the result buffer
+    static const unsigned packings = 1u << WQ_PACK_U8;  // QUERY bits 1 << WQ_PACK_x
 };
 
 // QUERY capability: the INFER reply carries the last feature map after the
@@ -114,8 +126,11 @@ void send_error(hls::stream<axis_word>& tx, word_t tag, unsigned code, word_t de
 template <class CONFIG_T, class MODEL_T>
 void handle_message(hls::stream<axis_word>& rx, hls::stream<axis_word>& tx, core_state& st) {
     static const unsigned MAXR = CONFIG_T::max_reply_words;
+    static const unsigned MAXB = CONFIG_T::max_batch;
     static pixel_t image[CONFIG_T::n_pixels];
+    static word_t results[CONFIG_T::result_words];  // INFER_BATCH records until TLAST
     WQ_MEM(image, WQ_BRAM, 0);
+    WQ_MEM(results, WQ_BRAM, 0);
     WQ_LAYER(core);
 
     word_t n = 0;          // words seen, TLAST word included once it arrives
@@ -124,6 +139,9 @@ void handle_message(hls::stream<axis_word>& rx, hls::stream<axis_word>& tx, core
     bool hdr_ok = false;   // checks 2-4 pass (valid once word 1 is in)
     bool writes = false;   // a LOAD_WEIGHTS that streams into the weight memories
     bool is_infer = false;
+    bool is_batch = false; // an INFER_BATCH header
+    bool batch_ok = false; // its word 0 and length describe a batch: the images follow
+    word_t word0 = 0;      // INFER_BATCH payload word 0: [23:16] packing, [15:0] n
     bool done = false;
 
 RxWords:
@@ -139,9 +157,11 @@ RxWords:
             length = d;
             const unsigned op = head.range(7, 0);
             hdr_ok = head.range(31, 16) == WQ_MAGIC && head.range(15, 8) == WQ_VERSION &&
-                     (op == WQ_OP_QUERY || op == WQ_OP_LOAD_WEIGHTS || op == WQ_OP_INFER);
+                     (op == WQ_OP_QUERY || op == WQ_OP_LOAD_WEIGHTS || op == WQ_OP_INFER ||
+                      op == WQ_OP_INFER_BATCH);
             writes = hdr_ok && op == WQ_OP_LOAD_WEIGHTS && d == CONFIG_T::blob_words;
             is_infer = hdr_ok && op == WQ_OP_INFER && d == CONFIG_T::infer_words;
+            is_batch = hdr_ok && op == WQ_OP_INFER_BATCH;
             // The weight memories change from the next word on: until this load
             // completes with a good checksum they hold no usable model. Cleared
             // here, not at TLAST, so a load cut by an abort (whose TLAST never
@@ -152,6 +172,10 @@ RxWords:
         } else if (!w.last) {
             // A payload word; words past the expected count are only counted.
             const word_t j = n - WQ_HEADER_WORDS;
+            if (is_batch && j == 0) {
+                word0 = d;
+                batch_ok = batch_word_ok<CONFIG_T>(d, length);
+            }
             if (writes && j < CONFIG_T::blob_words) MODEL_T::load_word(d, j);
             if (is_infer && j < CONFIG_T::infer_words) {
             RxPixels:
@@ -165,7 +189,55 @@ RxWords:
         if (w.last) trailer = d;
         else sum += d;
         n++;
-        done = w.last == 1;
+        done = w.last == 1 || batch_ok;  // a batch's images go to the Images loop
+    }
+    bool ended = !batch_ok;  // TLAST is in
+
+    // Inference: each image of a batch as soon as it is in, or the one image
+    // of an INFER that has passed every check (its message is whole by now).
+    const unsigned packing = word0.range(31, 16);
+    const word_t n_img = word0.range(15, 0);
+    const bool single = is_infer && n - (WQ_HEADER_WORDS + WQ_TRAILER_WORDS) == length &&
+                        sum == trailer && st.weights_loaded;
+    const word_t n_run = batch_ok ? n_img : word_t(single ? 1 : 0);
+    logit_t logits[CONFIG_T::n_classes];
+    word_t features[CONFIG_T::feature_alloc];
+    WQ_MEM(logits, WQ_BRAM, 0);
+    WQ_MEM(features, WQ_BRAM, 0);
+    word_t cls = 0;
+Images:
+    for (word_t b = 0; b < n_run; b++) {
+        // No WQ_SEQ: the body is whole layers, which their own loops account for;
+        // the loop's own cycle an image is left out (hls.cycle_model agrees).
+        #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAXB
+        bool bad = false;
+        if (batch_ok) {
+            WQ_LAYER(core);
+            if (packing == WQ_PACK_DIE2)
+                ended = rx_image_die2<CONFIG_T>(rx, image, n, sum, trailer, bad);
+            else
+                ended = rx_image_u8<CONFIG_T>(rx, image, n, sum, trailer);
+            if (ended) break;  // cut short: the length check below answers
+        }
+        const bool run = !bad && st.weights_loaded;
+        if (run) cls = MODEL_T::infer(image, logits, features);
+        if (batch_ok) {
+            WQ_LAYER(core);
+            write_record<CONFIG_T, CONFIG_T::result_words>(results, b, bad, run, cls, logits, features);
+        }
+    }
+    // A batch's words after its last image (only a message longer than its
+    // length field has any), up to TLAST.
+RxRest:
+    while (!ended) {
+        #pragma HLS PIPELINE II = 1
+        WQ_PIPE(RxRest, 1, WQ_DEPTH);
+        WQ_RX_STALL(rx);
+        axis_word w = rx.read();
+        if (w.last) trailer = w.data;
+        else sum += w.data;
+        n++;
+        ended = w.last == 1;
     }
 
     // Checks in refcore.py's order; the first failure decides the reply.
@@ -185,7 +257,7 @@ RxWords:
     word_t need = 0;
     if (op == WQ_OP_LOAD_WEIGHTS) need = CONFIG_T::blob_words;
     else if (op == WQ_OP_INFER) need = CONFIG_T::infer_words;
-    else if (op != WQ_OP_QUERY) {
+    else if (op != WQ_OP_QUERY && op != WQ_OP_INFER_BATCH) {
         send_error<MAXR>(tx, tag, WQ_ERR_UNKNOWN_OPCODE, op);
         return;
     }
@@ -195,7 +267,26 @@ RxWords:
         send_error<MAXR>(tx, tag, WQ_ERR_BAD_LENGTH, n);
         return;
     }
-    if (length != need) {
+    if (op == WQ_OP_INFER_BATCH) {
+        // length == 0 leaves word0 at 0, which would read as n = 0: test it first.
+        const bool packing_ok = packing < 32 && ((CONFIG_T::packings >> packing) & 1) != 0;
+        if (length == 0) {
+            send_error<MAXR>(tx, tag, WQ_ERR_BAD_LENGTH, 0);
+            return;
+        }
+        if (!packing_ok) {
+            send_error<MAXR>(tx, tag, WQ_ERR_BAD_PACKING, packing);
+            return;
+        }
+        if (n_img == 0 || n_img > MAXB) {
+            send_error<MAXR>(tx, tag, WQ_ERR_BAD_BATCH, n_img);
+            return;
+        }
+        if (!batch_ok) {  // the only check of batch_word_ok left: the length
+            send_error<MAXR>(tx, tag, WQ_ERR_BAD_LENGTH, length);
+            return;
+        }
+    } else if (length != need) {
         send_error<MAXR>(tx, tag, WQ_ERR_BAD_LENGTH, length);
         return;
     }
@@ -218,6 +309,8 @@ RxWords:
         p[WQ_QUERY_N_CLASSES] = CONFIG_T::n_classes;
         p[WQ_QUERY_BLOB_WORDS] = CONFIG_T::blob_words;
         p[WQ_QUERY_WEIGHTS_CHECKSUM] = st.weights_checksum;
+        p[WQ_QUERY_PACKINGS] = CONFIG_T::packings;
+        p[WQ_QUERY_MAX_BATCH] = CONFIG_T::max_batch;
         send_reply<MAXR>(tx, WQ_OP_QUERY | WQ_REPLY_BIT, tag, p, WQ_QUERY_WORDS);
     } else if (op == WQ_OP_LOAD_WEIGHTS) {
         st.weights_loaded = true;
@@ -226,12 +319,12 @@ RxWords:
         send_reply<MAXR>(tx, WQ_OP_LOAD_WEIGHTS | WQ_REPLY_BIT, tag, p, 1);
     } else if (!st.weights_loaded) {
         send_error<MAXR>(tx, tag, WQ_ERR_NO_WEIGHTS, 0);
+    } else if (op == WQ_OP_INFER_BATCH) {
+        WQ_LAYER(reply);
+        send_records<CONFIG_T::result_words>(tx, WQ_OP_INFER_BATCH | WQ_REPLY_BIT, tag, results,
+                                             n_img * CONFIG_T::record_words);
     } else {
-        logit_t logits[CONFIG_T::n_classes];
-        word_t features[CONFIG_T::feature_alloc];
-        WQ_MEM(logits, WQ_BRAM, 0);
-        WQ_MEM(features, WQ_BRAM, 0);
-        WQ_AT(p, 0) = MODEL_T::infer(image, logits, features);
+        WQ_AT(p, 0) = cls;
         WQ_LAYER(reply);
     ReplyLogits:
         for (unsigned i = 0; i < CONFIG_T::n_classes; i++) {

@@ -1,0 +1,172 @@
+// wq_batch.h: the parts of INFER_BATCH (protocol/stream.py) that the message
+// state machine (wq_core.h) calls: the batch word's checks, one image's words
+// from the stream into the image buffer (PACK_U8, or PACK_DIE2 unpacked to
+// pixel codes on the fly), one record into the result buffer, and the reply.
+//
+// Records wait in the result buffer until TLAST and the checksum have been
+// checked: a message that fails a check gets one ERROR reply and no records.
+//
+// CONFIG_T (top_config) members used here:
+//   n_pixels      pixels of one image (H * W * C)
+//   infer_words   ceil(n_pixels / 4): a PACK_U8 image
+//   die2_words    ceil(n_pixels / 16): a PACK_DIE2 image
+//   n_classes, feature_words, feature_alloc
+//   record_words  2 + n_classes + feature_words: [status, class, logits, features]
+//   max_batch     most images a request may carry (hls/batch.py)
+//   packings      bit 1 << WQ_PACK_x set for each packing taken
+#ifndef WQ_BATCH_H
+#define WQ_BATCH_H
+
+#include "wq_common.h"
+#include "wq_stream_format.h"
+
+namespace wq {
+
+// Words of one image in the given packing (a packing the core takes).
+template <class CONFIG_T>
+word_t batch_image_words(unsigned packing) {
+    #pragma HLS INLINE
+    return packing == WQ_PACK_DIE2 ? word_t(CONFIG_T::die2_words) : word_t(CONFIG_T::infer_words);
+}
+
+// Word 0 of the payload and the length field describe a batch the core can
+// take: a packing it supports, 1 <= n <= max_batch, and exactly n images.
+template <class CONFIG_T>
+bool batch_word_ok(word_t word0, word_t length) {
+    #pragma HLS INLINE
+    const unsigned packing = word0.range(31, 16);
+    const unsigned n = word0.range(15, 0);
+    const bool packing_ok = packing < 32 && ((CONFIG_T::packings >> packing) & 1) != 0;
+    const bool n_ok = n >= 1 && n <= CONFIG_T::max_batch;
+    return packing_ok && n_ok && length == 1 + word_t(n) * batch_image_words<CONFIG_T>(packing);
+}
+
+// One PACK_U8 image: four pixels a word, first in bits [7:0]. n and sum go on
+// counting the message's words; returns true when TLAST came first (the
+// image is incomplete, the TLAST word is the trailer).
+template <class CONFIG_T>
+bool rx_image_u8(hls::stream<axis_word>& rx, pixel_t image[CONFIG_T::n_pixels], word_t& n,
+                 word_t& sum, word_t& trailer) {
+    bool ended = false, stop = false;
+    word_t j = 0;
+RxImageU8:
+    while (!stop) {
+        #pragma HLS PIPELINE II = 1
+        WQ_PIPE(RxImageU8, 1, WQ_DEPTH);
+        WQ_RX_STALL(rx);
+        axis_word w = rx.read();
+        const word_t d = w.data;
+        if (w.last) {
+            trailer = d;
+            ended = true;
+        } else {
+            sum += d;
+        RxBytes:
+            for (unsigned k = 0; k < 4; k++) {
+                #pragma HLS UNROLL
+                const unsigned p = j * 4 + k;
+                if (p < CONFIG_T::n_pixels) WQ_AT(image, p) = d.range(8 * k + 7, 8 * k);
+            }
+        }
+        n++;
+        j++;
+        stop = ended || j == CONFIG_T::infer_words;
+    }
+    return ended;
+}
+
+// One PACK_DIE2 image: sixteen 2-bit die states a word, first in bits [1:0],
+// written as the pixel codes the model was trained on. bad: a state of 3
+// among the image's pixels (padding is ignored). Sixteen pixel writes a word
+// into the dual-port image memory take 8 cycles, hence II = 8: two pixels a
+// cycle, as PACK_U8 at II = 1 with four writes (II 2 after port limits).
+template <class CONFIG_T>
+bool rx_image_die2(hls::stream<axis_word>& rx, pixel_t image[CONFIG_T::n_pixels], word_t& n,
+                   word_t& sum, word_t& trailer, bool& bad) {
+    bool ended = false, stop = false;
+    word_t j = 0;
+    bad = false;
+RxImageDie2:
+    while (!stop) {
+        #pragma HLS PIPELINE II = 8
+        WQ_PIPE(RxImageDie2, 8, WQ_DEPTH);
+        WQ_RX_STALL(rx);
+        axis_word w = rx.read();
+        const word_t d = w.data;
+        if (w.last) {
+            trailer = d;
+            ended = true;
+        } else {
+            sum += d;
+        RxStates:
+            for (unsigned k = 0; k < 16; k++) {
+                #pragma HLS UNROLL
+                const unsigned p = j * 16 + k;
+                const unsigned s = d.range(2 * k + 1, 2 * k);
+                if (p < CONFIG_T::n_pixels) {
+                    WQ_AT(image, p) = s == 1 ? pixel_t(WQ_DIE_CODE_PASS)
+                                    : s == 2 ? pixel_t(WQ_DIE_CODE_FAIL) : pixel_t(WQ_DIE_CODE_NONE);
+                    if (s == 3) bad = true;
+                }
+            }
+        }
+        n++;
+        j++;
+        stop = ended || j == CONFIG_T::die2_words;
+    }
+    return ended;
+}
+
+// Record b: [0, class, logits, features] after an inference (ran), [status,
+// 0, ...] for an image with an error of its own (bad), all zero otherwise
+// (no weights: the message then gets NO_WEIGHTS and no records).
+template <class CONFIG_T, unsigned RESULT_WORDS>
+void write_record(word_t results[RESULT_WORDS], word_t b, bool bad, bool ran, word_t cls,
+                  const logit_t logits[CONFIG_T::n_classes],
+                  const word_t features[CONFIG_T::feature_alloc]) {
+    static const unsigned K = CONFIG_T::n_classes;
+    const word_t base = b * CONFIG_T::record_words;
+RecordWords:
+    for (unsigned i = 0; i < CONFIG_T::record_words; i++) {
+        #pragma HLS PIPELINE II = 1
+        WQ_PIPE(RecordWords, 1, WQ_DEPTH);
+        word_t v = 0;
+        if (bad) {
+            if (i == 0) v = WQ_ERR_BAD_PIXEL;
+        } else if (ran) {
+            if (i == 1) v = cls;
+            else if (i >= WQ_RECORD_HEAD_WORDS && i < WQ_RECORD_HEAD_WORDS + K)
+                v = WQ_AT(logits, i - WQ_RECORD_HEAD_WORDS);  // two's complement bits
+            else if (i >= WQ_RECORD_HEAD_WORDS + K)
+                v = WQ_AT(features, i - WQ_RECORD_HEAD_WORDS - K);
+        }
+        WQ_AT(results, base + i) = v;
+    }
+}
+
+// A reply whose payload is the first len words of a buffer of MAX: unlike
+// send_reply, the loop runs len times, so a batch of 1 does not pay for
+// max_batch records.
+template <unsigned MAX>
+void send_records(hls::stream<axis_word>& tx, unsigned opcode, word_t tag,
+                  const word_t payload[MAX], word_t len) {
+    static const unsigned MAX_WORDS = MAX;
+    word_t head = (word_t(WQ_MAGIC) << 16) | (word_t(WQ_VERSION) << 8) | word_t(opcode & 0xFF);
+    word_t sum = head + len + tag;
+    tx.write(axis_beat(head, false));
+    tx.write(axis_beat(len, false));
+    tx.write(axis_beat(tag, false));
+ReplyRecords:
+    for (word_t i = 0; i < len; i++) {
+        #pragma HLS PIPELINE II = 1
+        WQ_PIPE(ReplyRecords, 1, WQ_DEPTH);
+        #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAX_WORDS
+        sum += WQ_AT(payload, i);
+        tx.write(axis_beat(WQ_AT(payload, i), false));
+    }
+    tx.write(axis_beat(sum, true));  // TLAST on the checksum
+}
+
+}  // namespace wq
+
+#endif  // WQ_BATCH_H
