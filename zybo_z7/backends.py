@@ -366,9 +366,14 @@ class Accelerator:
         logits [N][n_classes]); status != 0 is that image's ERR_* code."""
         if self._n_classes is None:
             self.query()
+        n = len(images)
         msg = self._call(S.OP_INFER_BATCH,
                          request=lambda tag: S.encode_infer_batch(images, packing, tag))
-        return S.parse_batch_reply(msg, len(images), self._n_classes)
+        # A CAP_FEATURES core appends its feature words to every record; the
+        # service forwards no features, so they are parsed as opaque words.
+        extra = msg.payload.size // n - S.record_words(self._n_classes) if n else 0
+        shape = (4 * extra, 1, 1) if extra > 0 else None
+        return S.parse_batch_reply(msg, n, self._n_classes, shape)[:3]
 
     def close(self) -> None:
         self.backend.close()
