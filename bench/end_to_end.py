@@ -102,10 +102,12 @@ def role_service(args) -> int:
     """A board service on the chardev backend; stdin "cpu" -> its CPU seconds."""
     import threading
 
+    from contract import export_dir
     from zybo_z7.backends import Accelerator, CharDevBackend, load_spec
-    from zybo_z7.service import Board, Service, _classes
+    from zybo_z7.service import Board, Service
 
-    board = Board(Accelerator(CharDevBackend(args.device, timeout=30.0)), _classes(args.model),
+    classes = export_dir.read(args.model).spec_dict.get("classes", ())
+    board = Board(Accelerator(CharDevBackend(args.device, timeout=30.0)), classes,
                   load_spec(args.model).layers())
     server = Service(("127.0.0.1", 0), board, None)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
@@ -187,12 +189,14 @@ def role_alone(args) -> int:
     board.load_weights(export_dir.read(args.model).weights_bin())
     shape = (board.info["in_height"], board.info["in_width"], board.info["in_channels"])
     images = wafer_images(args.maps, shape, seed=args.batch)
-    frames = [W.encode_batch(images[s:s + args.batch], np.arange(s, min(s + args.batch, args.maps)))
+    # the frames as the host sends them: die states, since every pixel is a category
+    frames = [W.encode_batch(S.die_codes_from_pixels(images[s:s + args.batch]),
+                             np.arange(s, min(s + args.batch, args.maps)), S.PACK_DIE2)
               for s in range(0, args.maps, args.batch)]
 
-    def one(rid, payload):
-        ids, x = W.decode_batch(payload)
-        records, checksum = board.infer_batch(ids, x)
+    def one(rid, payload):    # zybo_z7.server's INFER_BATCH, less the socket
+        ids, x, packing, shape = W.decode_batch_packed(payload)
+        records, checksum = board.infer_batch(ids, x, packing, shape)
         return W.encode_frame(W.T_RESULTS, W.encode_results(records, checksum), rid)
 
     one(0, frames[0])        # fills the cache with this batch size
@@ -235,20 +239,16 @@ def bytes_per_map(model_dir: Path, batch: int) -> dict:
     spec = ex.spec()
     shape, k = (spec.in_size, spec.in_size, spec.in_channels), spec.n_classes
     x = wafer_images(batch, shape)
-    wire_req = W.HEADER_SIZE + len(W.encode_batch(x, np.arange(batch)))
+    states = S.die_codes_from_pixels(x)
+    wire_u8 = W.HEADER_SIZE + len(W.encode_batch(x, np.arange(batch)))
+    wire_die2 = W.HEADER_SIZE + len(W.encode_batch(states, np.arange(batch), S.PACK_DIE2))
     rec = [dict(id=i, status=W.OK, class_index=0, logits=np.zeros(k, np.int32)) for i in range(batch)]
     wire_rep = W.HEADER_SIZE + len(W.encode_results(rec, 0))
-    out = dict(gbe_request=wire_req / batch, gbe_reply=wire_rep / batch)
-    if hasattr(S, "encode_infer_batch"):
-        for name, packing in (("u8", S.PACK_U8), ("die2", S.PACK_DIE2)):
-            words = S.encode_infer_batch(x if packing == S.PACK_U8 else S.die_codes_from_pixels(x),
-                                         packing, 0)
-            out[f"dma_request_{name}"] = 4 * words.size / batch
-        out["dma_reply"] = 4 * (S.HEADER_WORDS + S.TRAILER_WORDS
-                                + batch * S.record_words(k, 0)) / batch
-    else:   # one INFER message a map
-        out["dma_request_u8"] = 4 * (S.HEADER_WORDS + S.TRAILER_WORDS + S.infer_words(x[0].size))
-        out["dma_reply"] = 4 * (S.HEADER_WORDS + S.TRAILER_WORDS + 1 + k)
+    out = dict(gbe_request_u8=wire_u8 / batch, gbe_request_die2=wire_die2 / batch,
+               gbe_reply=wire_rep / batch)
+    for name, packing, imgs in (("u8", S.PACK_U8, x), ("die2", S.PACK_DIE2, states)):
+        out[f"dma_request_{name}"] = 4 * S.encode_infer_batch(imgs, packing, 0).size / batch
+    out["dma_reply"] = 4 * (S.HEADER_WORDS + S.TRAILER_WORDS + batch * S.record_words(k, 0)) / batch
     return {key: round(v, 1) for key, v in out.items()}
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from contract import export_dir
 from protocol import auth as A
+from protocol import stream as S
 from protocol import wire as W
 
 FROM_ENV = "env"   # key=FROM_ENV: $WQ_KEY_FILE, then $WQ_KEY, else no authentication
@@ -110,6 +111,7 @@ class BoardClient:
         self.connects = 0
         self._connecting = False
         self.expected_checksum: int | None = None   # set by ensure_weights
+        self.info: dict | None = None               # the last INFO (HELLO) of the board
 
     @property
     def authenticated(self) -> bool:
@@ -238,7 +240,8 @@ class BoardClient:
 
     # --- requests ---------------------------------------------------------
     def query(self, timeout: float | None = None) -> dict:
-        return W.decode_info(self.request(W.T_HELLO, b"", W.T_INFO, timeout).payload)
+        self.info = W.decode_info(self.request(W.T_HELLO, b"", W.T_INFO, timeout).payload)
+        return self.info
 
     def load_weights(self, blob: bytes) -> int:
         reply = self.request(W.T_LOAD_WEIGHTS, blob, W.T_WEIGHTS_ACK)
@@ -249,7 +252,7 @@ class BoardClient:
     def infer_batch(self, images: np.ndarray, ids):
         """One INFER_BATCH -> ``protocol.results.ResultBatch``: one record per
         image in request order, as arrays; its items are the record dicts."""
-        reply = self.request(W.T_INFER_BATCH, W.encode_batch(images, ids), W.T_RESULTS)
+        reply = self.request(W.T_INFER_BATCH, self._batch_payload(images, ids), W.T_RESULTS)
         res = W.decode_result_batch(reply.payload)
         if not np.array_equal(res.ids, np.asarray(ids, dtype=np.uint64).ravel()):
             raise BoardError(f"board answered {len(res)} records that do not match the "
@@ -260,6 +263,19 @@ class BoardClient:
                              f"0x{ran:08x}, not the model's 0x{want:08x}: another host loaded "
                              "other weights; its results are discarded", W.E_BAD_WEIGHTS)
         return res
+
+    def _batch_payload(self, images: np.ndarray, ids) -> bytes:
+        """Wafer maps as 2-bit die states (a quarter of the bytes, and the core
+        takes them as they are) when the board's core takes PACK_DIE2 and every
+        pixel is a die category code; else bytes."""
+        images = np.asarray(images)
+        info = self.info or {}
+        if images.ndim == 4 and images.shape[3] == 1 and \
+                (info.get("packings", 0) >> S.PACK_DIE2) & 1:
+            states = S.die_codes_from_pixels(images)
+            if states is not None:
+                return W.encode_batch(states, ids, S.PACK_DIE2)
+        return W.encode_batch(images, ids)
 
     def batch_size(self, info: dict | None = None, cap: int = AUTO_BATCH_CAP) -> int:
         """Maps a request for this board: its core's max_batch (QUERY, via INFO),

@@ -96,12 +96,12 @@ def encode(batch: ResultBatch, weights_checksum: int | None = None) -> bytes:
     recs = np.zeros(n, dtype=record_dtype(k))
     recs["id"], recs["status"] = batch.ids, batch.status
     recs["class_index"], recs["count"], recs["logits"] = batch.classes, k, batch.logits
-    out = [W._RESULTS_HEAD.pack(n, int(checksum) & 0xFFFFFFFF)]
+    out = [W.RESULTS_HEAD.pack(n, int(checksum) & 0xFFFFFFFF)]
     prev = 0
     for i in np.flatnonzero(batch.status != W.OK).tolist():   # the error records only
         out.append(recs[prev:i].tobytes())
-        msg = W._text(batch.messages.get(i, ""))
-        out.append(W._RECORD_HEAD.pack(int(batch.ids[i]), int(batch.status[i]), W.NO_CLASS,
+        msg = W.text_bytes(batch.messages.get(i, ""))
+        out.append(W.RECORD_HEAD.pack(int(batch.ids[i]), int(batch.status[i]), W.NO_CLASS,
                                        len(msg)) + msg)
         prev = i + 1
     out.append(recs[prev:].tobytes())
@@ -111,7 +111,7 @@ def encode(batch: ResultBatch, weights_checksum: int | None = None) -> bytes:
 def decode(payload: bytes) -> ResultBatch:
     """RESULTS payload -> ResultBatch; WireError (E_BAD_REQUEST) when malformed."""
     try:
-        n, wsum = W._RESULTS_HEAD.unpack_from(payload)
+        n, wsum = W.RESULTS_HEAD.unpack_from(payload)
         if n > W.MAX_BATCH_IMAGES:
             raise struct.error(f"{n} records, at most {W.MAX_BATCH_IMAGES}")
         fast = _decode_all_ok(payload, n)
@@ -125,10 +125,10 @@ def decode(payload: bytes) -> ResultBatch:
 
 def _decode_all_ok(payload: bytes, n: int) -> ResultBatch | None:
     """Every record OK with the first record's logit count: one array view."""
-    pos = W._RESULTS_HEAD.size
-    if n == 0 or len(payload) < pos + W._RECORD_HEAD.size:
+    pos = W.RESULTS_HEAD.size
+    if n == 0 or len(payload) < pos + W.RECORD_HEAD.size:
         return None
-    _, status, _, k = W._RECORD_HEAD.unpack_from(payload, pos)
+    _, status, _, k = W.RECORD_HEAD.unpack_from(payload, pos)
     dt = record_dtype(k)
     if status != W.OK or len(payload) != pos + n * dt.itemsize:
         return None
@@ -141,10 +141,10 @@ def _decode_all_ok(payload: bytes, n: int) -> ResultBatch | None:
 
 def _decode_walk(payload: bytes, n: int, wsum: int) -> ResultBatch:
     """A batch with error records (or mixed logit counts): record by record."""
-    pos, rows = W._RESULTS_HEAD.size, []
+    pos, rows = W.RESULTS_HEAD.size, []
     for _ in range(n):
-        rid, status, cls, count = W._RECORD_HEAD.unpack_from(payload, pos)
-        pos += W._RECORD_HEAD.size
+        rid, status, cls, count = W.RECORD_HEAD.unpack_from(payload, pos)
+        pos += W.RECORD_HEAD.size
         if status == W.OK:
             if pos + 4 * count > len(payload):
                 raise struct.error("logits run past the payload")

@@ -25,8 +25,12 @@ ERROR):
 HELLO         request: empty.  reply INFO: see ``encode_info``.
 LOAD_WEIGHTS  request: the weight blob bytes (``contract.blob``).
               reply WEIGHTS_ACK: u32 weights checksum as the accelerator saw it.
-INFER_BATCH   request: u32 n, u16 h, u16 w, u16 c, u16 reserved, n x u64 image
-              id, then n*h*w*c uint8 pixels (HWC per image).
+INFER_BATCH   request: u32 n, u16 h, u16 w, u16 c, u16 packing, n x u64 image
+              id, then the n images (HWC each) as ``protocol.stream`` packs
+              them: packing PACK_U8 (0), n*h*w*c uint8 pixels; PACK_DIE2 (1,
+              wafer maps whose pixels are all die categories), per image
+              image_words(h*w*c, PACK_DIE2) little-endian u32 words of 2-bit
+              die states, which the service hands to the core unchanged.
               At most MAX_BATCH_IMAGES images.
               reply RESULTS: u32 n, u32 weights checksum (what the board ran
               this batch with, read under the board's lock; 0: no weights),
@@ -45,7 +49,8 @@ before any payload is read; a service narrows it further to its model
 (``service_limits``). Version 2: RESULTS carries the weights checksum.
 Version 3: INFO carries the core's ``max_batch`` (images in one accelerator
 INFER_BATCH, 0 for a core without it) and ``packings`` (``protocol.stream``
-PACK_* bitmask): the host sizes its batches by them.
+PACK_* bitmask): the host sizes its batches by them; INFER_BATCH carries its
+images' packing where version 2 had a reserved zero (PACK_U8 is 0).
 """
 from __future__ import annotations
 
@@ -56,6 +61,8 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
+
+from protocol import stream as S
 
 MAGIC = b"WQNT"
 VERSION = 3
@@ -121,8 +128,8 @@ STATUS_NAMES = {OK: "OK", E_BAD_FRAME: "BAD_FRAME", E_BAD_REQUEST: "BAD_REQUEST"
                 E_INTERNAL: "INTERNAL", E_TOPOLOGY: "TOPOLOGY", E_AUTH: "AUTH"}
 
 _BATCH_HEAD = struct.Struct("<IHHHH")
-_RECORD_HEAD = struct.Struct("<QHHH")
-_RESULTS_HEAD = struct.Struct("<II")
+RECORD_HEAD = struct.Struct("<QHHH")
+RESULTS_HEAD = struct.Struct("<II")
 NO_CLASS = 0xFFFF
 # INFO fixed part, then backend name (u16 len + UTF-8), then u16 count of
 # class names, each u8 len + UTF-8.
@@ -276,12 +283,12 @@ def send_frame(sock: socket.socket, ftype: int, payload: bytes = b"", request_id
 
 # --- payloads --------------------------------------------------------------
 
-def _text(message: str) -> bytes:
+def text_bytes(message: str) -> bytes:
     return str(message).encode("utf-8", "replace")[:MAX_TEXT]
 
 
 def encode_error(code: int, message: str) -> bytes:
-    return struct.pack("<I", code) + _text(message)
+    return struct.pack("<I", code) + text_bytes(message)
 
 
 def decode_error(payload: bytes) -> tuple[int, str]:
@@ -321,8 +328,15 @@ def decode_info(payload: bytes) -> dict:
     return info
 
 
-def encode_batch(images: np.ndarray, ids) -> bytes:
-    """uint8 images [N][H][W][C] and N ids -> INFER_BATCH payload."""
+def image_bytes(shape, packing: int = S.PACK_U8) -> int:
+    """Bytes one image of ``shape`` (h, w, c) takes in an INFER_BATCH payload."""
+    n = int(np.prod(shape))
+    return n if packing == S.PACK_U8 else 4 * S.image_words(n, packing)
+
+
+def encode_batch(images: np.ndarray, ids, packing: int = S.PACK_U8) -> bytes:
+    """uint8 images [N][H][W][C] and N ids -> INFER_BATCH payload. ``images``
+    are pixel codes for PACK_U8, die states 0..2 for PACK_DIE2."""
     images = np.ascontiguousarray(images, dtype=np.uint8)
     if images.ndim != 4:
         raise ValueError(f"images must be N x H x W x C, got shape {images.shape}")
@@ -330,25 +344,49 @@ def encode_batch(images: np.ndarray, ids) -> bytes:
     ids = np.asarray(ids, dtype="<u8").ravel()
     if ids.size != n:
         raise ValueError(f"{ids.size} ids for {n} images")
-    return _BATCH_HEAD.pack(n, h, w, c, 0) + ids.tobytes() + images.tobytes()
+    if packing == S.PACK_U8:
+        body = images.tobytes()
+    elif packing == S.PACK_DIE2:
+        body = S.pack_die2(images).astype("<u4").tobytes()
+    else:
+        raise ValueError(f"unknown packing {packing}; known: {S.PACKINGS}")
+    return _BATCH_HEAD.pack(n, h, w, c, packing) + ids.tobytes() + body
 
 
-def decode_batch(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """INFER_BATCH payload -> (ids uint64 [N], images uint8 [N][H][W][C])."""
+def decode_batch_packed(payload: bytes) -> tuple[np.ndarray, np.ndarray, int, tuple]:
+    """INFER_BATCH payload -> (ids uint64 [N], images, packing, (h, w, c)):
+    images are uint8 [N][H][W][C] for PACK_U8, the stream's uint32 words
+    [N][image_words] for PACK_DIE2 (what the core takes, unchanged)."""
     if len(payload) < _BATCH_HEAD.size:
         raise WireError("INFER_BATCH payload shorter than its header", E_BAD_REQUEST)
-    n, h, w, c, _ = _BATCH_HEAD.unpack_from(payload)
+    n, h, w, c, packing = _BATCH_HEAD.unpack_from(payload)
     if n > MAX_BATCH_IMAGES:
         raise WireError(f"INFER_BATCH of {n} images: at most {MAX_BATCH_IMAGES} a batch",
                         E_BAD_REQUEST)
-    need = _BATCH_HEAD.size + 8 * n + n * h * w * c
+    if packing not in (S.PACK_U8, S.PACK_DIE2):
+        raise WireError(f"INFER_BATCH packing {packing} unknown: 0 (bytes) or 1 (die states)",
+                        E_BAD_REQUEST)
+    need = _BATCH_HEAD.size + 8 * n + n * image_bytes((h, w, c), packing)
     if len(payload) != need:
         raise WireError(f"INFER_BATCH of {n} images of {h}x{w}x{c} needs {need} bytes, "
                         f"got {len(payload)}", E_BAD_REQUEST)
     pos = _BATCH_HEAD.size
     ids = np.frombuffer(payload, dtype="<u8", count=n, offset=pos).astype(np.uint64)
-    pix = np.frombuffer(payload, dtype=np.uint8, offset=pos + 8 * n)
-    return ids, pix.reshape(n, h, w, c)
+    if packing == S.PACK_U8:
+        pix = np.frombuffer(payload, dtype=np.uint8, offset=pos + 8 * n)
+        return ids, pix.reshape(n, h, w, c), packing, (h, w, c)
+    words = np.frombuffer(payload, dtype="<u4", offset=pos + 8 * n).astype(np.uint32)
+    return ids, words.reshape(n, -1), packing, (h, w, c)
+
+
+def decode_batch(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """INFER_BATCH payload -> (ids uint64 [N], uint8 pixel codes [N][H][W][C]);
+    die states come back as the pixel codes the model sees (3 as 0)."""
+    ids, data, packing, shape = decode_batch_packed(payload)
+    if packing == S.PACK_U8:
+        return ids, data
+    states = S.unpack_die2(data, int(np.prod(shape)))
+    return ids, S.pixels_from_die_states(states).reshape(len(ids), *shape)
 
 
 def encode_results(records, weights_checksum: int | None = None) -> bytes:
@@ -384,8 +422,8 @@ def c_constants() -> dict[str, int]:
         "WQW_MAX_PAYLOAD": MAX_PAYLOAD,
         "WQW_REPLY_BIT": REPLY_BIT,
         "WQW_BATCH_HEADER_SIZE": _BATCH_HEAD.size,
-        "WQW_RECORD_HEADER_SIZE": _RECORD_HEAD.size,
-        "WQW_RESULTS_HEADER_SIZE": _RESULTS_HEAD.size,
+        "WQW_RECORD_HEADER_SIZE": RECORD_HEAD.size,
+        "WQW_RESULTS_HEADER_SIZE": RESULTS_HEAD.size,
         "WQW_SESSION_SIZE": SESSION_SIZE,
         "WQW_MAX_BATCH_IMAGES": MAX_BATCH_IMAGES,
         "WQW_MAX_TEXT": MAX_TEXT,

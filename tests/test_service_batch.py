@@ -127,9 +127,32 @@ def test_a_bad_image_gets_its_own_error_record(model):
     be.corrupt[0] = 2
     x = maps(5, 3)
     res, _ = b.infer_batch(np.arange(5), x)
-    assert res.status.tolist() == [0, 0, W.E_ACCELERATOR, 0, 0]
+    assert res.status.tolist() == [0, 0, W.E_BAD_REQUEST, 0, 0]
     assert "die state of 3" in res[2]["message"] and res[2]["class_index"] is None
     check_exact(model, res, x, [0, 1, 3, 4])
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_die_states_from_the_wire_go_to_the_core_as_they_are(model, batch):
+    """PACK_DIE2 words as the host sends them: a batch core gets them
+    unchanged, an older core one INFER an image; a die state of 3 is that
+    image's BAD_REQUEST record either way."""
+    b, be = board(model, max_batch=4, batch=batch)
+    x = maps(6, 7)
+    states = S.die_codes_from_pixels(x)
+    states[4, 10, 10, 0] = 3
+    payload = W.encode_batch(states, np.arange(6), S.PACK_DIE2)
+    assert len(payload) == 12 + 8 * 6 + 6 * 4 * S.image_words(42 * 42, S.PACK_DIE2)
+    ids, words, packing, shape = W.decode_batch_packed(payload)
+    assert packing == S.PACK_DIE2 and shape == (42, 42, 1) and words.shape == (6, 111)
+    res, _ = b.infer_batch(ids, words, packing, shape)
+    if batch:
+        assert be.count(S.OP_INFER_BATCH) == 2 and set(be.packings) == {S.PACK_DIE2}
+    else:
+        assert be.count(S.OP_INFER) == 5
+    assert res.status.tolist() == [0, 0, 0, 0, W.E_BAD_REQUEST, 0]
+    assert "die state of 3" in res[4]["message"]
+    check_exact(model, res, x, [0, 1, 2, 3, 5])
 
 
 def test_a_core_without_infer_batch_gets_one_infer_an_image(model):
@@ -196,10 +219,10 @@ def test_results_roundtrip_with_error_records_anywhere(errors):
 def test_results_payload_is_the_documented_layout():
     res = _batch(2, 3, errors=(1,))
     payload = W.encode_results(res)
-    want = (W._RESULTS_HEAD.pack(2, 0xC0FFEE)
-            + W._RECORD_HEAD.pack(int(res.ids[0]), 0, int(res.classes[0]), 3)
+    want = (W.RESULTS_HEAD.pack(2, 0xC0FFEE)
+            + W.RECORD_HEAD.pack(int(res.ids[0]), 0, int(res.classes[0]), 3)
             + res.logits[0].astype("<i4").tobytes()
-            + W._RECORD_HEAD.pack(int(res.ids[1]), W.E_ACCELERATOR, W.NO_CLASS, 15)
+            + W.RECORD_HEAD.pack(int(res.ids[1]), W.E_ACCELERATOR, W.NO_CLASS, 15)
             + b"image 1 refused")
     assert payload == want
 

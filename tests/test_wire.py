@@ -44,6 +44,21 @@ def test_payload_codecs_roundtrip():
     assert W.decode_error(W.encode_error(3, "nope")) == (3, "nope")
 
 
+def test_batch_of_die_states_roundtrip():
+    rng = np.random.default_rng(1)
+    states = rng.integers(0, 3, (3, 5, 7, 1), dtype=np.uint8)
+    payload = W.encode_batch(states, [4, 5, 6], packing=1)
+    ids, words, packing, shape = W.decode_batch_packed(payload)
+    assert packing == 1 and shape == (5, 7, 1) and ids.tolist() == [4, 5, 6]
+    assert words.shape == (3, 3)    # 35 states, 16 a word
+    ids, pixels = W.decode_batch(payload)
+    assert np.array_equal(pixels, np.array([0, 128, 255], np.uint8)[states])
+    with pytest.raises(W.WireError, match="packing 7 unknown"):
+        W.decode_batch(payload[:10] + b"\x07\x00" + payload[12:])
+    with pytest.raises(W.WireError, match="needs"):
+        W.decode_batch(payload[:-4])
+
+
 def test_batch_length_mismatch():
     p = W.encode_batch(np.zeros((2, 3, 3, 1), np.uint8), [1, 2])
     with pytest.raises(W.WireError, match="needs"):

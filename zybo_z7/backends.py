@@ -360,15 +360,22 @@ class Accelerator:
         msg = self._call(S.OP_INFER, S.pack_pixels(image))
         return S.parse_result(msg, self._n_classes)
 
-    def infer_batch(self, images: np.ndarray, packing: int = S.PACK_U8):
-        """One INFER_BATCH message: images [N][H][W][C] (uint8 pixels for
-        PACK_U8, die states for PACK_DIE2) -> (status [N], class [N], int32
-        logits [N][n_classes]); status != 0 is that image's ERR_* code."""
+    def infer_batch(self, words: np.ndarray, packing: int = S.PACK_U8):
+        """One INFER_BATCH message of N images already packed as the stream
+        carries them (uint32 [N][image_words]: ``S.pack_u8``, ``S.pack_die2``)
+        -> (status [N], class [N], int32 logits [N][n_classes]); status != 0
+        is that image's ERR_* code."""
         if self._n_classes is None:
             self.query()
-        n = len(images)
-        msg = self._call(S.OP_INFER_BATCH,
-                         request=lambda tag: S.encode_infer_batch(images, packing, tag))
+        n = len(words)
+
+        def request(tag):
+            payload = np.empty(1 + words.size, dtype=np.uint32)
+            payload[0] = S.batch_word(n, packing)
+            payload[1:] = words.ravel()
+            return S.encode(S.OP_INFER_BATCH, payload, tag)
+
+        msg = self._call(S.OP_INFER_BATCH, request=request)
         # A CAP_FEATURES core appends its feature words to every record; the
         # service forwards no features, so they are parsed as opaque words.
         extra = msg.payload.size // n - S.record_words(self._n_classes) if n else 0
