@@ -25,6 +25,9 @@ Memories (one per array of the generated C++; no sharing between layers):
   with ``lanes = max(pe, simd of its consumer)`` and
   ``out_h * out_w * out_c / lanes`` deep. The image buffer is
   ``max(4, simd of the first layer) * 8`` bits wide (4 pixels a stream word).
+  The INFER_BATCH result buffer is 32 bits wide and ``max_batch *
+  record_words`` deep (``hls.batch``; 1,024 x 11 words, 22 BRAM18, for the
+  wafer-map CNN).
 
 Arithmetic of a conv2d / dense layer (``lanes = pe * simd`` multipliers):
 
@@ -87,7 +90,7 @@ import math
 import sys
 from pathlib import Path
 
-from hls import cycle_model, parallel
+from hls import batch, cycle_model, parallel
 from protocol import stream as S
 from contract.blob import n_weights
 from contract import board
@@ -236,8 +239,11 @@ def estimate(layers: list[dict], par: dict | None = None, f_clk: int | None = No
         fe = f["out_h"] * f["out_w"] * f["out_c"]
         fw = S.infer_words(fe)
     cm = cycle_model.core_cycles(layers, par, n_pix, n_classes, fw, fe)
-    core = {"name": "core", "type": "fixed", "bram18": ibr, "bram18_acts": ibr, "bram18_weights": 0,
-            "dsp": 0, "lut": CORE_LUT + ilut, "ff": CORE_FF, "cycles": cm["cycles"], "ii": cm["rx_ii"],
+    # INFER_BATCH's result buffer: max_batch records of 32-bit words (hls/batch.py)
+    rec = S.record_words(n_classes, fw)
+    rbr, rlut = memory(32, batch.max_batch(n_classes, fw, n_pix) * rec)
+    core = {"name": "core", "type": "fixed", "bram18": ibr + rbr, "bram18_acts": ibr + rbr,
+            "bram18_weights": 0, "bram18_results": rbr, "dsp": 0, "lut": CORE_LUT + ilut + rlut, "ff": CORE_FF, "cycles": cm["cycles"], "ii": cm["rx_ii"],
             "cycles_ideal": stream}
     total = {k: sum(r[k] for r in rows) + core[k] for k in (*RESOURCES, "cycles", "cycles_ideal")}
     with_platform = {k: total[k] + PLATFORM[k] for k in RESOURCES}

@@ -257,7 +257,8 @@ def _line(words) -> str:
 
 
 def stimulus(model: IntModel, n_infer: int = 4, seed: int = 5) -> tuple[list, list]:
-    """Requests and RefCore's replies: the error paths, a load, then inferences."""
+    """Requests and RefCore's replies: the error paths, a load, then inferences
+    (INFER, and INFER_BATCH in each packing the core takes)."""
     from hls.refcore import RefCore
 
     ref = RefCore(model.spec)
@@ -271,6 +272,12 @@ def stimulus(model: IntModel, n_infer: int = 4, seed: int = 5) -> tuple[list, li
             S.encode(S.OP_QUERY, [], 4),
             bad_sum]
     reqs += [S.encode(S.OP_INFER, S.pack_pixels(image()), 100 + i) for i in range(n_infer)]
+    # INFER_BATCH: U8, and for a wafer-map core PACK_DIE2 with one bad image in the middle
+    reqs.append(S.encode_infer_batch(np.stack([image() for _ in range(2)]), S.PACK_U8, 200))
+    if ref.packings >> S.PACK_DIE2 & 1:
+        states = rng.integers(0, 3, (3, *model.input_shape), dtype=np.uint8)
+        states[1].flat[0] = 3
+        reqs.append(S.encode_infer_batch(states, S.PACK_DIE2, 201))
     return reqs, [ref.handle(r) for r in reqs]
 
 

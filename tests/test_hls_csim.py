@@ -367,7 +367,7 @@ def small_core(tmp_path_factory):
     model.save(base / "export")
     core = CSimCore.for_model(base / "export", base / "hls")
     _load(core, model)
-    return model, core
+    return model, core, base
 
 
 @pytest.mark.parametrize("packing", [S.PACK_U8, S.PACK_DIE2], ids=["u8", "die2"])
@@ -375,7 +375,7 @@ def test_infer_batch_max_batch_with_one_bad_image(small_core, packing):
     """max_batch images in one message, bit-exact; with PACK_DIE2 one image in
     the middle holds a die state of 3 and only it gets an error record.
     max_batch + 1 images get one BAD_BATCH reply."""
-    model, core = small_core
+    model, core, _ = small_core
     m = S.parse_query(S.decode(core.transact(S.encode(S.OP_QUERY, [], 1))))["max_batch"]
     assert m == 1024
     images, pixels = _batch_images(model, m + 1, packing, seed=packing)
@@ -397,7 +397,7 @@ def test_infer_batch_max_batch_with_one_bad_image(small_core, packing):
 def test_cut_batch_then_soft_reset(small_core):
     """A batch cut mid-image by an abort leaves nothing behind after the soft
     reset: the next batch gets exactly its own records."""
-    model, core = small_core
+    model, core, _ = small_core
     images, pixels = _batch_images(model, 8, S.PACK_DIE2, seed=4)
     req = S.encode_infer_batch(images, S.PACK_DIE2, 5)
     core.cut(req[:req.size // 2])
@@ -405,3 +405,25 @@ def test_cut_batch_then_soft_reset(small_core):
     status, _, logits = core.infer_batch(images[:3], model.spec.n_classes, S.PACK_DIE2, tag=6)
     assert (status == 0).all()
     np.testing.assert_array_equal(logits, model.forward(pixels[:3]).astype(np.int32))
+
+
+def test_make_csim_check_covers_batches(small_core, capsys):
+    """hls.check (make csim) runs batches of 1, 16, 64 and max_batch in both
+    packings and a DIE2 batch with one bad image, and fails on a difference."""
+    from hls import check
+
+    model, core, base = small_core
+    assert check.compare_batches(base / "export", base / "hls", core=core) == []
+    out = capsys.readouterr().out
+    for line in ("U8 n=1:", "U8 n=1024:", "DIE2 n=64:", "DIE2 n=1024, one bad image:"):
+        assert f"INFER_BATCH {line} bit-exact" in out
+    # a core whose batch replies differ in one logit bit of the last record
+    class Flipped:
+        transact = core.transact
+
+        def infer_batch(self, *args, **kwargs):
+            status, cls, logits = core.infer_batch(*args, **kwargs)
+            logits[-1, 0] ^= 1
+            return status, cls, logits
+    failed = check.compare_batches(base / "export", base / "hls", core=Flipped())
+    assert len(failed) == 11 and "INFER_BATCH DIE2 n=1024, one bad image" in failed

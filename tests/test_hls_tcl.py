@@ -195,7 +195,7 @@ def test_testbench_passes_against_refcore_and_fails_on_a_difference(hls_dir, tmp
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
     ok = subprocess.run([str(exe)], cwd=tb, capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stdout
-    assert "8 of 8 replies match" in ok.stdout
+    assert "10 of 10 replies match" in ok.stdout  # 8, then a U8 and a DIE2 batch
     # One flipped logit bit in the expectation must fail the bench.
     lines = (tb / tcl.EXPECTED).read_text().splitlines()
     words = lines[-1].split()
@@ -203,7 +203,7 @@ def test_testbench_passes_against_refcore_and_fails_on_a_difference(hls_dir, tmp
     shutil.copy(tb / tcl.STIMULUS, tmp_path / tcl.STIMULUS)
     (tmp_path / tcl.EXPECTED).write_text("\n".join(lines[:-1] + [" ".join(words)]) + "\n")
     bad = subprocess.run([str(exe), str(tmp_path)], capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 1 and "reply 7 differs" in bad.stdout
+    assert bad.returncode == 1 and "reply 9 differs" in bad.stdout
 
 
 def test_synth_without_vitis_hls_exits_2_with_one_sentence(hls_dir, tmp_path):

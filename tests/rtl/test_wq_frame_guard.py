@@ -5,6 +5,7 @@ Words travel as whole 32-bit "bytes" (byte_size=32), so a frame is a list of wor
 from __future__ import annotations
 
 import itertools
+import os
 import random
 
 import pytest
@@ -22,7 +23,9 @@ except ImportError:  # collected by pytest without cocotb: the wrapper skips
 from protocol import stream as S
 from zybo_z7 import csr_map
 
-MAX_WORDS = 16   # small, so over-long frames are quick to make
+# small, so over-long frames are quick to make; the board's value (contract/board.toml)
+# in test_wq_frame_guard_board_limit, which passes it through the environment
+MAX_WORDS = int(os.environ.get("WQ_GUARD_MAX_WORDS", "16"))
 TIMEOUT = 40     # cycles; longer than any idle run of the idle generator
 GUARD_CODES = (csr_map.GUARD_ERR_TIMEOUT, csr_map.GUARD_ERR_OVERLONG, csr_map.GUARD_ERR_RESET)
 
@@ -187,6 +190,30 @@ if cocotb is not None:
         closed = expected_close(long, MAX_WORDS, csr_map.GUARD_ERR_OVERLONG)
         msg = S.decode(closed[-csr_map.GUARD_TAIL_WORDS:])
         assert (msg.opcode, list(msg.payload)) == (S.OP_ERROR, [csr_map.GUARD_ERR_OVERLONG, MAX_WORDS])
+
+    @cocotb.test()
+    async def run_test_batch_reply(dut):
+        """The longest INFER_BATCH reply of the 9-class 42x42 wafer-map CNN this MAX_WORDS
+        allows (hls/batch.py) passes whole; a reply one record longer is cut at MAX_WORDS."""
+        from hls import batch
+
+        tb = await start(dut, None, None)
+        rng = random.Random(3)
+        rec = S.record_words(9)
+        n = batch.max_batch(9, 0, 42 * 42, guard_words=MAX_WORDS)
+        assert S.HEADER_WORDS + n * rec + S.TRAILER_WORDS <= MAX_WORDS < \
+            S.HEADER_WORDS + (2 * n + 1) * rec + S.TRAILER_WORDS
+        longest = message(rng, n * rec, S.OP_INFER_BATCH | S.REPLY_BIT)
+        await tb.source.send(AxiStreamFrame(longest))
+        frame = await with_timeout(tb.sink.recv(), 2, "ms")
+        assert [int(w) for w in frame.tdata] == longest
+        k = (MAX_WORDS - S.HEADER_WORDS - S.TRAILER_WORDS) // rec + 1  # records past the limit
+        too_long = message(rng, k * rec, S.OP_INFER_BATCH | S.REPLY_BIT)
+        await tb.source.send(AxiStreamFrame(too_long))
+        frame = await with_timeout(tb.sink.recv(), 2, "ms")
+        assert [int(w) for w in frame.tdata] == expected_close(too_long, MAX_WORDS, csr_map.GUARD_ERR_OVERLONG)
+        await tb.settle()
+        assert tb.counters() == (1, 0, 1, 0)
 
     async def stall_after(tb, n_before, k, cycles):
         """Hold the source for ``cycles`` once ``n_before + k`` input beats were taken."""
@@ -449,3 +476,16 @@ def test_wq_frame_guard(sim, monkeypatch):
 
     run(sim, "wq_frame_guard", "test_wq_frame_guard", ["wq_frame_guard.v"],
         parameters={"MAX_WORDS": MAX_WORDS}, monkeypatch=monkeypatch)
+
+
+@pytest.mark.rtl_sim
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_wq_frame_guard_board_limit(sim, monkeypatch):
+    """The guard at the board's MAX_WORDS passes the largest INFER_BATCH reply."""
+    from contract import board
+    from rtl_sim import run
+
+    words = board.load()["guard"]["max_words"]
+    run(sim, "wq_frame_guard", "test_wq_frame_guard", ["wq_frame_guard.v"],
+        parameters={"MAX_WORDS": words}, extra_env={"WQ_GUARD_MAX_WORDS": str(words)},
+        testcase="run_test_batch_reply", monkeypatch=monkeypatch)

@@ -35,7 +35,7 @@ module wq_csr #
     // Value of the TOPOLOGY_HASH register: the hash of the core this bitstream holds
     parameter [31:0] TOPOLOGY_HASH = 32'h0,
     // Value of the MAX_WORDS register: the frame guard's MAX_WORDS parameter
-    parameter [31:0] MAX_WORDS = 32'd4096,
+    parameter [31:0] MAX_WORDS = 32'd16384,
     // Length of the soft_reset pulse in clock cycles (>= 1)
     parameter SOFT_RESET_CYCLES = 16
 )

@@ -19,9 +19,9 @@
  * appends one complete, well-formed ERROR reply (protocol/stream.py) and puts
  * TLAST on its last word. The DMA buffer then holds
  *
- *     partial words (k >= 1) | 0x575101FF  2  tag  code  k  checksum(TLAST)
+ *     partial words (k >= 1) | 0x575102FF  2  tag  code  k  checksum(TLAST)
  *
- *   word 0  header   {MAGIC 0x5751, VERSION 0x01, OP_ERROR 0xFF}
+ *   word 0  header   {MAGIC 0x5751, VERSION 0x02, OP_ERROR 0xFF} (protocol/stream.py)
  *   word 1  length   2
  *   word 2  tag      word 2 of the cut message if it passed (k >= 3), else 0
  *   word 3  code     WQ_GUARD_ERR_TIMEOUT (7), _OVERLONG (8) or _RESET (9)
@@ -68,8 +68,10 @@
 
 module wq_frame_guard #
 (
-    // Longest message passed, in words including the TLAST word (>= 4, the shortest message)
-    parameter MAX_WORDS = 4096
+    // Longest message passed, in words including the TLAST word (>= 4, the shortest message);
+    // the block design sets contract/board.toml [guard] max_words, which bounds the cores'
+    // INFER_BATCH replies (hls/batch.py: 1,024 records of 11 words, 11,268 words)
+    parameter MAX_WORDS = 16384
 )
 (
     input  wire        clk,

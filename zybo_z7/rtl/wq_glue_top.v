@@ -26,7 +26,7 @@ module wq_glue_top #
     // Topology hash of the core in this bitstream (TOPOLOGY_HASH register)
     parameter [31:0] TOPOLOGY_HASH = 32'h0,
     // Longest reply passed by the frame guard, in words
-    parameter MAX_WORDS = 4096,
+    parameter MAX_WORDS = 16384,
     // Length of the soft-reset pulse in clock cycles
     parameter SOFT_RESET_CYCLES = 16
 )
