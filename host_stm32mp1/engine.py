@@ -81,6 +81,18 @@ class Model:
         """The reject rule training calibrated (``quant.metrics.calibrate_reject``), if any."""
         return self.export.reject
 
+    def judge_batch(self, logits, images=None) -> tuple[np.ndarray, list]:
+        """``judge`` for a batch in one numpy pass: (confidence [n], reasons:
+        one None or text a map, all None without a rule)."""
+        z = np.asarray(logits, dtype=np.float64) * self.logit_scale   # [n][n_classes]
+        if not len(z):
+            return np.zeros(0), []
+        rule = self.reject
+        conf = R.softmax(z, rule["temperature"] if rule else 1.0).max(axis=1)
+        if rule is None:
+            return conf, [None] * len(z)
+        return conf, R.reject_reasons(z, rule, None if images is None else np.asarray(images))
+
     def judge(self, logits, image=None) -> tuple[float, bool | None, str | None]:
         """(confidence, rejected, reason) of one map from the board's integer
         logits, whose real value is ``acc * 2**logit_scale_log2``. Confidence is
@@ -280,18 +292,25 @@ def send(run: Run, client, model: Model, batch: int, store=None, board_name="",
         run.latencies.append(dt)
         run.sizes.append(len(ids))
         rows = []
-        for res in results:
+        # one numpy pass a batch for confidence and the reject rule
+        ok = np.flatnonzero(results.ok)
+        conf, why = model.judge_batch(results.logits[ok], np.stack(
+            [run.images[where[int(results.ids[i])]] for i in ok]) if len(ok) else None)
+        judged = dict(zip(ok.tolist(), zip(conf.tolist(), why)))
+        rule = model.reject is not None
+        for i, res in enumerate(results):
             rec = run.records[res["id"]]
             if "status" in rec:        # already answered: never count an image twice
                 continue
             if res["status"] == W.OK:
                 k = res["class_index"]
-                conf, rejected, why = model.judge(res["logits"], run.images[where[res["id"]]])
+                c, reason = judged[i]
                 rec.update(status="ok", class_index=k,
                            cls=model.classes[k] if k < len(model.classes) else None,
-                           logits=res["logits"], confidence=round(conf, 6), rejected=rejected)
-                if why is not None:
-                    rec["reject_reason"] = why
+                           logits=res["logits"], confidence=round(c, 6),
+                           rejected=(reason is not None) if rule else None)
+                if reason is not None:
+                    rec["reject_reason"] = reason
             else:
                 rec.update(error_record(rec, res["status"], res["message"]))
             rec["board"] = name
