@@ -427,3 +427,46 @@ def test_make_csim_check_covers_batches(small_core, capsys):
             return status, cls, logits
     failed = check.compare_batches(base / "export", base / "hls", core=Flipped())
     assert len(failed) == 11 and "INFER_BATCH DIE2 n=1024, one bad image" in failed
+
+
+def _mutate(rng: np.random.Generator, words: np.ndarray, iw: int) -> np.ndarray:
+    """One random change to an INFER_BATCH request, its checksum then fixed or not."""
+    w = words.copy()
+    kind = rng.integers(6)
+    if kind == 0:    # a flipped bit anywhere, the header included
+        i = rng.integers(w.size)
+        w[i] ^= np.uint32(1 << int(rng.integers(32)))
+    elif kind == 1:  # cut short, TLAST on the new last word
+        w = w[:rng.integers(1, w.size)]
+    elif kind == 2:  # a word too many somewhere in the payload
+        i = rng.integers(S.HEADER_WORDS, w.size)
+        w = np.insert(w, i, np.uint32(rng.integers(1 << 32)))
+    elif kind == 3:  # word 0: another n or packing
+        w[S.HEADER_WORDS] = S.batch_word(int(rng.integers(0, 8)), int(rng.integers(0, 4)))
+    elif kind == 4:  # a die state of 3 somewhere (a bad pixel, or padding)
+        i = S.HEADER_WORDS + 1 + rng.integers(w.size - S.HEADER_WORDS - 2)
+        w[i] |= np.uint32(3 << (2 * int(rng.integers(16))))
+    else:            # the length field
+        w[1] = np.uint32(int(w[1]) + int(rng.integers(-2, 3)))
+    if rng.integers(4) and w.size > S.HEADER_WORDS:
+        w[-1] = S.checksum(w[:-1])
+    return w
+
+
+def test_fuzzed_batches_match_refcore(small_core):
+    """Random INFER_BATCH requests, each changed once at random: the C-sim's
+    reply equals RefCore's word for word, and the core keeps answering."""
+    model, core, _ = small_core
+    ref = RefCore(model.spec)
+    ref.handle(S.encode(S.OP_LOAD_WEIGHTS, blob.pack(model), 1))
+    rng = np.random.default_rng(2026)
+    iw = S.image_words(int(np.prod(model.input_shape)), S.PACK_DIE2)
+    kinds = set()
+    for case in range(120):
+        packing = int(rng.integers(2))
+        images, _ = _batch_images(model, int(rng.integers(1, 5)), packing, seed=case)
+        req = _mutate(rng, S.encode_infer_batch(images, packing, tag=case), iw)
+        got, want = core.transact(req), ref.handle(req)
+        np.testing.assert_array_equal(got, want, err_msg=f"case {case}: {req[:5]}...")
+        kinds.add(int(want[0]) & 0xFF)
+    assert {S.OP_ERROR, S.OP_INFER_BATCH | S.REPLY_BIT} <= kinds

@@ -225,6 +225,18 @@ def test_feature_map_reply(libs, key, layer_name):
         np.testing.assert_array_equal(logits, acts["logits"][i].reshape(-1).astype(np.int32))
         np.testing.assert_array_equal(feat, acts[layer_name][i])
         assert cls == int(acts["logits"][i].reshape(-1).argmax())
+    # INFER_BATCH records carry the same feature map after the logits; the
+    # longer records give a smaller max_batch (hls/batch.py).
+    from hls import batch
+
+    f_words = S.infer_words(int(np.prod(shape)))
+    assert q["max_batch"] == batch.max_batch(spec.n_classes, f_words, int(np.prod(x.shape[1:])))
+    status, cls, logits, feat = core.infer_batch(x, spec.n_classes, S.PACK_U8, tag=9,
+                                                 feature_shape=shape, signed=not layer["relu"])
+    assert (status == 0).all()
+    np.testing.assert_array_equal(logits, acts["logits"].reshape(len(x), -1).astype(np.int32))
+    np.testing.assert_array_equal(feat, acts[layer_name])
+    np.testing.assert_array_equal(cls, acts["logits"].reshape(len(x), -1).argmax(axis=1))
     # Without the option, the capability is off and replies carry logits only.
     plain = CSimCore(libs[(key[0], key[1], False)])
     q = S.parse_query(S.decode(plain.transact(S.encode(S.OP_QUERY, [], 1))))

@@ -141,7 +141,7 @@ void handle_message(hls::stream<axis_word>& rx, hls::stream<axis_word>& tx, core
     bool is_infer = false;
     bool is_batch = false; // an INFER_BATCH header
     bool batch_ok = false; // its word 0 and length describe a batch: the images follow
-    word_t word0 = 0;      // INFER_BATCH payload word 0: [23:16] packing, [15:0] n
+    word_t word0 = 0;      // INFER_BATCH payload word 0: [31:16] packing ([31:24] zero), [15:0] n
     bool done = false;
 
 RxWords:
