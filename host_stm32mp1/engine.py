@@ -298,26 +298,27 @@ def send(run: Run, client, model: Model, batch: int, store=None, board_name="",
             [run.images[where[int(results.ids[i])]] for i in ok]) if len(ok) else None)
         judged = dict(zip(ok.tolist(), zip(conf.tolist(), why)))
         rule = model.reject is not None
-        for i, res in enumerate(results):
-            rec = run.records[res["id"]]
+        # plain lists once a batch: no numpy scalar a field a map below
+        columns = zip(results.ids.tolist(), results.status.tolist(), results.classes.tolist(),
+                      results.logits.tolist())
+        for i, (rid, status, k, logits) in enumerate(columns):
+            rec = run.records[rid]
             if "status" in rec:        # already answered: never count an image twice
                 continue
-            if res["status"] == W.OK:
-                k = res["class_index"]
+            if status == W.OK:
                 c, reason = judged[i]
                 rec.update(status="ok", class_index=k,
                            cls=model.classes[k] if k < len(model.classes) else None,
-                           logits=res["logits"], confidence=round(c, 6),
+                           logits=logits, confidence=round(c, 6),
                            rejected=(reason is not None) if rule else None)
                 if reason is not None:
                     rec["reject_reason"] = reason
             else:
-                rec.update(error_record(rec, res["status"], res["message"]))
+                rec.update(error_record(rec, status, results.messages.get(i, "")))
             rec["board"] = name
             if store is not None and "seq" in rec:
                 # The checksum the board says it ran, not the one we meant.
-                rows.append(_store_row(rec, name, res.get("weights_checksum", model.checksum),
-                                       dt / len(ids)))
+                rows.append(_store_row(rec, name, results.weights_checksum, dt / len(ids)))
         if rows:
             store.record_results(rows)
         if progress is not None:
