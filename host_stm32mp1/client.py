@@ -272,9 +272,9 @@ class BoardClient:
         info = self.info or {}
         if images.ndim == 4 and images.shape[3] == 1 and \
                 (info.get("packings", 0) >> S.PACK_DIE2) & 1:
-            states = S.die_codes_from_pixels(images)
-            if states is not None:
-                return W.encode_batch(states, ids, S.PACK_DIE2)
+            words = W.die2_words_from_pixels(images)
+            if words is not None:
+                return W.encode_batch_words(words, ids, images.shape[1:], S.PACK_DIE2)
         return W.encode_batch(images, ids)
 
     def batch_size(self, info: dict | None = None, cap: int = AUTO_BATCH_CAP) -> int:

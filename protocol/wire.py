@@ -127,7 +127,7 @@ STATUS_NAMES = {OK: "OK", E_BAD_FRAME: "BAD_FRAME", E_BAD_REQUEST: "BAD_REQUEST"
                 E_BAD_WEIGHTS: "BAD_WEIGHTS", E_ACCELERATOR: "ACCELERATOR",
                 E_INTERNAL: "INTERNAL", E_TOPOLOGY: "TOPOLOGY", E_AUTH: "AUTH"}
 
-_BATCH_HEAD = struct.Struct("<IHHHH")
+BATCH_HEAD = struct.Struct("<IHHHH")
 RECORD_HEAD = struct.Struct("<QHHH")
 RESULTS_HEAD = struct.Struct("<II")
 NO_CLASS = 0xFFFF
@@ -334,59 +334,31 @@ def image_bytes(shape, packing: int = S.PACK_U8) -> int:
     return n if packing == S.PACK_U8 else 4 * S.image_words(n, packing)
 
 
-def encode_batch(images: np.ndarray, ids, packing: int = S.PACK_U8) -> bytes:
-    """uint8 images [N][H][W][C] and N ids -> INFER_BATCH payload. ``images``
-    are pixel codes for PACK_U8, die states 0..2 for PACK_DIE2."""
-    images = np.ascontiguousarray(images, dtype=np.uint8)
-    if images.ndim != 4:
-        raise ValueError(f"images must be N x H x W x C, got shape {images.shape}")
-    n, h, w, c = images.shape
-    ids = np.asarray(ids, dtype="<u8").ravel()
-    if ids.size != n:
-        raise ValueError(f"{ids.size} ids for {n} images")
-    if packing == S.PACK_U8:
-        body = images.tobytes()
-    elif packing == S.PACK_DIE2:
-        body = S.pack_die2(images).astype("<u4").tobytes()
-    else:
-        raise ValueError(f"unknown packing {packing}; known: {S.PACKINGS}")
-    return _BATCH_HEAD.pack(n, h, w, c, packing) + ids.tobytes() + body
+# The INFER_BATCH payload codec is protocol/batch.py (imported when used, as
+# it imports this module); these are its names here.
+def die2_words_from_pixels(images):
+    from protocol import batch
+    return batch.die2_words_from_pixels(images)
 
 
-def decode_batch_packed(payload: bytes) -> tuple[np.ndarray, np.ndarray, int, tuple]:
-    """INFER_BATCH payload -> (ids uint64 [N], images, packing, (h, w, c)):
-    images are uint8 [N][H][W][C] for PACK_U8, the stream's uint32 words
-    [N][image_words] for PACK_DIE2 (what the core takes, unchanged)."""
-    if len(payload) < _BATCH_HEAD.size:
-        raise WireError("INFER_BATCH payload shorter than its header", E_BAD_REQUEST)
-    n, h, w, c, packing = _BATCH_HEAD.unpack_from(payload)
-    if n > MAX_BATCH_IMAGES:
-        raise WireError(f"INFER_BATCH of {n} images: at most {MAX_BATCH_IMAGES} a batch",
-                        E_BAD_REQUEST)
-    if packing not in (S.PACK_U8, S.PACK_DIE2):
-        raise WireError(f"INFER_BATCH packing {packing} unknown: 0 (bytes) or 1 (die states)",
-                        E_BAD_REQUEST)
-    need = _BATCH_HEAD.size + 8 * n + n * image_bytes((h, w, c), packing)
-    if len(payload) != need:
-        raise WireError(f"INFER_BATCH of {n} images of {h}x{w}x{c} needs {need} bytes, "
-                        f"got {len(payload)}", E_BAD_REQUEST)
-    pos = _BATCH_HEAD.size
-    ids = np.frombuffer(payload, dtype="<u8", count=n, offset=pos).astype(np.uint64)
-    if packing == S.PACK_U8:
-        pix = np.frombuffer(payload, dtype=np.uint8, offset=pos + 8 * n)
-        return ids, pix.reshape(n, h, w, c), packing, (h, w, c)
-    words = np.frombuffer(payload, dtype="<u4", offset=pos + 8 * n).astype(np.uint32)
-    return ids, words.reshape(n, -1), packing, (h, w, c)
+def encode_batch_words(words, ids, shape, packing: int) -> bytes:
+    from protocol import batch
+    return batch.encode_batch_words(words, ids, shape, packing)
 
 
-def decode_batch(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """INFER_BATCH payload -> (ids uint64 [N], uint8 pixel codes [N][H][W][C]);
-    die states come back as the pixel codes the model sees (3 as 0)."""
-    ids, data, packing, shape = decode_batch_packed(payload)
-    if packing == S.PACK_U8:
-        return ids, data
-    states = S.unpack_die2(data, int(np.prod(shape)))
-    return ids, S.pixels_from_die_states(states).reshape(len(ids), *shape)
+def encode_batch(images, ids, packing: int = S.PACK_U8) -> bytes:
+    from protocol import batch
+    return batch.encode_batch(images, ids, packing)
+
+
+def decode_batch_packed(payload: bytes):
+    from protocol import batch
+    return batch.decode_batch_packed(payload)
+
+
+def decode_batch(payload: bytes):
+    from protocol import batch
+    return batch.decode_batch(payload)
 
 
 def encode_results(records, weights_checksum: int | None = None) -> bytes:
@@ -421,7 +393,7 @@ def c_constants() -> dict[str, int]:
         "WQW_HEADER_SIZE": HEADER_SIZE,
         "WQW_MAX_PAYLOAD": MAX_PAYLOAD,
         "WQW_REPLY_BIT": REPLY_BIT,
-        "WQW_BATCH_HEADER_SIZE": _BATCH_HEAD.size,
+        "WQWBATCH_HEADER_SIZE": BATCH_HEAD.size,
         "WQW_RECORD_HEADER_SIZE": RECORD_HEAD.size,
         "WQW_RESULTS_HEADER_SIZE": RESULTS_HEAD.size,
         "WQW_SESSION_SIZE": SESSION_SIZE,

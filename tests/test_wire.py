@@ -178,3 +178,22 @@ def test_c_constants():
     assert c["WQW_HEADER_SIZE"] == 20 and c["WQW_T_INFER_BATCH"] == W.T_INFER_BATCH
     assert all(isinstance(v, int) and 0 <= v <= 0xFFFFFFFF for v in c.values())
     assert len(set(c)) == len(c)
+
+
+@pytest.mark.parametrize("shape", [(42, 42, 1), (5, 7, 1), (4, 4, 1), (1, 1, 1), (3, 3, 2)])
+def test_die2_words_from_pixels_is_the_streams_pack_die2(shape):
+    from protocol import stream as S
+
+    rng = np.random.default_rng(sum(shape))
+    codes = np.array(S.DIE_PIXEL_CODES, np.uint8)[rng.integers(0, 3, (9, *shape))]
+    want = S.pack_die2(S.die_codes_from_pixels(codes))
+    got = W.die2_words_from_pixels(codes)
+    assert got.dtype == np.uint32 and np.array_equal(got, want)
+    ids = np.arange(9)
+    assert W.encode_batch_words(got, ids, shape, S.PACK_DIE2) == \
+        W.encode_batch(S.die_codes_from_pixels(codes), ids, S.PACK_DIE2)
+    # any code that is not a die category, at any place, refuses the whole batch
+    for bad in sorted(set(range(256)) - set(S.DIE_PIXEL_CODES)):
+        x = codes.copy()
+        x.reshape(-1)[rng.integers(0, x.size)] = bad
+        assert W.die2_words_from_pixels(x) is None, bad
