@@ -144,9 +144,9 @@ class Board:
         if packing != S.PACK_U8:
             return images, packing
         if self.info["in_channels"] == 1 and (self.info.get("packings", 0) >> S.PACK_DIE2) & 1:
-            states = S.die_codes_from_pixels(images)
-            if states is not None:
-                return S.pack_die2(states), S.PACK_DIE2
+            words = W.die2_words_from_pixels(images)
+            if words is not None:
+                return words, S.PACK_DIE2
         return S.pack_u8(images), S.PACK_U8
 
     def _message_images(self, info: dict, image_words: int) -> int:
