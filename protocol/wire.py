@@ -195,8 +195,13 @@ def encode_frame(ftype: int, payload: bytes = b"", request_id: int = 0, flags: i
 
 
 def _read_exact(src, n: int, what: str, at_start: bool = False, deadline=None) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
+    # Received in place (recv_into): no chunk objects to allocate and join. The
+    # buffer doubles as bytes arrive, so a header alone never makes this side
+    # allocate the length it claims.
+    buf, got = bytearray(min(n, 1 << 16)), 0
+    while got < n:
+        if got == len(buf):
+            buf.extend(bytes(min(len(buf), n - len(buf))))
         try:
             if isinstance(src, socket.socket):
                 if deadline is not None:   # bounds a peer that trickles bytes
@@ -204,22 +209,24 @@ def _read_exact(src, n: int, what: str, at_start: bool = False, deadline=None) -
                     if left <= 0:
                         raise socket.timeout("deadline")
                     src.settimeout(left)
-                chunk = src.recv(min(n - len(buf), 1 << 20))
+                k = src.recv_into(memoryview(buf)[got:])
             else:
-                chunk = src.read(n - len(buf))
+                chunk = src.read(n - got)
+                buf[got:got + len(chunk)] = chunk
+                k = len(chunk)
         except (socket.timeout, TimeoutError) as e:
-            raise WireTimeout(f"timed out waiting for the {what} ({len(buf)} of {n} bytes)") from e
+            raise WireTimeout(f"timed out waiting for the {what} ({got} of {n} bytes)") from e
         except (ConnectionResetError, BrokenPipeError) as e:
-            if at_start and not buf:
+            if at_start and not got:
                 raise ConnectionClosed(f"connection reset by the peer: {e}") from e
-            raise WireError(f"truncated frame: connection reset after {len(buf)} of {n} "
+            raise WireError(f"truncated frame: connection reset after {got} of {n} "
                             f"{what} bytes") from e
-        if not chunk:
-            if at_start and not buf:
+        if not k:
+            if at_start and not got:
                 raise ConnectionClosed("the peer closed the connection")
-            raise WireError(f"truncated frame: got {len(buf)} of {n} {what} bytes "
+            raise WireError(f"truncated frame: got {got} of {n} {what} bytes "
                             "before the connection closed")
-        buf += chunk
+        got += k
     return bytes(buf)
 
 
