@@ -8,7 +8,9 @@ Rows, for each batch size (maps in one wire INFER_BATCH):
   (``BoardClient.infer_batch``) sends batches over loopback TCP to a board
   service process (``--backend chardev``), whose device is the driver's
   stand-in (``bench.chardev_standin``) in this process, in front of the
-  reference core or the C simulation of the core;
+  reference core or the C simulation of the core; then the host process
+  classifies the same maps through ``host_stm32mp1.engine.send`` (what
+  ``classify`` does after reading), its CPU the ``host_engine`` column;
 - ``service alone``: the service's hot path for one frame (decode the
   INFER_BATCH payload, run the batch on the board, encode and frame RESULTS)
   in a process of its own, on a core that answers from a cache, so nearly all
@@ -19,7 +21,9 @@ CPU time is user + system from each process's own accounting
 batches), never wall clock; the core's time (this process) is not counted.
 maps/s is wall clock of the host's timed loop and says little on a shared
 machine. The board budget scales the CPU time per map by a stated factor per
-board CPU (``BOARD_FACTORS``). Writes ``end_to_end.json`` into --out.
+board CPU (``BOARD_FACTORS``); the service's idle CPU rate is measured
+before its rows and subtracted in ``service_us_per_map_less_idle``. Writes
+``end_to_end.json`` into --out.
 """
 from __future__ import annotations
 
