@@ -294,8 +294,9 @@ def send(run: Run, client, model: Model, batch: int, store=None, board_name="",
         rows = []
         # one numpy pass a batch for confidence and the reject rule
         ok = np.flatnonzero(results.ok)
+        needs_inputs = len(ok) and (model.reject or {}).get("input") is not None
         conf, why = model.judge_batch(results.logits[ok], np.stack(
-            [run.images[where[int(results.ids[i])]] for i in ok]) if len(ok) else None)
+            [run.images[where[rid]] for rid in results.ids[ok].tolist()]) if needs_inputs else None)
         judged = dict(zip(ok.tolist(), zip(conf.tolist(), why)))
         rule = model.reject is not None
         # plain lists once a batch: no numpy scalar a field a map below
