@@ -28,7 +28,9 @@ reply payload with features::
                              i.e. relu False), four a word, first code in bits
                              [7:0] (the INFER image's packing)
 
-``protocol.stream.parse_result_with_features`` parses it.
+``protocol.stream.parse_result_with_features`` parses it. INFER_BATCH records
+carry the same feature words after their logits (``parse_batch_reply`` with
+``feature_shape``); the longer records lower the core's max_batch (hls/batch.py).
 
 Usage: ``python -m hls.generate --model build/X/export --out build/X/hls [--features]``.
 """
