@@ -165,6 +165,7 @@ bench: model-known $(STAMP)
 	$(PY) -m bench.csim_speed --out build/bench
 	$(PY) -m bench.hls_cycles --out build/bench
 	$(PY) -m bench.hls4ml_compare --out build/bench
+	$(PY) -m bench.end_to_end --model $(BUILD)/export --out build/bench
 
 demo: $(STAMP)
 	$(MAKE) export
@@ -209,6 +210,14 @@ deploy: model-known $(STAMP)
 	$(PY) -m deploy.deploy $(if $(BOARD),--board $(BOARD)) $(if $(HOST),--host $(HOST)) \
 		--image $(IMAGE_OUT) --model $(IMAGE_MODEL) $(if $(HOST_CONFIG),--host-config $(HOST_CONFIG)) \
 		$(if $(KEY),--key-file $(KEY)) $(if $(BOARD_ENV),--board-env $(BOARD_ENV)) $(DEPLOY_OPTS)
+
+# --- end-to-end CPU per map (issue 20) ---
+.PHONY: bench-e2e
+# host -> TCP -> service -> char-device stand-in -> reference core / C-sim, and the
+# service alone, at batch 1/16/64/256: maps/s, CPU us a map of each process, the
+# board budget; table + build/bench/end_to_end.json. A random W4A4 model unless MODEL is built.
+bench-e2e: $(STAMP)
+	$(PY) -m bench.end_to_end $(if $(wildcard $(BUILD)/export/model.json),--model $(BUILD)/export) --out build/bench
 
 # --- board service abuse bench (issue 21) ---
 .PHONY: bench-abuse

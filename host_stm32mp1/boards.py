@@ -116,7 +116,7 @@ class Worker:
             job.attempts += 1
             try:
                 records = self.client.infer_batch(pool.images(job.ids), job.ids)
-                if any(r["status"] == W.E_NO_WEIGHTS for r in records):
+                if (records.status == W.E_NO_WEIGHTS).any():
                     # The board lost its weights without us seeing a reconnect.
                     raise BoardError(f"board {self.name} has no weights loaded")
             except (BoardError, OSError) as e:

@@ -74,7 +74,9 @@ def _verbose(p):
 
 
 def _input_opts(p):
-    p.add_argument("--batch", type=int, default=64, help="maps per request (default 64)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="maps per request (default: the board core's max_batch from its "
+                        "QUERY, at most 256; 64 for a core without INFER_BATCH)")
     p.add_argument("--db", metavar="URL",
                    help="results store and journal: a SQLite file path (or sqlite:///path) or "
                         "postgresql://user@host:port/db; a rerun sends only unanswered images")
@@ -152,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("files", nargs="*", metavar="FILE", help="maps to use (default: random maps)")
     _board_opts(b)
     b.add_argument("-n", "--n", type=int, default=1000, help="maps to classify (default 1000)")
-    b.add_argument("--batch", type=int, default=64, help="maps per request (default 64)")
+    b.add_argument("--batch", type=int, default=None,
+                   help="maps per request (default: the board core's max_batch from its "
+                        "QUERY, at most 256; 64 for a core without INFER_BATCH)")
     b.add_argument("--seed", type=int, default=0, help="seed of the random maps")
     b.add_argument("--out", metavar="JSON", help="write the summary here")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -232,7 +236,7 @@ def classify(args) -> int:
         addresses = parse_boards(args.boards)
         opts = reader_options(args)
         retry = policy(args)
-        if args.batch < 1:
+        if args.batch is not None and args.batch < 1:
             raise ValueError("--batch must be at least 1")
         for path, what in ((args.out, "--out"), (args.csv, "--csv")):
             if path:

@@ -19,9 +19,25 @@ import numpy as np
 
 from contract import export_dir
 from protocol import auth as A
+from protocol import stream as S
 from protocol import wire as W
 
 FROM_ENV = "env"   # key=FROM_ENV: $WQ_KEY_FILE, then $WQ_KEY, else no authentication
+DEFAULT_BATCH = 64      # maps a request to a board whose core has no INFER_BATCH
+# Auto batches stop here even when the core takes more: past it the CPU cost a
+# map hardly falls (bench/end_to_end), while a batch's latency and the time it
+# holds the board's lock keep growing.
+AUTO_BATCH_CAP = 256
+
+
+def auto_batch(info: dict, cap: int = AUTO_BATCH_CAP) -> int:
+    """Maps a request for a board with this INFO: whole core messages of its
+    max_batch, up to ``cap`` (at least one message)."""
+    core = int(info.get("max_batch") or 0)
+    if core <= 0:
+        return min(DEFAULT_BATCH, W.MAX_BATCH_IMAGES)
+    cap = min(cap, W.MAX_BATCH_IMAGES)
+    return cap if core >= cap else (cap // core) * core
 
 
 class BoardError(Exception):
@@ -95,6 +111,7 @@ class BoardClient:
         self.connects = 0
         self._connecting = False
         self.expected_checksum: int | None = None   # set by ensure_weights
+        self.info: dict | None = None               # the last INFO (HELLO) of the board
 
     @property
     def authenticated(self) -> bool:
@@ -223,7 +240,8 @@ class BoardClient:
 
     # --- requests ---------------------------------------------------------
     def query(self, timeout: float | None = None) -> dict:
-        return W.decode_info(self.request(W.T_HELLO, b"", W.T_INFO, timeout).payload)
+        self.info = W.decode_info(self.request(W.T_HELLO, b"", W.T_INFO, timeout).payload)
+        return self.info
 
     def load_weights(self, blob: bytes) -> int:
         reply = self.request(W.T_LOAD_WEIGHTS, blob, W.T_WEIGHTS_ACK)
@@ -231,20 +249,39 @@ class BoardClient:
             raise BoardError(f"WEIGHTS_ACK of {len(reply.payload)} bytes, expected 4")
         return int(np.frombuffer(reply.payload, "<u4")[0])
 
-    def infer_batch(self, images: np.ndarray, ids) -> list[dict]:
-        reply = self.request(W.T_INFER_BATCH, W.encode_batch(images, ids), W.T_RESULTS)
-        records = W.decode_results(reply.payload)
-        if [r["id"] for r in records] != [int(i) for i in ids]:
-            raise BoardError(f"board answered {len(records)} records that do not match the "
+    def infer_batch(self, images: np.ndarray, ids):
+        """One INFER_BATCH -> ``protocol.results.ResultBatch``: one record per
+        image in request order, as arrays; its items are the record dicts."""
+        reply = self.request(W.T_INFER_BATCH, self._batch_payload(images, ids), W.T_RESULTS)
+        res = W.decode_result_batch(reply.payload)
+        if not np.array_equal(res.ids, np.asarray(ids, dtype=np.uint64).ravel()):
+            raise BoardError(f"board answered {len(res)} records that do not match the "
                              f"{len(ids)} images sent")
-        ran = records[0]["weights_checksum"] if records else None
-        want = self.expected_checksum
-        if want is not None and ran is not None and any(r["status"] == W.OK for r in records) \
-                and ran != want:
+        ran, want = res.weights_checksum, self.expected_checksum
+        if want is not None and len(res) and res.ok.any() and ran != want:
             raise BoardError(f"board {self.name} ran this batch with weights checksum "
                              f"0x{ran:08x}, not the model's 0x{want:08x}: another host loaded "
                              "other weights; its results are discarded", W.E_BAD_WEIGHTS)
-        return records
+        return res
+
+    def _batch_payload(self, images: np.ndarray, ids) -> bytes:
+        """Wafer maps as 2-bit die states (a quarter of the bytes, and the core
+        takes them as they are) when the board's core takes PACK_DIE2 and every
+        pixel is a die category code; else bytes."""
+        images = np.asarray(images)
+        info = self.info or {}
+        if images.ndim == 4 and images.shape[3] == 1 and \
+                (info.get("packings", 0) >> S.PACK_DIE2) & 1:
+            words = W.die2_words_from_pixels(images)
+            if words is not None:
+                return W.encode_batch_words(words, ids, images.shape[1:], S.PACK_DIE2)
+        return W.encode_batch(images, ids)
+
+    def batch_size(self, info: dict | None = None, cap: int = AUTO_BATCH_CAP) -> int:
+        """Maps a request for this board: its core's max_batch (QUERY, via INFO),
+        at most ``cap``; DEFAULT_BATCH for a core without INFER_BATCH."""
+        info = self.query() if info is None else info
+        return auto_batch(info, cap)
 
     def ensure_weights(self, model_dir) -> tuple[dict, bool]:
         """Make the board run this model's weights; returns (board info, sent?).

@@ -20,7 +20,7 @@ from host_stm32mp1 import readers
 from contract import export_dir
 from contract import reject as R
 from host_stm32mp1.boards import BoardPool
-from host_stm32mp1.client import BoardError
+from host_stm32mp1.client import DEFAULT_BATCH, BoardError
 from contract.preprocess import to_model_input
 from protocol import wire as W
 
@@ -81,6 +81,18 @@ class Model:
         """The reject rule training calibrated (``quant.metrics.calibrate_reject``), if any."""
         return self.export.reject
 
+    def judge_batch(self, logits, images=None) -> tuple[np.ndarray, list]:
+        """``judge`` for a batch in one numpy pass: (confidence [n], reasons:
+        one None or text a map, all None without a rule)."""
+        z = np.asarray(logits, dtype=np.float64) * self.logit_scale   # [n][n_classes]
+        if not len(z):
+            return np.zeros(0), []
+        rule = self.reject
+        conf = R.softmax(z, rule["temperature"] if rule else 1.0).max(axis=1)
+        if rule is None:
+            return conf, [None] * len(z)
+        return conf, R.reject_reasons(z, rule, None if images is None else np.asarray(images))
+
     def judge(self, logits, image=None) -> tuple[float, bool | None, str | None]:
         """(confidence, rejected, reason) of one map from the board's integer
         logits, whose real value is ``acc * 2**logit_scale_log2``. Confidence is
@@ -119,6 +131,7 @@ class Run:
     weights_sent: bool = False
     cached: int = 0
     boards: dict = field(default_factory=dict)     # board -> batches served, weights pushed
+    batch: int | None = None                        # maps a request, as sent
     reached: bool = False                           # a board answered (weights_sent means something)
 
 
@@ -265,6 +278,9 @@ def send(run: Run, client, model: Model, batch: int, store=None, board_name="",
     """
     pool = client if isinstance(client, BoardPool) else BoardPool.of_client(client, model)
     single = not isinstance(client, BoardPool)
+    if batch is None:
+        batch = _board_batch(pool) if run.pending else DEFAULT_BATCH
+    run.batch = batch
     where = {rid: i for i, rid in enumerate(run.pending)}
     batches = [run.pending[s:s + batch] for s in range(0, len(run.pending), batch)]
 
@@ -276,25 +292,34 @@ def send(run: Run, client, model: Model, batch: int, store=None, board_name="",
         run.latencies.append(dt)
         run.sizes.append(len(ids))
         rows = []
-        for res in results:
-            rec = run.records[res["id"]]
+        # one numpy pass a batch for confidence and the reject rule
+        ok = np.flatnonzero(results.ok)
+        needs_inputs = len(ok) and (model.reject or {}).get("input") is not None
+        conf, why = model.judge_batch(results.logits[ok], np.stack(
+            [run.images[where[rid]] for rid in results.ids[ok].tolist()]) if needs_inputs else None)
+        judged = dict(zip(ok.tolist(), zip(conf.tolist(), why)))
+        rule = model.reject is not None
+        # plain lists once a batch: no numpy scalar a field a map below
+        columns = zip(results.ids.tolist(), results.status.tolist(), results.classes.tolist(),
+                      results.logits.tolist())
+        for i, (rid, status, k, logits) in enumerate(columns):
+            rec = run.records[rid]
             if "status" in rec:        # already answered: never count an image twice
                 continue
-            if res["status"] == W.OK:
-                k = res["class_index"]
-                conf, rejected, why = model.judge(res["logits"], run.images[where[res["id"]]])
+            if status == W.OK:
+                c, reason = judged[i]
                 rec.update(status="ok", class_index=k,
                            cls=model.classes[k] if k < len(model.classes) else None,
-                           logits=res["logits"], confidence=round(conf, 6), rejected=rejected)
-                if why is not None:
-                    rec["reject_reason"] = why
+                           logits=logits, confidence=round(c, 6),
+                           rejected=(reason is not None) if rule else None)
+                if reason is not None:
+                    rec["reject_reason"] = reason
             else:
-                rec.update(error_record(rec, res["status"], res["message"]))
+                rec.update(error_record(rec, status, results.messages.get(i, "")))
             rec["board"] = name
             if store is not None and "seq" in rec:
                 # The checksum the board says it ran, not the one we meant.
-                rows.append(_store_row(rec, name, res.get("weights_checksum", model.checksum),
-                                       dt / len(ids)))
+                rows.append(_store_row(rec, name, results.weights_checksum, dt / len(ids)))
         if rows:
             store.record_results(rows)
         if progress is not None:
@@ -315,6 +340,18 @@ def send(run: Run, client, model: Model, batch: int, store=None, board_name="",
                       for w in pool.workers}
         if single:
             client.on_connect = None
+
+
+def _board_batch(pool: BoardPool) -> int:
+    """Maps a request, sized by the first board that answers HELLO (its core's
+    max_batch); DEFAULT_BATCH when none answers now: the pool's retry policy
+    then deals with the boards."""
+    for w in pool.workers:
+        try:
+            return w.client.batch_size()
+        except (BoardError, OSError) as e:
+            log.info("board %s: no batch size (%s)", w.name, e)
+    return DEFAULT_BATCH
 
 
 def fail_unsent(run: Run, message: str) -> None:

@@ -97,7 +97,7 @@ def bench(args) -> int:
     try:
         model = engine.Model.load(args.model)
         host, port = parse_address(args.board)
-        if args.n < 1 or args.batch < 1:
+        if args.n < 1 or (args.batch is not None and args.batch < 1):
             raise ValueError("--n and --batch must be at least 1")
         if args.out:
             rep.check_writable(args.out, "--out")
@@ -128,13 +128,13 @@ def bench(args) -> int:
     s = rep.summarize(run.records, model.classes, run.latencies, run.sizes,
                       time.perf_counter() - t0, run.weights_sent, run.board_info)
     b, i = s["batch_latency_s"], s["image_latency_s"]
-    print(f"{s['n_ok']} of {args.n} maps in {s['n_batches']} batches of up to {args.batch}: "
+    print(f"{s['n_ok']} of {args.n} maps in {s['n_batches']} batches of up to {run.batch}: "
           f"{s['throughput_maps_per_s']:.1f} maps/s (wall {s['wall_s']:.2f} s)")
     print(f"latency per batch: p50 {1e3 * b['p50']:.2f} ms  p99 {1e3 * b['p99']:.2f} ms")
     print(f"latency per image: p50 {1e3 * i['p50']:.3f} ms  p99 {1e3 * i['p99']:.3f} ms")
     if args.out:
         try:
-            Path(args.out).write_text(json.dumps(dict(s, batch=args.batch, n=args.n), indent=1))
+            Path(args.out).write_text(json.dumps(dict(s, batch=run.batch, n=args.n), indent=1))
         except OSError as e:
             return _fail(f"cannot write {args.out}: {e.strerror or e}")
     return EXIT_OK if s["n_errors"] == 0 else EXIT_ERRORS

@@ -293,7 +293,7 @@ def run(args) -> int:
     try:
         if not folder.is_dir():
             raise ValueError(f"{folder} is not a folder")
-        if args.poll_interval <= 0 or args.batch < 1:
+        if args.poll_interval <= 0 or (args.batch is not None and args.batch < 1):
             raise ValueError("--poll-interval must be positive and --batch at least 1")
         if args.probe_timeout <= 0 or args.timeout <= 0:
             raise ValueError("--timeout and --probe-timeout must be positive")

@@ -25,8 +25,12 @@ ERROR):
 HELLO         request: empty.  reply INFO: see ``encode_info``.
 LOAD_WEIGHTS  request: the weight blob bytes (``contract.blob``).
               reply WEIGHTS_ACK: u32 weights checksum as the accelerator saw it.
-INFER_BATCH   request: u32 n, u16 h, u16 w, u16 c, u16 reserved, n x u64 image
-              id, then n*h*w*c uint8 pixels (HWC per image).
+INFER_BATCH   request: u32 n, u16 h, u16 w, u16 c, u16 packing, n x u64 image
+              id, then the n images (HWC each) as ``protocol.stream`` packs
+              them: packing PACK_U8 (0), n*h*w*c uint8 pixels; PACK_DIE2 (1,
+              wafer maps whose pixels are all die categories), per image
+              image_words(h*w*c, PACK_DIE2) little-endian u32 words of 2-bit
+              die states, which the service hands to the core unchanged.
               At most MAX_BATCH_IMAGES images.
               reply RESULTS: u32 n, u32 weights checksum (what the board ran
               this batch with, read under the board's lock; 0: no weights),
@@ -43,6 +47,10 @@ ERROR         reply only: u32 code, then a UTF-8 message of at most MAX_TEXT
 Each frame type has a length range (``FRAME_LIMITS``), checked on the header
 before any payload is read; a service narrows it further to its model
 (``service_limits``). Version 2: RESULTS carries the weights checksum.
+Version 3: INFO carries the core's ``max_batch`` (images in one accelerator
+INFER_BATCH, 0 for a core without it) and ``packings`` (``protocol.stream``
+PACK_* bitmask): the host sizes its batches by them; INFER_BATCH carries its
+images' packing where version 2 had a reserved zero (PACK_U8 is 0).
 """
 from __future__ import annotations
 
@@ -54,8 +62,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from protocol import stream as S
+
 MAGIC = b"WQNT"
-VERSION = 2
+VERSION = 3
 HEADER = struct.Struct("<4sBBHIII")
 HEADER_SIZE = HEADER.size
 # Bounds every allocation made for a peer's frame: a batch of 64 maps of
@@ -117,15 +127,15 @@ STATUS_NAMES = {OK: "OK", E_BAD_FRAME: "BAD_FRAME", E_BAD_REQUEST: "BAD_REQUEST"
                 E_BAD_WEIGHTS: "BAD_WEIGHTS", E_ACCELERATOR: "ACCELERATOR",
                 E_INTERNAL: "INTERNAL", E_TOPOLOGY: "TOPOLOGY", E_AUTH: "AUTH"}
 
-_BATCH_HEAD = struct.Struct("<IHHHH")
-_RECORD_HEAD = struct.Struct("<QHHH")
-_RESULTS_HEAD = struct.Struct("<II")
+BATCH_HEAD = struct.Struct("<IHHHH")
+RECORD_HEAD = struct.Struct("<QHHH")
+RESULTS_HEAD = struct.Struct("<II")
 NO_CLASS = 0xFFFF
 # INFO fixed part, then backend name (u16 len + UTF-8), then u16 count of
 # class names, each u8 len + UTF-8.
 INFO_FIELDS = ("topology_hash", "weights_checksum", "weights_loaded", "core_version",
                "capabilities", "in_height", "in_width", "in_channels", "n_classes",
-               "blob_words", "weight_loads")
+               "blob_words", "weight_loads", "max_batch", "packings")
 _INFO_HEAD = struct.Struct("<" + "I" * len(INFO_FIELDS))
 
 
@@ -185,8 +195,13 @@ def encode_frame(ftype: int, payload: bytes = b"", request_id: int = 0, flags: i
 
 
 def _read_exact(src, n: int, what: str, at_start: bool = False, deadline=None) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
+    # Received in place (recv_into): no chunk objects to allocate and join. The
+    # buffer doubles as bytes arrive, so a header alone never makes this side
+    # allocate the length it claims.
+    buf, got = bytearray(min(n, 1 << 16)), 0
+    while got < n:
+        if got == len(buf):
+            buf.extend(bytes(min(len(buf), n - len(buf))))
         try:
             if isinstance(src, socket.socket):
                 if deadline is not None:   # bounds a peer that trickles bytes
@@ -194,22 +209,24 @@ def _read_exact(src, n: int, what: str, at_start: bool = False, deadline=None) -
                     if left <= 0:
                         raise socket.timeout("deadline")
                     src.settimeout(left)
-                chunk = src.recv(min(n - len(buf), 1 << 20))
+                k = src.recv_into(memoryview(buf)[got:])
             else:
-                chunk = src.read(n - len(buf))
+                chunk = src.read(n - got)
+                buf[got:got + len(chunk)] = chunk
+                k = len(chunk)
         except (socket.timeout, TimeoutError) as e:
-            raise WireTimeout(f"timed out waiting for the {what} ({len(buf)} of {n} bytes)") from e
+            raise WireTimeout(f"timed out waiting for the {what} ({got} of {n} bytes)") from e
         except (ConnectionResetError, BrokenPipeError) as e:
-            if at_start and not buf:
+            if at_start and not got:
                 raise ConnectionClosed(f"connection reset by the peer: {e}") from e
-            raise WireError(f"truncated frame: connection reset after {len(buf)} of {n} "
+            raise WireError(f"truncated frame: connection reset after {got} of {n} "
                             f"{what} bytes") from e
-        if not chunk:
-            if at_start and not buf:
+        if not k:
+            if at_start and not got:
                 raise ConnectionClosed("the peer closed the connection")
-            raise WireError(f"truncated frame: got {len(buf)} of {n} {what} bytes "
+            raise WireError(f"truncated frame: got {got} of {n} {what} bytes "
                             "before the connection closed")
-        buf += chunk
+        got += k
     return bytes(buf)
 
 
@@ -273,12 +290,12 @@ def send_frame(sock: socket.socket, ftype: int, payload: bytes = b"", request_id
 
 # --- payloads --------------------------------------------------------------
 
-def _text(message: str) -> bytes:
+def text_bytes(message: str) -> bytes:
     return str(message).encode("utf-8", "replace")[:MAX_TEXT]
 
 
 def encode_error(code: int, message: str) -> bytes:
-    return struct.pack("<I", code) + _text(message)
+    return struct.pack("<I", code) + text_bytes(message)
 
 
 def decode_error(payload: bytes) -> tuple[int, str]:
@@ -318,80 +335,61 @@ def decode_info(payload: bytes) -> dict:
     return info
 
 
-def encode_batch(images: np.ndarray, ids) -> bytes:
-    """uint8 images [N][H][W][C] and N ids -> INFER_BATCH payload."""
-    images = np.ascontiguousarray(images, dtype=np.uint8)
-    if images.ndim != 4:
-        raise ValueError(f"images must be N x H x W x C, got shape {images.shape}")
-    n, h, w, c = images.shape
-    ids = np.asarray(ids, dtype="<u8").ravel()
-    if ids.size != n:
-        raise ValueError(f"{ids.size} ids for {n} images")
-    return _BATCH_HEAD.pack(n, h, w, c, 0) + ids.tobytes() + images.tobytes()
+def image_bytes(shape, packing: int = S.PACK_U8) -> int:
+    """Bytes one image of ``shape`` (h, w, c) takes in an INFER_BATCH payload."""
+    n = int(np.prod(shape))
+    return n if packing == S.PACK_U8 else 4 * S.image_words(n, packing)
 
 
-def decode_batch(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """INFER_BATCH payload -> (ids uint64 [N], images uint8 [N][H][W][C])."""
-    if len(payload) < _BATCH_HEAD.size:
-        raise WireError("INFER_BATCH payload shorter than its header", E_BAD_REQUEST)
-    n, h, w, c, _ = _BATCH_HEAD.unpack_from(payload)
-    if n > MAX_BATCH_IMAGES:
-        raise WireError(f"INFER_BATCH of {n} images: at most {MAX_BATCH_IMAGES} a batch",
-                        E_BAD_REQUEST)
-    need = _BATCH_HEAD.size + 8 * n + n * h * w * c
-    if len(payload) != need:
-        raise WireError(f"INFER_BATCH of {n} images of {h}x{w}x{c} needs {need} bytes, "
-                        f"got {len(payload)}", E_BAD_REQUEST)
-    pos = _BATCH_HEAD.size
-    ids = np.frombuffer(payload, dtype="<u8", count=n, offset=pos).astype(np.uint64)
-    pix = np.frombuffer(payload, dtype=np.uint8, offset=pos + 8 * n)
-    return ids, pix.reshape(n, h, w, c)
+# The INFER_BATCH payload codec is protocol/batch.py (imported when used, as
+# it imports this module); these are its names here.
+def die2_words_from_pixels(images):
+    from protocol import batch
+    return batch.die2_words_from_pixels(images)
 
 
-def encode_results(records, weights_checksum: int = 0) -> bytes:
-    """Records are dicts: id, status, and class_index + logits (ok) or message;
+def encode_batch_words(words, ids, shape, packing: int) -> bytes:
+    from protocol import batch
+    return batch.encode_batch_words(words, ids, shape, packing)
+
+
+def encode_batch(images, ids, packing: int = S.PACK_U8) -> bytes:
+    from protocol import batch
+    return batch.encode_batch(images, ids, packing)
+
+
+def decode_batch_packed(payload: bytes):
+    from protocol import batch
+    return batch.decode_batch_packed(payload)
+
+
+def decode_batch(payload: bytes):
+    from protocol import batch
+    return batch.decode_batch(payload)
+
+
+def encode_results(records, weights_checksum: int | None = None) -> bytes:
+    """RESULTS payload of a ``protocol.results.ResultBatch``, or of a list of
+    dicts (id, status, and class_index + logits (ok) or message);
     ``weights_checksum``: the weights the board ran the batch with."""
-    out = [_RESULTS_HEAD.pack(len(records), int(weights_checksum) & 0xFFFFFFFF)]
-    for r in records:
-        status = int(r["status"])
-        if status == OK:
-            logits = np.asarray(r["logits"], dtype="<i4").ravel()
-            out.append(_RECORD_HEAD.pack(int(r["id"]), OK, int(r["class_index"]), logits.size))
-            out.append(logits.tobytes())
-        else:
-            msg = _text(r.get("message", ""))
-            out.append(_RECORD_HEAD.pack(int(r["id"]), status, NO_CLASS, len(msg)) + msg)
-    return b"".join(out)
+    from protocol import results
+
+    if not isinstance(records, results.ResultBatch):
+        records = results.from_records(records)
+    return results.encode(records, weights_checksum)
+
+
+def decode_result_batch(payload: bytes):
+    """RESULTS payload -> ``protocol.results.ResultBatch`` (arrays; its items
+    are the records ``decode_results`` gives)."""
+    from protocol import results
+
+    return results.decode(payload)
 
 
 def decode_results(payload: bytes) -> list[dict]:
     """RESULTS payload -> records; each carries the batch's ``weights_checksum``."""
-    try:
-        n, wsum = _RESULTS_HEAD.unpack_from(payload)
-        if n > MAX_BATCH_IMAGES:
-            raise struct.error(f"{n} records, at most {MAX_BATCH_IMAGES}")
-        pos, records = _RESULTS_HEAD.size, []
-        for _ in range(n):
-            rid, status, cls, count = _RECORD_HEAD.unpack_from(payload, pos)
-            pos += _RECORD_HEAD.size
-            if status == OK:
-                if pos + 4 * count > len(payload):
-                    raise struct.error("logits run past the payload")
-                logits = np.frombuffer(payload, dtype="<i4", count=count, offset=pos)
-                records.append(dict(id=rid, status=OK, class_index=cls,
-                                    logits=logits.astype(np.int64).tolist(),
-                                    weights_checksum=wsum))
-                pos += 4 * count
-            else:
-                msg = printable(payload[pos:pos + count].decode("utf-8", "replace"))
-                records.append(dict(id=rid, status=status, class_index=None, message=msg,
-                                    weights_checksum=wsum))
-                pos += count
-    except struct.error as e:
-        raise WireError(f"malformed RESULTS payload: {e}", E_BAD_REQUEST) from e
-    if pos != len(payload):
-        raise WireError(f"RESULTS payload has {len(payload) - pos} trailing bytes", E_BAD_REQUEST)
-    return records
+    return list(decode_result_batch(payload))
 
 
 def c_constants() -> dict[str, int]:
@@ -402,9 +400,9 @@ def c_constants() -> dict[str, int]:
         "WQW_HEADER_SIZE": HEADER_SIZE,
         "WQW_MAX_PAYLOAD": MAX_PAYLOAD,
         "WQW_REPLY_BIT": REPLY_BIT,
-        "WQW_BATCH_HEADER_SIZE": _BATCH_HEAD.size,
-        "WQW_RECORD_HEADER_SIZE": _RECORD_HEAD.size,
-        "WQW_RESULTS_HEADER_SIZE": _RESULTS_HEAD.size,
+        "WQWBATCH_HEADER_SIZE": BATCH_HEAD.size,
+        "WQW_RECORD_HEADER_SIZE": RECORD_HEAD.size,
+        "WQW_RESULTS_HEADER_SIZE": RESULTS_HEAD.size,
         "WQW_SESSION_SIZE": SESSION_SIZE,
         "WQW_MAX_BATCH_IMAGES": MAX_BATCH_IMAGES,
         "WQW_MAX_TEXT": MAX_TEXT,

@@ -10,15 +10,11 @@ driver's documented errnos (drivers/README.md) and hands good requests to the C
 simulation of the core generated for a random model. The backend reaches it through
 SeqpacketFile (zybo_z7/backends.py).
 """
-import ctypes
 import errno
 import json
-import select
 import shutil
-import socket
 import struct
 import tempfile
-import threading
 import time
 from contextlib import closing
 from pathlib import Path
@@ -31,6 +27,7 @@ from protocol import ioctl as IOC
 from protocol import stream as S
 from contract.intmodel import random_model
 from contract.spec import CNNSpec
+from bench.chardev_standin import SocketDriverStandIn
 from driver_helpers import msg_lib
 from wq_service_helpers import run_host, service
 from zybo_z7 import backends as B
@@ -38,138 +35,6 @@ from zybo_z7 import backends as B
 # Every wait below is bounded: the backend's socket and poll timeouts, and the
 # subprocess timeouts of the service test.
 pytestmark = pytest.mark.needs_gxx
-
-
-class SocketDriverStandIn:
-    """Answers the backend's SeqpacketFile frames with the driver's documented results.
-
-    A stand-in for the service's tests only: no DMA, no locking, no signals."""
-
-    def __init__(self, path, core, msg_lib):
-        self.path, self.core, self.lib = str(path), core, msg_lib
-        self.stats = dict.fromkeys(IOC.STATS_FIELDS, 0)
-        self.timeout_ms = 5000
-        self.api_version = IOC.WAFERQ_API_VERSION
-        self.stall_next = 0     # requests the "core" swallows without a reply
-        self.state, self.reply, self.deadline = "idle", None, 0.0
-        self.in_use = threading.Lock()
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.listener.bind(self.path)
-        self.listener.listen(4)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def close(self):
-        self.listener.close()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
-        with conn:
-            if not self.in_use.acquire(blocking=False):
-                B.send_frame(conn, B._ANS.pack(-errno.EBUSY, 0))
-                return
-            try:
-                B.send_frame(conn, B._ANS.pack(0, 0))
-                while True:
-                    try:
-                        op, arg, payload = B.recv_frame(conn, B._REQ)
-                    except (ConnectionError, OSError):
-                        return
-                    result, out = self._op(op, arg, payload)
-                    B.send_frame(conn, B._ANS.pack(result, len(out)), out)
-            finally:
-                self.state, self.reply = "idle", None  # release(): drop any pending reply
-                self.in_use.release()
-
-    def _op(self, op, arg, payload):
-        if op == B.OP_WRITE:
-            return self._write(payload), b""
-        if op == B.OP_READ:
-            return self._read(arg)
-        if op == B.OP_POLL:
-            return self._poll(arg), b""
-        if op == B.OP_IOCTL:
-            return self._ioctl(arg, payload)
-        return -errno.EINVAL, b""
-
-    def _wait_reply(self):
-        """waferq_wait_reply(): a stalled core is waited for until its deadline."""
-        if self.state == "ready":
-            return 0
-        time.sleep(max(0.0, self.deadline - time.monotonic()))
-        self.stats["timeouts"] += 1
-        self.state, self.reply = "idle", None
-        return -errno.ETIMEDOUT
-
-    def _write(self, data):
-        why = ctypes.c_char_p()
-        head = data[:S.HEADER_WORDS * 4].ljust(S.HEADER_WORDS * 4, b"\0")
-        rc = self.lib.waferq_msg_check_size(len(data), ctypes.byref(why)) or \
-            self.lib.waferq_msg_check(head, len(data), ctypes.byref(why))
-        if rc:
-            self.stats["errors"] += 1
-            return rc
-        if self.state != "idle":  # waferq_settle(): an unread reply is dropped
-            self._wait_reply()
-            self.state, self.reply = "idle", None
-        self.deadline = time.monotonic() + self.timeout_ms / 1000
-        if self.stall_next:
-            self.stall_next -= 1
-            self.state = "waiting"
-        else:
-            self.reply = S.to_bytes(self.core.transact(np.frombuffer(data, "<u4")))
-            self.state = "ready"
-        self.stats["tx_messages"] += 1
-        self.stats["tx_bytes"] += len(data)
-        return len(data)
-
-    def _poll(self, ms):
-        if self.state == "idle":
-            return select.POLLOUT
-        if self.state == "waiting":  # a stalled core never answers
-            time.sleep(ms / 1000)
-            return 0
-        return select.POLLIN
-
-    def _read(self, size):
-        if self.state == "idle":
-            return -errno.ENOMSG, b""
-        rc = self._wait_reply()
-        if rc:
-            return rc, b""
-        if len(self.reply) > size:
-            return -errno.EMSGSIZE, b""
-        reply, self.state, self.reply = self.reply, "idle", None
-        self.stats["rx_messages"] += 1
-        self.stats["rx_bytes"] += len(reply)
-        return len(reply), reply
-
-    def _ioctl(self, cmd, arg):
-        if (cmd >> 8) & 0xFF != IOC.WAFERQ_IOC_MAGIC or cmd & 0xFF > IOC.WAFERQ_IOC_MAXNR:
-            return -errno.ENOTTY, b""
-        if cmd == IOC.WAFERQ_IOC_RESET:
-            self.state, self.reply = "idle", None
-            self.core.reset()
-            return 0, b""
-        if cmd == IOC.WAFERQ_IOC_GET_STATS:
-            return 0, struct.pack(IOC.STRUCTS["waferq_stats"],
-                                  *(self.stats[f] for f in IOC.STATS_FIELDS))
-        if cmd == IOC.WAFERQ_IOC_GET_API_VERSION:
-            return 0, struct.pack(IOC.STRUCTS["__u32"], self.api_version)
-        if cmd == IOC.WAFERQ_IOC_SET_TIMEOUT:
-            (ms,) = struct.unpack(IOC.STRUCTS["__u32"], arg)
-            if not IOC.TIMEOUT_MIN_MS <= ms <= IOC.TIMEOUT_MAX_MS:
-                return -errno.EINVAL, b""
-            self.timeout_ms = ms
-            return 0, b""
-        # SUBMIT names buffers in the caller's memory, which a socket cannot reach.
-        return -errno.EOPNOTSUPP, b""
 
 
 @pytest.fixture(scope="module")
@@ -294,3 +159,39 @@ def test_service_and_host_cli_over_tcp(env, dev, tmp_path):
     res.sort(key=lambda r: r["id"])
     assert [r["class_index"] for r in res] == cls.tolist()
     assert [r["logits"] for r in res] == logits.tolist()
+
+
+def test_a_batch_of_max_batch_maps_is_one_write(tmp_path):
+    """The service's INFER_BATCH of the core's max_batch wafer maps (die
+    states, PACK_DIE2) is one write() of the whole message and one read()."""
+    from contract import blob
+    from contract.preprocess import CATEGORY_CODES
+    from hls.refcore import RefCore
+    from zybo_z7.service import Board
+
+    model = random_model(CNNSpec.uniform(4, 4), 2)
+    core = RefCore(model.spec)
+    assert core.max_batch == 1024   # hls/batch.py for the 9-class 42x42 CNN
+    core.max_batch = 256            # the host's batch; a quarter of the time to classify
+    core.reset = lambda: None
+    core.transact = core.handle
+    sock_dir = tempfile.mkdtemp(prefix="wq")
+    dev = SocketDriverStandIn(Path(sock_dir) / "waferq0", core)
+    try:
+        with closing(open_accel(dev, timeout=30.0)) as acc:
+            board = Board(acc)
+            board.load_weights(blob.pack(model).astype("<u4").tobytes())
+            n = board.info["max_batch"]
+            x = CATEGORY_CODES[np.random.default_rng(4).integers(0, 3, (n, 42, 42, 1))]
+            before = dict(dev.stats)
+            res, _ = board.infer_batch(np.arange(n), x)
+        request = 4 * (S.HEADER_WORDS + 1 + n * S.image_words(42 * 42, S.PACK_DIE2) + 1)
+        assert dev.stats["tx_messages"] - before["tx_messages"] == 2    # QUERY, INFER_BATCH
+        assert dev.stats["tx_bytes"] - before["tx_bytes"] == 16 + request
+        assert request <= B.CharDevBackend.max_request_bytes
+        cls, logits = model.classify(x)
+        assert (res.status == 0).all() and np.array_equal(res.classes, cls)
+        assert np.array_equal(res.logits, logits)
+    finally:
+        dev.close()
+        shutil.rmtree(sock_dir, ignore_errors=True)

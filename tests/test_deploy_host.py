@@ -16,12 +16,13 @@ sys.path.insert(0, str(ROOT / "deploy" / "host"))
 import waferq_host_config as hc  # noqa: E402
 
 
-def test_closure_is_the_host_and_two_protocol_modules():
+def test_closure_is_the_host_and_four_protocol_modules():
     mods = set(host_wheel.host_modules())
-    assert {"protocol", "protocol.wire", "protocol.auth", "host_stm32mp1.cli",
-            "host_stm32mp1.readers.stdf", "waferq_host_config"} <= mods
-    # Not needed by the host: the stream format, ioctls, the C header generator.
-    assert not mods & {"protocol.stream", "protocol.ioctl", "protocol.codegen"}
+    # The stream format too: the host sends wafer maps as its PACK_DIE2 words (issue 20).
+    assert {"protocol", "protocol.wire", "protocol.results", "protocol.stream", "protocol.auth",
+            "host_stm32mp1.cli", "host_stm32mp1.readers.stdf", "waferq_host_config"} <= mods
+    # Not needed by the host: ioctls, the C header generator.
+    assert not mods & {"protocol.ioctl", "protocol.codegen"}
     assert not any(m.split(".")[0] in ("quant", "hls", "zybo_z7") for m in mods)
 
 

@@ -441,3 +441,27 @@ def test_without_pynq(monkeypatch, tmp_path):
 def test_board_only_query_on_the_board():
     be = PB.PynqBackend("/home/xilinx/waferq/waferq.bit")
     assert S.decode(be.transact(S.encode(S.OP_QUERY))).opcode == S.OP_QUERY | S.REPLY_BIT
+
+
+def test_a_service_batch_is_one_dma_transfer(board):
+    """The board service's INFER_BATCH goes as one MM2S transfer (die states,
+    PACK_DIE2) and its records come back bit-exact; the core's feature words
+    (CAP_FEATURES) ride along in each record."""
+    from contract.preprocess import CATEGORY_CODES
+    from zybo_z7.backends import Accelerator
+    from zybo_z7.service import Board
+
+    be = _backend(board)
+    b = Board(Accelerator(be))
+    b.load_weights(blob.pack(board.model).astype("<u4").tobytes())
+    sends, send = [], be.dma.sendchannel
+    real = send.transfer
+    send.transfer = lambda buf, *a, **k: (sends.append(buf.nbytes), real(buf, *a, **k))[1]
+    x = CATEGORY_CODES[np.random.default_rng(5).integers(0, 3, (8, 32, 32, 1))]
+    res, _ = b.infer_batch(np.arange(8), x)
+    n_pix = SPEC.in_size ** 2
+    assert sends == [16, 4 * (S.HEADER_WORDS + 1 + 8 * S.image_words(n_pix, S.PACK_DIE2) + 1)]
+    cls, logits = board.model.classify(x)
+    assert (res.status == 0).all() and np.array_equal(res.classes, cls)
+    assert np.array_equal(res.logits, logits)
+    be.close()

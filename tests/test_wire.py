@@ -44,6 +44,21 @@ def test_payload_codecs_roundtrip():
     assert W.decode_error(W.encode_error(3, "nope")) == (3, "nope")
 
 
+def test_batch_of_die_states_roundtrip():
+    rng = np.random.default_rng(1)
+    states = rng.integers(0, 3, (3, 5, 7, 1), dtype=np.uint8)
+    payload = W.encode_batch(states, [4, 5, 6], packing=1)
+    ids, words, packing, shape = W.decode_batch_packed(payload)
+    assert packing == 1 and shape == (5, 7, 1) and ids.tolist() == [4, 5, 6]
+    assert words.shape == (3, 3)    # 35 states, 16 a word
+    ids, pixels = W.decode_batch(payload)
+    assert np.array_equal(pixels, np.array([0, 128, 255], np.uint8)[states])
+    with pytest.raises(W.WireError, match="packing 7 unknown"):
+        W.decode_batch(payload[:10] + b"\x07\x00" + payload[12:])
+    with pytest.raises(W.WireError, match="needs"):
+        W.decode_batch(payload[:-4])
+
+
 def test_batch_length_mismatch():
     p = W.encode_batch(np.zeros((2, 3, 3, 1), np.uint8), [1, 2])
     with pytest.raises(W.WireError, match="needs"):
@@ -163,3 +178,22 @@ def test_c_constants():
     assert c["WQW_HEADER_SIZE"] == 20 and c["WQW_T_INFER_BATCH"] == W.T_INFER_BATCH
     assert all(isinstance(v, int) and 0 <= v <= 0xFFFFFFFF for v in c.values())
     assert len(set(c)) == len(c)
+
+
+@pytest.mark.parametrize("shape", [(42, 42, 1), (5, 7, 1), (4, 4, 1), (1, 1, 1), (3, 3, 2)])
+def test_die2_words_from_pixels_is_the_streams_pack_die2(shape):
+    from protocol import stream as S
+
+    rng = np.random.default_rng(sum(shape))
+    codes = np.array(S.DIE_PIXEL_CODES, np.uint8)[rng.integers(0, 3, (9, *shape))]
+    want = S.pack_die2(S.die_codes_from_pixels(codes))
+    got = W.die2_words_from_pixels(codes)
+    assert got.dtype == np.uint32 and np.array_equal(got, want)
+    ids = np.arange(9)
+    assert W.encode_batch_words(got, ids, shape, S.PACK_DIE2) == \
+        W.encode_batch(S.die_codes_from_pixels(codes), ids, S.PACK_DIE2)
+    # any code that is not a die category, at any place, refuses the whole batch
+    for bad in sorted(set(range(256)) - set(S.DIE_PIXEL_CODES)):
+        x = codes.copy()
+        x.reshape(-1)[rng.integers(0, x.size)] = bad
+        assert W.die2_words_from_pixels(x) is None, bad

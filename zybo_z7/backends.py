@@ -207,6 +207,12 @@ class CharDevBackend:
     """
 
     name = "chardev"
+    # The driver moves a write() as one scatter-gather transfer of the caller's
+    # pinned pages, at most 255 descriptors (xilinx_dma before 6.6; 512 after):
+    # past that it answers EMSGSIZE (drivers/README.md). A request of 254
+    # pages fits however the pages lie (one more for a buffer that does not
+    # start on a page), so the service cuts its INFER_BATCH messages to it.
+    max_request_bytes = 254 * 4096
 
     def __init__(self, device: str = DEFAULT_DEVICE, timeout: float = 5.0):
         self.device, self.timeout = device, timeout
@@ -325,10 +331,12 @@ class Accelerator:
     def name(self) -> str:
         return getattr(self.backend, "name", type(self.backend).__name__)
 
-    def _call(self, opcode: int, payload=()) -> S.Message:
+    def _call(self, opcode: int, payload=(), request=None) -> S.Message:
+        """One request -> its reply; ``request(tag)`` builds the words when given."""
         tag = next(self._tags) & S.MASK32
+        words = S.encode(opcode, payload, tag) if request is None else request(tag)
         with self._lock:
-            reply = self.backend.transact(S.encode(opcode, payload, tag))
+            reply = self.backend.transact(words)
         msg = S.raise_if_error(S.decode(reply))
         if msg.tag != tag:
             raise S.StreamError(f"reply tag {msg.tag} does not match request tag {tag}")
@@ -351,6 +359,28 @@ class Accelerator:
             self.query()
         msg = self._call(S.OP_INFER, S.pack_pixels(image))
         return S.parse_result(msg, self._n_classes)
+
+    def infer_batch(self, words: np.ndarray, packing: int = S.PACK_U8):
+        """One INFER_BATCH message of N images already packed as the stream
+        carries them (uint32 [N][image_words]: ``S.pack_u8``, ``S.pack_die2``)
+        -> (status [N], class [N], int32 logits [N][n_classes]); status != 0
+        is that image's ERR_* code."""
+        if self._n_classes is None:
+            self.query()
+        n = len(words)
+
+        def request(tag):
+            payload = np.empty(1 + words.size, dtype=np.uint32)
+            payload[0] = S.batch_word(n, packing)
+            payload[1:] = words.ravel()
+            return S.encode(S.OP_INFER_BATCH, payload, tag)
+
+        msg = self._call(S.OP_INFER_BATCH, request=request)
+        # A CAP_FEATURES core appends its feature words to every record; the
+        # service forwards no features, so they are parsed as opaque words.
+        extra = msg.payload.size // n - S.record_words(self._n_classes) if n else 0
+        shape = (4 * extra, 1, 1) if extra > 0 else None
+        return S.parse_batch_reply(msg, n, self._n_classes, shape)[:3]
 
     def close(self) -> None:
         self.backend.close()

@@ -120,6 +120,9 @@ class PynqBackend:
                                     "handoff next to the bitstream, with the same name")
         facts = board_facts.load()
         self.max_send_bytes = facts.max_transfer_bytes
+        # one request is one MM2S transfer from one contiguous buffer: an
+        # INFER_BATCH message of the core's max_batch goes whole
+        self.max_request_bytes = self.max_send_bytes
         self.length_mask = (1 << facts["dma"]["sg_length_width"]) - 1
         # the longest frame the guard lets through: MAX_WORDS plus its closing tail
         self.max_reply_words = facts["guard"]["max_words"] + S.GUARD_TAIL_WORDS

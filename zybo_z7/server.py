@@ -152,8 +152,8 @@ class Handler(socketserver.BaseRequestHandler):
             elif frame.type == W.T_LOAD_WEIGHTS:
                 reply = (W.T_WEIGHTS_ACK, np.array([board.load_weights(frame.payload)], "<u4").tobytes())
             elif frame.type == W.T_INFER_BATCH:
-                ids, images = W.decode_batch(frame.payload)
-                records, checksum = board.infer_batch(ids, images)
+                ids, images, packing, shape = W.decode_batch_packed(frame.payload)
+                records, checksum = board.infer_batch(ids, images, packing, shape)
                 assert len(records) == len(ids)
                 log.debug("%s batch of %d", peer, len(ids))
                 reply = (W.T_RESULTS, W.encode_results(records, checksum))

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from protocol import auth as A
+from protocol import results as R
 from protocol import stream as S
 from contract import export_dir
 from protocol import wire as W
@@ -99,36 +100,111 @@ class Board:
         log.info("loaded weights: %d words, checksum 0x%08x", words.size, checksum)
         return checksum
 
-    def infer_batch(self, ids: np.ndarray, images: np.ndarray) -> tuple[list[dict], int]:
-        """(one record per image, the weights checksum the batch ran with)."""
-        shape = (self.info["in_height"], self.info["in_width"], self.info["in_channels"])
-        if images.shape[1:] != shape:   # once per batch: every image has the batch's shape
-            msg = (f"image is {'x'.join(map(str, images.shape[1:]))}, the model takes "
-                   f"{'x'.join(map(str, shape))}")
-            return [dict(id=int(i), status=W.E_BAD_SHAPE, message=msg) for i in ids], 0
-        records = []
+    def infer_batch(self, ids: np.ndarray, images: np.ndarray, packing: int = S.PACK_U8,
+                    shape=None) -> tuple[R.ResultBatch, int]:
+        """(one record per image, the weights checksum the batch ran with).
+
+        ``images``: uint8 pixels [N][H][W][C] (PACK_U8), or the stream's words
+        of die states [N][image_words] (PACK_DIE2, as the wire brings them;
+        ``shape`` says H, W, C). A core with CAP_BATCH gets INFER_BATCH
+        messages of at most its max_batch, one backend transaction (one driver
+        write, one DMA transfer) each, packed and unpacked in numpy; U8 maps
+        whose pixels are all die categories are packed to die states here. An
+        older core gets one INFER an image. A failed message turns exactly its
+        own images into error records; the other messages still run."""
+        res = R.ResultBatch.empty(ids, self.info["n_classes"])
+        shape = tuple(images.shape[1:]) if shape is None else tuple(shape)
+        want = (self.info["in_height"], self.info["in_width"], self.info["in_channels"])
+        if shape != want:   # once per batch: every image has the batch's shape
+            res.fail(slice(None), W.E_BAD_SHAPE, f"image is {'x'.join(map(str, shape))}, the "
+                     f"model takes {'x'.join(map(str, want))}")
+            return res, 0
+        # Packed before the lock (the core's packings are fixed at synthesis):
+        # another client's batch can use the core meanwhile.
+        words, packing = self._words(images, packing)
         with self.lock:
             # Under the lock: no LOAD_WEIGHTS of another client can come between
             # this checksum and the images.
             info = self.accel.query()
             checksum = info["weights_checksum"] if info["weights_loaded"] else 0
-            for image_id, image in zip(ids, images):
-                records.append(self._infer_one(int(image_id), image))
-        return records, checksum
+            if info["capabilities"] & S.CAP_BATCH and (info["packings"] >> packing) & 1 \
+                    and info["max_batch"] > 0:
+                step = self._message_images(info, words.shape[1])
+                for s in range(0, len(res), step):
+                    self._infer_part(slice(s, min(s + step, len(res))), words, packing, res)
+            else:
+                self._infer_each(words, packing, shape, res)
+        res.weights_checksum = checksum
+        return res, checksum
 
-    def _infer_one(self, image_id: int, image: np.ndarray) -> dict:
+    def _words(self, images: np.ndarray, packing: int) -> tuple[np.ndarray, int]:
+        """The images as stream words [N][image_words] and their packing: die
+        states (PACK_DIE2) when the core takes them and every pixel of a U8
+        batch is a die category code."""
+        if packing != S.PACK_U8:
+            return images, packing
+        if self.info["in_channels"] == 1 and (self.info.get("packings", 0) >> S.PACK_DIE2) & 1:
+            words = W.die2_words_from_pixels(images)
+            if words is not None:
+                return words, S.PACK_DIE2
+        return S.pack_u8(images), S.PACK_U8
+
+    def _message_images(self, info: dict, image_words: int) -> int:
+        """Images in one INFER_BATCH message: the core's max_batch, fewer when
+        the backend bounds a request's bytes (``max_request_bytes``)."""
+        limit = getattr(self.accel.backend, "max_request_bytes", None)
+        if not limit:
+            return info["max_batch"]
+        frame = 4 * (S.HEADER_WORDS + S.TRAILER_WORDS + 1)
+        return max(1, min(info["max_batch"], (limit - frame) // (4 * image_words)))
+
+    def _infer_part(self, part: slice, words: np.ndarray, packing: int, res: R.ResultBatch) -> None:
+        """One INFER_BATCH message for the images ``part``."""
         try:
-            cls, logits = self.accel.infer(image)
-            return dict(id=image_id, status=W.OK, class_index=cls, logits=logits)
-        except S.StreamError as e:
-            code = W.E_NO_WEIGHTS if e.code == S.ERR_NO_WEIGHTS else W.E_ACCELERATOR
-            if code == W.E_NO_WEIGHTS:
-                return dict(id=image_id, status=code, message="no weights loaded: send LOAD_WEIGHTS first")
-            log.error("accelerator error on image %d: %s", image_id, e)
-            return dict(id=image_id, status=code, message="the accelerator refused the image")
-        except Exception:  # a backend fault must still yield this image's record
-            log.exception("backend failed on image %d", image_id)
-            return dict(id=image_id, status=W.E_INTERNAL, message=INTERNAL)
+            status, classes, logits = self.accel.infer_batch(words[part], packing)
+        except Exception as e:  # every image of this message still gets its record
+            res.fail(part, *self._failure(e, f"images {part.start}..{part.stop - 1}"))
+            return
+        res.classes[part], res.logits[part] = classes, logits
+        bad = np.flatnonzero(status)
+        for code in np.unique(status[bad]).tolist():   # per-image errors: rare
+            # a die state of 3 is the sender's fault; anything else the core's
+            wire = W.E_BAD_REQUEST if code == S.ERR_BAD_PIXEL else W.E_ACCELERATOR
+            res.fail(part.start + bad[status[bad] == code], wire,
+                     f"the accelerator refused the image: {S.ERRORS.get(code, code)}")
+
+    def _infer_each(self, words: np.ndarray, packing: int, shape, res: R.ResultBatch) -> None:
+        """A core without INFER_BATCH (or without this packing): one INFER an image."""
+        n_pix = int(np.prod(shape))
+        if packing == S.PACK_U8:
+            flat = np.ascontiguousarray(words, dtype="<u4").view(np.uint8)[:, :n_pix]
+            pixels, bad = flat.reshape(len(res), *shape), np.zeros(len(res), dtype=bool)
+        else:
+            states = S.unpack_die2(words, n_pix)
+            bad = (states == 3).any(axis=1)
+            pixels = S.pixels_from_die_states(states).reshape(len(res), *shape)
+        for i in np.flatnonzero(~bad).tolist():
+            self._infer_one(i, pixels[i], res)
+        if bad.any():
+            res.fail(bad, W.E_BAD_REQUEST,
+                     f"the accelerator refused the image: {S.ERRORS[S.ERR_BAD_PIXEL]}")
+
+    def _infer_one(self, i: int, image: np.ndarray, res: R.ResultBatch) -> None:
+        try:
+            res.classes[i], res.logits[i] = self.accel.infer(image)
+        except Exception as e:
+            res.fail(i, *self._failure(e, f"image {int(res.ids[i])}"))
+
+    @staticmethod
+    def _failure(e: Exception, what: str) -> tuple[int, str]:
+        """(wire status, text) for the images of a failed accelerator exchange."""
+        if isinstance(e, S.StreamError):
+            if e.code == S.ERR_NO_WEIGHTS:
+                return W.E_NO_WEIGHTS, "no weights loaded: send LOAD_WEIGHTS first"
+            log.error("accelerator error on %s: %s", what, e)
+            return W.E_ACCELERATOR, "the accelerator refused the image"
+        log.error("backend failed on %s", what, exc_info=e)
+        return W.E_INTERNAL, INTERNAL
 
 
 def _classes(model_dir) -> tuple[str, ...]:
