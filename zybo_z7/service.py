@@ -168,8 +168,9 @@ class Board:
         res.classes[part], res.logits[part] = classes, logits
         bad = np.flatnonzero(status)
         for code in np.unique(status[bad]).tolist():   # per-image errors: rare
-            # a die state of 3 is the sender's fault; anything else the core's
-            wire = W.E_BAD_REQUEST if code == S.ERR_BAD_PIXEL else W.E_ACCELERATOR
+            # a die state of 3, or a code above the model's input range, is the
+            # sender's fault; anything else the core's
+            wire = W.E_BAD_REQUEST if code in (S.ERR_BAD_PIXEL, S.ERR_BAD_INPUT) else W.E_ACCELERATOR
             res.fail(part.start + bad[status[bad] == code], wire,
                      f"the accelerator refused the image: {S.ERRORS.get(code, code)}")
 
@@ -201,6 +202,8 @@ class Board:
         if isinstance(e, S.StreamError):
             if e.code == S.ERR_NO_WEIGHTS:
                 return W.E_NO_WEIGHTS, "no weights loaded: send LOAD_WEIGHTS first"
+            if e.code == S.ERR_BAD_INPUT:
+                return W.E_BAD_REQUEST, f"the accelerator refused the image: {S.ERRORS[e.code]}"
             log.error("accelerator error on %s: %s", what, e)
             return W.E_ACCELERATOR, "the accelerator refused the image"
         log.error("backend failed on %s", what, exc_info=e)
