@@ -325,3 +325,30 @@ def test_the_ptq_core_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                          timeout=120).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.slow
+@pytest.mark.needs_gxx
+def test_a_ptq_export_runs_bit_exact_through_the_csim(tmp_path):
+    """PTQ's export is an ordinary graph export: the generated core in C
+    simulation answers it bit for bit as the integer model (residual add, GAP,
+    MatMul head: the layer kinds the zoo's wafer CNNs do not combine)."""
+    import shutil
+
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is not installed")
+    pytest.importorskip("hls4ml", reason="hls4ml provides the ap_types headers")
+    from hls.csim import CSimCore
+    from protocol import stream as S
+
+    fg = float_graph.read(_residual_model())
+    x = np.random.default_rng(4).integers(0, 256, (80, 18, 18, 1), dtype=np.uint8)
+    cal = ptq_quantize.calibrate(fg, x[:60], 1 / 255)
+    im = ptq_quantize.quantize(fg, cal, 8, 8, 1 / 255, "res8", [str(i) for i in range(5)])
+    im.save(tmp_path / "export")
+    core = CSimCore.for_model(tmp_path / "export", tmp_path / "hls")
+    S.raise_if_error(S.decode(core.transact(S.encode(S.OP_LOAD_WEIGHTS, blob.pack(im), 1))))
+    status, cls, logits = core.infer_batch(x[60:], im.spec.n_classes, S.PACK_U8, tag=2)
+    want = im.forward(x[60:])
+    assert not status.any() and np.array_equal(logits, want.astype(np.int32))
+    assert np.array_equal(cls, want.argmax(axis=1)) and len({tuple(r) for r in want}) > 1
