@@ -56,7 +56,7 @@ root=$Q/initramfs
 rm -rf "$root"
 mkdir -p "$root/proc" "$root/sys" "$root/dev"
 "${CROSS}gcc" -static -O2 -Wall -Wextra -Werror -I"$REPO/drivers/include/uapi" \
-	-o "$root/init" "$HERE/guest/wq_guest_init.c"
+	-I"$OUT/armv7/waferq" -o "$root/init" "$HERE/guest/wq_guest_init.c"
 cp "$OUT/armv7/waferq/waferq.ko" "$OUT/armv7-extra/testonly_dma/waferq_testonly_dma.ko" "$root/"
 (cd "$root" && find . | cpio -o -H newc --quiet) >"$Q/initramfs.cpio"
 

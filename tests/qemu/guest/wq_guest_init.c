@@ -28,9 +28,10 @@
 #include <unistd.h>
 #include <linux/waferq.h>
 
+#include "wq_stream_format.h"	/* generated from protocol/stream.py by drivers/build.sh */
+
 #define DEV "/dev/waferq0"
 #define PARAM "/sys/module/waferq_testonly_dma/parameters/"
-#define MAGIC 0x5751u
 #define TOPOLOGY 0x1234abcdu
 #define BIG (4u << 20)
 
@@ -151,7 +152,7 @@ static size_t msg(uint32_t *w, unsigned int op, uint32_t tag,
 {
 	uint32_t i, sum;
 
-	w[0] = MAGIC << 16 | 1u << 8 | op;
+	w[0] = WQ_MAGIC << 16 | WQ_VERSION << 8 | op;
 	w[1] = n;
 	w[2] = tag;
 	for (i = 0; i < n; i++)
@@ -410,7 +411,7 @@ static int t_four_mib(void)
 	CHECK(w != MAP_FAILED, "mmap contiguous: %s", strerror(errno));
 	for (i = 0; i < BIG / 4 - 4; i++)
 		px[0] = w[3 + i] = i * 2654435761u, sum += px[0];
-	w[0] = MAGIC << 16 | 1u << 8 | 2;
+	w[0] = WQ_MAGIC << 16 | WQ_VERSION << 8 | WQ_OP_LOAD_WEIGHTS;
 	w[1] = BIG / 4 - 4;
 	w[2] = 20;
 	w[BIG / 4 - 1] = w[0] + w[1] + w[2] + sum;
