@@ -49,20 +49,49 @@ struct conv2d_config {
     typedef ap_int<40> accum_t;               // holds every partial sum plus the bias
 };
 
-// Input element k (k in [0, fan_in), order [ky][kx][ic]) of the window at
-// output pixel (oy, ox); 0 in the padding, which makes skipping it exact.
-template <class CONFIG_T>
-typename CONFIG_T::in_t window_at(const typename CONFIG_T::in_t in[CONFIG_T::in_h * CONFIG_T::in_w *
-                                                                    CONFIG_T::in_c],
-                                  unsigned oy, unsigned ox, unsigned k, unsigned ch_per_tap) {
+// Line buffers (issue 16): a conv or pool layer reads its input array once, in
+// order, one code a cycle, and keeps the last `kernel` input rows on chip, one
+// row a bank (complete dim=1), each split cyclically by F (dim=2) so that the
+// codes one MAC iteration takes from a row fall in distinct banks and the MAC
+// loop holds II=1. Row iy lives in line buffer iy % kernel. Padding is never
+// stored: a lane outside the input reads 0.
+//
+// lb_fill loads input rows [filled, need) (need <= in_h), row-major, HWC.
+template <class CONFIG_T, class T, unsigned ROW>
+void lb_fill(const T in[CONFIG_T::in_h * ROW], T lines[CONFIG_T::kernel][ROW], unsigned& filled,
+             unsigned& slot, unsigned need) {
     #pragma HLS INLINE
-    const unsigned tap = k / ch_per_tap;             // ky * kernel + kx
-    const unsigned ic = k % ch_per_tap;
-    const int iy = int(oy * CONFIG_T::stride + tap / CONFIG_T::kernel) - int(CONFIG_T::pad);
-    const int ix = int(ox * CONFIG_T::stride + tap % CONFIG_T::kernel) - int(CONFIG_T::pad);
-    if (iy < 0 || iy >= int(CONFIG_T::in_h) || ix < 0 || ix >= int(CONFIG_T::in_w))
-        return typename CONFIG_T::in_t(0);
-    return WQ_AT(in, (unsigned(iy) * CONFIG_T::in_w + unsigned(ix)) * CONFIG_T::in_c + ic);
+    if (need <= filled) return;
+    unsigned pos = 0;
+    const unsigned n = (need - filled) * ROW;
+    const unsigned first = filled * ROW;
+LbFill:
+    for (unsigned i = 0; i < n; i++) {
+        #pragma HLS PIPELINE II = 1
+        WQ_PIPE(LbFill, 1, WQ_DEPTH);
+        #pragma HLS LOOP_TRIPCOUNT max = CONFIG_T::in_h * ROW
+        WQ_AT(lines[slot], pos) = WQ_AT(in, first + i);
+        if (++pos == ROW) {
+            pos = 0;
+            slot = slot + 1 == CONFIG_T::kernel ? 0 : slot + 1;
+        }
+    }
+    filled = need;
+}
+
+// Input rows the windows of output row oy need loaded: up to its last row.
+template <class CONFIG_T>
+unsigned lb_need(unsigned oy) {
+    #pragma HLS INLINE
+    const unsigned last = oy * CONFIG_T::stride + CONFIG_T::kernel - CONFIG_T::pad;   // one past
+    return last < CONFIG_T::in_h ? last : CONFIG_T::in_h;
+}
+
+// Line buffer of the window's first row, oy * stride - pad, (mod kernel).
+template <class CONFIG_T>
+unsigned lb_top(unsigned oy) {
+    #pragma HLS INLINE
+    return (oy * CONFIG_T::stride + CONFIG_T::kernel * CONFIG_T::pad - CONFIG_T::pad) % CONFIG_T::kernel;
 }
 
 // in:  [in_h][in_w][in_c] HWC; out: [out_h][out_w][out_c] HWC;
@@ -79,15 +108,36 @@ void conv2d(const typename CONFIG_T::in_t in[CONFIG_T::in_h * CONFIG_T::in_w * C
     static const unsigned PE = CONFIG_T::pe;
     static const unsigned SIMD = CONFIG_T::simd;
     static const unsigned SF = CONFIG_T::sf;
+    static const unsigned K = CONFIG_T::kernel;       // line buffers
+    static const unsigned C = CONFIG_T::in_c;
+    static const unsigned ROW = CONFIG_T::in_w * C;   // codes a line buffer
+    static const unsigned KC = K * C;                 // codes of one window row
+    static const unsigned WRAPS = (SIMD - 1) / KC + 1;  // window rows one word can end
+    // One word's codes in one window row are consecutive, at most min(SIMD, KC, ROW).
+    static const unsigned F0 = SIMD < KC ? SIMD : KC;   // (a constant: no function call)
+    static const unsigned F = F0 < ROW ? F0 : ROW;
     typename CONFIG_T::accum_t acc[PE];
     #pragma HLS ARRAY_PARTITION variable=acc complete
     WQ_MEM(acc, WQ_REGS, 0);
+    typename CONFIG_T::in_t lines[K][ROW];
+    #pragma HLS ARRAY_PARTITION variable=lines complete dim=1
+    #pragma HLS ARRAY_PARTITION variable=lines cyclic factor=F dim=2
+    WQ_MEM(lines, WQ_ROWS_CYCLIC, F);
+    typename CONFIG_T::in_t x[SIMD];   // one word of the window
+    #pragma HLS ARRAY_PARTITION variable=x complete
+    WQ_MEM(x, WQ_REGS, 0);
+    unsigned filled = 0, slot = 0;
 ConvRows:
     for (unsigned oy = 0; oy < CONFIG_T::out_h; oy++) {
         WQ_SEQ(ConvRows);
+        lb_fill<CONFIG_T, typename CONFIG_T::in_t, ROW>(in, lines, filled, slot, lb_need<CONFIG_T>(oy));
+        const unsigned top = lb_top<CONFIG_T>(oy);
+        const int iy0 = int(oy * CONFIG_T::stride) - int(CONFIG_T::pad);
     ConvCols:
         for (unsigned ox = 0; ox < CONFIG_T::out_w; ox++) {
             WQ_SEQ(ConvCols);
+            // Padded code position of the window's first column in a row.
+            const unsigned x0 = ox * CONFIG_T::stride * C;
         ConvNf:
             for (unsigned nf = 0; nf < CONFIG_T::nf; nf++) {
                 WQ_SEQ(ConvNf);
@@ -96,10 +146,39 @@ ConvRows:
                     #pragma HLS UNROLL
                     WQ_AT(acc, p) = WQ_AT(b, nf * PE + p);
                 }
+                unsigned ky0 = 0, r0 = 0;   // window row and code in it of lane 0
             ConvSf:
                 for (unsigned sf = 0; sf < SF; sf++) {
                     #pragma HLS PIPELINE II = 1
                     WQ_PIPE(ConvSf, 1, WQ_DEPTH_MAC(SIMD));
+                ConvLanes:
+                    for (unsigned s = 0; s < SIMD; s++) {
+                        #pragma HLS UNROLL
+                        unsigned ky = ky0, r = r0 + s;
+                    ConvWrap:
+                        for (unsigned t = 0; t < WRAPS; t++) {
+                            #pragma HLS UNROLL
+                            if (r >= KC) {
+                                r -= KC;
+                                ky++;
+                            }
+                        }
+                        const int iy = iy0 + int(ky);
+                        const unsigned pos = x0 + r;
+                        const bool inside = iy >= 0 && iy < int(CONFIG_T::in_h) &&
+                                            pos >= CONFIG_T::pad * C && pos < CONFIG_T::pad * C + ROW;
+                        const unsigned row = top + ky < K ? top + ky : top + ky - K;
+                        WQ_AT(x, s) = inside ? WQ_AT(lines[row], pos - CONFIG_T::pad * C) : typename CONFIG_T::in_t(0);
+                    }
+                    r0 += SIMD;
+                ConvNext:
+                    for (unsigned t = 0; t < WRAPS; t++) {
+                        #pragma HLS UNROLL
+                        if (r0 >= KC) {
+                            r0 -= KC;
+                            ky0++;
+                        }
+                    }
                 ConvPe:
                     for (unsigned p = 0; p < PE; p++) {
                         #pragma HLS UNROLL
@@ -107,10 +186,8 @@ ConvRows:
                     ConvSimd:
                         for (unsigned s = 0; s < SIMD; s++) {
                             #pragma HLS UNROLL
-                            const typename CONFIG_T::in_t x =
-                                window_at<CONFIG_T>(in, oy, ox, sf * SIMD + s, CONFIG_T::in_c);
                             WQ_AT(acc, p) += lane_mul<CONFIG_T::mul_fabric>::template mul<typename CONFIG_T::accum_t>(
-                                x, weight_at<typename CONFIG_T::weight_t, CONFIG_T::w_bits>(word, s));
+                                WQ_AT(x, s), weight_at<typename CONFIG_T::weight_t, CONFIG_T::w_bits>(word, s));
                         }
                     }
                 }
