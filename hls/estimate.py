@@ -188,8 +188,13 @@ def line_buffers(layer: dict, pe: int, simd: int) -> tuple[int, int]:
     """(BRAM18, LUT) of a conv layer's line buffers and their lane muxes."""
     f, k, ib = line_banks(layer, pe, simd), layer["kernel"], layer["in_bits"]
     bram, lut = memory(ib, math.ceil(layer["in_w"] * layer["in_c"] / f))
-    lanes = pe * simd if layer["groups"] > 1 else simd
-    return k * f * bram, k * f * lut + lanes * ib * math.ceil(k * f / 4)
+    dw = layer["groups"] > 1
+    lanes = pe * simd if dw else simd
+    # A lane whose bank is fixed (the templates' PACKED / one-column index forms)
+    # selects among the kernel rows only; otherwise among every bank of them.
+    fixed = f == pe if dw else layer["in_c"] % simd == 0
+    choices = k if fixed else k * f
+    return k * f * bram, k * f * lut + lanes * ib * math.ceil(choices / 4)
 
 
 def layer_estimate(layer: dict, pe: int, simd: int, out_lanes: int) -> dict:

@@ -244,3 +244,36 @@ def test_vitis_never_gets_the_accounting_runtime(tmp_path):
     out = subprocess.run(["g++", "-std=c++14", "-E", "-P", f"-I{fw}", f"-I{ap_types_dir()}",
                           str(fw / "waferq_top.cpp")], check=True, capture_output=True, text=True).stdout
     assert "wq_cyc" not in out and "WQ_AT" not in out and "WQ_PIPE" not in out
+
+
+@pytest.mark.parametrize("case", ["packed", "depthwise"])
+def test_line_buffer_banks_hold_ii1_for_every_lane_layout(tmp_path, case):
+    """The line buffers' three lane layouts: simd dividing in_c (lane s reads
+    bank s), simd not dividing it (codes of one word spread over taps and
+    rows), and depthwise with one or several window columns a word, each with
+    padding and stride 2 where the model has them: bit-exact, every conv MAC
+    loop at II 1 with no port over-subscription, and the model's cycles equal
+    to the C-sim's."""
+    from contract.zoo import ZooSpec
+    from hls import estimate as E
+
+    if case == "packed":
+        spec = CNNSpec.uniform(4, 4)   # conv1 in_c 8, conv2 in_c 16
+        par = {"conv0": {"pe": 2, "simd": 3}, "conv1": {"pe": 2, "simd": 4}, "conv2": {"pe": 4, "simd": 16}}
+    else:
+        spec = ZooSpec("mobilenet_s", in_size=16, width=4, w_bits=4, a_bits=4)
+        par = {"dw0": {"pe": 2, "simd": 1}, "dw1": {"pe": 4, "simd": 3}, "dw2": {"pe": 16, "simd": 9},
+               "dw3": {"pe": 1, "simd": 9}, "pw1": {"pe": 2, "simd": 8}, "stem": {"pe": 4, "simd": 9}}
+    random_model(spec, seed=4).save(tmp_path / "export")
+    (tmp_path / "hls").mkdir()
+    parallel.save(tmp_path / "hls" / "parallel.json", par)
+    rep = measure(tmp_path / "export", tmp_path / "hls", n=1)
+    assert rep["bit_exact"]
+    loops = {(l["name"], x["loop"]): x["ii"] for l in rep["layers"] for x in l["loops"]}
+    macs = {k: v for k, v in loops.items() if k[1] in ("ConvSf", "DwSf", "LbFill")}
+    assert macs and set(macs.values()) == {1}, macs
+    assert not [v for v in rep["violations"] if (v["layer"], v["loop"]) in macs]
+    layers = spec.layers()
+    est = E.estimate(layers, parallel.load(layers, tmp_path / "hls" / "parallel.json"))
+    assert {r["name"]: r["cycles"] for r in est["layers"]} == {
+        l["name"]: l["cycles"] for l in rep["layers"] if l["name"] in {r["name"] for r in est["layers"]}}

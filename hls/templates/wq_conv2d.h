@@ -113,9 +113,15 @@ void conv2d(const typename CONFIG_T::in_t in[CONFIG_T::in_h * CONFIG_T::in_w * C
     static const unsigned ROW = CONFIG_T::in_w * C;   // codes a line buffer
     static const unsigned KC = K * C;                 // codes of one window row
     static const unsigned WRAPS = (SIMD - 1) / KC + 1;  // window rows one word can end
-    // One word's codes in one window row are consecutive, at most min(SIMD, KC, ROW).
+    // One word's codes in one window row are consecutive, at most min(SIMD, KC, ROW),
+    // so they fall in distinct banks modulo that. When simd divides in_c a word
+    // is one tap's channels [ic0, ic0 + SIMD), ic0 a multiple of SIMD: lane s
+    // reads bank s at word address w (index w * SIMD + s), a fixed bank a lane,
+    // so a lane only selects among the kernel rows (hls/estimate.py line_buffers).
     static const unsigned F0 = SIMD < KC ? SIMD : KC;   // (a constant: no function call)
     static const unsigned F = F0 < ROW ? F0 : ROW;
+    static const bool PACKED = C % SIMD == 0;          // one tap a word, lane s in bank s
+    static const unsigned SW = PACKED ? SIMD : 1;      // codes a word address step
     typename CONFIG_T::accum_t acc[PE];
     #pragma HLS ARRAY_PARTITION variable=acc complete
     WQ_MEM(acc, WQ_REGS, 0);
@@ -138,6 +144,7 @@ ConvRows:
             WQ_SEQ(ConvCols);
             // Padded code position of the window's first column in a row.
             const unsigned x0 = ox * CONFIG_T::stride * C;
+            const unsigned xw = ox * CONFIG_T::stride * (C / SW);   // x0 / SIMD when PACKED
         ConvNf:
             for (unsigned nf = 0; nf < CONFIG_T::nf; nf++) {
                 WQ_SEQ(ConvNf);
@@ -146,7 +153,7 @@ ConvRows:
                     #pragma HLS UNROLL
                     WQ_AT(acc, p) = WQ_AT(b, nf * PE + p);
                 }
-                unsigned ky0 = 0, r0 = 0;   // window row and code in it of lane 0
+                unsigned ky0 = 0, r0 = 0, w0 = 0;   // window row, code in it (/ SIMD) of lane 0
             ConvSf:
                 for (unsigned sf = 0; sf < SF; sf++) {
                     #pragma HLS PIPELINE II = 1
@@ -168,14 +175,18 @@ ConvRows:
                         const bool inside = iy >= 0 && iy < int(CONFIG_T::in_h) &&
                                             pos >= CONFIG_T::pad * C && pos < CONFIG_T::pad * C + ROW;
                         const unsigned row = top + ky < K ? top + ky : top + ky - K;
-                        WQ_AT(x, s) = inside ? WQ_AT(lines[row], pos - CONFIG_T::pad * C) : typename CONFIG_T::in_t(0);
+                        const unsigned at = PACKED ? (xw + w0 - CONFIG_T::pad * (C / SW)) * SW + s
+                                                   : pos - CONFIG_T::pad * C;
+                        WQ_AT(x, s) = inside ? WQ_AT(lines[row], at) : typename CONFIG_T::in_t(0);
                     }
                     r0 += SIMD;
+                    w0++;
                 ConvNext:
                     for (unsigned t = 0; t < WRAPS; t++) {
                         #pragma HLS UNROLL
                         if (r0 >= KC) {
                             r0 -= KC;
+                            w0 -= KC / SW;
                             ky0++;
                         }
                     }

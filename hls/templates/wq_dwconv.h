@@ -89,8 +89,12 @@ DwRows:
                             const bool inside = iy >= 0 && iy < int(CONFIG_T::in_h) &&
                                                 px >= CONFIG_T::pad && px < CONFIG_T::pad + CONFIG_T::in_w;
                             const unsigned row = top + ky < K ? top + ky : top + ky - K;
+                            // With one column a word, lane p reads bank p: the index in the
+                            // w * PE + p form makes that fixed bank visible to HLS.
+                            const unsigned at = L == 1 ? ((px - CONFIG_T::pad) * (C / PE) + nf) * PE + p
+                                                       : (px - CONFIG_T::pad) * C + c;
                             const typename CONFIG_T::in_t x =
-                                inside ? WQ_AT(lines[row], (px - CONFIG_T::pad) * C + c) : typename CONFIG_T::in_t(0);
+                                inside ? WQ_AT(lines[row], at) : typename CONFIG_T::in_t(0);
                             WQ_AT(acc, p) += lane_mul<CONFIG_T::mul_fabric>::template mul<typename CONFIG_T::accum_t>(
                                 x, weight_at<typename CONFIG_T::weight_t, CONFIG_T::w_bits>(word, s));
                         }
