@@ -1,12 +1,14 @@
 // wq_conv2d.h: 2-D convolution (any square kernel, stride, zero padding),
 // bias, then requantization (ReLU-quant or signed). Dense channels (groups 1);
-// the depthwise case is wq_dwconv.h.
+// the depthwise case is wq_dwconv.h. The window comes from line buffers
+// (wq_swg.h lb_fill): the input array is read once, in order.
 #ifndef WQ_CONV2D_H
 #define WQ_CONV2D_H
 
 #include "wq_common.h"
 #include "wq_loader.h"
 #include "wq_requant.h"
+#include "wq_swg.h"
 
 namespace wq {
 
@@ -48,51 +50,6 @@ struct conv2d_config {
     typedef ap_uint<8> wword_t;               // one memory word: simd weights
     typedef ap_int<40> accum_t;               // holds every partial sum plus the bias
 };
-
-// Line buffers (issue 16): a conv or pool layer reads its input array once, in
-// order, one code a cycle, and keeps the last `kernel` input rows on chip, one
-// row a bank (complete dim=1), each split cyclically by F (dim=2) so that the
-// codes one MAC iteration takes from a row fall in distinct banks and the MAC
-// loop holds II=1. Row iy lives in line buffer iy % kernel. Padding is never
-// stored: a lane outside the input reads 0.
-//
-// lb_fill loads input rows [filled, need) (need <= in_h), row-major, HWC.
-template <class CONFIG_T, class T, unsigned ROW>
-void lb_fill(const T in[CONFIG_T::in_h * ROW], T lines[CONFIG_T::kernel][ROW], unsigned& filled,
-             unsigned& slot, unsigned need) {
-    #pragma HLS INLINE
-    if (need <= filled) return;
-    unsigned pos = 0;
-    const unsigned n = (need - filled) * ROW;
-    const unsigned first = filled * ROW;
-LbFill:
-    for (unsigned i = 0; i < n; i++) {
-        #pragma HLS PIPELINE II = 1
-        WQ_PIPE(LbFill, 1, WQ_DEPTH);
-        #pragma HLS LOOP_TRIPCOUNT max = CONFIG_T::in_h * ROW
-        WQ_AT(lines[slot], pos) = WQ_AT(in, first + i);
-        if (++pos == ROW) {
-            pos = 0;
-            slot = slot + 1 == CONFIG_T::kernel ? 0 : slot + 1;
-        }
-    }
-    filled = need;
-}
-
-// Input rows the windows of output row oy need loaded: up to its last row.
-template <class CONFIG_T>
-unsigned lb_need(unsigned oy) {
-    #pragma HLS INLINE
-    const unsigned last = oy * CONFIG_T::stride + CONFIG_T::kernel - CONFIG_T::pad;   // one past
-    return last < CONFIG_T::in_h ? last : CONFIG_T::in_h;
-}
-
-// Line buffer of the window's first row, oy * stride - pad, (mod kernel).
-template <class CONFIG_T>
-unsigned lb_top(unsigned oy) {
-    #pragma HLS INLINE
-    return (oy * CONFIG_T::stride + CONFIG_T::kernel * CONFIG_T::pad - CONFIG_T::pad) % CONFIG_T::kernel;
-}
 
 // in:  [in_h][in_w][in_c] HWC; out: [out_h][out_w][out_c] HWC;
 // w:   packed weight memory (wq_loader.h), b: [out_c], shift: the requant shift,
