@@ -196,3 +196,21 @@ def test_finn_anchor_model_is_cnv_w1a1_shaped():
     assert all(l["w_bits"] == 1 for l in layers if l["type"] in ("conv2d", "dense"))
     est = E.estimate(layers)
     assert est["with_platform"]["dsp"] == 0
+
+
+def test_line_buffers_by_hand():
+    layers = CNNSpec.uniform(4, 4).layers()
+    conv2 = next(l for l in layers if l["name"] == "conv2")   # 10x10x16, 3x3, pad 1
+    # simd 8 divides in_c 16: 8 banks a row, 3 rows of 10*16/8 = 20 codes x 4 bits
+    # -> LUTRAM 4 LUT each = 96; each of 8 lanes picks one of 3 rows: 8 * 4 * 1 = 32
+    assert E.line_banks(conv2, 16, 8) == 8
+    assert E.line_buffers(conv2, 16, 8) == (0, 24 * 4 + 8 * 4 * 1)
+    # simd 12 does not divide 16: 12 banks a row, 3 rows x 12 banks of ceil(160/12) = 14
+    # codes -> 4 LUT each = 144; each of 12 lanes picks one of 36 banks: 12 * 4 * 9 = 432
+    assert E.line_banks(conv2, 16, 12) == 12
+    assert E.line_buffers(conv2, 16, 12) == (0, 36 * 4 + 12 * 4 * 9)
+    dw = next(l for l in zoo.ZooSpec("mobilenet_s", w_bits=4, a_bits=4).layers() if l["name"] == "dw2")
+    c, w = dw["in_c"], dw["in_w"]
+    # depthwise, one tap a word: pe banks, a lane's bank fixed; three taps a word: in_c * 3 banks
+    assert E.line_banks(dw, 8, 1) == 8 and E.line_banks(dw, 8, 3) == 3 * c
+    assert E.line_buffers(dw, 8, 1)[1] == 3 * 8 * E.memory(4, w * c // 8)[1] + 8 * 4 * 1
