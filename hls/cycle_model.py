@@ -13,12 +13,13 @@ The figures mirror, loop by loop, what the cycle-accounting C-sim
 
 Per iteration, with the layer's ``pe`` and ``simd``:
 
-- conv2d: ConvSf reads ``simd`` window elements from the unpartitioned input
-  array (II ``ceil(simd / 2)``), runs once per (pixel, output group), and each
-  ConvNf iteration reads ``pe`` biases and writes ``pe`` outputs (a thresholds
-  layer also reads each of its ``pe * n_thr`` threshold banks once, which adds
-  no cycle);
-- depthwise: ``pe * simd`` window elements a DwSf iteration;
+- conv2d and depthwise: the line buffers (wq_conv2d.h ``lb_fill``) read the
+  input array once, one code a cycle (II 1), in one LbFill entry per output
+  row that needs new input rows (``line_fill``); ConvSf / DwSf then take the
+  window from distinct line-buffer banks at II 1, once per (pixel, output
+  group), and each ConvNf iteration reads ``pe`` biases and writes ``pe``
+  outputs (a thresholds layer also reads each of its ``pe * n_thr`` threshold
+  banks once, which adds no cycle);
 - dense: DenseSf reads ``simd`` inputs, once per output group;
 - maxpool: ``pe * pool**2`` window elements a PoolNf iteration, once per pixel;
 - gap, add, upsample, quant: ``pe`` elements an iteration of each array;
@@ -50,6 +51,18 @@ def _seq(iters: int, accesses: int = 0) -> int:
     return iters * (1 + math.ceil(accesses / PORTS))
 
 
+def line_fill(layer: dict) -> tuple[int, int]:
+    """(iterations, entries) of LbFill: input rows load as output rows need them."""
+    k, st, p, ih = layer["kernel"], layer["stride"], layer["pad"], layer["in_h"]
+    filled = entries = 0
+    for oy in range(layer["out_h"]):
+        need = min(ih, oy * st + k - p)
+        if need > filled:
+            entries += 1
+            filled = need
+    return filled * layer["in_w"] * layer["in_c"], entries
+
+
 def layer_cycles(layer: dict, pe: int, simd: int) -> dict:
     """{"cycles", "ii"} of one layer as hls/templates write it."""
     t = layer["type"]
@@ -61,12 +74,13 @@ def layer_cycles(layer: dict, pe: int, simd: int) -> dict:
     if t in ("conv2d", "dense"):
         sf = parallel.fan_in(layer) // simd
         depth = PIPE_DEPTH + math.ceil(math.log2(simd)) if simd > 1 else PIPE_DEPTH
-        dw = t == "conv2d" and layer["groups"] > 1
-        ii = _ii(pe * simd if dw else simd)
+        ii = _ii(simd) if t == "dense" else 1
         if t == "dense":
             cyc = pipelined(nf * sf, nf, ii, depth) + _seq(nf, pe)
         else:
-            cyc = pipelined(pix * nf * sf, pix * nf, ii, depth) + _seq(pix * nf, pe) + _seq(pix) + _seq(oh)
+            fill, fill_entries = line_fill(layer)
+            cyc = (pipelined(fill, fill_entries, 1) + pipelined(pix * nf * sf, pix * nf, ii, depth)
+                   + _seq(pix * nf, pe) + _seq(pix) + _seq(oh))
         shift_reads = 0 if is_threshold(layer) else 1     # thresholds layers have no shift word
     elif t == "maxpool":
         q = layer["pool"]

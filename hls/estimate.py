@@ -59,6 +59,13 @@ Arithmetic of a conv2d / dense layer (``lanes = pe * simd`` multipliers):
   weight register and, for LUT multipliers, the ``lanes * (w_bits + in_bits)``
   product registers (a DSP keeps its product in its own MREG).
 - Control (loop counters, address generators): CTRL_LUT and CTRL_FF a layer.
+- Line buffers of a conv2d / depthwise layer (wq_conv2d.h ``lb_fill``):
+  ``kernel`` rows of ``in_w * in_c`` codes, each row split cyclically into
+  ``line_banks`` banks (as the template partitions them), so ``kernel *
+  line_banks`` memories ``in_bits`` wide and ``ceil(in_w * in_c /
+  line_banks)`` deep; every lane (``simd``, depthwise ``pe * simd``) selects
+  its code among them, a mux of ``in_bits * ceil(kernel * line_banks / 4)``
+  LUTs (one LUT6 a 4:1 bit).
 
 Layers without weights (pe lanes): maxpool ``pe * out_bits * 2`` LUT and FF
 (a comparator and the running max); gap ``pe`` accumulators of
@@ -71,10 +78,12 @@ loop at the II its memory ports allow, which the cycle-accounting C-sim
 (``hls.cycles``, ``make csim``) measures and tests/test_hls_cycles.py holds
 the two to. They are modelled, not synthesized.
 
-``cycles_ideal`` keeps FINN's formula, what a line-buffered, flattened II=1
-pipeline would take (the structure issue 16 asks for; not what the templates
-do today); ``default_parallelism`` still folds by it, so the generated cores
-keep their folding:
+``cycles_ideal`` keeps FINN's formula, what a flattened II=1 pipeline of
+streaming layers would take (the structure issue 16 asks for; the conv
+layers now read line buffers at II 1, but the layers still run one after
+another and pools read their windows from 2-port arrays);
+``default_parallelism`` still folds by it, so the generated cores keep their
+folding:
 
 - conv2d / dense: ``out_h * out_w * fold`` with
   ``fold = (out_c / pe) * (fan_in / simd)`` (hls/parallel.py), plus the
@@ -166,6 +175,28 @@ def uses_dsp(w_bits: int, in_bits: int) -> bool:
     return w_bits * in_bits >= DSP_MIN_PRODUCT
 
 
+def line_banks(layer: dict, pe: int, simd: int) -> int:
+    """Cyclic factor of each line buffer, as wq_conv2d.h / wq_dwconv.h compute F."""
+    k, c, w = layer["kernel"], layer["in_c"], layer["in_w"]
+    if layer["groups"] > 1:
+        cols = min(simd, k, w)
+        return pe if cols == 1 else c * cols
+    return min(simd, k * c, w * c)
+
+
+def line_buffers(layer: dict, pe: int, simd: int) -> tuple[int, int]:
+    """(BRAM18, LUT) of a conv layer's line buffers and their lane muxes."""
+    f, k, ib = line_banks(layer, pe, simd), layer["kernel"], layer["in_bits"]
+    bram, lut = memory(ib, math.ceil(layer["in_w"] * layer["in_c"] / f))
+    dw = layer["groups"] > 1
+    lanes = pe * simd if dw else simd
+    # A lane whose bank is fixed (the templates' PACKED / one-column index forms)
+    # selects among the kernel rows only; otherwise among every bank of them.
+    fixed = f == pe if dw else layer["in_c"] % simd == 0
+    choices = k if fixed else k * f
+    return k * f * bram, k * f * lut + lanes * ib * math.ceil(choices / 4)
+
+
 def layer_estimate(layer: dict, pe: int, simd: int, out_lanes: int) -> dict:
     """One layer's resources and cycles; ``out_lanes``: width of its output buffer in values."""
     kind, ib, ob = layer["type"], layer["in_bits"], layer["out_bits"]
@@ -198,6 +229,10 @@ def layer_estimate(layer: dict, pe: int, simd: int, out_lanes: int) -> dict:
         else:
             act = pe * _requant_lut(acc, ob) if layer["requant"] else 0
         r["lut"] += tree + pe * acc + act
+        if kind == "conv2d":
+            lbr, llut = line_buffers(layer, pe, simd)
+            r["bram18_acts"] += lbr
+            r["lut"] += llut
         r["ff"] += tree + pe * acc + simd * ib + lanes * wb
         r["fold"] = (c // pe) * (fi // simd)
         r["cycles_ideal"] = pix * r["fold"] + PIPE_DEPTH + math.ceil(math.log2(simd))
@@ -228,7 +263,7 @@ def layer_estimate(layer: dict, pe: int, simd: int, out_lanes: int) -> dict:
         r["ff"] += 32 * c
     else:
         abr, alut = memory(out_lanes * ob, math.ceil(pix * c / out_lanes))
-        r["bram18_acts"] = abr
+        r["bram18_acts"] += abr
         r["lut"] += alut
     r["bram18"] = r["bram18_weights"] + r["bram18_acts"]
     m = cycle_model.layer_cycles(layer, pe, simd)

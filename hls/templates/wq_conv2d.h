@@ -1,12 +1,14 @@
 // wq_conv2d.h: 2-D convolution (any square kernel, stride, zero padding),
 // bias, then requantization (ReLU-quant or signed). Dense channels (groups 1);
-// the depthwise case is wq_dwconv.h.
+// the depthwise case is wq_dwconv.h. The window comes from line buffers
+// (wq_swg.h lb_fill): the input array is read once, in order.
 #ifndef WQ_CONV2D_H
 #define WQ_CONV2D_H
 
 #include "wq_common.h"
 #include "wq_loader.h"
 #include "wq_requant.h"
+#include "wq_swg.h"
 
 namespace wq {
 
@@ -49,22 +51,6 @@ struct conv2d_config {
     typedef ap_int<40> accum_t;               // holds every partial sum plus the bias
 };
 
-// Input element k (k in [0, fan_in), order [ky][kx][ic]) of the window at
-// output pixel (oy, ox); 0 in the padding, which makes skipping it exact.
-template <class CONFIG_T>
-typename CONFIG_T::in_t window_at(const typename CONFIG_T::in_t in[CONFIG_T::in_h * CONFIG_T::in_w *
-                                                                    CONFIG_T::in_c],
-                                  unsigned oy, unsigned ox, unsigned k, unsigned ch_per_tap) {
-    #pragma HLS INLINE
-    const unsigned tap = k / ch_per_tap;             // ky * kernel + kx
-    const unsigned ic = k % ch_per_tap;
-    const int iy = int(oy * CONFIG_T::stride + tap / CONFIG_T::kernel) - int(CONFIG_T::pad);
-    const int ix = int(ox * CONFIG_T::stride + tap % CONFIG_T::kernel) - int(CONFIG_T::pad);
-    if (iy < 0 || iy >= int(CONFIG_T::in_h) || ix < 0 || ix >= int(CONFIG_T::in_w))
-        return typename CONFIG_T::in_t(0);
-    return WQ_AT(in, (unsigned(iy) * CONFIG_T::in_w + unsigned(ix)) * CONFIG_T::in_c + ic);
-}
-
 // in:  [in_h][in_w][in_c] HWC; out: [out_h][out_w][out_c] HWC;
 // w:   packed weight memory (wq_loader.h), b: [out_c], shift: the requant shift,
 // thr: thresholds (wq_loader.h layout; wq::NO_THRESHOLDS when n_thr is 0).
@@ -79,15 +65,43 @@ void conv2d(const typename CONFIG_T::in_t in[CONFIG_T::in_h * CONFIG_T::in_w * C
     static const unsigned PE = CONFIG_T::pe;
     static const unsigned SIMD = CONFIG_T::simd;
     static const unsigned SF = CONFIG_T::sf;
+    static const unsigned K = CONFIG_T::kernel;       // line buffers
+    static const unsigned C = CONFIG_T::in_c;
+    static const unsigned ROW = CONFIG_T::in_w * C;   // codes a line buffer
+    static const unsigned KC = K * C;                 // codes of one window row
+    static const unsigned WRAPS = (SIMD - 1) / KC + 1;  // window rows one word can end
+    // One word's codes in one window row are consecutive, at most min(SIMD, KC, ROW),
+    // so they fall in distinct banks modulo that. When simd divides in_c a word
+    // is one tap's channels [ic0, ic0 + SIMD), ic0 a multiple of SIMD: lane s
+    // reads bank s at word address w (index w * SIMD + s), a fixed bank a lane,
+    // so a lane only selects among the kernel rows (hls/estimate.py line_buffers).
+    static const unsigned F0 = SIMD < KC ? SIMD : KC;   // (a constant: no function call)
+    static const unsigned F = F0 < ROW ? F0 : ROW;
+    static const bool PACKED = C % SIMD == 0;          // one tap a word, lane s in bank s
+    static const unsigned SW = PACKED ? SIMD : 1;      // codes a word address step
     typename CONFIG_T::accum_t acc[PE];
     #pragma HLS ARRAY_PARTITION variable=acc complete
     WQ_MEM(acc, WQ_REGS, 0);
+    typename CONFIG_T::in_t lines[K][ROW];
+    #pragma HLS ARRAY_PARTITION variable=lines complete dim=1
+    #pragma HLS ARRAY_PARTITION variable=lines cyclic factor=F dim=2
+    WQ_MEM(lines, WQ_ROWS_CYCLIC, F);
+    typename CONFIG_T::in_t x[SIMD];   // one word of the window
+    #pragma HLS ARRAY_PARTITION variable=x complete
+    WQ_MEM(x, WQ_REGS, 0);
+    unsigned filled = 0, slot = 0;
 ConvRows:
     for (unsigned oy = 0; oy < CONFIG_T::out_h; oy++) {
         WQ_SEQ(ConvRows);
+        lb_fill<CONFIG_T, typename CONFIG_T::in_t, ROW>(in, lines, filled, slot, lb_need<CONFIG_T>(oy));
+        const unsigned top = lb_top<CONFIG_T>(oy);
+        const int iy0 = int(oy * CONFIG_T::stride) - int(CONFIG_T::pad);
     ConvCols:
         for (unsigned ox = 0; ox < CONFIG_T::out_w; ox++) {
             WQ_SEQ(ConvCols);
+            // Padded code position of the window's first column in a row.
+            const unsigned x0 = ox * CONFIG_T::stride * C;
+            const unsigned xw = ox * CONFIG_T::stride * (C / SW);   // x0 / SIMD when PACKED
         ConvNf:
             for (unsigned nf = 0; nf < CONFIG_T::nf; nf++) {
                 WQ_SEQ(ConvNf);
@@ -96,10 +110,43 @@ ConvRows:
                     #pragma HLS UNROLL
                     WQ_AT(acc, p) = WQ_AT(b, nf * PE + p);
                 }
+                unsigned ky0 = 0, r0 = 0, w0 = 0;   // window row, code in it (/ SIMD) of lane 0
             ConvSf:
                 for (unsigned sf = 0; sf < SF; sf++) {
                     #pragma HLS PIPELINE II = 1
                     WQ_PIPE(ConvSf, 1, WQ_DEPTH_MAC(SIMD));
+                ConvLanes:
+                    for (unsigned s = 0; s < SIMD; s++) {
+                        #pragma HLS UNROLL
+                        unsigned ky = ky0, r = r0 + s;
+                    ConvWrap:
+                        for (unsigned t = 0; t < WRAPS; t++) {
+                            #pragma HLS UNROLL
+                            if (r >= KC) {
+                                r -= KC;
+                                ky++;
+                            }
+                        }
+                        const int iy = iy0 + int(ky);
+                        const unsigned pos = x0 + r;
+                        const bool inside = iy >= 0 && iy < int(CONFIG_T::in_h) &&
+                                            pos >= CONFIG_T::pad * C && pos < CONFIG_T::pad * C + ROW;
+                        const unsigned row = top + ky < K ? top + ky : top + ky - K;
+                        const unsigned at = PACKED ? (xw + w0 - CONFIG_T::pad * (C / SW)) * SW + s
+                                                   : pos - CONFIG_T::pad * C;
+                        WQ_AT(x, s) = inside ? WQ_AT(lines[row], at) : typename CONFIG_T::in_t(0);
+                    }
+                    r0 += SIMD;
+                    w0++;
+                ConvNext:
+                    for (unsigned t = 0; t < WRAPS; t++) {
+                        #pragma HLS UNROLL
+                        if (r0 >= KC) {
+                            r0 -= KC;
+                            w0 -= KC / SW;
+                            ky0++;
+                        }
+                    }
                 ConvPe:
                     for (unsigned p = 0; p < PE; p++) {
                         #pragma HLS UNROLL
@@ -107,10 +154,8 @@ ConvRows:
                     ConvSimd:
                         for (unsigned s = 0; s < SIMD; s++) {
                             #pragma HLS UNROLL
-                            const typename CONFIG_T::in_t x =
-                                window_at<CONFIG_T>(in, oy, ox, sf * SIMD + s, CONFIG_T::in_c);
                             WQ_AT(acc, p) += lane_mul<CONFIG_T::mul_fabric>::template mul<typename CONFIG_T::accum_t>(
-                                x, weight_at<typename CONFIG_T::weight_t, CONFIG_T::w_bits>(word, s));
+                                WQ_AT(x, s), weight_at<typename CONFIG_T::weight_t, CONFIG_T::w_bits>(word, s));
                         }
                     }
                 }

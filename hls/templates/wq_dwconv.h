@@ -14,6 +14,9 @@ namespace wq {
 //   w: weights [c][ky][kx] packed as in wq_loader.h.
 struct dwconv_config : conv2d_config {};
 
+// The window comes from line buffers (wq_conv2d.h lb_fill): the input array
+// is read once, in order, and each DwSf iteration takes its pe * simd codes
+// from distinct banks, so it holds II=1.
 template <class CONFIG_T>
 void dwconv2d(const typename CONFIG_T::in_t in[CONFIG_T::in_h * CONFIG_T::in_w * CONFIG_T::in_c],
               typename CONFIG_T::out_t out[CONFIG_T::out_h * CONFIG_T::out_w * CONFIG_T::out_c],
@@ -24,15 +27,33 @@ void dwconv2d(const typename CONFIG_T::in_t in[CONFIG_T::in_h * CONFIG_T::in_w *
     static const unsigned SIMD = CONFIG_T::simd;
     static const unsigned SF = CONFIG_T::sf;
     static const unsigned C = CONFIG_T::in_c;
+    static const unsigned K = CONFIG_T::kernel;        // line buffers
+    static const unsigned ROW = CONFIG_T::in_w * C;    // codes a line buffer
+    static const unsigned WRAPS = (SIMD - 1) / K + 1;  // window rows one word can end
+    // One word's taps in one window row are at most L consecutive columns, so its
+    // codes there, columns j < L of channels c0 + p (p < PE, PE | C), are distinct
+    // modulo C * L; with one column, modulo PE.
+    static const unsigned L0 = SIMD < K ? SIMD : K;                  // (a constant: no call)
+    static const unsigned L = L0 < CONFIG_T::in_w ? L0 : CONFIG_T::in_w;  // columns of one word
+    static const unsigned F = L == 1 ? PE : C * L;                   // banks a line buffer
     typename CONFIG_T::accum_t acc[PE];
     #pragma HLS ARRAY_PARTITION variable=acc complete
     WQ_MEM(acc, WQ_REGS, 0);
+    typename CONFIG_T::in_t lines[K][ROW];
+    #pragma HLS ARRAY_PARTITION variable=lines complete dim=1
+    #pragma HLS ARRAY_PARTITION variable=lines cyclic factor=F dim=2
+    WQ_MEM(lines, WQ_ROWS_CYCLIC, F);
+    unsigned filled = 0, slot = 0;
 DwRows:
     for (unsigned oy = 0; oy < CONFIG_T::out_h; oy++) {
         WQ_SEQ(DwRows);
+        lb_fill<CONFIG_T, typename CONFIG_T::in_t, ROW>(in, lines, filled, slot, lb_need<CONFIG_T>(oy));
+        const unsigned top = lb_top<CONFIG_T>(oy);
+        const int iy0 = int(oy * CONFIG_T::stride) - int(CONFIG_T::pad);
     DwCols:
         for (unsigned ox = 0; ox < CONFIG_T::out_w; ox++) {
             WQ_SEQ(DwCols);
+            const unsigned x0 = ox * CONFIG_T::stride;   // padded column of the window's first
         DwNf:
             for (unsigned nf = 0; nf < CONFIG_T::nf; nf++) {
                 WQ_SEQ(DwNf);
@@ -41,6 +62,7 @@ DwRows:
                     #pragma HLS UNROLL
                     WQ_AT(acc, p) = WQ_AT(b, nf * PE + p);
                 }
+                unsigned ky0 = 0, kx0 = 0;   // tap of lane 0
             DwSf:
                 for (unsigned sf = 0; sf < SF; sf++) {
                     #pragma HLS PIPELINE II = 1
@@ -53,13 +75,37 @@ DwRows:
                     DwSimd:
                         for (unsigned s = 0; s < SIMD; s++) {
                             #pragma HLS UNROLL
-                            // One channel per tap: element k of the window is tap k of
-                            // the full-channel window's channel c.
-                            const unsigned tap = sf * SIMD + s;
+                            unsigned ky = ky0, kx = kx0 + s;
+                        DwWrap:
+                            for (unsigned t = 0; t < WRAPS; t++) {
+                                #pragma HLS UNROLL
+                                if (kx >= K) {
+                                    kx -= K;
+                                    ky++;
+                                }
+                            }
+                            const int iy = iy0 + int(ky);
+                            const unsigned px = x0 + kx;
+                            const bool inside = iy >= 0 && iy < int(CONFIG_T::in_h) &&
+                                                px >= CONFIG_T::pad && px < CONFIG_T::pad + CONFIG_T::in_w;
+                            const unsigned row = top + ky < K ? top + ky : top + ky - K;
+                            // With one column a word, lane p reads bank p: the index in the
+                            // w * PE + p form makes that fixed bank visible to HLS.
+                            const unsigned at = L == 1 ? ((px - CONFIG_T::pad) * (C / PE) + nf) * PE + p
+                                                       : (px - CONFIG_T::pad) * C + c;
                             const typename CONFIG_T::in_t x =
-                                window_at<CONFIG_T>(in, oy, ox, tap * C + c, C);
+                                inside ? WQ_AT(lines[row], at) : typename CONFIG_T::in_t(0);
                             WQ_AT(acc, p) += lane_mul<CONFIG_T::mul_fabric>::template mul<typename CONFIG_T::accum_t>(
                                 x, weight_at<typename CONFIG_T::weight_t, CONFIG_T::w_bits>(word, s));
+                        }
+                    }
+                    kx0 += SIMD;
+                DwNext:
+                    for (unsigned t = 0; t < WRAPS; t++) {
+                        #pragma HLS UNROLL
+                        if (kx0 >= K) {
+                            kx0 -= K;
+                            ky0++;
                         }
                     }
                 }

@@ -2,8 +2,10 @@
 // layers (finn-hlslib's ConvolutionInputGenerator and hls4ml's line buffers
 // solve the same problem; this is our own, simpler form).
 //
-// Not yet used by the generated core (issue 16: the streaming rewrite). It
-// reads its input once, in HWC order, as a stream, and keeps only `kernel`
+// Two forms. sliding_window, below, is the stream form (not used by the
+// generated core yet: it waits for the streaming rewrite of issue 16). The
+// array form, lb_fill and its helpers first, is what conv2d and dwconv2d use
+// today. sliding_window reads its input once, in HWC order, as a stream, and keeps only `kernel`
 // padded rows of it on chip: one line buffer a window row, each its own bank
 // (ARRAY_PARTITION dim=1), so no loop iteration touches a bank twice and both
 // loops hold II=1 (the cycle-accounting C-sim checks this, hls/cycles.py).
@@ -38,6 +40,51 @@ struct swg_config {
     typedef ap_uint<8> data_t;         // one code
     typedef ap_uint<8> word_t;         // simd codes: ap_uint<simd * data_bits>
 };
+
+// Line buffers (issue 16): a conv or pool layer reads its input array once, in
+// order, one code a cycle, and keeps the last `kernel` input rows on chip, one
+// row a bank (complete dim=1), each split cyclically by F (dim=2) so that the
+// codes one MAC iteration takes from a row fall in distinct banks and the MAC
+// loop holds II=1. Row iy lives in line buffer iy % kernel. Padding is never
+// stored: a lane outside the input reads 0.
+//
+// lb_fill loads input rows [filled, need) (need <= in_h), row-major, HWC.
+template <class CONFIG_T, class T, unsigned ROW>
+void lb_fill(const T in[CONFIG_T::in_h * ROW], T lines[CONFIG_T::kernel][ROW], unsigned& filled,
+             unsigned& slot, unsigned need) {
+    #pragma HLS INLINE
+    if (need <= filled) return;
+    unsigned pos = 0;
+    const unsigned n = (need - filled) * ROW;
+    const unsigned first = filled * ROW;
+LbFill:
+    for (unsigned i = 0; i < n; i++) {
+        #pragma HLS PIPELINE II = 1
+        WQ_PIPE(LbFill, 1, WQ_DEPTH);
+        #pragma HLS LOOP_TRIPCOUNT max = CONFIG_T::in_h * ROW
+        WQ_AT(lines[slot], pos) = WQ_AT(in, first + i);
+        if (++pos == ROW) {
+            pos = 0;
+            slot = slot + 1 == CONFIG_T::kernel ? 0 : slot + 1;
+        }
+    }
+    filled = need;
+}
+
+// Input rows the windows of output row oy need loaded: up to its last row.
+template <class CONFIG_T>
+unsigned lb_need(unsigned oy) {
+    #pragma HLS INLINE
+    const unsigned last = oy * CONFIG_T::stride + CONFIG_T::kernel - CONFIG_T::pad;   // one past
+    return last < CONFIG_T::in_h ? last : CONFIG_T::in_h;
+}
+
+// Line buffer of the window's first row, oy * stride - pad, (mod kernel).
+template <class CONFIG_T>
+unsigned lb_top(unsigned oy) {
+    #pragma HLS INLINE
+    return (oy * CONFIG_T::stride + CONFIG_T::kernel * CONFIG_T::pad - CONFIG_T::pad) % CONFIG_T::kernel;
+}
 
 template <class CONFIG_T>
 void sliding_window(hls::stream<typename CONFIG_T::data_t>& in, hls::stream<typename CONFIG_T::word_t>& out) {
