@@ -41,6 +41,29 @@ bool batch_word_ok(word_t word0, word_t length) {
     return packing_ok && n_ok && length == 1 + word_t(n) * batch_image_words<CONFIG_T>(packing);
 }
 
+// Four codes of one INFER/PACK_U8 word (first in bits [7:0]) into the image
+// buffer at word j. Returns the index within the word (0..3) of the first
+// code above 2**in_bits - 1 (an imported graph's narrower input, refused as
+// contract.intmodel refuses it; never at 8 bits), or 4 when there is none.
+template <class CONFIG_T>
+unsigned unpack_u8_word(word_t d, word_t j, typename CONFIG_T::code_t image[CONFIG_T::n_pixels]) {
+    #pragma HLS INLINE
+    static const unsigned CODE_MAX = (1u << CONFIG_T::in_bits) - 1;
+    unsigned first_bad = 4;
+UnpackBytes:
+    for (unsigned i = 0; i < 4; i++) {
+        #pragma HLS UNROLL
+        const unsigned k = 3 - i;    // downwards: the lowest bad index wins
+        const unsigned p = j * 4 + k;
+        const ap_uint<8> byte = d.range(8 * k + 7, 8 * k);
+        if (p < CONFIG_T::n_pixels) {
+            if (byte > CODE_MAX) first_bad = k;
+            WQ_AT(image, p) = byte;
+        }
+    }
+    return first_bad;
+}
+
 // One PACK_U8 image: four codes a word, first in bits [7:0]. n and sum go on
 // counting the message's words; returns true when TLAST came first (the
 // image is incomplete, the TLAST word is the trailer). status: BAD_INPUT when
@@ -49,7 +72,6 @@ bool batch_word_ok(word_t word0, word_t length) {
 template <class CONFIG_T>
 bool rx_image_u8(hls::stream<axis_word>& rx, typename CONFIG_T::code_t image[CONFIG_T::n_pixels],
                  word_t& n, word_t& sum, word_t& trailer, word_t& status) {
-    static const unsigned CODE_MAX = (1u << CONFIG_T::in_bits) - 1;
     bool ended = false, stop = false;
     word_t j = 0;
     status = 0;
@@ -65,16 +87,7 @@ RxImageU8:
             ended = true;
         } else {
             sum += d;
-        RxBytes:
-            for (unsigned k = 0; k < 4; k++) {
-                #pragma HLS UNROLL
-                const unsigned p = j * 4 + k;
-                const ap_uint<8> byte = d.range(8 * k + 7, 8 * k);
-                if (p < CONFIG_T::n_pixels) {
-                    if (byte > CODE_MAX) status = WQ_ERR_BAD_INPUT;
-                    WQ_AT(image, p) = byte;
-                }
-            }
+            if (unpack_u8_word<CONFIG_T>(d, j, image) < 4) status = WQ_ERR_BAD_INPUT;
         }
         n++;
         j++;

@@ -131,8 +131,8 @@ void handle_message(hls::stream<axis_word>& rx, hls::stream<axis_word>& tx, core
     static const unsigned MAXB = CONFIG_T::max_batch;
     static typename CONFIG_T::code_t image[CONFIG_T::n_pixels];
     static word_t results[CONFIG_T::result_words];  // INFER_BATCH records until TLAST
-    // Codes travel as bytes; one above 2**in_bits - 1 is refused (hls/inputs.py).
-    static const unsigned CODE_MAX = (1u << CONFIG_T::in_bits) - 1;
+    // Codes travel as bytes; one above 2**in_bits - 1 is refused (hls/inputs.py,
+    // unpack_u8_word).
     WQ_MEM(image, WQ_BRAM, 0);
     WQ_MEM(results, WQ_BRAM, 0);
     WQ_LAYER(core);
@@ -146,7 +146,7 @@ void handle_message(hls::stream<axis_word>& rx, hls::stream<axis_word>& tx, core
     bool is_batch = false; // an INFER_BATCH header
     bool batch_ok = false; // its word 0 and length describe a batch: the images follow
     word_t word0 = 0;      // INFER_BATCH payload word 0: [31:16] packing ([31:24] zero), [15:0] n
-    bool bad_code = false; // an image byte above CODE_MAX (never set when in_bits is 8)
+    bool bad_code = false; // an image code above 2**in_bits - 1 (never set when in_bits is 8)
     word_t bad_at = 0;     // HWC index of the first one
     bool done = false;
 
@@ -184,18 +184,10 @@ RxWords:
             }
             if (writes && j < CONFIG_T::blob_words) MODEL_T::load_word(d, j);
             if (is_infer && j < CONFIG_T::infer_words) {
-            RxPixels:
-                for (unsigned k = 0; k < 4; k++) {
-                    #pragma HLS UNROLL
-                    const unsigned p = j * 4 + k;
-                    const ap_uint<8> byte = d.range(8 * k + 7, 8 * k);
-                    if (p < CONFIG_T::n_pixels) {
-                        if (byte > CODE_MAX && !bad_code) {
-                            bad_code = true;
-                            bad_at = p;
-                        }
-                        WQ_AT(image, p) = byte;
-                    }
+                const unsigned first = unpack_u8_word<CONFIG_T>(d, j, image);
+                if (first < 4 && !bad_code) {
+                    bad_code = true;
+                    bad_at = j * 4 + first;
                 }
             }
         }
