@@ -45,6 +45,12 @@ class LayerPlan:
     simd: int = 1
     blob_offset: int = 0
     section_words: int = 0
+    # Codes a cycle the layer's loops read from each input array and write to
+    # its output array, as consecutive indices. hls.gen_top partitions every
+    # activation array cyclically by the most lanes any of its users needs, so
+    # a run of that many consecutive codes always falls in distinct banks.
+    in_lanes: int = 1
+    out_lanes: int = 1
     members: list[tuple[str, str, str]] = field(default_factory=list)  # (type, name, value)
     types: list[tuple[str, str]] = field(default_factory=list)         # (typedef name, type)
 
@@ -117,11 +123,29 @@ def plan(meta: dict, par: dict[str, dict]) -> list[LayerPlan]:
             p.blob_offset, p.section_words = offset, blob.section_words(layer)
             offset += p.section_words
         _fill(p)
+        p.in_lanes, p.out_lanes = lanes(p)
+        p.members += [("unsigned", "in_lanes", p.in_lanes), ("unsigned", "out_lanes", p.out_lanes)]
         types[name] = out_t
         plans.append(p)
     if offset != meta["blob_words"]:
         raise ValueError(f"model.json: blob_words {meta['blob_words']} != {offset} from the layer list")
     return plans
+
+
+def lanes(p: LayerPlan) -> tuple[int, int]:
+    """(in_lanes, out_lanes) of a layer as its template accesses its arrays:
+    one code a cycle unless the template reads or writes a run of them."""
+    return 1, 1
+
+
+def partition(plans: list[LayerPlan], name: str) -> int:
+    """Cyclic partition factor of the array ``name`` (a layer output or INPUT):
+    the most lanes its producer writes or any consumer reads a cycle."""
+    f = max([p.out_lanes for p in plans if p.name == name] + [1])
+    for p in plans:
+        if name in p.layer["inputs"]:
+            f = max(f, p.in_lanes)
+    return f
 
 
 def _fill(p: LayerPlan) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contract.graph import INPUT, is_threshold, shift_names
 
-from hls.gen_config import KINDS, LayerPlan
+from hls.gen_config import KINDS, LayerPlan, partition
 
 
 # The type of the top's rx and tx ports: Vitis HLS makes TLAST/TKEEP/TSTRB
@@ -79,7 +79,12 @@ def _dataflow(plans: list[LayerPlan], feature: dict | None) -> list[str]:
         n, fn = p.name, KINDS[p.kind][1]
         src = [_buf(i) for i in p.layer["inputs"]]
         out.append(f"static {p.out_t} {n}_out[{p.out_size}];")
-        out.append(f"WQ_MEM({n}_out, WQ_BRAM, 0);")
+        f = partition(plans, n)
+        if f > 1:
+            out.append(f"#pragma HLS ARRAY_PARTITION variable={n}_out cyclic factor={f}")
+            out.append(f"WQ_MEM({n}_out, WQ_CYCLIC, {f});")
+        else:
+            out.append(f"WQ_MEM({n}_out, WQ_BRAM, 0);")
         out.append(f"WQ_LAYER({n});")
         if p.kind in ("conv2d", "dense"):
             # A thresholds layer has no shift word; the others read no thresholds.
