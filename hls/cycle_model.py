@@ -9,7 +9,9 @@ The figures mirror, loop by loop, what the cycle-accounting C-sim
   depth ``PIPE_DEPTH`` (+ ``ceil(log2 simd)`` for a multiply-accumulate loop);
 - a loop that is not pipelined costs 1 cycle an iteration plus its straight-line
   accesses, ``ceil(n / 2)`` for n addresses of one bank;
-- layers run one after another (no DATAFLOW), so an inference is their sum.
+- the layers are stages of one DATAFLOW region with a source and a sink
+  stage (and a dup2 stage for an array two stages read): an image's latency
+  is the sum of the stages, the interval between images the slowest stage.
 
 Per iteration, with the layer's ``pe`` and ``simd``:
 
@@ -99,6 +101,10 @@ def layer_cycles(layer: dict, pe: int, simd: int) -> dict:
         cyc = pipelined(pix * nf, pix, ii) + _seq(pix) + _seq(oh)
     else:
         raise ValueError(f"layer {layer['name']}: no cycle model for type {t}")
+    # The shift words of the other kinds are read before the DATAFLOW region
+    # (hls/gen_top.py _shift_scalars); an add reads its three itself.
+    if t != "add":
+        shift_reads = 0
     return {"cycles": cyc + math.ceil(shift_reads / PORTS), "ii": ii}
 
 
@@ -123,16 +129,30 @@ def loader_writes(layer: dict, pe: int, simd: int) -> int:
     return max(worst, 1)
 
 
+def dup_cycles(n: int, lanes: int) -> int:
+    """A dup2 stage (wq_batch.h): ``lanes`` codes a cycle of an ``n``-code array."""
+    return pipelined(math.ceil(n / lanes), 1, 1)
+
+
 def core_cycles(layers: list[dict], par: dict, n_pixels: int, n_classes: int,
                 feature_words: int = 0, feature_elems: int = 0) -> dict:
-    """The parts outside the layers: RX loop, logits/argmax head, reply."""
-    writes = max([min(4, n_pixels)] + [loader_writes(l, par[l["name"]]["pe"], par[l["name"]]["simd"])
-                                       for l in layers if has_section(l)])
-    rx_ii = _ii(writes)
+    """The parts outside the layers, for one INFER: the message around the
+    region (RxWords, the shift words read before it, the reply) and the
+    region's own source and sink stages."""
+    writes = max([1] + [loader_writes(l, par[l["name"]]["pe"], par[l["name"]]["simd"])
+                        for l in layers if has_section(l)])
+    rx_ii = _ii(writes)   # the image buffer takes a word's 4 codes in 4 banks
     rx = pipelined(S.infer_words(n_pixels) + S.HEADER_WORDS + S.TRAILER_WORDS, 1, rx_ii)
-    head = pipelined(n_classes, 1, 1) + pipelined(n_classes - 1, 1, 1) + 1
+    # the shift words the region's stages take as scalars, read before the loop:
+    # one word of each layer's own memory, so one cycle
+    shifts = 1 if any(has_section(l) and not is_threshold(l) and l["type"] != "add" for l in layers) else 0
+    source = pipelined(S.infer_words(n_pixels), 1, 1)          # ImageCopy, 4 codes a cycle
+    rec = 2 + n_classes + feature_words
+    sink = pipelined(n_classes, 1, 1) + pipelined(n_classes - 1, 1, 1) + pipelined(rec, 1, 1) + 1
     if feature_words:
-        head += pipelined(feature_words, 1, _ii(min(4, feature_elems)))
+        sink += pipelined(feature_words, 1, 1)   # its copy has at least 4 banks (gen_top)
     max_reply = max(len(S.QUERY_FIELDS), 1 + n_classes + feature_words, 2)
-    reply = pipelined(n_classes, 1, 1) + pipelined(feature_words, 1, 1) + pipelined(max_reply, 1, 1)
-    return {"rx": rx, "rx_ii": rx_ii, "head": head, "reply": reply, "cycles": rx + head + reply}
+    reply = pipelined(rec - 1, 1, 1) + pipelined(max_reply, 1, 1)
+    core = rx + shifts
+    return {"rx": rx, "rx_ii": rx_ii, "core": core, "source": source, "sink": sink, "reply": reply,
+            "cycles": core + source + sink + reply}

@@ -197,8 +197,36 @@ def line_buffers(layer: dict, pe: int, simd: int) -> tuple[int, int]:
     return k * f * bram, k * f * lut + lanes * ib * math.ceil(choices / 4)
 
 
-def layer_estimate(layer: dict, pe: int, simd: int, out_lanes: int) -> dict:
-    """One layer's resources and cycles; ``out_lanes``: width of its output buffer in values."""
+def channels(layers: list[dict], par: dict, features: bool = False) -> list[dict]:
+    """The DATAFLOW region's channel arrays as hls/gen_top.py declares them
+    (its ``region``, run on the layers' lanes): ``array``, ``of`` (whose
+    output it holds), ``factor`` (cyclic banks) and ``depth`` (buffers)."""
+    from hls.gen_config import LayerPlan, feature_layer, lanes
+    from hls.gen_top import region
+
+    plans = []
+    for l in layers:
+        kind = "dwconv" if l["type"] == "conv2d" and l.get("groups", 1) > 1 else l["type"]
+        size = l["out_h"] * l["out_w"] * l["out_c"] if l["type"] != "dense" else l["out_features"]
+        p = LayerPlan(l, kind, [], "t", size, par[l["name"]]["pe"], par[l["name"]]["simd"])
+        p.in_lanes, p.out_lanes = lanes(p)
+        plans.append(p)
+    return region(plans, feature_layer(layers) if features else None)[1]
+
+
+def channel_memory(layers: list[dict], ch: dict) -> tuple[int, int]:
+    """(BRAM18, LUT) of one channel: ``depth`` buffers of ``factor`` banks,
+    each bank its own memory (Vivado maps each partition separately)."""
+    src = layers[0] if ch["of"] == INPUT else next(l for l in layers if l["name"] == ch["of"])
+    n = src["in_h"] * src["in_w"] * src["in_c"] if ch["of"] == INPUT else src["out_h"] * src["out_w"] * src["out_c"]
+    bits = src["in_bits"] if ch["of"] == INPUT else src["out_bits"]
+    br, lut = memory(bits, math.ceil(n / ch["factor"]))
+    return ch["depth"] * ch["factor"] * br, ch["depth"] * ch["factor"] * lut
+
+
+def layer_estimate(layer: dict, pe: int, simd: int, out: dict | None = None) -> dict:
+    """One layer's resources and cycles; ``out``: its output channel (``channels``;
+    None: one ping-pong pair of one bank)."""
     kind, ib, ob = layer["type"], layer["in_bits"], layer["out_bits"]
     pix = layer["out_h"] * layer["out_w"]
     c = parallel.out_channels(layer)
@@ -262,7 +290,7 @@ def layer_estimate(layer: dict, pe: int, simd: int, out_lanes: int) -> dict:
         r["lut"] += 32 * c                    # int32 logits: registers, not a buffer
         r["ff"] += 32 * c
     else:
-        abr, alut = memory(out_lanes * ob, math.ceil(pix * c / out_lanes))
+        abr, alut = channel_memory([layer], out or {"of": layer["name"], "factor": 1, "depth": 2})
         r["bram18_acts"] += abr
         r["lut"] += alut
     r["bram18"] = r["bram18_weights"] + r["bram18_acts"]
@@ -278,39 +306,64 @@ def estimate(layers: list[dict], par: dict | None = None, f_clk: int | None = No
     par = par or {l["name"]: {"pe": 1, "simd": 1} for l in layers}
     f_clk = f_clk or clock_hz()
     rows = []
+    chans = channels(layers, par, features)
+    own = {c["of"]: c for c in chans if c["array"] == ("img" if c["of"] == INPUT else f"{c['of']}_out")}
     for l in layers:
         p = par[l["name"]]
         parallel.check(l, p["pe"], p["simd"])
-        lanes = max(p["pe"], _consumer_simd(layers, par, l["name"]))
-        rows.append(layer_estimate(l, p["pe"], p["simd"], lanes))
+        rows.append(layer_estimate(l, p["pe"], p["simd"], own[l["name"]]))
     first = layers[0]
     n_pix = first["in_h"] * first["in_w"] * first["in_c"]
-    img_lanes = max(4, _consumer_simd(layers, par, INPUT))
-    ibr, ilut = memory(img_lanes * first["in_bits"], math.ceil(n_pix / img_lanes))
-    n_classes = parallel.out_channels(layers[-1])
-    stream = S.infer_words(n_pix) + S.HEADER_WORDS + S.TRAILER_WORDS \
-        + S.HEADER_WORDS + 1 + n_classes + S.TRAILER_WORDS + CORE_CYCLES
+    # the region's image channel, and the core's INFER buffer (4 banks, one copy)
+    ibr, ilut = channel_memory(layers, own[INPUT])
+    cbr, clut = memory(first["in_bits"], math.ceil(n_pix / 4))
+    ibr, ilut = ibr + 4 * cbr, ilut + 4 * clut
+    # dup2 stages: an array that k stages read is copied k - 1 times, two arrays each
+    for name in [INPUT] + [l["name"] for l in layers]:
+        copies = [c for c in chans if c["of"] == name and c is not own[name]]
+        buf = "img" if name == INPUT else f"{name}_out"
+        for j in range(len(copies) // 2):
+            mem = [channel_memory(layers, c) for c in copies[2 * j:2 * j + 2]]
+            src = first if name == INPUT else next(l for l in layers if l["name"] == name)
+            n = n_pix if name == INPUT else src["out_h"] * src["out_w"] * src["out_c"]
+            f = own[name]["factor"]
+            rows.append({"name": f"{buf}_dup{j}", "type": "dup2", "bram18": sum(m[0] for m in mem),
+                         "bram18_acts": sum(m[0] for m in mem), "bram18_weights": 0, "dsp": 0,
+                         "lut": CTRL_LUT + sum(m[1] for m in mem), "ff": CTRL_FF,
+                         "cycles": cycle_model.dup_cycles(n, f), "ii": 1,
+                         "cycles_ideal": math.ceil(n / f) + PIPE_DEPTH})
     fw = fe = 0
     if features:
         from hls.gen_config import feature_layer
 
-        f = feature_layer(layers)
-        fe = f["out_h"] * f["out_w"] * f["out_c"]
+        feat = feature_layer(layers)
+        fe = feat["out_h"] * feat["out_w"] * feat["out_c"]
         fw = S.infer_words(fe)
+    n_classes = parallel.out_channels(layers[-1])
+    stream = S.infer_words(n_pix) + S.HEADER_WORDS + S.TRAILER_WORDS \
+        + S.HEADER_WORDS + 1 + n_classes + S.TRAILER_WORDS + CORE_CYCLES
     cm = cycle_model.core_cycles(layers, par, n_pix, n_classes, fw, fe)
     # INFER_BATCH's result buffer: max_batch records of 32-bit words (hls/batch.py)
     rec = S.record_words(n_classes, fw)
     rbr, rlut = memory(32, batch.max_batch(n_classes, fw, n_pix) * rec)
     core = {"name": "core", "type": "fixed", "bram18": ibr + rbr, "bram18_acts": ibr + rbr,
-            "bram18_weights": 0, "bram18_results": rbr, "dsp": 0, "lut": CORE_LUT + ilut + rlut, "ff": CORE_FF, "cycles": cm["cycles"], "ii": cm["rx_ii"],
-            "cycles_ideal": stream}
+            "bram18_weights": 0, "bram18_results": rbr, "dsp": 0, "lut": CORE_LUT + ilut + rlut, "ff": CORE_FF,
+            "cycles": cm["cycles"], "ii": cm["rx_ii"], "cycles_ideal": stream,
+            "source": cm["source"], "sink": cm["sink"], "message": cm["core"] + cm["reply"]}
     total = {k: sum(r[k] for r in rows) + core[k] for k in (*RESOURCES, "cycles", "cycles_ideal")}
     with_platform = {k: total[k] + PLATFORM[k] for k in RESOURCES}
-    cycles = total["cycles"]
+    # DATAFLOW: the interval between images is the slowest stage (source, a
+    # layer, a dup2, sink); one image's latency is the message plus every stage.
+    stages = [("source", cm["source"])] + [(r["name"], r["cycles"]) for r in rows] + [("sink", cm["sink"])]
+    slowest, cycles = max(stages, key=lambda x: x[1])
+    latency = sum(c for _, c in stages)
+    message = latency + cm["core"] + cm["reply"]
+    ideal = max(r["cycles_ideal"] for r in rows)
     return {"layers": rows, "core": core, "platform": dict(PLATFORM), "total": total,
             "with_platform": with_platform, "device": dict(DEVICE), "f_clk_hz": f_clk,
-            "cycles": cycles, "latency_us": cycles / f_clk * 1e6, "maps_per_s": f_clk / cycles,
-            "cycles_ideal": total["cycles_ideal"], "ideal_maps_per_s": f_clk / total["cycles_ideal"],
+            "cycles": cycles, "slowest_stage": slowest, "latency_cycles": latency,
+            "message_cycles": message, "latency_us": message / f_clk * 1e6, "maps_per_s": f_clk / cycles,
+            "cycles_ideal": ideal, "ideal_maps_per_s": f_clk / ideal,
             "bram36": with_platform["bram18"] / 2,
             "utilization": {k: with_platform[k] / DEVICE[k] for k in RESOURCES}}
 
@@ -348,49 +401,55 @@ def fits(est: dict, budget: dict | None = None) -> bool:
 
 
 DEFAULT_BUDGET = {"bram18": 0.6, "dsp": 0.8, "lut": 0.7, "ff": 0.7}
+# What make hls folds toward by default: issue 16's goal for the wafer-map CNN
+# (a map every 100 us at 100 MHz); a model that cannot reach it gets the
+# fastest balanced folding that fits DEFAULT_BUDGET.
+DEFAULT_TARGET_MAPS_PER_S = 10_000
 
 
 def _next_divisor(n: int, cur: int) -> int | None:
     return next((d for d in range(cur + 1, n + 1) if n % d == 0), None)
 
 
-def default_parallelism(layers: list[dict], target_maps_per_s: float = 3_000,
+def default_parallelism(layers: list[dict], target_maps_per_s: float | None = None,
                         budget: dict | None = None, f_clk: int | None = None) -> dict:
-    """Greedy folding: widen the slowest layer, one divisor step of pe or simd at a
-    time, while the whole design stays inside ``budget`` (fractions of the device),
-    until the estimate reaches ``target_maps_per_s`` or no step fits. Speed here is
-    ``ideal_maps_per_s`` (FINN's formula; see the module doc): the templates as
-    written reach far less, as ``maps_per_s`` says."""
+    """Balanced folding for the DATAFLOW core: the interval between images is
+    the slowest stage, so widen that one, a divisor step of pe or simd at a
+    time (the step that saves more of its cycles per LUT spent), while the
+    whole design stays inside ``budget`` (fractions of the device), until the
+    modelled speed reaches ``target_maps_per_s`` (None: as fast as fits) or
+    the slowest stage cannot be widened any more."""
     budget = budget or DEFAULT_BUDGET
     f_clk = f_clk or clock_hz()
     par = {l["name"]: {"pe": 1, "simd": 1} for l in layers}
     est = estimate(layers, par, f_clk)
-    while est["ideal_maps_per_s"] < target_maps_per_s:
-        best = None
-        for row in sorted(est["layers"], key=lambda r: -r["cycles_ideal"]):
-            l = next(x for x in layers if x["name"] == row["name"])
-            p = par[l["name"]]
-            trials = []
-            for key, n in (("simd", parallel.fan_in(l)), ("pe", parallel.out_channels(l))):
-                if key == "simd" and l["type"] not in ("conv2d", "dense"):
-                    continue
-                d = _next_divisor(n, p[key])
-                if d is not None:
-                    t = {**par, l["name"]: {**p, key: d}}
-                    try:
-                        e = estimate(layers, t, f_clk)
-                    except ValueError:  # a folding parallel.check refuses (ap_int width)
-                        continue
-                    if fits(e, budget):
-                        # cycles saved per LUT spent: the cheaper widening of the two wins
-                        gain = (est["cycles_ideal"] - e["cycles_ideal"]) / max(e["total"]["lut"] - est["total"]["lut"], 1)
-                        trials.append((gain, t, e))
-            if trials:
-                best = max(trials, key=lambda x: x[0])
-                break
-        if best is None:
+    by_name = {l["name"]: l for l in layers}
+    while target_maps_per_s is None or est["maps_per_s"] < target_maps_per_s:
+        l = by_name.get(est["slowest_stage"])
+        if l is None:   # the source, the sink or a dup2 stage: no folding widens it
             break
-        par, est = best[1], best[2]
+        p, row = par[l["name"]], next(r for r in est["layers"] if r["name"] == l["name"])
+        trials = []
+        for key, n in (("simd", parallel.fan_in(l)), ("pe", parallel.out_channels(l))):
+            if key == "simd" and l["type"] not in ("conv2d", "dense"):
+                continue
+            d = _next_divisor(n, p[key])
+            if d is None:
+                continue
+            t = {**par, l["name"]: {**p, key: d}}
+            try:
+                e = estimate(layers, t, f_clk)
+            except ValueError:  # a folding parallel.check refuses (ap_int width)
+                continue
+            if not fits(e, budget):
+                continue
+            new = next(r for r in e["layers"] if r["name"] == l["name"])
+            saved = row["cycles"] - new["cycles"]
+            if saved > 0:
+                trials.append((saved / max(e["total"]["lut"] - est["total"]["lut"], 1), t, e))
+        if not trials:
+            break
+        _, par, est = max(trials, key=lambda x: x[0])
     return par
 
 
@@ -403,8 +462,9 @@ def table(est: dict) -> str:
     wp, u = est["with_platform"], est["utilization"]
     lines.append(f"{'+ platform':<24}{wp['bram18']:>8}{wp['dsp']:>6}{wp['lut']:>8}{wp['ff']:>8}")
     lines.append(f"utilization: BRAM {u['bram18']:.0%} ({est['bram36']:g} BRAM36), DSP {u['dsp']:.0%}, "
-                 f"LUT {u['lut']:.0%}, FF {u['ff']:.0%}; {est['cycles']:,} cycles = "
-                 f"{est['latency_us']:.1f} us, {est['maps_per_s']:,.0f} maps/s modelled (not synthesized); "
+                 f"LUT {u['lut']:.0%}, FF {u['ff']:.0%}; {est['cycles']:,} cycles a map (DATAFLOW interval, "
+                 f"stage {est['slowest_stage']}), {est['maps_per_s']:,.0f} maps/s modelled (not synthesized), "
+                 f"{est['latency_us']:.1f} us one INFER; "
                  f"{est['ideal_maps_per_s']:,.0f} maps/s by FINN's II=1 formula")
     return "\n".join(lines)
 
@@ -434,7 +494,7 @@ def ensure_parallel(layers: list[dict], path: str | Path) -> dict[str, dict]:
     path = Path(path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        parallel.save(path, default_parallelism(layers))
+        parallel.save(path, default_parallelism(layers, DEFAULT_TARGET_MAPS_PER_S))
     return parallel.load(layers, path)
 
 

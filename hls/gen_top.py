@@ -1,10 +1,13 @@
 """``waferq_top.cpp``: parameter memories, the LOAD_WEIGHTS router and the
 INFER data flow of one model, from the plan of ``hls.gen_config``.
 
-Activations live in one static on-chip array per layer output (HWC, sized
-statically from the layer's shape). A layer whose output feeds two later
-layers (a residual add, the FPN merge) simply keeps its array: every array
-lives for the whole call, so no liveness analysis is needed for correctness.
+Inference is one DATAFLOW region an image (the Images loop of
+``run_images``): a source stage (the image from the stream or the INFER
+buffer), one stage a layer, and a sink stage (logits, class, feature map, the
+record). Activations travel in one local array per layer output (HWC, sized
+from the layer's shape), a ping-pong buffer between two stages; a layer
+output that two stages read (a residual add, the FPN merge, the feature map)
+is copied by a dup2 stage, since a channel has one reader.
 """
 from __future__ import annotations
 
@@ -16,10 +19,6 @@ from hls.gen_config import KINDS, LayerPlan, partition
 # The type of the top's rx and tx ports: Vitis HLS makes TLAST/TKEEP/TSTRB
 # side channels only from hls::axis members (hls/templates/wq_axis.h).
 AXIS_PORT = "hls::stream<hls::axis<ap_uint<32>, 0, 0, 0> >"
-
-
-def _buf(name: str) -> str:
-    return "image" if name == INPUT else f"{name}_out"
 
 
 def _memories(plans: list[LayerPlan]) -> list[str]:
@@ -73,46 +72,132 @@ def _loader(plans: list[LayerPlan]) -> list[str]:
     return out
 
 
-def _dataflow(plans: list[LayerPlan], feature: dict | None) -> list[str]:
-    out = []
+def _readers(plans: list[LayerPlan], feature: dict | None) -> dict[str, list[str]]:
+    """Who reads each array: the consumers' names (``sink`` for the feature map)."""
+    readers: dict[str, list[str]] = {INPUT: []}
+    for p in plans:
+        readers[p.name] = []
+    for p in plans:
+        for i in p.layer["inputs"]:
+            readers[i].append(p.name)
+    if feature is not None:
+        readers[feature["name"]].append("sink")
+    return readers
+
+
+def _array(name: str, ctype: str, size: int, factor: int) -> list[str]:
+    """A channel of the region: a local array (a ping-pong buffer in synthesis;
+    WQ_PIPO makes it static in a C-sim, off the caller's thread stack)."""
+    out = [f"WQ_PIPO {ctype} {name}[{size}];"]
+    if factor > 1:
+        out += [f"#pragma HLS ARRAY_PARTITION variable={name} cyclic factor={factor}",
+                f"WQ_MEM({name}, WQ_CYCLIC, {factor});"]
+    else:
+        out.append(f"WQ_MEM({name}, WQ_BRAM, 0);")
+    return out
+
+
+def region(plans: list[LayerPlan], feature: dict | None) -> tuple[list[str], list[dict]]:
+    """The body of the Images loop: source -> layers -> sink, one function call
+    a stage, each channel written by one stage and read by one later stage
+    (UG1399's canonical form): an array that two stages read is copied by a
+    dup2 stage. Returns the lines and the channels, each ``{"array", "of"
+    (the layer whose output it holds, or INPUT), "factor" (cyclic banks),
+    "depth" (buffers)}``: a ping-pong pair, or more where the reader is
+    several stages after the writer (a skip connection), so that the writer
+    can go on with the next images meanwhile."""
+    readers = _readers(plans, feature)
+
+    def factor(name: str) -> int:
+        # the source writes 4 codes a cycle into the image; the sink packs 4
+        # feature codes a word, and a dup2 copies at its arrays' factor
+        f = partition(plans, name)
+        return max(4, f) if name == INPUT or "sink" in readers[name] else f
+
+    size = {INPUT: "top_config::n_pixels", **{p.name: str(p.out_size) for p in plans}}
+    ctype = {INPUT: "top_config::code_t", **{p.name: p.out_t for p in plans}}
+    out: list[str] = []
+    chans: dict[str, dict] = {}
+    stage = 0
+
+    def declare(array: str, of: str) -> None:
+        chans[array] = {"array": array, "of": of, "factor": factor(of), "writer": stage, "depth": 2}
+        out.extend(_array(array, ctype[of], size[of], factor(of)))
+
+    def call(line: str, reads: list[str]) -> None:
+        nonlocal stage
+        for r in reads:
+            gap = stage - chans[r]["writer"]
+            if gap > 1:
+                chans[r]["depth"] = gap + 1
+                out.append(f"#pragma HLS STREAM variable={r} type=pipo depth={gap + 1}")
+        out.append(line)
+        stage += 1
+
+    declare("img", INPUT)
+    out.append("wq::rx_ctl ctl;")
+    call("wq::source<top_config>(rx, from_rx, packing, b, start, image, img, ctl);", [])
+    # the array each reader takes: the producer's, or its own copy
+    src: dict[tuple[str, str], str] = {}
+
+    def produced(name: str, buf: str) -> None:
+        rs = readers[name]
+        if len(rs) == 1:
+            src[(name, rs[0])] = buf
+            return
+        # a chain of dup2 stages: copy k for reader k, the last reader takes the last copy
+        cur = buf
+        for k, r in enumerate(rs[:-1]):
+            mine, rest = f"{buf}_to_{r}", f"{buf}_rest{k}" if k < len(rs) - 2 else f"{buf}_to_{rs[-1]}"
+            out.append(f"WQ_LAYER({buf}_dup{k});")
+            declare(mine, name)
+            declare(rest, name)
+            call(f"wq::dup2<{ctype[name]}, {size[name]}, {factor(name)}>({cur}, {mine}, {rest});", [cur])
+            src[(name, r)] = mine
+            cur = rest
+        src[(name, rs[-1])] = cur
+
+    produced(INPUT, "img")
     for p in plans:
         n, fn = p.name, KINDS[p.kind][1]
-        src = [_buf(i) for i in p.layer["inputs"]]
-        out.append(f"static {p.out_t} {n}_out[{p.out_size}];")
-        f = partition(plans, n)
-        if f > 1:
-            out.append(f"#pragma HLS ARRAY_PARTITION variable={n}_out cyclic factor={f}")
-            out.append(f"WQ_MEM({n}_out, WQ_CYCLIC, {f});")
-        else:
-            out.append(f"WQ_MEM({n}_out, WQ_BRAM, 0);")
+        ins = [src[(i, n)] for i in p.layer["inputs"]]
+        declare(f"{n}_out", n)
         out.append(f"WQ_LAYER({n});")
         if p.kind in ("conv2d", "dense"):
             # A thresholds layer has no shift word; the others read no thresholds.
-            act = f"wq::shift_t(0), {n}_thr" if is_threshold(p.layer) else \
-                f"WQ_AT({n}_shift, 0), wq::NO_THRESHOLDS"
-            call = f"{src[0]}, {n}_out, {n}_w, {n}_b, {act}"
+            act = f"wq::shift_t(0), {n}_thr" if is_threshold(p.layer) else f"{n}_s, wq::NO_THRESHOLDS"
+            args = f"{ins[0]}, {n}_out, {n}_w, {n}_b, {act}"
         elif p.kind == "dwconv":
-            call = f"{src[0]}, {n}_out, {n}_w, {n}_b, WQ_AT({n}_shift, 0)"
+            args = f"{ins[0]}, {n}_out, {n}_w, {n}_b, {n}_s"
         elif p.kind in ("maxpool", "upsample"):
-            call = f"{src[0]}, {n}_out"
+            args = f"{ins[0]}, {n}_out"
         elif p.kind == "add":
-            call = f"{src[0]}, {src[1]}, {n}_out, {n}_shift"
+            args = f"{ins[0]}, {ins[1]}, {n}_out, {n}_shift"
         else:  # gap, quant
-            call = f"{src[0]}, {n}_out, WQ_AT({n}_shift, 0)"
-        out.append(f"wq::{fn}<{n}_config>({call});")
+            args = f"{ins[0]}, {n}_out, {n}_s"
+        call(f"wq::{fn}<{n}_config>({args});", ins)
+        if p is not plans[-1]:
+            produced(n, f"{n}_out")
     last = plans[-1].name
-    out += ["WQ_LAYER(head);",
-            "LogitsOut:",
-            f"for (unsigned i = 0; i < {last}_config::n_out; i++) {{",
-            "    #pragma HLS PIPELINE II = 1",
-            "    WQ_PIPE(LogitsOut, 1, WQ_DEPTH);",
-            f"    WQ_AT(logits, i) = WQ_AT({last}_out, i);  // wraps to int32",
-            "}"]
     if feature is not None:
         f = feature["name"]
         n = feature["out_h"] * feature["out_w"] * feature["out_c"]
-        out.append(f"wq::pack_codes<{n}, top_config::feature_words>({f}_out, features);")
-    out.append(f"return wq::argmax<{last}_config>({last}_out);")
+        call(f"wq::sink_features<top_config, {last}_config, {n}, {f}_config::out_t>("
+             f"{last}_out, {src[(f, 'sink')]}, ctl, weights, b, results, last);", [f"{last}_out", src[(f, "sink")]])
+    else:
+        call(f"wq::sink<top_config, {last}_config>({last}_out, ctl, weights, b, results, last);", [f"{last}_out"])
+    return out, [{k: c[k] for k in ("array", "of", "factor", "depth")} for c in chans.values()]
+
+
+def _shift_scalars(plans: list[LayerPlan]) -> list[str]:
+    """The one shift word a layer reads, as a scalar before the region: a stage
+    takes variables, not expressions (UG1399 canonical form)."""
+    out = []
+    for p in plans:
+        if p.kind in ("conv2d", "dense") and is_threshold(p.layer):
+            continue
+        if p.kind in ("conv2d", "dense", "dwconv", "gap", "quant"):
+            out.append(f"const wq::shift_t {p.name}_s = WQ_AT({p.name}_shift, 0);")
     return out
 
 
@@ -142,12 +227,20 @@ def top_source(plans: list[LayerPlan], feature: dict | None) -> str:
         *[ind + line for line in _loader(plans)],
         "    }",
         "",
-        "    // image: HWC codes, in_bits each. Returns the class; logits get the int32",
-        "    // values, features the packed feature map when top_config::feature_words > 0.",
-        "    static wq::word_t infer(const top_config::code_t image[top_config::n_pixels],",
-        "                            wq::logit_t logits[top_config::n_classes],",
-        "                            wq::word_t features[top_config::feature_alloc]) {",
-        *[ind + line for line in _dataflow(plans, feature)],
+        "    // n images through the network (n: 1 for an INFER, the batch size for",
+        "    // INFER_BATCH), record b of image b into results. from_rx: the images",
+        "    // come from the stream, else the INFER image is in image.",
+        "    static void run_images(hls::stream<wq::axis_word>& rx, const unsigned n, const bool from_rx,",
+        "                           const unsigned packing, const bool weights, const wq::rx_ctl& start,",
+        "                           const top_config::code_t image[top_config::n_pixels],",
+        "                           wq::word_t results[top_config::result_words], wq::rx_ctl& last) {",
+        *[ind + line for line in _shift_scalars(plans)],
+        "    Images:",
+        "        for (unsigned b = 0; b < n; b++) {",
+        "            #pragma HLS DATAFLOW",
+        "            #pragma HLS LOOP_TRIPCOUNT min = 1 max = top_config::max_batch",
+        *[ind + "    " + line for line in region(plans, feature)[0]],
+        "        }",
         "    }",
         "};",
         "",

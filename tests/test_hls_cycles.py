@@ -76,9 +76,13 @@ def test_instrumented_core_is_bit_exact_and_reports_relaxed_ii(tmp_path):
         "conv2": {"pe": 1, "simd": 72}, "fc": {"pe": 1, "simd": 2}})
     rep = measure(tmp_path / "export", tmp_path / "hls", n=2)
     assert rep["bit_exact"]
-    assert rep["schedule"] == "sequential"
+    assert rep["schedule"] == "dataflow"
     layers = {l["name"]: l for l in rep["layers"]}
-    assert rep["cycles_per_inference"] == sum(l["cycles"] for l in rep["layers"])
+    # the region's stages: source, the layers, sink; the message around it: core, reply
+    stages = [l["cycles"] for l in rep["layers"] if l["name"] not in ("core", "reply")]
+    assert [l["name"] for l in rep["layers"]][:2] == ["core", "source"] and "sink" in layers
+    assert rep["cycles_per_inference"] == max(stages) and rep["latency_cycles"] == sum(stages)
+    assert rep["message_cycles"] == sum(l["cycles"] for l in rep["layers"])
     ii = {(name, x["loop"]): x["ii"] for name, l in layers.items() for x in l["loops"]}
     for conv in ("conv0", "conv1", "conv2"):
         assert ii[(conv, "ConvSf")] == 1 and ii[(conv, "LbFill")] == 1, conv
@@ -99,7 +103,8 @@ def test_instrumented_core_is_bit_exact_and_reports_relaxed_ii(tmp_path):
     est = E.estimate(spec.layers(), parallel.load(spec.layers(), tmp_path / "hls" / "parallel.json"))
     assert {r["name"]: r["cycles"] for r in est["layers"]} == {
         n: layers[n]["cycles"] for n in ("conv0", "pool0", "conv1", "pool1", "conv2", "pool2", "fc")}
-    assert est["cycles"] == rep["cycles_per_inference"]
+    assert est["cycles"] == rep["cycles_per_inference"] and est["latency_cycles"] == rep["latency_cycles"]
+    assert est["message_cycles"] == rep["message_cycles"]
     # make estimate's file: the headline keys, and the C-sim's cycles next to the model's
     (tmp_path / "cycles.json").write_text(json.dumps(rep))
     assert E.main(["--model", str(tmp_path / "export"), "--parallel", str(tmp_path / "hls" / "parallel.json"),

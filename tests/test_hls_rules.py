@@ -140,15 +140,49 @@ def test_config_structs_document_their_members():
                 assert "//" in line, f"{name}: undocumented member: {line.strip()}"
 
 
-def test_generated_dag_keeps_every_branch_buffer(generated):
-    """Every layer output is a static array of its own (a layer feeding two
-    later layers keeps its buffer for both), and no buffer is sized at run time."""
+def _region_body(top: str) -> list[str]:
+    """The statements of the Images loop (the DATAFLOW region)."""
+    body = top[top.index("Images:"):]
+    body = body[body.index("{") + 1:]
+    depth, end = 1, 0
+    for i, ch in enumerate(body):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth == 0:
+            end = i
+            break
+    return [l.strip() for l in body[:end].splitlines() if l.strip()]
+
+
+def test_generated_region_is_canonical_dataflow(generated):
+    """UG1399's canonical dataflow-in-a-loop: the loop counts from 0 by 1 to a
+    function argument, the DATAFLOW pragma is inside it, and the body holds
+    only local channel declarations and function calls; every channel array
+    is written by one call and read by exactly one later call (a layer output
+    that two layers read goes through a dup2 stage), and none is sized at run time."""
     top = strip_comments((generated / "waferq_top.cpp").read_text())
+    assert re.search(r"Images:\s*for \(unsigned b = 0; b < n; b\+\+\) \{\s*#pragma HLS DATAFLOW", top)
+    assert re.search(r"static void run_images\([^)]*const unsigned n,", top)
+    lines = _region_body(top)
+    arrays, calls = [], []
+    for line in lines:
+        if m := re.fullmatch(r"WQ_PIPO [\w<>:, ]+ (\w+)\[(\w+(?:::\w+)?)\];", line):
+            assert re.fullmatch(r"\d+|top_config::n_pixels", m.group(2)), line
+            arrays.append(m.group(1))
+        elif re.fullmatch(r"wq::\w+(<.*>)?\(.*\);", line):
+            calls.append(line)
+        else:
+            assert re.fullmatch(r"#pragma HLS .*|WQ_MEM\(.*\);|WQ_LAYER\(\w+\);|wq::rx_ctl ctl;", line), line
+    assert "static" not in " ".join(lines)
+    assert calls[0].startswith("wq::source<") and calls[-1].startswith("wq::sink")
     cfg = (generated / "wq_config.h").read_text()
-    names = re.findall(r"^struct (\w+)_config : wq::", cfg, re.M)
-    assert len(names) > 3
-    for n in (n for n in names if n != "top"):
-        assert re.search(rf"static [\w<>]+ {n}_out\[\d+\];", top), n
+    layers = [n for n in re.findall(r"^struct (\w+)_config : wq::", cfg, re.M) if n != "top"]
+    assert len(layers) >= 3 and {f"{n}_out" for n in layers} <= set(arrays)
+    for a in arrays:
+        users = [i for i, c in enumerate(calls) if re.search(rf"\b{a}\b", c)]
+        assert len(users) == 2, (a, users)
+    # a copy for each reader of a branch point
+    if "entry_add" in layers:
+        assert any(c.startswith("wq::dup2<") for c in calls)
 
 
 def test_no_forbidden_constructs(generated):

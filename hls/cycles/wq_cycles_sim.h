@@ -25,8 +25,10 @@
 //   ceil(n / ports), plus whatever its inner loops cost.
 // - Unrolled loops cost nothing of their own; their accesses land in the
 //   enclosing iteration.
-// - Layers run one after another (the core has no DATAFLOW region), so cycles
-//   of a message are the sum over its layers.
+// - Cycles are counted per layer (WQ_LAYER): the region's stages (source,
+//   layers, dup2 copies, sink) and the message around it (core, reply).
+//   Combining them is hls/cycles.py's: the region's interval is its slowest
+//   stage, an image's latency their sum.
 // - Limit: only accesses that happen are counted. The HLS scheduler plans for
 //   every access an iteration may make; a conditional access that never fires
 //   together with the others in the run (the loader's last slice of a word, a
@@ -299,7 +301,7 @@ inline void append(std::string& out, const char* fmt, unsigned long long a) {
 // The last message's accounting as JSON.
 inline std::string report_json() {
     state& s = S();
-    std::string out = "{\"schedule\": \"sequential\", \"layers\": [";
+    std::string out = "{\"layers\": [";
     unsigned long long total = 0;
     for (size_t li = 0; li < s.layer_order.size(); li++) {
         const std::string& name = s.layer_order[li];

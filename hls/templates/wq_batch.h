@@ -19,8 +19,31 @@
 
 #include "wq_common.h"
 #include "wq_stream_format.h"
+#include "wq_dense.h"   // argmax
 
 namespace wq {
+
+// N codes (HWC) -> ceil(N / 4) words, one byte a code (two's complement for
+// signed codes), four a word, first code in bits [7:0]: the INFER image's
+// packing, used for the feature map in the reply.
+template <unsigned N, unsigned WORDS, class CODE_T>
+void pack_codes(const CODE_T codes[N], word_t words[WORDS]) {
+PackWords:
+    for (unsigned i = 0; i < WORDS; i++) {
+        #pragma HLS PIPELINE II = 1
+        WQ_PIPE(PackWords, 1, WQ_DEPTH);
+        word_t v = 0;
+    PackBytes:
+        for (unsigned k = 0; k < 4; k++) {
+            #pragma HLS UNROLL
+            if (i * 4 + k < N) {
+                ap_int<8> code = WQ_AT(codes, i * 4 + k);  // unsigned codes stay below 2**8
+                v.range(8 * k + 7, 8 * k) = code.range(7, 0);
+            }
+        }
+        WQ_AT(words, i) = v;
+    }
+}
 
 // Words of one image in the given packing (a packing the core takes).
 template <class CONFIG_T>
@@ -162,6 +185,114 @@ RecordWords:
                 v = WQ_AT(features, i - WQ_RECORD_HEAD_WORDS - K);
         }
         WQ_AT(results, base + i) = v;
+    }
+}
+
+// The message's receive state as one image's source stage leaves it: words
+// seen, their running sum, the trailer once TLAST is in. It travels with the
+// image to the sink, which hands the last image's copy back to the core.
+struct rx_ctl {
+    word_t n, sum, trailer;
+    bool ended;   // TLAST is in: no more words to read
+    word_t status;  // this image's own error (BAD_PIXEL, BAD_INPUT), 0 if none
+};
+
+// The first stage of the DATAFLOW region (one call an image): a batch's next
+// image from the stream, or the INFER image RxWords already checked and kept.
+// The receive state lives here between the images of one message (a stage's
+// own state, so no variable is shared between stages); b == 0 takes it from
+// the core. After an early TLAST the remaining images read nothing: their
+// stages still run (a DATAFLOW region has no conditional stage), and the core
+// answers BAD_LENGTH without records.
+template <class CONFIG_T>
+void source(hls::stream<axis_word>& rx, const bool from_rx, const unsigned packing, const word_t b,
+            const rx_ctl& start, const typename CONFIG_T::code_t image[CONFIG_T::n_pixels],
+            typename CONFIG_T::code_t img[CONFIG_T::n_pixels], rx_ctl& ctl) {
+    static rx_ctl st;
+    WQ_LAYER(source);
+    if (b == 0) st = start;
+    st.status = 0;
+    if (!from_rx) {
+    ImageCopy:
+        for (unsigned i = 0; i < CONFIG_T::infer_words; i++) {
+            #pragma HLS PIPELINE II = 1
+            WQ_PIPE(ImageCopy, 1, WQ_DEPTH);
+        CopyLanes:
+            for (unsigned k = 0; k < 4; k++) {
+                #pragma HLS UNROLL
+                if (i * 4 + k < CONFIG_T::n_pixels) WQ_AT(img, i * 4 + k) = WQ_AT(image, i * 4 + k);
+            }
+        }
+    } else if (!st.ended) {
+        if (packing == WQ_PACK_DIE2)
+            st.ended = rx_image_die2<CONFIG_T>(rx, img, st.n, st.sum, st.trailer, st.status);
+        else
+            st.ended = rx_image_u8<CONFIG_T>(rx, img, st.n, st.sum, st.trailer, st.status);
+    }
+    ctl = st;
+}
+
+// The last stage: the logits and class from the last layer's sums, the
+// feature map when the core sends it (sink_features), and record b into the
+// result buffer. The core's view of the receive state is the last image's
+// (ctl_out).
+template <class CONFIG_T, class LAST_T>
+void finish_record(const typename LAST_T::out_t last[LAST_T::n_out], const word_t features[CONFIG_T::feature_alloc],
+                   const rx_ctl& ctl, const bool weights, const word_t b, word_t results[CONFIG_T::result_words],
+                   rx_ctl& ctl_out) {
+    #pragma HLS INLINE
+    logit_t logits[CONFIG_T::n_classes];
+    WQ_MEM(logits, WQ_BRAM, 0);
+LogitsOut:
+    for (unsigned i = 0; i < CONFIG_T::n_classes; i++) {
+        #pragma HLS PIPELINE II = 1
+        WQ_PIPE(LogitsOut, 1, WQ_DEPTH);
+        WQ_AT(logits, i) = WQ_AT(last, i);  // wraps to int32
+    }
+    const word_t cls = argmax<LAST_T>(last);
+    write_record<CONFIG_T, CONFIG_T::result_words>(results, b, ctl.status, ctl.status == 0 && weights, cls,
+                                                   logits, features);
+    ctl_out = ctl;
+}
+
+template <class CONFIG_T, class LAST_T>
+void sink(const typename LAST_T::out_t last[LAST_T::n_out], const rx_ctl& ctl, const bool weights,
+          const word_t b, word_t results[CONFIG_T::result_words], rx_ctl& ctl_out) {
+    word_t features[CONFIG_T::feature_alloc];   // unread: records have no feature words
+    WQ_MEM(features, WQ_BRAM, 0);
+    WQ_LAYER(sink);
+    finish_record<CONFIG_T, LAST_T>(last, features, ctl, weights, b, results, ctl_out);
+}
+
+template <class CONFIG_T, class LAST_T, unsigned FEAT_N, class FEAT_T>
+void sink_features(const typename LAST_T::out_t last[LAST_T::n_out], const FEAT_T feat[FEAT_N],
+                   const rx_ctl& ctl, const bool weights, const word_t b,
+                   word_t results[CONFIG_T::result_words], rx_ctl& ctl_out) {
+    word_t features[CONFIG_T::feature_alloc];
+    WQ_MEM(features, WQ_BRAM, 0);
+    WQ_LAYER(sink);
+    pack_codes<FEAT_N, CONFIG_T::feature_alloc>(feat, features);
+    finish_record<CONFIG_T, LAST_T>(last, features, ctl, weights, b, results, ctl_out);
+}
+
+// A layer output that two stages read: a DATAFLOW channel has one reader, so
+// a copy for each (both written in one pass, LANES codes a cycle).
+template <class T, unsigned N, unsigned LANES>
+void dup2(const T in[N], T a[N], T b[N]) {
+    static const unsigned WORDS = (N + LANES - 1) / LANES;
+DupWords:
+    for (unsigned i = 0; i < WORDS; i++) {
+        #pragma HLS PIPELINE II = 1
+        WQ_PIPE(DupWords, 1, WQ_DEPTH);
+    DupLanes:
+        for (unsigned k = 0; k < LANES; k++) {
+            #pragma HLS UNROLL
+            if (i * LANES + k < N) {
+                const T v = WQ_AT(in, i * LANES + k);
+                WQ_AT(a, i * LANES + k) = v;
+                WQ_AT(b, i * LANES + k) = v;
+            }
+        }
     }
 }
 

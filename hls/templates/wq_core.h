@@ -9,8 +9,10 @@
 // INFER_BATCH runs each image as soon as its words are in and keeps only the
 // records (wq_batch.h), which it sends after TLAST and the checksum.
 //
-// MODEL_T::infer has one call site (the Images loop), shared by INFER and
-// INFER_BATCH, so synthesis makes one instance of the network.
+// MODEL_T::run_images has one call site, shared by INFER and INFER_BATCH, so
+// synthesis makes one instance of the network: a DATAFLOW region whose stages
+// are the layers, so that images of a batch overlap and the slowest layer,
+// not the sum of them, sets the interval between images.
 #ifndef WQ_CORE_H
 #define WQ_CORE_H
 
@@ -52,31 +54,6 @@ struct core_config {
     static const unsigned result_words = 3;    // max_batch * record_words: the result buffer
     static const unsigned packings = 1u << WQ_PACK_U8;  // QUERY bits 1 << WQ_PACK_x
 };
-
-// QUERY capability: the INFER reply carries the last feature map after the
-// logits (generation option, hls.generate features=True). Local until
-
-// N codes (HWC) -> ceil(N / 4) words, one byte a code (two's complement for
-// signed codes), four a word, first code in bits [7:0]: the INFER image's
-// packing, used for the feature map in the reply.
-template <unsigned N, unsigned WORDS, class CODE_T>
-void pack_codes(const CODE_T codes[N], word_t words[WORDS]) {
-PackWords:
-    for (unsigned i = 0; i < WORDS; i++) {
-        #pragma HLS PIPELINE II = 1
-        WQ_PIPE(PackWords, 1, WQ_DEPTH);
-        word_t v = 0;
-    PackBytes:
-        for (unsigned k = 0; k < 4; k++) {
-            #pragma HLS UNROLL
-            if (i * 4 + k < N) {
-                ap_int<8> code = WQ_AT(codes, i * 4 + k);  // unsigned codes stay below 2**8
-                v.range(8 * k + 7, 8 * k) = code.range(7, 0);
-            }
-        }
-        WQ_AT(words, i) = v;
-    }
-}
 
 // What survives between calls.
 struct core_state {
@@ -122,9 +99,9 @@ void send_error(hls::stream<axis_word>& tx, word_t tag, unsigned code, word_t de
 
 // MODEL_T supplies the generated, topology-specific parts:
 //   static void load_word(word_t word, word_t index);   // index into the blob
-//   static word_t infer(const code_t image[n_pixels],
-//                       logit_t logits[n_classes],
-//                       word_t features[feature_alloc]); // returns the class
+//   static void run_images(rx, n, from_rx, packing, weights, start, image,
+//                          results, last);  // the DATAFLOW region, n images:
+//       source (wq_batch.h) -> layers -> sink: record b into results
 template <class CONFIG_T, class MODEL_T>
 void handle_message(hls::stream<axis_word>& rx, hls::stream<axis_word>& tx, core_state& st) {
     static const unsigned MAXR = CONFIG_T::max_reply_words;
@@ -133,7 +110,9 @@ void handle_message(hls::stream<axis_word>& rx, hls::stream<axis_word>& tx, core
     static word_t results[CONFIG_T::result_words];  // INFER_BATCH records until TLAST
     // Codes travel as bytes; one above 2**in_bits - 1 is refused (hls/inputs.py,
     // unpack_u8_word).
-    WQ_MEM(image, WQ_BRAM, 0);
+    // Four codes a stream word land in four banks (RxWords at II 1).
+    #pragma HLS ARRAY_PARTITION variable=image cyclic factor=4
+    WQ_MEM(image, WQ_CYCLIC, 4);
     WQ_MEM(results, WQ_BRAM, 0);
     WQ_LAYER(core);
 
@@ -198,39 +177,28 @@ RxWords:
     }
     bool ended = !batch_ok;  // TLAST is in
 
-    // Inference: each image of a batch as soon as it is in, or the one image
-    // of an INFER that has passed every check (its message is whole by now).
+    // Inference: one DATAFLOW region an image (MODEL_T::run_images), each
+    // image of a batch as soon as its words are in, or the one image of an
+    // INFER that has passed every check (its message is whole by now).
     const unsigned packing = word0.range(31, 16);
     const word_t n_img = word0.range(15, 0);
     const bool single = is_infer && n - (WQ_HEADER_WORDS + WQ_TRAILER_WORDS) == length &&
-                        sum == trailer && st.weights_loaded;
+                        sum == trailer && st.weights_loaded && !bad_code;
     const word_t n_run = batch_ok ? n_img : word_t(single ? 1 : 0);
-    logit_t logits[CONFIG_T::n_classes];
-    word_t features[CONFIG_T::feature_alloc];
-    WQ_MEM(logits, WQ_BRAM, 0);
-    WQ_MEM(features, WQ_BRAM, 0);
-    word_t cls = 0;
-Images:
-    for (word_t b = 0; b < n_run; b++) {
-        // No WQ_SEQ: the body is whole layers, which their own loops account for;
-        // the loop's own cycle an image is left out (hls.cycle_model agrees).
-        #pragma HLS LOOP_TRIPCOUNT min = 1 max = MAXB
-        word_t status = 0;  // an image's own error: BAD_PIXEL, BAD_INPUT
-        if (batch_ok) {
-            WQ_LAYER(core);
-            if (packing == WQ_PACK_DIE2)
-                ended = rx_image_die2<CONFIG_T>(rx, image, n, sum, trailer, status);
-            else
-                ended = rx_image_u8<CONFIG_T>(rx, image, n, sum, trailer, status);
-            if (ended) break;  // cut short: the length check below answers
-        }
-        const bool run = status == 0 && !bad_code && st.weights_loaded;
-        if (run) cls = MODEL_T::infer(image, logits, features);
-        if (batch_ok) {
-            WQ_LAYER(core);
-            write_record<CONFIG_T, CONFIG_T::result_words>(results, b, status, run, cls, logits, features);
-        }
+    if (n_run > 0) {
+        rx_ctl start, last;
+        start.n = n;
+        start.sum = sum;
+        start.trailer = trailer;
+        start.ended = ended;
+        start.status = 0;
+        MODEL_T::run_images(rx, unsigned(n_run), batch_ok, packing, st.weights_loaded, start, image, results, last);
+        n = last.n;
+        sum = last.sum;
+        trailer = last.trailer;
+        ended = last.ended;
     }
+    WQ_LAYER(core);
     // A batch's words after its last image (only a message longer than its
     // length field has any), up to TLAST.
 RxRest:
@@ -331,19 +299,13 @@ RxRest:
     } else if (bad_code) {
         send_error<MAXR>(tx, tag, WQ_ERR_BAD_INPUT, bad_at);
     } else {
-        WQ_AT(p, 0) = cls;
+        // The INFER reply is record 0 without its status word.
         WQ_LAYER(reply);
-    ReplyLogits:
-        for (unsigned i = 0; i < CONFIG_T::n_classes; i++) {
+    ReplyResult:
+        for (unsigned i = 0; i < CONFIG_T::record_words - 1; i++) {
             #pragma HLS PIPELINE II = 1
-            WQ_PIPE(ReplyLogits, 1, WQ_DEPTH);
-            WQ_AT(p, 1 + i) = WQ_AT(logits, i);  // two's complement bits of the int32 logit
-        }
-    ReplyFeatures:
-        for (unsigned i = 0; i < CONFIG_T::feature_words; i++) {
-            #pragma HLS PIPELINE II = 1
-            WQ_PIPE(ReplyFeatures, 1, WQ_DEPTH);
-            WQ_AT(p, 1 + CONFIG_T::n_classes + i) = WQ_AT(features, i);
+            WQ_PIPE(ReplyResult, 1, WQ_DEPTH);
+            WQ_AT(p, i) = WQ_AT(results, 1 + i);
         }
         send_reply<MAXR>(tx, WQ_OP_INFER | WQ_REPLY_BIT, tag, p,
                          1 + CONFIG_T::n_classes + CONFIG_T::feature_words);

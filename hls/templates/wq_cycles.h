@@ -44,4 +44,14 @@
 #define WQ_LAYER(name)
 #endif
 
+// A channel array of the DATAFLOW region (hls/gen_top.py): local for synthesis
+// (UG1399's canonical form; the tool makes it a ping-pong buffer), static in
+// any C simulation so that a large model's activations stay off the stack of
+// the thread that calls the core.
+#ifdef __SYNTHESIS__
+#define WQ_PIPO
+#else
+#define WQ_PIPO static
+#endif
+
 #endif  // WQ_CYCLES_H
