@@ -129,6 +129,15 @@ def loader_writes(layer: dict, pe: int, simd: int) -> int:
     return max(worst, 1)
 
 
+def rx_words_ii(layers: list[dict], par: dict) -> int:
+    """The II RxWords declares (hls/gen_config.py WQ_RX_II): what the weight
+    bank that one blob word writes most often allows; the image buffer takes
+    a word's 4 codes in 4 banks."""
+    writes = max([1] + [loader_writes(l, par[l["name"]]["pe"], par[l["name"]]["simd"])
+                        for l in layers if has_section(l)])
+    return _ii(writes)
+
+
 def dup_cycles(n: int, lanes: int) -> int:
     """A dup2 stage (wq_batch.h): ``lanes`` codes a cycle of an ``n``-code array."""
     return pipelined(math.ceil(n / lanes), 1, 1)
@@ -139,9 +148,7 @@ def core_cycles(layers: list[dict], par: dict, n_pixels: int, n_classes: int,
     """The parts outside the layers, for one INFER: the message around the
     region (RxWords, the shift words read before it, the reply) and the
     region's own source and sink stages."""
-    writes = max([1] + [loader_writes(l, par[l["name"]]["pe"], par[l["name"]]["simd"])
-                        for l in layers if has_section(l)])
-    rx_ii = _ii(writes)   # the image buffer takes a word's 4 codes in 4 banks
+    rx_ii = rx_words_ii(layers, par)
     rx = pipelined(S.infer_words(n_pixels) + S.HEADER_WORDS + S.TRAILER_WORDS, 1, rx_ii)
     # the shift words the region's stages take as scalars, read before the loop:
     # one word of each layer's own memory, so one cycle

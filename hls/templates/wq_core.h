@@ -29,6 +29,10 @@
 
 #include "wq_batch.h"
 
+#ifndef WQ_RX_II
+#define WQ_RX_II 1
+#endif
+
 namespace wq {
 
 // Base of the generated top config.
@@ -129,10 +133,13 @@ void handle_message(hls::stream<axis_word>& rx, hls::stream<axis_word>& tx, core
     word_t bad_at = 0;     // HWC index of the first one
     bool done = false;
 
+    // WQ_RX_II (wq_config.h): LOAD_WEIGHTS may write several slices of a word
+    // into one weight bank; an INFER's image pays the same II (a batch's images
+    // are read by the source stage at II 1).
 RxWords:
     while (!done) {
-        #pragma HLS PIPELINE II = 1
-        WQ_PIPE(RxWords, 1, WQ_DEPTH);
+        #pragma HLS PIPELINE II = WQ_RX_II
+        WQ_PIPE(RxWords, WQ_RX_II, WQ_DEPTH);
         WQ_RX_STALL(rx);
         axis_word w = rx.read();
         const word_t d = w.data;
