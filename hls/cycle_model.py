@@ -13,14 +13,17 @@ The figures mirror, loop by loop, what the cycle-accounting C-sim
 
 Per iteration, with the layer's ``pe`` and ``simd``:
 
-- conv2d and depthwise: the line buffers (wq_conv2d.h ``lb_fill``) read the
-  input array once, one code a cycle (II 1), in one LbFill entry per output
-  row that needs new input rows (``line_fill``); ConvSf / DwSf then take the
-  window from distinct line-buffer banks at II 1, once per (pixel, output
-  group), and each ConvNf iteration reads ``pe`` biases and writes ``pe``
-  outputs (a thresholds layer also reads each of its ``pe * n_thr`` threshold
-  banks once, which adds no cycle);
-- dense: DenseSf reads ``simd`` inputs, once per output group;
+- conv2d and depthwise: the line buffers (wq_swg.h ``lb_fill``) read the
+  input array once, ``hls.parallel.fill_lanes`` codes a cycle (II 1), in one
+  LbFill entry per output row that needs new input rows (``line_fill``); then
+  each output row is one entry of the shared matrix-vector loop (wq_mvau.h
+  ``Mvau``): ``out_w * nf * sf`` iterations at II 1 taking the window from
+  distinct line-buffer banks, the ``pe`` biases (one bank each) on a group's
+  first slice and the ``pe`` outputs (consecutive codes, distinct banks) on its
+  last (a thresholds layer also reads each of its ``pe * n_thr`` threshold
+  banks once, which adds no cycle); ConvRows / DwRows cost 1 a row;
+- dense: one Mvau entry of ``nf * sf`` iterations, ``simd`` consecutive
+  inputs each (the input array is partitioned by at least ``simd``);
 - maxpool: ``pe * pool**2`` window elements a PoolNf iteration, once per pixel;
 - gap, add, upsample, quant: ``pe`` elements an iteration of each array;
 - the RX loop: II from the most writes one stream word makes into one memory
@@ -51,8 +54,9 @@ def _seq(iters: int, accesses: int = 0) -> int:
     return iters * (1 + math.ceil(accesses / PORTS))
 
 
-def line_fill(layer: dict) -> tuple[int, int]:
-    """(iterations, entries) of LbFill: input rows load as output rows need them."""
+def line_fill(layer: dict, lanes: int = 1) -> tuple[int, int]:
+    """(iterations, entries) of LbFill: input rows load as output rows need them,
+    ``lanes`` codes an iteration (hls.parallel.fill_lanes)."""
     k, st, p, ih = layer["kernel"], layer["stride"], layer["pad"], layer["in_h"]
     filled = entries = 0
     for oy in range(layer["out_h"]):
@@ -60,7 +64,7 @@ def line_fill(layer: dict) -> tuple[int, int]:
         if need > filled:
             entries += 1
             filled = need
-    return filled * layer["in_w"] * layer["in_c"], entries
+    return filled * layer["in_w"] * layer["in_c"] // lanes, entries
 
 
 def layer_cycles(layer: dict, pe: int, simd: int) -> dict:
@@ -72,15 +76,16 @@ def layer_cycles(layer: dict, pe: int, simd: int) -> dict:
     nf = c // pe
     shift_reads = 0
     if t in ("conv2d", "dense"):
+        # wq_mvau.h: one Mvau entry per call (a conv's output row, the dense
+        # layer), nf * sf iterations a pixel at II 1, the depth of a SIMD-wide MAC
         sf = parallel.fan_in(layer) // simd
         depth = PIPE_DEPTH + math.ceil(math.log2(simd)) if simd > 1 else PIPE_DEPTH
-        ii = _ii(simd) if t == "dense" else 1
+        ii = 1
         if t == "dense":
-            cyc = pipelined(nf * sf, nf, ii, depth) + _seq(nf, pe)
+            cyc = pipelined(nf * sf, 1, ii, depth)
         else:
-            fill, fill_entries = line_fill(layer)
-            cyc = (pipelined(fill, fill_entries, 1) + pipelined(pix * nf * sf, pix * nf, ii, depth)
-                   + _seq(pix * nf, pe) + _seq(pix) + _seq(oh))
+            fill, fill_entries = line_fill(layer, parallel.fill_lanes(layer, pe, simd))
+            cyc = pipelined(fill, fill_entries, 1) + pipelined(pix * nf * sf, oh, ii, depth) + _seq(oh)
         shift_reads = 0 if is_threshold(layer) else 1     # thresholds layers have no shift word
     elif t == "maxpool":
         q = layer["pool"]

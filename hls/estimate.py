@@ -175,13 +175,7 @@ def uses_dsp(w_bits: int, in_bits: int) -> bool:
     return w_bits * in_bits >= DSP_MIN_PRODUCT
 
 
-def line_banks(layer: dict, pe: int, simd: int) -> int:
-    """Cyclic factor of each line buffer, as wq_conv2d.h / wq_dwconv.h compute F."""
-    k, c, w = layer["kernel"], layer["in_c"], layer["in_w"]
-    if layer["groups"] > 1:
-        cols = min(simd, k, w)
-        return pe if cols == 1 else c * cols
-    return min(simd, k * c, w * c)
+line_banks = parallel.line_banks   # cyclic factor of each line buffer (the generated configs' line_banks)
 
 
 def line_buffers(layer: dict, pe: int, simd: int) -> tuple[int, int]:

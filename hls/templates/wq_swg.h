@@ -42,28 +42,37 @@ struct swg_config {
 };
 
 // Line buffers (issue 16): a conv or pool layer reads its input array once, in
-// order, one code a cycle, and keeps the last `kernel` input rows on chip, one
-// row a bank (complete dim=1), each split cyclically by F (dim=2) so that the
-// codes one MAC iteration takes from a row fall in distinct banks and the MAC
-// loop holds II=1. Row iy lives in line buffer iy % kernel. Padding is never
-// stored: a lane outside the input reads 0.
+// order, and keeps the last `kernel` input rows on chip, one row a bank
+// (complete dim=1), each split cyclically by F (dim=2) so that the codes one
+// MAC iteration takes from a row fall in distinct banks and the MAC loop holds
+// II=1. Row iy lives in line buffer iy % kernel. Padding is never stored: a
+// lane outside the input reads 0.
 //
-// lb_fill loads input rows [filled, need) (need <= in_h), row-major, HWC.
-template <class CONFIG_T, class T, unsigned ROW>
+// lb_fill loads input rows [filled, need) (need <= in_h), row-major, HWC, FL
+// codes a cycle (hls/parallel.py fill_lanes): FL divides ROW and is at most F,
+// so a run starts at a multiple of FL, stays in one row and hits FL distinct
+// banks of the line buffer and of the input array (partitioned by >= FL).
+template <class CONFIG_T, class T, unsigned ROW, unsigned FL>
 void lb_fill(const T in[CONFIG_T::in_h * ROW], T lines[CONFIG_T::kernel][ROW], unsigned& filled,
              unsigned& slot, unsigned need) {
     #pragma HLS INLINE
     if (need <= filled) return;
     unsigned pos = 0;
-    const unsigned n = (need - filled) * ROW;
-    const unsigned first = filled * ROW;
+    unsigned at = filled * ROW;
+    const unsigned n = (need - filled) * (ROW / FL);
 LbFill:
     for (unsigned i = 0; i < n; i++) {
         #pragma HLS PIPELINE II = 1
         WQ_PIPE(LbFill, 1, WQ_DEPTH);
-        #pragma HLS LOOP_TRIPCOUNT max = CONFIG_T::in_h * ROW
-        WQ_AT(lines[slot], pos) = WQ_AT(in, first + i);
-        if (++pos == ROW) {
+        #pragma HLS LOOP_TRIPCOUNT max = CONFIG_T::in_h * (ROW / FL)
+    LbLanes:
+        for (unsigned l = 0; l < FL; l++) {
+            #pragma HLS UNROLL
+            WQ_AT(lines[slot], pos + l) = WQ_AT(in, at + l);
+        }
+        at += FL;
+        pos += FL;
+        if (pos == ROW) {
             pos = 0;
             slot = slot + 1 == CONFIG_T::kernel ? 0 : slot + 1;
         }
