@@ -13,11 +13,12 @@ The figures mirror, loop by loop, what the cycle-accounting C-sim
 
 Per iteration, with the layer's ``pe`` and ``simd``:
 
-- conv2d and depthwise: the line buffers (wq_swg.h ``lb_fill``) read the
-  input array once, ``hls.parallel.fill_lanes`` codes a cycle (II 1), in one
-  LbFill entry per output row that needs new input rows (``line_fill``); then
-  each output row is one entry of the shared matrix-vector loop (wq_mvau.h
-  ``Mvau``): ``out_w * nf * sf`` iterations at II 1 taking the window from
+- conv2d and depthwise: the line buffers (wq_swg.h) read the input array
+  once, ``hls.parallel.fill_lanes`` codes a step: the rows output row 0 needs
+  in one LbFill entry (II 1) before it, the rest while the rows before compute
+  (``line_fill``); each output row is one entry of the shared matrix-vector
+  loop (wq_mvau.h ``Mvau``): ``max(out_w * nf * sf, fill steps for the next
+  row)`` iterations at II 1 taking the window from
   distinct line-buffer banks, the ``pe`` biases (one bank each) on a group's
   first slice and the ``pe`` outputs (consecutive codes, distinct banks) on its
   last (a thresholds layer also reads each of its ``pe * n_thr`` threshold
@@ -54,17 +55,19 @@ def _seq(iters: int, accesses: int = 0) -> int:
     return iters * (1 + math.ceil(accesses / PORTS))
 
 
-def line_fill(layer: dict, lanes: int = 1) -> tuple[int, int]:
-    """(iterations, entries) of LbFill: input rows load as output rows need them,
-    ``lanes`` codes an iteration (hls.parallel.fill_lanes)."""
-    k, st, p, ih = layer["kernel"], layer["stride"], layer["pad"], layer["in_h"]
-    filled = entries = 0
-    for oy in range(layer["out_h"]):
-        need = min(ih, oy * st + k - p)
-        if need > filled:
-            entries += 1
-            filled = need
-    return filled * layer["in_w"] * layer["in_c"] // lanes, entries
+def line_fill(layer: dict, lanes: int = 1) -> tuple[int, list[int]]:
+    """LbFill's iterations (the input rows output row 0 needs, before it), and
+    for each output row the fill steps that run inside its Mvau loop (the rows
+    the next output row needs beyond its own): ``lanes`` codes a step
+    (hls.parallel.fill_lanes; wq_swg.h lb_need / lb_ahead)."""
+    k, st, p, ih, oh = layer["kernel"], layer["stride"], layer["pad"], layer["in_h"], layer["out_h"]
+    steps = layer["in_w"] * layer["in_c"] // lanes     # a row
+
+    def need(oy: int) -> int:
+        return min(ih, oy * st + k - p)
+
+    ahead = [(need(oy + 1) - need(oy)) * steps if oy + 1 < oh else 0 for oy in range(oh)]
+    return need(0) * steps, ahead
 
 
 def layer_cycles(layer: dict, pe: int, simd: int) -> dict:
@@ -84,8 +87,10 @@ def layer_cycles(layer: dict, pe: int, simd: int) -> dict:
         if t == "dense":
             cyc = pipelined(nf * sf, 1, ii, depth)
         else:
-            fill, fill_entries = line_fill(layer, parallel.fill_lanes(layer, pe, simd))
-            cyc = pipelined(fill, fill_entries, 1) + pipelined(pix * nf * sf, oh, ii, depth) + _seq(oh)
+            first, ahead = line_fill(layer, parallel.fill_lanes(layer, pe, simd))
+            mac = ow * nf * sf
+            cyc = (pipelined(first, 1, 1) + pipelined(sum(max(mac, a) for a in ahead), oh, ii, depth)
+                   + _seq(oh))
         shift_reads = 0 if is_threshold(layer) else 1     # thresholds layers have no shift word
     elif t == "maxpool":
         q = layer["pool"]

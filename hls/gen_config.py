@@ -174,7 +174,7 @@ def _fill(p: LayerPlan) -> None:
                   (b, "requant", "true" if L["requant"] else "false")]
         else:
             m += geo + [(u, k, L[k]) for k in ("kernel", "stride", "pad")] + [(u, "n_out", n_out)]
-            m += [(u, "line_banks", parallel.line_banks(L, p.pe, p.simd)),
+            m += [(u, "line_banks", parallel.line_banks(L, p.pe, p.simd)), (u, "line_rows", parallel.line_rows(L)),
                   (u, "fill_lanes", parallel.fill_lanes(L, p.pe, p.simd))]
         # LUT multipliers where the estimate counts no DSP48E1 (hls.estimate.uses_dsp)
         fabric = not uses_dsp(L["w_bits"], L["in_bits"])

@@ -93,6 +93,13 @@ def line_banks(layer: dict, pe: int, simd: int) -> int:
     return min(simd, k * c, w * c)
 
 
+def line_rows(layer: dict) -> int:
+    """Line buffers of a conv2d / depthwise layer (wq_swg.h): the ``kernel``
+    rows an output row's windows read, plus the ``stride`` rows the next output
+    row needs, which load while the current one computes."""
+    return layer["kernel"] + layer["stride"]
+
+
 # The image buffer (hls/templates/wq_core.h) is one 2-port BRAM, not partitioned:
 # a layer that fills its line buffers from it reads at most two codes a cycle.
 IMAGE_PORTS = 2

@@ -47,6 +47,7 @@ struct conv2d_config {
     static const unsigned thr_rows = 1;       // pe * n_thr (1 without thresholds): one bank each
     static const unsigned thr_depth = 1;      // nf (1 without thresholds): words a bank
     static const unsigned line_banks = 1;     // cyclic factor F of each line buffer (hls/parallel.py)
+    static const unsigned line_rows = 1;      // line buffers: kernel + stride (hls/parallel.py)
     static const unsigned fill_lanes = 1;     // codes lb_fill copies a cycle; divides in_w * in_c, <= F
     static const unsigned blob_offset = 0;    // first word of this layer's blob section
     static const unsigned section_words = 1;  // contract.blob.section_words
@@ -70,9 +71,11 @@ struct conv_window {
     typedef typename CONFIG_T::in_t in_t;
     static const unsigned PE = CONFIG_T::pe;
     static const unsigned SIMD = CONFIG_T::simd;
-    static const unsigned K = CONFIG_T::kernel;        // line buffers
+    static const unsigned K = CONFIG_T::kernel;       // window rows
+    static const unsigned NB = CONFIG_T::line_rows;   // line buffers
     static const unsigned C = CONFIG_T::in_c;
     static const unsigned ROW = CONFIG_T::in_w * C;   // codes a line buffer
+    static const unsigned SIDE_MAX = CONFIG_T::stride * (ROW / CONFIG_T::fill_lanes);  // fill steps a row
     static const unsigned KC = K * C;                 // codes of one window row
     static const unsigned WRAPS = (SIMD - 1) / KC + 1;  // window rows one word can end
     static const bool PACKED = C % SIMD == 0;          // one tap a word, lane s in bank s
@@ -81,6 +84,7 @@ struct conv_window {
     int iy0;           // input row of the window's first row (negative: padding)
     unsigned x0, xw;   // padded code position of the window's first column; xw = x0 / SW
     unsigned ky0, r0, w0;   // window row and code in it of lane 0; w0 = r0 / SW
+    lb_writer<CONFIG_T, in_t, ROW> fill;   // where the input's next codes go
 
     void start_row(unsigned oy) {
         #pragma HLS INLINE
@@ -89,7 +93,12 @@ struct conv_window {
         x0 = xw = ky0 = r0 = w0 = 0;
     }
 
-    void fetch(const in_t lines[K][ROW], unsigned, in_t x[PE][SIMD]) const {
+    void side(const in_t in[CONFIG_T::in_h * ROW], in_t lines[NB][ROW]) {
+        #pragma HLS INLINE
+        fill.step(in, lines);
+    }
+
+    void fetch(const in_t lines[NB][ROW], unsigned, in_t x[PE][SIMD]) const {
         #pragma HLS INLINE
     ConvLanes:
         for (unsigned s = 0; s < SIMD; s++) {
@@ -107,7 +116,7 @@ struct conv_window {
             const unsigned pos = x0 + r;
             const bool inside = iy >= 0 && iy < int(CONFIG_T::in_h) &&
                                 pos >= CONFIG_T::pad * C && pos < CONFIG_T::pad * C + ROW;
-            const unsigned row = top + ky < K ? top + ky : top + ky - K;
+            const unsigned row = top + ky < NB ? top + ky : top + ky - NB;
             const unsigned at = PACKED ? (xw + w0 - CONFIG_T::pad * (C / SW)) * SW + s : pos - CONFIG_T::pad * C;
             const in_t v = inside ? WQ_AT(lines[row], at) : in_t(0);
         ConvBroadcast:
@@ -155,23 +164,24 @@ void conv2d(const typename CONFIG_T::in_t in[CONFIG_T::in_h * CONFIG_T::in_w * C
     static const unsigned PE = CONFIG_T::pe;   // b: one bank a PE (hls/gen_top.py registers it so)
     #pragma HLS ARRAY_PARTITION variable=b cyclic factor=PE dim=1
     #pragma HLS ARRAY_PARTITION variable=thr complete dim=1
-    static const unsigned K = CONFIG_T::kernel;       // line buffers
+    static const unsigned NB = CONFIG_T::line_rows;   // line buffers
     static const unsigned ROW = CONFIG_T::in_w * CONFIG_T::in_c;   // codes a line buffer
     static const unsigned F = CONFIG_T::line_banks;
-    typename CONFIG_T::in_t lines[K][ROW];
+    static const unsigned FL = CONFIG_T::fill_lanes;   // codes a fill step
+    typename CONFIG_T::in_t lines[NB][ROW];
     #pragma HLS ARRAY_PARTITION variable=lines complete dim=1
     #pragma HLS ARRAY_PARTITION variable=lines cyclic factor=F dim=2
     WQ_MEM(lines, WQ_ROWS_CYCLIC, F);
     conv_window<CONFIG_T> win;
-    unsigned filled = 0, slot = 0, obase = 0;
+    win.fill.start();
+    lb_fill<CONFIG_T, typename CONFIG_T::in_t, ROW>(in, lines, win.fill, lb_need<CONFIG_T>(0));
+    unsigned obase = 0;
 ConvRows:
     for (unsigned oy = 0; oy < CONFIG_T::out_h; oy++) {
         WQ_SEQ(ConvRows);
-        lb_fill<CONFIG_T, typename CONFIG_T::in_t, ROW, CONFIG_T::fill_lanes>(in, lines, filled, slot,
-                                                                               lb_need<CONFIG_T>(oy));
         win.start_row(oy);
         mvau<CONFIG_T, CONFIG_T::out_w, CONFIG_T::out_h * CONFIG_T::out_w * CONFIG_T::out_c>(
-            win, lines, out, obase, w, b, shift, thr);
+            win, lines, in, lb_ahead<CONFIG_T>(oy) * (ROW / FL), out, obase, w, b, shift, thr);
     }
 }
 

@@ -49,7 +49,10 @@ struct dense_window {
     typedef typename CONFIG_T::in_t in_t;
     static const unsigned PE = CONFIG_T::pe;
     static const unsigned SIMD = CONFIG_T::simd;
+    static const unsigned SIDE_MAX = 0;   // no side job
     unsigned k;   // first input of the slice
+
+    void side(const in_t*, const in_t*) {}
 
     void fetch(const in_t in[CONFIG_T::n_in], unsigned, in_t x[PE][SIMD]) const {
         #pragma HLS INLINE
@@ -87,7 +90,7 @@ void dense(const typename CONFIG_T::in_t in[CONFIG_T::n_in],
     dense_window<CONFIG_T> win;
     win.k = 0;
     unsigned obase = 0;
-    mvau<CONFIG_T, 1, CONFIG_T::n_out>(win, in, out, obase, w, b, shift, thr);
+    mvau<CONFIG_T, 1, CONFIG_T::n_out>(win, in, in, 0, out, obase, w, b, shift, thr);
 }
 
 // Index of the FIRST largest value (strict >), numpy.argmax's rule. Runs on the

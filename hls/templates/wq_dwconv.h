@@ -25,8 +25,10 @@ struct dw_window {
     static const unsigned PE = CONFIG_T::pe;
     static const unsigned SIMD = CONFIG_T::simd;
     static const unsigned C = CONFIG_T::in_c;
-    static const unsigned K = CONFIG_T::kernel;        // line buffers
+    static const unsigned K = CONFIG_T::kernel;        // window rows
+    static const unsigned NB = CONFIG_T::line_rows;    // line buffers
     static const unsigned ROW = CONFIG_T::in_w * C;    // codes a line buffer
+    static const unsigned SIDE_MAX = CONFIG_T::stride * (ROW / CONFIG_T::fill_lanes);  // fill steps a row
     static const unsigned WRAPS = (SIMD - 1) / K + 1;  // window rows one word can end
     static const unsigned L0 = SIMD < K ? SIMD : K;                       // (a constant: no call)
     static const unsigned L = L0 < CONFIG_T::in_w ? L0 : CONFIG_T::in_w;  // columns of one word
@@ -34,6 +36,7 @@ struct dw_window {
     int iy0;             // input row of the window's first row (negative: padding)
     unsigned x0;         // padded column of the window's first
     unsigned ky0, kx0;   // tap of lane 0
+    lb_writer<CONFIG_T, in_t, ROW> fill;   // where the input's next codes go
 
     void start_row(unsigned oy) {
         #pragma HLS INLINE
@@ -42,7 +45,12 @@ struct dw_window {
         x0 = ky0 = kx0 = 0;
     }
 
-    void fetch(const in_t lines[K][ROW], unsigned nf, in_t x[PE][SIMD]) const {
+    void side(const in_t in[CONFIG_T::in_h * ROW], in_t lines[NB][ROW]) {
+        #pragma HLS INLINE
+        fill.step(in, lines);
+    }
+
+    void fetch(const in_t lines[NB][ROW], unsigned nf, in_t x[PE][SIMD]) const {
         #pragma HLS INLINE
     DwPe:
         for (unsigned p = 0; p < PE; p++) {
@@ -64,7 +72,7 @@ struct dw_window {
                 const unsigned px = x0 + kx;
                 const bool inside = iy >= 0 && iy < int(CONFIG_T::in_h) &&
                                     px >= CONFIG_T::pad && px < CONFIG_T::pad + CONFIG_T::in_w;
-                const unsigned row = top + ky < K ? top + ky : top + ky - K;
+                const unsigned row = top + ky < NB ? top + ky : top + ky - NB;
                 // With one column a word, lane p reads bank p: the index in the
                 // w * PE + p form makes that fixed bank visible to HLS.
                 const unsigned at = L == 1 ? ((px - CONFIG_T::pad) * (C / PE) + nf) * PE + p
@@ -104,24 +112,25 @@ void dwconv2d(const typename CONFIG_T::in_t in[CONFIG_T::in_h * CONFIG_T::in_w *
     #pragma HLS ARRAY_PARTITION variable=w complete dim=1
     static const unsigned PE = CONFIG_T::pe;   // b: one bank a PE (hls/gen_top.py registers it so)
     #pragma HLS ARRAY_PARTITION variable=b cyclic factor=PE dim=1
-    static const unsigned K = CONFIG_T::kernel;        // line buffers
+    static const unsigned NB = CONFIG_T::line_rows;   // line buffers
     static const unsigned ROW = CONFIG_T::in_w * CONFIG_T::in_c;   // codes a line buffer
     static const unsigned F = CONFIG_T::line_banks;
-    typename CONFIG_T::in_t lines[K][ROW];
+    static const unsigned FL = CONFIG_T::fill_lanes;   // codes a fill step
+    typename CONFIG_T::in_t lines[NB][ROW];
     #pragma HLS ARRAY_PARTITION variable=lines complete dim=1
     #pragma HLS ARRAY_PARTITION variable=lines cyclic factor=F dim=2
     WQ_MEM(lines, WQ_ROWS_CYCLIC, F);
     dw_window<CONFIG_T> win;
-    unsigned filled = 0, slot = 0, obase = 0;
+    win.fill.start();
+    lb_fill<CONFIG_T, typename CONFIG_T::in_t, ROW>(in, lines, win.fill, lb_need<CONFIG_T>(0));
+    unsigned obase = 0;
 DwRows:
     for (unsigned oy = 0; oy < CONFIG_T::out_h; oy++) {
         WQ_SEQ(DwRows);
-        lb_fill<CONFIG_T, typename CONFIG_T::in_t, ROW, CONFIG_T::fill_lanes>(in, lines, filled, slot,
-                                                                               lb_need<CONFIG_T>(oy));
         win.start_row(oy);
         // A depthwise layer requantizes by shift only (hls/gen_config.py refuses thresholds).
         mvau<CONFIG_T, CONFIG_T::out_w, CONFIG_T::out_h * CONFIG_T::out_w * CONFIG_T::out_c>(
-            win, lines, out, obase, w, b, shift, NO_THRESHOLDS);
+            win, lines, in, lb_ahead<CONFIG_T>(oy) * (ROW / FL), out, obase, w, b, shift, NO_THRESHOLDS);
     }
 }
 

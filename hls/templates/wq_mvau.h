@@ -33,10 +33,13 @@ typename CONFIG_T::out_t mvau_out(typename CONFIG_T::accum_t a, shift_t shift,
 // codes the current (pixel, group, slice) multiplies, reading src only in runs
 // the partitioning serves in one cycle; win.next(last, pix_end) steps it past
 // a slice (last: the group's final one; pix_end: the pixel's final one).
+// Side job: the first side_n iterations also call win.side(aux, src) (a conv
+// loads the next output row's input rows into line buffers the windows do not
+// read); the loop runs max(side_n, NPIX * NF * SF) iterations.
 // out[obase + p], p < PE: the group's outputs; obase advances by PE a group.
-template <class CONFIG_T, unsigned NPIX, unsigned N_OUT, class WIN, class SRC>
-void mvau(WIN& win, const SRC& src, typename CONFIG_T::out_t out[N_OUT], unsigned& obase,
-          const typename CONFIG_T::wword_t w[CONFIG_T::pe][CONFIG_T::wwords],
+template <class CONFIG_T, unsigned NPIX, unsigned N_OUT, class WIN, class SRC, class AUX>
+void mvau(WIN& win, SRC& src, const AUX& aux, unsigned side_n, typename CONFIG_T::out_t out[N_OUT],
+          unsigned& obase, const typename CONFIG_T::wword_t w[CONFIG_T::pe][CONFIG_T::wwords],
           const bias_t b[CONFIG_T::n_out], const shift_t shift,
           const thr_t thr[CONFIG_T::thr_rows][CONFIG_T::thr_depth]) {
     #pragma HLS INLINE
@@ -44,6 +47,8 @@ void mvau(WIN& win, const SRC& src, typename CONFIG_T::out_t out[N_OUT], unsigne
     static const unsigned SIMD = CONFIG_T::simd;
     static const unsigned NF = CONFIG_T::nf;
     static const unsigned SF = CONFIG_T::sf;
+    static const unsigned MAC_N = NPIX * NF * SF;   // iterations that multiply
+    static const unsigned MAX_N = MAC_N > WIN::SIDE_MAX ? MAC_N : WIN::SIDE_MAX;
     typedef typename CONFIG_T::accum_t acc_t;
     acc_t acc[PE];
     #pragma HLS ARRAY_PARTITION variable=acc complete
@@ -52,10 +57,14 @@ void mvau(WIN& win, const SRC& src, typename CONFIG_T::out_t out[N_OUT], unsigne
     #pragma HLS ARRAY_PARTITION variable=x complete dim=0
     WQ_MEM(x, WQ_REGS, 0);
     unsigned nf = 0, sf = 0, wi = 0;   // output group, slice, weight word (nf * SF + sf)
+    const unsigned n = side_n > MAC_N ? side_n : MAC_N;
 Mvau:
-    for (unsigned i = 0; i < NPIX * NF * SF; i++) {
+    for (unsigned i = 0; i < n; i++) {
         #pragma HLS PIPELINE II = 1
         WQ_PIPE(Mvau, 1, WQ_DEPTH_MAC(SIMD));
+        #pragma HLS LOOP_TRIPCOUNT min = MAC_N max = MAX_N
+        if (i < side_n) win.side(aux, src);
+        if (i >= MAC_N) continue;
         const bool first = sf == 0;
         const bool last = sf == SF - 1;
         const bool pix_end = last && nf == NF - 1;
