@@ -15,14 +15,18 @@ The figures mirror, loop by loop, what the cycle-accounting C-sim
 
 Per iteration, with the layer's ``pe`` and ``simd``:
 
-- conv2d and depthwise: the line buffers (wq_conv2d.h ``lb_fill``) read the
-  input array once, one code a cycle (II 1), in one LbFill entry per output
-  row that needs new input rows (``line_fill``); ConvSf / DwSf then take the
-  window from distinct line-buffer banks at II 1, once per (pixel, output
-  group), and each ConvNf iteration reads ``pe`` biases and writes ``pe``
-  outputs (a thresholds layer also reads each of its ``pe * n_thr`` threshold
-  banks once, which adds no cycle);
-- dense: DenseSf reads ``simd`` inputs, once per output group;
+- conv2d and depthwise: the line buffers (wq_swg.h) read the input array
+  once, ``hls.parallel.fill_lanes`` codes a step: the rows output row 0 needs
+  in one LbFill entry (II 1) before it, the rest while the rows before compute
+  (``line_fill``); each output row is one entry of the shared matrix-vector
+  loop (wq_mvau.h ``Mvau``): ``max(out_w * nf * sf, fill steps for the next
+  row)`` iterations at II 1 taking the window from
+  distinct line-buffer banks, the ``pe`` biases (one bank each) on a group's
+  first slice and the ``pe`` outputs (consecutive codes, distinct banks) on its
+  last (a thresholds layer also reads each of its ``pe * n_thr`` threshold
+  banks once, which adds no cycle); ConvRows / DwRows cost 1 a row;
+- dense: one Mvau entry of ``nf * sf`` iterations, ``simd`` consecutive
+  inputs each (the input array is partitioned by at least ``simd``);
 - maxpool: ``pe * pool**2`` window elements a PoolNf iteration, once per pixel;
 - gap, add, upsample, quant: ``pe`` elements an iteration of each array;
 - the RX loop: II from the most writes one stream word makes into one memory
@@ -53,16 +57,19 @@ def _seq(iters: int, accesses: int = 0) -> int:
     return iters * (1 + math.ceil(accesses / PORTS))
 
 
-def line_fill(layer: dict) -> tuple[int, int]:
-    """(iterations, entries) of LbFill: input rows load as output rows need them."""
-    k, st, p, ih = layer["kernel"], layer["stride"], layer["pad"], layer["in_h"]
-    filled = entries = 0
-    for oy in range(layer["out_h"]):
-        need = min(ih, oy * st + k - p)
-        if need > filled:
-            entries += 1
-            filled = need
-    return filled * layer["in_w"] * layer["in_c"], entries
+def line_fill(layer: dict, lanes: int = 1) -> tuple[int, list[int]]:
+    """LbFill's iterations (the input rows output row 0 needs, before it), and
+    for each output row the fill steps that run inside its Mvau loop (the rows
+    the next output row needs beyond its own): ``lanes`` codes a step
+    (hls.parallel.fill_lanes; wq_swg.h lb_need / lb_ahead)."""
+    k, st, p, ih, oh = layer["kernel"], layer["stride"], layer["pad"], layer["in_h"], layer["out_h"]
+    steps = layer["in_w"] * layer["in_c"] // lanes     # a row
+
+    def need(oy: int) -> int:
+        return min(ih, oy * st + k - p)
+
+    ahead = [(need(oy + 1) - need(oy)) * steps if oy + 1 < oh else 0 for oy in range(oh)]
+    return need(0) * steps, ahead
 
 
 def layer_cycles(layer: dict, pe: int, simd: int) -> dict:
@@ -74,15 +81,18 @@ def layer_cycles(layer: dict, pe: int, simd: int) -> dict:
     nf = c // pe
     shift_reads = 0
     if t in ("conv2d", "dense"):
+        # wq_mvau.h: one Mvau entry per call (a conv's output row, the dense
+        # layer), nf * sf iterations a pixel at II 1, the depth of a SIMD-wide MAC
         sf = parallel.fan_in(layer) // simd
         depth = PIPE_DEPTH + math.ceil(math.log2(simd)) if simd > 1 else PIPE_DEPTH
-        ii = _ii(simd) if t == "dense" else 1
+        ii = 1
         if t == "dense":
-            cyc = pipelined(nf * sf, nf, ii, depth) + _seq(nf, pe)
+            cyc = pipelined(nf * sf, 1, ii, depth)
         else:
-            fill, fill_entries = line_fill(layer)
-            cyc = (pipelined(fill, fill_entries, 1) + pipelined(pix * nf * sf, pix * nf, ii, depth)
-                   + _seq(pix * nf, pe) + _seq(pix) + _seq(oh))
+            first, ahead = line_fill(layer, parallel.fill_lanes(layer, pe, simd))
+            mac = ow * nf * sf
+            cyc = (pipelined(first, 1, 1) + pipelined(sum(max(mac, a) for a in ahead), oh, ii, depth)
+                   + _seq(oh))
         shift_reads = 0 if is_threshold(layer) else 1     # thresholds layers have no shift word
     elif t == "maxpool":
         q = layer["pool"]

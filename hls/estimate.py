@@ -59,13 +59,15 @@ Arithmetic of a conv2d / dense layer (``lanes = pe * simd`` multipliers):
   weight register and, for LUT multipliers, the ``lanes * (w_bits + in_bits)``
   product registers (a DSP keeps its product in its own MREG).
 - Control (loop counters, address generators): CTRL_LUT and CTRL_FF a layer.
-- Line buffers of a conv2d / depthwise layer (wq_conv2d.h ``lb_fill``):
-  ``kernel`` rows of ``in_w * in_c`` codes, each row split cyclically into
-  ``line_banks`` banks (as the template partitions them), so ``kernel *
-  line_banks`` memories ``in_bits`` wide and ``ceil(in_w * in_c /
-  line_banks)`` deep; every lane (``simd``, depthwise ``pe * simd``) selects
-  its code among them, a mux of ``in_bits * ceil(kernel * line_banks / 4)``
-  LUTs (one LUT6 a 4:1 bit).
+- Line buffers of a conv2d / depthwise layer (wq_swg.h ``lb_writer``):
+  ``line_rows = kernel + stride`` rows of ``in_w * in_c`` codes (the next
+  output row's rows load while the current one computes), each row split
+  cyclically into ``line_banks`` banks (as the template partitions them), so
+  ``line_rows * line_banks`` memories ``in_bits`` wide and ``ceil(in_w * in_c
+  / line_banks)`` deep; every lane (``simd``, depthwise ``pe * simd``)
+  selects its code among them, a mux of ``in_bits * ceil(line_rows *
+  line_banks / 4)`` LUTs (one LUT6 a 4:1 bit; ``line_rows`` alone where a
+  lane's bank is fixed).
 
 Layers without weights (pe lanes): maxpool ``pe * out_bits * 2`` LUT and FF
 (a comparator and the running max); gap ``pe`` accumulators of
@@ -175,26 +177,20 @@ def uses_dsp(w_bits: int, in_bits: int) -> bool:
     return w_bits * in_bits >= DSP_MIN_PRODUCT
 
 
-def line_banks(layer: dict, pe: int, simd: int) -> int:
-    """Cyclic factor of each line buffer, as wq_conv2d.h / wq_dwconv.h compute F."""
-    k, c, w = layer["kernel"], layer["in_c"], layer["in_w"]
-    if layer["groups"] > 1:
-        cols = min(simd, k, w)
-        return pe if cols == 1 else c * cols
-    return min(simd, k * c, w * c)
+line_banks = parallel.line_banks   # cyclic factor of each line buffer (the generated configs' line_banks)
 
 
 def line_buffers(layer: dict, pe: int, simd: int) -> tuple[int, int]:
     """(BRAM18, LUT) of a conv layer's line buffers and their lane muxes."""
-    f, k, ib = line_banks(layer, pe, simd), layer["kernel"], layer["in_bits"]
+    f, rows, ib = line_banks(layer, pe, simd), parallel.line_rows(layer), layer["in_bits"]
     bram, lut = memory(ib, math.ceil(layer["in_w"] * layer["in_c"] / f))
     dw = layer["groups"] > 1
     lanes = pe * simd if dw else simd
     # A lane whose bank is fixed (the templates' PACKED / one-column index forms)
-    # selects among the kernel rows only; otherwise among every bank of them.
+    # selects among the line buffers only; otherwise among every bank of them.
     fixed = f == pe if dw else layer["in_c"] % simd == 0
-    choices = k if fixed else k * f
-    return k * f * bram, k * f * lut + lanes * ib * math.ceil(choices / 4)
+    choices = rows if fixed else rows * f
+    return rows * f * bram, rows * f * lut + lanes * ib * math.ceil(choices / 4)
 
 
 def channels(layers: list[dict], par: dict, features: bool = False) -> list[dict]:

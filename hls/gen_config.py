@@ -135,6 +135,10 @@ def plan(meta: dict, par: dict[str, dict]) -> list[LayerPlan]:
 def lanes(p: LayerPlan) -> tuple[int, int]:
     """(in_lanes, out_lanes) of a layer as its template accesses its arrays:
     one code a cycle unless the template reads or writes a run of them."""
+    if p.kind in ("conv2d", "dwconv"):   # lb_fill's runs in; an output group's PE codes out (wq_mvau.h)
+        return parallel.fill_lanes(p.layer, p.pe, p.simd), p.pe
+    if p.kind == "dense":                # SIMD consecutive inputs a cycle; PE outputs
+        return p.simd, p.pe
     return 1, 1
 
 
@@ -170,6 +174,8 @@ def _fill(p: LayerPlan) -> None:
                   (b, "requant", "true" if L["requant"] else "false")]
         else:
             m += geo + [(u, k, L[k]) for k in ("kernel", "stride", "pad")] + [(u, "n_out", n_out)]
+            m += [(u, "line_banks", parallel.line_banks(L, p.pe, p.simd)), (u, "line_rows", parallel.line_rows(L)),
+                  (u, "fill_lanes", parallel.fill_lanes(L, p.pe, p.simd))]
         # LUT multipliers where the estimate counts no DSP48E1 (hls.estimate.uses_dsp)
         fabric = not uses_dsp(L["w_bits"], L["in_bits"])
         m += [(u, "w_bits", L["w_bits"]), (b, "mul_fabric", "true" if fabric else "false")] + req + [

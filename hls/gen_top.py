@@ -50,7 +50,9 @@ def _registrations(plans: list[LayerPlan]) -> list[str]:
         if is_threshold(p.layer):
             out.append(f"WQ_MEM({n}_thr, WQ_ROWS, 0);")
         if p.kind in ("conv2d", "dwconv", "dense"):
-            out += [f"WQ_MEM({n}_b, WQ_BRAM, 0);", f"WQ_MEM({n}_w, WQ_ROWS, 0);"]
+            # b: cyclic by PE (the layer templates' pragma), so an output group's
+            # PE biases are one read of each bank
+            out += [f"WQ_MEM({n}_b, WQ_CYCLIC, {p.pe});", f"WQ_MEM({n}_w, WQ_ROWS, 0);"]
     return out
 
 
@@ -214,7 +216,8 @@ def top_source(plans: list[LayerPlan], feature: dict | None) -> str:
         "",
         "#ifdef WQ_CYCLES",
         "// Their ports for the cycle-accounting C-sim (hls/cycles.py): the weight",
-        "// memories are partitioned by PE (complete dim=1 in the layer templates).",
+        "// memories are partitioned by PE (complete dim=1 in the layer templates),",
+        "// the biases cyclically by PE.",
         *_registrations(plans),
         "#endif",
         "",

@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from contract.graph import INPUT
+
 
 # The widest ap_int/ap_uint without AP_INT_MAX_W (ap_int.h, UG1399).
 AP_INT_MAX_W = 1024
@@ -73,3 +75,45 @@ def load(layers: list[dict], path: str | Path | None = None) -> dict[str, dict]:
 
 def save(path: str | Path, parallelism: dict[str, dict]) -> None:
     Path(path).write_text(json.dumps({"layers": parallelism}, indent=1))
+
+
+def line_banks(layer: dict, pe: int, simd: int) -> int:
+    """Cyclic factor F of each line buffer of a conv2d / depthwise layer: the
+    codes one MAC iteration takes from one window row must fall in distinct
+    banks (hls/templates/wq_conv2d.h, wq_dwconv.h read it as CONFIG_T::line_banks).
+
+    A dense conv word holds at most min(simd, kernel*in_c, in_w*in_c)
+    consecutive codes of one row. A depthwise word holds ``pe`` channels of at
+    most L = min(simd, kernel, in_w) columns: distinct modulo ``pe`` for one
+    column, modulo ``in_c * L`` for several."""
+    k, c, w = layer["kernel"], layer["in_c"], layer["in_w"]
+    if layer["groups"] > 1:
+        cols = min(simd, k, w)
+        return pe if cols == 1 else c * cols
+    return min(simd, k * c, w * c)
+
+
+def line_rows(layer: dict) -> int:
+    """Line buffers of a conv2d / depthwise layer (wq_swg.h): the ``kernel``
+    rows an output row's windows read, plus the ``stride`` rows the next output
+    row needs, which load while the current one computes."""
+    return layer["kernel"] + layer["stride"]
+
+
+# The image buffer (hls/templates/wq_core.h) is one 2-port BRAM, not partitioned:
+# a layer that fills its line buffers from it reads at most two codes a cycle.
+IMAGE_PORTS = 2
+
+
+def fill_lanes(layer: dict, pe: int, simd: int) -> int:
+    """Codes a cycle a conv2d / depthwise layer copies from its input array into
+    its line buffers (wq_swg.h lb_fill): the largest divisor of a line-buffer
+    row (in_w * in_c codes) that is at most the line banks F. A run of them
+    starts at a multiple of itself, so it never crosses a row and lands in
+    distinct banks of the line buffer (any <= F consecutive codes do) and of the
+    input array (partitioned by at least this many, hls.gen_config.partition)."""
+    row = layer["in_w"] * layer["in_c"]
+    cap = line_banks(layer, pe, simd)
+    if INPUT in layer["inputs"]:
+        cap = min(cap, IMAGE_PORTS)
+    return max(d for d in range(1, min(cap, row) + 1) if row % d == 0)

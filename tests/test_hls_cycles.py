@@ -65,9 +65,9 @@ def test_fixture_without_the_flag_has_no_instrumentation(tmp_path):
 
 def test_instrumented_core_is_bit_exact_and_reports_relaxed_ii(tmp_path):
     """The folding hls.estimate picks for the W4A4 CNN (SIMD 9/36/72): the conv
-    layers take their windows from line buffers (issue 16), so ConvSf holds
-    II=1 at every SIMD, and the input array is read once, in order, by LbFill;
-    the pool still reads its window from one 2-port array (II 8)."""
+    layers take their windows from line buffers (issue 16), so the shared
+    matrix-vector loop (wq_mvau.h Mvau) holds II=1 at every SIMD, and the input
+    array is read once, in order, by LbFill, fill_lanes codes a cycle."""
     spec = CNNSpec.uniform(4, 4)
     random_model(spec, seed=1).save(tmp_path / "export")
     (tmp_path / "hls").mkdir()
@@ -85,18 +85,25 @@ def test_instrumented_core_is_bit_exact_and_reports_relaxed_ii(tmp_path):
     assert rep["message_cycles"] == sum(l["cycles"] for l in rep["layers"])
     ii = {(name, x["loop"]): x["ii"] for name, l in layers.items() for x in l["loops"]}
     for conv in ("conv0", "conv1", "conv2"):
-        assert ii[(conv, "ConvSf")] == 1 and ii[(conv, "LbFill")] == 1, conv
-    assert ii[("pool0", "PoolNf")] == 8
-    assert ii[("fc", "DenseSf")] == 1
+        assert ii[(conv, "Mvau")] == 1 and ii[(conv, "LbFill")] == 1, conv
+    assert ii[("fc", "Mvau")] == 1
     flagged = {(v["layer"], v["loop"], v["array"]) for v in rep["violations"]}
-    assert not any(layer.startswith("conv") for layer, _, _ in flagged), flagged
-    assert ("pool0", "PoolNf", "conv0_out") in flagged
-    # ConvSf runs once per (pixel, output group); LbFill reads each input code
-    # once (conv0: the 42x42 image, pad 1), one entry an output row that needs
-    # a new input row: all but the last, whose bottom window row is padding.
+    assert not any(layer.startswith(("conv", "fc")) for layer, _, _ in flagged), flagged
+    # Mvau is entered once an output row and runs (pixel, output group, slice)
+    # flattened: 42 x 42 pixels x 2 groups x 1 slice; it also loads the next
+    # output row's input row (21 steps, two codes each: the image is one 2-port
+    # BRAM, hls.parallel.fill_lanes), which takes fewer steps than the 84 MACs.
+    # LbFill, once, loads what output row 0 needs: input rows 0 and 1 (pad 1).
     loops = {x["loop"]: x for x in layers["conv0"]["loops"]}
-    assert loops["ConvSf"]["entries"] == 42 * 42 * 2 and loops["ConvSf"]["iterations"] == 42 * 42 * 2
-    assert loops["LbFill"]["iterations"] == 42 * 42 and loops["LbFill"]["entries"] == 41
+    assert loops["Mvau"]["entries"] == 42 and loops["Mvau"]["iterations"] == 42 * 42 * 2
+    assert loops["LbFill"]["iterations"] == 2 * 42 // 2 and loops["LbFill"]["entries"] == 1
+    # conv1 reads pool0's output, 24 codes a cycle: its line banks are
+    # min(simd 36, 3 x 8, 21 x 8) = 24, which divides the 168-code row
+    conv1 = spec.layers()[2]
+    assert parallel.fill_lanes(conv1, 4, 36) == 24
+    fills = {x["loop"]: x for x in layers["conv1"]["loops"]}["LbFill"]
+    assert (fills["iterations"], fills["ii"]) == (2 * 21 * 8 // 24, 1)
+    assert {x["loop"]: x for x in layers["fc"]["loops"]}["Mvau"]["entries"] == 1
     # and hls.estimate models the same cycles, layer by layer
     from hls import estimate as E
 
@@ -275,7 +282,7 @@ def test_line_buffer_banks_hold_ii1_for_every_lane_layout(tmp_path, case):
     rep = measure(tmp_path / "export", tmp_path / "hls", n=1)
     assert rep["bit_exact"]
     loops = {(l["name"], x["loop"]): x["ii"] for l in rep["layers"] for x in l["loops"]}
-    macs = {k: v for k, v in loops.items() if k[1] in ("ConvSf", "DwSf", "LbFill")}
+    macs = {k: v for k, v in loops.items() if k[1] in ("Mvau", "LbFill")}
     assert macs and set(macs.values()) == {1}, macs
     assert not [v for v in rep["violations"] if (v["layer"], v["loop"]) in macs]
     layers = spec.layers()

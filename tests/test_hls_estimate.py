@@ -3,6 +3,7 @@ import pytest
 
 from contract import export_dir
 from hls import estimate as E
+from hls import parallel
 from contract import zoo
 from contract.spec import CNNSpec
 
@@ -32,10 +33,11 @@ def test_conv_layer_by_hand():
     # adder tree: 4 * 35 adders * (8 + ceil(log2 36) = 14) = 1960 LUT and FF
     # accumulator: 4 * 33 = 132 LUT and FF; requant: 4 * (33*6//2 + 2*4) = 428 LUT
     # control 120 LUT, 100 FF; registers: 36*4 input + 144*4 weight = 720 FF
-    # line buffers: 3 rows of 21*8 = 168 codes, each cyclic by min(36, 3*8, 168) = 24,
-    # 72 banks 4 bits x 7 -> LUTRAM 4 LUT each = 288; 36 lanes pick one of 72: 36 * 4 * 18 = 2592
+    # line buffers: 3 + 1 rows (kernel + stride) of 21*8 = 168 codes, each cyclic
+    # by min(36, 3*8, 168) = 24, 96 banks 4 bits x 7 -> LUTRAM 4 LUT each = 384;
+    # 36 lanes pick one of 96: 36 * 4 * 24 = 3456
     assert E.line_banks(conv1, 4, 36) == 24
-    assert r["lut"] == 120 + 576 + 128 + 2304 + 1960 + 132 + 428 + 288 + 2592 == 8528
+    assert r["lut"] == 120 + 576 + 128 + 2304 + 1960 + 132 + 428 + 384 + 3456 == 9488
     assert r["ff"] == 100 + 1152 + 1960 + 132 + 144 + 576 == 4064
     assert r["dsp"] == 0 and r["bram18_weights"] == 0
     # output channel: a ping-pong pair of 4 banks (cyclic 4), each its own
@@ -43,17 +45,19 @@ def test_conv_layer_by_hand():
     assert r["bram18_acts"] == 8
     # FINN's II=1 formula: 441 pixels * (16/4) * (72/36) = 3528, + pipeline 4 + ceil(log2 36) = 6
     assert r["cycles_ideal"] == 441 * 4 * 2 + 4 + 6 == 3538
-    # The template as written: LbFill reads the 21*21*8 input codes once at II 1,
-    # in 20 entries (output rows 0..19 each need a new input row; row 20's last
-    # window row is padding), depth 4: 3528 + 20 * 3. ConvSf takes its 36 codes
-    # from distinct line-buffer banks, so II 1; it runs 2 trips for each of 441
-    # pixels * 4 groups, (2 - 1) * 1 + depth 10 = 11 an entry; each ConvNf
-    # iteration 1 + ceil(4/2) (biases, outputs), each ConvCols and ConvRows
-    # iteration 1. The shift word is read before the DATAFLOW region, not here.
-    # (Before the line buffers, II 18: 69,259.)
-    entries = 441 * 4
+    # The template as written: the input is read once, 24 codes a step
+    # (hls.parallel.fill_lanes: the largest divisor of the 168-code row up to
+    # the 24 line banks). LbFill loads output row 0's input rows 0 and 1 (pad 1)
+    # first: 2 * 7 steps, depth 4. Then one Mvau entry an output row (21): 21
+    # pixels * 4 groups * 2 slices = 168 iterations at II 1 (the 36 codes from
+    # distinct line-buffer banks, the 4 biases and the 4 outputs from distinct
+    # banks), during which the next row's 7 fill steps run in another line
+    # buffer; depth 4 + ceil(log2 36) = 10: 3528 + 21 * 9; ConvRows 1 a row.
+    # (Before the flattened loop, 28,747; before the line
+    # buffers, 69,259.) The shift word is read before the DATAFLOW region.
+    assert parallel.fill_lanes(conv1, 4, 36) == 24
     assert r["ii"] == 1
-    assert r["cycles"] == 3528 + 20 * 3 + entries * 11 + entries * 3 + 441 + 21 == 28_746
+    assert r["cycles"] == 14 + 3 + 3528 + 21 * 9 + 21 == 3755
 
 
 def test_dsp_multipliers_and_weight_bram():
@@ -71,14 +75,16 @@ def test_totals_and_cycles_unfolded():
     assert est["f_clk_hz"] == 100_000_000        # board.toml FCLK0
     conv0 = est["layers"][0]
     assert conv0["cycles_ideal"] == 42 * 42 * 8 * 9 + 4 == 127_012
-    # pe = simd = 1: II 1; ConvSf 9 trips + depth 4 - 1 per (pixel, channel), ConvNf 1 + 1;
-    # LbFill reads the 42x42 image once, in 41 entries (depth 4)
+    # pe = simd = 1: II 1; Mvau 42*42 pixels * 8 groups * 9 slices, one entry
+    # an output row (depth 4), the next row's 42 fill steps (one code each: one
+    # line bank) hidden in its 3,024 iterations; ConvRows 1 a row;
+    # LbFill loads input rows 0 and 1 first, in one entry (depth 4)
     assert conv0["ii"] == 1
-    assert conv0["cycles"] == (42 * 42 * 8 * (9 + 3) + 42 * 42 * 8 * 2 + 42 * 42 + 42
-                               + 42 * 42 + 41 * 3)
+    assert conv0["cycles"] == 42 * 42 * 8 * 9 + 42 * 3 + 42 + 2 * 42 + 3
     # DATAFLOW: the interval is the slowest stage, the latency every stage
     stages = [r["cycles"] for r in est["layers"]] + [est["core"]["source"], est["core"]["sink"]]
-    assert est["cycles"] == max(stages) == est["layers"][2]["cycles"] and est["slowest_stage"] == "conv1"
+    slow = max(est["layers"], key=lambda r: r["cycles"])
+    assert est["cycles"] == max(stages) == slow["cycles"] and est["slowest_stage"] == slow["name"]
     assert est["latency_cycles"] == sum(stages)
     assert est["maps_per_s"] == pytest.approx(1e8 / est["cycles"])
     assert est["with_platform"]["lut"] == est["total"]["lut"] + E.PLATFORM["lut"]
@@ -107,6 +113,10 @@ def test_default_w4a4_folding_balances_the_dataflow_stages():
     assert est["maps_per_s"] >= 3000 > unfolded["maps_per_s"]
     # the slowest stage sets the speed: every other stage is at most as slow
     assert max(r["cycles"] for r in est["layers"]) == est["cycles"]
+    # the flattened MAC loops (wq_mvau.h, fill inside) come within 1.15x of FINN's formula
+    for r in est["layers"]:
+        if r["type"] in ("conv2d", "dense"):
+            assert r["cycles_ideal"] <= r["cycles"] < 1.15 * r["cycles_ideal"], r
 
 
 @pytest.mark.parametrize("spec", [CNNSpec.uniform(4, 4), CNNSpec.uniform(8, 8),
@@ -144,9 +154,11 @@ def test_fabric_multiplier_binds_to_luts():
     common = (Path(E.__file__).parent / "templates" / "wq_common.h").read_text()
     fabric = common[common.index("struct lane_mul {"):common.index("struct lane_mul<false>")]
     assert "#pragma HLS BIND_OP variable=p op=mul impl=fabric" in fabric
+    # conv2d, dwconv2d and dense all multiply in the shared matrix-vector loop
+    templates = Path(E.__file__).parent / "templates"
+    assert "lane_mul<CONFIG_T::mul_fabric>" in (templates / "wq_mvau.h").read_text()
     for name in ("wq_conv2d.h", "wq_dwconv.h", "wq_dense.h"):
-        text = (Path(E.__file__).parent / "templates" / name).read_text()
-        assert "lane_mul<CONFIG_T::mul_fabric>" in text, name
+        assert "mvau<CONFIG_T" in (templates / name).read_text(), name
 
 
 def _imported_dense(thresholds: bool, in_bits: int = 2):
@@ -207,16 +219,19 @@ def test_finn_anchor_model_is_cnv_w1a1_shaped():
 def test_line_buffers_by_hand():
     layers = CNNSpec.uniform(4, 4).layers()
     conv2 = next(l for l in layers if l["name"] == "conv2")   # 10x10x16, 3x3, pad 1
-    # simd 8 divides in_c 16: 8 banks a row, 3 rows of 10*16/8 = 20 codes x 4 bits
-    # -> LUTRAM 4 LUT each = 96; each of 8 lanes picks one of 3 rows: 8 * 4 * 1 = 32
-    assert E.line_banks(conv2, 16, 8) == 8
-    assert E.line_buffers(conv2, 16, 8) == (0, 24 * 4 + 8 * 4 * 1)
-    # simd 12 does not divide 16: 12 banks a row, 3 rows x 12 banks of ceil(160/12) = 14
-    # codes -> 4 LUT each = 144; each of 12 lanes picks one of 36 banks: 12 * 4 * 9 = 432
+    # simd 8 divides in_c 16: 8 banks a row, 3 + 1 rows (kernel + stride) of
+    # 10*16/8 = 20 codes x 4 bits -> LUTRAM 4 LUT each = 128; each of 8 lanes
+    # picks one of 4 rows: 8 * 4 * 1 = 32
+    assert E.line_banks(conv2, 16, 8) == 8 and parallel.line_rows(conv2) == 4
+    assert E.line_buffers(conv2, 16, 8) == (0, 32 * 4 + 8 * 4 * 1)
+    # simd 12 does not divide 16: 12 banks a row, 4 rows x 12 banks of ceil(160/12) = 14
+    # codes -> 4 LUT each = 192; each of 12 lanes picks one of 48 banks: 12 * 4 * 12 = 576
     assert E.line_banks(conv2, 16, 12) == 12
-    assert E.line_buffers(conv2, 16, 12) == (0, 36 * 4 + 12 * 4 * 9)
+    assert E.line_buffers(conv2, 16, 12) == (0, 48 * 4 + 12 * 4 * 12)
     dw = next(l for l in zoo.ZooSpec("mobilenet_s", w_bits=4, a_bits=4).layers() if l["name"] == "dw2")
     c, w = dw["in_c"], dw["in_w"]
     # depthwise, one tap a word: pe banks, a lane's bank fixed; three taps a word: in_c * 3 banks
     assert E.line_banks(dw, 8, 1) == 8 and E.line_banks(dw, 8, 3) == 3 * c
-    assert E.line_buffers(dw, 8, 1)[1] == 3 * 8 * E.memory(4, w * c // 8)[1] + 8 * 4 * 1
+    # 3 + 1 line buffers (kernel + stride); a lane picks one of 4 rows
+    assert parallel.line_rows(dw) == 4
+    assert E.line_buffers(dw, 8, 1)[1] == 4 * 8 * E.memory(4, w * c // 8)[1] + 8 * 4 * 1

@@ -5,6 +5,7 @@
 
 #include "wq_common.h"
 #include "wq_loader.h"
+#include "wq_mvau.h"
 #include "wq_requant.h"
 
 namespace wq {
@@ -40,8 +41,42 @@ struct dense_config {
     typedef ap_int<40> accum_t;               // holds every sum exactly (no wrap)
 };
 
+// The lanes of a dense layer: inputs [k, k + SIMD), k = sf * SIMD, the same for
+// every PE; a run of SIMD consecutive codes, which the input array's cyclic
+// partition (by at least in_lanes = simd, hls/gen_config.py) serves at once.
+template <class CONFIG_T>
+struct dense_window {
+    typedef typename CONFIG_T::in_t in_t;
+    static const unsigned PE = CONFIG_T::pe;
+    static const unsigned SIMD = CONFIG_T::simd;
+    static const unsigned SIDE_MAX = 0;   // no side job
+    unsigned k;   // first input of the slice
+
+    void side(const in_t*, const in_t*) {}
+
+    void fetch(const in_t in[CONFIG_T::n_in], unsigned, in_t x[PE][SIMD]) const {
+        #pragma HLS INLINE
+    DenseLanes:
+        for (unsigned s = 0; s < SIMD; s++) {
+            #pragma HLS UNROLL
+            const in_t v = WQ_AT(in, k + s);
+        DenseBroadcast:
+            for (unsigned p = 0; p < PE; p++) {
+                #pragma HLS UNROLL
+                WQ_AT(x[p], s) = v;
+            }
+        }
+    }
+
+    void next(bool last, bool) {
+        #pragma HLS INLINE
+        k = last ? 0 : k + SIMD;
+    }
+};
+
 // in: [n_in], out: [n_out], w: packed [n_out][n_in] (wq_loader.h), b: [n_out],
 // thr: thresholds (wq_loader.h layout; wq::NO_THRESHOLDS when n_thr is 0).
+// One pass of the shared matrix-vector loop (wq_mvau.h) over NF * SF.
 template <class CONFIG_T>
 void dense(const typename CONFIG_T::in_t in[CONFIG_T::n_in],
            typename CONFIG_T::out_t out[CONFIG_T::n_out],
@@ -49,44 +84,13 @@ void dense(const typename CONFIG_T::in_t in[CONFIG_T::n_in],
            const bias_t b[CONFIG_T::n_out], const shift_t shift,
            const thr_t thr[CONFIG_T::thr_rows][CONFIG_T::thr_depth]) {
     #pragma HLS ARRAY_PARTITION variable=w complete dim=1
+    static const unsigned PE = CONFIG_T::pe;   // b: one bank a PE (hls/gen_top.py registers it so)
+    #pragma HLS ARRAY_PARTITION variable=b cyclic factor=PE dim=1
     #pragma HLS ARRAY_PARTITION variable=thr complete dim=1
-    static const unsigned PE = CONFIG_T::pe;
-    static const unsigned SIMD = CONFIG_T::simd;
-    static const unsigned SF = CONFIG_T::sf;
-    typename CONFIG_T::accum_t acc[PE];
-    #pragma HLS ARRAY_PARTITION variable=acc complete
-    WQ_MEM(acc, WQ_REGS, 0);
-DenseNf:
-    for (unsigned nf = 0; nf < CONFIG_T::nf; nf++) {
-        WQ_SEQ(DenseNf);
-    DenseBias:
-        for (unsigned p = 0; p < PE; p++) {
-            #pragma HLS UNROLL
-            WQ_AT(acc, p) = WQ_AT(b, nf * PE + p);
-        }
-    DenseSf:
-        for (unsigned sf = 0; sf < SF; sf++) {
-            #pragma HLS PIPELINE II = 1
-            WQ_PIPE(DenseSf, 1, WQ_DEPTH_MAC(SIMD));
-        DensePe:
-            for (unsigned p = 0; p < PE; p++) {
-                #pragma HLS UNROLL
-                const typename CONFIG_T::wword_t word = WQ_AT(w[p], nf * SF + sf);
-            DenseSimd:
-                for (unsigned s = 0; s < SIMD; s++) {
-                    #pragma HLS UNROLL
-                    WQ_AT(acc, p) += lane_mul<CONFIG_T::mul_fabric>::template mul<typename CONFIG_T::accum_t>(
-                        WQ_AT(in, sf * SIMD + s), weight_at<typename CONFIG_T::weight_t, CONFIG_T::w_bits>(word, s));
-                }
-            }
-        }
-    DenseOut:
-        for (unsigned p = 0; p < PE; p++) {
-            #pragma HLS UNROLL
-            if (CONFIG_T::requant) WQ_AT(out, nf * PE + p) = activate<CONFIG_T>(wide_t(WQ_AT(acc, p)), shift, thr, p, nf);
-            else WQ_AT(out, nf * PE + p) = typename CONFIG_T::out_t(WQ_AT(acc, p));
-        }
-    }
+    dense_window<CONFIG_T> win;
+    win.k = 0;
+    unsigned obase = 0;
+    mvau<CONFIG_T, 1, CONFIG_T::n_out>(win, in, in, 0, out, obase, w, b, shift, thr);
 }
 
 // Index of the FIRST largest value (strict >), numpy.argmax's rule. Runs on the
