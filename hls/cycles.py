@@ -112,6 +112,8 @@ def table(rep: dict) -> str:
     lines.append(f"{'interval':<16}{rep['cycles_per_inference']:>12,}  (dataflow II: stage {rep['slowest_stage']})")
     lines.append(f"{'latency':<16}{rep['latency_cycles']:>12,}  (one image through every stage)")
     lines.append(f"{'INFER message':<16}{rep['message_cycles']:>12,}")
+    for e in rep.get("fifo_errors", []):
+        lines.append(f"FIFO channel misuse: {e}")
     for v in rep["violations"]:
         lines.append(f"port over-subscription: layer {v['layer']}, loop {v['loop']}, array {v['array']}: "
                      f"{v['accesses']} accesses on {v['ports']} ports, II {v['ii_declared']} -> {v['ii_needed']}")

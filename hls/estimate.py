@@ -211,11 +211,15 @@ def channels(layers: list[dict], par: dict, features: bool = False) -> list[dict
 
 
 def channel_memory(layers: list[dict], ch: dict) -> tuple[int, int]:
-    """(BRAM18, LUT) of one channel: ``depth`` buffers of ``factor`` banks,
-    each bank its own memory (Vivado maps each partition separately)."""
+    """(BRAM18, LUT) of one channel: ``factor`` banks, each its own memory
+    (Vivado maps each partition separately), a FIFO of ``fifo_depth`` codes
+    or ``depth`` whole buffers (ping-pong)."""
     src = layers[0] if ch["of"] == INPUT else next(l for l in layers if l["name"] == ch["of"])
     n = src["in_h"] * src["in_w"] * src["in_c"] if ch["of"] == INPUT else src["out_h"] * src["out_w"] * src["out_c"]
     bits = src["in_bits"] if ch["of"] == INPUT else src["out_bits"]
+    if ch.get("fifo_depth"):   # a FIFO a bank (hls.gen_top.fifo_depth)
+        br, lut = memory(bits, ch["fifo_depth"])
+        return ch["factor"] * br, ch["factor"] * lut
     br, lut = memory(bits, math.ceil(n / ch["factor"]))
     return ch["depth"] * ch["factor"] * br, ch["depth"] * ch["factor"] * lut
 

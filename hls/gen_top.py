@@ -87,16 +87,42 @@ def _readers(plans: list[LayerPlan], feature: dict | None) -> dict[str, list[str
     return readers
 
 
-def _array(name: str, ctype: str, size: int, factor: int) -> list[str]:
-    """A channel of the region: a local array (a ping-pong buffer in synthesis;
-    WQ_PIPO makes it static in a C-sim, off the caller's thread stack)."""
+def _array(name: str, ctype: str, size: int, factor: int, fifo_depth: int = 0) -> list[str]:
+    """A channel of the region: a local array, a ping-pong buffer in synthesis,
+    or a FIFO of ``fifo_depth`` a bank where its two stages access it in order
+    (WQ_PIPO makes it static in a C-sim, off the caller's thread stack)."""
     out = [f"WQ_PIPO {ctype} {name}[{size}];"]
     if factor > 1:
         out += [f"#pragma HLS ARRAY_PARTITION variable={name} cyclic factor={factor}",
                 f"WQ_MEM({name}, WQ_CYCLIC, {factor});"]
     else:
         out.append(f"WQ_MEM({name}, WQ_BRAM, 0);")
+    if fifo_depth:
+        out += [f"#pragma HLS STREAM variable={name} type=fifo depth={fifo_depth}", f"WQ_FIFO({name});"]
     return out
+
+
+def reads_in_order(p: LayerPlan) -> bool:
+    """Whether a layer's template reads its input array(s) once, wholly, in
+    index order (a run of in_lanes a cycle): what a FIFO channel needs. The
+    cycle-accounting C-sim checks it on every FIFO (hls.cycles fifo_errors).
+    A conv or pool that drops the bottom rows (floor) leaves them unread; a
+    dense layer reads its input once per output group, upsample each code
+    factor**2 times."""
+    L = p.layer
+    if p.kind in ("conv2d", "dwconv"):
+        return (L["out_h"] - 1) * L["stride"] + L["kernel"] - L["pad"] >= L["in_h"]
+    if p.kind == "maxpool":
+        return all((L[f"out_{d}"] - 1) * L["stride"] + L["pool"] == L[f"in_{d}"] for d in "hw")
+    return p.kind in ("gap", "add", "quant")
+
+
+def fifo_depth(p: LayerPlan, factor: int) -> int:
+    """Depth a bank of a FIFO channel out of layer ``p``: two of its output
+    rows, so that it can run a row ahead of a line-buffered reader."""
+    L = p.layer
+    row = L["out_features"] if L["type"] == "dense" else L["out_w"] * L["out_c"]
+    return max(2, -(-2 * row // factor))
 
 
 def region(plans: list[LayerPlan], feature: dict | None) -> tuple[list[str], list[dict]]:
@@ -105,10 +131,16 @@ def region(plans: list[LayerPlan], feature: dict | None) -> tuple[list[str], lis
     (UG1399's canonical form): an array that two stages read is copied by a
     dup2 stage. Returns the lines and the channels, each ``{"array", "of"
     (the layer whose output it holds, or INPUT), "factor" (cyclic banks),
-    "depth" (buffers)}``: a ping-pong pair, or more where the reader is
-    several stages after the writer (a skip connection), so that the writer
-    can go on with the next images meanwhile."""
+    "depth" (buffers), "fifo_depth"}``: a FIFO of ``fifo_depth`` codes a
+    bank where the next stage alone reads it, in order; otherwise a ping-pong
+    pair, or more buffers where the reader is several stages after the writer
+    (a skip connection), so that the writer can go on with the next images."""
     readers = _readers(plans, feature)
+    by_name = {p.name: p for p in plans}
+    # a layer output read only by the next stage, which reads it in order: a FIFO
+    fifo = {p.name for p in plans[:-1] if len(readers[p.name]) == 1 and readers[p.name][0] != "sink"
+            and reads_in_order(by_name[readers[p.name][0]])
+            and plans.index(by_name[readers[p.name][0]]) == plans.index(p) + 1}
 
     def factor(name: str) -> int:
         # the source writes 4 codes a cycle into the image; the sink packs 4
@@ -123,14 +155,17 @@ def region(plans: list[LayerPlan], feature: dict | None) -> tuple[list[str], lis
     stage = 0
 
     def declare(array: str, of: str) -> None:
-        chans[array] = {"array": array, "of": of, "factor": factor(of), "writer": stage, "depth": 2}
-        out.extend(_array(array, ctype[of], size[of], factor(of)))
+        f = factor(of)
+        depth = fifo_depth(by_name[of], f) if of in fifo else 0
+        chans[array] = {"array": array, "of": of, "factor": f, "writer": stage, "depth": 2,
+                        "fifo_depth": depth}
+        out.extend(_array(array, ctype[of], size[of], f, depth))
 
     def call(line: str, reads: list[str]) -> None:
         nonlocal stage
         for r in reads:
             gap = stage - chans[r]["writer"]
-            if gap > 1:
+            if gap > 1 and not chans[r]["fifo_depth"]:
                 chans[r]["depth"] = gap + 1
                 out.append(f"#pragma HLS STREAM variable={r} type=pipo depth={gap + 1}")
         out.append(line)
@@ -188,7 +223,7 @@ def region(plans: list[LayerPlan], feature: dict | None) -> tuple[list[str], lis
              f"{last}_out, {src[(f, 'sink')]}, ctl, weights, b, results, last);", [f"{last}_out", src[(f, "sink")]])
     else:
         call(f"wq::sink<top_config, {last}_config>({last}_out, ctl, weights, b, results, last);", [f"{last}_out"])
-    return out, [{k: c[k] for k in ("array", "of", "factor", "depth")} for c in chans.values()]
+    return out, [{k: c[k] for k in ("array", "of", "factor", "depth", "fifo_depth")} for c in chans.values()]
 
 
 def _shift_scalars(plans: list[LayerPlan]) -> list[str]:

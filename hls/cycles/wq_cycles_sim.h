@@ -29,6 +29,9 @@
 //   layers, dup2 copies, sink) and the message around it (core, reply).
 //   Combining them is hls/cycles.py's: the region's interval is its slowest
 //   stage, an image's latency their sum.
+// - FIFO channels (WQ_FIFO): a channel array the generator makes a FIFO must be
+//   written wholly by one stage and read wholly by one later stage, each bank
+//   in index order; anything else is listed in fifo_errors.
 // - Limit: only accesses that happen are counted. The HLS scheduler plans for
 //   every access an iteration may make; a conditional access that never fires
 //   together with the others in the run (the loader's last slice of a word, a
@@ -63,6 +66,11 @@ struct memory {
     kind_t kind;
     unsigned factor;
     int first_bank;         // global id of bank 0
+    // A FIFO channel of the DATAFLOW region (WQ_FIFO): the stages that touch it,
+    // in order, and per bank the next element each must touch.
+    bool fifo = false;
+    std::vector<std::string> users;
+    std::vector<size_t> next, last;
     unsigned banks() const {
         if (kind == WQ_ROWS) return unsigned(bytes / unit);
         if (kind == WQ_ROWS_CYCLIC) return unsigned(bytes / unit) * factor;
@@ -105,6 +113,7 @@ struct state {
     std::map<std::string, std::vector<std::pair<int, const char*> > > loose;  // accesses outside loops
     std::vector<ctx> stack;
     std::vector<violation> violations;
+    std::vector<std::string> fifo_errors;   // FIFO channels touched out of order or not wholly
     std::string layer = "core";
     unsigned long long stamp = 0;
 };
@@ -133,16 +142,85 @@ inline void fail(const std::string& what) {
     std::abort();
 }
 
+// The first misuse of each channel only: one wrong access order repeats itself.
+inline void fifo_error(const std::string& what) {
+    std::vector<std::string>& e = S().fifo_errors;
+    const std::string key = what.substr(0, what.find(':') + 1);
+    for (size_t i = 0; i < e.size(); i++)
+        if (e[i].compare(0, key.size(), key) == 0) return;
+    e.push_back(what);
+}
+
+// A FIFO channel is whole once one stage wrote every element and one read
+// every element, each bank in order (UG1399: an array channel becomes a FIFO
+// only when both sides access it sequentially, every element once).
+inline void fifo_done(memory& m) {
+    if (!m.fifo || m.users.empty()) return;
+    const size_t n = m.bytes / m.elem;
+    if (m.users.size() != 2) fifo_error("FIFO channel " + m.name + ": touched by one stage only (" + m.users[0] + ")");
+    for (size_t b = 0; b < m.next.size(); b++)
+        if (m.next[b] < n) {
+            fifo_error("FIFO channel " + m.name + ": stage " + m.users.back() + " leaves elements untouched");
+            break;
+        }
+    m.users.clear();
+}
+
+inline void fifo_touch(memory& m, size_t e) {
+    state& s = S();
+    const unsigned f = m.kind == WQ_CYCLIC ? m.factor : 1;
+    if (m.users.empty() || m.users.back() != s.layer) {
+        if (!m.users.empty()) {
+            for (size_t b = 0; b < m.next.size(); b++)
+                if (m.next[b] < m.bytes / m.elem) {
+                    fifo_error("FIFO channel " + m.name + ": stage " + m.users.back() + " leaves elements untouched");
+                    break;
+                }
+        }
+        if (m.users.size() == 2) {
+            fifo_error("FIFO channel " + m.name + ": a third stage, " + s.layer + ", touches it");
+            return;
+        }
+        m.users.push_back(s.layer);
+        m.next.assign(f, 0);
+        m.last.assign(f, size_t(-1));
+        for (unsigned b = 0; b < f; b++) m.next[b] = b;
+    }
+    const size_t b = e % f;
+    if (e == m.last[b]) return;   // the same element again in one stage: one FIFO access
+    if (e != m.next[b]) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "element %zu, bank %zu expects %zu", e, b, m.next[b]);
+        fifo_error("FIFO channel " + m.name + ": stage " + s.layer + " out of order, " + buf);
+        return;
+    }
+    m.last[b] = e;
+    m.next[b] = e + f;
+}
+
+// WQ_FIFO(a): a, registered just before, is a FIFO channel.
+inline void mark_fifo(const void* a) {
+    std::map<const char*, memory>::iterator it = S().mems.find((const char*)a);
+    if (it == S().mems.end()) fail("WQ_FIFO on an array that is not registered (WQ_MEM)");
+    it->second.fifo = true;
+    it->second.users.clear();
+}
+
 struct mem_guard {
     const char* base;
     mem_guard(const void* b, size_t bytes, size_t unit, size_t elem, const char* name, kind_t kind,
               unsigned factor)
         : base((const char*)b) {
         state& s = S();
-        // Drop registrations this array overlaps (a dead stack array's, or its own).
+        // Drop registrations this array overlaps (a dead stack array's, or its own:
+        // a channel is registered again for each image, after its FIFO check).
         for (std::map<const char*, memory>::iterator it = s.mems.begin(); it != s.mems.end();) {
-            if (it->first < base + bytes && base < it->first + it->second.bytes) s.mems.erase(it++);
-            else ++it;
+            if (it->first < base + bytes && base < it->first + it->second.bytes) {
+                fifo_done(it->second);
+                s.mems.erase(it++);
+            } else {
+                ++it;
+            }
         }
         memory m;
         m.name = name; m.base = base; m.bytes = bytes; m.unit = unit; m.elem = elem; m.kind = kind;
@@ -179,8 +257,9 @@ inline void touch(const void* p) {
     std::map<const char*, memory>::iterator it = s.mems.upper_bound(c);
     if (it == s.mems.begin()) fail("an access to an array that is not registered (WQ_MEM)");
     --it;
-    const memory& m = it->second;
+    memory& m = it->second;
     if (c >= m.base + m.bytes) fail("an access to an array that is not registered (WQ_MEM), past " + m.name);
+    if (m.fifo) fifo_touch(m, size_t(c - m.base) / m.elem);
     const int bank = m.first_bank + int(m.bank_of(c));
     if (s.banks[bank].ports == 0) return;  // registers
     if (s.stack.empty()) s.loose[s.layer].push_back(std::make_pair(bank, c));
@@ -348,6 +427,10 @@ inline std::string report_json() {
         append(out, ", \"ii_declared\": %llu", v.ii_decl);
         append(out, ", \"ii_needed\": %llu}", v.ii_need);
     }
+    out += "], \"fifo_errors\": [";
+    for (std::map<const char*, memory>::iterator it = s.mems.begin(); it != s.mems.end(); ++it)
+        fifo_done(it->second);
+    for (size_t i = 0; i < s.fifo_errors.size(); i++) out += (i ? ", \"" : "\"") + s.fifo_errors[i] + "\"";
     append(out, "], \"cycles\": %llu}", total);
     return out;
 }

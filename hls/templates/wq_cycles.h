@@ -16,6 +16,8 @@
 //                           WQ_CYCLIC / WQ_BLOCK with factor F, WQ_ROWS_CYCLIC:
 //                           complete dim=1 and cyclic factor F dim=2)
 //   WQ_LAYER(name)          the layer (or core part) the next cycles belong to
+//   WQ_FIFO(a)              after a channel's WQ_MEM: it is a FIFO (STREAM
+//                           pragma), so its stages must access it in order
 #ifndef WQ_CYCLES_H
 #define WQ_CYCLES_H
 
@@ -31,6 +33,7 @@
         (const void*)(a), sizeof(a), sizeof((a)[0]),                                              \
         sizeof(typename ::wq_cyc::base_elem<decltype(a)>::type), #a, ::wq_cyc::kind, (factor))
 #define WQ_LAYER(name) ::wq_cyc::set_layer(#name)
+#define WQ_FIFO(a) ::wq_cyc::mark_fifo((const void*)(a))
 // Pipeline depths the accounting charges once per loop entry: a MAC loop reads
 // its memories, multiplies and sums SIMD products in a tree; the others read,
 // compute and write. hls/estimate.py PIPE_DEPTH uses the same figures.
@@ -42,6 +45,7 @@
 #define WQ_SEQ(label)
 #define WQ_MEM(a, kind, factor)
 #define WQ_LAYER(name)
+#define WQ_FIFO(a)
 #endif
 
 // A channel array of the DATAFLOW region (hls/gen_top.py): local for synthesis
