@@ -21,8 +21,11 @@ Per iteration, with the layer's ``pe`` and ``simd``:
   outputs (a thresholds layer also reads each of its ``pe * n_thr`` threshold
   banks once, which adds no cycle);
 - dense: DenseSf reads ``simd`` inputs, once per output group;
-- maxpool: ``pe * pool**2`` window elements a PoolNf iteration, once per pixel;
-- gap, add, upsample, quant: ``pe`` elements an iteration of each array;
+- maxpool: one flattened loop (PoolStream) over the input rows and columns
+  its windows cover, ``pe`` consecutive codes an iteration, the partial maxima
+  in per-window-row/column banks: II 1, one entry;
+- gap, add, upsample, quant: one flattened loop each, ``pe`` consecutive codes
+  of each array an iteration: II 1, one entry;
 - the RX loop: II from the most writes one stream word makes into one memory
   (4 image pixels a word; the loader's slices, simulated word by word).
 """
@@ -63,6 +66,12 @@ def line_fill(layer: dict) -> tuple[int, int]:
     return filled * layer["in_w"] * layer["in_c"], entries
 
 
+def pool_span(layer: dict, axis: str) -> int:
+    """Input rows (axis "h") or columns ("w") a max pool's windows cover:
+    the rest is the edge that floor drops (wq_maxpool.h ROWS / COLS)."""
+    return (layer[f"out_{axis}"] - 1) * layer["stride"] + layer["pool"]
+
+
 def layer_cycles(layer: dict, pe: int, simd: int) -> dict:
     """{"cycles", "ii"} of one layer as hls/templates write it."""
     t = layer["type"]
@@ -83,20 +92,18 @@ def layer_cycles(layer: dict, pe: int, simd: int) -> dict:
                    + _seq(pix * nf, pe) + _seq(pix) + _seq(oh))
         shift_reads = 0 if is_threshold(layer) else 1     # thresholds layers have no shift word
     elif t == "maxpool":
-        q = layer["pool"]
-        ii = max(_ii(pe * q * q), _ii(pe))
-        cyc = pipelined(pix * nf, pix, ii) + _seq(pix) + _seq(oh)
+        # PoolStream: the input rows and columns some window covers, one pixel
+        # group of pe codes an iteration, every bank touched once (II 1).
+        ii = 1
+        cyc = pipelined(pool_span(layer, "h") * pool_span(layer, "w") * nf, 1, ii)
     elif t == "gap":
-        ii = _ii(pe)
-        cyc = pipelined(nf * layer["in_h"] * layer["in_w"], nf, ii) + _seq(nf, pe)
+        ii = 1
+        cyc = pipelined(nf * layer["in_h"] * layer["in_w"], 1, ii)
         shift_reads = 1
-    elif t in ("add", "quant"):
-        ii = _ii(pe)
-        cyc = pipelined(pix * nf, pix, ii) + _seq(pix)
-        shift_reads = 3 if t == "add" else 1
-    elif t == "upsample":
-        ii = _ii(pe)
-        cyc = pipelined(pix * nf, pix, ii) + _seq(pix) + _seq(oh)
+    elif t in ("add", "quant", "upsample"):
+        ii = 1
+        cyc = pipelined(pix * nf, 1, ii)
+        shift_reads = {"add": 3, "quant": 1}.get(t, 0)
     else:
         raise ValueError(f"layer {layer['name']}: no cycle model for type {t}")
     return {"cycles": cyc + math.ceil(shift_reads / PORTS), "ii": ii}

@@ -160,8 +160,54 @@ def acc_bits(fan_in: int, in_bits: int, w_bits: int) -> int:
     return bound.bit_length() + 1
 
 
+def _clog2(n: int) -> int:
+    return max(0, (n - 1).bit_length())
+
+
+def requant_range(width: int, out_bits: int) -> tuple[int, int]:
+    """(lo, hi): the shifts that can change the requantization of a ``width``-bit
+    signed value to ``out_bits`` (wq_requant.h rq_range, which the generated
+    configs are checked against): a left shift past ``out_bits + 1`` saturates
+    like that one, a right shift past ``width`` gives 0 like that one."""
+    return -(out_bits + 1), width
+
+
+def gap_sum_bits(layer: dict) -> int:
+    """Signed width of a GAP layer's per-channel sum (sum_t): in_h * in_w codes."""
+    return (layer["in_h"] * layer["in_w"] * (1 << layer["in_bits"])).bit_length() + 1
+
+
+def requant_lut(width: int, out_bits: int) -> int:
+    """LUTs of one wq_requant.h ``requant_w<width, out_bits>``, one LUT6 a 2:1
+    mux bit or a 2-bit compare / carry-chain bit:
+
+    - the run-time shift clamped to ``requant_range``: two compares of its 32
+      bits (16 LUTs each) and the mux of the ``ceil(log2(hi + 1))``-bit amount;
+    - right path on ``w = width + 1`` bits: rounding (the ``half - 1`` mask, a
+      decoder of the amount, ``w``; the odd bit, a ``w``:1 mux, ``ceil(w / 3)``;
+      the adder, ``w``); the barrel shifter, ``ceil(log2(hi + 1))`` stages, the
+      stage shifting by 2**k only as wide as the ``out_bits + 2`` kept bits
+      plus the shifts still to come, ``min(w, out_bits + 2 + 2**k - 1)``; the
+      overflow test (a mask decoder ``w``, bit tests two a LUT and their OR,
+      ``ceil(w / 2) + ceil(w / 6)``);
+    - left path: a pre-clamp to ``out_bits + 3`` bits (two compares of ``width``
+      bits), a ``2 * out_bits + 4``-bit shifter of ``ceil(log2(out_bits + 2))`` stages;
+    - the clamp of both paths' results and the output select, ``2 * (out_bits +
+      2) + (out_bits + 2) + 2 * out_bits``."""
+    lo, hi = requant_range(width, out_bits)
+    w, kept = width + 1, out_bits + 2
+    rst, lst = _clog2(hi + 1), _clog2(-lo + 1)
+    shift_in = 2 * 16 + rst
+    right = (w + math.ceil(w / 3) + w
+             + sum(min(w, kept + (1 << k) - 1) for k in range(rst))
+             + w + math.ceil(w / 2) + math.ceil(w / 6))
+    left = 2 * math.ceil(width / 2) + (2 * out_bits + 4) * lst
+    clamp = 2 * (out_bits + 2) + kept + 2 * out_bits
+    return shift_in + right + left + clamp
+
+
 def _requant_lut(acc: int, out_bits: int) -> int:
-    return acc * math.ceil(math.log2(acc)) // 2 + 2 * out_bits
+    return requant_lut(acc, out_bits)
 
 
 def _consumer_simd(layers: list[dict], par: dict, name: str) -> int:
@@ -243,16 +289,17 @@ def layer_estimate(layer: dict, pe: int, simd: int, out_lanes: int) -> dict:
             r["lut"] += pe * ob * 2
             r["ff"] += pe * ob * 2
         elif kind == "gap":
-            width = ib + ob + math.ceil(math.log2(layer["in_h"] * layer["in_w"]))
+            width = gap_sum_bits(layer)
             r["lut"] += pe * (width + _requant_lut(width, ob))
             r["ff"] += pe * width
         elif kind == "add":
             width = layer["align_bits"] + 1
-            r["lut"] += pe * (2 * _requant_lut(width + 8, layer["align_bits"]) + width
+            # the inputs are codes of up to in_bits (+1 signed); the sum of two aligned values
+            r["lut"] += pe * (2 * _requant_lut(ib + 1, layer["align_bits"]) + width
                               + _requant_lut(width, ob))
             r["ff"] += pe * 3 * width
         elif kind == "quant":
-            r["lut"] += pe * _requant_lut(ib + 8, ob)
+            r["lut"] += pe * _requant_lut(ib + 1, ob)
             r["ff"] += pe * ob
         else:
             r["lut"] += pe * ob
