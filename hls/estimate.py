@@ -48,9 +48,10 @@ Arithmetic of a conv2d / dense layer (``lanes = pe * simd`` multipliers):
   ``pe * simd * (in_bits + 1)`` (0 at simd 1).
 - Accumulator: ``pe`` adders and registers of ``acc_bits``, the signed width
   holding ``fan_in * (2**in_bits - 1) * 2**(w_bits - 1) + 2**31`` (int32 bias).
-- Requantization (shift, round half even, clamp), one a PE: a barrel shifter
-  ``acc_bits * ceil(log2 acc_bits) / 2`` LUTs plus ``2 * out_bits`` for the
-  clamp; the logits layer has none. A thresholds layer has instead
+- Requantization (shift, round half even, clamp), one a PE, on ``acc_bits``
+  (wq_requant.h ``requant_w``, the run-time shift clamped to
+  ``requant_range``): ``requant_lut``, its barrel shifters' stages times
+  their widths plus rounding, overflow test and clamp; the logits layer has none. A thresholds layer has instead
   ``pe * n_thr`` comparators of ``acc_bits`` against an int32 threshold,
   ``ceil(acc_bits / 2)`` LUTs each (carry-chain compare, two bits a LUT6),
   and a counter of the ``n_thr`` results a PE (``n_thr`` LUTs), plus
@@ -69,8 +70,9 @@ Arithmetic of a conv2d / dense layer (``lanes = pe * simd`` multipliers):
 
 Layers without weights (pe lanes): maxpool ``pe * out_bits * 2`` LUT and FF
 (a comparator and the running max); gap ``pe`` accumulators of
-``out_bits + log2(h*w) + in_bits`` plus a requant; add two aligning requants,
-an adder and a requant a lane; quant one requant; upsample ``pe * out_bits``.
+``gap_sum_bits`` plus a requant of them; add two aligning requants (of
+``in_bits + 1``-bit codes), an adder and a requant a lane; quant one requant;
+upsample ``pe * out_bits``.
 
 Cycles (layers run one after another; no dataflow between them) come from
 ``hls.cycle_model``: the loops of hls/templates as written, each pipelined
@@ -80,8 +82,8 @@ the two to. They are modelled, not synthesized.
 
 ``cycles_ideal`` keeps FINN's formula, what a flattened II=1 pipeline of
 streaming layers would take (the structure issue 16 asks for; the conv
-layers now read line buffers at II 1, but the layers still run one after
-another and pools read their windows from 2-port arrays);
+layers now read line buffers at II 1 and the pools stream their input once
+at II 1, but the layers still run one after another);
 ``default_parallelism`` still folds by it, so the generated cores keep their
 folding:
 

@@ -30,12 +30,14 @@ def test_conv_layer_by_hand():
     # biases: 4*32 = 128 bits x 4 words -> 128 LUT
     # multipliers: 4*4 = 16 < 48 -> LUT, 144 lanes * 16 = 2304 LUT, 144 * 8 product FF = 1152
     # adder tree: 4 * 35 adders * (8 + ceil(log2 36) = 14) = 1960 LUT and FF
-    # accumulator: 4 * 33 = 132 LUT and FF; requant: 4 * (33*6//2 + 2*4) = 428 LUT
+    # accumulator: 4 * 33 = 132 LUT and FF; requant on 33 bits, shift clamped to -5..33
+    # (tests/test_hls_requant.py counts the stages): 4 * 361 = 1444 LUT
     # control 120 LUT, 100 FF; registers: 36*4 input + 144*4 weight = 720 FF
     # line buffers: 3 rows of 21*8 = 168 codes, each cyclic by min(36, 3*8, 168) = 24,
     # 72 banks 4 bits x 7 -> LUTRAM 4 LUT each = 288; 36 lanes pick one of 72: 36 * 4 * 18 = 2592
     assert E.line_banks(conv1, 4, 36) == 24
-    assert r["lut"] == 120 + 576 + 128 + 2304 + 1960 + 132 + 428 + 288 + 2592 == 8528
+    assert E.requant_lut(33, 4) == 361
+    assert r["lut"] == 120 + 576 + 128 + 2304 + 1960 + 132 + 1444 + 288 + 2592 == 9544
     assert r["ff"] == 100 + 1152 + 1960 + 132 + 144 + 576 == 4064
     assert r["dsp"] == 0 and r["bram18_weights"] == 0
     # output buffer 4 lanes * 4 bits = 16 wide, 441*16/4 = 1764 deep -> 2 BRAM18
