@@ -51,7 +51,8 @@ Arithmetic of a conv2d / dense layer (``lanes = pe * simd`` multipliers):
 - Requantization (shift, round half even, clamp), one a PE, on ``acc_bits``
   (wq_requant.h ``requant_w``, the run-time shift clamped to
   ``requant_range``): ``requant_lut``, its barrel shifters' stages times
-  their widths plus rounding, overflow test and clamp; the logits layer has none. A thresholds layer has instead
+  their widths plus rounding, overflow test and clamp, the shift's clamp and
+  decoders once a layer; the logits layer has none. A thresholds layer has instead
   ``pe * n_thr`` comparators of ``acc_bits`` against an int32 threshold,
   ``ceil(acc_bits / 2)`` LUTs each (carry-chain compare, two bits a LUT6),
   and a counter of the ``n_thr`` results a PE (``n_thr`` LUTs), plus
@@ -179,19 +180,23 @@ def gap_sum_bits(layer: dict) -> int:
     return (layer["in_h"] * layer["in_w"] * (1 << layer["in_bits"])).bit_length() + 1
 
 
-def requant_lut(width: int, out_bits: int) -> int:
-    """LUTs of one wq_requant.h ``requant_w<width, out_bits>``, one LUT6 a 2:1
-    mux bit or a 2-bit compare / carry-chain bit:
+def requant_lut(width: int, out_bits: int, lanes: int = 1) -> int:
+    """LUTs of ``lanes`` wq_requant.h ``requant_w<width, out_bits>`` that share
+    one run-time shift (a layer's PEs), one LUT6 a 2:1 mux bit or a 2-bit
+    compare / carry-chain bit. Once a layer, since they depend on the shift only:
 
-    - the run-time shift clamped to ``requant_range``: two compares of its 32
-      bits (16 LUTs each) and the mux of the ``ceil(log2(hi + 1))``-bit amount;
-    - right path on ``w = width + 1`` bits: rounding (the ``half - 1`` mask, a
-      decoder of the amount, ``w``; the odd bit, a ``w``:1 mux, ``ceil(w / 3)``;
-      the adder, ``w``); the barrel shifter, ``ceil(log2(hi + 1))`` stages, the
-      stage shifting by 2**k only as wide as the ``out_bits + 2`` kept bits
+    - the shift clamped to ``requant_range``: two compares of its 32 bits (16
+      LUTs each) and the mux of the ``ceil(log2(hi + 1))``-bit amount;
+    - two decoders of the amount, ``w = width + 1`` bits each: the rounding's
+      ``half - 1`` mask and the overflow test's mask.
+
+    Each lane:
+
+    - right path on ``w`` bits: the odd bit, a ``w``:1 mux, ``ceil(w / 3)``; the
+      rounding adder, ``w``; the barrel shifter, ``ceil(log2(hi + 1))`` stages,
+      the stage shifting by 2**k only as wide as the ``out_bits + 2`` kept bits
       plus the shifts still to come, ``min(w, out_bits + 2 + 2**k - 1)``; the
-      overflow test (a mask decoder ``w``, bit tests two a LUT and their OR,
-      ``ceil(w / 2) + ceil(w / 6)``);
+      overflow test, bit tests two a LUT and their OR, ``ceil(w / 2) + ceil(w / 6)``;
     - left path: a pre-clamp to ``out_bits + 3`` bits (two compares of ``width``
       bits), a ``2 * out_bits + 4``-bit shifter of ``ceil(log2(out_bits + 2))`` stages;
     - the clamp of both paths' results and the output select, ``2 * (out_bits +
@@ -199,17 +204,12 @@ def requant_lut(width: int, out_bits: int) -> int:
     lo, hi = requant_range(width, out_bits)
     w, kept = width + 1, out_bits + 2
     rst, lst = _clog2(hi + 1), _clog2(-lo + 1)
-    shift_in = 2 * 16 + rst
-    right = (w + math.ceil(w / 3) + w
-             + sum(min(w, kept + (1 << k) - 1) for k in range(rst))
-             + w + math.ceil(w / 2) + math.ceil(w / 6))
+    shared = 2 * 16 + rst + 2 * w
+    right = (math.ceil(w / 3) + w + sum(min(w, kept + (1 << k) - 1) for k in range(rst))
+             + math.ceil(w / 2) + math.ceil(w / 6))
     left = 2 * math.ceil(width / 2) + (2 * out_bits + 4) * lst
     clamp = 2 * (out_bits + 2) + kept + 2 * out_bits
-    return shift_in + right + left + clamp
-
-
-def _requant_lut(acc: int, out_bits: int) -> int:
-    return requant_lut(acc, out_bits)
+    return shared + lanes * (right + left + clamp)
 
 
 def _consumer_simd(layers: list[dict], par: dict, name: str) -> int:
@@ -275,7 +275,7 @@ def layer_estimate(layer: dict, pe: int, simd: int, out_lanes: int) -> dict:
             act = pe * (n_thr * math.ceil(acc / 2) + n_thr)
             r["ff"] += pe * ob
         else:
-            act = pe * _requant_lut(acc, ob) if layer["requant"] else 0
+            act = requant_lut(acc, ob, pe) if layer["requant"] else 0
         r["lut"] += tree + pe * acc + act
         if kind == "conv2d":
             lbr, llut = line_buffers(layer, pe, simd)
@@ -292,16 +292,16 @@ def layer_estimate(layer: dict, pe: int, simd: int, out_lanes: int) -> dict:
             r["ff"] += pe * ob * 2
         elif kind == "gap":
             width = gap_sum_bits(layer)
-            r["lut"] += pe * (width + _requant_lut(width, ob))
+            r["lut"] += pe * width + requant_lut(width, ob, pe)
             r["ff"] += pe * width
         elif kind == "add":
             width = layer["align_bits"] + 1
             # the inputs are codes of up to in_bits (+1 signed); the sum of two aligned values
-            r["lut"] += pe * (2 * _requant_lut(ib + 1, layer["align_bits"]) + width
-                              + _requant_lut(width, ob))
+            r["lut"] += (2 * requant_lut(ib + 1, layer["align_bits"], pe) + pe * width
+                         + requant_lut(width, ob, pe))
             r["ff"] += pe * 3 * width
         elif kind == "quant":
-            r["lut"] += pe * _requant_lut(ib + 1, ob)
+            r["lut"] += requant_lut(ib + 1, ob, pe)
             r["ff"] += pe * ob
         else:
             r["lut"] += pe * ob

@@ -31,13 +31,14 @@ def test_conv_layer_by_hand():
     # multipliers: 4*4 = 16 < 48 -> LUT, 144 lanes * 16 = 2304 LUT, 144 * 8 product FF = 1152
     # adder tree: 4 * 35 adders * (8 + ceil(log2 36) = 14) = 1960 LUT and FF
     # accumulator: 4 * 33 = 132 LUT and FF; requant on 33 bits, shift clamped to -5..33
-    # (tests/test_hls_requant.py counts the stages): 4 * 361 = 1444 LUT
+    # (tests/test_hls_requant.py counts the stages): the shift's clamp and decoders
+    # once (106), each of the 4 PEs' shifters, rounding and clamp 255: 1126 LUT
     # control 120 LUT, 100 FF; registers: 36*4 input + 144*4 weight = 720 FF
     # line buffers: 3 rows of 21*8 = 168 codes, each cyclic by min(36, 3*8, 168) = 24,
     # 72 banks 4 bits x 7 -> LUTRAM 4 LUT each = 288; 36 lanes pick one of 72: 36 * 4 * 18 = 2592
     assert E.line_banks(conv1, 4, 36) == 24
-    assert E.requant_lut(33, 4) == 361
-    assert r["lut"] == 120 + 576 + 128 + 2304 + 1960 + 132 + 1444 + 288 + 2592 == 9544
+    assert E.requant_lut(33, 4, 4) == 106 + 4 * 255 == 1126
+    assert r["lut"] == 120 + 576 + 128 + 2304 + 1960 + 132 + 1126 + 288 + 2592 == 9226
     assert r["ff"] == 100 + 1152 + 1960 + 132 + 144 + 576 == 4064
     assert r["dsp"] == 0 and r["bram18_weights"] == 0
     # output buffer 4 lanes * 4 bits = 16 wide, 441*16/4 = 1764 deep -> 2 BRAM18

@@ -86,13 +86,15 @@ def test_requant_lut_by_hand():
     """A W4A4 conv's requant (41-bit accumulator with its int32 bias, 4-bit out),
     counted stage by stage as requant_lut's docstring states."""
     w, kept = 42, 6
-    shift_in = 32 + 6                                   # two 32-bit compares, 6-bit amount (0..41)
-    rounding = 42 + 14 + 42                             # half-1 decoder, odd bit mux, adder
+    shared = 32 + 6 + 2 * 42                            # two 32-bit compares, 6-bit amount, 2 decoders
+    rounding = 14 + 42                                  # odd bit mux, adder
     shifter = 37 + 21 + 13 + 9 + 7 + 6                  # stages 32, 16, 8, 4, 2, 1, trimmed
-    overflow = 42 + 21 + 7                              # mask decoder, bit tests, OR
+    overflow = 21 + 7                                   # bit tests, OR
     left = 2 * 21 + 12 * 3                              # pre-clamp, 12-bit shifter, 3 stages
     clamp = 12 + 6 + 8
-    assert E.requant_lut(41, 4) == shift_in + rounding + shifter + overflow + left + clamp == 403
+    lane = rounding + shifter + overflow + left + clamp
+    assert E.requant_lut(41, 4) == shared + lane == 403
+    assert E.requant_lut(41, 4, 8) == shared + 8 * lane
     assert sum(min(w, kept + (1 << k) - 1) for k in range(6)) == shifter
     # the shifter follows the width: a 9-bit quant input needs 4 stages, not a 64-bit one's 6
     assert E.requant_lut(9, 4) < E.requant_lut(17, 4) < E.requant_lut(41, 4) < E.requant_lut(62, 4)
