@@ -39,8 +39,8 @@ void add(const typename CONFIG_T::in_t a[CONFIG_T::out_h * CONFIG_T::out_w * CON
          typename CONFIG_T::out_t out[CONFIG_T::out_h * CONFIG_T::out_w * CONFIG_T::out_c],
          const shift_t shifts[3]) {
     static const unsigned PE = CONFIG_T::pe;
-    static const unsigned AB = CONFIG_T::align_bits;
-    static const unsigned ITERS = CONFIG_T::out_h * CONFIG_T::out_w * CONFIG_T::nf;
+    static const unsigned AB = CONFIG_T::align_bits;  // signed width of the aligned inputs
+    static const unsigned ITERS = CONFIG_T::out_h * CONFIG_T::out_w * CONFIG_T::nf;  // PE codes each
     const shift_t sa = WQ_AT(shifts, 0), sb = WQ_AT(shifts, 1), so = WQ_AT(shifts, 2);
 AddStream:
     for (unsigned it = 0; it < ITERS; it++) {

@@ -40,15 +40,14 @@ void maxpool2d(const typename CONFIG_T::data_t in[CONFIG_T::in_h * CONFIG_T::in_
     static const unsigned Q = CONFIG_T::pool;
     static const unsigned S = CONFIG_T::stride;
     static const unsigned PE = CONFIG_T::pe;
-    static const unsigned NF = CONFIG_T::nf;
-    static const unsigned OW = CONFIG_T::out_w;
-    static const unsigned OH = CONFIG_T::out_h;
-    // windows open at once along a row / down a column
-    static const unsigned K = (Q + S - 1) / S;
+    static const unsigned NF = CONFIG_T::nf;    // channel groups a pixel
+    static const unsigned OW = CONFIG_T::out_w; // output columns
+    static const unsigned OH = CONFIG_T::out_h; // output rows
+    static const unsigned K = (Q + S - 1) / S;  // windows open at once along a row / down a column
     // input rows and columns some window covers (the rest is the dropped edge)
-    static const unsigned ROWS = (OH - 1) * S + Q;
-    static const unsigned COLS = (OW - 1) * S + Q;
-    static const unsigned ITERS = ROWS * COLS * NF;
+    static const unsigned ROWS = (OH - 1) * S + Q;  // cycle_model.pool_span(layer, "h")
+    static const unsigned COLS = (OW - 1) * S + Q;  // cycle_model.pool_span(layer, "w")
+    static const unsigned ITERS = ROWS * COLS * NF; // one pixel group an iteration
     data_t hacc[K][C];
     #pragma HLS ARRAY_PARTITION variable=hacc complete dim=1
     #pragma HLS ARRAY_PARTITION variable=hacc cyclic factor=PE dim=2

@@ -21,7 +21,7 @@ static const int MAX_RSHIFT = 62;
 // ceil(log2(n)) for n <= 256, without recursion: address bits of a shift amount.
 template <unsigned N>
 struct rq_clog2 {
-    static const unsigned v = N <= 1 ? 0 : N <= 2 ? 1 : N <= 4 ? 2 : N <= 8 ? 3 : N <= 16 ? 4 :
+    static const unsigned v = N <= 1 ? 0 : N <= 2 ? 1 : N <= 4 ? 2 : N <= 8 ? 3 : N <= 16 ? 4 :  // the bits
                               N <= 32 ? 5 : N <= 64 ? 6 : N <= 128 ? 7 : 8;
 };
 
@@ -61,7 +61,7 @@ ap_int<OUT_BITS + 1> requant_w(ap_int<IN_W> acc, shift_t shift) {
     static const int HI = UNSIGNED_OUT ? (1 << OUT_BITS) - 1 : (1 << (OUT_BITS - 1)) - 1;
     static const int LO = UNSIGNED_OUT ? 0 : -(1 << (OUT_BITS - 1));
     static const unsigned W = IN_W + 1;   // acc + half - 1 + odd fits W signed bits
-    static const unsigned OW = OUT_BITS + 2;
+    static const unsigned OW = OUT_BITS + 2;  // quotient bits kept: the clamp range and one more
     ap_int<OUT_BITS + 1> res;
     if (shift <= 0) {
         const ap_uint<R::lbits> k = shift < R::lo ? ap_uint<R::lbits>(-R::lo) : ap_uint<R::lbits>(-shift);
@@ -161,7 +161,7 @@ void quant(const typename CONFIG_T::in_t in[CONFIG_T::out_h * CONFIG_T::out_w * 
            typename CONFIG_T::out_t out[CONFIG_T::out_h * CONFIG_T::out_w * CONFIG_T::out_c],
            const shift_t shift) {
     static const unsigned PE = CONFIG_T::pe;
-    static const unsigned ITERS = CONFIG_T::out_h * CONFIG_T::out_w * CONFIG_T::nf;
+    static const unsigned ITERS = CONFIG_T::out_h * CONFIG_T::out_w * CONFIG_T::nf;  // PE codes each
 QuantStream:
     for (unsigned it = 0; it < ITERS; it++) {
         #pragma HLS PIPELINE II = 1

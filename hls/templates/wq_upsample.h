@@ -28,7 +28,7 @@ void upsample(const typename CONFIG_T::data_t in[CONFIG_T::in_h * CONFIG_T::in_w
     static const unsigned C = CONFIG_T::in_c;
     static const unsigned PE = CONFIG_T::pe;
     static const unsigned F = CONFIG_T::factor;
-    static const unsigned ITERS = CONFIG_T::out_h * CONFIG_T::out_w * CONFIG_T::nf;
+    static const unsigned ITERS = CONFIG_T::out_h * CONFIG_T::out_w * CONFIG_T::nf;  // PE output codes each
     // output position (oy, ox, f); iy = oy / F, ix = ox / F, and yr, xr the remainders
     unsigned iy = 0, yr = 0, ix = 0, xr = 0, ox = 0, f = 0;
 UpStream:
