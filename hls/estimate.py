@@ -70,7 +70,9 @@ Arithmetic of a conv2d / dense layer (``lanes = pe * simd`` multipliers):
   LUTs (one LUT6 a 4:1 bit).
 
 Layers without weights (pe lanes): maxpool ``pe * out_bits * 2`` LUT and FF
-(a comparator and the running max); gap ``pe`` accumulators of
+(a comparator and the running max) plus its partial maxima, ``ceil(pool /
+stride)`` rows of ``pe`` banks for a pixel's channels (``hacc``, ``in_c / pe``
+deep) and for an output row's (``vbuf``, ``out_w * in_c / pe`` deep); gap ``pe`` accumulators of
 ``gap_sum_bits`` plus a requant of them; add two aligning requants (of
 ``in_bits + 1``-bit codes), an adder and a requant a lane; quant one requant;
 upsample ``pe * out_bits``.
@@ -290,6 +292,13 @@ def layer_estimate(layer: dict, pe: int, simd: int, out_lanes: int) -> dict:
         if kind == "maxpool":
             r["lut"] += pe * ob * 2
             r["ff"] += pe * ob * 2
+            # wq_maxpool.h's partial maxima: hacc and vbuf, ceil(pool / stride) rows
+            # each, every row pe banks of out_bits-wide codes
+            k = math.ceil(layer["pool"] / layer["stride"])
+            hbr, hlut = memory(ob, c // pe)
+            vbr, vlut = memory(ob, math.ceil(layer["out_w"] * c / pe))
+            r["bram18_acts"] += k * pe * (hbr + vbr)
+            r["lut"] += k * pe * (hlut + vlut)
         elif kind == "gap":
             width = gap_sum_bits(layer)
             r["lut"] += pe * width + requant_lut(width, ob, pe)

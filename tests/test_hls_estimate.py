@@ -1,4 +1,5 @@
 """hls.estimate: the formulas on hand-computed cases, the refusal, and the W4A4 default."""
+import math
 import pytest
 
 from contract import export_dir
@@ -217,3 +218,16 @@ def test_line_buffers_by_hand():
     # depthwise, one tap a word: pe banks, a lane's bank fixed; three taps a word: in_c * 3 banks
     assert E.line_banks(dw, 8, 1) == 8 and E.line_banks(dw, 8, 3) == 3 * c
     assert E.line_buffers(dw, 8, 1)[1] == 3 * 8 * E.memory(4, w * c // 8)[1] + 8 * 4 * 1
+
+
+def test_streaming_maxpool_by_hand():
+    """wmcnn's pool0 (42x42x8 -> 21x21, 4-bit codes) at PE 2: one flattened
+    loop over the 42 x 42 x 8 / 2 input groups at II 1, depth 4; its partial
+    maxima in LUTRAM."""
+    layers = CNNSpec.uniform(4, 4).layers()
+    pool0 = next(l for l in layers if l["name"] == "pool0")
+    r = E.layer_estimate(pool0, pe=2, simd=1, out_lanes=2)
+    assert (r["cycles"], r["ii"]) == (42 * 42 * 8 // 2 + 3, 1) == (7059, 1)
+    # control 120; comparators and running max 2 * 4 * 2 = 16; hacc: 1 row x 2 banks
+    # of 4 bits x 4 deep, vbuf: 1 row x 2 banks of 4 bits x 84 deep (LUTRAM, 4 and 8 LUT)
+    assert r["lut"] == 120 + 16 + 2 * (4 + 8) + E.memory(8, math.ceil(21 * 21 * 8 / 2))[1]
