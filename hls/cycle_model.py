@@ -27,8 +27,11 @@ Per iteration, with the layer's ``pe`` and ``simd``:
   banks once, which adds no cycle); ConvRows / DwRows cost 1 a row;
 - dense: one Mvau entry of ``nf * sf`` iterations, ``simd`` consecutive
   inputs each (the input array is partitioned by at least ``simd``);
-- maxpool: ``pe * pool**2`` window elements a PoolNf iteration, once per pixel;
-- gap, add, upsample, quant: ``pe`` elements an iteration of each array;
+- maxpool: one flattened loop (PoolStream) over the input rows and columns
+  its windows cover, ``pe`` consecutive codes an iteration, the partial maxima
+  in per-window-row/column banks: II 1, one entry;
+- gap, add, upsample, quant: one flattened loop each, ``pe`` consecutive codes
+  of each array an iteration: II 1, one entry;
 - the RX loop: II from the most writes one stream word makes into one memory
   (4 image pixels a word; the loader's slices, simulated word by word).
 """
@@ -72,6 +75,12 @@ def line_fill(layer: dict, lanes: int = 1) -> tuple[int, list[int]]:
     return need(0) * steps, ahead
 
 
+def pool_span(layer: dict, axis: str) -> int:
+    """Input rows (axis "h") or columns ("w") a max pool's windows cover:
+    the rest is the edge that floor drops (wq_maxpool.h ROWS / COLS)."""
+    return (layer[f"out_{axis}"] - 1) * layer["stride"] + layer["pool"]
+
+
 def layer_cycles(layer: dict, pe: int, simd: int) -> dict:
     """{"cycles", "ii"} of one layer as hls/templates write it."""
     t = layer["type"]
@@ -95,20 +104,18 @@ def layer_cycles(layer: dict, pe: int, simd: int) -> dict:
                    + _seq(oh))
         shift_reads = 0 if is_threshold(layer) else 1     # thresholds layers have no shift word
     elif t == "maxpool":
-        q = layer["pool"]
-        ii = max(_ii(pe * q * q), _ii(pe))
-        cyc = pipelined(pix * nf, pix, ii) + _seq(pix) + _seq(oh)
+        # PoolStream: the input rows and columns some window covers, one pixel
+        # group of pe codes an iteration, every bank touched once (II 1).
+        ii = 1
+        cyc = pipelined(pool_span(layer, "h") * pool_span(layer, "w") * nf, 1, ii)
     elif t == "gap":
-        ii = _ii(pe)
-        cyc = pipelined(nf * layer["in_h"] * layer["in_w"], nf, ii) + _seq(nf, pe)
+        ii = 1
+        cyc = pipelined(nf * layer["in_h"] * layer["in_w"], 1, ii)
         shift_reads = 1
-    elif t in ("add", "quant"):
-        ii = _ii(pe)
-        cyc = pipelined(pix * nf, pix, ii) + _seq(pix)
-        shift_reads = 3 if t == "add" else 1
-    elif t == "upsample":
-        ii = _ii(pe)
-        cyc = pipelined(pix * nf, pix, ii) + _seq(pix) + _seq(oh)
+    elif t in ("add", "quant", "upsample"):
+        ii = 1
+        cyc = pipelined(pix * nf, 1, ii)
+        shift_reads = {"add": 3, "quant": 1}.get(t, 0)
     else:
         raise ValueError(f"layer {layer['name']}: no cycle model for type {t}")
     # The shift words of the other kinds are read before the DATAFLOW region

@@ -48,9 +48,11 @@ Arithmetic of a conv2d / dense layer (``lanes = pe * simd`` multipliers):
   ``pe * simd * (in_bits + 1)`` (0 at simd 1).
 - Accumulator: ``pe`` adders and registers of ``acc_bits``, the signed width
   holding ``fan_in * (2**in_bits - 1) * 2**(w_bits - 1) + 2**31`` (int32 bias).
-- Requantization (shift, round half even, clamp), one a PE: a barrel shifter
-  ``acc_bits * ceil(log2 acc_bits) / 2`` LUTs plus ``2 * out_bits`` for the
-  clamp; the logits layer has none. A thresholds layer has instead
+- Requantization (shift, round half even, clamp), one a PE, on ``acc_bits``
+  (wq_requant.h ``requant_w``, the run-time shift clamped to
+  ``requant_range``): ``requant_lut``, its barrel shifters' stages times
+  their widths plus rounding, overflow test and clamp, the shift's clamp and
+  decoders once a layer; the logits layer has none. A thresholds layer has instead
   ``pe * n_thr`` comparators of ``acc_bits`` against an int32 threshold,
   ``ceil(acc_bits / 2)`` LUTs each (carry-chain compare, two bits a LUT6),
   and a counter of the ``n_thr`` results a PE (``n_thr`` LUTs), plus
@@ -70,9 +72,12 @@ Arithmetic of a conv2d / dense layer (``lanes = pe * simd`` multipliers):
   lane's bank is fixed).
 
 Layers without weights (pe lanes): maxpool ``pe * out_bits * 2`` LUT and FF
-(a comparator and the running max); gap ``pe`` accumulators of
-``out_bits + log2(h*w) + in_bits`` plus a requant; add two aligning requants,
-an adder and a requant a lane; quant one requant; upsample ``pe * out_bits``.
+(a comparator and the running max) plus its partial maxima, ``ceil(pool /
+stride)`` rows of ``pe`` banks for a pixel's channels (``hacc``, ``in_c / pe``
+deep) and for an output row's (``vbuf``, ``out_w * in_c / pe`` deep); gap ``pe`` accumulators of
+``gap_sum_bits`` plus a requant of them; add two aligning requants (of
+``in_bits + 1``-bit codes), an adder and a requant a lane; quant one requant;
+upsample ``pe * out_bits``.
 
 Cycles (layers run one after another; no dataflow between them) come from
 ``hls.cycle_model``: the loops of hls/templates as written, each pipelined
@@ -82,8 +87,8 @@ the two to. They are modelled, not synthesized.
 
 ``cycles_ideal`` keeps FINN's formula, what a flattened II=1 pipeline of
 streaming layers would take (the structure issue 16 asks for; the conv
-layers now read line buffers at II 1, but the layers still run one after
-another and pools read their windows from 2-port arrays);
+layers now read line buffers at II 1 and the pools stream their input once
+at II 1, but the layers still run one after another);
 ``default_parallelism`` still folds by it, so the generated cores keep their
 folding:
 
@@ -162,8 +167,53 @@ def acc_bits(fan_in: int, in_bits: int, w_bits: int) -> int:
     return bound.bit_length() + 1
 
 
-def _requant_lut(acc: int, out_bits: int) -> int:
-    return acc * math.ceil(math.log2(acc)) // 2 + 2 * out_bits
+def _clog2(n: int) -> int:
+    return max(0, (n - 1).bit_length())
+
+
+def requant_range(width: int, out_bits: int) -> tuple[int, int]:
+    """(lo, hi): the shifts that can change the requantization of a ``width``-bit
+    signed value to ``out_bits`` (wq_requant.h rq_range, which the generated
+    configs are checked against): a left shift past ``out_bits + 1`` saturates
+    like that one, a right shift past ``width`` gives 0 like that one."""
+    return -(out_bits + 1), width
+
+
+def gap_sum_bits(layer: dict) -> int:
+    """Signed width of a GAP layer's per-channel sum (sum_t): in_h * in_w codes."""
+    return (layer["in_h"] * layer["in_w"] * (1 << layer["in_bits"])).bit_length() + 1
+
+
+def requant_lut(width: int, out_bits: int, lanes: int = 1) -> int:
+    """LUTs of ``lanes`` wq_requant.h ``requant_w<width, out_bits>`` that share
+    one run-time shift (a layer's PEs), one LUT6 a 2:1 mux bit or a 2-bit
+    compare / carry-chain bit. Once a layer, since they depend on the shift only:
+
+    - the shift clamped to ``requant_range``: two compares of its 32 bits (16
+      LUTs each) and the mux of the ``ceil(log2(hi + 1))``-bit amount;
+    - two decoders of the amount, ``w = width + 1`` bits each: the rounding's
+      ``half - 1`` mask and the overflow test's mask.
+
+    Each lane:
+
+    - right path on ``w`` bits: the odd bit, a ``w``:1 mux, ``ceil(w / 3)``; the
+      rounding adder, ``w``; the barrel shifter, ``ceil(log2(hi + 1))`` stages,
+      the stage shifting by 2**k only as wide as the ``out_bits + 2`` kept bits
+      plus the shifts still to come, ``min(w, out_bits + 2 + 2**k - 1)``; the
+      overflow test, bit tests two a LUT and their OR, ``ceil(w / 2) + ceil(w / 6)``;
+    - left path: a pre-clamp to ``out_bits + 3`` bits (two compares of ``width``
+      bits), a ``2 * out_bits + 4``-bit shifter of ``ceil(log2(out_bits + 2))`` stages;
+    - the clamp of both paths' results and the output select, ``2 * (out_bits +
+      2) + (out_bits + 2) + 2 * out_bits``."""
+    lo, hi = requant_range(width, out_bits)
+    w, kept = width + 1, out_bits + 2
+    rst, lst = _clog2(hi + 1), _clog2(-lo + 1)
+    shared = 2 * 16 + rst + 2 * w
+    right = (math.ceil(w / 3) + w + sum(min(w, kept + (1 << k) - 1) for k in range(rst))
+             + math.ceil(w / 2) + math.ceil(w / 6))
+    left = 2 * math.ceil(width / 2) + (2 * out_bits + 4) * lst
+    clamp = 2 * (out_bits + 2) + kept + 2 * out_bits
+    return shared + lanes * (right + left + clamp)
 
 
 def _consumer_simd(layers: list[dict], par: dict, name: str) -> int:
@@ -255,7 +305,7 @@ def layer_estimate(layer: dict, pe: int, simd: int, out: dict | None = None) -> 
             act = pe * (n_thr * math.ceil(acc / 2) + n_thr)
             r["ff"] += pe * ob
         else:
-            act = pe * _requant_lut(acc, ob) if layer["requant"] else 0
+            act = requant_lut(acc, ob, pe) if layer["requant"] else 0
         r["lut"] += tree + pe * acc + act
         if kind == "conv2d":
             lbr, llut = line_buffers(layer, pe, simd)
@@ -270,17 +320,25 @@ def layer_estimate(layer: dict, pe: int, simd: int, out: dict | None = None) -> 
         if kind == "maxpool":
             r["lut"] += pe * ob * 2
             r["ff"] += pe * ob * 2
+            # wq_maxpool.h's partial maxima: hacc and vbuf, ceil(pool / stride) rows
+            # each, every row pe banks of out_bits-wide codes
+            k = math.ceil(layer["pool"] / layer["stride"])
+            hbr, hlut = memory(ob, c // pe)
+            vbr, vlut = memory(ob, math.ceil(layer["out_w"] * c / pe))
+            r["bram18_acts"] += k * pe * (hbr + vbr)
+            r["lut"] += k * pe * (hlut + vlut)
         elif kind == "gap":
-            width = ib + ob + math.ceil(math.log2(layer["in_h"] * layer["in_w"]))
-            r["lut"] += pe * (width + _requant_lut(width, ob))
+            width = gap_sum_bits(layer)
+            r["lut"] += pe * width + requant_lut(width, ob, pe)
             r["ff"] += pe * width
         elif kind == "add":
             width = layer["align_bits"] + 1
-            r["lut"] += pe * (2 * _requant_lut(width + 8, layer["align_bits"]) + width
-                              + _requant_lut(width, ob))
+            # the inputs are codes of up to in_bits (+1 signed); the sum of two aligned values
+            r["lut"] += (2 * requant_lut(ib + 1, layer["align_bits"], pe) + pe * width
+                         + requant_lut(width, ob, pe))
             r["ff"] += pe * 3 * width
         elif kind == "quant":
-            r["lut"] += pe * _requant_lut(ib + 8, ob)
+            r["lut"] += requant_lut(ib + 1, ob, pe)
             r["ff"] += pe * ob
         else:
             r["lut"] += pe * ob

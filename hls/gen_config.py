@@ -17,7 +17,7 @@ from contract.graph import INPUT, has_section, is_threshold, n_thresholds, shift
 from contract.spec import input_bits, input_shape
 
 from hls import batch, parallel
-from hls.estimate import acc_bits, uses_dsp
+from hls.estimate import acc_bits, gap_sum_bits, requant_range, uses_dsp
 
 CORE_VERSION = 1  # what QUERY reports; the reference core (hls/refcore.py) reads it here
 
@@ -132,6 +132,12 @@ def plan(meta: dict, par: dict[str, dict]) -> list[LayerPlan]:
     return plans
 
 
+# Kinds whose one flattened II=1 loop reads and writes ``pe`` consecutive codes
+# of each of its arrays an iteration (wq_maxpool.h, wq_gap.h, wq_add.h,
+# wq_upsample.h, wq_requant.h quant).
+_PE_RUNS = ("maxpool", "gap", "add", "upsample", "quant")
+
+
 def lanes(p: LayerPlan) -> tuple[int, int]:
     """(in_lanes, out_lanes) of a layer as its template accesses its arrays:
     one code a cycle unless the template reads or writes a run of them."""
@@ -139,7 +145,24 @@ def lanes(p: LayerPlan) -> tuple[int, int]:
         return parallel.fill_lanes(p.layer, p.pe, p.simd), p.pe
     if p.kind == "dense":                # SIMD consecutive inputs a cycle; PE outputs
         return p.simd, p.pe
+    if p.kind in _PE_RUNS:
+        return p.pe, p.pe
     return 1, 1
+
+
+def _signed_width(ctype: str) -> int:
+    """Signed bits that hold every value of an ap_int<N> / ap_uint<N> code type."""
+    bits = int(ctype[ctype.index("<") + 1:ctype.index(">")])
+    return bits + 1 if ctype.startswith("ap_uint") else bits
+
+
+def _rq(width: int, out_bits: int, prefix: str = "rq") -> list[tuple[str, str, str]]:
+    """Config members of one requantization of a ``width``-bit signed value:
+    its width and the shift range that matters (estimate.requant_range; the
+    generated header checks them against wq::rq_range)."""
+    lo, hi = requant_range(width, out_bits)
+    return [("unsigned", f"{prefix}_bits", width), ("int", f"{prefix}_shift_lo", lo),
+            ("int", f"{prefix}_shift_hi", hi)]
 
 
 def partition(plans: list[LayerPlan], name: str) -> int:
@@ -183,6 +206,7 @@ def _fill(p: LayerPlan) -> None:
             (u, "fold", nf * sf), (u, "n_weights", n_w), (u, "wwords", nf * sf),
             (u, "word_bits", p.simd * L["w_bits"]),
             (u, "weight_mem_bits", p.pe * nf * sf * p.simd * L["w_bits"])] + sec
+        m += _rq(acc, L["out_bits"])
         n_thr = n_thresholds(L)
         m += [(u, "n_thr", n_thr), (u, "thr_rows", p.pe * n_thr if n_thr else 1),
               (u, "thr_depth", nf if n_thr else 1)]
@@ -196,17 +220,19 @@ def _fill(p: LayerPlan) -> None:
         m += [(u, "pe", p.pe), (u, "nf", nf)]
         p.types += [("data_t", p.in_types[0])]
     elif p.kind == "gap":
-        sum_bits = (L["in_h"] * L["in_w"] * (1 << L["in_bits"])).bit_length() + 1
+        sum_bits = gap_sum_bits(L)
         m += [(u, k, L[k]) for k in ("in_h", "in_w", "in_c")] + [(u, "pe", p.pe), (u, "nf", nf)]
-        m += req + sec
+        m += req + sec + _rq(sum_bits, L["out_bits"])
         p.types += [("in_t", p.in_types[0]), ("out_t", p.out_t), ("sum_t", f"ap_int<{sum_bits}>")]
     elif p.kind == "add":
         m += [(u, k, L[k]) for k in ("out_h", "out_w", "out_c")] + [(u, "pe", p.pe), (u, "nf", nf)]
-        m += [(u, "align_bits", L["align_bits"])] + req + sec
+        ab = L["align_bits"]
+        m += [(u, "align_bits", ab)] + req + sec + _rq(ab + 1, L["out_bits"])
+        m += _rq(_signed_width(p.in_types[0]), ab, "rq_a") + _rq(_signed_width(p.in_types[1]), ab, "rq_b")
         p.types += [("in_t", p.in_types[0]), ("in_b_t", p.in_types[1]), ("out_t", p.out_t)]
     else:  # quant
         m += [(u, k, L[k]) for k in ("out_h", "out_w", "out_c")] + [(u, "pe", p.pe), (u, "nf", nf)]
-        m += req + sec
+        m += req + sec + _rq(_signed_width(p.in_types[0]), L["out_bits"])
         p.types += [("in_t", p.in_types[0]), ("out_t", p.out_t)]
 
 
@@ -243,6 +269,12 @@ def config_header(meta: dict, plans: list[LayerPlan], features: bool = False) ->
         if p.kind in ("conv2d", "dwconv", "dense"):
             out.append("    static_assert(weight_mem_bits == n_weights * w_bits,"
                        ' "weight memory must hold exactly w_bits a weight");')
+        for pre in sorted({n[:-len("_shift_lo")] for _, n, _ in p.members if n.endswith("_shift_lo")}):
+            # the shift range is ruled in Python (estimate.requant_range) and in C++ (wq::rq_range)
+            ob = "align_bits" if pre != "rq" else "out_bits"
+            out.append(f"    static_assert({pre}_shift_lo == wq::rq_range<{pre}_bits, {ob}>::lo && "
+                       f"{pre}_shift_hi == wq::rq_range<{pre}_bits, {ob}>::hi,"
+                       ' "requant shift range: hls/estimate.py and wq_requant.h disagree");')
         out += ["};", ""]
     caps = "WQ_CAP_RUNTIME_WEIGHTS | WQ_CAP_LOGITS | WQ_CAP_BATCH" + (" | WQ_CAP_FEATURES" if features else "")
     max_reply = max(len(S.QUERY_FIELDS), 1 + n_classes + n_feat, 2)

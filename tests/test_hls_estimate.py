@@ -1,4 +1,5 @@
 """hls.estimate: the formulas on hand-computed cases, the refusal, and the W4A4 default."""
+import math
 import pytest
 
 from contract import export_dir
@@ -31,13 +32,16 @@ def test_conv_layer_by_hand():
     # biases: 4*32 = 128 bits x 4 words -> 128 LUT
     # multipliers: 4*4 = 16 < 48 -> LUT, 144 lanes * 16 = 2304 LUT, 144 * 8 product FF = 1152
     # adder tree: 4 * 35 adders * (8 + ceil(log2 36) = 14) = 1960 LUT and FF
-    # accumulator: 4 * 33 = 132 LUT and FF; requant: 4 * (33*6//2 + 2*4) = 428 LUT
+    # accumulator: 4 * 33 = 132 LUT and FF; requant on 33 bits, shift clamped to -5..33
+    # (tests/test_hls_requant.py counts the stages): the shift's clamp and decoders
+    # once (106), each of the 4 PEs' shifters, rounding and clamp 255: 1126 LUT
     # control 120 LUT, 100 FF; registers: 36*4 input + 144*4 weight = 720 FF
     # line buffers: 3 + 1 rows (kernel + stride) of 21*8 = 168 codes, each cyclic
     # by min(36, 3*8, 168) = 24, 96 banks 4 bits x 7 -> LUTRAM 4 LUT each = 384;
     # 36 lanes pick one of 96: 36 * 4 * 24 = 3456
     assert E.line_banks(conv1, 4, 36) == 24
-    assert r["lut"] == 120 + 576 + 128 + 2304 + 1960 + 132 + 428 + 384 + 3456 == 9488
+    assert E.requant_lut(33, 4, 4) == 106 + 4 * 255 == 1126
+    assert r["lut"] == 120 + 576 + 128 + 2304 + 1960 + 132 + 1126 + 384 + 3456 == 10066
     assert r["ff"] == 100 + 1152 + 1960 + 132 + 144 + 576 == 4064
     assert r["dsp"] == 0 and r["bram18_weights"] == 0
     # output channel: a ping-pong pair of 4 banks (cyclic 4), each its own
@@ -235,3 +239,17 @@ def test_line_buffers_by_hand():
     # 3 + 1 line buffers (kernel + stride); a lane picks one of 4 rows
     assert parallel.line_rows(dw) == 4
     assert E.line_buffers(dw, 8, 1)[1] == 4 * 8 * E.memory(4, w * c // 8)[1] + 8 * 4 * 1
+
+
+def test_streaming_maxpool_by_hand():
+    """wmcnn's pool0 (42x42x8 -> 21x21, 4-bit codes) at PE 2: one flattened
+    loop over the 42 x 42 x 8 / 2 input groups at II 1, depth 4; its partial
+    maxima in LUTRAM."""
+    layers = CNNSpec.uniform(4, 4).layers()
+    pool0 = next(l for l in layers if l["name"] == "pool0")
+    r = E.layer_estimate(pool0, pe=2, simd=1)
+    assert (r["cycles"], r["ii"]) == (42 * 42 * 8 // 2 + 3, 1) == (7059, 1)
+    # control 120; comparators and running max 2 * 4 * 2 = 16; hacc: 1 row x 2 banks
+    # of 4 bits x 4 deep, vbuf: 1 row x 2 banks of 4 bits x 84 deep (LUTRAM, 4 and 8 LUT);
+    # its output channel (21 x 21 x 8 codes of 4 bits, a ping-pong pair) is BRAM
+    assert r["lut"] == 120 + 16 + 2 * (4 + 8)

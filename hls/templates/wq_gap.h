@@ -22,10 +22,16 @@ struct gap_config {
     static const unsigned section_words = 1;  // contract.blob.section_words
     typedef ap_uint<8> in_t;
     typedef ap_uint<8> out_t;
+    static const unsigned rq_bits = 24;       // signed width requantized: sum_t's
+    static const int rq_shift_lo = -9;        // shifts that matter (rq_range<rq_bits, out_bits>)
+    static const int rq_shift_hi = 24;
     typedef ap_int<24> sum_t;                 // holds in_h * in_w codes summed
 };
 
-// in: [in_h][in_w][in_c] HWC, out: [in_c].
+// in: [in_h][in_w][in_c] HWC, out: [in_c]. One flattened II=1 loop over
+// (channel group, pixel): PE consecutive codes of one pixel an iteration, summed
+// in registers; the group's PE outputs are requantized and written with its
+// last pixel.
 template <class CONFIG_T>
 void gap(const typename CONFIG_T::in_t in[CONFIG_T::in_h * CONFIG_T::in_w * CONFIG_T::in_c],
          typename CONFIG_T::out_t out[CONFIG_T::in_c], const shift_t shift) {
@@ -35,28 +41,22 @@ void gap(const typename CONFIG_T::in_t in[CONFIG_T::in_h * CONFIG_T::in_w * CONF
     typename CONFIG_T::sum_t acc[PE];
     #pragma HLS ARRAY_PARTITION variable=acc complete
     WQ_MEM(acc, WQ_REGS, 0);
-GapNf:
-    for (unsigned f = 0; f < CONFIG_T::nf; f++) {
-        WQ_SEQ(GapNf);
-    GapClear:
+    unsigned f = 0, i = 0;
+GapStream:
+    for (unsigned it = 0; it < CONFIG_T::nf * NPIX; it++) {
+        #pragma HLS PIPELINE II = 1
+        WQ_PIPE(GapStream, 1, WQ_DEPTH);
+    GapPe:
         for (unsigned p = 0; p < PE; p++) {
             #pragma HLS UNROLL
-            WQ_AT(acc, p) = 0;
+            const typename CONFIG_T::sum_t x = WQ_AT(in, i * C + f * PE + p);
+            const typename CONFIG_T::sum_t s = i == 0 ? x : typename CONFIG_T::sum_t(WQ_AT(acc, p) + x);
+            WQ_AT(acc, p) = s;
+            if (i == NPIX - 1) WQ_AT(out, f * PE + p) = requant_out<CONFIG_T>(wide_t(s), shift);
         }
-    GapPixels:
-        for (unsigned i = 0; i < NPIX; i++) {
-            #pragma HLS PIPELINE II = 1
-            WQ_PIPE(GapPixels, 1, WQ_DEPTH);
-        GapPe:
-            for (unsigned p = 0; p < PE; p++) {
-                #pragma HLS UNROLL
-                WQ_AT(acc, p) += WQ_AT(in, i * C + f * PE + p);
-            }
-        }
-    GapOut:
-        for (unsigned p = 0; p < PE; p++) {
-            #pragma HLS UNROLL
-            WQ_AT(out, f * PE + p) = requant_out<CONFIG_T>(wide_t(WQ_AT(acc, p)), shift);
+        if (++i == NPIX) {
+            i = 0;
+            f++;
         }
     }
 }
