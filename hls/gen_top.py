@@ -219,7 +219,7 @@ def region(plans: list[LayerPlan], feature: dict | None) -> tuple[list[str], lis
     if feature is not None:
         f = feature["name"]
         n = feature["out_h"] * feature["out_w"] * feature["out_c"]
-        call(f"wq::sink_features<top_config, {last}_config, {n}, {f}_config::out_t>("
+        call(f"wq::sink_features<top_config, {last}_config, {n}, {ctype[f]}>("
              f"{last}_out, {src[(f, 'sink')]}, ctl, weights, b, results, last);", [f"{last}_out", src[(f, "sink")]])
     else:
         call(f"wq::sink<top_config, {last}_config>({last}_out, ctl, weights, b, results, last);", [f"{last}_out"])
