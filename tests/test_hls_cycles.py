@@ -222,6 +222,9 @@ def test_estimate_matches_cycle_csim_for_every_zoo_family(tmp_path):
         results = {k: f.result() for k, f in futs.items()}
     for name, (rep, summ) in results.items():
         assert rep["bit_exact"], name
+        # issue 16's "done when": no port over-subscription in any zoo model, and
+        # every FIFO channel of the DATAFLOW region accessed wholly and in order
+        assert rep["violations"] == [] and rep["fifo_errors"] == [], (name, rep["violations"], rep["fifo_errors"])
         assert abs(summ["csim_gap"]) <= 0.10, (name, summ["csim_gap"])
         assert all(abs(g) <= 0.10 for g in summ["csim_layer_gap"].values()), (name, summ["csim_layer_gap"])
     # the folded families do have parallel lanes, so the comparison covers II > 1

@@ -176,7 +176,7 @@ def test_generated_region_is_canonical_dataflow(generated):
         elif re.fullmatch(r"wq::\w+(<.*>)?\(.*\);", line):
             calls.append(line)
         else:
-            assert re.fullmatch(r"#pragma HLS .*|WQ_MEM\(.*\);|WQ_LAYER\(\w+\);|wq::rx_ctl ctl;", line), line
+            assert re.fullmatch(r"#pragma HLS .*|WQ_(MEM|FIFO)\(.*\);|WQ_LAYER\(\w+\);|wq::rx_ctl ctl;", line), line
     assert "static" not in " ".join(lines)
     assert calls[0].startswith("wq::source<") and calls[-1].startswith("wq::sink")
     cfg = (generated / "wq_config.h").read_text()
@@ -188,6 +188,13 @@ def test_generated_region_is_canonical_dataflow(generated):
     # a copy for each reader of a branch point
     if "entry_add" in layers:
         assert any(c.startswith("wq::dup2<") for c in calls)
+    # a FIFO channel: the STREAM pragma and its cycle C-sim check go together,
+    # and it is read by the very next call
+    fifos = re.findall(r"#pragma HLS STREAM variable=(\w+) type=fifo depth=(\d+)", "\n".join(lines))
+    assert set(re.findall(r"WQ_FIFO\((\w+)\);", "\n".join(lines))) == {a for a, _ in fifos}
+    for a, _ in fifos:
+        users = [i for i, c in enumerate(calls) if re.search(rf"\b{a}\b", c)]
+        assert users[1] == users[0] + 1, a
 
 
 def test_no_forbidden_constructs(generated):
