@@ -633,7 +633,7 @@ static int t_kmemleak_clean(void)
 	CHECK(!access(KMEMLEAK, R_OK), "no %s: not a kmemleak kernel (%s)", KMEMLEAK,
 	      strerror(errno));
 	if (getenv("WQ_LEAK"))
-		knob("leak", "4");
+		knob("leak", "8");
 	sleep_ms(6000);
 	CHECK(!write_file(KMEMLEAK, "scan") && !write_file(KMEMLEAK, "scan"),
 	      "scan: %s", strerror(errno));

@@ -146,17 +146,19 @@ module_param(version, uint, 0444);
 /*
  * leak: writing N loses N small allocations on purpose, so that the kmemleak
  * run (tests/qemu/run.sh with KMEMLEAK=1 WQ_LEAK=1) shows it fails and names
- * this module. Several, not one: a stale copy of the last pointer on a kernel
- * stack can hide that one from a scan.
+ * this module. Several, not one: a stale copy of a pointer (on a kernel stack,
+ * or in a live object that once held a freed object at the same address) hides
+ * that one from a scan; and 3000 bytes, a size class little used here, for
+ * fewer such copies.
  */
 static noinline void tm_leak_on_purpose(unsigned int n)
 {
 	u8 *p;
 
 	while (n--) {
-		p = kmalloc(64, GFP_KERNEL);
+		p = kmalloc(3000, GFP_KERNEL);
 		if (p)
-			memset(p, 0xa5, 64);
+			memset(p, 0xa5, 3000);
 	}
 }
 
