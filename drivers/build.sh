@@ -6,6 +6,7 @@
 #   build.sh zynq <ver>   W=1 cross-build against a Zynq-configured tree made from Debian's
 #                         linux-source-<ver> (zynq_tree.sh; cached in $ZYNQ_TREES)
 #   build.sh armv7-extra <dir>  another module folder against the armmp headers (tests/qemu)
+#   (armv7 and armv7-extra build against a built ARMv7 tree instead when ARMV7_TREE names one)
 #   build.sh checkpatch   checkpatch.pl --strict on every .c and .h
 #   build.sh user         user-space pieces for the tests (msg+sg library, UAPI dump, example)
 #   build.sh all          native, zynq 6.1, zynq 6.12 and checkpatch
@@ -188,19 +189,33 @@ arm_modpost() {
 	echo "$m/modpost"
 }
 
-armv7() {
-	local kdir src modpost dir
+# Where the armv7 builds go: Debian's armmp headers with our modpost (above), or,
+# with ARMV7_TREE set, a fully built ARMv7 tree (the QEMU test's kmemleak kernel,
+# tests/qemu/kmemleak/) with its own modpost and Module.symvers. Sets KDIR and KARGS.
+armv7_kdir() {
+	local src modpost
 	command -v "${CROSS}gcc" >/dev/null ||
 		missing "${CROSS}gcc (apt-get install gcc-arm-linux-gnueabihf)"
+	if [ -n "${ARMV7_TREE:-}" ]; then
+		[ -f "$ARMV7_TREE/Module.symvers" ] || die "$ARMV7_TREE is not a built tree"
+		KDIR=$ARMV7_TREE
+		KARGS=(ARCH=arm CROSS_COMPILE="$CROSS")
+		return
+	fi
 	command -v dpkg-deb >/dev/null || missing "dpkg-deb"
-	kdir=$(armmp_headers)
+	KDIR=$(armmp_headers)
 	src=$(linux_source)
-	modpost=$(arm_modpost "$kdir" "$src")
+	modpost=$(arm_modpost "$KDIR" "$src")
+	KARGS=(ARCH=arm CROSS_COMPILE="$CROSS" MODPOST="$modpost")
+}
+
+armv7() {
+	local dir
+	armv7_kdir
 	dir=$OUT/armv7
 	stage "$dir"
-	kmake "$dir/build.log" -C "$kdir" M="$dir/waferq" ARCH=arm \
-		CROSS_COMPILE="$CROSS" MODPOST="$modpost"
-	echo "armv7: $dir/waferq/waferq.ko ($(basename "$kdir"))"
+	kmake "$dir/build.log" -C "$KDIR" M="$dir/waferq" "${KARGS[@]}"
+	echo "armv7: $dir/waferq/waferq.ko ($(basename "$KDIR"))"
 }
 
 # The kernel a Zybo would run: Debian's source, multi_v7_defconfig + Zynq,
@@ -223,21 +238,18 @@ zynq() {
 }
 
 # A further module folder (the QEMU test's TEST-ONLY DMA model) against the
-# same armmp headers and modpost as armv7; the generated headers go next to it.
+# same kernel as armv7; the generated headers go next to it.
 armv7_extra() {
-	local src=$1 kdir lsrc modpost dir
-	kdir=$(armmp_headers)
-	lsrc=$(linux_source)
-	modpost=$(arm_modpost "$kdir" "$lsrc")
+	local src=$1 dir
+	armv7_kdir
 	dir=$OUT/armv7-extra/$(basename "$src")
 	rm -rf "$dir"
 	mkdir -p "$dir"
 	cp -r "$src"/. "$dir/"
 	(cd "$REPO" && "$PY" -m protocol.codegen "$dir" >/dev/null &&
 		"$PY" -m zybo_z7.csr_map --out-dir "$dir" >/dev/null)
-	kmake "$dir/build.log" -C "$kdir" M="$dir" ARCH=arm \
-		CROSS_COMPILE="$CROSS" MODPOST="$modpost"
-	echo "armv7-extra: $dir ($(basename "$kdir"))"
+	kmake "$dir/build.log" -C "$KDIR" M="$dir" "${KARGS[@]}"
+	echo "armv7-extra: $dir ($(basename "$KDIR"))"
 }
 
 checkpatch() {

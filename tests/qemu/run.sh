@@ -5,11 +5,21 @@
 # against the armmp headers of that same kernel. Prints the guest's output and
 # ends with its "N passed, M failed" line; exit 0 only when M is 0.
 # Exit 77: qemu-system-arm or another tool is missing. Cache: build/qemu.
+#
+# KMEMLEAK=1: boot a kmemleak kernel built from Debian's linux-source-6.1 instead
+# (tests/qemu/kmemleak/: tinyconfig plus a fragment; cached by its hash in
+# build/qemu-kmemleak), with the modules built against that tree, and add the case
+# kmemleak_clean: two scans after the other cases, failing on any report from
+# waferq or the TEST-ONLY model; a "kmemleak: ..." line comes before the summary.
+# WQ_LEAK=1 (with KMEMLEAK=1) makes the model lose allocations on purpose: that
+# run must fail, naming the model (the check's own test).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-Q=${WAFERQ_QEMU_DIR:-$REPO/build/qemu}
+KMEMLEAK=${KMEMLEAK:-0}
+[ "$KMEMLEAK" = 1 ] && qdef=$REPO/build/qemu-kmemleak || qdef=$REPO/build/qemu
+Q=${WAFERQ_QEMU_DIR:-$qdef}
 CROSS=arm-linux-gnueabihf-
 missing() { echo "run.sh: missing: $*" >&2; exit 77; }
 
@@ -20,6 +30,7 @@ mkdir -p "$Q/debs" "$Q/img"
 
 # The newest armmp kernel with its headers, from apt (armhf as a foreign
 # architecture; the packages are only downloaded and unpacked).
+armmp_kernel() {
 if ! ls "$Q"/img/linux-image-*-armmp_*.deb >/dev/null 2>&1; then
 	if ! apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-armmp$' | grep -c . >/dev/null; then
 		[ "$(id -u)" = 0 ] || missing "root, to enable armhf in apt (or put the debs in $Q/img and $Q/debs)"
@@ -40,12 +51,27 @@ if [ ! -d "$Q/kernel/boot" ]; then
 	dpkg-deb -x "$deb" "$Q/kernel"
 fi
 kernel=$(ls "$Q"/kernel/boot/vmlinuz-*-armmp | tail -n 1)
+kver=$(basename "$kernel"); kver=${kver#vmlinuz-}
+}
 
-# The modules, against that kernel's headers (build.sh: W=1, no warnings).
-export OUT=$Q/out WAFERQ_CACHE=$Q/cache ARMMP_DEBS=$Q/debs JOBS=${JOBS:-2}
+export OUT=$Q/out JOBS=${JOBS:-2}
+append="console=ttyAMA0 rdinit=/init fw_devlink=permissive panic=-1 quiet"
+if [ "$KMEMLEAK" = 1 ]; then
+	# The kernel tree (its build costs minutes once; kernel.sh prints the CPU time).
+	tree=$("$HERE/kmemleak/kernel.sh" "$Q/kernel") || exit $?
+	kernel=$tree/arch/arm/boot/zImage
+	kver=$(cat "$tree/include/config/kernel.release")
+	export ARMV7_TREE=$tree
+	append="$append WQ_KMEMLEAK=1"
+	[ "${WQ_LEAK:-0}" = 1 ] && append="$append WQ_LEAK=1"
+else
+	armmp_kernel
+	export WAFERQ_CACHE=$Q/cache ARMMP_DEBS=$Q/debs
+fi
+
+# The modules, against that kernel (build.sh: W=1, no warnings).
 "$REPO/drivers/build.sh" armv7 >&2
 "$REPO/drivers/build.sh" armv7-extra "$HERE/testonly_dma" >&2
-kver=$(basename "$kernel"); kver=${kver#vmlinuz-}
 for ko in "$OUT/armv7/waferq/waferq.ko" "$OUT/armv7-extra/testonly_dma/waferq_testonly_dma.ko"; do
 	strings "$ko" | grep -c "vermagic=$kver " >/dev/null ||
 		{ echo "run.sh: $ko is not built for $kver" >&2; exit 1; }
@@ -70,9 +96,11 @@ dtc -q -I dts -O dtb -o "$Q/wq.dtb" "$Q/wq.dts"
 log=$Q/console.log
 timeout "${WAFERQ_QEMU_TIMEOUT:-900}" qemu-system-arm "${opts[@]}" -kernel "$kernel" \
 	-initrd "$Q/initramfs.cpio" -dtb "$Q/wq.dtb" \
-	-append "console=ttyAMA0 rdinit=/init fw_devlink=permissive panic=-1 quiet" \
-	</dev/null >"$log" 2>&1 || true
-tr -d '\r' <"$log" | grep -E '^(PASS|FAIL|----|waferq-qemu)' || true
+	-append "$append" </dev/null >"$log" 2>&1 || true
+tr -d '\r' <"$log" | grep -E '^(PASS|FAIL|waferq-qemu)' || true
+if grep -q '^---- kmemleak' "$log"; then
+	tr -d '\r' <"$log" | sed -n '/^---- kmemleak/,/^----$/p' | head -n 200
+fi
 if grep -q '^---- kernel log' "$log"; then
 	tr -d '\r' <"$log" | sed -n '/^---- kernel log/,/^----$/p' | tail -n 80
 fi
@@ -83,5 +111,15 @@ if [ -z "$summary" ]; then
 	echo "run.sh: the guest did not finish (log: $log)" >&2
 	exit 1
 fi
-echo "$summary"
-[ "${summary#* passed, }" = "0 failed" ]
+tr -d '\r' <"$log" | grep -E '^kmemleak: [0-9]+ suspected' || true
+# The guest checks its kernel log (kernel_log_clean); this catches what the console
+# shows outside it (quiet: errors and worse), e.g. an oops while powering off.
+passed=${summary%% *}
+nfail=${summary#* passed, }
+nfail=${nfail% failed}
+if tr -d '\r' <"$log" | grep -E '(WARNING:|BUG:|Oops|Internal error)' >&2; then
+	echo "run.sh: the console shows a kernel warning or oops (log: $log)" >&2
+	nfail=$((nfail + 1))
+fi
+echo "$passed passed, $nfail failed"
+[ "$nfail" = 0 ]

@@ -29,7 +29,8 @@
  * (MM2S waits), hold_reply (replies wait), drop (swallow N requests),
  * late_reply (answer the next request with the previous reply first),
  * bogus_residue (next receive reports a residue of the whole buffer),
- * fail_tx (next MM2S fails); counters resets and soft_resets.
+ * fail_tx (next MM2S fails); counters resets and soft_resets; leak (loses
+ * allocations on purpose, for the kmemleak check's own test).
  */
 #include <linux/delay.h>
 #include <linux/dma-mapping.h>
@@ -46,6 +47,7 @@
 #include <linux/slab.h>
 #include <linux/version.h>
 #include <linux/highmem.h>
+#include <linux/vmalloc.h>
 #include <asm/unaligned.h>
 
 #include "wq_stream_format.h"
@@ -140,6 +142,40 @@ module_param(resets, uint, 0444);
 module_param(soft_resets, uint, 0444);
 module_param(topology, uint, 0444);
 module_param(version, uint, 0444);
+
+/*
+ * leak: writing N loses N small allocations on purpose, so that the kmemleak
+ * run (tests/qemu/run.sh with KMEMLEAK=1 WQ_LEAK=1) shows it fails and names
+ * this module. Several, not one: a stale copy of a pointer (on a kernel stack,
+ * or in a live object that once held a freed object at the same address) hides
+ * that one from a scan; and 3000 bytes, a size class little used here, for
+ * fewer such copies.
+ */
+static noinline void tm_leak_on_purpose(unsigned int n)
+{
+	u8 *p;
+
+	while (n--) {
+		p = kmalloc(3000, GFP_KERNEL);
+		if (p)
+			memset(p, 0xa5, 3000);
+	}
+}
+
+static int tm_leak_set(const char *val, const struct kernel_param *kp)
+{
+	unsigned int n;
+	int ret = kstrtouint(val, 0, &n);
+
+	if (!ret)
+		tm_leak_on_purpose(min(n, 16u));
+	return ret;
+}
+
+static const struct kernel_param_ops tm_leak_ops = {
+	.set = tm_leak_set,
+};
+module_param_cb(leak, &tm_leak_ops, NULL, 0200);
 
 static struct tm_chan *to_tm_chan(struct dma_chan *c)
 {
@@ -633,6 +669,11 @@ static struct dma_chan *tm_xlate(struct of_phandle_args *args,
 	return dma_get_slave_channel(&tm->ch[args->args[0]].chan);
 }
 
+static void tm_vfree(void *p)
+{
+	vfree(p);
+}
+
 static int tm_probe(struct platform_device *pdev)
 {
 	struct resource *res;
@@ -653,9 +694,16 @@ static int tm_probe(struct platform_device *pdev)
 	tm->regs = devm_ioremap(&pdev->dev, res->start, resource_size(res));
 	if (!tm->regs)
 		return -ENOMEM;
-	tm->msg = devm_kmalloc(&pdev->dev, TM_MSG_MAX, GFP_KERNEL);
+	/*
+	 * vmalloc: 4 MiB plus the devres header is an order-11 page block, which
+	 * armmp (MAX_ORDER 12) has and the kmemleak kernel (11) has not.
+	 */
+	tm->msg = vmalloc(TM_MSG_MAX);
 	if (!tm->msg)
 		return -ENOMEM;
+	ret = devm_add_action_or_reset(&pdev->dev, tm_vfree, tm->msg);
+	if (ret)
+		return ret;
 	tm->big = alloc_pages(GFP_KERNEL | __GFP_ZERO, TM_BIG_ORDER);
 	if (!tm->big)
 		return -ENOMEM;
