@@ -123,10 +123,11 @@ estimate: model-known $(STAMP)
 	$(PY) -m hls.estimate --model $(BUILD)/export --parallel $(BUILD)/hls/parallel.json \
 		--json $(BUILD)/hls/estimate.json --cycles $(BUILD)/hls/cycles.json
 
-# Then the cycle-accounting build (-DWQ_CYCLES): cycles.json, and every port over-subscription.
+# Then the cycle-accounting build (-DWQ_CYCLES): cycles.json; a port over-subscription or a
+# FIFO channel accessed out of order fails it.
 csim: hls-src
 	$(PY) -m hls.check --model $(BUILD)/export --hls $(BUILD)/hls
-	$(PY) -m hls.cycles --model $(BUILD)/export --hls $(BUILD)/hls --json $(BUILD)/hls/cycles.json
+	$(PY) -m hls.cycles --model $(BUILD)/export --hls $(BUILD)/hls --json $(BUILD)/hls/cycles.json --strict
 
 # One synthesizable test top per layer kind, each with its vitis_hls script;
 # --csim runs every test bench against the golden replies with g++.

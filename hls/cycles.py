@@ -126,7 +126,8 @@ def main(argv=None) -> int:
     ap.add_argument("--hls", type=Path, required=True)
     ap.add_argument("--json", type=Path, default=None, help="write the accounting here (cycles.json)")
     ap.add_argument("--n", type=int, default=2, help="inferences to run")
-    ap.add_argument("--strict", action="store_true", help="exit 1 on any port over-subscription")
+    ap.add_argument("--strict", action="store_true",
+                    help="exit 1 on any port over-subscription or FIFO channel misuse (make csim sets it)")
     args = ap.parse_args(argv)
     rep = measure(args.model, args.hls, args.n)
     print(table(rep))
@@ -135,6 +136,9 @@ def main(argv=None) -> int:
         args.json.write_text(json.dumps(rep, indent=1))
     if not rep["bit_exact"]:
         print("hls.cycles: the instrumented core differs from the integer reference", file=sys.stderr)
+        return 1
+    if args.strict and rep.get("fifo_errors"):
+        print(f"hls.cycles: {len(rep['fifo_errors'])} FIFO channels misused", file=sys.stderr)
         return 1
     if args.strict and rep["violations"]:
         print(f"hls.cycles: {len(rep['violations'])} port over-subscriptions", file=sys.stderr)

@@ -61,6 +61,10 @@ Arithmetic of a conv2d / dense layer (``lanes = pe * simd`` multipliers):
   weight register and, for LUT multipliers, the ``lanes * (w_bits + in_bits)``
   product registers (a DSP keeps its product in its own MREG).
 - Control (loop counters, address generators): CTRL_LUT and CTRL_FF a layer.
+- The weight loader of a conv2d / dense layer (``loader_logic``): a buffer
+  of ``simd * w_bits + 32`` FFs and the barrel shifter that inserts each blob
+  word at its offset, ``(simd * w_bits + 32) * ceil(ceil(log2(simd *
+  w_bits)) / 2)`` LUTs.
 - Line buffers of a conv2d / depthwise layer (wq_swg.h ``lb_writer``):
   ``line_rows = kernel + stride`` rows of ``in_w * in_c`` codes (the next
   output row's rows load while the current one computes), each row split
@@ -220,6 +224,15 @@ def _consumer_simd(layers: list[dict], par: dict, name: str) -> int:
     return max([par[l["name"]]["simd"] for l in layers if name in l["inputs"]] or [1])
 
 
+def loader_logic(word_bits: int) -> tuple[int, int]:
+    """(LUT, FF) of a weighted layer's loader (wq_loader.h route_weight_word):
+    a buffer of ``word_bits + 32`` bits into which each 32-bit blob word is
+    shifted at a run-time offset below ``word_bits``, a barrel shifter of
+    ``ceil(log2 word_bits)`` stages, two 2:1 stages a LUT6."""
+    width = word_bits + 32
+    return width * math.ceil(max(1, math.ceil(math.log2(max(word_bits, 2)))) / 2), width
+
+
 def uses_dsp(w_bits: int, in_bits: int) -> bool:
     """Whether a w_bits x in_bits multiplier is counted as a DSP48E1. The
     generated layer config pins the others to LUTs (mul_fabric, BIND_OP
@@ -312,6 +325,9 @@ def layer_estimate(layer: dict, pe: int, simd: int, out: dict | None = None) -> 
             r["bram18_acts"] += lbr
             r["lut"] += llut
         r["ff"] += tree + pe * acc + simd * ib + lanes * wb
+        llut, lff = loader_logic(simd * wb)
+        r["lut"] += llut
+        r["ff"] += lff
         r["fold"] = (c // pe) * (fi // simd)
         r["cycles_ideal"] = pix * r["fold"] + PIPE_DEPTH + math.ceil(math.log2(simd))
     else:

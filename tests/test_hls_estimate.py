@@ -41,8 +41,10 @@ def test_conv_layer_by_hand():
     # 36 lanes pick one of 96: 36 * 4 * 24 = 3456
     assert E.line_banks(conv1, 4, 36) == 24
     assert E.requant_lut(33, 4, 4) == 106 + 4 * 255 == 1126
-    assert r["lut"] == 120 + 576 + 128 + 2304 + 1960 + 132 + 1126 + 384 + 3456 == 10186
-    assert r["ff"] == 100 + 1152 + 1960 + 132 + 144 + 576 == 4064
+    # loader: a 144 + 32 = 176-bit buffer, shifted in by an 8-stage barrel shifter, 4 LUT6 deep
+    assert E.loader_logic(144) == (176 * 4, 176)
+    assert r["lut"] == 120 + 576 + 128 + 2304 + 1960 + 132 + 1126 + 384 + 3456 + 704 == 10890
+    assert r["ff"] == 100 + 1152 + 1960 + 132 + 144 + 576 + 176 == 4240
     assert r["dsp"] == 0 and r["bram18_weights"] == 0
     # output channel: a ping-pong pair of 4 banks (cyclic 4), each its own
     # memory of 4 bits x 441*16/4 = 1764 words -> 1 BRAM18 (4x4K): 2 * 4 * 1
@@ -200,9 +202,10 @@ def test_bipolar_threshold_dense_by_hand():
     # comparators: 4 * (3 * ceil(33 / 2) + 3) = 216 LUT, instead of a shift requant
     assert r["dsp"] == 0
     # output channel: a ping-pong pair of 4 banks of 2 bits x 16 -> 2 * 4 * 2 LUT
-    assert r["lut"] == 120 + 64 + 128 + 384 + 128 + 192 + 4 * acc + 4 * (3 * 17 + 3) + 16
+    # loader: 16 + 32 bits, a 4-stage shifter (96 LUT, 48 FF)
+    assert r["lut"] == 120 + 64 + 128 + 384 + 128 + 192 + 4 * acc + 4 * (3 * 17 + 3) + 16 + 96
     # FF: product 64 * 3, tree 192, acc 4 * 33, input 16 * 2, weights 64 * 1, outputs 4 * 2
-    assert r["ff"] == 100 + 192 + 192 + 4 * acc + 32 + 64 + 8
+    assert r["ff"] == 100 + 192 + 192 + 4 * acc + 32 + 64 + 8 + 48
     # the shift word of the same layer requantized by shift is read before the
     # DATAFLOW region, so the two take the same cycles
     plain = E.layer_estimate(_imported_dense(False)[0], pe=4, simd=16, out={"of": "fc0", "factor": 4, "depth": 2})
