@@ -63,6 +63,10 @@ Mvau:
         #pragma HLS PIPELINE II = 1
         WQ_PIPE(Mvau, 1, WQ_DEPTH_MAC(SIMD));
         #pragma HLS LOOP_TRIPCOUNT min = MAC_N max = MAX_N
+        // The side job writes line buffers this row's windows never read
+        // (wq_swg.h), which the scheduler cannot prove from the run-time rows.
+        #pragma HLS DEPENDENCE variable=src inter false
+        #pragma HLS DEPENDENCE variable=src intra false
         if (i < side_n) win.side(aux, src);
         if (i >= MAC_N) continue;
         const bool first = sf == 0;
