@@ -108,13 +108,16 @@ def reads_in_order(p: LayerPlan) -> bool:
     cycle-accounting C-sim checks it on every FIFO (hls.cycles fifo_errors).
     A conv or pool that drops the bottom rows (floor) leaves them unread; a
     dense layer reads its input once per output group, upsample each code
-    factor**2 times."""
+    factor**2 times, and a GAP with several channel groups each group over all
+    pixels."""
     L = p.layer
     if p.kind in ("conv2d", "dwconv"):
         return (L["out_h"] - 1) * L["stride"] + L["kernel"] - L["pad"] >= L["in_h"]
     if p.kind == "maxpool":
         return all((L[f"out_{d}"] - 1) * L["stride"] + L["pool"] == L[f"in_{d}"] for d in "hw")
-    return p.kind in ("gap", "add", "quant")
+    if p.kind == "gap":   # channel group by channel group, each over every pixel
+        return p.pe == L["in_c"]
+    return p.kind in ("add", "quant")
 
 
 def fifo_depth(p: LayerPlan, factor: int) -> int:
