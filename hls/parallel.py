@@ -100,9 +100,10 @@ def line_rows(layer: dict) -> int:
     return layer["kernel"] + layer["stride"]
 
 
-# The image buffer (hls/templates/wq_core.h) is one 2-port BRAM, not partitioned:
-# a layer that fills its line buffers from it reads at most two codes a cycle.
-IMAGE_PORTS = 2
+# The DATAFLOW region's image channel (hls/gen_top.py) has at least 4 banks,
+# which the source stage writes 4 codes a stream word: a layer that fills its
+# line buffers from it reads up to 4 codes a cycle without widening it.
+IMAGE_PORTS = 4
 
 
 def fill_lanes(layer: dict, pe: int, simd: int) -> int:

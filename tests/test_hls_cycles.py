@@ -96,12 +96,12 @@ def test_instrumented_core_is_bit_exact_and_reports_relaxed_ii(tmp_path):
     assert list(pool) == ["PoolStream"] and pool["PoolStream"]["iterations"] == 42 * 42 * 2
     # Mvau is entered once an output row and runs (pixel, output group, slice)
     # flattened: 42 x 42 pixels x 2 groups x 1 slice; it also loads the next
-    # output row's input row (21 steps, two codes each: the image is one 2-port
-    # BRAM, hls.parallel.fill_lanes), which takes fewer steps than the 84 MACs.
+    # output row's input row (14 steps, three codes each: its 3 line banks,
+    # hls.parallel.fill_lanes), which takes fewer steps than the 84 MACs.
     # LbFill, once, loads what output row 0 needs: input rows 0 and 1 (pad 1).
     loops = {x["loop"]: x for x in layers["conv0"]["loops"]}
     assert loops["Mvau"]["entries"] == 42 and loops["Mvau"]["iterations"] == 42 * 42 * 2
-    assert loops["LbFill"]["iterations"] == 2 * 42 // 2 and loops["LbFill"]["entries"] == 1
+    assert loops["LbFill"]["iterations"] == 2 * 42 // 3 and loops["LbFill"]["entries"] == 1
     # conv1 reads pool0's output, 24 codes a cycle: its line banks are
     # min(simd 36, 3 x 8, 21 x 8) = 24, which divides the 168-code row
     conv1 = spec.layers()[2]
