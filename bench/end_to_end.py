@@ -27,7 +27,12 @@ stand-in and the core run in this (the bench) process and are not counted:
 they stand for the hardware. Each row runs ``WARMUP_BATCHES`` untimed
 batches, then ``--repeats`` timed repeats of ``--maps`` maps (default 8
 batches, 40 in all at batch 256; the slow C-sim 2 batches, 3 repeats); the
-figures are medians over the repeats, with [min, max] as the spread.
+figures are medians over the repeats, with [min, max] as the spread. The
+repeats of a row follow one another within seconds, so they share the
+machine's load of the moment: on a shared machine CPU time per map grows
+with other work (caches, SMT siblings, wake-ups), by up to 2x here. Each
+row records the load average; compare runs, or rerun, rather than rows of
+one run taken under different load.
 
 The service's idle CPU rate (its accept loop's wake-ups) is measured before
 its rows and subtracted over each repeat's wall time in
@@ -232,6 +237,7 @@ def run_tcp(core_name: str, core, model_dir: Path, sizes, maps_for, repeats, bar
                 host.stdin.close()
                 host.wait(60)
             rows.append(_row(f"tcp+chardev/{core_name}", b, n, hosts, services, idle_us_s, engine_s))
+            rows[-1]["loadavg_1min"] = round(os.getloadavg()[0], 2)   # other work on the machine
             bar.update(1)
     finally:
         svc.stdin.close()
@@ -250,6 +256,7 @@ def run_alone(model_dir: Path, sizes, maps_for, repeats, bar) -> list[dict]:
         proc.stdin.close()
         proc.wait(60)
         rows.append(_row("service alone", b, n, None, runs))
+        rows[-1]["loadavg_1min"] = round(os.getloadavg()[0], 2)
         bar.update(1)
     return rows
 
@@ -372,7 +379,9 @@ def main(argv=None) -> int:
         g = report["goal"]
         print(f"goal at batch {big} ({GOAL_PATH}): host + service {g['measured_median']} us/map "
               f"(median of {goal_row['repeats']}, spread {g['measured_spread']}), "
-              f"{g['ratio']}x the {GOAL_US} us goal: {'met' if g['met'] else 'NOT met'}")
+              f"{g['ratio']}x the {GOAL_US} us goal: {'met' if g['met'] else 'NOT met'} "
+              f"(load average {goal_row['loadavg_1min']}: CPU time per map grows with "
+              "the machine's other load)")
     for key, f in factors.items():
         print(f"board factor {key}: x{f['factor']} ({f['cpu']})")
     for r in rows:
