@@ -322,6 +322,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("build/bench"))
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="batch sizes")
     ap.add_argument("--no-csim", action="store_true", help="skip the C-sim rows (no g++)")
+    ap.add_argument("--cores", default="cached,reference,csim",
+                    help="the TCP rows' cores, of cached, reference, csim (default: all)")
+    ap.add_argument("--no-alone", action="store_true", help="skip the service-alone rows")
     args = ap.parse_args(argv)
     if args.role:
         from bench import end_to_end_roles as roles
@@ -348,8 +351,9 @@ def main(argv=None) -> int:
             from hls.csim import CSimCore
 
             cores.append(("csim", lambda: CSimCore.for_model(model, work / "csim"), True))
+        cores = [c for c in cores if c[0] in args.cores.split(",")]
         bar = progress(len(sizes) * (len(cores) + 1))
-        rows = run_alone(model, sizes, maps_for, args.repeats, bar)
+        rows = [] if args.no_alone else run_alone(model, sizes, maps_for, args.repeats, bar)
         for name, make, slow in cores:
             rows += run_tcp(name, _Handle(make()), model, sizes, lambda b: maps_for(b, slow),
                             min(args.repeats, 3) if slow else args.repeats, bar)
