@@ -262,7 +262,7 @@ def maps(n, seed):
     return CATEGORY_CODES[np.random.default_rng(seed).integers(0, 3, (n, 42, 42, 1))]
 
 
-def run(board, model, n=8, seed=0):
+def run(board, n=8, seed=0):
     x = maps(n, seed)
     res, checksum = board.infer_batch(np.arange(n), x)
     assert res.weights_checksum == checksum
@@ -274,24 +274,24 @@ def test_a_batch_queries_the_core_only_when_its_state_is_not_known(rig):
     core.core.handle(S.encode(S.OP_LOAD_WEIGHTS, np.frombuffer(blobs[0], "<u4")))  # an earlier run's
     first = core.core.weights_checksum
     dev.take()
-    res, checksum, x = run(board, models[0])        # start-up: the state is read from the core
+    res, checksum, x = run(board)        # start-up: the state is read from the core
     assert dev.take() == ["QUERY", "INFER_BATCH"] and checksum == first
     assert np.array_equal(res.classes, models[0].classify(x)[0])
     for seed in (1, 2):                             # then one driver write a batch
-        res, checksum, _ = run(board, models[0], seed=seed)
+        res, checksum, _ = run(board, seed=seed)
         assert dev.take() == ["INFER_BATCH"] and checksum == first and (res.status == 0).all()
 
     dev.stall_next = 1                              # timeout: the backend's RESET clears the weights
-    res, _, _ = run(board, models[0])
+    res, _, _ = run(board)
     assert dev.take() == ["INFER_BATCH"] and (res.status == W.E_INTERNAL).all()
     for _ in range(2):                              # read again, and again after NO_WEIGHTS
-        res, checksum, _ = run(board, models[0])
+        res, checksum, _ = run(board)
         assert dev.take() == ["QUERY", "INFER_BATCH"]
         assert (res.status == W.E_NO_WEIGHTS).all() and checksum == 0
 
     assert board.load_weights(blobs[1]) == core.core.weights_checksum != first
     assert dev.take() == ["LOAD_WEIGHTS"]
-    res, checksum, x = run(board, models[1], seed=3)  # the LOAD_WEIGHTS reply's checksum
+    res, checksum, x = run(board, seed=3)  # the LOAD_WEIGHTS reply's checksum
     assert dev.take() == ["INFER_BATCH"] and checksum == core.core.weights_checksum
     assert np.array_equal(res.logits, models[1].classify(x)[1])
 
@@ -311,12 +311,12 @@ def test_a_checksum_loaded_through_the_service_shows_in_the_next_results(rig):
 def test_a_failed_load_is_not_taken_for_loaded_weights(rig):
     board, dev, core, blobs, models = rig
     board.load_weights(blobs[0])
-    run(board, models[0])
+    run(board)
     dev.stall_next = 1                          # the load times out; the RESET clears the weights
     with pytest.raises(TimeoutError):
         board.load_weights(blobs[1])
     dev.take()
-    res, checksum, _ = run(board, models[0])
+    res, checksum, _ = run(board)
     assert dev.take() == ["QUERY", "INFER_BATCH"]
     assert checksum == 0 and (res.status == W.E_NO_WEIGHTS).all()
 
@@ -328,11 +328,11 @@ def test_weights_lost_behind_the_service_give_no_weights_not_a_stale_checksum(ri
     reads the state again."""
     board, dev, core, blobs, models = rig
     loaded = board.load_weights(blobs[0])
-    assert run(board, models[0])[1] == loaded
+    assert run(board)[1] == loaded
     core.reset()
     dev.take()
-    res, checksum, _ = run(board, models[0])
+    res, checksum, _ = run(board)
     assert dev.take() == ["INFER_BATCH"]
     assert (res.status == W.E_NO_WEIGHTS).all() and checksum == 0
-    res, checksum, _ = run(board, models[0])
+    res, checksum, _ = run(board)
     assert dev.take() == ["QUERY", "INFER_BATCH"] and checksum == 0
