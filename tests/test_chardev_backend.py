@@ -302,7 +302,7 @@ def test_a_checksum_loaded_through_the_service_shows_in_the_next_results(rig):
     for i in (0, 1, 0):
         sums.append(board.load_weights(blobs[i]))
         for seed in (0, 1):
-            res, checksum, x = run(board, models[i], seed=seed)
+            res, checksum, x = run(board, seed=seed)
             assert checksum == sums[-1] == core.core.weights_checksum
             assert np.array_equal(res.logits, models[i].classify(x)[1])
     assert sums[0] != sums[1] and sums[0] == sums[2]
