@@ -214,9 +214,10 @@ deploy: model-known $(STAMP)
 
 # --- end-to-end CPU per map (issue 20) ---
 .PHONY: bench-e2e
-# host -> TCP -> service -> char-device stand-in -> reference core / C-sim, and the
-# service alone, at batch 1/16/64/256: maps/s, CPU us a map of each process, the
-# board budget; table + build/bench/end_to_end.json. A random W4A4 model unless MODEL is built.
+# host -> TCP -> service -> char-device stand-in -> cached / reference core / C-sim, and
+# the service alone, at batch 1/16/64/256: maps/s, CPU us a map of each process (median
+# and spread of 5 repeats), the 5 us goal's ratio, the board budget; table +
+# build/bench/end_to_end.json. A random W4A4 model unless MODEL is built.
 bench-e2e: $(STAMP)
 	$(PY) -m bench.end_to_end $(if $(wildcard $(BUILD)/export/model.json),--model $(BUILD)/export) --out build/bench
 

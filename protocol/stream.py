@@ -192,6 +192,9 @@ class Message:
 
 
 def checksum(words) -> int:
+    a = np.asarray(words)
+    if a.dtype == np.uint32:    # summed in 64 bits without a 64-bit copy
+        return int(a.sum(dtype=np.uint64)) & MASK32
     return int(np.asarray(words, dtype=np.uint64).sum()) & MASK32
 
 
@@ -201,10 +204,22 @@ def header_word(opcode: int, magic: int = MAGIC, version: int = VERSION) -> int:
 
 def encode(opcode: int, payload=(), tag: int = 0) -> np.ndarray:
     """Build one message as uint32 words, checksum included (TLAST on the last)."""
-    payload = np.asarray(payload, dtype=np.uint32).ravel()
-    head = np.array([header_word(opcode), payload.size, tag & MASK32], dtype=np.uint32)
-    body = np.concatenate([head, payload])
-    return np.concatenate([body, np.array([checksum(body)], dtype=np.uint32)])
+    return encode_parts(opcode, (payload,), tag)
+
+
+def encode_parts(opcode: int, parts, tag: int = 0) -> np.ndarray:
+    """``encode`` of the parts' words back to back, written once into the
+    message (a batch's images are most of a request: no copy of them to join)."""
+    parts = [np.asarray(p, dtype=np.uint32).ravel() for p in parts]
+    size = sum(p.size for p in parts)
+    msg = np.empty(HEADER_WORDS + size + TRAILER_WORDS, dtype=np.uint32)
+    msg[:HEADER_WORDS] = header_word(opcode), size, tag & MASK32
+    pos = HEADER_WORDS
+    for p in parts:
+        msg[pos:pos + p.size] = p
+        pos += p.size
+    msg[-1] = checksum(msg[:-1])
+    return msg
 
 
 def decode(words) -> Message:
@@ -335,7 +350,7 @@ def encode_infer_batch(images: np.ndarray, packing: int = PACK_U8, tag: int = 0)
     n = body.shape[0]
     if not 1 <= n <= BATCH_N_MAX:
         raise ValueError(f"a batch holds 1..{BATCH_N_MAX} images, got {n}")
-    return encode(OP_INFER_BATCH, np.concatenate([[batch_word(n, packing)], body.ravel()]), tag)
+    return encode_parts(OP_INFER_BATCH, ([batch_word(n, packing)], body), tag)
 
 
 def parse_batch_reply(msg: Message, n: int, n_classes: int,

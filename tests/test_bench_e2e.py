@@ -7,15 +7,24 @@ from bench import end_to_end as E
 
 
 def test_end_to_end_bench_small(tmp_path, capsys):
-    assert E.main(["--out", str(tmp_path), "--sizes", "1,4", "--maps", "8", "--no-csim"]) == 0
+    assert E.main(["--out", str(tmp_path), "--sizes", "1,4", "--maps", "8", "--repeats", "2",
+                   "--no-csim"]) == 0
     out = capsys.readouterr().out
-    assert "service alone" in out and "tcp+chardev/reference" in out
+    assert "service alone" in out and "tcp+chardev/reference" in out and "x goal" in out
     data = json.loads((tmp_path / "end_to_end.json").read_text())
     rows = {(r["path"], r["batch"]): r for r in data["rows"]}
-    assert set(rows) == {(p, b) for p in ("service alone", "tcp+chardev/reference") for b in (1, 4)}
-    for (path, _), r in rows.items():
-        assert r["maps"] == 8 and r["service_us_per_map"] > 0
+    paths = ("service alone", "tcp+chardev/cached", "tcp+chardev/reference")
+    assert set(rows) == {(p, b) for p in paths for b in (1, 4)}
+    for (path, b), r in rows.items():
+        assert r["maps"] == 8 and r["repeats"] == 2 and r["timed_batches"] == 2 * 8 // b
+        lo, hi = r["service_us_spread"]
+        assert 0 < lo <= r["service_us_per_map"] <= hi
         assert (r["host_us_per_map"] is None) == (path == "service alone")
+        assert r["goal_ratio"] == round(r["total_us_per_map"] / E.GOAL_US, 2)
+    goal = data["goal"]
+    assert goal["path"] == "tcp+chardev/cached" and goal["batch"] == 4
+    assert goal["measured_median"] == rows["tcp+chardev/cached", 4]["total_us_per_map"]
+    assert goal["met"] == (goal["measured_median"] <= E.GOAL_US) and "getrusage" in data["counted"]
     tcp = rows["tcp+chardev/reference", 4]
     assert tcp["host_engine_us_per_map"] > 0 and "board_us_per_map" in tcp
     assert set(data["board_factors"]) == {"zybo_a9_667", "stm32mp1_a7_650"}

@@ -25,6 +25,7 @@ import pytest
 from contract import export_dir
 from protocol import ioctl as IOC
 from protocol import stream as S
+from protocol import wire as W
 from contract.intmodel import random_model
 from contract.spec import CNNSpec
 from bench.chardev_standin import SocketDriverStandIn
@@ -186,8 +187,9 @@ def test_a_batch_of_max_batch_maps_is_one_write(tmp_path):
             before = dict(dev.stats)
             res, _ = board.infer_batch(np.arange(n), x)
         request = 4 * (S.HEADER_WORDS + 1 + n * S.image_words(42 * 42, S.PACK_DIE2) + 1)
-        assert dev.stats["tx_messages"] - before["tx_messages"] == 2    # QUERY, INFER_BATCH
-        assert dev.stats["tx_bytes"] - before["tx_bytes"] == 16 + request
+        # the weights checksum is the LOAD_WEIGHTS reply's: no QUERY
+        assert dev.stats["tx_messages"] - before["tx_messages"] == 1    # INFER_BATCH
+        assert dev.stats["tx_bytes"] - before["tx_bytes"] == request
         assert request <= B.CharDevBackend.max_request_bytes
         cls, logits = model.classify(x)
         assert (res.status == 0).all() and np.array_equal(res.classes, cls)
@@ -195,3 +197,142 @@ def test_a_batch_of_max_batch_maps_is_one_write(tmp_path):
     finally:
         dev.close()
         shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+# --- the weights checksum in RESULTS: read from the core only when it may have changed ---
+
+class ResettingCore:
+    """The reference core as the stand-in calls it, whose reset() is the driver's
+    WAFERQ_IOC_RESET on the board: a CSR soft reset, which clears the weights
+    (``#pragma HLS reset``; hls/refcore.py)."""
+
+    def __init__(self, spec, max_batch=16):
+        from hls.refcore import RefCore
+
+        self.core = RefCore(spec)
+        self.core.max_batch = max_batch
+
+    def transact(self, words):
+        return self.core.handle(words)
+
+    def reset(self):
+        self.core._invalidate()
+
+
+class OpcodeStandIn(SocketDriverStandIn):
+    """The stand-in, recording the opcode of every message written."""
+
+    def __init__(self, path, core):
+        super().__init__(path, core)
+        self.ops = []
+
+    def _write(self, data):
+        if len(data) >= 4:
+            self.ops.append({v: k for k, v in S.OPCODES.items()}.get(data[0], data[0]))
+        return super()._write(data)
+
+    def take(self):
+        ops, self.ops = self.ops, []
+        return ops
+
+
+@pytest.fixture
+def rig():
+    """(Board on the chardev backend, the stand-in, the core, two models of one topology)."""
+    from contract import blob
+    from zybo_z7.service import Board
+
+    spec = CNNSpec.uniform(4, 4)
+    models = [random_model(spec, seed) for seed in (7, 8)]
+    core = ResettingCore(spec)
+    sock_dir = tempfile.mkdtemp(prefix="wq")
+    dev = OpcodeStandIn(Path(sock_dir) / "waferq0", core)
+    acc = open_accel(dev, timeout=0.5)
+    try:
+        yield Board(acc), dev, core, [blob.pack(m).astype("<u4").tobytes() for m in models], models
+    finally:
+        acc.close()
+        dev.close()
+        shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+def maps(n, seed):
+    from contract.preprocess import CATEGORY_CODES
+
+    return CATEGORY_CODES[np.random.default_rng(seed).integers(0, 3, (n, 42, 42, 1))]
+
+
+def run(board, n=8, seed=0):
+    x = maps(n, seed)
+    res, checksum = board.infer_batch(np.arange(n), x)
+    assert res.weights_checksum == checksum
+    return res, checksum, x
+
+
+def test_a_batch_queries_the_core_only_when_its_state_is_not_known(rig):
+    board, dev, core, blobs, models = rig
+    core.core.handle(S.encode(S.OP_LOAD_WEIGHTS, np.frombuffer(blobs[0], "<u4")))  # an earlier run's
+    first = core.core.weights_checksum
+    dev.take()
+    res, checksum, x = run(board)        # start-up: the state is read from the core
+    assert dev.take() == ["QUERY", "INFER_BATCH"] and checksum == first
+    assert np.array_equal(res.classes, models[0].classify(x)[0])
+    for seed in (1, 2):                             # then one driver write a batch
+        res, checksum, _ = run(board, seed=seed)
+        assert dev.take() == ["INFER_BATCH"] and checksum == first and (res.status == 0).all()
+
+    dev.stall_next = 1                              # timeout: the backend's RESET clears the weights
+    res, _, _ = run(board)
+    assert dev.take() == ["INFER_BATCH"] and (res.status == W.E_INTERNAL).all()
+    for _ in range(2):                              # read again, and again after NO_WEIGHTS
+        res, checksum, _ = run(board)
+        assert dev.take() == ["QUERY", "INFER_BATCH"]
+        assert (res.status == W.E_NO_WEIGHTS).all() and checksum == 0
+
+    assert board.load_weights(blobs[1]) == core.core.weights_checksum != first
+    assert dev.take() == ["LOAD_WEIGHTS"]
+    res, checksum, x = run(board, seed=3)  # the LOAD_WEIGHTS reply's checksum
+    assert dev.take() == ["INFER_BATCH"] and checksum == core.core.weights_checksum
+    assert np.array_equal(res.logits, models[1].classify(x)[1])
+
+
+def test_a_checksum_loaded_through_the_service_shows_in_the_next_results(rig):
+    board, dev, core, blobs, models = rig
+    sums = []
+    for i in (0, 1, 0):
+        sums.append(board.load_weights(blobs[i]))
+        for seed in (0, 1):
+            res, checksum, x = run(board, seed=seed)
+            assert checksum == sums[-1] == core.core.weights_checksum
+            assert np.array_equal(res.logits, models[i].classify(x)[1])
+    assert sums[0] != sums[1] and sums[0] == sums[2]
+
+
+def test_a_failed_load_is_not_taken_for_loaded_weights(rig):
+    board, dev, core, blobs, models = rig
+    board.load_weights(blobs[0])
+    run(board)
+    dev.stall_next = 1                          # the load times out; the RESET clears the weights
+    with pytest.raises(TimeoutError):
+        board.load_weights(blobs[1])
+    dev.take()
+    res, checksum, _ = run(board)
+    assert dev.take() == ["QUERY", "INFER_BATCH"]
+    assert checksum == 0 and (res.status == W.E_NO_WEIGHTS).all()
+
+
+def test_weights_lost_behind_the_service_give_no_weights_not_a_stale_checksum(rig):
+    """The core loses its weights without a failed exchange of the service's (the
+    driver's own recovery, a soft reset): the next INFER_BATCH's NO_WEIGHTS
+    reply shows it. The RESULTS say 0, as a QUERY would, and the next batch
+    reads the state again."""
+    board, dev, core, blobs, models = rig
+    loaded = board.load_weights(blobs[0])
+    assert run(board)[1] == loaded
+    core.reset()
+    dev.take()
+    res, checksum, _ = run(board)
+    assert dev.take() == ["INFER_BATCH"]
+    assert (res.status == W.E_NO_WEIGHTS).all() and checksum == 0
+    res, checksum, _ = run(board)
+    assert dev.take() == ["QUERY", "INFER_BATCH"] and checksum == 0

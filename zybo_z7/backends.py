@@ -106,33 +106,41 @@ class DevNodeFile:
         os.close(self.fd)
 
 
-# The stand-in's frames (SeqpacketFile): a head packet, then the payload in
-# packets of at most _CHUNK bytes (one packet is bounded by the socket buffer,
-# and a request can be 4 MiB). Requests: head <op, arg, payload bytes>.
+# The stand-in's frames (SeqpacketFile): packets of at most _CHUNK bytes (one
+# packet is bounded by the socket buffer, and a request can be 4 MiB), the
+# head and the payload's first bytes in the first one, so that a call with a
+# small payload (and a batch's reply) is one packet each way, as it is one
+# system call on the device node. Requests: head <op, arg, payload bytes>.
 # Answers: head <result (>= 0, or -errno), payload bytes>.
 OP_WRITE, OP_READ, OP_POLL, OP_IOCTL = 1, 2, 3, 4
 _REQ, _ANS, _CHUNK = struct.Struct("<IIQ"), struct.Struct("<qQ"), 1 << 16
 
 
 def send_frame(sock: socket.socket, head: bytes, payload: bytes = b"") -> None:
-    sock.send(head)
-    view = memoryview(payload)
-    for i in range(0, len(view), _CHUNK):
+    view = memoryview(payload).cast("B")
+    first = _CHUNK - len(head)
+    sock.sendmsg([head, view[:first]])
+    for i in range(first, len(view), _CHUNK):
         sock.send(view[i:i + _CHUNK])
 
 
 def recv_frame(sock: socket.socket, head: struct.Struct):
     """(head fields..., payload); ConnectionError when the peer is gone."""
-    raw = sock.recv(head.size)
-    if len(raw) != head.size:
+    raw = sock.recv(_CHUNK)
+    if len(raw) < head.size:
         raise ConnectionError("the stand-in closed the connection")
-    *fields, size = head.unpack(raw)
-    payload = bytearray()
-    while len(payload) < size:
-        part = sock.recv(min(_CHUNK, size - len(payload)))
-        if not part:
+    *fields, size = head.unpack_from(raw)
+    if len(raw) - head.size >= size:
+        return (*fields, raw[head.size:head.size + size])
+    payload = bytearray(size)
+    got = len(raw) - head.size
+    payload[:got] = memoryview(raw)[head.size:]
+    view = memoryview(payload)
+    while got < size:
+        k = sock.recv_into(view[got:], min(_CHUNK, size - got))
+        if not k:
             raise ConnectionError("the stand-in closed the connection mid-frame")
-        payload += part
+        got += k
     return (*fields, bytes(payload))
 
 
@@ -148,11 +156,22 @@ class SeqpacketFile:
 
     def __init__(self, path: str, timeout: float):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        # A healthy stand-in answers within the driver's own timeout.
-        self.sock.settimeout(2 * timeout + 5)
+        # A healthy stand-in answers within the driver's own timeout. As a
+        # kernel timeout where it can be: on a socket with settimeout() Python
+        # polls before every send and receive, two system calls for one.
+        limit = 2 * timeout + 5
+        try:
+            tv = struct.pack("@ll", int(limit), int(limit % 1 * 1e6))
+            for opt in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+                self.sock.setsockopt(socket.SOL_SOCKET, opt, tv)
+        except (OSError, struct.error):   # another struct timeval (32-bit, 64-bit time_t)
+            self.sock.settimeout(limit)
         try:
             self.sock.connect(path)
             self._result(*recv_frame(self.sock, _ANS))
+        except BlockingIOError:
+            self.sock.close()
+            raise socket.timeout("timed out") from None
         except BaseException:
             self.sock.close()
             raise
@@ -164,8 +183,11 @@ class SeqpacketFile:
         return result, payload
 
     def _call(self, op: int, arg: int = 0, payload: bytes = b""):
-        send_frame(self.sock, _REQ.pack(op, arg, len(payload)), payload)
-        return self._result(*recv_frame(self.sock, _ANS))
+        try:
+            send_frame(self.sock, _REQ.pack(op, arg, len(payload)), payload)
+            return self._result(*recv_frame(self.sock, _ANS))
+        except BlockingIOError:   # the kernel timeout ran out: what settimeout() raises
+            raise socket.timeout("timed out") from None
 
     def write(self, data: bytes) -> int:
         return self._call(OP_WRITE, 0, bytes(data))[0]
@@ -370,10 +392,7 @@ class Accelerator:
         n = len(words)
 
         def request(tag):
-            payload = np.empty(1 + words.size, dtype=np.uint32)
-            payload[0] = S.batch_word(n, packing)
-            payload[1:] = words.ravel()
-            return S.encode(S.OP_INFER_BATCH, payload, tag)
+            return S.encode_parts(S.OP_INFER_BATCH, ([S.batch_word(n, packing)], words), tag)
 
         msg = self._call(S.OP_INFER_BATCH, request=request)
         # A CAP_FEATURES core appends its feature words to every record; the

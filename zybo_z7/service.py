@@ -7,6 +7,9 @@ to the accelerator.
 One thread per client; the accelerator is a single device, so every exchange
 with it holds one lock (a batch is never interleaved with another client's
 LOAD_WEIGHTS). Every image of an INFER_BATCH gets exactly one result record.
+The weights checksum in RESULTS comes from the core's QUERY reply or the
+service's own LOAD_WEIGHTS reply, kept between batches while nothing could
+have changed the core's weights (``Board.infer_batch``).
 A malformed frame gets an ERROR frame and the connection is closed, since the
 byte stream can no longer be trusted to be at a frame boundary.
 
@@ -55,6 +58,18 @@ class Board:
         self.lock = threading.Lock()
         self.weight_loads = 0
         self.info = accel.query()
+        # The core's state as the service last read it (a batch's QUERY, or its
+        # own LOAD_WEIGHTS reply), None when it must be read again; under lock.
+        # The service is the device's only opener (the driver takes one; the
+        # PYNQ, C-sim and reference cores are the service's own), so the
+        # weights change only through this object: its LOAD_WEIGHTS, or a loss
+        # (soft reset, the driver's or the PYNQ backend's recovery after a
+        # timeout or a DMA error, a reopen), which every backend reports as an
+        # exception or an ERROR reply, or which the next INFER's NO_WEIGHTS
+        # reply shows. Each of those sets it to None. A QUERY every batch
+        # instead is a second driver write a batch: about 1 of 3.9 us a map,
+        # host and service, at batch 256 (README, end-to-end CPU per map).
+        self._core: dict | None = None
 
     @property
     def image_bytes(self) -> int:
@@ -70,7 +85,11 @@ class Board:
 
     def hello(self) -> dict:
         with self.lock:
-            info = self.accel.query()
+            try:
+                info = self.accel.query()
+            except BaseException:
+                self._core = None   # a failed exchange may have reset the core
+                raise
         self.info = info
         return dict(info, backend=self.accel.name, classes=self.classes,
                     weight_loads=self.weight_loads)
@@ -92,10 +111,16 @@ class Board:
     def load_weights(self, data: bytes) -> int:
         words = self.check_blob(data)
         with self.lock:
+            # A load that fails can leave the core with none (a blob cut short,
+            # a bad checksum, a reset after a timeout): read it again.
+            self._core = None
             try:
                 checksum = self.accel.load_weights(words)
             except S.StreamError as e:
                 raise W.WireError(f"accelerator rejected the weights: {e}", W.E_BAD_WEIGHTS) from e
+            # The reply's checksum is the one QUERY reports from now on; the
+            # other fields are fixed at synthesis.
+            self._core = dict(self.info, weights_loaded=1, weights_checksum=checksum)
             self.weight_loads += 1
         log.info("loaded weights: %d words, checksum 0x%08x", words.size, checksum)
         return checksum
@@ -124,8 +149,11 @@ class Board:
         words, packing = self._words(images, packing)
         with self.lock:
             # Under the lock: no LOAD_WEIGHTS of another client can come between
-            # this checksum and the images.
-            info = self.accel.query()
+            # this checksum and the images. A QUERY only when the state is not
+            # known (start-up, or trouble since the last read: see __init__).
+            info = self._core
+            if info is None:
+                info = self._core = self.accel.query()
             checksum = info["weights_checksum"] if info["weights_loaded"] else 0
             if info["capabilities"] & S.CAP_BATCH and (info["packings"] >> packing) & 1 \
                     and info["max_batch"] > 0:
@@ -134,6 +162,10 @@ class Board:
                     self._infer_part(slice(s, min(s + step, len(res))), words, packing, res)
             else:
                 self._infer_each(words, packing, shape, res)
+        if (res.status == W.E_NO_WEIGHTS).any() and not (res.status == W.OK).any():
+            # The core lost its weights since the state was read and ran none
+            # of the batch: say what a QUERY now would, not the lost checksum.
+            checksum = 0
         res.weights_checksum = checksum
         return res, checksum
 
@@ -163,6 +195,7 @@ class Board:
         try:
             status, classes, logits = self.accel.infer_batch(words[part], packing)
         except Exception as e:  # every image of this message still gets its record
+            self._core = None   # an ERROR reply or a backend failure: the core may have reset
             res.fail(part, *self._failure(e, f"images {part.start}..{part.stop - 1}"))
             return
         res.classes[part], res.logits[part] = classes, logits
@@ -194,6 +227,7 @@ class Board:
         try:
             res.classes[i], res.logits[i] = self.accel.infer(image)
         except Exception as e:
+            self._core = None
             res.fail(i, *self._failure(e, f"image {int(res.ids[i])}"))
 
     @staticmethod
