@@ -69,9 +69,10 @@ def hw_estimate(spec) -> dict:
     """The estimator's figures for ``spec`` on the XC7Z020 (hls.estimate, its
     default parallelism): LUT, BRAM36, DSP, maps/s, and whether it fits."""
     from hls import estimate as E
+    from hls import folding as F
 
     layers = spec.layers()
-    est = E.estimate(layers, E.default_parallelism(layers))
+    est = E.estimate(layers, F.default_parallelism(layers))
     w = est["with_platform"]
     return {"lut": int(w["lut"]), "bram36": float(est["bram36"]), "dsp": int(w["dsp"]),
             "maps_per_s": float(est["maps_per_s"]), "fits": bool(E.fits(est))}

@@ -5,7 +5,7 @@
 The model is BNN-PYNQ's CNV topology as an imported graph (GraphSpec): input
 32x32x3 at 8 bits; conv 64, 64, pool, 128, 128, pool, 256, 256 (3x3, no
 padding), dense 512, 512, 10; W1A1, a MultiThreshold after every layer but
-the last. ``hls.estimate.default_parallelism`` folds it toward the anchor's
+the last. ``hls.folding.default_parallelism`` folds it toward the anchor's
 rate under two budgets (the generator's default and the bench's 90 % one),
 and ``hls.estimate`` reports resources and speed on the XC7Z020.
 
@@ -25,9 +25,10 @@ from pathlib import Path
 from contract.graph import GraphBuilder
 from contract.graphspec import GraphSpec
 from hls import estimate as E
+from hls import folding as F
 
 FINN_CNV_W1A1_FPS = 3020          # BNN-PYNQ CNV-W1A1 on the XC7Z020 (FINN paper figures)
-BUDGETS = {"default": None,       # hls.estimate.DEFAULT_BUDGET, what make hls-src uses
+BUDGETS = {"default": None,       # hls.folding.DEFAULT_BUDGET, what make hls-src uses
            "bench": {"bram18": 0.9, "dsp": 0.9, "lut": 0.8, "ff": 0.8}}
 
 
@@ -49,7 +50,7 @@ def run() -> list[dict]:
     layers = cnv_w1a1().layers()
     rows = []
     for name, budget in BUDGETS.items():
-        par = E.default_parallelism(layers, FINN_CNV_W1A1_FPS, budget)
+        par = F.default_parallelism(layers, FINN_CNV_W1A1_FPS, budget)
         est = E.estimate(layers, par)
         wp = est["with_platform"]
         rows.append({"budget": name, "fits": E.fits(est), "lut": wp["lut"], "ff": wp["ff"],

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from bench.hls_resources import MODELS, spec_of as _spec4
 from hls import estimate as E
+from hls import folding as F
 from hls import parallel
 from hls.cycles import measure
 from contract import zoo
@@ -57,7 +58,7 @@ def run(bits: list[int], work: Path, target: float | None = None) -> list[dict]:
     folds = {}
     for model, b in tqdm(jobs, desc="cycle-accounting C-sim"):
         if model not in folds:
-            folds[model] = E.default_parallelism(_spec4(model, 4).layers(), target, GOAL_BUDGET)
+            folds[model] = F.default_parallelism(_spec4(model, 4).layers(), target, GOAL_BUDGET)
         par = folds[model]
         spec = spec_of(model, b, b)
         try:

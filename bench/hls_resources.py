@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from hls import estimate as E
+from hls import folding as F
 from contract import zoo
 from contract.spec import CNNSpec
 
@@ -36,7 +37,7 @@ def run(target: float) -> list[dict]:
     for model in MODELS:
         layers4 = spec_of(model, 4).layers()
         budget = None if model == "wmcnn" else BENCH_BUDGET
-        par = E.default_parallelism(layers4, target, budget)
+        par = F.default_parallelism(layers4, target, budget)
         for w in W_BITS:
             spec = spec_of(model, w)
             est = E.estimate(spec.layers(), par)

@@ -83,29 +83,33 @@ deep) and for an output row's (``vbuf``, ``out_w * in_c / pe`` deep); gap ``pe``
 ``in_bits + 1``-bit codes), an adder and a requant a lane; quant one requant;
 upsample ``pe * out_bits``.
 
-Cycles (layers run one after another; no dataflow between them) come from
-``hls.cycle_model``: the loops of hls/templates as written, each pipelined
-loop at the II its memory ports allow, which the cycle-accounting C-sim
-(``hls.cycles``, ``make csim``) measures and tests/test_hls_cycles.py holds
-the two to. They are modelled, not synthesized.
+Cycles come from ``hls.cycle_model``: the loops of hls/templates as written,
+each pipelined loop at the II its memory ports allow, which the
+cycle-accounting C-sim (``hls.cycles``, ``make csim``) measures and
+tests/test_hls_cycles.py holds the two to. They are modelled, not
+synthesized. Inference is one DATAFLOW region (hls/gen_top.py): ``cycles``
+is its interval, the slowest stage (source, a layer, a dup2 copy, sink),
+and maps/s = f_clk / cycles for a batch in steady state;
+``latency_cycles`` is one image through every stage and ``message_cycles``
+one whole INFER (RxWords and the reply too), ``latency_us`` its time.
 
-``cycles_ideal`` keeps FINN's formula, what a flattened II=1 pipeline of
-streaming layers would take (the structure issue 16 asks for; the conv
-layers now read line buffers at II 1 and the pools stream their input once
-at II 1, but the layers still run one after another);
-``default_parallelism`` still folds by it, so the generated cores keep their
-folding:
+Activation channels (``channels``, as hls/gen_top.py ``region`` declares
+them): each cyclic bank is its own memory; a FIFO channel holds
+``fifo_depth`` codes a bank, a ping-pong channel two (or ``depth``) whole
+buffers.
+
+``cycles_ideal`` keeps FINN's formula for each layer, what a flattened II=1
+pipeline would take, for comparison (the conv and dense layers come within
+1.15x of it):
 
 - conv2d / dense: ``out_h * out_w * fold`` with
   ``fold = (out_c / pe) * (fan_in / simd)`` (hls/parallel.py), plus the
   pipeline depth ``PIPE_DEPTH + ceil(log2 simd)``;
 - maxpool ``out_h * out_w * pool**2 * c / pe``, gap ``in_h * in_w * c / pe``,
   add ``2 * h * w * c / pe``, quant and upsample ``out_h * out_w * c / pe``,
-  plus PIPE_DEPTH each;
-- streaming: one 32-bit word a cycle in (``infer_words`` + 4 framing words)
-  and out (``5 + n_classes`` words), plus CORE_CYCLES for the message FSM.
+  plus PIPE_DEPTH each.
 
-Latency = cycles / f_clk; maps/s = f_clk / cycles (one map at a time).
+The folding itself is ``hls.folding``'s.
 
 Fixed logic, outside the layers:
 
@@ -474,59 +478,6 @@ def fits(est: dict, budget: dict | None = None) -> bool:
     return True
 
 
-DEFAULT_BUDGET = {"bram18": 0.6, "dsp": 0.8, "lut": 0.7, "ff": 0.7}
-# What make hls folds toward by default: issue 16's goal for the wafer-map CNN
-# (a map every 100 us at 100 MHz); a model that cannot reach it gets the
-# fastest balanced folding that fits DEFAULT_BUDGET.
-DEFAULT_TARGET_MAPS_PER_S = 10_000
-
-
-def _next_divisor(n: int, cur: int) -> int | None:
-    return next((d for d in range(cur + 1, n + 1) if n % d == 0), None)
-
-
-def default_parallelism(layers: list[dict], target_maps_per_s: float | None = None,
-                        budget: dict | None = None, f_clk: int | None = None) -> dict:
-    """Balanced folding for the DATAFLOW core: the interval between images is
-    the slowest stage, so widen that one, a divisor step of pe or simd at a
-    time (the step that saves more of its cycles per LUT spent), while the
-    whole design stays inside ``budget`` (fractions of the device), until the
-    modelled speed reaches ``target_maps_per_s`` (None: as fast as fits) or
-    the slowest stage cannot be widened any more."""
-    budget = budget or DEFAULT_BUDGET
-    f_clk = f_clk or clock_hz()
-    par = {l["name"]: {"pe": 1, "simd": 1} for l in layers}
-    est = estimate(layers, par, f_clk)
-    by_name = {l["name"]: l for l in layers}
-    while target_maps_per_s is None or est["maps_per_s"] < target_maps_per_s:
-        l = by_name.get(est["slowest_stage"])
-        if l is None:   # the source, the sink or a dup2 stage: no folding widens it
-            break
-        p, row = par[l["name"]], next(r for r in est["layers"] if r["name"] == l["name"])
-        trials = []
-        for key, n in (("simd", parallel.fan_in(l)), ("pe", parallel.out_channels(l))):
-            if key == "simd" and l["type"] not in ("conv2d", "dense"):
-                continue
-            d = _next_divisor(n, p[key])
-            if d is None:
-                continue
-            t = {**par, l["name"]: {**p, key: d}}
-            try:
-                e = estimate(layers, t, f_clk)
-            except ValueError:  # a folding parallel.check refuses (ap_int width)
-                continue
-            if not fits(e, budget):
-                continue
-            new = next(r for r in e["layers"] if r["name"] == l["name"])
-            saved = row["cycles"] - new["cycles"]
-            if saved > 0:
-                trials.append((saved / max(e["total"]["lut"] - est["total"]["lut"], 1), t, e))
-        if not trials:
-            break
-        _, par, est = max(trials, key=lambda x: x[0])
-    return par
-
-
 def table(est: dict) -> str:
     lines = [f"{'layer':<14}{'pe':>4}{'simd':>6}{'BRAM18':>8}{'DSP':>6}{'LUT':>8}{'FF':>8}{'II':>4}"
              f"{'cycles':>10}{'ideal':>9}"]
@@ -562,16 +513,6 @@ def summary(est: dict, csim: dict | None = None) -> dict:
     return out
 
 
-def ensure_parallel(layers: list[dict], path: str | Path) -> dict[str, dict]:
-    """The folding in ``path``; writes ``default_parallelism`` there first if it
-    does not exist, so that the generated core and the estimate use the same."""
-    path = Path(path)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        parallel.save(path, default_parallelism(layers, DEFAULT_TARGET_MAPS_PER_S))
-    return parallel.load(layers, path)
-
-
 def main(argv=None) -> int:
     from contract.intmodel import IntModel
 
@@ -585,6 +526,8 @@ def main(argv=None) -> int:
                     help="cycles.json of hls.cycles (make csim): its measured cycles go next to the model's")
     args = ap.parse_args(argv)
     layers = IntModel.load(args.model).layers
+    from hls.folding import default_parallelism, ensure_parallel   # (hls.folding imports this module)
+
     par = ensure_parallel(layers, args.parallel) if args.parallel else default_parallelism(layers)
     est = estimate(layers, par)
     print(table(est))

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from hls import tcl
-from hls.estimate import ensure_parallel
+from hls.folding import ensure_parallel
 from hls.generate import generate
 from contract.intmodel import IntModel
 

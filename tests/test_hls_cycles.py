@@ -192,11 +192,12 @@ def test_partition_pragmas_match_registered_ports():
 
 def _zoo_case(base: Path, spec, par: dict | None, features: bool) -> tuple[dict, dict]:
     from hls import estimate as E
+    from hls import folding as F
 
     random_model(spec, seed=2).save(base / "export")
     (base / "hls").mkdir(parents=True)
     layers = spec.layers()
-    par = par if par is not None else E.default_parallelism(layers, target_maps_per_s=20_000)
+    par = par if par is not None else F.default_parallelism(layers, target_maps_per_s=20_000)
     parallel.save(base / "hls" / "parallel.json", par)
     rep = measure(base / "export", base / "hls", n=1, features=features)
     est = E.estimate(layers, parallel.load(layers, base / "hls" / "parallel.json"), features=features)

@@ -4,6 +4,7 @@ import pytest
 
 from contract import export_dir
 from hls import estimate as E
+from hls import folding as F
 from hls import parallel
 from contract import zoo
 from contract.spec import CNNSpec
@@ -113,9 +114,9 @@ def test_default_w4a4_folding_balances_the_dataflow_stages():
     reaches the target, inside 60 % BRAM and 70 % LUT."""
     layers = CNNSpec.uniform(4, 4).layers()
     unfolded = E.estimate(layers)
-    par = E.default_parallelism(layers, target_maps_per_s=3000)
+    par = F.default_parallelism(layers, target_maps_per_s=3000)
     est = E.estimate(layers, par)
-    E.check_fits(est, E.DEFAULT_BUDGET)
+    E.check_fits(est, F.DEFAULT_BUDGET)
     assert est["maps_per_s"] >= 3000 > unfolded["maps_per_s"]
     # the slowest stage sets the speed: every other stage is at most as slow
     assert max(r["cycles"] for r in est["layers"]) == est["cycles"]
@@ -133,7 +134,7 @@ def test_issue16_goals_in_the_estimate(model, goal):
     from bench.hls_cycles import GOAL_BUDGET, spec_of
 
     layers = spec_of(model, 4, 4).layers()
-    est = E.estimate(layers, E.default_parallelism(layers, goal, GOAL_BUDGET))
+    est = E.estimate(layers, F.default_parallelism(layers, goal, GOAL_BUDGET))
     E.check_fits(est, GOAL_BUDGET)
     assert est["with_platform"]["dsp"] <= 220
     assert est["maps_per_s"] >= goal
