@@ -161,7 +161,7 @@ def dup_cycles(n: int, lanes: int) -> int:
 
 
 def core_cycles(layers: list[dict], par: dict, n_pixels: int, n_classes: int,
-                feature_words: int = 0, feature_elems: int = 0) -> dict:
+                feature_words: int = 0) -> dict:
     """The parts outside the layers, for one INFER: the message around the
     region (RxWords, the shift words read before it, the reply) and the
     region's own source and sink stages."""

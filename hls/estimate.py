@@ -224,10 +224,6 @@ def requant_lut(width: int, out_bits: int, lanes: int = 1) -> int:
     return shared + lanes * (right + left + clamp)
 
 
-def _consumer_simd(layers: list[dict], par: dict, name: str) -> int:
-    return max([par[l["name"]]["simd"] for l in layers if name in l["inputs"]] or [1])
-
-
 def loader_logic(word_bits: int) -> tuple[int, int]:
     """(LUT, FF) of a weighted layer's loader (wq_loader.h route_weight_word):
     a buffer of ``word_bits + 32`` bits into which each 32-bit blob word is
@@ -264,12 +260,12 @@ def channels(layers: list[dict], par: dict, features: bool = False) -> list[dict
     """The DATAFLOW region's channel arrays as hls/gen_top.py declares them
     (its ``region``, run on the layers' lanes): ``array``, ``of`` (whose
     output it holds), ``factor`` (cyclic banks) and ``depth`` (buffers)."""
-    from hls.gen_config import LayerPlan, feature_layer, lanes
+    from hls.gen_config import LayerPlan, feature_layer, kind_of, lanes
     from hls.gen_top import region
 
     plans = []
     for l in layers:
-        kind = "dwconv" if l["type"] == "conv2d" and l.get("groups", 1) > 1 else l["type"]
+        kind = kind_of(l)
         size = l["out_h"] * l["out_w"] * l["out_c"] if l["type"] != "dense" else l["out_features"]
         p = LayerPlan(l, kind, [], "t", size, par[l["name"]]["pe"], par[l["name"]]["simd"])
         p.in_lanes, p.out_lanes = lanes(p)
@@ -277,13 +273,20 @@ def channels(layers: list[dict], par: dict, features: bool = False) -> list[dict
     return region(plans, feature_layer(layers) if features else None)[1]
 
 
+def channel_codes(layers: list[dict], of: str) -> tuple[int, int]:
+    """(codes, bits a code) of the array that holds ``of``'s output (INPUT: the image)."""
+    if of == INPUT:
+        first = layers[0]
+        return first["in_h"] * first["in_w"] * first["in_c"], first["in_bits"]
+    src = next(l for l in layers if l["name"] == of)
+    return src["out_h"] * src["out_w"] * src["out_c"], src["out_bits"]
+
+
 def channel_memory(layers: list[dict], ch: dict) -> tuple[int, int]:
     """(BRAM18, LUT) of one channel: ``factor`` banks, each its own memory
     (Vivado maps each partition separately), a FIFO of ``fifo_depth`` codes
     or ``depth`` whole buffers (ping-pong)."""
-    src = layers[0] if ch["of"] == INPUT else next(l for l in layers if l["name"] == ch["of"])
-    n = src["in_h"] * src["in_w"] * src["in_c"] if ch["of"] == INPUT else src["out_h"] * src["out_w"] * src["out_c"]
-    bits = src["in_bits"] if ch["of"] == INPUT else src["out_bits"]
+    n, bits = channel_codes(layers, ch["of"])
     if ch.get("fifo_depth"):   # a FIFO a bank (hls.gen_top.fifo_depth)
         br, lut = memory(bits, ch["fifo_depth"])
         return ch["factor"] * br, ch["factor"] * lut
@@ -402,9 +405,7 @@ def estimate(layers: list[dict], par: dict | None = None, f_clk: int | None = No
         buf = "img" if name == INPUT else f"{name}_out"
         for j in range(len(copies) // 2):
             mem = [channel_memory(layers, c) for c in copies[2 * j:2 * j + 2]]
-            src = first if name == INPUT else next(l for l in layers if l["name"] == name)
-            n = n_pix if name == INPUT else src["out_h"] * src["out_w"] * src["out_c"]
-            f = own[name]["factor"]
+            n, f = channel_codes(layers, name)[0], own[name]["factor"]
             rows.append({"name": f"{buf}_dup{j}", "type": "dup2", "bram18": sum(m[0] for m in mem),
                          "bram18_acts": sum(m[0] for m in mem), "bram18_weights": 0, "dsp": 0,
                          "lut": CTRL_LUT + sum(m[1] for m in mem), "ff": CTRL_FF,
@@ -420,7 +421,7 @@ def estimate(layers: list[dict], par: dict | None = None, f_clk: int | None = No
     n_classes = parallel.out_channels(layers[-1])
     stream = S.infer_words(n_pix) + S.HEADER_WORDS + S.TRAILER_WORDS \
         + S.HEADER_WORDS + 1 + n_classes + S.TRAILER_WORDS + CORE_CYCLES
-    cm = cycle_model.core_cycles(layers, par, n_pix, n_classes, fw, fe)
+    cm = cycle_model.core_cycles(layers, par, n_pix, n_classes, fw)
     # INFER_BATCH's result buffer: max_batch records of 32-bit words (hls/batch.py)
     rec = S.record_words(n_classes, fw)
     rbr, rlut = memory(32, batch.max_batch(n_classes, fw, n_pix) * rec)

@@ -59,6 +59,11 @@ class LayerPlan:
         return self.layer["name"]
 
 
+def kind_of(layer: dict) -> str:
+    """The KINDS key of a layer: a grouped conv2d is the depthwise template."""
+    return "dwconv" if layer["type"] == "conv2d" and layer.get("groups", 1) > 1 else layer["type"]
+
+
 def _code_t(bits: int, unsigned: bool) -> str:
     return f"ap_uint<{bits}>" if unsigned else f"ap_int<{bits}>"
 
@@ -107,7 +112,7 @@ def plan(meta: dict, par: dict[str, dict]) -> list[LayerPlan]:
     offset, plans = 0, []
     for layer in layers:
         t, name = layer["type"], layer["name"]
-        kind = "dwconv" if t == "conv2d" and layer["groups"] > 1 else t
+        kind = kind_of(layer)
         ins = [types[i] for i in layer["inputs"]]
         size = layer["out_h"] * layer["out_w"] * layer["out_c"]
         if t in ("maxpool", "upsample"):

@@ -195,7 +195,6 @@ class Board:
         try:
             status, classes, logits = self.accel.infer_batch(words[part], packing)
         except Exception as e:  # every image of this message still gets its record
-            self._core = None   # an ERROR reply or a backend failure: the core may have reset
             res.fail(part, *self._failure(e, f"images {part.start}..{part.stop - 1}"))
             return
         res.classes[part], res.logits[part] = classes, logits
@@ -227,12 +226,13 @@ class Board:
         try:
             res.classes[i], res.logits[i] = self.accel.infer(image)
         except Exception as e:
-            self._core = None
             res.fail(i, *self._failure(e, f"image {int(res.ids[i])}"))
 
-    @staticmethod
-    def _failure(e: Exception, what: str) -> tuple[int, str]:
-        """(wire status, text) for the images of a failed accelerator exchange."""
+    def _failure(self, e: Exception, what: str) -> tuple[int, str]:
+        """(wire status, text) for the images of a failed accelerator exchange.
+        An ERROR reply or a backend failure may have reset the core: its state
+        is read again before the next batch."""
+        self._core = None
         if isinstance(e, S.StreamError):
             if e.code == S.ERR_NO_WEIGHTS:
                 return W.E_NO_WEIGHTS, "no weights loaded: send LOAD_WEIGHTS first"

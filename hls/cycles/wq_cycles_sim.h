@@ -154,15 +154,19 @@ inline void fifo_error(const std::string& what) {
 // A FIFO channel is whole once one stage wrote every element and one read
 // every element, each bank in order (UG1399: an array channel becomes a FIFO
 // only when both sides access it sequentially, every element once).
+// The stage that touched m last reached every element of every bank.
+inline void fifo_check_whole(const memory& m) {
+    for (size_t b = 0; b < m.next.size(); b++)
+        if (m.next[b] < m.bytes / m.elem) {
+            fifo_error("FIFO channel " + m.name + ": stage " + m.users.back() + " leaves elements untouched");
+            return;
+        }
+}
+
 inline void fifo_done(memory& m) {
     if (!m.fifo || m.users.empty()) return;
-    const size_t n = m.bytes / m.elem;
     if (m.users.size() != 2) fifo_error("FIFO channel " + m.name + ": touched by one stage only (" + m.users[0] + ")");
-    for (size_t b = 0; b < m.next.size(); b++)
-        if (m.next[b] < n) {
-            fifo_error("FIFO channel " + m.name + ": stage " + m.users.back() + " leaves elements untouched");
-            break;
-        }
+    fifo_check_whole(m);
     m.users.clear();
 }
 
@@ -170,13 +174,7 @@ inline void fifo_touch(memory& m, size_t e) {
     state& s = S();
     const unsigned f = m.kind == WQ_CYCLIC ? m.factor : 1;
     if (m.users.empty() || m.users.back() != s.layer) {
-        if (!m.users.empty()) {
-            for (size_t b = 0; b < m.next.size(); b++)
-                if (m.next[b] < m.bytes / m.elem) {
-                    fifo_error("FIFO channel " + m.name + ": stage " + m.users.back() + " leaves elements untouched");
-                    break;
-                }
-        }
+        if (!m.users.empty()) fifo_check_whole(m);
         if (m.users.size() == 2) {
             fifo_error("FIFO channel " + m.name + ": a third stage, " + s.layer + ", touches it");
             return;
