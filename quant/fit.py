@@ -65,14 +65,29 @@ def _check_augment(mode: str) -> str:
     return mode
 
 
-def _order(y: np.ndarray, balanced: bool, gen: torch.Generator) -> torch.Tensor:
-    """One epoch of sample indices; with ``balanced`` every class is drawn equally often
-    (single-label ``y`` only; multi-label rows are drawn uniformly)."""
-    if not balanced or np.ndim(y) != 1:
+BALANCES = ("none", "sqrt", "equal")
+
+
+def _order(y: np.ndarray, balanced, gen: torch.Generator) -> torch.Tensor:
+    """One epoch of sample indices. ``balanced`` (True or "equal"): every class
+    is drawn equally often; "sqrt": a class's share grows as the square root of
+    its size, a middle way that lifts the rare classes without repeating a
+    56-map class twenty times an epoch (real WM-811K: best validation
+    accuracy of the three). False or "none": each map once. Multi-label rows
+    are always drawn uniformly."""
+    mode = {True: "equal", False: "none", None: "none"}.get(balanced, balanced)
+    if mode not in BALANCES:
+        raise ValueError(f"unknown class balance {balanced!r}; choose from {', '.join(BALANCES)}")
+    if mode == "none" or np.ndim(y) != 1:
         return torch.randperm(len(y), generator=gen)
-    counts = np.bincount(y)
-    weights = torch.as_tensor(1.0 / counts[y], dtype=torch.float64)
-    return torch.multinomial(weights, len(y), replacement=True, generator=gen)
+    counts = np.bincount(y).astype(np.float64)
+    per_map = 1.0 / (counts[y] if mode == "equal" else np.sqrt(counts[y]))
+    return torch.multinomial(torch.as_tensor(per_map), len(y), replacement=True, generator=gen)
+
+
+def _trainable(model: torch.nn.Module) -> list:
+    # Fixed layers (a spec's die decoder) stay as the spec set them.
+    return model.trainable_parameters() if hasattr(model, "trainable_parameters") else list(model.parameters())
 
 
 def _save_state(path, stage: str, epoch: int, model, opt, sched, gen) -> None:
@@ -84,7 +99,7 @@ def _save_state(path, stage: str, epoch: int, model, opt, sched, gen) -> None:
 
 
 def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
-        batch: int = 64, lr: float = 2e-3, loss: str = "ce", balanced: bool = False,
+        batch: int = 64, lr: float = 2e-3, loss: str = "ce", balanced=False,
         augment: str = "dihedral", desc: str = "train", gamma: float = 2.0, state_path=None,
         resume: bool = False) -> torch.nn.Module:
     """Supervised training of a FloatNet or GraphNet in place.
@@ -100,7 +115,7 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
     # export, calibration and the integer twin run.
     dev = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     model.to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(_trainable(model), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
     loss_fn = _loss_fn(loss, gamma)
     # Batches are converted as drawn: x may be a memory-mapped uint8 cache
@@ -224,7 +239,7 @@ def distill(teacher: torch.nn.Module, student: torch.nn.Module, x_unlabeled: np.
     torch.manual_seed(seed)
     teacher.eval()
     steps = max(1, len(x_unlabeled) // batch)
-    opt = torch.optim.Adam(student.parameters(), lr=lr)
+    opt = torch.optim.Adam(_trainable(student), lr=lr)
     xt = to_input(x_unlabeled)
     mode = _check_augment(augment)
     gen = torch.Generator().manual_seed(seed)

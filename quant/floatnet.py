@@ -19,6 +19,27 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def fixed_layers(spec) -> dict:
+    """name -> set values (``contract.spec.die_decode``) of the layers the spec
+    sets instead of learning."""
+    return spec.fixed_layers() if hasattr(spec, "fixed_layers") else {}
+
+
+@torch.no_grad()
+def set_fixed(net: nn.Module) -> None:
+    for name, fixed in net.fixed.items():
+        op = net.ops[name]
+        op.weight.copy_(torch.tensor(fixed["weight"], dtype=op.weight.dtype).reshape(op.weight.shape))
+        op.bias.copy_(torch.tensor(fixed["bias"], dtype=op.bias.dtype))
+
+
+def trainable_parameters(net: nn.Module) -> list:
+    """Every parameter but those of fixed layers (their weights, and in a
+    GraphNet their quantizers' scales): the optimizer never moves those."""
+    prefixes = tuple(f"{part}.{name}." for name in net.fixed for part in ("ops", "acts"))
+    return [p for n, p in net.named_parameters() if not n.startswith(prefixes)]
+
+
 class FloatNet(nn.Module):
     def __init__(self, spec, bn: bool = False):
         super().__init__()
@@ -26,6 +47,7 @@ class FloatNet(nn.Module):
         self.layers = spec.layers()
         self.ops = nn.ModuleDict()
         self.bns = nn.ModuleDict()
+        self.fixed = fixed_layers(spec)
         for layer in self.layers:
             name, kind = layer["name"], layer["type"]
             if kind == "conv2d":
@@ -34,6 +56,8 @@ class FloatNet(nn.Module):
                                            groups=layer["groups"], bias=True)
             elif kind == "dense":
                 self.ops[name] = nn.Linear(layer["in_features"], layer["out_features"], bias=True)
+            if layer["name"] in self.fixed:
+                continue
             if bn and kind == "conv2d":
                 self.bns[name] = nn.BatchNorm2d(layer["out_c"])
             elif bn and kind == "dense" and layer["requant"]:
@@ -47,9 +71,13 @@ class FloatNet(nn.Module):
         1/sqrt(3)) shrinks the signal layer by layer, so deep nets such as
         xception_fpn barely move for the first epochs; He init keeps the
         activation variance roughly constant through the ReLUs."""
-        for op in self.ops.values():
+        for name, op in self.ops.items():
             nn.init.kaiming_normal_(op.weight, mode="fan_in", nonlinearity="relu")
             nn.init.zeros_(op.bias)
+        set_fixed(self)
+
+    def trainable_parameters(self) -> list:
+        return trainable_parameters(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.trace(x)[self.layers[-1]["name"]]
@@ -73,6 +101,10 @@ class FloatNet(nn.Module):
         for layer in self.layers:
             y = self._op(layer, [out[i] for i in layer["inputs"]])
             out[layer["name"]] = F.relu(y) if layer["requant"] and layer["relu"] else y
+            if layer["name"] in self.fixed:
+                # Saturate where the quantized twin's set scale does, so both agree.
+                top = self.fixed[layer["name"]]["act_scale"] * (2 ** layer["out_bits"] - 1)
+                out[layer["name"]] = out[layer["name"]].clamp(max=top)
         return out
 
     def _op(self, layer: dict, xs: list[torch.Tensor]) -> torch.Tensor:

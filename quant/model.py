@@ -16,12 +16,13 @@ import torch
 import torch.nn.functional as F
 from brevitas.core.scaling import ScalingImplType
 from brevitas.quant import (Int8ActPerTensorFixedPoint, Int8ActPerTensorFixedPointMSE,
-                            Int8WeightPerTensorFixedPointMSE, Int32Bias, Uint8ActPerTensorFixedPoint,
+                            Int8WeightPerTensorFixedPoint, Int8WeightPerTensorFixedPointMSE, Int32Bias, Uint8ActPerTensorFixedPoint,
                             Uint8ActPerTensorFixedPointMSE)
 from brevitas.quant_tensor import IntQuantTensor
 from torch import nn
 
 from contract.spec import INPUT_BITS, INPUT_SCALE_LOG2
+from quant.floatnet import fixed_layers, set_fixed, trainable_parameters
 
 
 class InputQuant(Uint8ActPerTensorFixedPoint):
@@ -74,6 +75,20 @@ def signed_act_quant(bits: int, init: str = "stats"):
     return type(f"Int{bits}ActPerTensorFixedPoint_{init}", (base,), {"bit_width": bits})
 
 
+def const_weight_quant(bits: int, scale: float):
+    """Signed weights at a set power-of-two scale (a fixed layer's)."""
+    return type(f"Int{bits}WeightConst", (Int8WeightPerTensorFixedPoint,),
+                {"bit_width": bits, "narrow_range": False, "scaling_impl_type": ScalingImplType.CONST,
+                 "scaling_const": scale * 2 ** (bits - 1)})
+
+
+def const_act_quant(bits: int, scale: float):
+    """Unsigned activations at a set power-of-two scale (a fixed layer's)."""
+    return type(f"Uint{bits}ActConst", (Uint8ActPerTensorFixedPoint,),
+                {"bit_width": bits, "scaling_impl_type": ScalingImplType.CONST,
+                 "scaling_const": scale * 2 ** bits, "min_val": 0.0, "max_val": scale * (2 ** bits - 1)})
+
+
 def _rewrap(qt: IntQuantTensor, value: torch.Tensor, extra_bits: int = 0) -> IntQuantTensor:
     """The same scale on new values: exact for max, repeat and sums of codes."""
     return IntQuantTensor(value, qt.scale, qt.zero_point, qt.bit_width + extra_bits, qt.signed,
@@ -97,14 +112,17 @@ class GraphNet(nn.Module):
         self.ops = nn.ModuleDict()
         self.acts = nn.ModuleDict()
         self.aligns = nn.ModuleDict()
+        self.fixed = fixed_layers(spec)
         for layer in self.layers:
             name, kind = layer["name"], layer["type"]
+            fixed = self.fixed.get(name)
             if kind == "conv2d":
+                wq = (const_weight_quant(layer["w_bits"], fixed["weight_scale"]) if fixed
+                      else weight_quant(layer["w_bits"]))
                 self.ops[name] = qnn.QuantConv2d(
                     layer["in_c"], layer["out_c"], layer["kernel"], stride=layer["stride"],
                     padding=layer["pad"], groups=layer["groups"], bias=True,
-                    weight_quant=weight_quant(layer["w_bits"]), bias_quant=Int32Bias,
-                    return_quant_tensor=True)
+                    weight_quant=wq, bias_quant=Int32Bias, return_quant_tensor=True)
             elif kind == "dense":
                 self.ops[name] = qnn.QuantLinear(
                     layer["in_features"], layer["out_features"], bias=True,
@@ -115,12 +133,21 @@ class GraphNet(nn.Module):
                 self.aligns[name] = qnn.QuantIdentity(act_quant=signed_act_quant(layer["align_bits"], act_init),
                                                       return_quant_tensor=True)
             if layer["requant"]:
-                if layer["relu"]:
+                if fixed:
+                    self.acts[name] = qnn.QuantReLU(act_quant=const_act_quant(layer["out_bits"],
+                                                                              fixed["act_scale"]),
+                                                    return_quant_tensor=True)
+                elif layer["relu"]:
                     self.acts[name] = qnn.QuantReLU(act_quant=act_quant(layer["out_bits"], act_init),
                                                     return_quant_tensor=True)
                 else:
                     self.acts[name] = qnn.QuantIdentity(act_quant=signed_act_quant(layer["out_bits"], act_init),
                                                         return_quant_tensor=True)
+
+        set_fixed(self)
+
+    def trainable_parameters(self) -> list:
+        return trainable_parameters(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.trace(x)[self.layers[-1]["name"]]

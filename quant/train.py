@@ -40,7 +40,7 @@ import torch
 
 from quant import metrics, synth
 from quant.cam_report import cam_html, cam_lines, cam_report
-from quant.fit import AUGMENTS, distill, fit, from_float, predict_logits, train_qat
+from quant.fit import AUGMENTS, BALANCES, distill, fit, from_float, predict_logits, train_qat
 from quant.floatnet import FloatNet
 from quant.model import ACT_INITS, GraphNet
 from contract.spec import CNNSpec, spec_from_dict
@@ -99,7 +99,8 @@ def make_spec(args):
     w, a = _bits_arg(args.w_bits), _bits_arg(args.a_bits)
     width = getattr(args, "width", None)
     if args.family == "wmcnn":
-        kw = dict(in_size=args.size, classes=tuple(args.classes))
+        kw = dict(in_size=args.size, classes=tuple(args.classes),
+                  die_channels=bool(getattr(args, "die_channels", False)))
         if getattr(args, "channels", None):
             kw["channels"] = tuple(args.channels)
         elif width:
@@ -270,7 +271,7 @@ def run_multilabel(args) -> dict:
     spec = make_spec(args)
     x, y, x_test, y_test = load_multilabel(args)
     t0 = time.time()
-    kw = {**_train_kw(args), "loss": "bce", "balanced": False}
+    kw = {**_train_kw(args), "loss": "bce", "balanced": "none"}
     fp, q = train_qat(spec, x, y.astype(np.float32), args.fp_epochs, args.qat_epochs, args.seed,
                       state_dir=args.out, resume=args.resume, qat_lr=args.qat_lr, **kw)
     results = {"model": spec.name + "_multilabel", "spec": spec.to_dict(), "config": _config_of(args),
@@ -328,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="channels of the first stage (zoo default 16, xception_fpn 8, wmcnn 8)")
     ap.add_argument("--channels", type=_int_list, default=None,
                     help="wmcnn: output channels of each conv+pool block, e.g. 16,32,64,64 (overrides --width)")
+    ap.add_argument("--die-channels", action="store_true",
+                    help="wmcnn: a fixed first layer decodes the gray codes into die and fail channels "
+                         "(contract.spec.die_decode); on real maps worth about two points")
     ap.add_argument("--eight-classes", action="store_true", help="drop 'none', as the paper does")
     ap.add_argument("--limit", type=int, default=None, help="at most this many labelled maps of a real file")
     ap.add_argument("--n-train", type=int, default=8000)
@@ -339,7 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--qat-lr", type=float, default=None, help="peak QAT learning rate (default lr / 2)")
     ap.add_argument("--loss", default="ce", choices=("ce", "focal"))
     ap.add_argument("--gamma", type=float, default=2.0, help="focal-loss gamma")
-    ap.add_argument("--balanced", action="store_true", help="class-balanced sampling")
+    ap.add_argument("--balanced", action="store_const", const="equal", default="none",
+                    help="class-balanced sampling (the same as --balance equal)")
+    ap.add_argument("--balance", dest="balanced", choices=BALANCES,
+                    help="class balance of the sampling: none, sqrt (a class drawn as the square "
+                         "root of its size) or equal")
     ap.add_argument("--augment", choices=AUGMENTS, default=None,
                     help="random symmetries while training: dihedral (turns and flips, the wafer-map "
                          "default), hflip (mirror along the circumference only, the buffer-zone default), none")

@@ -31,6 +31,9 @@ SPECS = {
     # 21*21*3 pixels is not a multiple of 4, and 21 and 10 pool with a dropped edge.
     "odd": CNNSpec(name="odd", in_size=21, in_channels=3, channels=(4, 6), w_bits=(6, 7, 5),
                    a_bits=(5, 4)),
+    # The real-map recipe's shape: a 1x1 die decoder (2 bits) in front of the first conv.
+    "die": CNNSpec(name="die", in_size=24, channels=(4, 8), w_bits=(4, 4, 4), a_bits=(4, 4),
+                   die_channels=True),
 }
 N_IMAGES = 32
 
@@ -332,7 +335,7 @@ def _batch_images(model: IntModel, n: int, packing: int, seed: int) -> tuple[np.
     return pixels, pixels
 
 
-@pytest.mark.parametrize("name", ["w4a4", "odd"])
+@pytest.mark.parametrize("name", ["w4a4", "odd", "die"])
 @pytest.mark.parametrize("packing", [S.PACK_U8, S.PACK_DIE2], ids=["u8", "die2"])
 def test_infer_batch_bit_exact(builds, name, packing):
     """Batches of 1, 16 and 64 equal IntModel.forward and RefCore word for word;
