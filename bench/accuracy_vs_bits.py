@@ -2,11 +2,15 @@
 
     python -m bench.accuracy_vs_bits --quick --out build/bench_bits      # minutes
     python -m bench.accuracy_vs_bits --families wmcnn --out DIR          # fuller run
-    python -m bench.accuracy_vs_bits --data wm811k-real-train.pkl --size 48 --channels 16,32,64,64 \
-        --seeds 0,1,2 --out DIR                                          # real maps, mean +- spread
+    python -m bench.accuracy_vs_bits --data wm811k-real-train.pkl --families wmcnn \
+        --recipe quant/configs/wmcnn_real_4w4a.json --seeds 0,1 --out DIR   # real maps, mean +- spread
 
 With ``--data`` the maps are real (the held-out split of ``quant.train``) and
-every family's FP32 twin trains with batch norms. Each quantized point also
+every family's FP32 twin trains with batch norms. ``--recipe`` takes a
+``quant.train`` config (the one ``make train DATA=`` uses) for wmcnn: its
+size, blocks, die decoder, class balance, epochs and learning rates, so the
+sweep measures the recipe itself at every width (below 4 bits the activation
+scales start at least error, as in ``wmcnn_real_2w2a.json``). Each quantized point also
 carries the estimator's LUT, BRAM36, DSP and maps/s on the XC7Z020
 (``hls.estimate``, default parallelism) and whether it fits; ``pareto.png``
 plots accuracy (mean, spread over ``--seeds``) against LUTs.
@@ -42,11 +46,11 @@ MODES = {  # n_train, n_test, fp_epochs, qat_epochs (at 8/4 bits; 3/2 bits get q
 }
 
 
-def make_spec(family: str, bits: int, size: int, width: int | None, channels=None):
+def make_spec(family: str, bits: int, size: int, width: int | None, channels=None, die_channels: bool = False):
     if family == "wmcnn":
         kw = {"channels": tuple(channels)} if channels else {"channels": (width, 2 * width, 4 * width)} \
             if width else {}
-        return CNNSpec.uniform(bits, bits, in_size=size, **kw)
+        return CNNSpec.uniform(bits, bits, in_size=size, die_channels=die_channels, **kw)
     return ZooSpec(family, in_size=size, w_bits=bits, a_bits=bits, width=width or 16)
 
 
@@ -100,21 +104,45 @@ def _recipe(family, args) -> dict:
     recipe = dict(RECIPES.get(family, {}))
     if args.data is not None:
         recipe["bn"] = True
+    if family == "wmcnn" and args.recipe:
+        recipe.update({k: args.recipe[k] for k in ("bn", "balanced", "qat_lr") if k in args.recipe})
     return recipe
+
+
+def load_recipe(path: Path, args, cfg: dict) -> dict:
+    """A quant.train config's options for wmcnn; they set size, blocks and
+    epochs unless given here on the command line."""
+    opts = {k: v for k, v in json.loads(Path(path).read_text()).items() if not k.startswith("_")}
+    if opts.get("family", "wmcnn") != "wmcnn":
+        raise SystemExit(f"{path}: --recipe takes a wmcnn config, this one is {opts['family']}")
+    if args.size is None and "size" in opts:
+        args.size = opts["size"]
+    if args.channels is None and opts.get("channels"):
+        args.channels = tuple(opts["channels"])
+    for key in ("fp_epochs", "qat_epochs"):
+        if getattr(args, key) is None and key in opts:
+            cfg[key] = opts[key]
+    if args.qat_low is None and "qat_epochs" in opts:
+        cfg["qat_low"] = opts["qat_epochs"]
+    if args.lr_given is None and "lr" in opts:
+        args.lr = opts["lr"]
+    return opts
 
 
 def float_net(family, spec, x, y, cfg, args) -> FloatNet:
     """The family's FP32 twin, trained as RECIPES says (plain by default)."""
     recipe = _recipe(family, args)
     return float_twin(spec, x, y, cfg["fp_epochs"], args.seed, bn=recipe.get("bn", False),
-                      equalize=recipe.get("equalize", False), lr=args.lr, desc=f"{family} fp32")
+                      equalize=recipe.get("equalize", False), lr=args.lr, desc=f"{family} fp32",
+                      balanced=recipe.get("balanced", "none"))
 
 
 def run_family(family, x, y, xt, yt, cfg, args) -> list[dict]:
     rows = []
     t0 = time.time()
     channels = args.channels if family == "wmcnn" else None
-    spec_fp = make_spec(family, 8, args.size, args.width, channels)
+    die = family == "wmcnn" and bool(args.recipe and args.recipe.get("die_channels"))
+    spec_fp = make_spec(family, 8, args.size, args.width, channels, die)
     fp = float_net(family, spec_fp, x, y, cfg, args)
     n_w, _ = weight_memory(spec_fp)
     fp_acc = acc(fp, xt, yt)
@@ -127,10 +155,12 @@ def run_family(family, x, y, xt, yt, cfg, args) -> list[dict]:
     recipe = _recipe(family, args)
     for b in args.bits:
         t1 = time.time()
-        spec = make_spec(family, b, args.size, args.width, channels)
+        spec = make_spec(family, b, args.size, args.width, channels, die)
         epochs = (cfg["qat_epochs"] if b >= 4 else cfg["qat_low"]) * recipe.get("qat_scale", 1)
-        q = qat_from(spec, fp, x, y, epochs, args.seed, qat_lr=args.lr / 2 if b >= 4 else args.lr,
-                     act_init=recipe.get("act_init", "stats"))
+        qat_lr = recipe.get("qat_lr") or (args.lr / 2 if b >= 4 else args.lr)
+        act_init = recipe.get("act_init", "mse" if args.recipe and b < 4 else "stats")
+        q = qat_from(spec, fp, x, y, epochs, args.seed, qat_lr=qat_lr, act_init=act_init,
+                     balanced=recipe.get("balanced", "none"))
         n, wbits = weight_memory(spec)
         rows.append(dict(family=family, mode=f"W{b}A{b}", bits=b, params=n, weight_bits=wbits,
                          accuracy=acc(q, xt, yt), macro_f1=_f1(q, xt, yt), qat_epochs=epochs,
@@ -240,9 +270,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("build/bench_bits"))
     ap.add_argument("--quick", action="store_true", help="small data, few epochs (a few minutes)")
     ap.add_argument("--families", default=",".join(FAMILIES))
-    ap.add_argument("--size", type=int, default=42)
+    ap.add_argument("--size", type=int, default=None, help="input side (default 42, or the recipe's)")
     ap.add_argument("--width", type=int, default=None)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=None, help="peak FP32 learning rate (default 3e-3, or the recipe's)")
+    ap.add_argument("--recipe", type=Path, default=None,
+                    help="a quant.train config for wmcnn (e.g. quant/configs/wmcnn_real_4w4a.json)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bits", default=",".join(map(str, BITS)),
                     help="QAT bit widths to run, e.g. 2 (FP32 and PTQ-8 always run)")
@@ -263,6 +295,9 @@ def main(argv=None) -> int:
     args.channels = tuple(int(c) for c in args.channels.split(",")) if args.channels else None
     cfg = dict(MODES["quick" if args.quick else "full"])
     cfg.update({k: getattr(args, k) for k in cfg if getattr(args, k) is not None})
+    args.lr_given, args.lr = args.lr, args.lr or 3e-3
+    args.recipe = load_recipe(args.recipe, args, cfg) if args.recipe else None
+    args.size = args.size or 42
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     if args.data is not None:
         x, y, xt, yt = real_data(args, cfg)
@@ -277,7 +312,8 @@ def main(argv=None) -> int:
             rows += run_family(fam, x, y, xt, yt, cfg, args)
             agg = aggregate(rows)
             (args.out / "accuracy_vs_bits.json").write_text(json.dumps(
-                {"config": cfg, "data": str(args.data) if args.data else "synthetic", "seeds": seeds,
+                {"config": cfg, "recipe": args.recipe, "data": str(args.data) if args.data else "synthetic",
+                 "seeds": seeds,
                  "rows": rows, "aggregate": agg}, indent=1))
             print(table([r for r in rows if r["family"] == fam and r["seed"] == seed]), flush=True)
     print("\n" + pareto_table(aggregate(rows)))

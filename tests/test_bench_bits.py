@@ -54,3 +54,44 @@ def test_real_data_seeds_and_estimates(tmp_path, capsys):
     assert "lut" not in agg["fp32"]
     assert (tmp_path / "pareto.png").stat().st_size > 1000
     assert "+-" in capsys.readouterr().out
+
+
+def test_real_data_recipe_sets_the_wmcnn_options(tmp_path, monkeypatch):
+    """--recipe takes a quant.train config: size, blocks, epochs, the die decoder
+    and the class balance reach the trained nets (the spec and fit calls)."""
+    from pathlib import Path
+
+    from quant.datasets import wm811k
+
+    real = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wm811k-real-train.pkl"
+    if not real.exists():
+        pytest.skip(f"{real} is absent")
+    pkl = tmp_path / "slice.pkl"
+    wm811k.read_frame(real).iloc[::24].to_pickle(pkl)            # 200 real maps
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"family": "wmcnn", "channels": [4, 8], "die_channels": True, "size": 16,
+                                  "fp_epochs": 1, "qat_epochs": 1, "qat_lr": 0.001, "balanced": "sqrt",
+                                  "bn": True}))
+    seen = []
+    real_twin, real_qat = bench.float_twin, bench.qat_from
+
+    def twin(spec, *a, **kw):
+        seen.append(("fp", spec.in_size, spec.die_channels, kw["balanced"]))
+        return real_twin(spec, *a, **kw)
+
+    def qat(spec, *a, **kw):
+        seen.append(("qat", spec.layers()[0]["name"], kw["qat_lr"], kw["act_init"], kw["balanced"]))
+        return real_qat(spec, *a, **kw)
+
+    monkeypatch.setattr(bench, "float_twin", twin)
+    monkeypatch.setattr(bench, "qat_from", qat)
+    argv = ["--data", str(pkl), "--families", "wmcnn", "--recipe", str(recipe), "--bits", "4,2",
+            "--out", str(tmp_path)]
+    assert bench.main(argv) == 0
+    assert seen == [("fp", 16, True, "sqrt"), ("qat", "decode", 0.001, "stats", "sqrt"),
+                    ("qat", "decode", 0.001, "mse", "sqrt")]
+    res = json.loads((tmp_path / "accuracy_vs_bits.json").read_text())
+    assert res["recipe"]["die_channels"] is True and res["config"]["fp_epochs"] == 1
+    with pytest.raises(SystemExit, match="wmcnn config"):
+        recipe.write_text(json.dumps({"family": "vgg_s"}))
+        bench.main(argv)

@@ -350,3 +350,17 @@ def test_train_qat_equalizes_when_asked(data):
 
     for name in ("dw0", "dw1", "dw2"):
         assert spread(twins[1], name) < spread(twins[0], name)
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_real_map_recipe_fits_the_part_at_every_width(bits, tmp_path):
+    """Issue 15: the recipe `make train DATA=` trains fits the XC7Z020 by the
+    estimator at W8A8, W4A4 and W2A2, with the folding the HLS flow picks."""
+    from hls import estimate, folding
+
+    args = tr.parse_args(["--config", str(CONFIGS[0].parent / "wmcnn_real_4w4a.json"), "--out", str(tmp_path),
+                          "--w-bits", str(bits), "--a-bits", str(bits)])
+    layers = tr.make_spec(args).layers()
+    assert layers[0]["name"] == "decode"
+    est = estimate.estimate(layers, folding.default_parallelism(layers))
+    assert estimate.fits(est), estimate.table(est)
