@@ -12,7 +12,8 @@
 3. Real only against real plus generated maps, on the same split.
 
 Writes ``sim2real.json`` and prints a table. Uses the recipe of
-``quant/configs/wmcnn_real_4w4a.json`` (model, size), with the epochs given.
+``quant/configs/wmcnn_real_4w4a.json`` (model, size, die decoder, class
+balance), with the epochs given.
 """
 from __future__ import annotations
 
@@ -60,10 +61,11 @@ def _train_eval(x, y, x_test, y_test, cfg, seed, fp_epochs, qat_epochs):
 
     torch.set_num_threads(1)
     spec = make_spec(argparse.Namespace(family="wmcnn", w_bits=4, a_bits=4, size=cfg["size"],
-                                        classes=WAFER_CLASSES, channels=cfg["channels"], width=None))
+                                        classes=WAFER_CLASSES, channels=cfg["channels"], width=None,
+                                        die_channels=cfg.get("die_channels", False)))
     t0 = time.time()
     fp, q = train_qat(spec, x, y, fp_epochs, qat_epochs, seed, bn=cfg.get("bn", False), lr=cfg["lr"],
-                      qat_lr=cfg.get("qat_lr"), augment="dihedral")
+                      qat_lr=cfg.get("qat_lr"), augment="dihedral", balanced=cfg.get("balanced", "none"))
     res = {"train_seconds": time.time() - t0, "n_train": int(len(y))}
     for key, model in (("fp32", fp), ("qat", q)):
         res[key] = metrics.summary(y_test, predict_logits(model, x_test).argmax(1), WAFER_CLASSES)
