@@ -71,7 +71,7 @@ class FloatNet(nn.Module):
         1/sqrt(3)) shrinks the signal layer by layer, so deep nets such as
         xception_fpn barely move for the first epochs; He init keeps the
         activation variance roughly constant through the ReLUs."""
-        for name, op in self.ops.items():
+        for op in self.ops.values():
             nn.init.kaiming_normal_(op.weight, mode="fan_in", nonlinearity="relu")
             nn.init.zeros_(op.bias)
         set_fixed(self)

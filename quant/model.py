@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from brevitas.core.scaling import ScalingImplType
 from brevitas.quant import (Int8ActPerTensorFixedPoint, Int8ActPerTensorFixedPointMSE,
-                            Int8WeightPerTensorFixedPoint, Int8WeightPerTensorFixedPointMSE, Int32Bias, Uint8ActPerTensorFixedPoint,
-                            Uint8ActPerTensorFixedPointMSE)
+                            Int8WeightPerTensorFixedPoint, Int8WeightPerTensorFixedPointMSE, Int32Bias,
+                            Uint8ActPerTensorFixedPoint, Uint8ActPerTensorFixedPointMSE)
 from brevitas.quant_tensor import IntQuantTensor
 from torch import nn
 
