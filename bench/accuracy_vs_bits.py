@@ -112,7 +112,9 @@ def _recipe(family, args) -> dict:
 def load_recipe(path: Path, args, cfg: dict) -> dict:
     """A quant.train config's options for wmcnn; they set size, blocks and
     epochs unless given here on the command line."""
-    opts = {k: v for k, v in json.loads(Path(path).read_text()).items() if not k.startswith("_")}
+    from quant import train
+
+    opts = train.load_config(path, train.build_parser())
     if opts.get("family", "wmcnn") != "wmcnn":
         raise SystemExit(f"{path}: --recipe takes a wmcnn config, this one is {opts['family']}")
     if args.size is None and "size" in opts:
@@ -124,7 +126,7 @@ def load_recipe(path: Path, args, cfg: dict) -> dict:
             cfg[key] = opts[key]
     if args.qat_low is None and "qat_epochs" in opts:
         cfg["qat_low"] = opts["qat_epochs"]
-    if args.lr_given is None and "lr" in opts:
+    if args.lr is None and "lr" in opts:
         args.lr = opts["lr"]
     return opts
 
@@ -295,9 +297,8 @@ def main(argv=None) -> int:
     args.channels = tuple(int(c) for c in args.channels.split(",")) if args.channels else None
     cfg = dict(MODES["quick" if args.quick else "full"])
     cfg.update({k: getattr(args, k) for k in cfg if getattr(args, k) is not None})
-    args.lr_given, args.lr = args.lr, args.lr or 3e-3
     args.recipe = load_recipe(args.recipe, args, cfg) if args.recipe else None
-    args.size = args.size or 42
+    args.size, args.lr = args.size or 42, args.lr or 3e-3
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     if args.data is not None:
         x, y, xt, yt = real_data(args, cfg)
