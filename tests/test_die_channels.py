@@ -109,3 +109,16 @@ def test_csim_equals_integer_model_on_die2_batches(tmp_path):
     assert (status == 0).all()
     np.testing.assert_array_equal(logits, want.astype(np.int64).astype(np.int32))
     np.testing.assert_array_equal(cls, want_cls)
+
+
+def test_qonnx_executor_equals_the_integer_model(tmp_path):
+    """An independent reader: qonnx's executor runs the exported QONNX graph,
+    decoder included, and must give the integer model's logits."""
+    pytest.importorskip("qonnx")
+    from quant.export import export_qonnx, run_qonnx
+
+    x, _, _, q = _trained()
+    im = to_intmodel(q, x[:4])
+    path = export_qonnx(q, tmp_path / "die.qonnx.onnx")
+    np.testing.assert_array_equal(run_qonnx(path, x[:16]).astype(np.float64),
+                                  im.forward(x[:16]) * 2.0 ** im.logit_scale_log2)
