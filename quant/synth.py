@@ -49,26 +49,49 @@ MIXTURES = _mixtures()
 MIXED_COMBINATIONS = ((),) + tuple((p,) for p in MIXED_PATTERNS) + MIXTURES
 
 
-#: Die-grid rows of the real WM-811K file (quantiles 0, 10, 25, 50, 75, 90,
-#: 97, 100 %) and cols/rows aspect (5, 50, 95 %), measured on
-#: ../shared/data/wm811k-real-train.pkl (4,796 maps) by quant.sim2real.
-REAL_ROWS_Q = (22, 25, 30, 39, 48, 63, 80, 212)
-REAL_ASPECT_Q = (0.78, 1.0, 1.24)
+#: Die-grid rows per class in the real WM-811K file (quantiles 0, 10, 25, 50,
+#: 75, 90 and 100 %), the share of square grids and the spread (std of the
+#: log) of cols/rows on the others. Classes come on different products: Donut
+#: and Random on 35..45-row grids, Scratch on large ones, Center and Edge-Loc
+#: often on small ones. Measured on the training rows of
+#: ../shared/data/wm811k-real-train.pkl (3,835 maps; the held-out test rows
+#: not used) by ``python -m quant.sim2real --stats-only`` (``rows_q``,
+#: ``square_share``, ``log_aspect_std``).
+CLASS_ROWS_Q = {
+    "Center": (22, 25, 25, 39, 41, 53, 212),
+    "Donut": (27, 35, 35, 41, 41, 45, 87),
+    "Edge-Loc": (22, 26, 32, 39, 52, 60, 133),
+    "Edge-Ring": (26, 34, 38, 53, 63, 63, 121),
+    "Loc": (25, 26, 30, 39, 44, 60, 212),
+    "Near-full": (25, 25, 26, 33, 39, 41, 62),
+    "Random": (25, 26, 34, 39, 41, 41, 113),
+    "Scratch": (22, 29, 37, 50, 64, 89, 212),
+    "none": (22, 26, 30, 41, 53, 53, 101),
+}
+CLASS_ASPECT = {  # (square share, std of log(cols/rows) of the others)
+    "Center": (0.30, 0.14), "Donut": (0.54, 0.15), "Edge-Loc": (0.27, 0.21),
+    "Edge-Ring": (0.62, 0.17), "Loc": (0.34, 0.19), "Near-full": (0.20, 0.10),
+    "Random": (0.44, 0.15), "Scratch": (0.21, 0.19), "none": (0.14, 0.12),
+}
+ROWS_QUANTILES = (0, 0.10, 0.25, 0.50, 0.75, 0.90, 1.0)
 PROFILES = ("default", "wm811k")
 
 
-def _real_shape(rng) -> tuple[int, int]:
-    # Inverse-CDF draw through the measured row quantiles (piecewise linear).
-    q = np.array([0, 0.10, 0.25, 0.50, 0.75, 0.90, 0.97, 1.0])
-    rows = int(round(np.interp(rng.random(), q, REAL_ROWS_Q)))
-    aspect = 1.0 if rng.random() < 0.45 else float(np.exp(rng.normal(0, 0.13)))
+def _real_shape(rng, cls: str) -> tuple[int, int]:
+    # Inverse-CDF draw through the class's row quantiles: linear between
+    # them, geometric in the top decile, whose span (60 to 212 rows) is wide.
+    rq, u = CLASS_ROWS_Q[cls], rng.random()
+    rows = np.interp(u, ROWS_QUANTILES, rq) if u < 0.9 else np.exp(np.interp(u, ROWS_QUANTILES, np.log(rq)))
+    rows = int(round(rows))
+    square, spread = CLASS_ASPECT[cls]
+    aspect = 1.0 if rng.random() < square else float(np.exp(rng.normal(0, spread)))
     cols = int(np.clip(round(rows * aspect), 20, 2 * rows))
     return rows, cols
 
 
-def _grid(rng: np.random.Generator, shape=None, profile: str = "default"):
+def _grid(rng: np.random.Generator, shape=None, profile: str = "default", cls: str = "none"):
     if shape is None and profile == "wm811k":
-        rows, cols = _real_shape(rng)
+        rows, cols = _real_shape(rng, cls)
     elif shape is None:
         rows = int(rng.integers(26, 61))
         cols = int(np.clip(rows + rng.integers(-6, 7), 24, 64))
@@ -132,38 +155,85 @@ def _pattern(name: str, rng: np.random.Generator, r, theta, yy, xx) -> np.ndarra
 
 
 def _pattern_real(name: str, rng: np.random.Generator, r, theta, yy, xx) -> np.ndarray:
-    """The patterns with sizes matched to the real file's fail shares per
-    class (quant.sim2real compares them)."""
+    """The patterns as they look in the real file: sizes matched to its fail
+    shares per class, and the variants that a model trained on the default
+    shapes confused on real maps (quant.sim2real compares them)."""
+    die = 2.0 / max(r.shape)          # one die in the normalized coordinates
     if name == "Center":
-        return _blob(rng, yy, xx, *rng.normal(0, 0.08, 2), rng.uniform(0.22, 0.55))
+        size = float(np.exp(rng.uniform(np.log(0.1), np.log(0.55))))
+        return _blob(rng, yy, xx, *rng.normal(0, 0.08, 2), size)
     if name == "Donut":
         rr = np.hypot(yy - rng.normal(0, 0.05), xx - rng.normal(0, 0.05))
-        return np.abs(rr - rng.uniform(0.3, 0.55)) <= rng.uniform(0.1, 0.22)
+        ring = np.abs(rr - rng.uniform(0.3, 0.55)) <= rng.uniform(0.1, 0.22)
+        if rng.random() < 0.4:
+            # an open ring: part of the circumference passes
+            dang = np.angle(np.exp(1j * (theta - rng.uniform(-np.pi, np.pi))))
+            ring &= np.abs(dang) <= rng.uniform(0.6, 0.9) * np.pi
+        return ring
     if name == "Edge-Loc":
-        a0, width = rng.uniform(-np.pi, np.pi), rng.uniform(0.5, 1.8)
+        a0 = rng.uniform(-np.pi, np.pi)
         dang = np.angle(np.exp(1j * (theta - a0)))
-        return (r >= rng.uniform(0.55, 0.8)) & (np.abs(dang) <= width / 2)
+        kind = rng.random()
+        if kind < 0.4:
+            # a thin band on the outermost dies along part of the rim
+            return (r >= 1 - rng.uniform(1.5, 4.0) * die) & (np.abs(dang) <= rng.uniform(0.3, 1.5))
+        if kind < 0.7:
+            # a blob that sits on the rim and reaches inwards
+            rc = rng.uniform(0.85, 1.05)
+            return _blob(rng, yy, xx, rc * np.sin(a0), rc * np.cos(a0), rng.uniform(0.2, 0.6))
+        return (r >= rng.uniform(0.55, 0.8)) & (np.abs(dang) <= rng.uniform(0.25, 0.9))
     if name == "Edge-Ring":
         return r >= rng.uniform(0.9, 0.96)
     if name == "Loc":
-        rad, ang = rng.uniform(0.2, 0.65), rng.uniform(-np.pi, np.pi)
-        return _blob(rng, yy, xx, rad * np.sin(ang), rad * np.cos(ang), rng.uniform(0.13, 0.32))
+        # an irregular, often elongated blob off centre, up to the edge
+        rad, ang = rng.uniform(0.3, 0.8), rng.uniform(-np.pi, np.pi)
+        cy, cx = rad * np.sin(ang), rad * np.cos(ang)
+        size = float(np.exp(rng.uniform(np.log(0.06), np.log(0.32))))
+        stretch, phi = rng.uniform(1.0, 2.5), rng.uniform(0, np.pi)
+        u = (xx - cx) * np.cos(phi) + (yy - cy) * np.sin(phi)
+        v = -(xx - cx) * np.sin(phi) + (yy - cy) * np.cos(phi)
+        d = np.hypot(u / stretch, v) / size
+        return d <= 1.0 + 0.25 * rng.standard_normal(d.shape)
     if name == "Near-full":
-        return rng.random(r.shape) < rng.uniform(0.75, 1.0)
+        # nearly solid; on some wafers a passing region is left on one side
+        out = rng.random(r.shape) < rng.uniform(0.85, 1.0)
+        if rng.random() < 0.4:
+            a = rng.uniform(-np.pi, np.pi)
+            out &= xx * np.cos(a) + yy * np.sin(a) <= rng.uniform(0.2, 0.8)
+        return out
     if name == "Random":
-        return rng.random(r.shape) < rng.uniform(0.25, 0.6)
+        out = rng.random(r.shape) < rng.uniform(0.3, 0.65)
+        if rng.random() < 0.6:
+            # real Random wafers often fail along the whole outermost ring too
+            out |= (r >= 1 - rng.uniform(1.0, 2.5) * die) & (rng.random(r.shape) < 0.85)
+        return out
+    if name == "Scratch":
+        # one or two lines a die wide (in die units, so they stay thin on
+        # 200-row grids), straight to clearly curved, up to a diameter long
+        out = np.zeros_like(r, dtype=bool)
+        for _ in range(1 + int(rng.random() < 0.3)):
+            ang = rng.uniform(0, np.pi)
+            px, py = rng.uniform(-0.6, 0.6, 2)
+            t = (xx - px) * np.cos(ang) + (yy - py) * np.sin(ang)
+            n = -(xx - px) * np.sin(ang) + (yy - py) * np.cos(ang)
+            n = n - rng.uniform(-0.6, 0.6) * t ** 2
+            out |= (np.abs(n) <= rng.uniform(0.5, 0.9) * die) & (np.abs(t) <= rng.uniform(0.2, 1.0))
+        return out
     return _pattern(name, rng, r, theta, yy, xx)
 
 
 def _nuisance_real(rng, r, yy, xx) -> np.ndarray:
-    """Background fails at the real file's rates: 'none' wafers have a median
-    of 8 % failing dies (4 % at the 10th, 17 % at the 90th percentile)."""
-    rate = float(np.clip(np.exp(rng.normal(np.log(0.06), 0.7)), 0.003, 0.3))
+    """Background fails at the real file's rates, which fall with the grid:
+    'none' wafers of under 28 rows have a median of 17 % failing dies, of
+    28..35 rows 9 %, of 35 rows and more 6 %."""
+    median = np.interp(r.shape[0], [25, 31, 38], [0.16, 0.095, 0.06])
+    rate = float(np.clip(np.exp(rng.normal(np.log(median), 0.45)), 0.003, 0.3))
     fail = rng.random(r.shape) < rate
-    if rng.random() < 0.5:
-        for _ in range(int(rng.integers(1, 4))):
+    if rng.random() < 0.25:
+        # a small cluster or two, too small to be Loc
+        for _ in range(int(rng.integers(1, 3))):
             cy, cx = rng.uniform(-0.8, 0.8, 2)
-            fail |= _blob(rng, yy, xx, cy, cx, rng.uniform(0.03, 0.07))
+            fail |= _blob(rng, yy, xx, cy, cx, rng.uniform(0.02, 0.045))
     if rng.random() < 0.4:
         fail |= (r >= 0.93) & (rng.random(r.shape) < rng.uniform(0.05, 0.3))
     return fail
@@ -184,7 +254,7 @@ def _nuisance(rng, r, yy, xx) -> np.ndarray:
 def _compose(names, rng, shape=None, profile: str = "default") -> np.ndarray:
     if profile not in PROFILES:
         raise ValueError(f"unknown generator profile {profile!r}; known: {', '.join(PROFILES)}")
-    inside, r, theta, yy, xx = _grid(rng, shape, profile)
+    inside, r, theta, yy, xx = _grid(rng, shape, profile, names[0] if names else "none")
     real = profile == "wm811k"
     fail = (_nuisance_real if real else _nuisance)(rng, r, yy, xx)
     for name in names:

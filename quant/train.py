@@ -44,7 +44,7 @@ from quant.fit import AUGMENTS, BALANCES, distill, fit, from_float, predict_logi
 from quant.floatnet import FloatNet
 from quant.model import ACT_INITS, GraphNet
 from contract.spec import CNNSpec, spec_from_dict
-from quant.traindata import load_buffer, load_data, load_multilabel
+from quant.traindata import add_generated, load_buffer, load_data, load_multilabel
 from contract.zoo import FAMILIES, WAFER_FAMILIES, ZooSpec, buffer_spec
 
 
@@ -171,6 +171,11 @@ def run(args) -> dict:
     x_val, y_val, x, y = _take(x, val), y[val], _take(x, rest), y[rest]
     if truth is not None:
         truth = ({k: v[val] for k, v in truth[0].items()}, truth[1])
+    if args.synth_maps:
+        if args.data is None or args.family == "xception_fpn":
+            raise SystemExit("--synth-maps adds generated wafer maps to a real file's training rows; give --data")
+        x, y = add_generated(x, y, args.synth_maps, x.shape[1], args.seed + 17, spec.classes)
+        print(f"training on {len(y) - args.synth_maps} real and {args.synth_maps} generated maps")
     if args.distill_from:
         return run_distill(args, spec, x, y, x_test, y_test)
     t0 = time.time()
@@ -334,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "(contract.spec.die_decode); on real maps worth about two points")
     ap.add_argument("--eight-classes", action="store_true", help="drop 'none', as the paper does")
     ap.add_argument("--limit", type=int, default=None, help="at most this many labelled maps of a real file")
+    ap.add_argument("--synth-maps", type=int, default=0,
+                    help="with --data: add this many maps of the real-calibrated generator (quant.synth, "
+                         "profile wm811k) to the training rows; validation and test stay real")
     ap.add_argument("--n-train", type=int, default=8000)
     ap.add_argument("--n-test", type=int, default=1000)
     ap.add_argument("--fp-epochs", type=int, default=6)

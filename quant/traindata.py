@@ -23,6 +23,15 @@ def preprocess(maps, size: int) -> np.ndarray:
     return np.stack([to_model_input(m, size) for m in maps])
 
 
+def add_generated(x: np.ndarray, y: np.ndarray, n: int, size: int, seed: int,
+                  classes=synth.WAFER_CLASSES) -> tuple[np.ndarray, np.ndarray]:
+    """The training rows plus ``n`` maps of the real-calibrated generator
+    (``profile="wm811k"``), balanced over ``classes``. Only training rows
+    grow: validation and test stay real."""
+    maps, labels = synth.dataset(n, seed=seed, classes=classes, profile="wm811k")
+    return np.concatenate([x, preprocess(maps, size)]), np.concatenate([y, labels])
+
+
 def load_buffer(args):
     """Buffer-zone images [N][S][S][1], labels and truth (train and test)."""
     from quant import buffer_synth

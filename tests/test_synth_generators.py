@@ -152,3 +152,34 @@ def test_wm811k_profile_matches_the_real_statistics():
         ratio = mine["fail_q10_50_90"][1] / v["fail_q10_50_90"][1]
         assert 1 / 1.6 < ratio < 1.6, (c, mine["fail_q10_50_90"], v["fail_q10_50_90"])
     assert abs(got["rows_q10_50_90"][1] - ref["rows_q10_50_90"][1]) <= 8
+    # grid sizes per class: classes come on different products (Scratch on
+    # large grids, Near-full on small ones), and the profile follows them
+    for c, v in ref["classes"].items():
+        mine = got["classes"][c]
+        assert abs(mine["rows_q"][3] - v["rows_q"][3]) <= 0.2 * v["rows_q"][3] + 2, (c, mine["rows_q"], v["rows_q"])
+        assert abs(mine["square_share"] - v["square_share"]) <= 0.2, (c, mine["square_share"], v["square_share"])
+    order = lambda stats: sorted(stats["classes"], key=lambda c: stats["classes"][c]["rows_q"][3])
+    assert order(got)[0] == order(ref)[0] == "Near-full"
+
+
+def test_wm811k_profile_draws_grids_per_class_and_keeps_scratches_thin():
+    rng = np.random.default_rng(7)
+    scratch = [synth.wafer_map("Scratch", rng, profile="wm811k") for _ in range(120)]
+    near = [synth.wafer_map("Near-full", rng, profile="wm811k") for _ in range(120)]
+    rows_s, rows_n = np.median([m.shape[0] for m in scratch]), np.median([m.shape[0] for m in near])
+    assert rows_s > rows_n + 8                     # real medians: 50 and 33 rows
+    # a scratch is about one die wide whatever the grid (in real files it
+    # is one die on 200-row grids too): area / length of the mask, in dies
+    widths = []
+    for _ in range(40):
+        _, r, theta, yy, xx = synth._grid(rng, (200, 200), "wm811k")
+        mask = synth._pattern_real("Scratch", rng, r, theta, yy, xx)
+        pts = np.argwhere(mask).astype(float)
+        if len(pts) < 20:
+            continue
+        axis = np.linalg.svd(pts - pts.mean(0), full_matrices=False)[2][0]
+        proj = (pts - pts.mean(0)) @ axis
+        widths.append(len(pts) / (proj.max() - proj.min() + 1))
+    assert len(widths) > 20 and np.median(widths) < 2.5, np.median(widths)
+    with pytest.raises(KeyError):
+        synth._real_shape(rng, "Blob")

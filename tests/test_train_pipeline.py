@@ -364,3 +364,35 @@ def test_real_map_recipe_fits_the_part_at_every_width(bits, tmp_path):
     assert layers[0]["name"] == "decode"
     est = estimate.estimate(layers, folding.default_parallelism(layers))
     assert estimate.fits(est), estimate.table(est)
+
+
+def test_synth_maps_grow_only_the_training_rows(tmp_path, monkeypatch):
+    from quant.traindata import add_generated
+
+    x, y = make_inputs(30, seed=1, size=42)
+    x2, y2 = add_generated(x, y, 18, 42, seed=5, classes=("Center", "Scratch"))
+    assert x2.shape == (48, 42, 42, 1) and x2.dtype == np.uint8
+    np.testing.assert_array_equal(x2[:30], x)
+    assert sorted(np.bincount(y2[30:]).tolist()) == [9, 9]           # indices into the classes given
+
+    sample = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wm811k-real-sample-numpy2.pkl"
+    if not sample.exists():
+        pytest.skip(f"{sample} is absent")
+    seen = {}
+    real_train_qat = tr.train_qat
+
+    def spy(spec, x, y, *a, **kw):
+        seen["n"] = len(y)
+        return real_train_qat(spec, x, y, *a, **kw)
+
+    monkeypatch.setattr(tr, "train_qat", spy)
+    args = ["--data", str(sample), "--size", "42", "--fp-epochs", "1", "--qat-epochs", "1", "--width", "4",
+            "--batch", "32", "--no-compare"]
+    assert tr.main(["--out", str(tmp_path / "a"), *args]) == 0
+    n_real = seen["n"]
+    assert tr.main(["--out", str(tmp_path / "b"), *args, "--synth-maps", "45"]) == 0
+    assert seen["n"] == n_real + 45
+    a, b = (json.loads((tmp_path / k / "metrics.json").read_text()) for k in "ab")
+    assert a["qat"]["n"] == b["qat"]["n"]                             # the test rows stay the real ones
+    with pytest.raises(SystemExit, match="give --data"):
+        tr.main(["--out", str(tmp_path / "c"), "--synth-maps", "10", "--n-train", "64", "--n-test", "16"])
