@@ -4,6 +4,7 @@
     python -m bench.accuracy_vs_bits --families wmcnn --out DIR          # fuller run
     python -m bench.accuracy_vs_bits --data wm811k-real-train.pkl --families wmcnn \
         --recipe quant/configs/wmcnn_real_4w4a.json --seeds 0,1 --out DIR   # real maps, mean +- spread
+    python -m bench.accuracy_vs_bits --merge DIR_SEED0 DIR_SEED1 --out DIR   # seeds run apart, one table
 
 With ``--data`` the maps are real (the held-out split of ``quant.train``) and
 every family's FP32 twin trains with batch norms. ``--recipe`` takes a
@@ -267,9 +268,42 @@ def table(rows) -> str:
     return "\n".join(lines)
 
 
+def merge(dirs, out: Path) -> int:
+    """Rows of several runs (seeds run in separate processes or on separate
+    machines) as one sweep: aggregate, table and plots again. A (family,
+    mode, seed) point that two runs both hold is refused, not counted twice."""
+    rows, sources = [], []
+    for d in dirs:
+        path = Path(d) / "accuracy_vs_bits.json" if Path(d).is_dir() else Path(d)
+        if not path.exists():
+            raise SystemExit(f"{path}: no accuracy_vs_bits.json to merge")
+        res = json.loads(path.read_text())
+        rows += res["rows"]
+        sources.append({"path": str(path), "data": res.get("data"), "config": res.get("config"),
+                        "recipe": res.get("recipe"), "seeds": res.get("seeds")})
+    keys = [(r["family"], r["mode"], r["seed"]) for r in rows]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise SystemExit(f"the runs overlap: {dup[0]} (family, mode, seed) appears twice")
+    if len({s["data"] for s in sources}) > 1:
+        raise SystemExit(f"the runs used different data: {sorted({str(s['data']) for s in sources})}")
+    out.mkdir(parents=True, exist_ok=True)
+    agg = aggregate(rows)
+    (out / "accuracy_vs_bits.json").write_text(json.dumps(
+        {"merged_from": sources, "data": sources[0]["data"], "seeds": sorted({r["seed"] for r in rows}),
+         "rows": rows, "aggregate": agg}, indent=1))
+    print(pareto_table(agg))
+    plot_pareto(agg, out / "pareto.png")
+    print(f"wrote {out / 'accuracy_vs_bits.json'} and pareto.png")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("build/bench_bits"))
+    ap.add_argument("--merge", nargs="+", default=None, metavar="DIR",
+                    help="merge the accuracy_vs_bits.json of earlier runs (e.g. one seed each) into --out; "
+                         "trains nothing")
     ap.add_argument("--quick", action="store_true", help="small data, few epochs (a few minutes)")
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--size", type=int, default=None, help="input side (default 42, or the recipe's)")
@@ -288,6 +322,8 @@ def main(argv=None) -> int:
     for k in ("n_train", "n_test", "fp_epochs", "qat_epochs", "qat_low"):
         ap.add_argument("--" + k.replace("_", "-"), type=int, default=None)
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out)
     args.bits = [int(b) for b in args.bits.split(",")]
     if any(not 2 <= b <= 8 for b in args.bits):
         ap.error("--bits takes widths from 2 to 8")

@@ -95,3 +95,31 @@ def test_real_data_recipe_sets_the_wmcnn_options(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="wmcnn config"):
         recipe.write_text(json.dumps({"family": "vgg_s"}))
         bench.main(argv)
+
+
+def _run_json(path, seed, acc, data="real.pkl"):
+    rows = [dict(family="vgg_s", mode="fp32", bits=32, params=10, weight_bits=320, accuracy=acc, macro_f1=acc,
+                 seed=seed),
+            dict(family="vgg_s", mode="W4A4", bits=4, params=10, weight_bits=40, accuracy=acc - 0.1,
+                 macro_f1=acc - 0.1, seed=seed, lut=1000, bram36=2.0, dsp=0, maps_per_s=50.0, fits=True)]
+    path.mkdir()
+    (path / "accuracy_vs_bits.json").write_text(json.dumps({"data": data, "seeds": [seed], "rows": rows}))
+    return path
+
+
+def test_merge_joins_seeds_run_apart(tmp_path, capsys):
+    a, b = _run_json(tmp_path / "s0", 0, 0.8), _run_json(tmp_path / "s1", 1, 0.9)
+    assert bench.main(["--merge", str(a), str(b), "--out", str(tmp_path / "all")]) == 0
+    res = json.loads((tmp_path / "all" / "accuracy_vs_bits.json").read_text())
+    agg = {r["mode"]: r for r in res["aggregate"]}
+    assert res["seeds"] == [0, 1] and agg["W4A4"]["seeds"] == 2
+    assert agg["fp32"]["accuracy_mean"] == pytest.approx(0.85)
+    assert agg["W4A4"]["accuracy_std"] == pytest.approx(0.0707107, rel=1e-4)    # sample std of 0.7, 0.8
+    assert (tmp_path / "all" / "pareto.png").stat().st_size > 1000
+    assert "+-" in capsys.readouterr().out
+    # the same seed twice would be counted twice: refused; so are runs on other data
+    with pytest.raises(SystemExit, match="overlap"):
+        bench.main(["--merge", str(a), str(a), "--out", str(tmp_path / "x")])
+    c = _run_json(tmp_path / "s2", 2, 0.7, data="other.pkl")
+    with pytest.raises(SystemExit, match="different data"):
+        bench.main(["--merge", str(a), str(c), "--out", str(tmp_path / "y")])
