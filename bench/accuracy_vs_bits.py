@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -113,9 +114,9 @@ def _recipe(family, args) -> dict:
 def load_recipe(path: Path, args, cfg: dict) -> dict:
     """A quant.train config's options for wmcnn; they set size, blocks and
     epochs unless given here on the command line."""
-    from quant import train
+    from quant import train_args
 
-    opts = train.load_config(path, train.build_parser())
+    opts = train_args.load_config(path, train_args.build_parser())
     if opts.get("family", "wmcnn") != "wmcnn":
         raise SystemExit(f"{path}: --recipe takes a wmcnn config, this one is {opts['family']}")
     if args.size is None and "size" in opts:
@@ -281,8 +282,7 @@ def merge(dirs, out: Path) -> int:
         rows += res["rows"]
         sources.append({"path": str(path), "data": res.get("data"), "config": res.get("config"),
                         "recipe": res.get("recipe"), "seeds": res.get("seeds")})
-    keys = [(r["family"], r["mode"], r["seed"]) for r in rows]
-    dup = sorted({k for k in keys if keys.count(k) > 1})
+    dup = sorted(k for k, n in Counter((r["family"], r["mode"], r["seed"]) for r in rows).items() if n > 1)
     if dup:
         raise SystemExit(f"the runs overlap: {dup[0]} (family, mode, seed) appears twice")
     if len({s["data"] for s in sources}) > 1:

@@ -84,7 +84,7 @@ def _train_eval(x, y, x_test, y_test, cfg, seed, fp_epochs, qat_epochs):
 
 def main(argv=None) -> int:
     from quant.datasets import wm811k
-    from quant.traindata import preprocess
+    from quant.traindata import add_generated, preprocess
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="LSWMD-format pickle of real maps")
@@ -104,11 +104,10 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = json.loads(args.config.read_text())
     size = cfg["size"]
-    # The split is quant.train's default one whatever --seed says: the
-    # generator's constants were measured on its training rows.
+    # quant.train's default split whatever --seed says: the generator's
+    # constants were measured on its training rows only, so the test rows
+    # stay unseen by every step and the generator-only figure is held out.
     raw = wm811k.load(args.data, n_classes=9, seed=0)
-    # The generator is calibrated on the training rows only: the test rows
-    # stay unseen by every step, so the generator-only figure is held out.
     stats = {"real": map_stats(raw.train.maps, raw.train.labels)}
     for profile in synth.PROFILES:
         stats[profile] = map_stats(*synth.dataset(900, seed=args.seed + 99, profile=profile))
@@ -135,9 +134,8 @@ def main(argv=None) -> int:
         results["real_only"] = _train_eval(x_real, y_real, x_test, y_test, cfg, args.seed, args.fp_epochs,
                                            args.qat_epochs)
     if "real_plus_synth" in runs:
-        sm, sl = synth.dataset(len(y_real), seed=args.seed + 2, profile="wm811k")
-        results["real_plus_synth"] = _train_eval(np.concatenate([x_real, preprocess(sm, size)]),
-                                                 np.concatenate([y_real, sl]), x_test, y_test, cfg, args.seed,
+        x_mix, y_mix = add_generated(x_real, y_real, len(y_real), size, args.seed + 2)
+        results["real_plus_synth"] = _train_eval(x_mix, y_mix, x_test, y_test, cfg, args.seed,
                                                  args.fp_epochs, args.qat_epochs)
     (args.out / "sim2real.json").write_text(json.dumps({"stats": stats, **results}, indent=1))
     print(f"{'training data':26s} {'n':>6s} {'FP32':>7s} {'W4A4':>7s} {'macro-F1':>8s}  (real held-out, "

@@ -114,9 +114,19 @@ def _grid(rng: np.random.Generator, shape=None, profile: str = "default", cls: s
     return inside, r, theta, yy, xx
 
 
-def _blob(rng, yy, xx, cy, cx, radius):
-    d = np.hypot(yy - cy, xx - cx) / radius
-    return d <= 1.0 + 0.15 * rng.standard_normal(d.shape)
+def _frame(yy, xx, cy, cx, angle):
+    """Coordinates along and across a direction through (cy, cx)."""
+    along = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
+    across = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
+    return along, across
+
+
+def _blob(rng, yy, xx, cy, cx, radius, stretch=1.0, angle=0.0, jitter=0.15):
+    """A disc (or an ellipse ``stretch`` times longer along ``angle``) with a
+    ragged outline."""
+    along, across = _frame(yy, xx, cy, cx, angle)
+    d = np.hypot(along / stretch, across) / radius
+    return d <= 1.0 + jitter * rng.standard_normal(d.shape)
 
 
 def _pattern(name: str, rng: np.random.Generator, r, theta, yy, xx) -> np.ndarray:
@@ -144,8 +154,7 @@ def _pattern(name: str, rng: np.random.Generator, r, theta, yy, xx) -> np.ndarra
         # A slightly curved thin line through a random point.
         ang = rng.uniform(0, np.pi)
         px, py = rng.uniform(-0.5, 0.5, 2)
-        t = (xx - px) * np.cos(ang) + (yy - py) * np.sin(ang)
-        n = -(xx - px) * np.sin(ang) + (yy - py) * np.cos(ang)
+        t, n = _frame(yy, xx, py, px, ang)
         n = n - rng.uniform(-0.4, 0.4) * t ** 2
         length = rng.uniform(0.5, 1.2)
         return (np.abs(n) <= rng.uniform(0.03, 0.06)) & (np.abs(t) <= length / 2)
@@ -187,13 +196,9 @@ def _pattern_real(name: str, rng: np.random.Generator, r, theta, yy, xx) -> np.n
     if name == "Loc":
         # an irregular, often elongated blob off centre, up to the edge
         rad, ang = rng.uniform(0.3, 0.8), rng.uniform(-np.pi, np.pi)
-        cy, cx = rad * np.sin(ang), rad * np.cos(ang)
         size = float(np.exp(rng.uniform(np.log(0.06), np.log(0.32))))
         stretch, phi = rng.uniform(1.0, 2.5), rng.uniform(0, np.pi)
-        u = (xx - cx) * np.cos(phi) + (yy - cy) * np.sin(phi)
-        v = -(xx - cx) * np.sin(phi) + (yy - cy) * np.cos(phi)
-        d = np.hypot(u / stretch, v) / size
-        return d <= 1.0 + 0.25 * rng.standard_normal(d.shape)
+        return _blob(rng, yy, xx, rad * np.sin(ang), rad * np.cos(ang), size, stretch, phi, jitter=0.25)
     if name == "Near-full":
         # nearly solid; on some wafers a passing region is left on one side
         out = rng.random(r.shape) < rng.uniform(0.85, 1.0)
@@ -214,8 +219,7 @@ def _pattern_real(name: str, rng: np.random.Generator, r, theta, yy, xx) -> np.n
         for _ in range(1 + int(rng.random() < 0.3)):
             ang = rng.uniform(0, np.pi)
             px, py = rng.uniform(-0.6, 0.6, 2)
-            t = (xx - px) * np.cos(ang) + (yy - py) * np.sin(ang)
-            n = -(xx - px) * np.sin(ang) + (yy - py) * np.cos(ang)
+            t, n = _frame(yy, xx, py, px, ang)
             n = n - rng.uniform(-0.6, 0.6) * t ** 2
             out |= (np.abs(n) <= rng.uniform(0.5, 0.9) * die) & (np.abs(t) <= rng.uniform(0.2, 1.0))
         return out

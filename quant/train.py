@@ -40,12 +40,13 @@ import torch
 
 from quant import metrics, synth
 from quant.cam_report import cam_html, cam_lines, cam_report
-from quant.fit import AUGMENTS, BALANCES, distill, fit, from_float, predict_logits, train_qat
+from quant.fit import distill, fit, from_float, predict_logits, train_qat
 from quant.floatnet import FloatNet
-from quant.model import ACT_INITS, GraphNet
+from quant.model import GraphNet
 from contract.spec import CNNSpec, spec_from_dict
 from quant.traindata import add_generated, load_buffer, load_data, load_multilabel
-from contract.zoo import FAMILIES, WAFER_FAMILIES, ZooSpec, buffer_spec
+from quant.train_args import bits_arg, config_of, parse_args
+from contract.zoo import WAFER_FAMILIES, ZooSpec, buffer_spec
 
 
 def train(spec, x: np.ndarray, y: np.ndarray, epochs: int, seed: int, batch: int = 64,
@@ -79,24 +80,8 @@ def load_any(path: Path) -> torch.nn.Module:
     return model.eval()
 
 
-def _bits_arg(text):
-    """'4' -> 4, '8,4,4,4' -> (8, 4, 4, 4); ints and lists (from a config) pass through."""
-    if isinstance(text, int):
-        return text
-    if isinstance(text, (list, tuple)):
-        return tuple(int(v) for v in text)
-    parts = [int(v) for v in str(text).split(",") if v.strip()]
-    return parts[0] if len(parts) == 1 else tuple(parts)
-
-
-def _int_list(text):
-    if isinstance(text, (list, tuple)):
-        return tuple(int(v) for v in text)
-    return tuple(int(v) for v in str(text).split(",") if v.strip())
-
-
 def make_spec(args):
-    w, a = _bits_arg(args.w_bits), _bits_arg(args.a_bits)
+    w, a = bits_arg(args.w_bits), bits_arg(args.a_bits)
     width = getattr(args, "width", None)
     if args.family == "wmcnn":
         kw = dict(in_size=args.size, classes=tuple(args.classes),
@@ -182,7 +167,7 @@ def run(args) -> dict:
     fp, q = train_qat(spec, x, y, args.fp_epochs, args.qat_epochs, args.seed, state_dir=args.out,
                       resume=args.resume, qat_lr=args.qat_lr, bn=args.bn, equalize=args.equalize,
                       act_init=args.act_init, **_train_kw(args))
-    results = {"model": spec.name, "spec": spec.to_dict(), "config": _config_of(args), "train_seconds": None}
+    results = {"model": spec.name, "spec": spec.to_dict(), "config": config_of(args), "train_seconds": None}
     logits = {"fp32": predict_logits(fp, x_test), "qat": predict_logits(q, x_test)}
     if args.ptq:
         ptq_spec = make_spec(argparse.Namespace(**{**vars(args), "w_bits": 8, "a_bits": 8}))
@@ -241,7 +226,7 @@ def run_distill(args, spec, x, y, x_test, y_test) -> dict:
                          f"the student ({spec.in_size})")
     t0 = time.time()
     untrained = from_float(spec, FloatNet(spec), x[:512])
-    results = {"model": spec.name, "teacher": str(args.distill_from), "config": _config_of(args),
+    results = {"model": spec.name, "teacher": str(args.distill_from), "config": config_of(args),
                "untrained": metrics.summary(y_test, predict_logits(untrained, x_test).argmax(1), spec.classes),
                "teacher_fp": metrics.summary(y_test, predict_logits(teacher, x_test).argmax(1), spec.classes)}
     torch.manual_seed(args.seed)
@@ -279,7 +264,7 @@ def run_multilabel(args) -> dict:
     kw = {**_train_kw(args), "loss": "bce", "balanced": "none"}
     fp, q = train_qat(spec, x, y.astype(np.float32), args.fp_epochs, args.qat_epochs, args.seed,
                       state_dir=args.out, resume=args.resume, qat_lr=args.qat_lr, **kw)
-    results = {"model": spec.name + "_multilabel", "spec": spec.to_dict(), "config": _config_of(args),
+    results = {"model": spec.name + "_multilabel", "spec": spec.to_dict(), "config": config_of(args),
                "train_seconds": time.time() - t0}
     for key, model in (("fp32", fp), ("qat", q)):
         results[key] = multilabel.report(y_test, predict_logits(model, x_test) > 0, spec.classes)
@@ -293,112 +278,6 @@ def run_multilabel(args) -> dict:
     metrics.write_multilabel_report(args.out, results["model"], spec.classes, results)
     (args.out / "metrics.json").write_text(json.dumps(results, indent=1))
     return results
-
-
-CONFIG_PATHS = ("data", "distill_from")
-
-
-def _config_of(args) -> dict:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-            if k not in ("out", "config")}
-
-
-def load_config(path: Path, parser: argparse.ArgumentParser) -> dict:
-    """A JSON config's options, keyed by argparse dest (dashes become underscores)."""
-    cfg = json.loads(Path(path).read_text())
-    dests = {a.dest for a in parser._actions}
-    out = {}
-    for key, value in cfg.items():
-        if key.startswith("_") or key in ("comment", "description"):
-            continue
-        dest = key.replace("-", "_")
-        if dest not in dests or dest in ("out", "config", "help"):
-            raise SystemExit(f"{path}: unknown option {key!r}")
-        out[dest] = Path(value) if dest in CONFIG_PATHS and value is not None else value
-    return out
-
-
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description="FP32 pre-training, then QAT, of a model family.")
-    ap.add_argument("--out", type=Path, required=True, help="output folder")
-    ap.add_argument("--config", type=Path, help="JSON file of options (quant/configs/); flags override it")
-    ap.add_argument("--family", default="wmcnn", choices=("wmcnn", *FAMILIES))
-    ap.add_argument("--data", type=Path, help="LSWMD.pkl or an NPZ with 'x' maps and 'y' labels "
-                    "(--multilabel: a MixedWM38 npz; default: synthetic)")
-    ap.add_argument("--w-bits", type=_bits_arg, default=4,
-                    help="weight bits: one for every layer, or a comma list per weighted layer (2..8)")
-    ap.add_argument("--a-bits", type=_bits_arg, default=4,
-                    help="activation bits: one for every layer, or a comma list per requantizing layer")
-    ap.add_argument("--size", type=int, default=None, help="model input side (42 or 64 for wafer maps)")
-    ap.add_argument("--width", type=int, default=None,
-                    help="channels of the first stage (zoo default 16, xception_fpn 8, wmcnn 8)")
-    ap.add_argument("--channels", type=_int_list, default=None,
-                    help="wmcnn: output channels of each conv+pool block, e.g. 16,32,64,64 (overrides --width)")
-    ap.add_argument("--die-channels", action="store_true",
-                    help="wmcnn: a fixed first layer decodes the gray codes into die and fail channels "
-                         "(contract.spec.die_decode); on real maps worth about two points")
-    ap.add_argument("--eight-classes", action="store_true", help="drop 'none', as the paper does")
-    ap.add_argument("--limit", type=int, default=None, help="at most this many labelled maps of a real file")
-    ap.add_argument("--synth-maps", type=int, default=0,
-                    help="with --data: add this many maps of the real-calibrated generator (quant.synth, "
-                         "profile wm811k) to the training rows; validation and test stay real")
-    ap.add_argument("--n-train", type=int, default=8000)
-    ap.add_argument("--n-test", type=int, default=1000)
-    ap.add_argument("--fp-epochs", type=int, default=6)
-    ap.add_argument("--qat-epochs", "--epochs", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the FP32 stage")
-    ap.add_argument("--qat-lr", type=float, default=None, help="peak QAT learning rate (default lr / 2)")
-    ap.add_argument("--loss", default="ce", choices=("ce", "focal"))
-    ap.add_argument("--gamma", type=float, default=2.0, help="focal-loss gamma")
-    ap.add_argument("--balanced", action="store_const", const="equal", default="none",
-                    help="class-balanced sampling (the same as --balance equal)")
-    ap.add_argument("--balance", dest="balanced", choices=BALANCES,
-                    help="class balance of the sampling: none, sqrt (a class drawn as the square "
-                         "root of its size) or equal")
-    ap.add_argument("--augment", choices=AUGMENTS, default=None,
-                    help="random symmetries while training: dihedral (turns and flips, the wafer-map "
-                         "default), hflip (mirror along the circumference only, the buffer-zone default), none")
-    ap.add_argument("--bn", action="store_true",
-                    help="FP32 stage with batch norms, folded into the weights before QAT")
-    ap.add_argument("--equalize", action="store_true",
-                    help="cross-layer equalization of the float net before QAT (depthwise nets at low bits)")
-    ap.add_argument("--act-init", choices=ACT_INITS, default="stats",
-                    help="how QAT's activation scales start: stats (a high percentile) or mse "
-                         "(least quantization error; better at 2 bits)")
-    ap.add_argument("--ptq", action="store_true", help="also report an 8-bit post-training-quantized twin")
-    ap.add_argument("--target-accuracy", type=float, default=0.99,
-                    help="accuracy the reject threshold aims for on accepted maps")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads; these nets are small, and on a busy 2-core box one thread "
-                         "used 0.09 CPU-s a step against 0.57 for two (spinning), and finished 3x sooner")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--resume", action="store_true", help="continue from the per-epoch states in --out")
-    ap.add_argument("--no-cam", action="store_true", help="xception_fpn: skip the CAM size evaluation")
-    ap.add_argument("--distill-from", type=Path, default=None,
-                    help="teacher checkpoint (fp32.pt or checkpoint.pt): train the student on the "
-                         "maps without their labels")
-    ap.add_argument("--temperature", type=float, default=4.0, help="distillation temperature")
-    ap.add_argument("--no-compare", action="store_true",
-                    help="distillation: skip training the same student with labels")
-    ap.add_argument("--multilabel", action="store_true",
-                    help="multi-label head (sigmoid/BCE) on mixed patterns (synthetic or --data MixedWM38.npz)")
-    return ap
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    ap = build_parser()
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", type=Path)
-    known, _ = pre.parse_known_args(argv)
-    if known.config is not None:
-        ap.set_defaults(**load_config(known.config, ap))
-    args = ap.parse_args(argv)
-    args.w_bits, args.a_bits = _bits_arg(args.w_bits), _bits_arg(args.a_bits)
-    args.size = args.size or (64 if args.family == "xception_fpn" else 42)
-    args.augment = args.augment or ("hflip" if args.family == "xception_fpn" else "dihedral")
-    args.classes = synth.WAFER_CLASSES
-    return args
 
 
 def main(argv=None) -> int:
