@@ -107,7 +107,7 @@ def _recipe(family, args) -> dict:
     if args.data is not None:
         recipe["bn"] = True
     if family == "wmcnn" and args.recipe:
-        recipe.update({k: args.recipe[k] for k in ("bn", "balanced", "qat_lr") if k in args.recipe})
+        recipe.update({k: args.recipe[k] for k in ("bn", "balanced", "qat_lr", "init") if k in args.recipe})
     return recipe
 
 
@@ -138,7 +138,7 @@ def float_net(family, spec, x, y, cfg, args) -> FloatNet:
     recipe = _recipe(family, args)
     return float_twin(spec, x, y, cfg["fp_epochs"], args.seed, bn=recipe.get("bn", False),
                       equalize=recipe.get("equalize", False), lr=args.lr, desc=f"{family} fp32",
-                      balanced=recipe.get("balanced", "none"))
+                      balanced=recipe.get("balanced", "none"), init=recipe.get("init", "he"))
 
 
 def run_family(family, x, y, xt, yt, cfg, args) -> list[dict]:

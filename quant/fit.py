@@ -185,11 +185,12 @@ def from_float(spec, fp: FloatNet, x_calib: np.ndarray, act_init: str = "stats")
 
 
 def float_twin(spec, x: np.ndarray, y: np.ndarray, epochs: int, seed: int, bn: bool = False,
-               equalize: bool = False, desc: str = "fp32", **kw) -> FloatNet:
+               equalize: bool = False, desc: str = "fp32", init: str = "he", **kw) -> FloatNet:
     """The FP32 net QAT starts from: trained (with batch norms if ``bn``, then
-    folded into the weights), and cross-layer equalized if ``equalize``."""
+    folded into the weights), and cross-layer equalized if ``equalize``.
+    ``init`` is ``FloatNet``'s weight initialization."""
     torch.manual_seed(seed)
-    fp = fit(FloatNet(spec, bn=bn), x, y, epochs, seed, desc=desc, **kw)
+    fp = fit(FloatNet(spec, bn=bn, init=init), x, y, epochs, seed, desc=desc, **kw)
     if bn:
         fp = fp.folded()
     if equalize:
@@ -201,7 +202,8 @@ def float_twin(spec, x: np.ndarray, y: np.ndarray, epochs: int, seed: int, bn: b
 
 def train_qat(spec, x: np.ndarray, y: np.ndarray, fp_epochs: int, qat_epochs: int, seed: int,
               state_dir=None, resume: bool = False, qat_lr: float | None = None, bn: bool = False,
-              equalize: bool = False, act_init: str = "stats", **kw) -> tuple[FloatNet, GraphNet]:
+              equalize: bool = False, act_init: str = "stats", init: str = "he",
+              **kw) -> tuple[FloatNet, GraphNet]:
     """FP32 pre-training, then QAT fine-tuning from its weights (lr / 2 unless
     ``qat_lr``). With ``bn`` the FP32 stage trains with batch norms, which are
     folded into the weights before QAT (the returned float twin is the folded
@@ -211,7 +213,7 @@ def train_qat(spec, x: np.ndarray, y: np.ndarray, fp_epochs: int, qat_epochs: in
     ``qat.state.pt`` go there, and ``resume`` continues from them."""
     paths = {k: None if state_dir is None else Path(state_dir) / f"{k}.state.pt" for k in ("fp32", "qat")}
     fp = float_twin(spec, x, y, fp_epochs, seed, bn=bn, equalize=equalize, state_path=paths["fp32"],
-                    resume=resume, **kw)
+                    resume=resume, init=init, **kw)
     q = qat_from(spec, fp, x, y, qat_epochs, seed, state_path=paths["qat"], resume=resume,
                  qat_lr=qat_lr, act_init=act_init, **kw)
     return fp, q

@@ -95,7 +95,8 @@ def calibrate_reject(logits_val: np.ndarray, y_val: np.ndarray, target_accuracy:
         # Die codes only in real maps: allow a little slack for other readers' images.
         out["input"] = {"max_off_code": max(float(np.quantile(f["off_code"], 1 - OOD_QUANTILE)), 0.01),
                         "min_die": float(np.quantile(f["die"], OOD_QUANTILE)) * 0.9,
-                        "max_outside": float(np.quantile(f["outside"], 1 - OOD_QUANTILE)) + 0.01}
+                        "max_outside": float(np.quantile(f["outside"], 1 - OOD_QUANTILE)) + 0.01,
+                        "max_periodic": float(np.quantile(f["periodic"], 1 - OOD_QUANTILE)) * 1.1}
     return out
 
 

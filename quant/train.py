@@ -166,7 +166,7 @@ def run(args) -> dict:
     t0 = time.time()
     fp, q = train_qat(spec, x, y, args.fp_epochs, args.qat_epochs, args.seed, state_dir=args.out,
                       resume=args.resume, qat_lr=args.qat_lr, bn=args.bn, equalize=args.equalize,
-                      act_init=args.act_init, **_train_kw(args))
+                      act_init=args.act_init, init=args.init, **_train_kw(args))
     results = {"model": spec.name, "spec": spec.to_dict(), "config": config_of(args), "train_seconds": None}
     logits = {"fp32": predict_logits(fp, x_test), "qat": predict_logits(q, x_test)}
     if args.ptq:

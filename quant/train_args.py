@@ -11,6 +11,7 @@ from pathlib import Path
 from contract.spec import WAFER_CLASSES
 from contract.zoo import FAMILIES
 from quant.fit import AUGMENTS, BALANCES
+from quant.floatnet import INITS
 from quant.model import ACT_INITS
 
 
@@ -96,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "default), hflip (mirror along the circumference only, the buffer-zone default), none")
     ap.add_argument("--bn", action="store_true",
                     help="FP32 stage with batch norms, folded into the weights before QAT")
+    ap.add_argument("--init", choices=INITS, default="he",
+                    help="FP32 weight init: he (fan-in, ReLU gain) or torch (its layer default; with --bn "
+                         "it generalizes better on real maps)")
     ap.add_argument("--equalize", action="store_true",
                     help="cross-layer equalization of the float net before QAT (depthwise nets at low bits)")
     ap.add_argument("--act-init", choices=ACT_INITS, default="stats",

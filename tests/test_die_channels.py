@@ -80,6 +80,24 @@ def test_training_leaves_the_decoder_alone():
                    for n, p in q.named_parameters() if any(p is t for t in q.trainable_parameters()))
 
 
+def test_torch_init_keeps_the_decoder_and_uses_torch_bounds():
+    """``init="torch"`` (the real-map recipe): the learned layers start inside
+    torch's own bound, 1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5)), which
+    He's normal init overshoots; the fixed decoder is set all the same."""
+    torch.manual_seed(0)
+    he, tv = FloatNet(SPEC, bn=True), FloatNet(SPEC, bn=True, init="torch")
+    fresh = FloatNet(SPEC)
+    for name in ("weight", "bias"):
+        torch.testing.assert_close(getattr(tv.ops[DECODE_LAYER], name), getattr(fresh.ops[DECODE_LAYER], name),
+                                   rtol=0, atol=0)
+    w = tv.ops["conv0"].weight.detach()
+    bound = 1 / np.sqrt(w[0].numel())
+    assert float(w.abs().max()) <= bound and float(tv.ops["conv0"].bias.detach().abs().max()) <= bound
+    assert float(he.ops["conv0"].weight.detach().abs().max()) > bound
+    with pytest.raises(ValueError, match="unknown init"):
+        FloatNet(SPEC, init="xavier")
+
+
 def test_sqrt_balance_draws_by_square_root():
     y = np.array([0] * 900 + [1] * 100 + [2] * 16)
     gen = torch.Generator().manual_seed(0)

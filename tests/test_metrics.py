@@ -1,4 +1,6 @@
 """quant.metrics on hand-made cases: confusion, summary, reject option, temperature."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -104,6 +106,41 @@ def test_input_features_by_hand():
     assert f["off_code"].tolist() == [0.0, 0.0, 0.25]
     # the square's corners lie outside its inscribed circle: 1 - pi/4 of it roughly
     assert 0.15 < f["outside"][1] < 0.25 and f["outside"][0] == 0.0
+
+
+def test_periodicity_by_hand():
+    """A stripe of failing dies every 4th column puts the field's power in a
+    few frequency peaks; isolated failing dies spread it; no or all failing: 0."""
+    x = np.zeros((4, 32, 32), np.uint8)
+    x[:, 4:28, 4:28] = 128
+    x[0, 4:28, 4:28:4] = 255
+    rng = np.random.default_rng(0)
+    x[1, 4:28, 4:28][rng.random((24, 24)) < 0.15] = 255
+    x[3, 4:28, 4:28] = 255
+    p = metrics.input_features(x[..., None])["periodic"]
+    assert p[0] > 0.1 and p[1] < 0.05 and p[2] == 0.0 and p[3] == 0.0
+
+
+def test_periodic_patterns_rejected_and_real_maps_kept():
+    """Calibrated on real WM-811K maps (the shared numpy-2 sample, outside
+    reference), the periodicity limit sends the checkerboard and stripe wafers
+    of ``quant.ood`` to review as out of distribution and keeps the real maps."""
+    real = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wm811k-real-sample-numpy2.pkl"
+    if not real.exists():
+        pytest.skip(f"{real} is absent")
+    from quant import ood
+    from quant.datasets import wm811k
+
+    d = wm811k.load(real, n_classes=9, size=48, seed=0)
+    x = np.concatenate([d.train.maps, d.test.maps])
+    y = np.concatenate([d.train.labels, d.test.labels])
+    lg = np.eye(9)[y] * 8.0
+    rej = metrics.calibrate_reject(lg, y, 0.9, x_val=x[::2])
+    kept = metrics.reject_reasons(lg[1::2], rej, x[1::2])
+    assert sum(r is not None for r in kept) <= 0.03 * len(kept)
+    pattern = ood.group("pattern", 60, 48, seed=11)
+    why = metrics.reject_reasons(np.tile(lg[:1], (60, 1)), rej, pattern)
+    assert sum(r == "out of distribution" for r in why) >= 54, why
 
 
 def test_reject_reasons_turn_away_non_wafers_and_keep_maps():
