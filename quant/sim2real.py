@@ -14,7 +14,9 @@
 
 Writes ``sim2real.json`` and prints a table. Uses the recipe of
 ``quant/configs/wmcnn_real_4w4a.json`` (model, size, die decoder, class
-balance), with the epochs given.
+balance), with the epochs given, and He init unless ``--init`` says
+otherwise: the README's sim-to-real figures were measured with it, before the
+recipe moved to torch's init.
 """
 from __future__ import annotations
 
@@ -63,7 +65,7 @@ def map_stats(maps, labels) -> dict:
     return out
 
 
-def _train_eval(x, y, x_test, y_test, cfg, seed, fp_epochs, qat_epochs):
+def _train_eval(x, y, x_test, y_test, cfg, seed, fp_epochs, qat_epochs, init="he"):
     import torch
 
     from quant.fit import predict_logits, train_qat
@@ -75,7 +77,8 @@ def _train_eval(x, y, x_test, y_test, cfg, seed, fp_epochs, qat_epochs):
                                         die_channels=cfg.get("die_channels", False)))
     t0 = time.time()
     fp, q = train_qat(spec, x, y, fp_epochs, qat_epochs, seed, bn=cfg.get("bn", False), lr=cfg["lr"],
-                      qat_lr=cfg.get("qat_lr"), augment="dihedral", balanced=cfg.get("balanced", "none"))
+                      qat_lr=cfg.get("qat_lr"), augment="dihedral", balanced=cfg.get("balanced", "none"),
+                      init=init)
     res = {"train_seconds": time.time() - t0, "n_train": int(len(y))}
     for key, model in (("fp32", fp), ("qat", q)):
         res[key] = metrics.summary(y_test, predict_logits(model, x_test).argmax(1), WAFER_CLASSES)
@@ -97,6 +100,8 @@ def main(argv=None) -> int:
     ap.add_argument("--qat-epochs", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0, help="seed of the generator and the training (not the split)")
     ap.add_argument("--stats-only", action="store_true")
+    ap.add_argument("--init", choices=("he", "torch"), default="he",
+                    help="FP32 weight init (quant.floatnet.INITS); the recipe's is torch")
     args = ap.parse_args(argv)
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
     if not runs or set(runs) - set(RUNS):
@@ -124,19 +129,20 @@ def main(argv=None) -> int:
     x_real, y_real = preprocess(raw.train.maps, size), raw.train.labels
     x_test, y_test = preprocess(raw.test.maps, size), raw.test.labels
     results = {"config": str(args.config), "fp_epochs": args.fp_epochs, "qat_epochs": args.qat_epochs,
+               "init": args.init,
                "n_test_real": int(len(y_test))}
     for profile in synth.PROFILES:
         if f"synth_{profile}_only" in runs:
             sm, sl = synth.dataset(args.n_synth, seed=args.seed + 1, profile=profile)
             results[f"synth_{profile}_only"] = _train_eval(preprocess(sm, size), sl, x_test, y_test, cfg,
-                                                           args.seed, args.fp_epochs, args.qat_epochs)
+                                                           args.seed, args.fp_epochs, args.qat_epochs, args.init)
     if "real_only" in runs:
         results["real_only"] = _train_eval(x_real, y_real, x_test, y_test, cfg, args.seed, args.fp_epochs,
-                                           args.qat_epochs)
+                                           args.qat_epochs, args.init)
     if "real_plus_synth" in runs:
         x_mix, y_mix = add_generated(x_real, y_real, len(y_real), size, args.seed + 2)
         results["real_plus_synth"] = _train_eval(x_mix, y_mix, x_test, y_test, cfg, args.seed,
-                                                 args.fp_epochs, args.qat_epochs)
+                                                 args.fp_epochs, args.qat_epochs, args.init)
     (args.out / "sim2real.json").write_text(json.dumps({"stats": stats, **results}, indent=1))
     print(f"{'training data':26s} {'n':>6s} {'FP32':>7s} {'W4A4':>7s} {'macro-F1':>8s}  (real held-out, "
           f"{len(y_test)} maps)")
