@@ -100,6 +100,7 @@ def main(argv=None) -> int:
     ap.add_argument("--qat-epochs", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0, help="seed of the generator and the training (not the split)")
     ap.add_argument("--stats-only", action="store_true")
+    # quant.floatnet.INITS, spelled out: importing it loads torch, which --stats-only never needs.
     ap.add_argument("--init", choices=("he", "torch"), default="he",
                     help="FP32 weight init (quant.floatnet.INITS); the recipe's is torch")
     args = ap.parse_args(argv)

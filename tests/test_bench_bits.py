@@ -9,6 +9,7 @@ pytest.importorskip("brevitas")
 pytest.importorskip("matplotlib")
 
 from bench import accuracy_vs_bits as bench  # noqa: E402
+from shared_data import REAL_TRAIN, require  # noqa: E402
 
 
 def test_tiny_run_writes_json_and_plot(tmp_path, capsys):
@@ -31,13 +32,9 @@ def test_bits_out_of_range_is_refused(tmp_path):
 
 
 def test_real_data_seeds_and_estimates(tmp_path, capsys):
-    from pathlib import Path
-
     from quant.datasets import wm811k
 
-    real = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wm811k-real-train.pkl"
-    if not real.exists():
-        pytest.skip(f"{real} is absent")
+    real = require(REAL_TRAIN)
     pkl = tmp_path / "slice.pkl"
     wm811k.read_frame(real).iloc[::12].to_pickle(pkl)            # 400 real maps
     argv = ["--data", str(pkl), "--families", "wmcnn", "--size", "16", "--channels", "4,8", "--bits", "4",
@@ -59,13 +56,9 @@ def test_real_data_seeds_and_estimates(tmp_path, capsys):
 def test_real_data_recipe_sets_the_wmcnn_options(tmp_path, monkeypatch):
     """--recipe takes a quant.train config: size, blocks, epochs, the die decoder
     and the class balance reach the trained nets (the spec and fit calls)."""
-    from pathlib import Path
-
     from quant.datasets import wm811k
 
-    real = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wm811k-real-train.pkl"
-    if not real.exists():
-        pytest.skip(f"{real} is absent")
+    real = require(REAL_TRAIN)
     pkl = tmp_path / "slice.pkl"
     wm811k.read_frame(real).iloc[::24].to_pickle(pkl)            # 200 real maps
     recipe = tmp_path / "r.json"

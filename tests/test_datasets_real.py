@@ -5,7 +5,6 @@ wm811k-real-sample-numpy2.pkl by pandas 3 / numpy 2 (``numpy._core`` module
 paths and a pandas-3 ``str`` column, which pandas 2 cannot read by itself).
 """
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,10 +13,9 @@ pd = pytest.importorskip("pandas")
 
 from quant.datasets import wm811k  # noqa: E402
 from contract.spec import WAFER_CLASSES  # noqa: E402
+from shared_data import REAL_NP2, REAL_TRAIN, SHARED_DATA  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-TRAIN = DATA / "wm811k-real-train.pkl"
-NP2 = DATA / "wm811k-real-sample-numpy2.pkl"
+DATA, TRAIN, NP2 = SHARED_DATA, REAL_TRAIN, REAL_NP2
 
 pytestmark = pytest.mark.skipif(not (TRAIN.exists() and NP2.exists()), reason=f"no real data in {DATA}")
 

@@ -6,7 +6,6 @@ Tested on generated files with the LSWMD structure (pickle protocols 2, 4 and
 """
 import argparse
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +15,9 @@ pd = pytest.importorskip("pandas")
 from contract.preprocess import to_model_input  # noqa: E402
 from quant.datasets import stream  # noqa: E402
 from contract.spec import WAFER_CLASSES  # noqa: E402
+from shared_data import REAL_NP2  # noqa: E402
 
-NP2 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wm811k-real-sample-numpy2.pkl"
+NP2 = REAL_NP2
 
 
 def lswmd_frame(n=120, seed=0, unlabelled_every=4, test_every=5):

@@ -1,10 +1,9 @@
 """quant.metrics on hand-made cases: confusion, summary, reject option, temperature."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from quant import metrics
+from shared_data import REAL_NP2, require
 
 
 def test_confusion_and_summary_by_hand():
@@ -125,9 +124,7 @@ def test_periodic_patterns_rejected_and_real_maps_kept():
     """Calibrated on real WM-811K maps (the shared numpy-2 sample, outside
     reference), the periodicity limit sends the checkerboard and stripe wafers
     of ``quant.ood`` to review as out of distribution and keeps the real maps."""
-    real = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wm811k-real-sample-numpy2.pkl"
-    if not real.exists():
-        pytest.skip(f"{real} is absent")
+    real = require(REAL_NP2)
     from quant import ood
     from quant.datasets import wm811k
 

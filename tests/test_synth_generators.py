@@ -4,6 +4,7 @@ import pytest
 
 from quant import buffer_synth, synth
 from contract.spec import WAFER_CLASSES
+from shared_data import REAL_TRAIN, require
 
 
 def test_mixture_table_is_mixedwm38():
@@ -126,8 +127,6 @@ def test_buffer_classes_differ_where_they_should(buffer_set):
 # ------------------------------------------- the real-calibrated profile
 
 def test_wm811k_profile_matches_the_real_statistics():
-    from pathlib import Path
-
     from quant.sim2real import map_stats
 
     maps, labels = synth.dataset(900, seed=4, profile="wm811k")
@@ -138,9 +137,7 @@ def test_wm811k_profile_matches_the_real_statistics():
     # the default profile stays as it was: 26..60 rows
     d_shapes = np.array([m.shape for m in synth.dataset(90, seed=4)[0]])
     assert d_shapes[:, 0].min() >= 26 and d_shapes[:, 0].max() <= 60
-    real = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wm811k-real-train.pkl"
-    if not real.exists():
-        pytest.skip(f"{real} is absent")
+    real = require(REAL_TRAIN)
     from quant.datasets import wm811k
 
     df = wm811k.read_frame(real).iloc[::4]                               # a slice: 1,199 maps

@@ -17,6 +17,7 @@ from quant.model import GraphNet, to_input  # noqa: E402
 from contract.spec import CNNSpec  # noqa: E402
 from quant.traindata import make_inputs  # noqa: E402
 from contract.zoo import ZooSpec, buffer_spec  # noqa: E402
+from shared_data import REAL_NP2, require  # noqa: E402
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "quant" / "configs").glob("*.json"))
 SMALL = CNNSpec.uniform(4, 4, channels=(4, 8, 8))
@@ -375,9 +376,7 @@ def test_synth_maps_grow_only_the_training_rows(tmp_path, monkeypatch):
     np.testing.assert_array_equal(x2[:30], x)
     assert sorted(np.bincount(y2[30:]).tolist()) == [9, 9]           # indices into the classes given
 
-    sample = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wm811k-real-sample-numpy2.pkl"
-    if not sample.exists():
-        pytest.skip(f"{sample} is absent")
+    sample = require(REAL_NP2)
     seen = {}
     real_train_qat = tr.train_qat
 
