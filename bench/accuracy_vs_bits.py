@@ -14,7 +14,10 @@ sweep measures the recipe itself at every width (below 4 bits the activation
 scales start at least error, as in ``wmcnn_real_2w2a.json``). Each quantized point also
 carries the estimator's LUT, BRAM36, DSP and maps/s on the XC7Z020
 (``hls.estimate``, default parallelism) and whether it fits; ``pareto.png``
-plots accuracy (mean, spread over ``--seeds``) against LUTs.
+plots accuracy (mean, spread over ``--seeds``) against LUTs. A recipe with
+``views`` 8 scores each map by its eight turns and flips (``contract.views``):
+its rows also give one view's accuracy (``accuracy_1view``), and maps/s is
+the core's images/s (``images_per_s``) over the eight.
 
 Per family: ONE FP32 pre-training, then for W8A8, W4A4, W3A3, W2A2 a QAT
 fine-tune starting from it, plus PTQ-8 (the FP32 weights quantized to 8 bits,
@@ -67,8 +70,8 @@ def weight_memory(spec) -> tuple[int, int]:
     return n, bits
 
 
-def acc(model, x, y) -> float:
-    return float((predict_logits(model, x).argmax(1) == y).mean())
+def acc(model, x, y, n_views: int = 1) -> float:
+    return float((predict_logits(model, x, n_views=n_views).argmax(1) == y).mean())
 
 
 def hw_estimate(spec) -> dict:
@@ -84,10 +87,27 @@ def hw_estimate(spec) -> dict:
             "maps_per_s": float(est["maps_per_s"]), "fits": bool(E.fits(est))}
 
 
-def _f1(model, x, y) -> float:
+def _f1(model, x, y, n_views: int = 1) -> float:
     from quant import metrics
 
-    return float(metrics.summary(y, predict_logits(model, x).argmax(1), tuple(range(9)))["macro_f1"])
+    return float(metrics.summary(y, predict_logits(model, x, n_views=n_views).argmax(1),
+                                 tuple(range(9)))["macro_f1"])
+
+
+def _scored(model, x, y, n_views: int) -> dict:
+    """accuracy and macro_f1 at the recipe's views; with views, one view's accuracy too."""
+    out = dict(accuracy=acc(model, x, y, n_views), macro_f1=_f1(model, x, y, n_views))
+    if n_views > 1:
+        out["accuracy_1view"] = acc(model, x, y)
+    return out
+
+
+def _hw(spec, n_views: int) -> dict:
+    """hw_estimate with maps/s per map: a map is ``n_views`` core runs."""
+    hw = hw_estimate(spec)
+    if n_views > 1:
+        hw.update(images_per_s=hw["maps_per_s"], maps_per_s=hw["maps_per_s"] / n_views, views=n_views)
+    return hw
 
 
 # Depthwise-separable nets train their FP32 twin with batch norms and are
@@ -148,14 +168,16 @@ def run_family(family, x, y, xt, yt, cfg, args) -> list[dict]:
     die = family == "wmcnn" and bool(args.recipe and args.recipe.get("die_channels"))
     spec_fp = make_spec(family, 8, args.size, args.width, channels, die)
     fp = float_net(family, spec_fp, x, y, cfg, args)
+    # The real-map recipe classifies a map by its eight turns and flips (contract.views).
+    nv = int(args.recipe.get("views", 1)) if family == "wmcnn" and args.recipe else 1
     n_w, _ = weight_memory(spec_fp)
-    fp_acc = acc(fp, xt, yt)
-    rows.append(dict(family=family, mode="fp32", bits=32, params=n_w, weight_bits=32 * n_w, accuracy=fp_acc,
-                     macro_f1=_f1(fp, xt, yt), seconds=time.time() - t0, seed=args.seed))
+    fp_row = dict(family=family, mode="fp32", bits=32, params=n_w, weight_bits=32 * n_w,
+                  **_scored(fp, xt, yt, nv), seconds=time.time() - t0, seed=args.seed)
+    fp_acc = fp_row["accuracy"]
+    rows.append(fp_row)
     ptq = from_float(spec_fp, fp, x[:512])
     rows.append(dict(family=family, mode="ptq8", bits=8, params=n_w, weight_bits=8 * n_w,
-                     accuracy=acc(ptq, xt, yt), macro_f1=_f1(ptq, xt, yt), seconds=0.0, seed=args.seed,
-                     **hw_estimate(spec_fp)))
+                     **_scored(ptq, xt, yt, nv), seconds=0.0, seed=args.seed, **_hw(spec_fp, nv)))
     recipe = _recipe(family, args)
     for b in args.bits:
         t1 = time.time()
@@ -167,8 +189,8 @@ def run_family(family, x, y, xt, yt, cfg, args) -> list[dict]:
                      balanced=recipe.get("balanced", "none"))
         n, wbits = weight_memory(spec)
         rows.append(dict(family=family, mode=f"W{b}A{b}", bits=b, params=n, weight_bits=wbits,
-                         accuracy=acc(q, xt, yt), macro_f1=_f1(q, xt, yt), qat_epochs=epochs,
-                         seconds=time.time() - t1, seed=args.seed, **hw_estimate(spec)))
+                         **_scored(q, xt, yt, nv), qat_epochs=epochs,
+                         seconds=time.time() - t1, seed=args.seed, **_hw(spec, nv)))
     for r in rows:
         r["delta_vs_fp32"] = r["accuracy"] - fp_acc
     return rows
@@ -205,9 +227,11 @@ def aggregate(rows) -> list[dict]:
         a = np.array([r["accuracy"] for r in rs])
         f = np.array([r.get("macro_f1") or np.nan for r in rs])
         agg = {k: rs[0][k] for k in ("family", "mode", "bits", "params", "weight_bits", "lut", "bram36", "dsp",
-                                       "maps_per_s", "fits") if k in rs[0]}
+                                       "maps_per_s", "images_per_s", "views", "fits") if k in rs[0]}
         agg.update(seeds=len(rs), accuracy_mean=float(a.mean()), accuracy_std=float(a.std(ddof=1)) if len(a) > 1
                    else 0.0, macro_f1_mean=float(np.nanmean(f)))
+        if all("accuracy_1view" in r for r in rs):
+            agg["accuracy_1view_mean"] = float(np.mean([r["accuracy_1view"] for r in rs]))
         out.append(agg)
     return out
 

@@ -4,7 +4,7 @@
     ex.topology_hash, ex.weights_checksum, ex.classes, ex.spec(), ex.weights_bin()
 
 The folder holds ``model.json`` (written by ``IntModel.save``; ``quant.export``
-adds the calibrated ``reject`` rule), ``weights.npz`` and ``weights.bin`` (the
+adds the calibrated ``reject`` rule and ``views``), ``weights.npz`` and ``weights.bin`` (the
 blob). hls/, zybo_z7/, the host and the tests read it here instead of parsing
 ``model.json`` by hand. A field is checked when it is read, so a tool that needs
 only the topology hash takes a folder whose other fields it never looks at; a
@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from contract import views
 
 MODEL_JSON = "model.json"
 WEIGHTS_BIN = "weights.bin"
@@ -100,6 +102,16 @@ class Export:
             return r
         return None
 
+    @property
+    def views(self) -> int:
+        """Views a map is classified as (``contract.views``): 1, or 8 when
+        training evaluated the model on the eight turns and flips."""
+        n = self.meta.get("views", 1)
+        try:
+            return views.check(n)
+        except ValueError as e:
+            raise ExportError(f"{self.path}: {e}") from None
+
     def check_topology(self) -> "Export":
         """Raise ExportError unless topology_hash is the hash of the layer list."""
         from contract.graph import topology_hash
@@ -114,9 +126,12 @@ class Export:
         except FileNotFoundError:
             raise ExportError(f"{self.folder} has no {WEIGHTS_BIN}: the export is incomplete") from None
 
-    def with_reject(self, rule: dict) -> "Export":
-        """Write the calibrated reject rule into model.json (quant.export's last step)."""
-        meta = dict(self.meta, reject=rule)
+    def with_reject(self, rule: dict | None, n_views: int = 1) -> "Export":
+        """Write the calibrated reject rule and the views training judged the
+        model with into model.json (quant.export's last step)."""
+        meta = dict(self.meta, views=views.check(n_views))
+        if rule is not None:
+            meta["reject"] = rule
         self.path.write_text(json.dumps(meta, indent=1))
         return Export(self.folder, meta)
 

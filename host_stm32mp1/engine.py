@@ -19,10 +19,12 @@ import numpy as np
 from host_stm32mp1 import readers
 from contract import export_dir
 from contract import reject as R
+from contract import views
 from host_stm32mp1.boards import BoardPool
 from host_stm32mp1.client import DEFAULT_BATCH, BoardError
 from contract.preprocess import to_model_input
 from protocol import wire as W
+from protocol.results import ResultBatch
 
 log = logging.getLogger("waferq.host")
 
@@ -54,7 +56,7 @@ class Model:
         try:
             ex = export_dir.read(folder)
             model = cls(ex.folder, ex.meta, list(ex.classes), size or ex.in_size, ex.in_channels)
-            ex.weights_checksum, ex.topology_hash
+            ex.weights_checksum, ex.topology_hash, ex.views
             export_dir.read(folder, need_weights=True)
         except export_dir.ExportError as e:
             raise ModelError(str(e)) from None
@@ -77,14 +79,20 @@ class Model:
         return 2.0 ** self.export.logit_scale_log2
 
     @property
+    def views(self) -> int:
+        """Images a map is sent as (``contract.views``): 1, or its 8 turns and flips."""
+        return self.export.views
+
+    @property
     def reject(self) -> dict | None:
         """The reject rule training calibrated (``quant.metrics.calibrate_reject``), if any."""
         return self.export.reject
 
     def judge_batch(self, logits, images=None) -> tuple[np.ndarray, list]:
         """``judge`` for a batch in one numpy pass: (confidence [n], reasons:
-        one None or text a map, all None without a rule)."""
-        z = np.asarray(logits, dtype=np.float64) * self.logit_scale   # [n][n_classes]
+        one None or text a map, all None without a rule). With views the
+        logits are the sum over the views; the rule sees their mean."""
+        z = np.asarray(logits, dtype=np.float64) * (self.logit_scale / self.views)   # [n][n_classes]
         if not len(z):
             return np.zeros(0), []
         rule = self.reject
@@ -99,7 +107,7 @@ class Model:
         the softmax maximum (at the rule's temperature when there is a rule);
         with a rule, ``reject.reject_reasons`` decides, ``image`` (the uint8
         model input sent) enabling its not-a-wafer-map tests."""
-        z = np.asarray(logits, dtype=np.float64)[None] * self.logit_scale
+        z = np.asarray(logits, dtype=np.float64)[None] * (self.logit_scale / self.views)
         rule = self.reject
         conf = float(R.softmax(z, rule["temperature"] if rule else 1.0).max())
         if rule is None:
@@ -112,7 +120,7 @@ def settings_key(model: Model, **reader_options) -> tuple[str, str]:
     """(digest, description) of everything besides the file that decides an
     answer: the store keys results by it, so other settings classify again."""
     desc = dict(topology_hash=model.topology_hash, weights_checksum=model.checksum,
-                in_size=model.size, reject=model.reject,
+                in_size=model.size, reject=model.reject, views=model.views,
                 **{k: (sorted(v) if isinstance(v, (set, frozenset)) else v)
                    for k, v in sorted(reader_options.items())})
     text = json.dumps(desc, sort_keys=True)
@@ -278,17 +286,24 @@ def send(run: Run, client, model: Model, batch: int, store=None, board_name="",
     """
     pool = client if isinstance(client, BoardPool) else BoardPool.of_client(client, model)
     single = not isinstance(client, BoardPool)
+    # With views (contract.views) a map is n images on the wire, next to each
+    # other in one request, with wire ids record id * n + view.
+    n = model.views
     if batch is None:
-        batch = _board_batch(pool) if run.pending else DEFAULT_BATCH
+        batch = max(1, _board_batch(pool) // n) if run.pending else DEFAULT_BATCH
     run.batch = batch
     where = {rid: i for i, rid in enumerate(run.pending)}
-    batches = [run.pending[s:s + batch] for s in range(0, len(run.pending), batch)]
+    batches = [[rid * n + v for rid in run.pending[s:s + batch] for v in range(n)]
+               for s in range(0, len(run.pending), batch)]
 
-    def images(ids):
-        return np.stack([run.images[where[i]] for i in ids])
+    def images(wire_ids):
+        return views.expand(np.stack([run.images[where[i // n]] for i in wire_ids[::n]]), n)
 
-    def on_result(ids, results, board, dt):
+    def on_result(wire_ids, results, board, dt):
         name = board_name if single and board_name else board
+        ids = wire_ids[::n]
+        if n > 1:
+            results = _per_map(results, n)
         run.latencies.append(dt)
         run.sizes.append(len(ids))
         rows = []
@@ -340,6 +355,14 @@ def send(run: Run, client, model: Model, batch: int, store=None, board_name="",
                       for w in pool.workers}
         if single:
             client.on_connect = None
+
+
+def _per_map(results, n: int) -> ResultBatch:
+    """A batch's per-view records -> one record per map (``views.combine_records``)."""
+    status, classes, logits, messages = views.combine_records(
+        results.status, results.logits, results.messages, n, W.OK)
+    return ResultBatch(results.ids[::n] // n, status, classes.astype(np.uint16), logits, messages,
+                       results.weights_checksum)
 
 
 def _board_batch(pool: BoardPool) -> int:

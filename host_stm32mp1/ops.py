@@ -129,7 +129,8 @@ def bench(args) -> int:
                       time.perf_counter() - t0, run.weights_sent, run.board_info)
     b, i = s["batch_latency_s"], s["image_latency_s"]
     print(f"{s['n_ok']} of {args.n} maps in {s['n_batches']} batches of up to {run.batch}: "
-          f"{s['throughput_maps_per_s']:.1f} maps/s (wall {s['wall_s']:.2f} s)")
+          f"{s['throughput_maps_per_s']:.1f} maps/s (wall {s['wall_s']:.2f} s)"
+          + (f", {model.views} images a map (views)" if model.views > 1 else ""))
     print(f"latency per batch: p50 {1e3 * b['p50']:.2f} ms  p99 {1e3 * b['p99']:.2f} ms")
     print(f"latency per image: p50 {1e3 * i['p50']:.3f} ms  p99 {1e3 * i['p99']:.3f} ms")
     if args.out:

@@ -127,17 +127,18 @@ REJECT_KEYS = ("temperature", "threshold", "target_accuracy", "min_energy", "inp
 def attach_reject(out_dir: Path, metrics_path: Path) -> dict | None:
     """Copy the reject option calibrated by ``quant.train`` (its metrics.json)
     into model.json under ``reject``, in the form ``quant.metrics.apply_reject``
-    reads; the host applies it to the logits it gets back
-    (``logits_int * 2**logit_scale_log2``) and the model inputs it sent."""
+    reads, and the number of views training evaluated with (``contract.views``)
+    under ``views``; the host applies the rule to the logits it gets back
+    (``logits_int * 2**logit_scale_log2``, averaged over the views) and the
+    model inputs it sent."""
     import json
 
     if not Path(metrics_path).exists():
         return None
-    rej = json.loads(Path(metrics_path).read_text()).get("reject")
-    if not rej:
-        return None
-    rej = {k: rej[k] for k in REJECT_KEYS if k in rej}
-    export_dir.read(out_dir).with_reject(rej)
+    m = json.loads(Path(metrics_path).read_text())
+    rej = m.get("reject")
+    rej = {k: rej[k] for k in REJECT_KEYS if k in rej} if rej else None
+    export_dir.read(out_dir).with_reject(rej, m.get("views", 1))
     return rej
 
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from contract import views
 from quant.floatnet import FloatNet
 from quant.model import GraphNet, to_input
 
@@ -263,6 +264,15 @@ def distill(teacher: torch.nn.Module, student: torch.nn.Module, x_unlabeled: np.
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, x: np.ndarray, batch: int = 256) -> np.ndarray:
+def predict_logits(model: torch.nn.Module, x: np.ndarray, batch: int = 256, n_views: int = 1) -> np.ndarray:
+    """Logits [N][K]; with ``n_views`` 8, the mean over each map's eight turns
+    and flips (``contract.views``, the host's rule: it sums the board's integer
+    logits, then scales by 1/8)."""
     model.eval()
+    if n_views > 1:
+        out = []
+        for i in range(0, len(x), batch):
+            z = model(to_input(views.expand(np.asarray(x[i:i + batch]), n_views))).numpy()
+            out.append(z.reshape(-1, n_views, z.shape[1]).mean(1))
+        return np.concatenate(out)
     return np.concatenate([model(to_input(x[i:i + batch])).numpy() for i in range(0, len(x), batch)])

@@ -163,24 +163,33 @@ def run(args) -> dict:
         print(f"training on {len(y) - args.synth_maps} real and {args.synth_maps} generated maps")
     if args.distill_from:
         return run_distill(args, spec, x, y, x_test, y_test)
+    nv = args.views
+    if nv > 1 and (args.family == "xception_fpn" or spec.in_channels != 1):
+        raise SystemExit("--views 8 is for wafer maps: a buffer-zone image has a fixed radial direction")
     t0 = time.time()
     fp, q = train_qat(spec, x, y, args.fp_epochs, args.qat_epochs, args.seed, state_dir=args.out,
                       resume=args.resume, qat_lr=args.qat_lr, bn=args.bn, equalize=args.equalize,
                       act_init=args.act_init, init=args.init, **_train_kw(args))
     results = {"model": spec.name, "spec": spec.to_dict(), "config": config_of(args), "train_seconds": None}
-    logits = {"fp32": predict_logits(fp, x_test), "qat": predict_logits(q, x_test)}
+    logits = {"fp32": predict_logits(fp, x_test, n_views=nv), "qat": predict_logits(q, x_test, n_views=nv)}
     if args.ptq:
         ptq_spec = make_spec(argparse.Namespace(**{**vars(args), "w_bits": 8, "a_bits": 8}))
-        logits["ptq8"] = predict_logits(from_float(ptq_spec, fp, x[:512]), x_test)
+        logits["ptq8"] = predict_logits(from_float(ptq_spec, fp, x[:512]), x_test, n_views=nv)
     results["train_seconds"] = time.time() - t0
+    results["views"] = nv
     for key, lg in logits.items():
         results[key] = metrics.summary(y_test, lg.argmax(1), spec.classes)
-    reject = metrics.calibrate_reject(predict_logits(q, x_val), y_val, args.target_accuracy,
+    if nv > 1:   # what one view of each map gives, for comparison
+        results["qat_1view"] = metrics.summary(y_test, predict_logits(q, x_test).argmax(1), spec.classes)
+    val_logits = predict_logits(q, x_val, n_views=nv)
+    # Validation figures too: the recipe's choices were made on this split.
+    results["val_qat"] = metrics.summary(y_val, val_logits.argmax(1), spec.classes)
+    reject = metrics.calibrate_reject(val_logits, y_val, args.target_accuracy,
                                       x_val=x_val if spec.in_channels == 1 else None)
     results["reject"] = {**reject, **metrics.summary(y_test, metrics.apply_reject(logits["qat"], reject, x_test),
                                                      spec.classes)}
     if spec.in_channels == 1 and args.family != "xception_fpn":
-        results["ood"] = ood_report(q, reject, args.size, args.seed)
+        results["ood"] = ood_report(q, reject, args.size, args.seed, n_views=nv)
     results["coverage_curve"] = metrics.coverage_curve(metrics.softmax(logits["qat"], reject["temperature"]),
                                                        y_test)
     save_checkpoint(q, args.out / "checkpoint.pt")
@@ -204,14 +213,14 @@ def run(args) -> dict:
     return results
 
 
-def ood_report(q, reject: dict, size: int, seed: int, n: int = 100) -> dict:
+def ood_report(q, reject: dict, size: int, seed: int, n: int = 100, n_views: int = 1) -> dict:
     """Share of each group of non-wafer / out-of-class inputs (``quant.ood``)
     that the calibrated reject option sends to review, and why."""
     from quant import ood
 
     out = {}
     for name, x in ood.all_groups(n, size, seed + 500).items():
-        why = metrics.reject_reasons(predict_logits(q, x), reject, x)
+        why = metrics.reject_reasons(predict_logits(q, x, n_views=n_views), reject, x)
         out[name] = {"n": n, "rejected": sum(r is not None for r in why) / n,
                      **{r: why.count(r) for r in metrics.REASONS if why.count(r)}}
     return out
@@ -296,6 +305,8 @@ def main(argv=None) -> int:
         print(f"{res['model']} distillation: {line}; report in {args.out / 'report.html'}")
         return 0
     line = "  ".join(f"{k} {100 * res[k]['accuracy']:.2f}%" for k in ("fp32", "qat", "ptq8", "int") if k in res)
+    if res.get("views", 1) > 1:
+        line = f"{res['views']} views a map: {line}  (qat one view {100 * res['qat_1view']['accuracy']:.2f}%)"
     print(f"{res['model']}: {line}; reject at {100 * res['reject']['target_accuracy']:.0f}% target: "
           f"coverage {res['reject']['accepted']}/{res['reject']['n']} ({res['train_seconds']:.0f} s); "
           f"report in {args.out / 'report.html'}")

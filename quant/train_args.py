@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how QAT's activation scales start: stats (a high percentile) or mse "
                          "(least quantization error; better at 2 bits)")
     ap.add_argument("--ptq", action="store_true", help="also report an 8-bit post-training-quantized twin")
+    ap.add_argument("--views", type=int, choices=(1, 8), default=1,
+                    help="evaluate (and have the host classify) each wafer map as the summed logits of "
+                         "its 8 turns and flips (contract.views); 8 accelerator runs a map")
     ap.add_argument("--target-accuracy", type=float, default=0.99,
                     help="accuracy the reject threshold aims for on accepted maps")
     ap.add_argument("--threads", type=int, default=1,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contract import export_dir, views
 from contract.preprocess import to_model_input
 from quant import metrics, synth
 from contract.intmodel import IntModel
@@ -59,11 +60,12 @@ def confusion_of(records: list[dict], n_classes: int) -> np.ndarray:
                              np.array([r["class_index"] for r in done], dtype=np.int64), n_classes)
 
 
-def check_against_reference(records: list[dict], model: IntModel) -> tuple[int, int]:
-    """(equal, compared): board logits against the integer reference, image by image."""
+def check_against_reference(records: list[dict], model: IntModel, n_views: int = 1) -> tuple[int, int]:
+    """(equal, compared): board logits against the integer reference, map by
+    map (with views, the sum over the map's views, as the host adds them)."""
     ok = [r for r in records if r["status"] == "ok"]
     x = np.stack([to_model_input(np.load(r["source"]), model.spec.in_size) for r in ok])
-    ref = model.forward(x)
+    ref = views.combine(model.forward(views.expand(x, n_views)), n_views)
     equal = sum(int(np.array_equal(np.asarray(r["logits"]), ref[i])) for i, r in enumerate(ok))
     return equal, len(ok)
 
@@ -99,7 +101,7 @@ def main(argv=None) -> int:
     records, summary = results["results"], results["summary"]
     classes = list(model.spec.classes)
     cm = confusion_of(records, len(classes))
-    equal, compared = check_against_reference(records, model)
+    equal, compared = check_against_reference(records, model, export_dir.read(args.model).views)
     acc = summary["accuracy"]
     metrics.plot_confusion(cm, classes, args.out / "confusion.png",
                    f"{model.spec.name} on the C-sim: {100 * acc:.1f}% of {summary['n_labelled']} maps")

@@ -54,8 +54,8 @@ def test_real_data_seeds_and_estimates(tmp_path, capsys):
 
 
 def test_real_data_recipe_sets_the_wmcnn_options(tmp_path, monkeypatch):
-    """--recipe takes a quant.train config: size, blocks, epochs, the die decoder
-    and the class balance reach the trained nets (the spec and fit calls)."""
+    """--recipe takes a quant.train config: size, blocks, epochs, the die decoder,
+    the class balance and the views reach the trained nets and their scores."""
     from quant.datasets import wm811k
 
     real = require(REAL_TRAIN)
@@ -64,7 +64,7 @@ def test_real_data_recipe_sets_the_wmcnn_options(tmp_path, monkeypatch):
     recipe = tmp_path / "r.json"
     recipe.write_text(json.dumps({"family": "wmcnn", "channels": [4, 8], "die_channels": True, "size": 16,
                                   "fp_epochs": 1, "qat_epochs": 1, "qat_lr": 0.001, "balanced": "sqrt",
-                                  "bn": True}))
+                                  "bn": True, "views": 8}))
     seen = []
     real_twin, real_qat = bench.float_twin, bench.qat_from
 
@@ -85,6 +85,11 @@ def test_real_data_recipe_sets_the_wmcnn_options(tmp_path, monkeypatch):
                     ("qat", "decode", 0.001, "mse", "sqrt")]
     res = json.loads((tmp_path / "accuracy_vs_bits.json").read_text())
     assert res["recipe"]["die_channels"] is True and res["config"]["fp_epochs"] == 1
+    # views 8: each row scores maps by their eight symmetries, one view's accuracy
+    # beside it, and a map costs the core eight images
+    assert all("accuracy_1view" in r for r in res["rows"])
+    hw = [r for r in res["rows"] if "lut" in r]
+    assert len(hw) == 3 and all(r["views"] == 8 and r["maps_per_s"] * 8 == r["images_per_s"] for r in hw)
     with pytest.raises(SystemExit, match="wmcnn config"):
         recipe.write_text(json.dumps({"family": "vgg_s"}))
         bench.main(argv)

@@ -61,6 +61,37 @@ def test_cli_tiny_run_writes_everything(tmp_path):
     np.testing.assert_array_equal(metrics.apply_reject(logits, meta["reject"], x), want)
 
 
+def test_cli_views_are_evaluated_exported_and_judged_as_the_host_does(tmp_path):
+    """--views 8: metrics.json's figures are the mean logits of each map's eight
+    symmetries (checked against index maps, not numpy's rot90), model.json says
+    views 8, and the host's rule on the summed integer logits of the views gives
+    what training's rule gives on the mean Brevitas logits."""
+    from dihedral import dihedral_by_index
+    from host_stm32mp1.engine import Model
+    from quant import export, metrics
+    from contract.intmodel import IntModel
+
+    out = tmp_path / "run"
+    assert tr.main(["--out", str(out), "--n-train", "128", "--n-test", "40", "--fp-epochs", "1",
+                    "--qat-epochs", "1", "--width", "4", "--batch", "32", "--views", "8"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["views"] == 8 and {"qat", "qat_1view", "fp32"} <= set(m)
+    q = tr.load_checkpoint(out / "checkpoint.pt")
+    x, _ = make_inputs(12, seed=9, size=42)
+    mean = np.stack([tr.predict_logits(q, np.stack(dihedral_by_index(v))).mean(0) for v in x])
+    np.testing.assert_allclose(tr.predict_logits(q, x, n_views=8), mean, rtol=0, atol=1e-5)
+    assert export.main(["--checkpoint", str(out / "checkpoint.pt"), "--out", str(tmp_path / "exp")]) == 0
+    assert export_dir.read(tmp_path / "exp").views == 8
+    im = IntModel.load(tmp_path / "exp")
+    summed = np.stack([im.forward(np.stack(dihedral_by_index(v))).astype(np.int64).sum(0) for v in x])
+    conf, why = Model.load(tmp_path / "exp").judge_batch(summed, x)
+    assert why == metrics.reject_reasons(mean, m["reject"], x)
+    want = metrics.softmax(mean, m["reject"]["temperature"]).max(1)
+    np.testing.assert_allclose(conf, want, rtol=1e-6)
+    with pytest.raises(SystemExit, match="for wafer maps"):
+        tr.main(["--out", str(tmp_path / "bz"), "--family", "xception_fpn", "--views", "8", "--n-train", "8"])
+
+
 def test_focal_equals_ce_at_gamma_zero():
     lg = torch.randn(32, 9)
     t = torch.randint(0, 9, (32,))
