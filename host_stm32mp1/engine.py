@@ -361,7 +361,7 @@ def _per_map(results, n: int) -> ResultBatch:
     """A batch's per-view records -> one record per map (``views.combine_records``)."""
     status, classes, logits, messages = views.combine_records(
         results.status, results.logits, results.messages, n, W.OK)
-    return ResultBatch(results.ids[::n] // n, status, classes.astype(np.uint16), logits, messages,
+    return ResultBatch(results.ids[::n] // np.uint64(n), status, classes.astype(np.uint16), logits, messages,
                        results.weights_checksum)
 
 
