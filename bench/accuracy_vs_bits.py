@@ -70,10 +70,6 @@ def weight_memory(spec) -> tuple[int, int]:
     return n, bits
 
 
-def acc(model, x, y, n_views: int = 1) -> float:
-    return float((predict_logits(model, x, n_views=n_views).argmax(1) == y).mean())
-
-
 def hw_estimate(spec) -> dict:
     """The estimator's figures for ``spec`` on the XC7Z020 (hls.estimate, its
     default parallelism): LUT, BRAM36, DSP, maps/s, and whether it fits."""
@@ -87,18 +83,16 @@ def hw_estimate(spec) -> dict:
             "maps_per_s": float(est["maps_per_s"]), "fits": bool(E.fits(est))}
 
 
-def _f1(model, x, y, n_views: int = 1) -> float:
+def _scored(model, x, y, n_views: int) -> dict:
+    """accuracy and macro_f1 at the recipe's views (one inference pass); with
+    views, one view's accuracy too."""
     from quant import metrics
 
-    return float(metrics.summary(y, predict_logits(model, x, n_views=n_views).argmax(1),
-                                 tuple(range(9)))["macro_f1"])
-
-
-def _scored(model, x, y, n_views: int) -> dict:
-    """accuracy and macro_f1 at the recipe's views; with views, one view's accuracy too."""
-    out = dict(accuracy=acc(model, x, y, n_views), macro_f1=_f1(model, x, y, n_views))
+    pred = predict_logits(model, x, n_views=n_views).argmax(1)
+    out = dict(accuracy=float((pred == y).mean()),
+               macro_f1=float(metrics.summary(y, pred, tuple(range(9)))["macro_f1"]))
     if n_views > 1:
-        out["accuracy_1view"] = acc(model, x, y)
+        out["accuracy_1view"] = float((predict_logits(model, x).argmax(1) == y).mean())
     return out
 
 

@@ -269,10 +269,8 @@ def predict_logits(model: torch.nn.Module, x: np.ndarray, batch: int = 256, n_vi
     and flips (``contract.views``, the host's rule: it sums the board's integer
     logits, then scales by 1/8)."""
     model.eval()
-    if n_views > 1:
-        out = []
-        for i in range(0, len(x), batch):
-            z = model(to_input(views.expand(np.asarray(x[i:i + batch]), n_views))).numpy()
-            out.append(z.reshape(-1, n_views, z.shape[1]).mean(1))
-        return np.concatenate(out)
-    return np.concatenate([model(to_input(x[i:i + batch])).numpy() for i in range(0, len(x), batch)])
+    out = []
+    for i in range(0, len(x), batch):
+        z = model(to_input(views.expand(x[i:i + batch], n_views))).numpy()
+        out.append(z.reshape(-1, n_views, z.shape[1]).mean(1))
+    return np.concatenate(out)
