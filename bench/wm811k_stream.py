@@ -1,15 +1,17 @@
 """Peak memory of loading an LSWMD-format file: pandas' reader against the
 streaming cache builder (``quant.datasets.stream``).
 
-    python -m bench.wm811k_stream --rows 100000 --out build/bench_stream
+    python -m bench.wm811k_stream --rows 25000,100000 --out build/bench_stream
     python -m bench.wm811k_stream --pkl LSWMD.pkl --out DIR        # the real 2 GB file
 
 Without ``--pkl`` it writes a generated file with the LSWMD structure (grid
 sizes 25..212 x 26..84, a fifth labelled as in WM-811K), then loads it in two
 fresh processes: ``wm811k.read_frame`` (the whole frame, every map) and
 ``stream.build_cache`` (maps go to the memory-mapped cache as they are
-unpickled). Prints a table and writes ``wm811k_stream.json``: the file size,
-each process's peak RSS (VmHWM) and seconds.
+unpickled). Prints a table and writes ``wm811k_stream.json``: each file's
+size, each process's peak RSS (VmHWM) and seconds, and with two or more
+sizes the growth a row (first to last file) and where it would put the
+original's 811k rows.
 """
 from __future__ import annotations
 
@@ -66,27 +68,48 @@ def measure(kind: str, pkl: Path, out: Path) -> dict:
     return {"rows": int(rows), "peak_rss_mib": float(rss), "seconds": time.time() - t0}
 
 
+WM811K_ROWS = 811_457
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pkl", type=Path, default=None, help="an LSWMD-format file (default: generate one)")
-    ap.add_argument("--rows", type=int, default=100_000, help="rows of the generated file")
+    ap.add_argument("--rows", default="25000,100000",
+                    help="rows of the generated files, comma separated: two or more give the growth a row")
     ap.add_argument("--out", type=Path, default=Path("build/bench_stream"))
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    pkl = args.pkl
-    if pkl is None:
-        pkl = args.out / f"lswmd_{args.rows}.pkl"
+    files = [args.pkl] if args.pkl is not None else []
+    for rows in ([] if args.pkl is not None else [int(r) for r in str(args.rows).split(",") if r.strip()]):
+        pkl = args.out / f"lswmd_{rows}.pkl"
         if not pkl.exists():
-            print(f"writing {pkl} ({args.rows} rows)")
-            write_file(pkl, args.rows)
-    res = {"file": str(pkl), "file_mib": pkl.stat().st_size / 2 ** 20}
-    for kind in ("read_frame", "stream"):
-        res[kind] = measure(kind, pkl, args.out)
-    print(f"{pkl}: {res['file_mib']:.0f} MiB, {res['stream']['rows']} rows")
-    print(f"{'loader':12s} {'peak RSS MiB':>13s} {'seconds':>8s}")
-    for kind in ("read_frame", "stream"):
-        print(f"{kind:12s} {res[kind]['peak_rss_mib']:13.0f} {res[kind]['seconds']:8.1f}")
-    (args.out / "wm811k_stream.json").write_text(json.dumps(res, indent=1))
+            print(f"writing {pkl} ({rows} rows)")
+            write_file(pkl, rows)
+        files.append(pkl)
+    runs = []
+    for pkl in files:
+        res = {"file": str(pkl), "file_mib": pkl.stat().st_size / 2 ** 20}
+        for kind in ("read_frame", "stream"):
+            res[kind] = measure(kind, pkl, args.out)
+        runs.append(res)
+    print(f"{'rows':>8s} {'file MiB':>9s} {'loader':12s} {'peak RSS MiB':>13s} {'seconds':>8s}")
+    for res in runs:
+        for kind in ("read_frame", "stream"):
+            print(f"{res['stream']['rows']:8d} {res['file_mib']:9.0f} {kind:12s} "
+                  f"{res[kind]['peak_rss_mib']:13.0f} {res[kind]['seconds']:8.1f}")
+    out = {"runs": runs}
+    if len(runs) >= 2:
+        # Peak memory against rows: what each further row costs, and where
+        # the original's 811k rows would land at that rate.
+        a, b = runs[0], runs[-1]
+        d_rows = b["stream"]["rows"] - a["stream"]["rows"]
+        out["growth"] = {}
+        for kind in ("read_frame", "stream"):
+            per_row = (b[kind]["peak_rss_mib"] - a[kind]["peak_rss_mib"]) * 2 ** 20 / d_rows
+            at = b[kind]["peak_rss_mib"] + per_row * (WM811K_ROWS - b["stream"]["rows"]) / 2 ** 20
+            out["growth"][kind] = {"bytes_per_row": per_row, "mib_at_811k_rows": at}
+            print(f"{kind:12s} {per_row:8.0f} bytes a row; about {at:.0f} MiB at {WM811K_ROWS:,} rows")
+    (args.out / "wm811k_stream.json").write_text(json.dumps(out, indent=1))
     return 0
 
 

@@ -116,14 +116,54 @@ def test_training_reads_the_cache_by_batches(tmp_path):
     assert predict_logits(net, xt).shape == (len(yt), 9)
 
 
-def test_a_file_that_refers_back_to_an_array_is_refused(tmp_path):
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_a_shared_array_is_kept_and_a_shared_map_refused(tmp_path, protocol):
+    # The first pass knows which memo entries a GET reads: a small array that
+    # every row shares is kept and loads; a map in two cells, which the sink
+    # has handed on, is refused in one sentence rather than loaded wrong.
     df = lswmd_frame(20)
     shared = np.zeros((2, 2))
     df["dieSize"] = [shared] * len(df)          # one array object in every cell: pickled once, then GET
     pkl = tmp_path / "shared.pkl"
+    df.to_pickle(pkl, protocol=protocol)
+    meta = stream.build_cache(pkl, tmp_path / "c", sizes=(16,))
+    assert meta["rows"] == 20 and meta["labelled"] == 15
+    df = lswmd_frame(20)
+    df["waferMap"] = [df["waferMap"].iloc[0]] * len(df)
+    df.to_pickle(pkl, protocol=protocol)
+    with pytest.raises(ValueError, match="refers back to a wafer map"):
+        stream.build_cache(pkl, tmp_path / "c2", sizes=(16,))
+
+
+def test_without_the_first_pass_a_read_back_array_is_refused(tmp_path, monkeypatch):
+    # A file whose opcodes cannot be scanned falls back to keeping all but
+    # arrays and buffers; reading one of those back is then an error.
+    monkeypatch.setattr(stream, "memo_reads", lambda f: None)
+    df = lswmd_frame(20)
+    df["dieSize"] = [np.zeros((2, 2))] * len(df)
+    pkl = tmp_path / "shared.pkl"
     df.to_pickle(pkl)
     with pytest.raises(ValueError, match="refers back"):
         stream.build_cache(pkl, tmp_path / "c", sizes=(16,))
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_the_unpicklers_bookkeeping_does_not_grow_with_the_rows(tmp_path, protocol):
+    # What the unpickler holds besides the frame: the memo entries a GET reads
+    # (the same for 40 rows as for 160) and one string object a lot name.
+    held = {}
+    for n in (40, 160):
+        pkl = tmp_path / f"f{n}.pkl"
+        lswmd_frame(n).to_pickle(pkl, protocol=protocol)
+        cls = stream._stream_unpickler_class()
+        with open(pkl, "rb") as f:
+            up = cls(f, reads=stream.memo_reads(f))
+            up.sink = lambda m, c=iter(range(n)): next(c)
+            got = up.load()
+        held[n] = len(up.memo)
+        lots = got["lotName"].tolist()
+        assert len({id(v) for v in lots}) == len(set(lots)) == (n + 24) // 25
+    assert held[40] == held[160] and held[40] < 40
 
 
 @pytest.mark.parametrize("protocol", [2, 4, 5])
@@ -136,3 +176,18 @@ def test_a_shared_label_cell_is_read_once_and_kept(tmp_path, protocol):
     df.to_pickle(pkl, protocol=protocol)
     meta = stream.build_cache(pkl, tmp_path / "c", sizes=(16,))
     assert meta["class_counts"][0] == 20
+
+
+def test_the_memory_bench_reports_growth_a_row(tmp_path):
+    # The figures themselves are machine-dependent and belong to the bench;
+    # this checks that it measures both loaders on each file and fits the growth.
+    import json
+
+    from bench import wm811k_stream
+
+    assert wm811k_stream.main(["--rows", "200,400", "--out", str(tmp_path)]) == 0
+    out = json.loads((tmp_path / "wm811k_stream.json").read_text())
+    assert [r["stream"]["rows"] for r in out["runs"]] == [200, 400]
+    assert all(r[k]["peak_rss_mib"] > 0 for r in out["runs"] for k in ("read_frame", "stream"))
+    assert set(out["growth"]) == {"read_frame", "stream"}
+    assert all("bytes_per_row" in g and "mib_at_811k_rows" in g for g in out["growth"].values())

@@ -4,14 +4,16 @@
 unpickler that hands every wafer map, as it is rebuilt, to a sink: the sink
 preprocesses it (the host's ``to_model_input``) at every input size and
 appends it to ``maps_<size>.u8`` (raw uint8, one map after the other, in row
-order), and the unpickler puts only the row number back into the frame. The
-raw bytes the pickle carried are not kept in the unpickler's memo either. So
-no full copy of the maps is ever held, let alone a second one: peak memory is
-the small columns (labels, lot names) plus one map. Label cells (an ndarray
-object each, about 1 KB a row) come back as interned strings, or None when
-unlabelled: ``bench/wm811k_stream.py`` measures about 0.65 KB a row in all
-(100k generated rows: 134 MiB peak, against 617 MiB for pandas' reader), so
-the 811k-row original needs about 0.6 GB.
+order), and the unpickler puts only the row number back into the frame. A
+first pass over the file's opcodes (``memo_reads``) finds the memo entries
+some GET reads back, and the memo keeps only those: none of the raw bytes,
+arrays and tuples that every row memoizes. So no full copy of the maps is
+ever held, let alone a second one, and the unpickler's bookkeeping stays the
+same size however long the file: peak memory is the frame's small cells
+(label cells as interned strings, lot names one object per distinct name,
+row numbers) plus one map. ``bench/wm811k_stream.py`` measures 164 bytes a
+row (25k and 100k generated rows: 80 and 92 MiB peak, against 212 and 623
+MiB for pandas' reader), so the 811k-row original needs about 0.2 GB.
 
 Maps arrive in row order because pandas stores ``waferMap`` as the first row
 of the object block, pickled in C order.
@@ -39,39 +41,65 @@ import numpy as np
 from quant.datasets import wm811k
 
 _BIG = 256  # raw buffers larger than this (a 16x16 map) are not kept in the unpickler's memo
+_MAX_SHARED = 1 << 17   # distinct short strings made one object each (WM-811K: about 46k lot names)
 
 
 def _big(v) -> bool:
     return isinstance(v, (bytes, bytearray, pickle.PickleBuffer)) and len(memoryview(v)) > _BIG
 
 
-class _Memo(dict):
-    """The unpickler's memo without what would make it a copy of the file.
+def memo_reads(f) -> set[int] | None:
+    """The memo keys that some GET of the pickle ``f`` reads (a first pass over
+    its opcodes, nothing built; about a minute for the 2 GB original), or None
+    when the opcodes cannot be scanned. An LSWMD pickle memoizes some twenty
+    objects a row and reads back about fifteen in all (the classes and
+    functions it calls), so knowing them beats guessing what to keep."""
+    import pickletools
 
-    A map's raw bytes are memoized on their own and inside the array's state
-    tuple (protocols 2-4), and every array (a map's row number, each nested
-    label cell) and its shape and state tuples are memoized too: 811k rows
-    of them. An LSWMD pickle refers to none of them again, so they are not
-    stored at all (not even a placeholder: a dict entry a row is memory that
-    grows with the file); should a file refer back to one, the unpickler's
-    ``_check_get`` stops with a clear error rather than build a wrong frame."""
+    keys = set()
+    try:
+        for op, arg, _ in pickletools.genops(f):
+            if op.name in ("GET", "BINGET", "LONG_BINGET"):
+                keys.add(arg)
+    except (ValueError, UnicodeDecodeError, EOFError):
+        return None
+    finally:
+        f.seek(0)
+    return keys
+
+
+class _Memo(dict):
+    """The unpickler's memo without what would make it grow with the file.
+
+    With ``reads`` (``memo_reads``) it keeps exactly the entries a later GET
+    reads and nothing else: the bookkeeping then stays the same size however
+    many rows the file has (not even a placeholder is kept: a dict entry a
+    row is memory that grows with the file). Without, it keeps all but what
+    would be a copy of the maps: a map's raw bytes (memoized on their own and
+    inside the array's state tuple, protocols 2-4), arrays and their shape
+    and state tuples, which an LSWMD pickle never reads back; should a file
+    read one back, ``_get`` stops with a clear error rather than build a
+    wrong frame."""
 
     n = 0   # the next MEMOIZE index: len(self) would count only what is kept
 
+    def __init__(self, reads: set[int] | None = None):
+        super().__init__()
+        self.reads = reads
+        self.unbuilt: dict[int, int] = {}
+
     def __setitem__(self, key, value):
         self.n = max(self.n, key + 1)
+        if self.reads is not None and key not in self.reads:
+            return
         if isinstance(value, np.ndarray):
             # Protocols 2-4 memoize an array before BUILD fills it in.
             self.unbuilt[id(value)] = key
             if len(self.unbuilt) > 64:
                 self.unbuilt.clear()
-        if _big(value) or isinstance(value, (np.ndarray, tuple)):
+        if self.reads is None and (_big(value) or isinstance(value, (np.ndarray, tuple))):
             return
         super().__setitem__(key, value)
-
-    def __init__(self):
-        super().__init__()
-        self.unbuilt: dict[int, int] = {}
 
     def keep_compacted(self, inst, value) -> None:
         # Once BUILD has made the array a label string, keep that under its key.
@@ -132,6 +160,10 @@ def _trim() -> None:
         pass
 
 
+class _Row(int):
+    """A map's row number: what the frame holds in the map's place."""
+
+
 def _is_map(shape, dtype) -> bool:
     return len(shape) == 2 and np.dtype(dtype) == np.uint8 and min(shape) > 0
 
@@ -142,15 +174,15 @@ def _stream_unpickler_class():
     class StreamUnpickler(base):
         sink = None
 
-        def __init__(self, *a, **kw):
+        def __init__(self, *a, reads: set[int] | None = None, **kw):
             super().__init__(*a, **kw)
-            self.memo = _Memo()
+            self.memo = _Memo(reads)
 
         def _frombuffer(self, buf, dtype, shape, order):
             # protocol 5: numpy pickles contiguous arrays as _frombuffer(buffer, ...)
             if _is_map(shape, dtype):
                 m = np.frombuffer(buf, dtype=np.uint8).reshape(shape, order=order)
-                return self.sink(m)
+                return _Row(self.sink(m))
             return _compact(np.frombuffer(buf, dtype=dtype).reshape(shape, order=order).copy())
 
         def find_class(self, module, name):
@@ -167,16 +199,46 @@ def _stream_unpickler_class():
                 raw = state[4].encode("latin1") if isinstance(state[4], str) else state[4]
                 m = np.frombuffer(raw, dtype=np.uint8).reshape(state[1], order="F" if state[3] else "C")
                 self.stack.pop()
-                self.stack[-1] = self.sink(m)      # the cell holds the row number, an int
+                self.stack[-1] = _Row(self.sink(m))    # the cell holds the row number
+                if self.memo.reads is not None:        # a GET of it then says what it is
+                    self.memo.keep_compacted(inst, self.stack[-1])
                 return
             super().load_build()
             inst = self.stack[-1]
             self.stack[-1] = _compact(inst)
             self.memo.keep_compacted(inst, self.stack[-1])
 
+        _strings: dict | None = None
+
+        def _shared(self):
+            # A short string (a lot name) is pickled again in every row it
+            # holds: 811k lot names for some 46k lots. Equal strings become
+            # one object, as the label strings do.
+            v = self.stack[-1]
+            if type(v) is str and len(v) <= 64:
+                if self._strings is None:
+                    self._strings = {}
+                if len(self._strings) < _MAX_SHARED:
+                    self.stack[-1] = self._strings.setdefault(v, v)
+                else:
+                    self.stack[-1] = self._strings.get(v, v)
+
         def load_memoize(self):
             # protocol 4+: the index is the memo's length, counting dropped entries
+            self._shared()
             self.memo[self.memo.n] = self.stack[-1]
+
+        def load_put(self):
+            self._shared()
+            base.load_put(self)
+
+        def load_binput(self):
+            self._shared()
+            base.load_binput(self)
+
+        def load_long_binput(self):
+            self._shared()
+            base.load_long_binput(self)
 
         def _get(self, load):
             try:
@@ -184,6 +246,10 @@ def _stream_unpickler_class():
             except (KeyError, pickle.UnpicklingError):     # 3.11 words a missing memo key so
                 raise ValueError("this pickle refers back to an array or buffer that the streaming "
                                  "loader does not keep; load it with quant.datasets.wm811k instead") from None
+            if type(self.stack[-1]) is _Row:
+                raise ValueError("this pickle refers back to a wafer map (one map in two cells), which the "
+                                 "streaming loader hands on rather than keeps; load it with "
+                                 "quant.datasets.wm811k instead")
 
         def load_get(self):
             self._get(base.load_get)
@@ -197,6 +263,9 @@ def _stream_unpickler_class():
         dispatch = base.dispatch.copy()
         dispatch[pickle.BUILD[0]] = load_build
         dispatch[pickle.MEMOIZE[0]] = load_memoize
+        dispatch[pickle.PUT[0]] = load_put
+        dispatch[pickle.BINPUT[0]] = load_binput
+        dispatch[pickle.LONG_BINPUT[0]] = load_long_binput
         dispatch[pickle.GET[0]] = load_get
         dispatch[pickle.BINGET[0]] = load_binget
         dispatch[pickle.LONG_BINGET[0]] = load_long_binget
@@ -224,7 +293,8 @@ def build_cache(pkl: Path, folder: Path, sizes=(48,)) -> dict:
     cls = _stream_unpickler_class()
     try:
         with open(pkl, "rb") as f:
-            up = cls(f)
+            reads = memo_reads(f)
+            up = cls(f, reads=reads)
             up.sink = sink
             try:
                 df = up.load()
@@ -232,7 +302,7 @@ def build_cache(pkl: Path, folder: Path, sizes=(48,)) -> dict:
                 f.seek(0)
                 sink.close()
                 sink = MapSink(folder, sizes)
-                up = cls(f, encoding="latin1")
+                up = cls(f, encoding="latin1", reads=reads)
                 up.sink = sink
                 df = up.load()
     finally:
