@@ -54,6 +54,11 @@ class BoardError(Exception):
         return self.code is None
 
 
+class BoardTimeout(BoardError):
+    """No whole reply within the request's timeout (retryable: another board,
+    or the same one later, may answer)."""
+
+
 def parse_address(text: str, default_port: int = 5150) -> tuple[str, int]:
     if "," in text:
         raise ValueError(f"{text!r}: this command drives one board (only classify takes several)")
@@ -224,7 +229,8 @@ class BoardClient:
                     raise BoardError(f"connection to {self.host}:{self.port} lost twice: {e}") from e
             except W.WireTimeout as e:
                 self.close()
-                raise BoardError(f"board at {self.host}:{self.port} did not answer: {e}") from e
+                raise BoardTimeout(f"board at {self.host}:{self.port} did not answer within "
+                                   f"{self.timeout if timeout is None else timeout:g} s (--timeout): {e}") from e
             except W.WireError as e:
                 self.close()
                 raise BoardError(f"bad reply from the board: {e}") from e
@@ -252,7 +258,16 @@ class BoardClient:
     def infer_batch(self, images: np.ndarray, ids):
         """One INFER_BATCH -> ``protocol.results.ResultBatch``: one record per
         image in request order, as arrays; its items are the record dicts."""
-        reply = self.request(W.T_INFER_BATCH, self._batch_payload(images, ids), W.T_RESULTS)
+        try:
+            reply = self.request(W.T_INFER_BATCH, self._batch_payload(images, ids), W.T_RESULTS)
+        except BoardTimeout as e:
+            # The board may simply be slower than the request is long: say so
+            # and what to change, rather than leave a bare timeout.
+            slow = " (the C simulation of the core, a few images a second)" \
+                if (self.info or {}).get("backend") == "csim" else ""
+            raise BoardTimeout(f"{e}; the request held {len(images)} images and the board's backend is "
+                               f"{(self.info or {}).get('backend', 'unknown')}{slow}: a smaller --batch "
+                               "or a longer --timeout lets a slow backend answer") from e
         res = W.decode_result_batch(reply.payload)
         if not np.array_equal(res.ids, np.asarray(ids, dtype=np.uint64).ravel()):
             raise BoardError(f"board answered {len(res)} records that do not match the "

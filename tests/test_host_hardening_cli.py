@@ -231,6 +231,57 @@ def test_silent_board_fails_on_the_probe(work, tmp_path):
     assert "weights sent: - (no board reached)" in proc.stdout        # item 10
 
 
+class SlowBoard:
+    """Answers HELLO as a C-simulation board does, then holds every
+    INFER_BATCH unanswered: a backend slower than the request is long."""
+
+    def __init__(self):
+        from protocol import wire as W
+
+        self.W, self.sock = W, socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        W = self.W
+        conn = self.sock.accept()[0]
+        with conn:
+            while True:
+                try:
+                    frame = W.read_frame(conn)
+                except (W.WireError, OSError):
+                    return
+                if frame.type == W.T_HELLO:
+                    info = dict(max_batch=256, backend="csim", in_height=8, in_width=8, in_channels=1,
+                                n_classes=9, classes=["c"] * 9)
+                    conn.sendall(W.encode_frame(W.T_INFO, W.encode_info(info), frame.request_id))
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_request_longer_than_the_timeout_says_what_to_change():
+    # The C simulation runs a few images a second: a request sized for a board
+    # outlasts --timeout; the error says so, with the batch and the remedy.
+    from host_stm32mp1.client import BoardClient, BoardTimeout
+
+    board = SlowBoard()
+    try:
+        with BoardClient("127.0.0.1", board.port, timeout=0.5, key=None) as c:
+            assert c.query()["backend"] == "csim"
+            with pytest.raises(BoardTimeout) as e:
+                c.infer_batch(np.ones((3, 8, 8, 1), np.uint8), [1, 2, 3])
+    finally:
+        board.close()
+    msg = str(e.value)
+    assert "did not answer within 0.5 s (--timeout)" in msg and "held 3 images" in msg
+    assert "C simulation" in msg and "smaller --batch or a longer --timeout" in msg
+    assert e.value.retryable
+
+
 def test_help_shows_defaults_exit_codes_and_texts():
     for cmd in ("classify", "watch"):
         out = run_host([cmd, "--help"]).stdout
