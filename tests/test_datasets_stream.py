@@ -191,3 +191,24 @@ def test_the_memory_bench_reports_growth_a_row(tmp_path):
     assert all(r[k]["peak_rss_mib"] > 0 for r in out["runs"] for k in ("read_frame", "stream"))
     assert set(out["growth"]) == {"read_frame", "stream"}
     assert all("bytes_per_row" in g and "mib_at_811k_rows" in g for g in out["growth"].values())
+
+
+def test_an_old_pandas_file_streams(tmp_path):
+    # pandas 0.19 (the original LSWMD.pkl's writer) pickles each block's
+    # values twice in the BlockManager state, the second time as a GET of
+    # the first: the object block of maps and labels is read back. Keeping
+    # only the arrays a file reads back is what lets such a file stream.
+    from test_datasets_wm811k import _old_pickle_bytes, _rows
+
+    cols = _rows()
+    pkl = tmp_path / "old.pkl"
+    pkl.write_bytes(_old_pickle_bytes(cols))
+    meta = stream.build_cache(pkl, tmp_path / "c", sizes=(32,))
+    assert meta["rows"] == 60 and meta["labelled"] == 54 and meta["unlabelled"] == 6
+    c = stream.open_cache(tmp_path / "c")
+    mm = c.maps(32)
+    for i in range(0, 60, 7):
+        assert np.array_equal(mm[i], to_model_input(cols["waferMap"][i], 32)), i
+    assert c.labels[6:].tolist() == [i % 9 for i in range(6, 60)]
+    tr, te = c.split()
+    assert sorted(te) == [i for i in range(6, 60) if i % 4 == 0]
