@@ -28,14 +28,22 @@ DEFAULT_BATCH = 64      # maps a request to a board whose core has no INFER_BATC
 # map hardly falls (bench/end_to_end), while a batch's latency and the time it
 # holds the board's lock keep growing.
 AUTO_BATCH_CAP = 256
+# A board whose backend is the C simulation of the core (INFO backend "csim",
+# the service's default where there is no FPGA) runs a few images a second:
+# AUTO_BATCH_CAP images would take over a minute and outlast the default
+# --timeout. Its auto batches hold CSIM_BATCH images, a few seconds each.
+CSIM_BATCH = 8
 
 
 def auto_batch(info: dict, cap: int = AUTO_BATCH_CAP) -> int:
     """Maps a request for a board with this INFO: whole core messages of its
-    max_batch, up to ``cap`` (at least one message)."""
+    max_batch, up to ``cap`` (at least one message); at most CSIM_BATCH on
+    the C simulation."""
     core = int(info.get("max_batch") or 0)
+    if info.get("backend") == "csim":
+        cap = min(cap, CSIM_BATCH)
     if core <= 0:
-        return min(DEFAULT_BATCH, W.MAX_BATCH_IMAGES)
+        return min(DEFAULT_BATCH, cap, W.MAX_BATCH_IMAGES)
     cap = min(cap, W.MAX_BATCH_IMAGES)
     return cap if core >= cap else (cap // core) * core
 

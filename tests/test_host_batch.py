@@ -5,7 +5,7 @@ import pytest
 
 from contract.intmodel import random_model
 from contract.spec import CNNSpec
-from host_stm32mp1.client import AUTO_BATCH_CAP, DEFAULT_BATCH, BoardClient, auto_batch
+from host_stm32mp1.client import AUTO_BATCH_CAP, CSIM_BATCH, DEFAULT_BATCH, BoardClient, auto_batch
 from protocol import stream as S
 from protocol import wire as W
 from wq_service_helpers import run_host, service
@@ -17,6 +17,15 @@ def test_auto_batch_is_whole_core_messages_up_to_the_cap(core, want):
     assert AUTO_BATCH_CAP == 256
     assert auto_batch(dict(max_batch=core)) == want
     assert auto_batch({}) == DEFAULT_BATCH      # a board that reports no core batch
+
+
+@pytest.mark.parametrize("core,want", [(1024, 8), (8, 8), (3, 6), (0, 8)])
+def test_auto_batch_on_the_c_simulation_is_small(core, want):
+    # The C simulation runs a few images a second: auto batches stay at
+    # CSIM_BATCH images so that a reply comes well within --timeout.
+    assert CSIM_BATCH == 8
+    assert auto_batch(dict(max_batch=core, backend="csim")) == want
+    assert auto_batch(dict(max_batch=core, backend="chardev")) == (auto_batch(dict(max_batch=core)))
 
 
 def test_info_roundtrips_the_core_batch_fields():
