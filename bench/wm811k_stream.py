@@ -71,6 +71,15 @@ def measure(kind: str, pkl: Path, out: Path) -> dict:
 WM811K_ROWS = 811_457
 
 
+def generated(folder: Path, rows: int) -> Path:
+    """A generated LSWMD-structure file of ``rows`` rows in ``folder`` (written once)."""
+    pkl = folder / f"lswmd_{rows}.pkl"
+    if not pkl.exists():
+        print(f"writing {pkl} ({rows} rows)")
+        write_file(pkl, rows)
+    return pkl
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pkl", type=Path, default=None, help="an LSWMD-format file (default: generate one)")
@@ -79,13 +88,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("build/bench_stream"))
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    files = [args.pkl] if args.pkl is not None else []
-    for rows in ([] if args.pkl is not None else [int(r) for r in str(args.rows).split(",") if r.strip()]):
-        pkl = args.out / f"lswmd_{rows}.pkl"
-        if not pkl.exists():
-            print(f"writing {pkl} ({rows} rows)")
-            write_file(pkl, rows)
-        files.append(pkl)
+    if args.pkl is not None:
+        files = [args.pkl]
+    else:
+        files = [generated(args.out, int(r)) for r in str(args.rows).split(",") if r.strip()]
     runs = []
     for pkl in files:
         res = {"file": str(pkl), "file_mib": pkl.stat().st_size / 2 ** 20}

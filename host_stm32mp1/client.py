@@ -40,7 +40,7 @@ def auto_batch(info: dict, cap: int = AUTO_BATCH_CAP) -> int:
     max_batch, up to ``cap`` (at least one message); at most CSIM_BATCH on
     the C simulation."""
     core = int(info.get("max_batch") or 0)
-    if info.get("backend") == "csim":
+    if info.get("backend") == W.BACKEND_CSIM:
         cap = min(cap, CSIM_BATCH)
     if core <= 0:
         return min(DEFAULT_BATCH, cap, W.MAX_BATCH_IMAGES)
@@ -271,11 +271,11 @@ class BoardClient:
         except BoardTimeout as e:
             # The board may simply be slower than the request is long: say so
             # and what to change, rather than leave a bare timeout.
-            slow = " (the C simulation of the core, a few images a second)" \
-                if (self.info or {}).get("backend") == "csim" else ""
+            backend = (self.info or {}).get("backend", "unknown")
+            slow = " (the C simulation of the core, a few images a second)" if backend == W.BACKEND_CSIM else ""
             raise BoardTimeout(f"{e}; the request held {len(images)} images and the board's backend is "
-                               f"{(self.info or {}).get('backend', 'unknown')}{slow}: a smaller --batch "
-                               "or a longer --timeout lets a slow backend answer") from e
+                               f"{backend}{slow}: a smaller --batch or a longer --timeout lets a slow "
+                               "backend answer") from e
         res = W.decode_result_batch(reply.payload)
         if not np.array_equal(res.ids, np.asarray(ids, dtype=np.uint64).ravel()):
             raise BoardError(f"board answered {len(res)} records that do not match the "

@@ -133,6 +133,9 @@ RESULTS_HEAD = struct.Struct("<II")
 NO_CLASS = 0xFFFF
 # INFO fixed part, then backend name (u16 len + UTF-8), then u16 count of
 # class names, each u8 len + UTF-8.
+# The backend name of the service's C simulation of the core: the host sizes
+# its requests to such a board by it (host_stm32mp1.client.auto_batch).
+BACKEND_CSIM = "csim"
 INFO_FIELDS = ("topology_hash", "weights_checksum", "weights_loaded", "core_version",
                "capabilities", "in_height", "in_width", "in_channels", "n_classes",
                "blob_words", "weight_loads", "max_batch", "packings")

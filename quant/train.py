@@ -119,7 +119,7 @@ def val_split(y: np.ndarray, seed: int, frac: float = 0.1) -> tuple[np.ndarray, 
 
 
 def _take(x, idx):
-    # A memory-mapped cache (quant.datasets.stream.Rows) stays a view.
+    # A memory-mapped cache (quant.datasets.cache.Rows) stays a view.
     if hasattr(x, "rows") and hasattr(x, "mm"):
         return type(x)(x.mm, x.rows[idx])
     return x[idx]

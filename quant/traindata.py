@@ -51,9 +51,9 @@ def load_data(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
                                                                         args.size), args))
     if args.data.is_dir():
         # a cache from quant.datasets.stream: batches are read from its memory map
-        from quant.datasets import stream
+        from quant.datasets.cache import open_cache
 
-        cache = stream.open_cache(args.data)
+        cache = open_cache(args.data)
         x, y, xt, yt = cache.arrays(args.size, n_classes=8 if args.eight_classes else 9, seed=args.seed)
         print(f"{args.data}: {len(y)} train and {len(yt)} test maps from the {args.size}x{args.size} cache "
               f"({cache.meta['unlabelled']} unlabelled rows not used)")

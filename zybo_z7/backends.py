@@ -30,6 +30,7 @@ import numpy as np
 
 from protocol import ioctl as IOC
 from protocol import stream as S
+from protocol import wire as W
 
 DEFAULT_DEVICE = "/dev/waferq0"
 
@@ -60,7 +61,7 @@ class ReferenceBackend:
 
 
 class CSimBackend:
-    name = "csim"
+    name = W.BACKEND_CSIM
 
     def __init__(self, model_dir, work_dir=None):
         try:

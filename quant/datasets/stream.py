@@ -19,11 +19,8 @@ Maps arrive in row order because pandas stores ``waferMap`` as the first row
 of the object block, pickled in C order.
 
 The cache (``meta.json``, ``labels.npy``, ``split.npy``, ``maps_<S>.u8``) is
-opened with ``open_cache``: ``Cache.maps(size)`` is a read-only
-``np.memmap`` [N][S][S][1] of every row (unlabelled ones too), and
-``Cache.split(...)`` gives row indices of labelled train/test maps, so
-training reads batches from the memory map (``quant.fit`` converts batch by
-batch) and an epoch over 170k maps needs no more memory than a batch.
+read back by ``quant.datasets.cache`` (``open_cache``, also importable from
+here): training reads it batch by batch from the memory map.
 
 Both numpy-1 (``numpy.core``) and numpy-2 (``numpy._core``) pickles, protocol
 2 to 5, are read (see ``quant.datasets.wm811k``).
@@ -39,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from quant.datasets import wm811k
+from quant.datasets.cache import Cache, Rows, open_cache  # noqa: F401 (the cache's reader, by its old names)
 
 _BIG = 256  # raw buffers larger than this (a 16x16 map) are not kept in the unpickler's memo
 _MAX_SHARED = 1 << 17   # distinct short strings made one object each (WM-811K: about 46k lot names)
@@ -177,6 +175,7 @@ def _stream_unpickler_class():
         def __init__(self, *a, reads: set[int] | None = None, **kw):
             super().__init__(*a, **kw)
             self.memo = _Memo(reads)
+            self._strings: dict[str, str] = {}
 
         def _frombuffer(self, buf, dtype, shape, order):
             # protocol 5: numpy pickles contiguous arrays as _frombuffer(buffer, ...)
@@ -208,16 +207,12 @@ def _stream_unpickler_class():
             self.stack[-1] = _compact(inst)
             self.memo.keep_compacted(inst, self.stack[-1])
 
-        _strings: dict | None = None
-
         def _shared(self):
             # A short string (a lot name) is pickled again in every row it
             # holds: 811k lot names for some 46k lots. Equal strings become
             # one object, as the label strings do.
             v = self.stack[-1]
             if type(v) is str and len(v) <= 64:
-                if self._strings is None:
-                    self._strings = {}
                 if len(self._strings) < _MAX_SHARED:
                     self.stack[-1] = self._strings.setdefault(v, v)
                 else:
@@ -332,72 +327,6 @@ def build_cache(pkl: Path, folder: Path, sizes=(48,)) -> dict:
             "peak_rss_mib": peak_rss_mib()}
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))
     return meta
-
-
-class Rows:
-    """Rows ``rows`` of a memory map, indexable like an array (ints, slices,
-    index arrays) without copying the rest."""
-
-    def __init__(self, mm: np.ndarray, rows: np.ndarray):
-        self.mm, self.rows = mm, np.asarray(rows, dtype=np.int64)
-        self.shape = (len(self.rows), *mm.shape[1:])
-        self.dtype = mm.dtype
-
-    def __len__(self):
-        return len(self.rows)
-
-    def __getitem__(self, idx):
-        sel = self.rows[idx]
-        if np.ndim(sel) == 0:
-            return np.asarray(self.mm[int(sel)])
-        order = np.argsort(sel)                      # read the file forward
-        out = np.empty((len(sel), *self.mm.shape[1:]), dtype=self.mm.dtype)
-        out[order] = self.mm[sel[order]]
-        return out
-
-    def __array__(self, dtype=None, copy=None):
-        a = self[np.arange(len(self))]
-        return a if dtype is None else a.astype(dtype)
-
-
-class Cache:
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
-        self.meta = json.loads((self.folder / "meta.json").read_text())
-        self.labels = np.load(self.folder / "labels.npy")
-        self.split_codes = np.load(self.folder / "split.npy")
-
-    def maps(self, size: int) -> np.memmap:
-        if size not in self.meta["sizes"]:
-            raise ValueError(f"{self.folder}: no cache at {size}x{size} (has {self.meta['sizes']})")
-        return np.memmap(self.folder / f"maps_{size}.u8", dtype=np.uint8, mode="r",
-                         shape=(self.meta["rows"], size, size, 1))
-
-    def split(self, n_classes: int = 9, test_fraction: float = 0.2, seed: int = 0):
-        """(train_rows, test_rows) of labelled maps: the file's Test rows, or a
-        stratified split when it has none (as ``wm811k.from_frame``)."""
-        keep = self.labels >= 0
-        if n_classes == 8:
-            keep &= self.labels != wm811k.NONE_INDEX
-        rows = np.flatnonzero(keep)
-        split = self.split_codes[rows].astype(np.int64)
-        if not (split == 1).any():
-            split[:] = -1
-        free = split < 0
-        if free.any():
-            rng = np.random.default_rng(seed)
-            split[free] = np.where(wm811k._stratified_test(self.labels[rows][free], test_fraction, rng), 1, 0)
-        return rows[split == 0], rows[split == 1]
-
-    def arrays(self, size: int, n_classes: int = 9, seed: int = 0):
-        """(x_train, y_train, x_test, y_test): ``Rows`` views of the memory map and labels."""
-        mm = self.maps(size)
-        tr, te = self.split(n_classes, seed=seed)
-        return (Rows(mm, tr), self.labels[tr].astype(np.int64), Rows(mm, te), self.labels[te].astype(np.int64))
-
-
-def open_cache(folder: Path) -> Cache:
-    return Cache(folder)
 
 
 def main(argv=None) -> int:
