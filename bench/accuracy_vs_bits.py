@@ -11,7 +11,9 @@ every family's FP32 twin trains with batch norms. ``--recipe`` takes a
 ``quant.train`` config (the one ``make train DATA=`` uses) for wmcnn: its
 size, blocks, die decoder, class balance, epochs and learning rates, so the
 sweep measures the recipe itself at every width (below 4 bits the activation
-scales start at least error, as in ``wmcnn_real_2w2a.json``). Each quantized point also
+scales start at least error, as in ``wmcnn_real_2w2a.json``), its pretraining
+on generated maps (``pretrain_maps``) and QAT's tail averaging
+(``average_last``, at every width). Each quantized point also
 carries the estimator's LUT, BRAM36, DSP and maps/s on the XC7Z020
 (``hls.estimate``, default parallelism) and whether it fits; ``pareto.png``
 plots accuracy (mean, spread over ``--seeds``) against LUTs. A recipe with
@@ -40,7 +42,7 @@ from quant.fit import float_twin, from_float, predict_logits, qat_from
 from quant.floatnet import FloatNet
 from contract.graph import weight_shape
 from contract.spec import CNNSpec
-from quant.traindata import make_inputs
+from quant.traindata import generated, make_inputs
 from contract.zoo import ZooSpec
 
 FAMILIES = ("wmcnn", "vgg_s", "mobilenet_s", "alexnet_s")
@@ -121,7 +123,8 @@ def _recipe(family, args) -> dict:
     if args.data is not None:
         recipe["bn"] = True
     if family == "wmcnn" and args.recipe:
-        recipe.update({k: args.recipe[k] for k in ("bn", "balanced", "qat_lr", "init") if k in args.recipe})
+        keys = ("bn", "balanced", "qat_lr", "init", "average_last", "pretrain_maps", "pretrain_epochs")
+        recipe.update({k: args.recipe[k] for k in keys if k in args.recipe})
     return recipe
 
 
@@ -150,9 +153,15 @@ def load_recipe(path: Path, args, cfg: dict) -> dict:
 def float_net(family, spec, x, y, cfg, args) -> FloatNet:
     """The family's FP32 twin, trained as RECIPES says (plain by default)."""
     recipe = _recipe(family, args)
+    pretrain = None
+    if recipe.get("pretrain_maps"):
+        # the same generated maps as quant.train's --pretrain-maps for this seed
+        xg, yg = generated(recipe["pretrain_maps"], x.shape[1], args.seed + 17, spec.classes)
+        pretrain = (xg, yg, recipe.get("pretrain_epochs", 10))
     return float_twin(spec, x, y, cfg["fp_epochs"], args.seed, bn=recipe.get("bn", False),
                       equalize=recipe.get("equalize", False), lr=args.lr, desc=f"{family} fp32",
-                      balanced=recipe.get("balanced", "none"), init=recipe.get("init", "he"))
+                      balanced=recipe.get("balanced", "none"), init=recipe.get("init", "he"),
+                      pretrain=pretrain)
 
 
 def run_family(family, x, y, xt, yt, cfg, args) -> list[dict]:
@@ -180,7 +189,7 @@ def run_family(family, x, y, xt, yt, cfg, args) -> list[dict]:
         qat_lr = recipe.get("qat_lr") or (args.lr / 2 if b >= 4 else args.lr)
         act_init = recipe.get("act_init", "mse" if args.recipe and b < 4 else "stats")
         q = qat_from(spec, fp, x, y, epochs, args.seed, qat_lr=qat_lr, act_init=act_init,
-                     balanced=recipe.get("balanced", "none"))
+                     balanced=recipe.get("balanced", "none"), average_last=recipe.get("average_last", 0))
         n, wbits = weight_memory(spec)
         rows.append(dict(family=family, mode=f"W{b}A{b}", bits=b, params=n, weight_bits=wbits,
                          **_scored(q, xt, yt, nv), qat_epochs=epochs,

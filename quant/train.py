@@ -44,7 +44,7 @@ from quant.fit import distill, fit, from_float, predict_logits, train_qat
 from quant.floatnet import FloatNet
 from quant.model import GraphNet
 from contract.spec import CNNSpec, spec_from_dict
-from quant.traindata import add_generated, load_buffer, load_data, load_multilabel
+from quant.traindata import add_generated, generated, load_buffer, load_data, load_multilabel
 from quant.train_args import bits_arg, config_of, parse_args
 from contract.zoo import WAFER_FAMILIES, ZooSpec, buffer_spec
 
@@ -161,6 +161,13 @@ def run(args) -> dict:
             raise SystemExit("--synth-maps adds generated wafer maps to a real file's training rows; give --data")
         x, y = add_generated(x, y, args.synth_maps, x.shape[1], args.seed + 17, spec.classes)
         print(f"training on {len(y) - args.synth_maps} real and {args.synth_maps} generated maps")
+    pretrain = None
+    if args.pretrain_maps:
+        if args.data is None or args.family == "xception_fpn":
+            raise SystemExit("--pretrain-maps starts a real file's wafer-map model on generated maps; give --data")
+        xg, yg = generated(args.pretrain_maps, x.shape[1], args.seed + 17, spec.classes)
+        pretrain = (xg, yg, args.pretrain_epochs)
+        print(f"pretraining on {len(yg)} generated maps for {args.pretrain_epochs} epochs")
     if args.distill_from:
         return run_distill(args, spec, x, y, x_test, y_test)
     nv = args.views
@@ -169,7 +176,8 @@ def run(args) -> dict:
     t0 = time.time()
     fp, q = train_qat(spec, x, y, args.fp_epochs, args.qat_epochs, args.seed, state_dir=args.out,
                       resume=args.resume, qat_lr=args.qat_lr, bn=args.bn, equalize=args.equalize,
-                      act_init=args.act_init, init=args.init, **_train_kw(args))
+                      act_init=args.act_init, init=args.init, average_last=args.average_last,
+                      pretrain=pretrain, **_train_kw(args))
     results = {"model": spec.name, "spec": spec.to_dict(), "config": config_of(args), "train_seconds": None}
     logits = {"fp32": predict_logits(fp, x_test, n_views=nv), "qat": predict_logits(q, x_test, n_views=nv)}
     if args.ptq:

@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--synth-maps", type=int, default=0,
                     help="with --data: add this many maps of the real-calibrated generator (quant.synth, "
                          "profile wm811k) to the training rows; validation and test stay real")
+    ap.add_argument("--pretrain-maps", type=int, default=0, metavar="N",
+                    help="with --data: the FP32 stage first trains on N maps of the real-calibrated "
+                         "generator (--pretrain-epochs, own schedule), then on the real rows")
+    ap.add_argument("--pretrain-epochs", type=int, default=10)
     ap.add_argument("--n-train", type=int, default=8000)
     ap.add_argument("--n-test", type=int, default=1000)
     ap.add_argument("--fp-epochs", type=int, default=6)
@@ -105,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--act-init", choices=ACT_INITS, default="stats",
                     help="how QAT's activation scales start: stats (a high percentile) or mse "
                          "(least quantization error; better at 2 bits)")
+    ap.add_argument("--average-last", type=int, default=0, metavar="K",
+                    help="end QAT with its weights averaged over its last K epochs (steadier at 2 bits)")
     ap.add_argument("--ptq", action="store_true", help="also report an 8-bit post-training-quantized twin")
     ap.add_argument("--views", type=int, choices=(1, 8), default=1,
                     help="evaluate (and have the host classify) each wafer map as the summed logits of "

@@ -28,8 +28,15 @@ def add_generated(x: np.ndarray, y: np.ndarray, n: int, size: int, seed: int,
     """The training rows plus ``n`` maps of the real-calibrated generator
     (``profile="wm811k"``), balanced over ``classes``. Only training rows
     grow: validation and test stay real."""
+    xg, yg = generated(n, size, seed, classes)
+    return np.concatenate([x, xg]), np.concatenate([y, yg])
+
+
+def generated(n: int, size: int, seed: int, classes=synth.WAFER_CLASSES) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` maps of the real-calibrated generator (``profile="wm811k"``),
+    balanced over ``classes``, as model inputs and labels."""
     maps, labels = synth.dataset(n, seed=seed, classes=classes, profile="wm811k")
-    return np.concatenate([x, preprocess(maps, size)]), np.concatenate([y, labels])
+    return preprocess(maps, size), labels
 
 
 def load_buffer(args):

@@ -55,7 +55,8 @@ def test_real_data_seeds_and_estimates(tmp_path, capsys):
 
 def test_real_data_recipe_sets_the_wmcnn_options(tmp_path, monkeypatch):
     """--recipe takes a quant.train config: size, blocks, epochs, the die decoder,
-    the class balance and the views reach the trained nets and their scores."""
+    the class balance, the views, pretraining on generated maps and QAT's
+    tail averaging reach the trained nets and their scores."""
     from quant.datasets import wm811k
 
     real = require(REAL_TRAIN)
@@ -64,16 +65,19 @@ def test_real_data_recipe_sets_the_wmcnn_options(tmp_path, monkeypatch):
     recipe = tmp_path / "r.json"
     recipe.write_text(json.dumps({"family": "wmcnn", "channels": [4, 8], "die_channels": True, "size": 16,
                                   "fp_epochs": 1, "qat_epochs": 1, "qat_lr": 0.001, "balanced": "sqrt",
-                                  "bn": True, "views": 8}))
+                                  "bn": True, "views": 8, "average_last": 1, "pretrain_maps": 30,
+                                  "pretrain_epochs": 1}))
     seen = []
     real_twin, real_qat = bench.float_twin, bench.qat_from
 
     def twin(spec, *a, **kw):
-        seen.append(("fp", spec.in_size, spec.die_channels, kw["balanced"]))
+        xg, yg, pe = kw["pretrain"]
+        seen.append(("fp", spec.in_size, spec.die_channels, kw["balanced"], xg.shape, len(yg), pe))
         return real_twin(spec, *a, **kw)
 
     def qat(spec, *a, **kw):
-        seen.append(("qat", spec.layers()[0]["name"], kw["qat_lr"], kw["act_init"], kw["balanced"]))
+        seen.append(("qat", spec.layers()[0]["name"], kw["qat_lr"], kw["act_init"], kw["balanced"],
+                     kw["average_last"]))
         return real_qat(spec, *a, **kw)
 
     monkeypatch.setattr(bench, "float_twin", twin)
@@ -81,8 +85,8 @@ def test_real_data_recipe_sets_the_wmcnn_options(tmp_path, monkeypatch):
     argv = ["--data", str(pkl), "--families", "wmcnn", "--recipe", str(recipe), "--bits", "4,2",
             "--out", str(tmp_path)]
     assert bench.main(argv) == 0
-    assert seen == [("fp", 16, True, "sqrt"), ("qat", "decode", 0.001, "stats", "sqrt"),
-                    ("qat", "decode", 0.001, "mse", "sqrt")]
+    assert seen == [("fp", 16, True, "sqrt", (30, 16, 16, 1), 30, 1), ("qat", "decode", 0.001, "stats", "sqrt", 1),
+                    ("qat", "decode", 0.001, "mse", "sqrt", 1)]
     res = json.loads((tmp_path / "accuracy_vs_bits.json").read_text())
     assert res["recipe"]["die_channels"] is True and res["config"]["fp_epochs"] == 1
     # views 8: each row scores maps by their eight symmetries, one view's accuracy

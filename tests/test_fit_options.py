@@ -1,0 +1,133 @@
+"""Two options of the real-map recipe in quant.fit.
+
+Tail averaging (--average-last): the weights a run ends with are the mean of
+its last K epochs' weights, survive a resume, and a QAT net so averaged still
+exports integer-exact. Pretraining on generated maps (--pretrain-maps): the
+FP32 stage runs on them first, resumes past them, and the CLI refuses it
+without a real file."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from contract.spec import CNNSpec  # noqa: E402
+from quant import fit as fitmod  # noqa: E402
+from quant.export import to_intmodel  # noqa: E402
+from quant.floatnet import FloatNet  # noqa: E402
+from quant.model import to_input  # noqa: E402
+from quant import train as tr  # noqa: E402
+from quant.traindata import generated, make_inputs  # noqa: E402
+
+SMALL = CNNSpec.uniform(4, 4, channels=(4, 8, 8))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_inputs(300, seed=4, size=42)
+
+
+def _net():
+    torch.manual_seed(0)
+    return FloatNet(SMALL)
+
+
+def _epoch_weights(monkeypatch, x, y, tmp_path, **kw):
+    """Run fit, keeping a copy of the weights after every epoch."""
+    seen = []
+    save = fitmod._save_state
+
+    def keep(path, stage, epoch, model, *a, **k):
+        seen.append({n: t.detach().clone() for n, t in model.state_dict().items()})
+        save(path, stage, epoch, model, *a, **k)
+
+    monkeypatch.setattr(fitmod, "_save_state", keep)
+    out = fitmod.fit(_net(), x, y, 3, seed=2, state_path=tmp_path / "s.pt", desc="fp32", **kw)
+    monkeypatch.setattr(fitmod, "_save_state", save)
+    return out, seen
+
+
+def test_the_run_ends_with_the_mean_of_its_last_epochs(data, tmp_path, monkeypatch):
+    x, y = data
+    out, seen = _epoch_weights(monkeypatch, x, y, tmp_path, average_last=2)
+    assert len(seen) == 3
+    got = out.state_dict()
+    for name, t in got.items():
+        if t.is_floating_point():
+            mean = (seen[1][name].double() + seen[2][name].double()) / 2
+            torch.testing.assert_close(t, mean.to(t.dtype))
+    # and it is not simply the last epoch's net
+    assert any(not torch.equal(got[n], seen[2][n]) for n in got if got[n].is_floating_point())
+
+
+def test_average_last_zero_keeps_the_last_epoch(data, tmp_path, monkeypatch):
+    x, y = data
+    out, seen = _epoch_weights(monkeypatch, x, y, tmp_path)
+    assert all(torch.equal(t, seen[-1][n]) for n, t in out.state_dict().items())
+
+
+def test_resume_inside_the_averaged_tail_matches_an_uninterrupted_run(data, tmp_path, monkeypatch):
+    x, y = data
+    ref = fitmod.fit(_net(), x, y, 3, seed=2, state_path=tmp_path / "a.pt", desc="fp32", average_last=2)
+    save = fitmod._save_state
+    calls = []
+
+    def crash(*a, **k):       # dies after epoch 2, the first epoch of the tail
+        save(*a, **k)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(fitmod, "_save_state", crash)
+    with pytest.raises(KeyboardInterrupt):
+        fitmod.fit(_net(), x, y, 3, seed=2, state_path=tmp_path / "b.pt", desc="fp32", average_last=2)
+    monkeypatch.setattr(fitmod, "_save_state", save)
+    resumed = fitmod.fit(FloatNet(SMALL), x, y, 3, seed=2, state_path=tmp_path / "b.pt", desc="fp32",
+                         resume=True, average_last=2)
+    a, b = ref.state_dict(), resumed.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_more_epochs_averaged_than_run_is_refused(data):
+    x, y = data
+    with pytest.raises(ValueError, match="average_last must be 0..2"):
+        fitmod.fit(_net(), x, y, 2, seed=2, average_last=3)
+
+
+def test_an_averaged_qat_net_still_exports_integer_exact(data):
+    x, y = data
+    spec = CNNSpec.uniform(2, 2, channels=(4, 8, 8))
+    fp = fitmod.fit(_net(), x, y, 1, seed=1)
+    q = fitmod.qat_from(spec, fp, x, y, 2, seed=1, average_last=2)
+    im = to_intmodel(q, x[:2])
+    with torch.no_grad():
+        ref = q(to_input(x[:64])).numpy().astype(np.float64)
+    np.testing.assert_array_equal(im.forward(x[:64]).astype(np.float64) * 2.0 ** im.logit_scale_log2, ref)
+
+
+def test_pretraining_runs_first_and_a_resume_skips_it(data, tmp_path, monkeypatch):
+    x, y = data
+    xg, yg = generated(120, 42, seed=3)
+    assert xg.shape == (120, 42, 42, 1) and xg.dtype == np.uint8 and set(yg) <= set(range(9))
+    stages = []
+    fit = fitmod.fit
+
+    def spy(model, xx, yy, epochs, seed, desc="train", **kw):
+        stages.append((desc, len(xx), kw.get("balanced"), kw.get("state_path")))
+        return fit(model, xx, yy, epochs, seed, desc=desc, **kw)
+
+    monkeypatch.setattr(fitmod, "fit", spy)
+    kw = dict(balanced="sqrt", state_path=tmp_path / "fp32.state.pt")
+    one = fitmod.float_twin(SMALL, x, y, 1, seed=1, pretrain=(xg, yg, 1), **kw)
+    assert [s[:3] for s in stages] == [("pretrain", 120, "none"), ("fp32", 300, "sqrt")]
+    assert stages[0][3] == tmp_path / "pretrain.state.pt" and stages[0][3].exists()
+    plain = fitmod.float_twin(SMALL, x, y, 1, seed=1, balanced="sqrt")
+    assert any(not torch.equal(a, b) for a, b in zip(one.state_dict().values(), plain.state_dict().values()))
+    # a finished run resumed: both stages load their last state and train no more
+    again = fitmod.float_twin(SMALL, x, y, 1, seed=1, pretrain=(xg, yg, 1), resume=True, **kw)
+    assert all(torch.equal(a, b) for a, b in zip(one.state_dict().values(), again.state_dict().values()))
+
+
+def test_the_cli_refuses_pretraining_without_a_real_file(tmp_path):
+    with pytest.raises(SystemExit, match="--pretrain-maps .* give --data"):
+        tr.main(["--pretrain-maps", "100", "--n-train", "40", "--n-test", "20", "--fp-epochs", "0",
+                 "--qat-epochs", "0", "--out", str(tmp_path)])
