@@ -42,7 +42,7 @@ from quant.fit import float_twin, from_float, predict_logits, qat_from
 from quant.floatnet import FloatNet
 from contract.graph import weight_shape
 from contract.spec import CNNSpec
-from quant.traindata import generated, make_inputs
+from quant.traindata import make_inputs, pretrain_set
 from contract.zoo import ZooSpec
 
 FAMILIES = ("wmcnn", "vgg_s", "mobilenet_s", "alexnet_s")
@@ -155,9 +155,8 @@ def float_net(family, spec, x, y, cfg, args) -> FloatNet:
     recipe = _recipe(family, args)
     pretrain = None
     if recipe.get("pretrain_maps"):
-        # the same generated maps as quant.train's --pretrain-maps for this seed
-        xg, yg = generated(recipe["pretrain_maps"], x.shape[1], args.seed + 17, spec.classes)
-        pretrain = (xg, yg, recipe.get("pretrain_epochs", 10))
+        pretrain = pretrain_set(recipe["pretrain_maps"], recipe.get("pretrain_epochs", 10), x.shape[1],
+                                args.seed, spec.classes)
     return float_twin(spec, x, y, cfg["fp_epochs"], args.seed, bn=recipe.get("bn", False),
                       equalize=recipe.get("equalize", False), lr=args.lr, desc=f"{family} fp32",
                       balanced=recipe.get("balanced", "none"), init=recipe.get("init", "he"),

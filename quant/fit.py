@@ -173,11 +173,11 @@ class TailAverage:
     def __init__(self, epochs: int, k: int):
         if k < 0 or k > max(epochs, 0):
             raise ValueError(f"average_last must be 0..{epochs} (the epochs run), got {k}")
-        self.first, self.k = epochs - k, k
+        self.first = epochs - k           # k = 0: no epoch reaches it
         self.sum, self.n = None, 0
 
     def add(self, epoch: int, model) -> None:
-        if not self.k or epoch < self.first:
+        if epoch < self.first:
             return
         sd = {n: t.detach().double().cpu() for n, t in model.state_dict().items() if t.is_floating_point()}
         self.sum = sd if self.sum is None else {n: self.sum[n] + t for n, t in sd.items()}

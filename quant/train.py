@@ -44,7 +44,8 @@ from quant.fit import distill, fit, from_float, predict_logits, train_qat
 from quant.floatnet import FloatNet
 from quant.model import GraphNet
 from contract.spec import CNNSpec, spec_from_dict
-from quant.traindata import add_generated, generated, load_buffer, load_data, load_multilabel
+from quant.traindata import (GENERATED_SEED, add_generated, load_buffer, load_data, load_multilabel,
+                             pretrain_set)
 from quant.train_args import bits_arg, config_of, parse_args
 from contract.zoo import WAFER_FAMILIES, ZooSpec, buffer_spec
 
@@ -159,17 +160,16 @@ def run(args) -> dict:
     if args.synth_maps:
         if args.data is None or args.family == "xception_fpn":
             raise SystemExit("--synth-maps adds generated wafer maps to a real file's training rows; give --data")
-        x, y = add_generated(x, y, args.synth_maps, x.shape[1], args.seed + 17, spec.classes)
+        x, y = add_generated(x, y, args.synth_maps, x.shape[1], args.seed + GENERATED_SEED, spec.classes)
         print(f"training on {len(y) - args.synth_maps} real and {args.synth_maps} generated maps")
-    pretrain = None
-    if args.pretrain_maps:
-        if args.data is None or args.family == "xception_fpn":
-            raise SystemExit("--pretrain-maps starts a real file's wafer-map model on generated maps; give --data")
-        xg, yg = generated(args.pretrain_maps, x.shape[1], args.seed + 17, spec.classes)
-        pretrain = (xg, yg, args.pretrain_epochs)
-        print(f"pretraining on {len(yg)} generated maps for {args.pretrain_epochs} epochs")
+    if args.pretrain_maps and (args.data is None or args.family == "xception_fpn"):
+        raise SystemExit("--pretrain-maps starts a real file's wafer-map model on generated maps; give --data")
     if args.distill_from:
         return run_distill(args, spec, x, y, x_test, y_test)
+    pretrain = None
+    if args.pretrain_maps:
+        pretrain = pretrain_set(args.pretrain_maps, args.pretrain_epochs, x.shape[1], args.seed, spec.classes)
+        print(f"pretraining on {args.pretrain_maps} generated maps for {args.pretrain_epochs} epochs")
     nv = args.views
     if nv > 1 and (args.family == "xception_fpn" or spec.in_channels != 1):
         raise SystemExit("--views 8 is for wafer maps: a buffer-zone image has a fixed radial direction")

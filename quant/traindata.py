@@ -39,6 +39,17 @@ def generated(n: int, size: int, seed: int, classes=synth.WAFER_CLASSES) -> tupl
     return preprocess(maps, size), labels
 
 
+# Generated maps for a run of seed s are drawn with seed s + GENERATED_SEED, so
+# quant.train and bench.accuracy_vs_bits train on the same ones.
+GENERATED_SEED = 17
+
+
+def pretrain_set(n: int, epochs: int, size: int, seed: int, classes=synth.WAFER_CLASSES) -> tuple:
+    """``fit.float_twin``'s ``pretrain`` argument: (maps, labels, epochs) of
+    ``n`` generated maps for a run of ``seed``."""
+    return (*generated(n, size, seed + GENERATED_SEED, classes), epochs)
+
+
 def load_buffer(args):
     """Buffer-zone images [N][S][S][1], labels and truth (train and test)."""
     from quant import buffer_synth
