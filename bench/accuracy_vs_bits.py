@@ -33,11 +33,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from bench.bits_report import aggregate, merge, pareto_table, plot, plot_pareto, table
 from quant.fit import float_twin, from_float, predict_logits, qat_from
 from quant.floatnet import FloatNet
 from contract.graph import weight_shape
@@ -53,12 +54,30 @@ MODES = {  # n_train, n_test, fp_epochs, qat_epochs (at 8/4 bits; 3/2 bits get q
 }
 
 
-def make_spec(family: str, bits: int, size: int, width: int | None, channels=None, die_channels: bool = False):
+def make_spec(family: str, bits: int, size: int, width: int | None, channels=None, die_channels: bool = False,
+              edge_bits: int | None = None):
+    """The family at W``bits``A``bits``; with ``edge_bits`` (wmcnn) the first
+    conv's and the classifier's weights are ``edge_bits`` wide instead."""
     if family == "wmcnn":
         kw = {"channels": tuple(channels)} if channels else {"channels": (width, 2 * width, 4 * width)} \
             if width else {}
-        return CNNSpec.uniform(bits, bits, in_size=size, die_channels=die_channels, **kw)
+        spec = CNNSpec.uniform(bits, bits, in_size=size, die_channels=die_channels, **kw)
+        if edge_bits:
+            w = (edge_bits,) + spec.w_bits[1:-1] + (edge_bits,)
+            spec = replace(spec, name=f"wmcnn_xw{bits}a", w_bits=w)
+        return spec
+    if edge_bits:
+        raise ValueError(f"edge_bits is for wmcnn, not {family}")
     return ZooSpec(family, in_size=size, w_bits=bits, a_bits=bits, width=width or 16)
+
+
+def qat_points(family: str, bits, edge_bits: int | None) -> list[tuple[str, int, int | None]]:
+    """(mode, bits, edge_bits) of each QAT point: W{b}A{b} for every width,
+    and for wmcnn with ``edge_bits`` also W{b}A{b}e{edge} below that width."""
+    points = [(f"W{b}A{b}", b, None) for b in bits]
+    if edge_bits and family == "wmcnn":
+        points += [(f"W{b}A{b}e{edge_bits}", b, edge_bits) for b in bits if b < edge_bits]
+    return points
 
 
 def weight_memory(spec) -> tuple[int, int]:
@@ -181,97 +200,21 @@ def run_family(family, x, y, xt, yt, cfg, args) -> list[dict]:
     rows.append(dict(family=family, mode="ptq8", bits=8, params=n_w, weight_bits=8 * n_w,
                      **_scored(ptq, xt, yt, nv), seconds=0.0, seed=args.seed, **_hw(spec_fp, nv)))
     recipe = _recipe(family, args)
-    for b in args.bits:
+    for mode, b, edge in qat_points(family, args.bits, args.edge_bits):
         t1 = time.time()
-        spec = make_spec(family, b, args.size, args.width, channels, die)
+        spec = make_spec(family, b, args.size, args.width, channels, die, edge)
         epochs = (cfg["qat_epochs"] if b >= 4 else cfg["qat_low"]) * recipe.get("qat_scale", 1)
         qat_lr = recipe.get("qat_lr") or (args.lr / 2 if b >= 4 else args.lr)
         act_init = recipe.get("act_init", "mse" if args.recipe and b < 4 else "stats")
         q = qat_from(spec, fp, x, y, epochs, args.seed, qat_lr=qat_lr, act_init=act_init,
                      balanced=recipe.get("balanced", "none"), average_last=recipe.get("average_last", 0))
         n, wbits = weight_memory(spec)
-        rows.append(dict(family=family, mode=f"W{b}A{b}", bits=b, params=n, weight_bits=wbits,
+        rows.append(dict(family=family, mode=mode, bits=b, params=n, weight_bits=wbits,
                          **_scored(q, xt, yt, nv), qat_epochs=epochs,
                          seconds=time.time() - t1, seed=args.seed, **_hw(spec, nv)))
     for r in rows:
         r["delta_vs_fp32"] = r["accuracy"] - fp_acc
     return rows
-
-
-def plot(rows, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for fam in dict.fromkeys(r["family"] for r in rows):
-        pts = sorted((r["bits"], 100 * r["accuracy"]) for r in rows if r["family"] == fam and r["mode"] != "ptq8"
-                     and r["mode"] != "fp32")
-        line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=fam)
-        fp = [100 * r["accuracy"] for r in rows if r["family"] == fam and r["mode"] == "fp32"][0]
-        ax.axhline(fp, color=line.get_color(), ls=":", lw=0.8)
-    ax.set_xlabel("weight and activation bits (QAT); dotted: FP32")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_xticks(BITS)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def aggregate(rows) -> list[dict]:
-    """Mean and spread (sample std) over seeds per (family, mode)."""
-    out = []
-    for key in dict.fromkeys((r["family"], r["mode"]) for r in rows):
-        rs = [r for r in rows if (r["family"], r["mode"]) == key]
-        a = np.array([r["accuracy"] for r in rs])
-        f = np.array([r.get("macro_f1") or np.nan for r in rs])
-        agg = {k: rs[0][k] for k in ("family", "mode", "bits", "params", "weight_bits", "lut", "bram36", "dsp",
-                                       "maps_per_s", "images_per_s", "views", "fits") if k in rs[0]}
-        agg.update(seeds=len(rs), accuracy_mean=float(a.mean()), accuracy_std=float(a.std(ddof=1)) if len(a) > 1
-                   else 0.0, macro_f1_mean=float(np.nanmean(f)))
-        if all("accuracy_1view" in r for r in rs):
-            agg["accuracy_1view_mean"] = float(np.mean([r["accuracy_1view"] for r in rs]))
-        out.append(agg)
-    return out
-
-
-def pareto_table(agg) -> str:
-    head = (f"{'family':12s} {'mode':6s} {'seeds':>5s} {'accuracy':>16s} {'macro-F1':>8s} {'LUT':>7s} "
-            f"{'BRAM36':>7s} {'maps/s':>8s} {'fits':>5s}")
-    lines = [head, "-" * len(head)]
-    for r in agg:
-        hw = (f"{r['lut']:7d} {r['bram36']:7.1f} {r['maps_per_s']:8.0f} {str(r['fits']):>5s}" if "lut" in r
-              else f"{'-':>7s} {'-':>7s} {'-':>8s} {'-':>5s}")
-        lines.append(f"{r['family']:12s} {r['mode']:6s} {r['seeds']:5d} {100 * r['accuracy_mean']:7.2f}% "
-                     f"+- {100 * r['accuracy_std']:4.2f} {r['macro_f1_mean']:8.3f} {hw}")
-    return "\n".join(lines)
-
-
-def plot_pareto(agg, path: Path) -> None:
-    """Accuracy (mean, spread as error bars) against the estimator's LUTs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for fam in dict.fromkeys(r["family"] for r in agg):
-        pts = [r for r in agg if r["family"] == fam and "lut" in r]
-        ax.errorbar([r["lut"] for r in pts], [100 * r["accuracy_mean"] for r in pts],
-                    yerr=[100 * r["accuracy_std"] for r in pts], fmt="o", capsize=3, label=fam)
-        for r in pts:
-            ax.annotate(r["mode"], (r["lut"], 100 * r["accuracy_mean"]), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
-    ax.set_xlabel("LUT (hls.estimate, XC7Z020 with platform)")
-    ax.set_ylabel("accuracy on held-out maps (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def real_data(args, cfg):
@@ -284,44 +227,6 @@ def real_data(args, cfg):
         keep = np.random.default_rng(0).permutation(len(y))[:cfg["n_train"]]
         x, y = x[np.sort(keep)], y[np.sort(keep)]
     return x, y, d.test.maps, d.test.labels
-
-
-def table(rows) -> str:
-    head = f"{'family':12s} {'mode':6s} {'params':>8s} {'weight bits':>12s} {'accuracy':>9s} {'vs FP32':>8s}"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lines.append(f"{r['family']:12s} {r['mode']:6s} {r['params']:8d} {r['weight_bits']:12d} "
-                     f"{100 * r['accuracy']:8.2f}% {100 * r['delta_vs_fp32']:+7.2f}")
-    return "\n".join(lines)
-
-
-def merge(dirs, out: Path) -> int:
-    """Rows of several runs (seeds run in separate processes or on separate
-    machines) as one sweep: aggregate, table and plots again. A (family,
-    mode, seed) point that two runs both hold is refused, not counted twice."""
-    rows, sources = [], []
-    for d in dirs:
-        path = Path(d) / "accuracy_vs_bits.json" if Path(d).is_dir() else Path(d)
-        if not path.exists():
-            raise SystemExit(f"{path}: no accuracy_vs_bits.json to merge")
-        res = json.loads(path.read_text())
-        rows += res["rows"]
-        sources.append({"path": str(path), "data": res.get("data"), "config": res.get("config"),
-                        "recipe": res.get("recipe"), "seeds": res.get("seeds")})
-    dup = sorted(k for k, n in Counter((r["family"], r["mode"], r["seed"]) for r in rows).items() if n > 1)
-    if dup:
-        raise SystemExit(f"the runs overlap: {dup[0]} (family, mode, seed) appears twice")
-    if len({s["data"] for s in sources}) > 1:
-        raise SystemExit(f"the runs used different data: {sorted({str(s['data']) for s in sources})}")
-    out.mkdir(parents=True, exist_ok=True)
-    agg = aggregate(rows)
-    (out / "accuracy_vs_bits.json").write_text(json.dumps(
-        {"merged_from": sources, "data": sources[0]["data"], "seeds": sorted({r["seed"] for r in rows}),
-         "rows": rows, "aggregate": agg}, indent=1))
-    print(pareto_table(agg))
-    plot_pareto(agg, out / "pareto.png")
-    print(f"wrote {out / 'accuracy_vs_bits.json'} and pareto.png")
-    return 0
 
 
 def main(argv=None) -> int:
@@ -340,6 +245,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bits", default=",".join(map(str, BITS)),
                     help="QAT bit widths to run, e.g. 2 (FP32 and PTQ-8 always run)")
+    ap.add_argument("--edge-bits", type=int, default=None,
+                    help="wmcnn: also run each width below this with the first conv's and the classifier's "
+                         "weights at this width (mode W2A2e8), as in wmcnn_real_2w2a.json")
     ap.add_argument("--data", type=Path, default=None,
                     help="real maps (LSWMD .pkl): train on its train split, test on its held-out split")
     ap.add_argument("--seeds", default=None, help="several seeds, e.g. 0,1,2: mean and spread per point")
@@ -353,6 +261,8 @@ def main(argv=None) -> int:
     args.bits = [int(b) for b in args.bits.split(",")]
     if any(not 2 <= b <= 8 for b in args.bits):
         ap.error("--bits takes widths from 2 to 8")
+    if args.edge_bits is not None and not 2 <= args.edge_bits <= 8:
+        ap.error("--edge-bits takes a width from 2 to 8")
     import torch
 
     torch.set_num_threads(args.threads)

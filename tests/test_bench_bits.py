@@ -2,6 +2,7 @@
 writes, and the --bits selection."""
 import json
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -24,6 +25,28 @@ def test_tiny_run_writes_json_and_plot(tmp_path, capsys):
     assert w2["delta_vs_fp32"] == pytest.approx(w2["accuracy"] - fp["accuracy"])
     assert (tmp_path / "accuracy_vs_bits.png").stat().st_size > 1000
     assert "W2A2" in capsys.readouterr().out
+
+
+def test_edge_bits_adds_wider_edge_points(tmp_path):
+    """--edge-bits 8 adds, below 8 bits, a point whose first conv and
+    classifier keep 8-bit weights; its weight memory counts them at 8 bits."""
+    argv = ["--families", "wmcnn", "--width", "4", "--bits", "8,2", "--edge-bits", "8", "--n-train", "128",
+            "--n-test", "32", "--fp-epochs", "1", "--qat-epochs", "1", "--qat-low", "1", "--out", str(tmp_path)]
+    assert bench.main(argv) == 0
+    rows = {r["mode"]: r for r in json.loads((tmp_path / "accuracy_vs_bits.json").read_text())["rows"]}
+    assert list(rows) == ["fp32", "ptq8", "W8A8", "W2A2", "W2A2e8"]
+    spec = bench.make_spec("wmcnn", 2, 42, 4, edge_bits=8)
+    assert spec.w_bits == (8, 2, 2, 8) and spec.a_bits == (2, 2, 2)
+    convs = [lay for lay in spec.layers() if lay["type"] in ("conv2d", "dense")]
+    n = [int(np.prod(bench.weight_shape(lay))) for lay in convs]
+    e8, w2 = rows["W2A2e8"], rows["W2A2"]
+    assert e8["params"] == w2["params"] == sum(n)
+    assert e8["weight_bits"] == w2["weight_bits"] + 6 * (n[0] + n[-1])
+    assert e8["bits"] == 2 and e8["fits"] is True
+    with pytest.raises(SystemExit):
+        bench.main(["--edge-bits", "9", "--out", str(tmp_path)])
+    with pytest.raises(ValueError):
+        bench.make_spec("vgg_s", 2, 42, 4, edge_bits=8)
 
 
 def test_bits_out_of_range_is_refused(tmp_path):

@@ -185,7 +185,13 @@ def test_shipped_configs_parse_and_name_their_bits(path, tmp_path):
     assert stem.startswith(args.family)
     tag = [p for p in stem.split("_") if p[0].isdigit() and "w" in p and p.endswith("a")][0]
     wb, ab = tag[:-1].split("w")
-    assert int(wb) == max(w) and int(ab) in {l["out_bits"] for l in layers if l.get("requant")}
+    assert int(ab) in {l["out_bits"] for l in layers if l.get("requant")}
+    edge = [p for p in stem.split("_") if p.startswith("edge")]
+    if edge:    # W<body>A..., the first and last weighted layers at the edge width
+        weighted = [l["w_bits"] for l in layers if l["type"] in ("conv2d", "dense") and l["name"] != "decode"]
+        assert weighted[0] == weighted[-1] == int(edge[0][4:]) and set(weighted[1:-1]) == {int(wb)}
+    else:
+        assert int(wb) == max(w)
 
 
 def test_distill_uses_no_labels_and_beats_untrained(data):
@@ -384,14 +390,16 @@ def test_train_qat_equalizes_when_asked(data):
         assert spread(twins[1], name) < spread(twins[0], name)
 
 
-@pytest.mark.parametrize("bits", [8, 4, 2])
+@pytest.mark.parametrize("bits", ["8", "4", "2", "edge8"])
 def test_real_map_recipe_fits_the_part_at_every_width(bits, tmp_path):
     """Issue 15: the recipe `make train DATA=` trains fits the XC7Z020 by the
-    estimator at W8A8, W4A4 and W2A2, with the folding the HLS flow picks."""
+    estimator at W8A8, W4A4 and W2A2, and so does W2A2 with 8-bit edge
+    weights (wmcnn_real_2w2a_edge8.json), with the folding the HLS flow picks."""
     from hls import estimate, folding
 
-    args = tr.parse_args(["--config", str(CONFIGS[0].parent / "wmcnn_real_4w4a.json"), "--out", str(tmp_path),
-                          "--w-bits", str(bits), "--a-bits", str(bits)])
+    opts = (["--config", str(CONFIGS[0].parent / "wmcnn_real_2w2a_edge8.json")] if bits == "edge8" else
+            ["--config", str(CONFIGS[0].parent / "wmcnn_real_4w4a.json"), "--w-bits", bits, "--a-bits", bits])
+    args = tr.parse_args([*opts, "--out", str(tmp_path)])
     layers = tr.make_spec(args).layers()
     assert layers[0]["name"] == "decode"
     est = estimate.estimate(layers, folding.default_parallelism(layers))
