@@ -3,7 +3,7 @@
     python -m bench.accuracy_vs_bits --quick --out build/bench_bits      # minutes
     python -m bench.accuracy_vs_bits --families wmcnn --out DIR          # fuller run
     python -m bench.accuracy_vs_bits --data wm811k-real-train.pkl --families wmcnn \
-        --recipe quant/configs/wmcnn_real_4w4a.json --seeds 0,1 --out DIR   # real maps, mean +- spread
+        --recipe quant/configs/wmcnn_real_4w4a.json --edge-bits 8 --seeds 0,1 --out DIR   # real maps, mean +- spread
     python -m bench.accuracy_vs_bits --merge DIR_SEED0 DIR_SEED1 --out DIR   # seeds run apart, one table
 
 With ``--data`` the maps are real (the held-out split of ``quant.train``) and
@@ -13,7 +13,9 @@ size, blocks, die decoder, class balance, epochs and learning rates, so the
 sweep measures the recipe itself at every width (below 4 bits the activation
 scales start at least error, as in ``wmcnn_real_2w2a.json``), its pretraining
 on generated maps (``pretrain_maps``) and QAT's tail averaging
-(``average_last``, at every width). Each quantized point also
+(``average_last``, at every width). ``--edge-bits 8`` adds each width below
+8 with the first conv's and the classifier's weights at 8 bits (mode
+``W2A2e8``, as in ``wmcnn_real_2w2a_edge8.json``). Each quantized point also
 carries the estimator's LUT, BRAM36, DSP and maps/s on the XC7Z020
 (``hls.estimate``, default parallelism) and whether it fits; ``pareto.png``
 plots accuracy (mean, spread over ``--seeds``) against LUTs. A recipe with
