@@ -1,7 +1,7 @@
 """quant.train / quant.fit: a tiny end-to-end CLI run, losses, sampling,
-determinism and resume, PTQ exactness, config files, distillation, multi-label."""
+determinism and resume, PTQ exactness, distillation, multi-label (config
+files: tests/test_train_configs.py)."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +19,6 @@ from quant.traindata import make_inputs  # noqa: E402
 from contract.zoo import ZooSpec, buffer_spec  # noqa: E402
 from shared_data import REAL_NP2, require  # noqa: E402
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "quant" / "configs").glob("*.json"))
 SMALL = CNNSpec.uniform(4, 4, channels=(4, 8, 8))
 
 
@@ -159,39 +158,6 @@ def test_ptq_is_integer_exact(data):
     with torch.no_grad():
         ref = q(to_input(x[:64])).numpy().astype(np.float64)
     np.testing.assert_array_equal(im.forward(x[:64]).astype(np.float64) * 2.0 ** im.logit_scale_log2, ref)
-
-
-def test_config_loading_and_override(tmp_path):
-    cfg = tmp_path / "c.json"
-    cfg.write_text(json.dumps({"family": "vgg_s", "w_bits": [8, 4, 4, 4, 4, 4, 8], "a_bits": 4,
-                               "width": 8, "qat_epochs": 9, "loss": "focal", "balanced": True}))
-    args = tr.parse_args(["--config", str(cfg), "--out", str(tmp_path), "--qat-epochs", "2"])
-    assert args.family == "vgg_s" and args.qat_epochs == 2 and args.loss == "focal" and args.balanced
-    spec = tr.make_spec(args)
-    assert [l["w_bits"] for l in spec.layers() if "w_bits" in l] == [8, 4, 4, 4, 4, 4, 8]
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"familly": "vgg_s"}))
-    with pytest.raises(SystemExit):
-        tr.parse_args(["--config", str(bad), "--out", str(tmp_path)])
-
-
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
-def test_shipped_configs_parse_and_name_their_bits(path, tmp_path):
-    args = tr.parse_args(["--config", str(path), "--out", str(tmp_path)])
-    spec = tr.make_spec(args)
-    layers = spec.layers()
-    w = {l["w_bits"] for l in layers if "w_bits" in l}
-    stem = path.stem
-    assert stem.startswith(args.family)
-    tag = [p for p in stem.split("_") if p[0].isdigit() and "w" in p and p.endswith("a")][0]
-    wb, ab = tag[:-1].split("w")
-    assert int(ab) in {l["out_bits"] for l in layers if l.get("requant")}
-    edge = [p for p in stem.split("_") if p.startswith("edge")]
-    if edge:    # W<body>A..., the first and last weighted layers at the edge width
-        weighted = [l["w_bits"] for l in layers if l["type"] in ("conv2d", "dense") and l["name"] != "decode"]
-        assert weighted[0] == weighted[-1] == int(edge[0][4:]) and set(weighted[1:-1]) == {int(wb)}
-    else:
-        assert int(wb) == max(w)
 
 
 def test_distill_uses_no_labels_and_beats_untrained(data):
@@ -388,22 +354,6 @@ def test_train_qat_equalizes_when_asked(data):
 
     for name in ("dw0", "dw1", "dw2"):
         assert spread(twins[1], name) < spread(twins[0], name)
-
-
-@pytest.mark.parametrize("bits", ["8", "4", "2", "edge8"])
-def test_real_map_recipe_fits_the_part_at_every_width(bits, tmp_path):
-    """Issue 15: the recipe `make train DATA=` trains fits the XC7Z020 by the
-    estimator at W8A8, W4A4 and W2A2, and so does W2A2 with 8-bit edge
-    weights (wmcnn_real_2w2a_edge8.json), with the folding the HLS flow picks."""
-    from hls import estimate, folding
-
-    opts = (["--config", str(CONFIGS[0].parent / "wmcnn_real_2w2a_edge8.json")] if bits == "edge8" else
-            ["--config", str(CONFIGS[0].parent / "wmcnn_real_4w4a.json"), "--w-bits", bits, "--a-bits", bits])
-    args = tr.parse_args([*opts, "--out", str(tmp_path)])
-    layers = tr.make_spec(args).layers()
-    assert layers[0]["name"] == "decode"
-    est = estimate.estimate(layers, folding.default_parallelism(layers))
-    assert estimate.fits(est), estimate.table(est)
 
 
 def test_synth_maps_grow_only_the_training_rows(tmp_path, monkeypatch):

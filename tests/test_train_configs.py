@@ -1,0 +1,62 @@
+"""quant.train's config files: loading and overriding, the shipped configs'
+names against their bit widths, and the real-map recipe fitting the XC7Z020
+at every width."""
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from quant import train as tr  # noqa: E402
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "quant" / "configs").glob("*.json"))
+
+
+def test_config_loading_and_override(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"family": "vgg_s", "w_bits": [8, 4, 4, 4, 4, 4, 8], "a_bits": 4,
+                               "width": 8, "qat_epochs": 9, "loss": "focal", "balanced": True}))
+    args = tr.parse_args(["--config", str(cfg), "--out", str(tmp_path), "--qat-epochs", "2"])
+    assert args.family == "vgg_s" and args.qat_epochs == 2 and args.loss == "focal" and args.balanced
+    spec = tr.make_spec(args)
+    assert [l["w_bits"] for l in spec.layers() if "w_bits" in l] == [8, 4, 4, 4, 4, 4, 8]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"familly": "vgg_s"}))
+    with pytest.raises(SystemExit):
+        tr.parse_args(["--config", str(bad), "--out", str(tmp_path)])
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_configs_parse_and_name_their_bits(path, tmp_path):
+    args = tr.parse_args(["--config", str(path), "--out", str(tmp_path)])
+    spec = tr.make_spec(args)
+    layers = spec.layers()
+    w = {l["w_bits"] for l in layers if "w_bits" in l}
+    stem = path.stem
+    assert stem.startswith(args.family)
+    tag = [p for p in stem.split("_") if p[0].isdigit() and "w" in p and p.endswith("a")][0]
+    wb, ab = tag[:-1].split("w")
+    assert int(ab) in {l["out_bits"] for l in layers if l.get("requant")}
+    edge = [p for p in stem.split("_") if p.startswith("edge")]
+    if edge:    # W<body>A..., the first and last weighted layers at the edge width
+        weighted = [l["w_bits"] for l in layers if l["type"] in ("conv2d", "dense") and l["name"] != "decode"]
+        assert weighted[0] == weighted[-1] == int(edge[0][4:]) and set(weighted[1:-1]) == {int(wb)}
+    else:
+        assert int(wb) == max(w)
+
+
+@pytest.mark.parametrize("bits", ["8", "4", "2", "edge8"])
+def test_real_map_recipe_fits_the_part_at_every_width(bits, tmp_path):
+    """Issue 15: the recipe `make train DATA=` trains fits the XC7Z020 by the
+    estimator at W8A8, W4A4 and W2A2, and so does W2A2 with 8-bit edge
+    weights (wmcnn_real_2w2a_edge8.json), with the folding the HLS flow picks."""
+    from hls import estimate, folding
+
+    opts = (["--config", str(CONFIGS[0].parent / "wmcnn_real_2w2a_edge8.json")] if bits == "edge8" else
+            ["--config", str(CONFIGS[0].parent / "wmcnn_real_4w4a.json"), "--w-bits", bits, "--a-bits", bits])
+    args = tr.parse_args([*opts, "--out", str(tmp_path)])
+    layers = tr.make_spec(args).layers()
+    assert layers[0]["name"] == "decode"
+    est = estimate.estimate(layers, folding.default_parallelism(layers))
+    assert estimate.fits(est), estimate.table(est)
