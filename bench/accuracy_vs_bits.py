@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +62,11 @@ def make_spec(family: str, bits: int, size: int, width: int | None, channels=Non
     if family == "wmcnn":
         kw = {"channels": tuple(channels)} if channels else {"channels": (width, 2 * width, 4 * width)} \
             if width else {}
-        spec = CNNSpec.uniform(bits, bits, in_size=size, die_channels=die_channels, **kw)
+        w = bits
         if edge_bits:
-            w = (edge_bits,) + spec.w_bits[1:-1] + (edge_bits,)
-            spec = replace(spec, name=f"wmcnn_xw{bits}a", w_bits=w)
-        return spec
+            n = len(kw.get("channels", CNNSpec.channels))
+            w = (edge_bits,) + (bits,) * (n - 1) + (edge_bits,)
+        return CNNSpec.with_bits(w, bits, in_size=size, die_channels=die_channels, **kw)
     if edge_bits:
         raise ValueError(f"edge_bits is for wmcnn, not {family}")
     return ZooSpec(family, in_size=size, w_bits=bits, a_bits=bits, width=width or 16)
@@ -211,7 +210,7 @@ def run_family(family, x, y, xt, yt, cfg, args) -> list[dict]:
         q = qat_from(spec, fp, x, y, epochs, args.seed, qat_lr=qat_lr, act_init=act_init,
                      balanced=recipe.get("balanced", "none"), average_last=recipe.get("average_last", 0))
         n, wbits = weight_memory(spec)
-        rows.append(dict(family=family, mode=mode, bits=b, params=n, weight_bits=wbits,
+        rows.append(dict(family=family, mode=mode, bits=b, edge_bits=edge, params=n, weight_bits=wbits,
                          **_scored(q, xt, yt, nv), qat_epochs=epochs,
                          seconds=time.time() - t1, seed=args.seed, **_hw(spec, nv)))
     for r in rows:
@@ -249,7 +248,7 @@ def main(argv=None) -> int:
                     help="QAT bit widths to run, e.g. 2 (FP32 and PTQ-8 always run)")
     ap.add_argument("--edge-bits", type=int, default=None,
                     help="wmcnn: also run each width below this with the first conv's and the classifier's "
-                         "weights at this width (mode W2A2e8), as in wmcnn_real_2w2a.json")
+                         "weights at this width (mode W2A2e8), as in wmcnn_real_2w2a_edge8.json")
     ap.add_argument("--data", type=Path, default=None,
                     help="real maps (LSWMD .pkl): train on its train split, test on its held-out split")
     ap.add_argument("--seeds", default=None, help="several seeds, e.g. 0,1,2: mean and spread per point")

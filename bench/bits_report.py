@@ -20,8 +20,9 @@ def table(rows) -> str:
 
 
 def _edged(row) -> bool:
-    """A point whose first and last layers are wider (mode W2A2e8)."""
-    return "e" in row["mode"][1:]
+    """A point whose first and last layers are wider (mode W2A2e8); rows
+    written before --edge-bits have no edge_bits."""
+    return bool(row.get("edge_bits"))
 
 
 def plot(rows, path: Path) -> None:

@@ -56,6 +56,10 @@ class SpecFace:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
+def _bits_tag(bits: tuple) -> str:
+    return "x" if len(set(bits)) > 1 else str(bits[0])
+
+
 @dataclass(frozen=True)
 class CNNSpec(SpecFace):
     """Topology and bit widths of a wafer-map CNN.
@@ -89,9 +93,18 @@ class CNNSpec(SpecFace):
 
     @classmethod
     def uniform(cls, w: int, a: int, **kw) -> "CNNSpec":
+        return cls.with_bits(w, a, **kw)
+
+    @classmethod
+    def with_bits(cls, w, a, **kw) -> "CNNSpec":
+        """``w`` and ``a``: one width for every layer or one per layer; the
+        name gives the width, or ``x`` where the layers differ
+        (``wmcnn_xw2a``: mixed weights, 2-bit activations)."""
         n = len(kw.get("channels", cls.channels))
+        w = (w,) * (n + 1) if isinstance(w, int) else tuple(w)
+        a = (a,) * n if isinstance(a, int) else tuple(a)
         name = kw.pop("name", "wmcnn")
-        return cls(name=f"{name}_{w}w{a}a", w_bits=(w,) * (n + 1), a_bits=(a,) * n, **kw)
+        return cls(name=f"{name}_{_bits_tag(w)}w{_bits_tag(a)}a", w_bits=w, a_bits=a, **kw)
 
     def layers(self) -> list[dict]:
         """The layer graph (``contract.graph``), in execution order."""

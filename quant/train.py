@@ -91,13 +91,7 @@ def make_spec(args):
             kw["channels"] = tuple(args.channels)
         elif width:
             kw["channels"] = (width, 2 * width, 4 * width)
-        if isinstance(w, int) and isinstance(a, int):
-            return CNNSpec.uniform(w, a, **kw)
-        n = len(kw.get("channels", CNNSpec.channels))
-        w = (w,) * (n + 1) if isinstance(w, int) else w
-        a = (a,) * n if isinstance(a, int) else a
-        return CNNSpec(name=f"wmcnn_{'x' if len(set(w)) > 1 else w[0]}w{'x' if len(set(a)) > 1 else a[0]}a",
-                       w_bits=w, a_bits=a, **kw)
+        return CNNSpec.with_bits(w, a, **kw)
     if args.family == "xception_fpn":
         return buffer_spec(w, a, in_size=args.size, width=width or 8)
     return ZooSpec(args.family, in_size=args.size, w_bits=w, a_bits=a, classes=tuple(args.classes),
