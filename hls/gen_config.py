@@ -17,7 +17,7 @@ from contract.graph import INPUT, has_section, is_threshold, n_thresholds, shift
 from contract.spec import input_bits, input_shape
 
 from hls import batch, parallel
-from hls.estimate import acc_bits, gap_sum_bits, requant_range, uses_dsp
+from hls.cost import acc_bits, gap_sum_bits, requant_range, uses_dsp
 
 CORE_VERSION = 1  # what QUERY reports; the reference core (hls/refcore.py) reads it here
 
@@ -163,7 +163,7 @@ def _signed_width(ctype: str) -> int:
 
 def _rq(width: int, out_bits: int, prefix: str = "rq") -> list[tuple[str, str, str]]:
     """Config members of one requantization of a ``width``-bit signed value:
-    its width and the shift range that matters (estimate.requant_range; the
+    its width and the shift range that matters (cost.requant_range; the
     generated header checks them against wq::rq_range)."""
     lo, hi = requant_range(width, out_bits)
     return [("unsigned", f"{prefix}_bits", width), ("int", f"{prefix}_shift_lo", lo),
@@ -204,7 +204,7 @@ def _fill(p: LayerPlan) -> None:
             m += geo + [(u, k, L[k]) for k in ("kernel", "stride", "pad")] + [(u, "n_out", n_out)]
             m += [(u, "line_banks", parallel.line_banks(L, p.pe, p.simd)), (u, "line_rows", parallel.line_rows(L)),
                   (u, "fill_lanes", parallel.fill_lanes(L, p.pe, p.simd))]
-        # LUT multipliers where the estimate counts no DSP48E1 (hls.estimate.uses_dsp)
+        # LUT multipliers where the estimate counts no DSP48E1 (hls.cost.uses_dsp)
         fabric = not uses_dsp(L["w_bits"], L["in_bits"])
         m += [(u, "w_bits", L["w_bits"]), (b, "mul_fabric", "true" if fabric else "false")] + req + [
             (u, "fan_in", fan), (u, "pe", p.pe), (u, "simd", p.simd), (u, "nf", nf), (u, "sf", sf),
@@ -275,11 +275,11 @@ def config_header(meta: dict, plans: list[LayerPlan], features: bool = False) ->
             out.append("    static_assert(weight_mem_bits == n_weights * w_bits,"
                        ' "weight memory must hold exactly w_bits a weight");')
         for pre in sorted({n[:-len("_shift_lo")] for _, n, _ in p.members if n.endswith("_shift_lo")}):
-            # the shift range is ruled in Python (estimate.requant_range) and in C++ (wq::rq_range)
+            # the shift range is ruled in Python (hls.cost.requant_range) and in C++ (wq::rq_range)
             ob = "align_bits" if pre != "rq" else "out_bits"
             out.append(f"    static_assert({pre}_shift_lo == wq::rq_range<{pre}_bits, {ob}>::lo && "
                        f"{pre}_shift_hi == wq::rq_range<{pre}_bits, {ob}>::hi,"
-                       ' "requant shift range: hls/estimate.py and wq_requant.h disagree");')
+                       ' "requant shift range: hls/cost.py and wq_requant.h disagree");')
         out += ["};", ""]
     caps = "WQ_CAP_RUNTIME_WEIGHTS | WQ_CAP_LOGITS | WQ_CAP_BATCH" + (" | WQ_CAP_FEATURES" if features else "")
     max_reply = max(len(S.QUERY_FIELDS), 1 + n_classes + n_feat, 2)

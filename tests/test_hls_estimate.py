@@ -1,8 +1,9 @@
-"""hls.estimate: the formulas on hand-computed cases, the refusal, and the W4A4 default."""
+"""hls.estimate and hls.cost: the formulas on hand-computed cases, the refusal, and the W4A4 default."""
 import math
 import pytest
 
 from contract import export_dir
+from hls import cost as C
 from hls import estimate as E
 from hls import folding as F
 from hls import parallel
@@ -11,18 +12,18 @@ from contract.spec import CNNSpec
 
 
 def test_memory_shapes():
-    assert E.memory(36, 512) == (1, 0)          # one RAMB18 in 36x512 SDP
-    assert E.memory(72, 512) == (2, 0)          # two side by side
-    assert E.memory(4, 4096) == (1, 0)          # the 4x4K shape beats 4 x (1x16K)
+    assert C.memory(36, 512) == (1, 0)          # one RAMB18 in 36x512 SDP
+    assert C.memory(72, 512) == (2, 0)          # two side by side
+    assert C.memory(4, 4096) == (1, 0)          # the 4x4K shape beats 4 x (1x16K)
     # 16 x 1764 (wmcnn conv1 out, 4 lanes of 4 bits): 9x2K -> 2*1, 18x1K -> 1*2, 36x512 -> 1*4
-    assert E.memory(16, 1764) == (2, 0)
-    assert E.memory(16, 64) == (0, 16)          # depth <= 64: one RAM64X1D a bit
-    assert E.memory(8, 100) == (0, 16)          # 800 bits <= 1024: LUTRAM, 8 * ceil(100/64)
+    assert C.memory(16, 1764) == (2, 0)
+    assert C.memory(16, 64) == (0, 16)          # depth <= 64: one RAM64X1D a bit
+    assert C.memory(8, 100) == (0, 16)          # 800 bits <= 1024: LUTRAM, 8 * ceil(100/64)
 
 
 def test_acc_bits():
     # 72 * 15 * 8 + 2**31 = 2_147_492_288: 32 bits, plus the sign
-    assert E.acc_bits(72, 4, 4) == 33
+    assert C.acc_bits(72, 4, 4) == 33
 
 
 def test_conv_layer_by_hand():
@@ -40,10 +41,10 @@ def test_conv_layer_by_hand():
     # line buffers: 3 + 1 rows (kernel + stride) of 21*8 = 168 codes, each cyclic
     # by min(36, 3*8, 168) = 24, 96 banks 4 bits x 7 -> LUTRAM 4 LUT each = 384;
     # 36 lanes pick one of 96: 36 * 4 * 24 = 3456
-    assert E.line_banks(conv1, 4, 36) == 24
-    assert E.requant_lut(33, 4, 4) == 106 + 4 * 255 == 1126
+    assert C.line_banks(conv1, 4, 36) == 24
+    assert C.requant_lut(33, 4, 4) == 106 + 4 * 255 == 1126
     # loader: a 144 + 32 = 176-bit buffer, shifted in by an 8-stage barrel shifter, 4 LUT6 deep
-    assert E.loader_logic(144) == (176 * 4, 176)
+    assert C.loader_logic(144) == (176 * 4, 176)
     assert r["lut"] == 120 + 576 + 128 + 2304 + 1960 + 132 + 1126 + 384 + 3456 + 704 == 10890
     assert r["ff"] == 100 + 1152 + 1960 + 132 + 144 + 576 + 176 == 4240
     assert r["dsp"] == 0 and r["bram18_weights"] == 0
@@ -195,7 +196,7 @@ def test_bipolar_threshold_dense_by_hand():
     """A W1A2 dense 64 -> 64 with thresholds (an import's MultiThreshold)."""
     fc0 = _imported_dense(True)[0]
     r = E.layer_estimate(fc0, pe=4, simd=16, out={"of": "fc0", "factor": 4, "depth": 2})
-    acc = E.acc_bits(64, 2, 1)                                  # 64 * 3 + 2**31: 33 bits
+    acc = C.acc_bits(64, 2, 1)                                  # 64 * 3 + 2**31: 33 bits
     # weights: 4 banks of 16 x 64 words -> LUTRAM 16 LUT each; biases 128 x 16 -> 128 LUT
     # thresholds: 4 PE * 3 banks of 32 x 16 -> LUTRAM 32 LUT each = 384
     # products: 64 lanes * 1 * 2 = 128 LUT (a conditional negation), no DSP
@@ -244,19 +245,19 @@ def test_line_buffers_by_hand():
     # simd 8 divides in_c 16: 8 banks a row, 3 + 1 rows (kernel + stride) of
     # 10*16/8 = 20 codes x 4 bits -> LUTRAM 4 LUT each = 128; each of 8 lanes
     # picks one of 4 rows: 8 * 4 * 1 = 32
-    assert E.line_banks(conv2, 16, 8) == 8 and parallel.line_rows(conv2) == 4
-    assert E.line_buffers(conv2, 16, 8) == (0, 32 * 4 + 8 * 4 * 1)
+    assert C.line_banks(conv2, 16, 8) == 8 and parallel.line_rows(conv2) == 4
+    assert C.line_buffers(conv2, 16, 8) == (0, 32 * 4 + 8 * 4 * 1)
     # simd 12 does not divide 16: 12 banks a row, 4 rows x 12 banks of ceil(160/12) = 14
     # codes -> 4 LUT each = 192; each of 12 lanes picks one of 48 banks: 12 * 4 * 12 = 576
-    assert E.line_banks(conv2, 16, 12) == 12
-    assert E.line_buffers(conv2, 16, 12) == (0, 48 * 4 + 12 * 4 * 12)
+    assert C.line_banks(conv2, 16, 12) == 12
+    assert C.line_buffers(conv2, 16, 12) == (0, 48 * 4 + 12 * 4 * 12)
     dw = next(l for l in zoo.ZooSpec("mobilenet_s", w_bits=4, a_bits=4).layers() if l["name"] == "dw2")
     c, w = dw["in_c"], dw["in_w"]
     # depthwise, one tap a word: pe banks, a lane's bank fixed; three taps a word: in_c * 3 banks
-    assert E.line_banks(dw, 8, 1) == 8 and E.line_banks(dw, 8, 3) == 3 * c
+    assert C.line_banks(dw, 8, 1) == 8 and C.line_banks(dw, 8, 3) == 3 * c
     # 3 + 1 line buffers (kernel + stride); a lane picks one of 4 rows
     assert parallel.line_rows(dw) == 4
-    assert E.line_buffers(dw, 8, 1)[1] == 4 * 8 * E.memory(4, w * c // 8)[1] + 8 * 4 * 1
+    assert C.line_buffers(dw, 8, 1)[1] == 4 * 8 * C.memory(4, w * c // 8)[1] + 8 * 4 * 1
 
 
 def test_streaming_maxpool_by_hand():

@@ -1,6 +1,6 @@
 """Requantization narrowed to the bits it needs (issue 16): wq_requant.h's
 requant_w<IN_W, OUT_BITS, UNSIGNED> works on the layer's own width and clamps
-the run-time shift to hls.estimate.requant_range before its shifters; every
+the run-time shift to hls.cost.requant_range before its shifters; every
 int32 shift, inside the range, at its edges and far outside, gives the exact
 answer (tests/test_blob_ranges.exact), for every value an IN_W-bit signed
 accumulator can hold."""
@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from hls import estimate as E
+from hls import cost as C
 from test_blob_ranges import INT_MAX, INT_MIN, TEMPLATES, _ap_types, exact
 
 # (IN_W, OUT_BITS, UNSIGNED_OUT): a quant of a 4-bit code, an add's alignment,
@@ -33,14 +33,14 @@ def _accs(w: int) -> list[int]:
 
 
 def _shifts(w: int, out_bits: int) -> list[int]:
-    lo, hi = E.requant_range(w, out_bits)
+    lo, hi = C.requant_range(w, out_bits)
     return [INT_MIN, INT_MIN + 1, -2 ** 20, *range(lo - 3, hi + 4), 2 ** 20, INT_MAX]
 
 
 def test_range_edges_give_what_any_shift_beyond_gives():
     """Shifts past the range change nothing: the rule the core's clamp relies on."""
     for w, ob, u in CASES:
-        lo, hi = E.requant_range(w, ob)
+        lo, hi = C.requant_range(w, ob)
         for a in _accs(w):
             at_lo, at_hi = exact(a, lo, ob, u), exact(a, hi, ob, u)
             assert at_hi == 0, (w, ob, a)
@@ -93,9 +93,9 @@ def test_requant_lut_by_hand():
     left = 2 * 21 + 12 * 3                              # pre-clamp, 12-bit shifter, 3 stages
     clamp = 12 + 6 + 8
     lane = rounding + shifter + overflow + left + clamp
-    assert E.requant_lut(41, 4) == shared + lane == 403
-    assert E.requant_lut(41, 4, 8) == shared + 8 * lane
+    assert C.requant_lut(41, 4) == shared + lane == 403
+    assert C.requant_lut(41, 4, 8) == shared + 8 * lane
     assert sum(min(w, kept + (1 << k) - 1) for k in range(6)) == shifter
     # the shifter follows the width: a 9-bit quant input needs 4 stages, not a 64-bit one's 6
-    assert E.requant_lut(9, 4) < E.requant_lut(17, 4) < E.requant_lut(41, 4) < E.requant_lut(62, 4)
-    assert E.requant_range(41, 4) == (-5, 41)
+    assert C.requant_lut(9, 4) < C.requant_lut(17, 4) < C.requant_lut(41, 4) < C.requant_lut(62, 4)
+    assert C.requant_range(41, 4) == (-5, 41)

@@ -1,14 +1,14 @@
-"""One definition each. acc_bits: one function (hls.estimate) for the generated
+"""One definition each. acc_bits: one function (hls.cost) for the generated
 C++ accum_t and the estimator, the narrowest signed width that holds every sum
 the C++ can form. CORE_VERSION: one constant."""
 import pytest
 
-from hls import estimate as E
+from hls import cost as C
 from hls import gen_config as G
 
 
 def test_one_function_for_the_cpp_and_the_estimate():
-    assert G.acc_bits is E.acc_bits
+    assert G.acc_bits is C.acc_bits
 
 
 # fan 65536 at W8A8: the inputs' largest code is 255, not 256, and that decides one bit.

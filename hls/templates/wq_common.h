@@ -33,7 +33,7 @@ typedef ap_int<32> logit_t;    // logits as they travel in the INFER reply
 typedef ap_int<64> wide_t;     // what requantization computes in
 
 // One multiply lane of a conv2d, dwconv or dense layer: a * b, exact, in R.
-// FABRIC (the layer config's mul_fabric, from hls/estimate.py's DSP rule) binds
+// FABRIC (the layer config's mul_fabric, from hls/cost.py's DSP rule) binds
 // the multiplier to LUTs, as the resource estimate counts it; otherwise the tool
 // picks (a DSP48E1 at those widths).
 template <bool FABRIC>

@@ -65,7 +65,7 @@ struct conv2d_config {
 // in_c (PACKED) a word is one tap's channels [ic0, ic0 + SIMD), ic0 a multiple
 // of SIMD: lane s reads bank s at word address w (index w * SIMD + s), a fixed
 // bank a lane, so a lane only selects among the kernel rows
-// (hls/estimate.py line_buffers).
+// (hls/cost.py line_buffers).
 template <class CONFIG_T>
 struct conv_window {
     typedef typename CONFIG_T::in_t in_t;

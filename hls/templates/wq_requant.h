@@ -26,7 +26,7 @@ struct rq_clog2 {
 };
 
 // The shifts that can change the result of requantizing an IN_W-bit signed
-// value to OUT_BITS (hls/estimate.py requant_range, the same rule; each
+// value to OUT_BITS (hls/cost.py requant_range, the same rule; each
 // generated config's rq_shift_lo/hi are checked against this at compile time):
 // - lo = -(OUT_BITS + 1): a left shift that far saturates every nonzero value,
 //   and the reference clips a left shift there too (rshift_rhe);
