@@ -1,5 +1,5 @@
 """The waferq driver's user-space stand-in: a Unix SOCK_SEQPACKET socket that
-answers ``zybo_z7.backends.SeqpacketFile`` as the driver would.
+answers ``zybo_z7.devnode.SeqpacketFile`` as the driver would.
 
 Used by the service's tests (tests/test_chardev_backend.py) and by
 ``bench.end_to_end``, where it plays the char device between the board service
@@ -23,7 +23,7 @@ import numpy as np
 
 from protocol import ioctl as IOC
 from protocol import stream as S
-from zybo_z7 import backends as B
+from zybo_z7 import devnode as D
 
 
 class SocketDriverStandIn:
@@ -58,18 +58,18 @@ class SocketDriverStandIn:
     def _serve(self, conn):
         with conn:
             if not self.in_use.acquire(blocking=False):
-                B.send_frame(conn, B._ANS.pack(-errno.EBUSY, 0))
+                D.send_frame(conn, D.ANSWER.pack(-errno.EBUSY, 0))
                 return
             try:
-                B.send_frame(conn, B._ANS.pack(0, 0))
+                D.send_frame(conn, D.ANSWER.pack(0, 0))
                 while True:
                     try:
-                        op, arg, payload = B.recv_frame(conn, B._REQ)
+                        op, arg, payload = D.recv_frame(conn, D.REQUEST)
                     except (ConnectionError, OSError):
                         return
                     result, out = self._op(op, arg, payload)
                     try:
-                        B.send_frame(conn, B._ANS.pack(result, len(out)), out)
+                        D.send_frame(conn, D.ANSWER.pack(result, len(out)), out)
                     except OSError:     # the opener died meanwhile: release() below
                         return
             finally:
@@ -77,13 +77,13 @@ class SocketDriverStandIn:
                 self.in_use.release()
 
     def _op(self, op, arg, payload):
-        if op == B.OP_WRITE:
+        if op == D.OP_WRITE:
             return self._write(payload), b""
-        if op == B.OP_READ:
+        if op == D.OP_READ:
             return self._read(arg)
-        if op == B.OP_POLL:
+        if op == D.OP_POLL:
             return self._poll(arg), b""
-        if op == B.OP_IOCTL:
+        if op == D.OP_IOCTL:
             return self._ioctl(arg, payload)
         return -errno.EINVAL, b""
 

@@ -10,7 +10,7 @@ the 32-bit board and a 64-bit host. User pointers travel as 64-bit integers.
 
 Every function takes a file descriptor, or an object with an
 ``ioctl(cmd, arg, mutate)`` method shaped like ``fcntl.ioctl``: the driver's
-user-space stand-in (``zybo_z7.backends.SeqpacketFile``, drivers/README.md)
+user-space stand-in (``zybo_z7.devnode.SeqpacketFile``, drivers/README.md)
 carries the same numbers and struct bytes over a socket.
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ tests/test_driver_qemu.py. The stand-in (``SocketDriverStandIn``) is a Unix
 SOCK_SEQPACKET socket served by a thread of this process that answers with the
 driver's documented errnos (drivers/README.md) and hands good requests to the C
 simulation of the core generated for a random model. The backend reaches it through
-SeqpacketFile (zybo_z7/backends.py).
+SeqpacketFile (zybo_z7/devnode.py).
 """
 import errno
 import json
