@@ -46,14 +46,16 @@ def test_shipped_configs_parse_and_name_their_bits(path, tmp_path):
         assert int(wb) == max(w)
 
 
-@pytest.mark.parametrize("bits", ["8", "4", "2", "edge8"])
+@pytest.mark.parametrize("bits", ["8", "4", "2", "edge8", "wide"])
 def test_real_map_recipe_fits_the_part_at_every_width(bits, tmp_path):
     """Issue 15: the recipe `make train DATA=` trains fits the XC7Z020 by the
-    estimator at W8A8, W4A4 and W2A2, and so does W2A2 with 8-bit edge
-    weights (wmcnn_real_2w2a_edge8.json), with the folding the HLS flow picks."""
+    estimator at W8A8, W4A4 and W2A2, and so do W2A2 with 8-bit edge weights
+    and W2A2 at 1.5x the channels (wmcnn_real_2w2a_edge8.json, _wide.json),
+    with the folding the HLS flow picks."""
     from hls import estimate, folding
 
-    opts = (["--config", str(CONFIGS[0].parent / "wmcnn_real_2w2a_edge8.json")] if bits == "edge8" else
+    own = {"edge8": "wmcnn_real_2w2a_edge8.json", "wide": "wmcnn_real_2w2a_wide.json"}
+    opts = (["--config", str(CONFIGS[0].parent / own[bits])] if bits in own else
             ["--config", str(CONFIGS[0].parent / "wmcnn_real_4w4a.json"), "--w-bits", bits, "--a-bits", bits])
     args = tr.parse_args([*opts, "--out", str(tmp_path)])
     layers = tr.make_spec(args).layers()
