@@ -29,8 +29,9 @@ costed by ``hls.cost.memory`` (RAMB18E1 shapes, or LUTRAM when small):
 Arithmetic of a conv2d / dense layer (``lanes = pe * simd`` multipliers):
 
 - A multiplier is one DSP48E1 when ``w_bits * in_bits >= DSP_MIN_PRODUCT``
-  (48: 8x6 and wider; ``hls.cost.uses_dsp``); else it is LUT logic of ``w_bits * in_bits`` LUTs
-  (one LUT6 per partial-product bit, the usual soft-multiplier cost). A
+  (48: 8x6 and wider; ``hls.cost.uses_dsp``); else it is LUT logic of
+  ``w_bits * in_bits`` LUTs (one LUT6 per partial-product bit, the usual
+  soft-multiplier cost). A
   1-bit (bipolar) weight makes the product a conditional negation of the
   code, ``in_bits`` LUTs: one LUT a lane at W1A1, where the adder tree of
   2-bit products is the popcount of FINN's XNOR-popcount MAC.
