@@ -41,6 +41,7 @@ def time_ort(sess, x_nchw: np.ndarray, batch: int) -> tuple[np.ndarray, float]:
 
 def time_csim(export_dir: Path, hls_dir: Path, im, x: np.ndarray) -> tuple[np.ndarray, float]:
     from hls.csim import CSimCore
+    from protocol import pixels as PX
     from protocol import stream as S
     from contract import blob
 
@@ -48,7 +49,7 @@ def time_csim(export_dir: Path, hls_dir: Path, im, x: np.ndarray) -> tuple[np.nd
     S.raise_if_error(S.decode(core.transact(S.encode(S.OP_LOAD_WEIGHTS, blob.pack(im)))))
     logits, t0 = [], time.perf_counter()
     for i in range(len(x)):
-        reply = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, S.pack_pixels(x[i]), i))))
+        reply = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, PX.pack_pixels(x[i]), i))))
         logits.append(S.parse_result(reply, im.spec.n_classes)[1])
     return np.array(logits, dtype=np.int64), len(x) / (time.perf_counter() - t0)
 

@@ -11,6 +11,9 @@ import time
 
 import numpy as np
 
+from protocol import batch as WB
+from protocol import pixels as PX
+from protocol import results as R
 from protocol import stream as S
 from protocol import wire as W
 
@@ -151,14 +154,14 @@ def role_alone(args) -> int:
     shape = (board.info["in_height"], board.info["in_width"], board.info["in_channels"])
     images = wafer_images(args.maps, shape, seed=args.batch)
     # the frames as the host sends them: die states, since every pixel is a category
-    frames = [W.encode_batch(S.die_codes_from_pixels(images[s:s + args.batch]),
+    frames = [WB.encode_batch(PX.die_codes_from_pixels(images[s:s + args.batch]),
                              np.arange(s, min(s + args.batch, args.maps)), S.PACK_DIE2)
               for s in range(0, args.maps, args.batch)]
 
     def one(rid, payload):    # zybo_z7.server's INFER_BATCH, less the socket
-        ids, x, packing, shape = W.decode_batch_packed(payload)
+        ids, x, packing, shape = WB.decode_batch_packed(payload)
         records, checksum = board.infer_batch(ids, x, packing, shape)
-        return W.encode_frame(W.T_RESULTS, W.encode_results(records, checksum), rid)
+        return W.encode_frame(W.T_RESULTS, R.encode(records, checksum), rid)
 
     for payload in frames[:WARMUP_BATCHES]:   # fills the cache with this batch size
         one(0, payload)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from protocol import pixels as PX
 from protocol import stream as S
 from contract import blob
 from contract.intmodel import IntModel
@@ -38,7 +39,7 @@ def _time(fn, n_images: int, min_seconds: float = 1.0) -> float:
 def _per_message(transact, images):
     def run():
         for i, img in enumerate(images):
-            S.raise_if_error(S.decode(transact(S.encode(S.OP_INFER, S.pack_pixels(img), i))))
+            S.raise_if_error(S.decode(transact(S.encode(S.OP_INFER, PX.pack_pixels(img), i))))
     return run
 
 

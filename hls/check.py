@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from contract.preprocess import to_model_input
+from protocol import pixels as PX
 from protocol import stream as S
 from contract import blob
 from quant import synth
@@ -40,7 +41,7 @@ def compare(model_dir: Path, hls_dir: Path, n: int, seed: int = 11, core=None) -
     ref = im.forward(x)
     equal = 0
     for i in tqdm(range(len(x)), desc="C-sim vs integer reference"):
-        reply = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, S.pack_pixels(x[i]), i))))
+        reply = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, PX.pack_pixels(x[i]), i))))
         cls, logits = S.parse_result(reply, im.spec.n_classes)
         equal += int(np.array_equal(logits, ref[i]) and cls == int(ref[i].argmax()))
     return equal, len(x)
@@ -73,7 +74,7 @@ def compare_batches(model_dir: Path, hls_dir: Path, seed: int = 13, core=None) -
         for n in sorted({*BATCH_SIZES, m}):
             states = rng.integers(0, 3, (n, *im.input_shape), dtype=np.uint8)
             if packing == S.PACK_DIE2:
-                images, pixels = states, S.pixels_from_die_states(states)
+                images, pixels = states, PX.pixels_from_die_states(states)
             else:
                 images = pixels = random_codes(im.spec, n, rng)
             bad = np.zeros(n, bool)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from protocol import pixels as PX
 from protocol import stream as S
 
 # Bounds a reply: the largest INFER_BATCH reply is far below the stream's limit.
@@ -133,12 +134,12 @@ class CSimCore:
     def infer_batch(self, images: np.ndarray, n_classes: int, packing: int = S.PACK_U8, tag: int = 0,
                     feature_shape: tuple[int, int, int] | None = None, signed: bool = False):
         """One INFER_BATCH message for a whole batch: ``images`` as
-        ``protocol.stream.encode_infer_batch`` takes them ([N][H][W][C] uint8
+        ``protocol.pixels.encode_infer_batch`` takes them ([N][H][W][C] uint8
         pixel codes for PACK_U8, die states for PACK_DIE2). Returns
         ``parse_batch_reply``'s arrays (status, class, int32 logits [,
         features]); an ERROR reply raises ``protocol.stream.StreamError``."""
         images = np.asarray(images)
-        reply = self.transact(S.encode_infer_batch(images, packing, tag))
+        reply = self.transact(PX.encode_infer_batch(images, packing, tag))
         msg = S.decode(reply)
         if msg.tag != (tag & S.MASK32):
             raise CSimError(f"reply tag {msg.tag} is not the request's {tag}")

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from protocol import pixels as PX
 from protocol import stream as S
 from contract import blob
 from contract.intmodel import IntModel
@@ -74,7 +75,7 @@ def measure(model_dir: str | Path, hls_dir: str | Path, n: int = 2, seed: int = 
         per = []
         for i in range(n):
             core.lib.wq_cycles_begin()
-            reply = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, S.pack_pixels(x[i]), i))))
+            reply = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, PX.pack_pixels(x[i]), i))))
             if features:  # class and logits lead the reply; test_hls_zoo checks the feature map
                 nc = im.spec.n_classes
                 cls, logits = int(reply.payload[0]), reply.payload[1:1 + nc].view(np.int32)

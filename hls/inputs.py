@@ -1,6 +1,6 @@
 """The input-code rule every stage of the core shares.
 
-Pixels travel one byte a code (``protocol.stream.pack_pixels``). A model's
+Pixels travel one byte a code (``protocol.pixels.pack_pixels``). A model's
 codes are ``input_bits(spec)`` wide (8 for the wafer families, 1..8 for an
 imported graph); ``contract.intmodel.IntModel`` refuses a code above
 ``2**in_bits - 1``, and so do the core (``hls/templates/wq_core.h``: an

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from protocol import pixels as PX
 from protocol import stream as S
 from contract import blob
 from contract.intmodel import IntModel
@@ -149,9 +150,9 @@ class RefCore:
         packing, n = word0 >> 16, word0 & 0xFFFF
         images = payload[1:].reshape(n, S.image_words(self.n_pixels, packing))
         if packing == S.PACK_DIE2:
-            states = S.unpack_die2(images, self.n_pixels)
+            states = PX.unpack_die2(images, self.n_pixels)
             bad = (states == 3).any(axis=1)
-            pixels = S.pixels_from_die_states(states)
+            pixels = PX.pixels_from_die_states(states)
         else:
             pixels = np.ascontiguousarray(images, dtype="<u4").view(np.uint8)[:, :self.n_pixels]
             bad = np.zeros(n, dtype=bool)

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from protocol import pixels as PX
 from protocol import stream as S
 from contract import blob
 from contract.intmodel import IntModel
@@ -268,17 +269,17 @@ def stimulus(model: IntModel, n_infer: int = 4, seed: int = 5) -> tuple[list, li
     bad_sum = S.encode(S.OP_QUERY, [], 7)
     bad_sum[-1] ^= 1
     reqs = [S.encode(S.OP_QUERY, [], 1),
-            S.encode(S.OP_INFER, S.pack_pixels(image()), 2),     # NO_WEIGHTS
+            S.encode(S.OP_INFER, PX.pack_pixels(image()), 2),     # NO_WEIGHTS
             S.encode(S.OP_LOAD_WEIGHTS, blob.pack(model), 3),
             S.encode(S.OP_QUERY, [], 4),
             bad_sum]
-    reqs += [S.encode(S.OP_INFER, S.pack_pixels(image()), 100 + i) for i in range(n_infer)]
+    reqs += [S.encode(S.OP_INFER, PX.pack_pixels(image()), 100 + i) for i in range(n_infer)]
     # INFER_BATCH: U8, and for a wafer-map core PACK_DIE2 with one bad image in the middle
-    reqs.append(S.encode_infer_batch(np.stack([image() for _ in range(2)]), S.PACK_U8, 200))
+    reqs.append(PX.encode_infer_batch(np.stack([image() for _ in range(2)]), S.PACK_U8, 200))
     if ref.packings >> S.PACK_DIE2 & 1:
         states = rng.integers(0, 3, (3, *model.input_shape), dtype=np.uint8)
         states[1].flat[0] = 3
-        reqs.append(S.encode_infer_batch(states, S.PACK_DIE2, 201))
+        reqs.append(PX.encode_infer_batch(states, S.PACK_DIE2, 201))
     return reqs, [ref.handle(r) for r in reqs]
 
 

@@ -19,6 +19,9 @@ import numpy as np
 
 from contract import export_dir
 from protocol import auth as A
+from protocol import batch as WB
+from protocol import pixels as PX
+from protocol import results as R
 from protocol import stream as S
 from protocol import wire as W
 
@@ -276,7 +279,7 @@ class BoardClient:
             raise BoardTimeout(f"{e}; the request held {len(images)} images and the board's backend is "
                                f"{backend}{slow}: a smaller --batch or a longer --timeout lets a slow "
                                "backend answer") from e
-        res = W.decode_result_batch(reply.payload)
+        res = R.decode(reply.payload)
         if not np.array_equal(res.ids, np.asarray(ids, dtype=np.uint64).ravel()):
             raise BoardError(f"board answered {len(res)} records that do not match the "
                              f"{len(ids)} images sent")
@@ -295,10 +298,10 @@ class BoardClient:
         info = self.info or {}
         if images.ndim == 4 and images.shape[3] == 1 and \
                 (info.get("packings", 0) >> S.PACK_DIE2) & 1:
-            words = W.die2_words_from_pixels(images)
+            words = PX.die2_words_from_pixels(images)
             if words is not None:
-                return W.encode_batch_words(words, ids, images.shape[1:], S.PACK_DIE2)
-        return W.encode_batch(images, ids)
+                return WB.encode_batch_words(words, ids, images.shape[1:], S.PACK_DIE2)
+        return WB.encode_batch(images, ids)
 
     def batch_size(self, info: dict | None = None, cap: int = AUTO_BATCH_CAP) -> int:
         """Maps a request for this board: its core's max_batch (QUERY, via INFO),

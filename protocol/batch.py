@@ -9,48 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from protocol import pixels as PX
 from protocol import stream as S
 from protocol import wire as W
-
-_LOW_BITS = np.uint32(0x01010101)
-
-
-def die2_words_from_pixels(images: np.ndarray) -> np.ndarray | None:
-    """uint8 pixel codes [N][H][W][C] -> ``protocol.stream.pack_die2`` of their
-    die states (uint32 [N][image_words]), or None when a pixel is not one of
-    ``S.DIE_PIXEL_CODES`` (0, 128, 255). The same words as
-    ``S.pack_die2(S.die_codes_from_pixels(images))`` (a test holds them equal),
-    in twelve passes over uint32 words of four pixels: the host's hot path, where
-    each pass over a batch costs about as much as any other."""
-    a = np.asarray(images, dtype=np.uint8)
-    n = a.shape[0]
-    flat = a.reshape(n, -1)
-    p = flat.shape[1]
-    pad = (-p) % 16
-    if pad:   # one copy into a padded buffer (np.pad is several passes)
-        buf = np.empty((n, p + pad), dtype=np.uint8)
-        buf[:, :p] = flat
-        buf[:, p:] = 0
-        flat = buf
-    v = np.ascontiguousarray(flat).view("<u4")
-    # In place where it can be: a fresh array an operation costs page faults.
-    h = np.right_shift(v, 7)
-    h &= _LOW_BITS                # bit 7 of each pixel
-    t = v & _LOW_BITS             # bit 0
-    s = h + t                     # code 0/128/255 -> state 0/1/2
-    t &= h                        # 1 where the state is 2
-    np.multiply(s, np.uint32(0x80), out=h)
-    h -= t                        # state 0/1/2 -> 0/0x80/0xFF, byte by byte (no borrows)
-    h ^= v
-    if h.any():                   # a pixel was not a die category code
-        return None
-    # s * (2**6 + 2**12 + 2**18 + 2**24) puts the word's four states side by
-    # side in its top byte, first pixel lowest; the other product terms stay
-    # below bit 24 without overlapping one another (2 bits each), so no carry.
-    s *= np.uint32(0x1041040)
-    s >>= 24                      # (a strided copy of the top bytes is slower)
-    return s.astype(np.uint8).view("<u4").astype(np.uint32, copy=False)
-
 
 def encode_batch_words(words: np.ndarray, ids, shape, packing: int) -> bytes:
     """INFER_BATCH payload of images already packed as the stream carries
@@ -80,7 +41,7 @@ def encode_batch(images: np.ndarray, ids, packing: int = S.PACK_U8) -> bytes:
     if packing == S.PACK_U8:
         body = images.tobytes()
     elif packing == S.PACK_DIE2:
-        body = S.pack_die2(images).astype("<u4").tobytes()
+        body = PX.pack_die2(images).astype("<u4").tobytes()
     else:
         raise ValueError(f"unknown packing {packing}; known: {S.PACKINGS}")
     return W.BATCH_HEAD.pack(n, h, w, c, packing) + ids.tobytes() + body
@@ -118,5 +79,5 @@ def decode_batch(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
     ids, data, packing, shape = decode_batch_packed(payload)
     if packing == S.PACK_U8:
         return ids, data
-    states = S.unpack_die2(data, int(np.prod(shape)))
-    return ids, S.pixels_from_die_states(states).reshape(len(ids), *shape)
+    states = PX.unpack_die2(data, int(np.prod(shape)))
+    return ids, PX.pixels_from_die_states(states).reshape(len(ids), *shape)

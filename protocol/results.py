@@ -1,7 +1,7 @@
 """The RESULTS payload of ``protocol.wire`` as arrays: one batch's records
 without a Python object a map.
 
-The layout is wire's (``wire.encode_results`` calls this module): u32 n, u32
+The layout is wire's (its docstring has it too): u32 n, u32
 weights checksum, then n records ``u64 id, u16 status, u16 class_index, u16
 count`` followed by ``count`` int32 logits (status OK) or ``count`` bytes of
 UTF-8 message. A batch whose records are all OK with the same number of
@@ -56,7 +56,8 @@ class ResultBatch:
         return int(self.ids.size)
 
     def __getitem__(self, i: int) -> dict:
-        """Record ``i`` as the dict ``wire.decode_results`` gives."""
+        """Record ``i`` as a dict: id, status, class_index and logits (OK) or
+        message, and the batch's weights_checksum."""
         base = dict(id=int(self.ids[i]), status=int(self.status[i]))
         if base["status"] == W.OK:
             base.update(class_index=int(self.classes[i]), logits=self.logits[i].tolist())
@@ -90,7 +91,12 @@ def from_records(records, weights_checksum: int = 0) -> ResultBatch:
     return out
 
 
-def encode(batch: ResultBatch, weights_checksum: int | None = None) -> bytes:
+def encode(batch, weights_checksum: int | None = None) -> bytes:
+    """A ResultBatch, or a list of record dicts (``from_records``), as a
+    RESULTS payload; ``weights_checksum``: the weights the board ran the batch
+    with (default: the batch's own)."""
+    if not isinstance(batch, ResultBatch):
+        batch = from_records(batch)
     checksum = batch.weights_checksum if weights_checksum is None else weights_checksum
     n, k = batch.logits.shape
     recs = np.zeros(n, dtype=record_dtype(k))

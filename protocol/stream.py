@@ -250,15 +250,6 @@ def raise_if_error(msg: Message) -> Message:
     return msg
 
 
-def pack_pixels(image: np.ndarray) -> np.ndarray:
-    """uint8 HWC image -> uint32 words, four pixels a word, first pixel in bits [7:0]."""
-    flat = np.ascontiguousarray(image, dtype=np.uint8).ravel()
-    pad = (-flat.size) % 4
-    if pad:
-        flat = np.concatenate([flat, np.zeros(pad, np.uint8)])
-    return flat.view("<u4").astype(np.uint32)
-
-
 def infer_words(n_pixels: int) -> int:
     return (n_pixels + 3) // 4
 
@@ -279,78 +270,6 @@ def record_words(n_classes: int, feature_words: int = 0) -> int:
 def batch_word(n: int, packing: int) -> int:
     """Word 0 of an INFER_BATCH payload."""
     return (n & 0xFFFF) | ((packing & 0xFF) << 16)
-
-
-def _flat_images(images: np.ndarray) -> np.ndarray:
-    """[N][...] -> uint8 [N][pixels], HWC order kept."""
-    a = np.asarray(images)
-    if a.ndim < 2:
-        raise ValueError(f"expected a batch of images [N][H][W][C], got shape {a.shape}")
-    return np.ascontiguousarray(a.reshape(a.shape[0], -1), dtype=np.uint8)
-
-
-def pack_u8(images: np.ndarray) -> np.ndarray:
-    """uint8 images [N][H][W][C] -> uint32 [N][ceil(H*W*C/4)]: each image as INFER packs it."""
-    flat = _flat_images(images)
-    pad = (-flat.shape[1]) % 4
-    if pad:
-        flat = np.pad(flat, ((0, 0), (0, pad)))
-    return np.ascontiguousarray(flat).view("<u4").astype(np.uint32)
-
-
-_DIE_SHIFTS = (np.arange(16, dtype=np.uint32) * DIE_STATE_BITS)
-
-
-def pack_die2(images: np.ndarray) -> np.ndarray:
-    """2-bit die states [N][H][W][C] (0..3) -> uint32 [N][ceil(H*W*C/16)]:
-    sixteen a word, first pixel in bits [1:0], zero padding."""
-    flat = _flat_images(images)
-    if flat.size and int(flat.max()) > 3:
-        raise ValueError(f"die states are 0..3, got {int(flat.max())}")
-    pad = (-flat.shape[1]) % 16
-    if pad:
-        flat = np.pad(flat, ((0, 0), (0, pad)))
-    lanes = flat.reshape(flat.shape[0], -1, 16).astype(np.uint32) << _DIE_SHIFTS
-    return np.bitwise_or.reduce(lanes, axis=2).astype(np.uint32)
-
-
-def unpack_die2(words: np.ndarray, n_pixels: int) -> np.ndarray:
-    """uint32 [..., words] -> die states uint8 [..., n_pixels] (inverse of pack_die2)."""
-    w = np.asarray(words, dtype=np.uint32)
-    states = (w[..., None] >> _DIE_SHIFTS) & 3
-    return states.reshape(*w.shape[:-1], -1)[..., :n_pixels].astype(np.uint8)
-
-
-_STATE_OF_CODE = np.full(256, 3, dtype=np.uint8)
-_STATE_OF_CODE[list(DIE_PIXEL_CODES)] = np.arange(len(DIE_PIXEL_CODES), dtype=np.uint8)
-
-
-def die_codes_from_pixels(images: np.ndarray) -> np.ndarray | None:
-    """uint8 pixel codes -> 2-bit die states of the same shape, or None when
-    any pixel is not one of ``DIE_PIXEL_CODES`` (send such images as PACK_U8)."""
-    states = _STATE_OF_CODE[np.asarray(images, dtype=np.uint8)]
-    return None if (states == 3).any() else states
-
-
-def pixels_from_die_states(states: np.ndarray) -> np.ndarray:
-    """Die states 0..2 -> the uint8 pixel codes the model sees (3 maps to 0)."""
-    table = np.array(DIE_PIXEL_CODES + (0,), dtype=np.uint8)
-    return table[np.asarray(states, dtype=np.uint8) & 3]
-
-
-def encode_infer_batch(images: np.ndarray, packing: int = PACK_U8, tag: int = 0) -> np.ndarray:
-    """One INFER_BATCH request. ``images``: [N][H][W][C] uint8 pixel codes for
-    PACK_U8, or 2-bit die states (``die_codes_from_pixels``) for PACK_DIE2."""
-    if packing == PACK_U8:
-        body = pack_u8(images)
-    elif packing == PACK_DIE2:
-        body = pack_die2(images)
-    else:
-        raise ValueError(f"unknown packing {packing}; known: {PACKINGS}")
-    n = body.shape[0]
-    if not 1 <= n <= BATCH_N_MAX:
-        raise ValueError(f"a batch holds 1..{BATCH_N_MAX} images, got {n}")
-    return encode_parts(OP_INFER_BATCH, ([batch_word(n, packing)], body), tag)
 
 
 def parse_batch_reply(msg: Message, n: int, n_classes: int,

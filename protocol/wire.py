@@ -46,7 +46,9 @@ ERROR         reply only: u32 code, then a UTF-8 message of at most MAX_TEXT
 
 Each frame type has a length range (``FRAME_LIMITS``), checked on the header
 before any payload is read; a service narrows it further to its model
-(``service_limits``). Version 2: RESULTS carries the weights checksum.
+(``service_limits``). ``protocol.batch`` packs and parses the INFER_BATCH
+payload, ``protocol.results`` the RESULTS payload, both to this layout.
+Version 2: RESULTS carries the weights checksum.
 Version 3: INFO carries the core's ``max_batch`` (images in one accelerator
 INFER_BATCH, 0 for a core without it) and ``packings`` (``protocol.stream``
 PACK_* bitmask): the host sizes its batches by them; INFER_BATCH carries its
@@ -342,57 +344,6 @@ def image_bytes(shape, packing: int = S.PACK_U8) -> int:
     """Bytes one image of ``shape`` (h, w, c) takes in an INFER_BATCH payload."""
     n = int(np.prod(shape))
     return n if packing == S.PACK_U8 else 4 * S.image_words(n, packing)
-
-
-# The INFER_BATCH payload codec is protocol/batch.py (imported when used, as
-# it imports this module); these are its names here.
-def die2_words_from_pixels(images):
-    from protocol import batch
-    return batch.die2_words_from_pixels(images)
-
-
-def encode_batch_words(words, ids, shape, packing: int) -> bytes:
-    from protocol import batch
-    return batch.encode_batch_words(words, ids, shape, packing)
-
-
-def encode_batch(images, ids, packing: int = S.PACK_U8) -> bytes:
-    from protocol import batch
-    return batch.encode_batch(images, ids, packing)
-
-
-def decode_batch_packed(payload: bytes):
-    from protocol import batch
-    return batch.decode_batch_packed(payload)
-
-
-def decode_batch(payload: bytes):
-    from protocol import batch
-    return batch.decode_batch(payload)
-
-
-def encode_results(records, weights_checksum: int | None = None) -> bytes:
-    """RESULTS payload of a ``protocol.results.ResultBatch``, or of a list of
-    dicts (id, status, and class_index + logits (ok) or message);
-    ``weights_checksum``: the weights the board ran the batch with."""
-    from protocol import results
-
-    if not isinstance(records, results.ResultBatch):
-        records = results.from_records(records)
-    return results.encode(records, weights_checksum)
-
-
-def decode_result_batch(payload: bytes):
-    """RESULTS payload -> ``protocol.results.ResultBatch`` (arrays; its items
-    are the records ``decode_results`` gives)."""
-    from protocol import results
-
-    return results.decode(payload)
-
-
-def decode_results(payload: bytes) -> list[dict]:
-    """RESULTS payload -> records; each carries the batch's ``weights_checksum``."""
-    return list(decode_result_batch(payload))
 
 
 def c_constants() -> dict[str, int]:

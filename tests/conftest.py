@@ -6,6 +6,9 @@ import shutil
 
 import pytest
 
+# Helper modules whose asserts fail with pytest's detailed messages too.
+pytest.register_assert_rewrite("pynq_helpers")
+
 
 def pytest_collection_modifyitems(config, items):
     if shutil.which("g++") is None:

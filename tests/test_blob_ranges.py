@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from protocol import auth as A
+from protocol import pixels as PX
 from protocol import stream as S
-from protocol import wire as W
 from contract import blob
-from contract.intmodel import IntModel, _clamp, random_model, rshift_rhe
+from contract.intmodel import _clamp, random_model, rshift_rhe
 from contract.spec import CNNSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,7 +201,7 @@ def test_random_blobs_csim_matches_reference(model, tmp_path_factory):
             assert int(r.payload[0]) == blob.checksum(words)
         for i in range(N_IMAGES):
             img = rng.integers(0, 256, m.input_shape, dtype=np.uint8)
-            req = S.encode(S.OP_INFER, S.pack_pixels(img), 1000 + k * N_IMAGES + i)
+            req = S.encode(S.OP_INFER, PX.pack_pixels(img), 1000 + k * N_IMAGES + i)
             got = [S.parse_result(S.raise_if_error(S.decode(xfer(c, req))), m.spec.n_classes)
                    for c in (csim, ref)]
             if got[0][0] != got[1][0] or not np.array_equal(got[0][1], got[1][1]):

@@ -24,6 +24,7 @@ import pytest
 
 from contract import export_dir
 from protocol import ioctl as IOC
+from protocol import pixels as PX
 from protocol import stream as S
 from protocol import wire as W
 from contract.intmodel import random_model
@@ -85,7 +86,7 @@ def test_results_equal_the_int_model_and_stats_count(env, dev):
     assert after["tx_messages"] - before["tx_messages"] == n
     assert after["rx_messages"] - before["rx_messages"] == n
     assert after["tx_bytes"] - before["tx_bytes"] == 4 * (blob.size + 4) + 4 * 4 + sum(
-        4 * (len(S.pack_pixels(i)) + 4) for i in x)
+        4 * (len(PX.pack_pixels(i)) + 4) for i in x)
     assert after["errors"] == before["errors"] and after["timeouts"] == before["timeouts"]
 
 

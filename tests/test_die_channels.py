@@ -114,6 +114,7 @@ def test_csim_equals_integer_model_on_die2_batches(tmp_path):
     pytest.importorskip("hls4ml", reason="hls4ml provides the ap_types headers")
     from contract import blob
     from hls.csim import CSimCore
+    from protocol import pixels as PX
     from protocol import stream as S
 
     x, _, _, q = _trained()
@@ -123,7 +124,7 @@ def test_csim_equals_integer_model_on_die2_batches(tmp_path):
     S.raise_if_error(S.decode(core.transact(S.encode(S.OP_LOAD_WEIGHTS, blob.pack(im), 5))))
     states = np.random.default_rng(3).integers(0, 3, (24, SPEC.in_size, SPEC.in_size, 1), dtype=np.uint8)
     status, cls, logits = core.infer_batch(states, SPEC.n_classes, S.PACK_DIE2, tag=9)
-    want_cls, want = im.classify(S.pixels_from_die_states(states))
+    want_cls, want = im.classify(PX.pixels_from_die_states(states))
     assert (status == 0).all()
     np.testing.assert_array_equal(logits, want.astype(np.int64).astype(np.int32))
     np.testing.assert_array_equal(cls, want_cls)

@@ -18,6 +18,8 @@ import pytest
 
 from host_stm32mp1.client import BoardClient
 from protocol import auth as A
+from protocol import batch as WB
+from protocol import results as R
 from protocol import wire as W
 from contract.intmodel import random_model
 from contract.spec import CNNSpec
@@ -38,15 +40,15 @@ def valid_frames(rng: random.Random):
            W.encode_frame(W.T_SESSION, A.session_request(1)[1], 3),
            W.encode_frame(W.T_ERROR, W.encode_error(3, "x"), 4),
            W.encode_frame(W.T_INFO, W.encode_info({"backend": "b", "classes": ["a"]}), 5),
-           W.encode_frame(W.T_RESULTS, W.encode_results(
+           W.encode_frame(W.T_RESULTS, R.encode(
                [dict(id=1, status=0, class_index=1, logits=[1, 2]),
                 dict(id=2, status=3, message="m")]), 6)]
     for n, h, w in ((0, 1, 1), (1, 4, 4), (3, 5, 2), (2, 42, 42)):
         imgs = np.frombuffer(bytes(rng.randrange(3) for _ in range(n * h * w)), np.uint8)
         out.append(W.encode_frame(W.T_INFER_BATCH,
-                                  W.encode_batch(imgs.reshape(n, h, w, 1), range(n)), 7))
+                                  WB.encode_batch(imgs.reshape(n, h, w, 1), range(n)), 7))
     out += [sess.seal(W.T_HELLO, b"", 8), sess.seal(W.T_LOAD_WEIGHTS, b"\0" * 16, 9),
-            sess.seal(W.T_INFER_BATCH, W.encode_batch(np.zeros((1, 3, 3, 1), np.uint8), [1]), 10)]
+            sess.seal(W.T_INFER_BATCH, WB.encode_batch(np.zeros((1, 3, 3, 1), np.uint8), [1]), 10)]
     return out
 
 
@@ -118,8 +120,8 @@ def parse_like_service(data: bytes, limits=None):
         A.Session(KEY, 1, SESSION_ID, b"S").open(f)
     except A.AuthError:
         pass
-    decoders = {W.T_INFER_BATCH: W.decode_batch, W.T_INFO: W.decode_info,
-                W.T_RESULTS: W.decode_results, W.T_ERROR: W.decode_error}
+    decoders = {W.T_INFER_BATCH: WB.decode_batch, W.T_INFO: W.decode_info,
+                W.T_RESULTS: R.decode, W.T_ERROR: W.decode_error}
     if f.type in decoders:
         try:
             decoders[f.type](f.payload)

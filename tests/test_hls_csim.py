@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
+from protocol import pixels as PX
 from protocol import stream as S
 from contract import blob
 from contract.intmodel import IntModel, random_model
@@ -67,7 +68,7 @@ def _load(core: CSimCore, model: IntModel, tag: int = 0x1234) -> np.ndarray:
 
 
 def _infer(core: CSimCore, image: np.ndarray, n_classes: int, tag: int):
-    reply = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, S.pack_pixels(image), tag))))
+    reply = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, PX.pack_pixels(image), tag))))
     assert reply.tag == tag
     return S.parse_result(reply, n_classes)
 
@@ -137,8 +138,8 @@ def _batch_cases(model: IntModel) -> dict:
     states = rng.integers(0, 3, (3, *model.input_shape), dtype=np.uint8)
     spoiled = states.copy()
     spoiled[1].flat[n_pix // 2] = 3
-    die2 = S.encode_infer_batch(states, S.PACK_DIE2, 30)
-    u8 = S.encode_infer_batch(_images(model.spec, 2, seed=22), S.PACK_U8, 31)
+    die2 = PX.encode_infer_batch(states, S.PACK_DIE2, 30)
+    u8 = PX.encode_infer_batch(_images(model.spec, 2, seed=22), S.PACK_U8, 31)
     body = die2[S.HEADER_WORDS:-1]
     iw = S.image_words(n_pix, S.PACK_DIE2)
     hdr = S.header_word(S.OP_INFER_BATCH)
@@ -148,7 +149,7 @@ def _batch_cases(model: IntModel) -> dict:
     return {
         "batch_die2": (True, [die2]),
         "batch_u8": (True, [u8]),
-        "batch_bad_pixel": (True, [S.encode_infer_batch(spoiled, S.PACK_DIE2, 32)]),
+        "batch_bad_pixel": (True, [PX.encode_infer_batch(spoiled, S.PACK_DIE2, 32)]),
         "batch_before_load": (False, [die2]),
         "batch_empty": (True, [_msg(hdr, [], 33)]),
         "batch_packing_7": (True, [_msg(hdr, word0(3, 7), 34)]),
@@ -171,7 +172,7 @@ def _cases(model: IntModel):
     (TLAST on its last word) or a (words, last_flags) pair."""
     blob_w = blob.pack(model)
     n_infer = S.infer_words(int(np.prod(model.input_shape)))
-    img = S.pack_pixels(_images(model.spec, 1, seed=3)[0])
+    img = PX.pack_pixels(_images(model.spec, 1, seed=3)[0])
     hdr = S.header_word
     good_load = S.encode(S.OP_LOAD_WEIGHTS, blob_w, 11)
     trunc_load = np.concatenate([good_load[:40], [S.checksum(good_load[:40])]]).astype(np.uint32)
@@ -235,7 +236,7 @@ def test_malformed_matches_refcore(malformed_setup, case):
             np.testing.assert_array_equal(got, want, err_msg=f"{case}: C-sim {got} vs ref {want}")
     # The core never wedges: a good QUERY, (re)load and INFER still work.
     for req in (S.encode(S.OP_QUERY, [], 100), good_load,
-                S.encode(S.OP_INFER, S.pack_pixels(_images(model.spec, 1, seed=4)[0]), 101)):
+                S.encode(S.OP_INFER, PX.pack_pixels(_images(model.spec, 1, seed=4)[0]), 101)):
         np.testing.assert_array_equal(core.transact(req), ref.handle(req), err_msg=f"{case}: after")
 
 
@@ -282,7 +283,7 @@ def test_cut_load_then_infer_gets_no_weights(malformed_setup, reset_state):
     cut = S.encode(S.OP_LOAD_WEIGHTS, blob.pack(other), 2)
     core.cut(cut[:len(cut) // 2])
     core.soft_reset(reset_state=reset_state)
-    reply = S.decode(core.transact(S.encode(S.OP_INFER, S.pack_pixels(image), 3)))
+    reply = S.decode(core.transact(S.encode(S.OP_INFER, PX.pack_pixels(image), 3)))
     assert reply.opcode == S.OP_ERROR and reply.tag == 3, reply
     assert int(reply.payload[0]) == S.ERR_NO_WEIGHTS
     q = S.parse_query(S.decode(core.transact(S.encode(S.OP_QUERY, [], 4))))
@@ -299,7 +300,7 @@ def test_cut_infer_then_new_request_gets_its_own_reply(malformed_setup, keep):
     core = CSimCore(lib)
     _load(core, model)
     images = _images(model.spec, 2, seed=10)
-    cut = S.encode(S.OP_INFER, S.pack_pixels(images[0]), 5)
+    cut = S.encode(S.OP_INFER, PX.pack_pixels(images[0]), 5)
     core.cut(cut[:keep])
     core.soft_reset()
     q = S.decode(core.transact(S.encode(S.OP_QUERY, [], 6)))
@@ -330,7 +331,7 @@ def _batch_images(model: IntModel, n: int, packing: int, seed: int) -> tuple[np.
     rng = np.random.default_rng(seed)
     if packing == S.PACK_DIE2:
         states = rng.integers(0, 3, (n, *model.input_shape), dtype=np.uint8)
-        return states, S.pixels_from_die_states(states)
+        return states, PX.pixels_from_die_states(states)
     pixels = rng.integers(0, 256, (n, *model.input_shape), dtype=np.uint8)
     return pixels, pixels
 
@@ -349,7 +350,7 @@ def test_infer_batch_bit_exact(builds, name, packing):
     assert q["packings"] == ref.packings
     for n in (1, 16, 64):
         images, pixels = _batch_images(model, n, packing, seed=n)
-        req = S.encode_infer_batch(images, packing, tag=n)
+        req = PX.encode_infer_batch(images, packing, tag=n)
         reply = core.transact(req)
         np.testing.assert_array_equal(reply, ref.handle(req), err_msg=f"batch of {n}")
         if not (q["packings"] >> packing) & 1:
@@ -402,7 +403,7 @@ def test_cut_batch_then_soft_reset(small_core):
     reset: the next batch gets exactly its own records."""
     model, core, _ = small_core
     images, pixels = _batch_images(model, 8, S.PACK_DIE2, seed=4)
-    req = S.encode_infer_batch(images, S.PACK_DIE2, 5)
+    req = PX.encode_infer_batch(images, S.PACK_DIE2, 5)
     core.cut(req[:req.size // 2])
     core.soft_reset(reset_state=False)
     status, _, logits = core.infer_batch(images[:3], model.spec.n_classes, S.PACK_DIE2, tag=6)
@@ -468,7 +469,7 @@ def test_fuzzed_batches_match_refcore(small_core):
     for case in range(120):
         packing = int(rng.integers(2))
         images, _ = _batch_images(model, int(rng.integers(1, 5)), packing, seed=case)
-        req = _mutate(rng, S.encode_infer_batch(images, packing, tag=case), iw)
+        req = _mutate(rng, PX.encode_infer_batch(images, packing, tag=case), iw)
         got, want = core.transact(req), ref.handle(req)
         np.testing.assert_array_equal(got, want, err_msg=f"case {case}: {req[:5]}...")
         kinds.add(int(want[0]) & 0xFF)

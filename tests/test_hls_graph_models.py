@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from protocol import pixels as PX
 from protocol import stream as S
 from contract import blob
 from contract.graph import GraphBuilder
@@ -129,7 +130,7 @@ def test_graph_model_bit_exact(builds, key):
     x = _images(spec, seed=sum(key[1:]))
     logits = model.forward(x)
     for i in range(len(x)):
-        req = S.encode(S.OP_INFER, S.pack_pixels(x[i]), 10 + i)
+        req = S.encode(S.OP_INFER, PX.pack_pixels(x[i]), 10 + i)
         reply = core.transact(req)
         cls, got = S.parse_result(S.raise_if_error(S.decode(reply)), spec.n_classes)
         np.testing.assert_array_equal(got, logits[i].astype(np.int32), err_msg=f"image {i}")
@@ -155,12 +156,12 @@ def test_code_above_input_range_is_refused(builds, key):
     flat[50] = 255
     with pytest.raises(ValueError, match="outside"):
         model.forward(bad[None])
-    req = S.encode(S.OP_INFER, S.pack_pixels(bad), 5)
+    req = S.encode(S.OP_INFER, PX.pack_pixels(bad), 5)
     reply = core.transact(req)
     np.testing.assert_array_equal(reply, ref.handle(req))
     msg = S.decode(reply)
     assert msg.opcode == S.OP_ERROR and list(msg.payload) == [S.ERR_BAD_INPUT, 37]
-    cls, got = S.parse_result(S.decode(core.transact(S.encode(S.OP_INFER, S.pack_pixels(x[2]), 6))),
+    cls, got = S.parse_result(S.decode(core.transact(S.encode(S.OP_INFER, PX.pack_pixels(x[2]), 6))),
                               spec.n_classes)
     np.testing.assert_array_equal(got, model.forward(x[2:3])[0].astype(np.int32))
 
@@ -234,7 +235,7 @@ def test_batch_image_with_a_code_above_input_range_gets_its_own_record(builds):
     x = _images(spec, seed=4)[:3].copy()
     want = model.forward(x)
     x[1].reshape(-1)[5] = 1 << spec.in_bits
-    req = S.encode_infer_batch(x, S.PACK_U8, 9)
+    req = PX.encode_infer_batch(x, S.PACK_U8, 9)
     reply = core.transact(req)
     np.testing.assert_array_equal(reply, ref.handle(req))
     status, cls, logits = S.parse_batch_reply(S.decode(reply), 3, spec.n_classes)[:3]

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from protocol import pixels as PX
 from protocol import stream as S
 from contract import blob
 from contract.graph import GraphBuilder
@@ -184,7 +185,7 @@ def test_layers_bit_exact(libs, name, folded):
         _load(core, model)
         ref = model.forward(x)
         for i in range(len(x)):
-            reply = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, S.pack_pixels(x[i]), i))))
+            reply = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, PX.pack_pixels(x[i]), i))))
             cls, logits = S.parse_result(reply, spec.n_classes)
             np.testing.assert_array_equal(logits, ref[i].astype(np.int32), err_msg=f"{variant} image {i}")
             assert cls == int(ref[i].argmax()), f"{variant} image {i}"
@@ -198,7 +199,7 @@ def test_folding_changes_no_bit(libs):
         replies = []
         for core in cores:
             _load(core, model)
-            replies.append([core.transact(S.encode(S.OP_INFER, S.pack_pixels(im), 1))
+            replies.append([core.transact(S.encode(S.OP_INFER, PX.pack_pixels(im), 1))
                             for im in _images(spec, 3, seed=2)])
         for a, b in zip(*replies):
             np.testing.assert_array_equal(a, b)
@@ -220,7 +221,7 @@ def test_feature_map_reply(libs, key, layer_name):
     x = _images(spec, 4, seed=8)
     acts = model.run(x)
     for i in range(len(x)):
-        msg = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, S.pack_pixels(x[i]), i))))
+        msg = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, PX.pack_pixels(x[i]), i))))
         cls, logits, feat = S.parse_result_with_features(msg, spec.n_classes, shape, signed=not layer["relu"])
         np.testing.assert_array_equal(logits, acts["logits"][i].reshape(-1).astype(np.int32))
         np.testing.assert_array_equal(feat, acts[layer_name][i])

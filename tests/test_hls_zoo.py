@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from protocol import pixels as PX
 from protocol import stream as S
 from contract import blob
 from contract.intmodel import random_model
@@ -80,7 +81,7 @@ def test_zoo_bit_exact(libs, family, w, a):
     x = _images(spec, seed=w)
     ref = model.forward(x)
     for i in range(len(x)):
-        reply = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, S.pack_pixels(x[i]), i))))
+        reply = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, PX.pack_pixels(x[i]), i))))
         cls, logits = S.parse_result(reply, spec.n_classes)
         np.testing.assert_array_equal(logits, ref[i].astype(np.int32), err_msg=f"image {i}")
         assert cls == int(ref[i].argmax())
@@ -97,7 +98,7 @@ def test_xception_cam_features(libs):
     x = _images(spec, seed=5)
     acts = model.run(x)
     for i in range(len(x)):
-        msg = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, S.pack_pixels(x[i]), i))))
+        msg = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, PX.pack_pixels(x[i]), i))))
         cls, logits, feat = S.parse_result_with_features(
             msg, spec.n_classes, (cam["out_h"], cam["out_w"], cam["out_c"]), signed=not cam["relu"])
         np.testing.assert_array_equal(feat, acts["cam"][i])

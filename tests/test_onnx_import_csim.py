@@ -18,6 +18,7 @@ from qonnx.core.onnx_exec import execute_onnx  # noqa: E402
 
 from contract import blob, host_steps  # noqa: E402
 from hls.csim import CSimCore  # noqa: E402
+from protocol import pixels as PX
 from protocol import stream as S  # noqa: E402
 from quant.onnx_import import import_model, read, verify  # noqa: E402
 
@@ -41,7 +42,7 @@ def test_imported_model_bit_exact_through_the_csim(name, tmp_path):
     onnx_model = read.load(path)
     name_in, name_out = onnx_model.graph.input[0].name, onnx_model.graph.output[0].name
     for i in range(n):
-        reply = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, S.pack_pixels(codes[i]), i))))
+        reply = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, PX.pack_pixels(codes[i]), i))))
         cls, logits = S.parse_result(reply, spec.n_classes)
         assert np.array_equal(logits, ref[i]) and cls == int(ref[i].argmax())
         want = execute_onnx(onnx_model, {name_in: xs[i:i + 1]})[name_out].reshape(-1)

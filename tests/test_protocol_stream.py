@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from protocol import codegen
+from protocol import pixels as PX
 from protocol import stream as S
 from protocol import wire as W
 from contract import blob
@@ -92,10 +93,10 @@ def test_error_reply_raises_with_code():
 
 def test_pack_pixels_order_and_padding():
     img = np.arange(1, 8, dtype=np.uint8).reshape(1, 7, 1)
-    words = S.pack_pixels(img)
+    words = PX.pack_pixels(img)
     assert words.tolist() == [0x04030201, 0x00070605]   # first pixel in bits [7:0]
     hwc = np.random.default_rng(0).integers(0, 256, (5, 5, 3), dtype=np.uint8)
-    packed = S.pack_pixels(hwc)
+    packed = PX.pack_pixels(hwc)
     assert packed.size == S.infer_words(hwc.size)
     back = packed.astype("<u4").view(np.uint8)[:hwc.size].reshape(hwc.shape)
     np.testing.assert_array_equal(back, hwc)
@@ -134,32 +135,32 @@ def test_blob_round_trip(w):
 
 def test_die2_packing_order_and_padding():
     states = np.array([1, 2, 3, 0, 2] + [0] * 11 + [2, 1], np.uint8).reshape(1, 1, 18, 1)
-    words = S.pack_die2(states)
+    words = PX.pack_die2(states)
     assert words.shape == (1, 2) and words.shape[1] == S.image_words(18, S.PACK_DIE2)
     # first pixel in bits [1:0]: 1 | 2 << 2 | 3 << 4 | 0 << 6 | 2 << 8
     assert words[0].tolist() == [0b10_00_11_10_01, 0b01_10]
-    np.testing.assert_array_equal(S.unpack_die2(words, 18), states.reshape(1, 18))
+    np.testing.assert_array_equal(PX.unpack_die2(words, 18), states.reshape(1, 18))
 
 
 def test_die2_round_trip_of_a_batch_and_the_42x42_sizes():
     rng = np.random.default_rng(3)
     states = rng.integers(0, 4, (5, 42, 42, 1), dtype=np.uint8)
-    words = S.pack_die2(states)
+    words = PX.pack_die2(states)
     assert words.shape == (5, 111) and S.image_words(42 * 42, S.PACK_U8) == 441
-    np.testing.assert_array_equal(S.unpack_die2(words, 42 * 42).reshape(states.shape), states)
+    np.testing.assert_array_equal(PX.unpack_die2(words, 42 * 42).reshape(states.shape), states)
     with pytest.raises(ValueError, match="0..3"):
-        S.pack_die2(np.full((1, 4), 4, np.uint8))
+        PX.pack_die2(np.full((1, 4), 4, np.uint8))
 
 
 def test_die_codes_from_pixels():
     codes = np.array(S.DIE_PIXEL_CODES, np.uint8)
     states = np.random.default_rng(1).integers(0, 3, (3, 7, 7, 1), dtype=np.uint8)
-    got = S.die_codes_from_pixels(codes[states])
+    got = PX.die_codes_from_pixels(codes[states])
     np.testing.assert_array_equal(got, states)
-    np.testing.assert_array_equal(S.pixels_from_die_states(got), codes[states])
+    np.testing.assert_array_equal(PX.pixels_from_die_states(got), codes[states])
     bad = codes[states].copy()
     bad[1, 3, 3, 0] = 127
-    assert S.die_codes_from_pixels(bad) is None
+    assert PX.die_codes_from_pixels(bad) is None
 
 
 @pytest.mark.parametrize("packing", [S.PACK_U8, S.PACK_DIE2])
@@ -167,7 +168,7 @@ def test_encode_infer_batch_layout(packing):
     rng = np.random.default_rng(packing)
     hi = 256 if packing == S.PACK_U8 else 3
     images = rng.integers(0, hi, (3, 5, 5, 1), dtype=np.uint8)
-    msg = S.decode(S.encode_infer_batch(images, packing, tag=77))
+    msg = S.decode(PX.encode_infer_batch(images, packing, tag=77))
     assert (msg.opcode, msg.tag) == (S.OP_INFER_BATCH, 77)
     iw = S.image_words(25, packing)
     assert msg.payload.size == 1 + 3 * iw
@@ -175,11 +176,11 @@ def test_encode_infer_batch_layout(packing):
     for i in range(3):   # each image on its own word boundary, packed as one alone
         one = msg.payload[1 + i * iw:1 + (i + 1) * iw]
         if packing == S.PACK_U8:
-            np.testing.assert_array_equal(one, S.pack_pixels(images[i]))
+            np.testing.assert_array_equal(one, PX.pack_pixels(images[i]))
         else:
-            np.testing.assert_array_equal(S.unpack_die2(one, 25), images[i].reshape(25))
+            np.testing.assert_array_equal(PX.unpack_die2(one, 25), images[i].reshape(25))
     with pytest.raises(ValueError, match="packing"):
-        S.encode_infer_batch(images, 7)
+        PX.encode_infer_batch(images, 7)
 
 
 def test_parse_batch_reply_records_errors_and_features():

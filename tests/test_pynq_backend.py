@@ -6,6 +6,9 @@ them is simulated (tests/pynq_sim): AXI DMA 7.1 registers and descriptors per PG
 HLS core's ap_ctrl_hs register file, the CSR soft reset and DDR behind the buffers. The
 overlay's .hwh is tests/pynq_sim/waferq.hwh, checked here against block_design.tcl. The
 C-simulated core (hls.csim) answers the messages.
+
+The simulated board is pynq_helpers.py's; errors and recovery are in
+test_pynq_backend_errors.py.
 """
 from __future__ import annotations
 
@@ -15,78 +18,17 @@ import sys
 import numpy as np
 import pytest
 
+from protocol import pixels as PX
 from protocol import stream as S
 from contract import blob
-from contract.intmodel import IntModel, random_model
-from contract.spec import CNNSpec
 from contract import board as board_facts
 from zybo_z7 import pynq_backend as PB
+from pynq_helpers import MARKS, MODES, SPEC, backend, image, load_weights, pynq, query_ok
+from pynq_helpers import board, built  # noqa: F401 - the simulated board's fixtures
+from pynq_sim import hwh as sim_hwh
+from pynq_sim.device import bit_file
 
-pynq = pytest.importorskip("pynq", reason="pynq==4.0.0 is in the test extras")
-csim = pytest.importorskip("hls.csim", reason="hls.csim needs numpy and ctypes")
-pytest.importorskip("hls4ml", reason="hls4ml provides the ap_types headers")
-
-from pynq_sim import hwh as sim_hwh  # noqa: E402
-from pynq_sim.axi_dma import RESET  # noqa: E402
-from pynq_sim.device import bit_file, sim_board  # noqa: E402
-
-pytestmark = [pytest.mark.needs_gxx,
-              pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed"),
-              # pynq's own _SGDMAChannel.wait() calls PynqBuffer.close(), which warns so
-              pytest.mark.filterwarnings("ignore:.close no longer functional:DeprecationWarning")]
-
-# Small enough to build in seconds; the feature map makes INFER's reply the long one.
-SPEC = CNNSpec(name="pynq32", in_size=32, channels=(4, 16), w_bits=(4, 4, 4), a_bits=(4, 4))
-MODES = ["sg", "simple"]
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    from hls.csim import CSimCore
-    base = tmp_path_factory.mktemp("pynq_core")
-    random_model(SPEC, seed=7).save(base / "export")
-    CSimCore.for_model(base / "export", base / "hls", features=True)
-    return IntModel.load(base / "export"), base / "hls" / "csim" / "libwaferq_csim.so"
-
-
-@pytest.fixture
-def board(monkeypatch, tmp_path, built, request):
-    """A simulated board with waferq.bit/.hwh on it; ``request.param``: the DMA mode."""
-    from hls.csim import CSimCore
-    mode = getattr(request, "param", "sg")
-    core = CSimCore(built[1])
-    facts = board_facts.load()
-    bit = tmp_path / "waferq.bit"
-    bit.write_bytes(bit_file())
-    bit.with_suffix(".hwh").write_text(sim_hwh.fixture(sg=mode == "sg"))
-    addresses = {k: (v["base"], v["range"]) for k, v in facts["address"].items()}
-    with sim_board(monkeypatch, core.transact, sg=mode == "sg", addresses=addresses,
-                   sg_length_width=facts["dma"]["sg_length_width"]) as dev:
-        dev.bit, dev.mode, dev.model = bit, mode, built[0]
-        yield dev
-    core.close()
-
-
-def _backend(dev, **kw):
-    return PB.PynqBackend(dev.bit, timeout=kw.pop("timeout", 2.0), **kw)
-
-
-def _image(seed=3):
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (SPEC.in_size, SPEC.in_size, SPEC.in_channels), dtype=np.uint8)
-
-
-def _load(be, model, tag=5):
-    reply = S.decode(be.transact(S.encode(S.OP_LOAD_WEIGHTS, blob.pack(model), tag)))
-    assert reply.opcode == S.OP_LOAD_WEIGHTS | S.REPLY_BIT and reply.tag == tag
-    return reply
-
-
-def _query_ok(be, tag=9):
-    reply = be.transact(S.encode(S.OP_QUERY, [], tag))
-    msg = S.decode(reply)
-    assert msg.opcode == S.OP_QUERY | S.REPLY_BIT and msg.tag == tag
-    return reply
+pytestmark = MARKS
 
 
 # --- the fixture .hwh is the block design's ---------------------------------------------------
@@ -115,7 +57,7 @@ def test_one_dma_mode_everywhere(board):
     assert sim_hwh.tcl_design().config[PB.DMA_CELL]["c_include_sg"] == "1"
     dtso = (Path(PB.__file__).parent / "dts" / "waferq-overlay.dtso").read_text()
     assert "xlnx,include-sg;" in dtso
-    be = _backend(board)
+    be = backend(board)
     assert be.sg and be.rx_desc is not None
     be.close()
 
@@ -150,7 +92,7 @@ def test_pynqmetadata_has_no_zynq7_clock_rate():
 def test_fclk0_is_set_to_the_block_designs_rate(board):
     """On the Zybo's 33.333 MHz PS clock (IO PLL x30 = 1000 MHz); pynq's own rate-to-divisor
     code assumes 50 MHz and would give 1000/15 = 66.7 MHz."""
-    be = _backend(board)
+    be = backend(board)
     ctrl = int(board.slcr[0x170 // 4])  # FPGA0_CLK_CTRL: DIVISOR0 [13:8], DIVISOR1 [25:20]
     io_pll_mhz = 1000 / 30 * (int(board.slcr[0x108 // 4]) >> 12 & 0x7F)
     mhz = io_pll_mhz / ((ctrl >> 8 & 0x3F) * (ctrl >> 20 & 0x3F))
@@ -159,7 +101,7 @@ def test_fclk0_is_set_to_the_block_designs_rate(board):
 
 
 def test_pynq_binds_its_own_drivers(board):
-    be = _backend(board)
+    be = backend(board)
     assert type(be.dma) is pynq.lib.dma.DMA
     assert type(be.dma.sendchannel).__name__ == "_SGDMAChannel"
     assert type(be.core) is pynq.overlay.DefaultIP and type(be.csr) is pynq.overlay.DefaultIP
@@ -174,7 +116,7 @@ def test_the_services_factory_makes_it(board):
     from zybo_z7.backends import make_backend
     be = make_backend("pynq", bitstream=str(board.bit), timeout=1.0)
     assert type(be) is PB.PynqBackend and be.timeout == 1.0
-    _query_ok(be)
+    query_ok(be)
     be.close()
 
 
@@ -183,12 +125,12 @@ def test_the_services_factory_makes_it(board):
 def test_query_load_infer(board):
     """Short replies (QUERY 14 words, LOAD_WEIGHTS) and the long one (INFER with the
     feature map), each shorter than the 16 KiB receive buffer."""
-    be = _backend(board)
-    query = _query_ok(be)
+    be = backend(board)
+    query = query_ok(be)
     assert S.parse_query(S.decode(query))["topology_hash"] == board.model.topology_hash
-    _load(be, board.model)
-    img = _image()
-    reply = be.transact(S.encode(S.OP_INFER, S.pack_pixels(img), 11))
+    load_weights(be, board.model)
+    img = image()
+    reply = be.transact(S.encode(S.OP_INFER, PX.pack_pixels(img), 11))
     msg = S.decode(reply)
     assert msg.tag == 11 and reply.size > 4 * query.size  # the long reply
     want_cls, want_logits = board.model.classify(img[None])
@@ -197,14 +139,14 @@ def test_query_load_infer(board):
     assert np.array_equal(msg.payload[1:1 + n].view(np.int32), want_logits[0])
     assert 4 * reply.size < be.rx_buf.nbytes  # a reply shorter than the buffer
     # and again, in the other order, to see nothing is left armed or queued
-    assert S.decode(be.transact(S.encode(S.OP_INFER, S.pack_pixels(img), 12))).tag == 12
-    _query_ok(be, tag=13)
+    assert S.decode(be.transact(S.encode(S.OP_INFER, PX.pack_pixels(img), 12))).tag == 12
+    query_ok(be, tag=13)
     be.close()
 
 
 def test_sg_receive_is_one_descriptor_over_the_buffer(board):
-    be = _backend(board)
-    _query_ok(be)
+    be = backend(board)
+    query_ok(be)
     d = be.rx_desc
     assert d[PB.DESC_BUFFER] == be.rx_buf.physical_address
     assert d[PB.DESC_CONTROL] == be.rx_buf.nbytes
@@ -217,7 +159,7 @@ def test_sg_receive_is_one_descriptor_over_the_buffer(board):
 
 def test_pynqs_own_sg_receive_hangs_on_a_short_reply(board):
     """Why the backend arms the receive itself: pynq's split receive never goes idle."""
-    be = _backend(board)
+    be = backend(board)
     rx = be.dma.recvchannel
     rx.transfer(be.rx_buf)
     assert rx._num_descr >= 2
@@ -230,110 +172,6 @@ def test_pynqs_own_sg_receive_hangs_on_a_short_reply(board):
     be.dma.sendchannel.wait()
 
 
-# --- recovery: defect 2 (simple mode stayed stopped) and the reset itself ------------------------
-@pytest.mark.parametrize("board", MODES, indirect=True)
-def test_hung_core_then_recovery(board):
-    be = _backend(board, timeout=0.2)
-    _query_ok(be)
-    board.core.hang_next = True
-    resets = board.dma.resets
-    with pytest.raises(TimeoutError, match=r"DMA receive did not finish within 0.2 s: DMASR"):
-        be.transact(S.encode(S.OP_QUERY, [], 20))
-    # the abort's reset, then the drain's (it found the TX FIFO empty and disarmed)
-    assert board.dma.resets == resets + 2 and board.csr.soft_resets == 1
-    assert board.core.reset_count == 1 and board.core.auto_restart  # restarted after ap_rst_n
-    assert be.drained == 0
-    _query_ok(be, tag=21)
-    be.close()
-
-
-@pytest.mark.parametrize("board", MODES, indirect=True)
-def test_core_hung_mid_reply_then_recovery(board):
-    """The core stops after 5 reply words: the receive waits for a TLAST that never comes.
-    The soft reset makes the frame guard close that reply with a RESET tail, which lands in
-    the TX FIFO after the DMA reset; the drain takes it, so the next reply is the next
-    request's."""
-    be = _backend(board, timeout=0.2)
-    board.core.hang_after = 5
-    with pytest.raises(TimeoutError, match="DMA receive did not finish"):
-        be.transact(S.encode(S.OP_QUERY, [], 22))
-    assert board.csr.reset_closes == 1 and be.drained == 1
-    tail = S.decode(np.array(be.rx_buf[:S.GUARD_TAIL_WORDS]))  # what the drain took
-    assert (tail.opcode, tail.tag, list(tail.payload)) == (S.OP_ERROR, 22, [S.ERR_GUARD_RESET, 5])
-    _query_ok(be, tag=23)
-    be.close()
-
-
-@pytest.mark.parametrize("board", MODES, indirect=True)
-@pytest.mark.parametrize("channel,error", [("MM2S", "DMASlvErr"), ("MM2S", "DMADecErr"),
-                                           ("S2MM", "DMASlvErr"), ("S2MM", "DMADecErr")])
-def test_dma_error_then_recovery(board, channel, error):
-    """An MM2S error stops the request before the core; an S2MM error stops the reply
-    after its first word, and the rest of it stays in the TX FIFO, which no reset
-    empties: the abort drains it, so the next reply is the next request's."""
-    be = _backend(board)
-    _query_ok(be)
-    board.dma.inject(channel, error)
-    what = "send" if channel == "MM2S" else "receive"
-    with pytest.raises(RuntimeError, match=rf"DMA {what} failed: DMASR .*{error}"):
-        be.transact(S.encode(S.OP_QUERY, [], 30))
-    assert be.drained == (channel == "S2MM") and not board.fabric.tx_fifo
-    _query_ok(be, tag=31)
-    _load(be, board.model)
-    be.close()
-
-
-def test_receive_error_in_the_descriptor_status(board):
-    """An S2MM slave error: DMASR says so, and so does the descriptor's status word."""
-    be = _backend(board)
-    board.dma.inject("S2MM", "DMASlvErr")
-    with pytest.raises(RuntimeError, match="DMA receive failed: .*DMASlvErr"):
-        be.transact(S.encode(S.OP_QUERY, [], 40))
-    desc, status = next((d, st) for ch, d, st in board.dma.status_log if ch == "S2MM")
-    assert desc == be.rx_desc.physical_address
-    assert status & PB.DESC_SLV_ERR and not status & PB.DESC_CMPLT
-    assert be.drained == 1  # the rest of that reply, from the TX FIFO
-    _query_ok(be)
-
-
-def test_abort_waits_for_the_reset_to_finish(board):
-    be = _backend(board)
-    board.dma.reset_reads = 5
-    be._abort()
-    log = board.windows[board_facts.load()["address"]["dma"]["base"]][1].log
-    dmacr_reads = [v for op, off, v in log if op == "r" and off == PB.MM2S_DMACR]
-    assert [bool(v & RESET) for v in dmacr_reads[-6:]] == [True] * 5 + [False]
-
-
-# --- defect 3: an exception outside the wait left the receive armed ----------------------------
-@pytest.mark.parametrize("board", MODES, indirect=True)
-@pytest.mark.parametrize("n_words", [0, 1, 3])
-def test_request_under_four_words(board, n_words):
-    be = _backend(board)
-    before = len(board.windows[board_facts.load()["address"]["dma"]["base"]][1].log)
-    with pytest.raises(ValueError, match=r"a request of \d+ bytes is not a message"):
-        be.transact(np.ones(n_words, np.uint32))
-    assert len(board.windows[board_facts.load()["address"]["dma"]["base"]][1].log) == before
-    _query_ok(be)
-    be.close()
-
-
-@pytest.mark.parametrize("board", MODES, indirect=True)
-def test_send_raises_after_the_receive_is_armed(board):
-    be = _backend(board)
-    real = be.dma.sendchannel.transfer
-
-    def broken(*a, **kw):
-        assert not board.dma.s2mm.dmasr & 1, "the receive is armed (running) now"
-        raise OSError("send failed")
-    be.dma.sendchannel.transfer = broken
-    with pytest.raises(OSError, match="send failed"):
-        be.transact(S.encode(S.OP_QUERY, [], 50))
-    be.dma.sendchannel.transfer = real
-    _query_ok(be, tag=51)
-    be.close()
-
-
 # --- defect 4: the overlay not loaded -----------------------------------------------------------
 def test_overlay_not_loaded(board, monkeypatch):
     """pynq says the PL holds another design (its Overlay.__getattr__ then raises
@@ -344,14 +182,14 @@ def test_overlay_not_loaded(board, monkeypatch):
     given the device, so it is always True there."""
     monkeypatch.setattr(pynq.Overlay, "is_loaded", lambda self: False)
     with pytest.raises(RuntimeError, match=r"the PL does not hold waferq.bit: load it first"):
-        _backend(board, download=False)
+        backend(board, download=False)
 
 
 def test_overlay_loaded_earlier(board):
-    _backend(board).close()
-    be = _backend(board, download=False)  # the PL already holds it: no second download
+    backend(board).close()
+    be = backend(board, download=False)  # the PL already holds it: no second download
     assert board.downloads == ["waferq.bin"]
-    _query_ok(be)
+    query_ok(be)
     be.close()
 
 
@@ -451,7 +289,7 @@ def test_a_service_batch_is_one_dma_transfer(board):
     from zybo_z7.backends import Accelerator
     from zybo_z7.service import Board
 
-    be = _backend(board)
+    be = backend(board)
     b = Board(Accelerator(be))
     b.load_weights(blob.pack(board.model).astype("<u4").tobytes())
     sends, send = [], be.dma.sendchannel

@@ -74,13 +74,14 @@ def test_csim_equals_brevitas(trained, maps, tmp_path):
     x, _ = maps
     im.save(tmp_path / "export")
     core = csim.CSimCore.for_model(tmp_path / "export", tmp_path / "hls")
+    from protocol import pixels as PX
     from protocol import stream as S
     from contract import blob
 
     S.raise_if_error(S.decode(core.transact(S.encode(S.OP_LOAD_WEIGHTS, blob.pack(im)))))
     ref = brevitas_logits(model, x[:40])
     for i in range(40):
-        reply = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, S.pack_pixels(x[i]), i))))
+        reply = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, PX.pack_pixels(x[i]), i))))
         cls, logits = S.parse_result(reply, im.spec.n_classes)
         assert np.array_equal(logits.astype(np.float64) * 2.0 ** im.logit_scale_log2, ref[i])
         assert cls == int(np.argmax(ref[i]))

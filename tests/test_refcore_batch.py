@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from protocol import pixels as PX
 from protocol import stream as S
 from contract import blob
 from contract.intmodel import random_model
@@ -57,11 +58,11 @@ def test_max_batch_follows_the_guard_and_the_buffer():
 @pytest.mark.parametrize("n", [1, 16, 64])
 def test_batch_equals_the_integer_model(model, packing, n):
     states = _states(n, seed=n + packing)
-    pixels = S.pixels_from_die_states(states)
+    pixels = PX.pixels_from_die_states(states)
     if packing == S.PACK_U8:   # any byte, not only die codes
         pixels = np.random.default_rng(n).integers(0, 256, pixels.shape, dtype=np.uint8)
     images = pixels if packing == S.PACK_U8 else states
-    reply = S.decode(_core(model).handle(S.encode_infer_batch(images, packing, tag=n)))
+    reply = S.decode(_core(model).handle(PX.encode_infer_batch(images, packing, tag=n)))
     assert reply.tag == n
     status, cls, logits = S.parse_batch_reply(reply, n, SPEC.n_classes)
     want_cls, want = model.classify(pixels)
@@ -74,22 +75,22 @@ def test_max_batch_is_taken_and_one_more_is_not(model):
     core = _core(model)
     m = core.max_batch
     states = _states(m + 1, seed=2)
-    reply = S.decode(core.handle(S.encode_infer_batch(states[:m], S.PACK_DIE2, 4)))
+    reply = S.decode(core.handle(PX.encode_infer_batch(states[:m], S.PACK_DIE2, 4)))
     status, cls, logits = S.parse_batch_reply(reply, m, SPEC.n_classes)
-    np.testing.assert_array_equal(logits[-3:], model.forward(S.pixels_from_die_states(states[m - 3:m])))
-    err = S.decode(core.handle(S.encode_infer_batch(states, S.PACK_DIE2, 5)))
+    np.testing.assert_array_equal(logits[-3:], model.forward(PX.pixels_from_die_states(states[m - 3:m])))
+    err = S.decode(core.handle(PX.encode_infer_batch(states, S.PACK_DIE2, 5)))
     assert err.opcode == S.OP_ERROR and err.payload.tolist() == [S.ERR_BAD_BATCH, m + 1]
 
 
 def test_bad_pixel_gives_that_image_alone_an_error_record(model):
     states = _states(9, seed=7)
     states[4, 3, 5, 0] = 3
-    reply = S.decode(_core(model).handle(S.encode_infer_batch(states, S.PACK_DIE2, 6)))
+    reply = S.decode(_core(model).handle(PX.encode_infer_batch(states, S.PACK_DIE2, 6)))
     status, cls, logits = S.parse_batch_reply(reply, 9, SPEC.n_classes)
     assert status.tolist() == [0] * 4 + [S.ERR_BAD_PIXEL] + [0] * 4
     assert cls[4] == 0 and (logits[4] == 0).all()
     good = np.r_[0:4, 5:9]
-    np.testing.assert_array_equal(logits[good], model.forward(S.pixels_from_die_states(states[good])))
+    np.testing.assert_array_equal(logits[good], model.forward(PX.pixels_from_die_states(states[good])))
 
 
 def test_a_3_in_the_padding_is_ignored(model):
@@ -100,12 +101,12 @@ def test_a_3_in_the_padding_is_ignored(model):
     core = RefCore(spec)
     core.handle(S.encode(S.OP_LOAD_WEIGHTS, blob.pack(m), 1))
     states = np.random.default_rng(0).integers(0, 3, (2, 15, 15, 1), dtype=np.uint8)
-    words = S.pack_die2(states)
+    words = PX.pack_die2(states)
     words[:, -1] |= np.uint32(3 << 30)              # pixel 239 of 225: padding
     req = S.encode(S.OP_INFER_BATCH, np.concatenate([[S.batch_word(2, S.PACK_DIE2)], words.ravel()]), 2)
     status, _, logits = S.parse_batch_reply(S.decode(core.handle(req)), 2, spec.n_classes)
     assert status.tolist() == [0, 0]
-    np.testing.assert_array_equal(logits, m.forward(S.pixels_from_die_states(states)))
+    np.testing.assert_array_equal(logits, m.forward(PX.pixels_from_die_states(states)))
 
 
 def _raw(payload, tag=9, length=None, fix_sum=True, version=S.VERSION):
@@ -142,7 +143,7 @@ def test_whole_message_errors(model, case):
 
 
 def test_no_weights_comes_after_the_checksum(model):
-    req = S.encode_infer_batch(_states(2, seed=1), S.PACK_DIE2, 3)
+    req = PX.encode_infer_batch(_states(2, seed=1), S.PACK_DIE2, 3)
     core = _core(model, load=False)
     assert S.decode(core.handle(req)).payload.tolist() == [S.ERR_NO_WEIGHTS, 0]
     bad = req.copy()
@@ -156,8 +157,8 @@ def test_die2_refused_by_a_3_channel_core():
     core = RefCore(spec)
     core.handle(S.encode(S.OP_LOAD_WEIGHTS, blob.pack(m), 1))
     states = np.zeros((2, 8, 8, 3), np.uint8)
-    reply = S.decode(core.handle(S.encode_infer_batch(states, S.PACK_DIE2, 2)))
+    reply = S.decode(core.handle(PX.encode_infer_batch(states, S.PACK_DIE2, 2)))
     assert reply.payload.tolist() == [S.ERR_BAD_PACKING, S.PACK_DIE2]
     pixels = np.random.default_rng(3).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
-    reply = S.decode(core.handle(S.encode_infer_batch(pixels, S.PACK_U8, 2)))
+    reply = S.decode(core.handle(PX.encode_infer_batch(pixels, S.PACK_U8, 2)))
     np.testing.assert_array_equal(S.parse_batch_reply(reply, 2, spec.n_classes)[2], m.forward(pixels))

@@ -15,6 +15,8 @@ from contract.intmodel import random_model
 from contract.preprocess import CATEGORY_CODES
 from contract.spec import CNNSpec
 from hls.refcore import RefCore
+from protocol import batch as WB
+from protocol import pixels as PX
 from protocol import results as R
 from protocol import stream as S
 from protocol import wire as W
@@ -139,11 +141,11 @@ def test_die_states_from_the_wire_go_to_the_core_as_they_are(model, batch):
     image's BAD_REQUEST record either way."""
     b, be = board(model, max_batch=4, batch=batch)
     x = maps(6, 7)
-    states = S.die_codes_from_pixels(x)
+    states = PX.die_codes_from_pixels(x)
     states[4, 10, 10, 0] = 3
-    payload = W.encode_batch(states, np.arange(6), S.PACK_DIE2)
+    payload = WB.encode_batch(states, np.arange(6), S.PACK_DIE2)
     assert len(payload) == 12 + 8 * 6 + 6 * 4 * S.image_words(42 * 42, S.PACK_DIE2)
-    ids, words, packing, shape = W.decode_batch_packed(payload)
+    ids, words, packing, shape = WB.decode_batch_packed(payload)
     assert packing == S.PACK_DIE2 and shape == (42, 42, 1) and words.shape == (6, 111)
     res, _ = b.infer_batch(ids, words, packing, shape)
     if batch:
@@ -205,20 +207,18 @@ def _batch(n, k, errors=()):
 @pytest.mark.parametrize("errors", [(), (0,), (3,), (7,), (0, 2, 7)])
 def test_results_roundtrip_with_error_records_anywhere(errors):
     res = _batch(8, 9, errors)
-    payload = W.encode_results(res)
-    back = W.decode_result_batch(payload)
+    payload = R.encode(res)
+    back = R.decode(payload)
     assert np.array_equal(back.ids, res.ids) and np.array_equal(back.status, res.status)
     assert np.array_equal(back.classes, res.classes) and np.array_equal(back.logits, res.logits)
     assert back.messages == res.messages and back.weights_checksum == 0xC0FFEE
-    # the dict form is the one decode_results always gave, and encodes the same bytes
-    dicts = W.decode_results(payload)
-    assert dicts == list(back)
-    assert W.encode_results(dicts, 0xC0FFEE) == payload
+    # the records as dicts encode the same bytes
+    assert R.encode(list(back), 0xC0FFEE) == payload
 
 
 def test_results_payload_is_the_documented_layout():
     res = _batch(2, 3, errors=(1,))
-    payload = W.encode_results(res)
+    payload = R.encode(res)
     want = (W.RESULTS_HEAD.pack(2, 0xC0FFEE)
             + W.RECORD_HEAD.pack(int(res.ids[0]), 0, int(res.classes[0]), 3)
             + res.logits[0].astype("<i4").tobytes()
@@ -229,6 +229,6 @@ def test_results_payload_is_the_documented_layout():
 
 @pytest.mark.parametrize("cut", [1, 9, 30])
 def test_truncated_results_are_a_wire_error(cut):
-    payload = W.encode_results(_batch(4, 9, errors=(2,)))
+    payload = R.encode(_batch(4, 9, errors=(2,)))
     with pytest.raises(W.WireError, match="RESULTS"):
-        W.decode_result_batch(payload[:-cut])
+        R.decode(payload[:-cut])

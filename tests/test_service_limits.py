@@ -12,7 +12,6 @@ import select
 import socket
 import struct
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -20,6 +19,8 @@ import pytest
 from bench.abuse import wait_closed  # the bench's own check: the same close the bench counts
 from host_stm32mp1.client import BoardClient
 from protocol import auth as A
+from protocol import batch as WB
+from protocol import results as R
 from protocol import wire as W
 from contract.intmodel import random_model
 from contract.spec import CNNSpec
@@ -217,7 +218,7 @@ def test_amplifying_batches_bounded(local, caplog):
     with s:   # the cap itself, all of the wrong shape: one short record each
         full = struct.pack("<IHHHH", W.MAX_BATCH_IMAGES, 0, 0, 0, 0) + bytes(8 * W.MAX_BATCH_IMAGES)
         f = request(s, sess, W.T_INFER_BATCH, full, 2)
-        recs = W.decode_results(f.payload)
+        recs = list(R.decode(f.payload))
         assert len(recs) == W.MAX_BATCH_IMAGES and {r["status"] for r in recs} == {W.E_BAD_SHAPE}
         assert len(f.payload) < 64 * W.MAX_BATCH_IMAGES
 
@@ -241,6 +242,6 @@ def test_reply_that_cannot_be_framed_is_an_internal_error(local, monkeypatch, ca
         assert f.type == W.T_ERROR
         assert W.decode_error(f.payload) == (W.E_INTERNAL, "internal error on the board (see its log)")
         images = np.zeros((1, 42, 42, 1), np.uint8)
-        f = request(s, sess, W.T_INFER_BATCH, W.encode_batch(images, [1]), 3)
+        f = request(s, sess, W.T_INFER_BATCH, WB.encode_batch(images, [1]), 3)
         assert f.type == W.T_RESULTS
     assert any("could not frame the INFO reply" in r.getMessage() for r in caplog.records)

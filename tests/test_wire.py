@@ -7,6 +7,9 @@ import zlib
 import numpy as np
 import pytest
 
+from protocol import batch as WB
+from protocol import pixels as PX
+from protocol import results as R
 from protocol import wire as W
 
 
@@ -28,11 +31,11 @@ def test_roundtrip_all_types():
 def test_payload_codecs_roundtrip():
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (5, 7, 6, 1), dtype=np.uint8)
-    ids, back = W.decode_batch(W.encode_batch(imgs, [1, 2, 3, 2**63, 5]))
+    ids, back = WB.decode_batch(WB.encode_batch(imgs, [1, 2, 3, 2**63, 5]))
     assert ids.tolist() == [1, 2, 3, 2**63, 5] and np.array_equal(back, imgs)
     recs = [dict(id=7, status=W.OK, class_index=3, logits=[-5, 2**31 - 1, -2**31]),
             dict(id=8, status=W.E_BAD_SHAPE, message="image is 4x4x1, wäfer")]
-    out = W.decode_results(W.encode_results(recs, 0xFEEDF00D))
+    out = list(R.decode(R.encode(recs, 0xFEEDF00D)))
     assert out[0] == dict(id=7, status=0, class_index=3, logits=[-5, 2**31 - 1, -2**31],
                           weights_checksum=0xFEEDF00D)
     assert out[1]["status"] == W.E_BAD_SHAPE and out[1]["message"] == "image is 4x4x1, wäfer"
@@ -47,22 +50,22 @@ def test_payload_codecs_roundtrip():
 def test_batch_of_die_states_roundtrip():
     rng = np.random.default_rng(1)
     states = rng.integers(0, 3, (3, 5, 7, 1), dtype=np.uint8)
-    payload = W.encode_batch(states, [4, 5, 6], packing=1)
-    ids, words, packing, shape = W.decode_batch_packed(payload)
+    payload = WB.encode_batch(states, [4, 5, 6], packing=1)
+    ids, words, packing, shape = WB.decode_batch_packed(payload)
     assert packing == 1 and shape == (5, 7, 1) and ids.tolist() == [4, 5, 6]
     assert words.shape == (3, 3)    # 35 states, 16 a word
-    ids, pixels = W.decode_batch(payload)
+    ids, pixels = WB.decode_batch(payload)
     assert np.array_equal(pixels, np.array([0, 128, 255], np.uint8)[states])
     with pytest.raises(W.WireError, match="packing 7 unknown"):
-        W.decode_batch(payload[:10] + b"\x07\x00" + payload[12:])
+        WB.decode_batch(payload[:10] + b"\x07\x00" + payload[12:])
     with pytest.raises(W.WireError, match="needs"):
-        W.decode_batch(payload[:-4])
+        WB.decode_batch(payload[:-4])
 
 
 def test_batch_length_mismatch():
-    p = W.encode_batch(np.zeros((2, 3, 3, 1), np.uint8), [1, 2])
+    p = WB.encode_batch(np.zeros((2, 3, 3, 1), np.uint8), [1, 2])
     with pytest.raises(W.WireError, match="needs"):
-        W.decode_batch(p[:-1])
+        WB.decode_batch(p[:-1])
 
 
 def _header(magic=W.MAGIC, version=W.VERSION, t=W.T_HELLO, length=0, crc=0):
@@ -138,13 +141,13 @@ def test_batch_image_cap_and_printable_texts():
     head = struct.pack("<IHHHH", W.MAX_BATCH_IMAGES + 1, 0, 0, 0, 0)
     # Zero-sized images in any count used to decode (500k of them: 233 MiB).
     with pytest.raises(W.WireError, match="at most 1024") as e:
-        W.decode_batch(head + bytes(8 * (W.MAX_BATCH_IMAGES + 1)))
+        WB.decode_batch(head + bytes(8 * (W.MAX_BATCH_IMAGES + 1)))
     assert e.value.code == W.E_BAD_REQUEST
     evil = "\x1b[2J\x1b]0;pwn\x07line\r\nfake" + "x" * 1000
     code, msg = W.decode_error(W.encode_error(3, evil))
     assert msg.startswith("?[2J?]0;pwn?line??fake") and len(msg) <= W.MAX_TEXT
     assert all(c.isprintable() for c in msg)
-    rec = W.decode_results(W.encode_results([dict(id=1, status=5, message=evil)]))[0]
+    rec = R.decode(R.encode([dict(id=1, status=5, message=evil)]))[0]
     assert all(c.isprintable() for c in rec["message"])
     info = W.decode_info(W.encode_info(dict(backend="\x1b[31mred", classes=["a\nb"])))
     assert info["backend"] == "?[31mred" and info["classes"] == ["a?b"]
@@ -186,14 +189,14 @@ def test_die2_words_from_pixels_is_the_streams_pack_die2(shape):
 
     rng = np.random.default_rng(sum(shape))
     codes = np.array(S.DIE_PIXEL_CODES, np.uint8)[rng.integers(0, 3, (9, *shape))]
-    want = S.pack_die2(S.die_codes_from_pixels(codes))
-    got = W.die2_words_from_pixels(codes)
+    want = PX.pack_die2(PX.die_codes_from_pixels(codes))
+    got = PX.die2_words_from_pixels(codes)
     assert got.dtype == np.uint32 and np.array_equal(got, want)
     ids = np.arange(9)
-    assert W.encode_batch_words(got, ids, shape, S.PACK_DIE2) == \
-        W.encode_batch(S.die_codes_from_pixels(codes), ids, S.PACK_DIE2)
+    assert WB.encode_batch_words(got, ids, shape, S.PACK_DIE2) == \
+        WB.encode_batch(PX.die_codes_from_pixels(codes), ids, S.PACK_DIE2)
     # any code that is not a die category, at any place, refuses the whole batch
     for bad in sorted(set(range(256)) - set(S.DIE_PIXEL_CODES)):
         x = codes.copy()
         x.reshape(-1)[rng.integers(0, x.size)] = bad
-        assert W.die2_words_from_pixels(x) is None, bad
+        assert PX.die2_words_from_pixels(x) is None, bad

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from protocol import ioctl as IOC
+from protocol import pixels as PX
 from protocol import stream as S
 from protocol import wire as W
 from zybo_z7.devnode import DevNodeFile, SeqpacketFile
@@ -239,12 +240,12 @@ class Accelerator:
         """uint8 HWC image -> (class index, int32 logits)."""
         if self._n_classes is None:
             self.query()
-        msg = self._call(S.OP_INFER, S.pack_pixels(image))
+        msg = self._call(S.OP_INFER, PX.pack_pixels(image))
         return S.parse_result(msg, self._n_classes)
 
     def infer_batch(self, words: np.ndarray, packing: int = S.PACK_U8):
         """One INFER_BATCH message of N images already packed as the stream
-        carries them (uint32 [N][image_words]: ``S.pack_u8``, ``S.pack_die2``)
+        carries them (uint32 [N][image_words]: ``PX.pack_u8``, ``PX.pack_die2``)
         -> (status [N], class [N], int32 logits [N][n_classes]); status != 0
         is that image's ERR_* code."""
         if self._n_classes is None:

@@ -32,7 +32,7 @@ Two gaps of pynq 4.0.0 on a Zynq-7000 are closed before the download (see the fu
 at the end): pynqmetadata 0.2.0 finds no PL clock rate in a PS7 .hwh, and pynq's clock
 code assumes the 50 MHz PS clock of the PYNQ-Z1/Z2 (the Zybo Z7's is 33.333 MHz).
 
-tests/test_pynq_backend.py runs this against pynq's own code over register-level models
+tests/test_pynq_backend*.py run this against pynq's own code over register-level models
 of the PL (tests/pynq_sim); nothing of it has run on a board.
 """
 from __future__ import annotations

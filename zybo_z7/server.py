@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from protocol import auth as A
+from protocol import batch as WB
+from protocol import results as R
 from protocol import wire as W
 
 log = logging.getLogger("waferq.service")
@@ -152,11 +154,11 @@ class Handler(socketserver.BaseRequestHandler):
             elif frame.type == W.T_LOAD_WEIGHTS:
                 reply = (W.T_WEIGHTS_ACK, np.array([board.load_weights(frame.payload)], "<u4").tobytes())
             elif frame.type == W.T_INFER_BATCH:
-                ids, images, packing, shape = W.decode_batch_packed(frame.payload)
+                ids, images, packing, shape = WB.decode_batch_packed(frame.payload)
                 records, checksum = board.infer_batch(ids, images, packing, shape)
                 assert len(records) == len(ids)
                 log.debug("%s batch of %d", peer, len(ids))
-                reply = (W.T_RESULTS, W.encode_results(records, checksum))
+                reply = (W.T_RESULTS, R.encode(records, checksum))
             else:
                 raise W.WireError(f"frame type {frame.type_name} is not a request", W.E_BAD_REQUEST)
         except W.WireError as e:

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from protocol import auth as A
+from protocol import pixels as PX
 from protocol import results as R
 from protocol import stream as S
 from contract import export_dir
@@ -176,10 +177,10 @@ class Board:
         if packing != S.PACK_U8:
             return images, packing
         if self.info["in_channels"] == 1 and (self.info.get("packings", 0) >> S.PACK_DIE2) & 1:
-            words = W.die2_words_from_pixels(images)
+            words = PX.die2_words_from_pixels(images)
             if words is not None:
                 return words, S.PACK_DIE2
-        return S.pack_u8(images), S.PACK_U8
+        return PX.pack_u8(images), S.PACK_U8
 
     def _message_images(self, info: dict, image_words: int) -> int:
         """Images in one INFER_BATCH message: the core's max_batch, fewer when
@@ -213,9 +214,9 @@ class Board:
             flat = np.ascontiguousarray(words, dtype="<u4").view(np.uint8)[:, :n_pix]
             pixels, bad = flat.reshape(len(res), *shape), np.zeros(len(res), dtype=bool)
         else:
-            states = S.unpack_die2(words, n_pix)
+            states = PX.unpack_die2(words, n_pix)
             bad = (states == 3).any(axis=1)
-            pixels = S.pixels_from_die_states(states).reshape(len(res), *shape)
+            pixels = PX.pixels_from_die_states(states).reshape(len(res), *shape)
         for i in np.flatnonzero(~bad).tolist():
             self._infer_one(i, pixels[i], res)
         if bad.any():

@@ -35,6 +35,7 @@ try:
 except ImportError:  # collected by pytest without cocotb: the wrapper skips
     cocotb = None
 
+from protocol import pixels as PX
 from protocol import stream as S
 from zybo_z7 import csr_map as M
 
@@ -204,14 +205,14 @@ if cocotb is not None:
         load = S.encode(S.OP_LOAD_WEIGHTS, blob.pack(model), 1)
         reply = S.raise_if_error(S.decode(np.array(await tb.transact(load), np.uint32)))
         assert reply.opcode == S.OP_LOAD_WEIGHTS | S.REPLY_BIT
-        infer = S.encode(S.OP_INFER, S.pack_pixels(image), 2)
+        infer = S.encode(S.OP_INFER, PX.pack_pixels(image), 2)
         good = await tb.transact(infer)
         assert S.decode(np.array(good, np.uint32)).opcode == S.OP_INFER | S.REPLY_BIT
 
         cut = S.encode(S.OP_LOAD_WEIGHTS, blob.pack(other), 3)
         await tb.cut(cut, len(cut) // 2)
         await tb.soft_reset()
-        got = S.decode(np.array(await tb.transact(S.encode(S.OP_INFER, S.pack_pixels(image), 4)),
+        got = S.decode(np.array(await tb.transact(S.encode(S.OP_INFER, PX.pack_pixels(image), 4)),
                                 np.uint32))
         assert got.opcode == S.OP_ERROR and got.tag == 4, got
         assert int(got.payload[0]) == S.ERR_NO_WEIGHTS
@@ -228,7 +229,7 @@ if cocotb is not None:
         img = lambda: rng.integers(0, 256, (spec.in_size, spec.in_size, spec.in_channels),  # noqa: E731
                                    dtype=np.uint8)
         await tb.transact(S.encode(S.OP_LOAD_WEIGHTS, blob.pack(model), 1))
-        cut = S.encode(S.OP_INFER, S.pack_pixels(img()), 5)
+        cut = S.encode(S.OP_INFER, PX.pack_pixels(img()), 5)
         await tb.cut(cut, keep)
         await tb.soft_reset()
         q = S.decode(np.array(await tb.transact(S.encode(S.OP_QUERY, [], 6)), np.uint32))
@@ -250,7 +251,7 @@ if cocotb is not None:
         await tb.transact(S.encode(S.OP_LOAD_WEIGHTS, blob.pack(model), 1))
         image = np.zeros((spec.in_size, spec.in_size, spec.in_channels), np.uint8)
         tb.tx.hold_after = 4   # the S2MM side stalls 4 words into the INFER reply
-        tb.rx.push_message(S.encode(S.OP_INFER, S.pack_pixels(image), 7))
+        tb.rx.push_message(S.encode(S.OP_INFER, PX.pack_pixels(image), 7))
         while len(tb.tx.current) < 4:
             await RisingEdge(dut.aclk)
         await tb.soft_reset()
