@@ -37,7 +37,6 @@ Usage: ``python -m hls.generate --model build/X/export --out build/X/hls [--feat
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

@@ -6,7 +6,6 @@ take (non-square multi-channel input, CHW flatten, ReLU with padding) or that
 must be refused."""
 from __future__ import annotations
 
-import configparser
 
 import torch
 from torch import nn

@@ -117,7 +117,6 @@ def _set(words: np.ndarray, layers, key: str, value: int) -> np.ndarray:
                 return w
             pos += 1
         if layer["type"] in blob.WEIGHTED:
-            n_out = blob._n_out(layer)
             m = re.fullmatch(rf"{layer['name']}\.b\[(\d+)\]", key)
             if m:
                 w[pos + int(m.group(1))] = np.uint32(value & 0xFFFFFFFF)

@@ -4,7 +4,6 @@ wm811k-real-train.pkl was written by pandas 2.3 / numpy 1.26,
 wm811k-real-sample-numpy2.pkl by pandas 3 / numpy 2 (``numpy._core`` module
 paths and a pandas-3 ``str`` column, which pandas 2 cannot read by itself).
 """
-import pickle
 
 import numpy as np
 import pytest

@@ -1,5 +1,4 @@
 """make flash and make bitstream: each failure is one sentence on stderr and exit status 2."""
-import json
 import os
 import subprocess
 import sys

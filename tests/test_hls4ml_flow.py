@@ -1,6 +1,5 @@
 """Brevitas -> QONNX -> hls4ml on the W4A4 wafer-map model, bit-exact against the
 integer reference; and a model a stage cannot take is reported, not hidden."""
-import shutil
 
 import pytest
 

@@ -1,5 +1,4 @@
 """hls.estimate and hls.cost: the formulas on hand-computed cases, the refusal, and the W4A4 default."""
-import math
 import pytest
 
 from contract import export_dir
