@@ -215,6 +215,10 @@ def run_family(family, x, y, xt, yt, cfg, args) -> list[dict]:
                          seconds=time.time() - t1, seed=args.seed, **_hw(spec, nv)))
     for r in rows:
         r["delta_vs_fp32"] = r["accuracy"] - fp_acc
+        if channels:
+            r["channels"] = list(channels)
+        if args.label:
+            r["family"], r["arch"] = args.label, family
     return rows
 
 
@@ -254,11 +258,17 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default=None, help="several seeds, e.g. 0,1,2: mean and spread per point")
     ap.add_argument("--channels", default=None, help="wmcnn blocks, e.g. 16,32,64,64 (the real-data recipe)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--label", default=None,
+                    help="name the rows carry in place of the family (kept as 'arch'), so that "
+                         "one family at other channels merges as a point of its own, e.g. "
+                         "--label wmcnn-wide --recipe quant/configs/wmcnn_real_2w2a_wide.json")
     for k in ("n_train", "n_test", "fp_epochs", "qat_epochs", "qat_low"):
         ap.add_argument("--" + k.replace("_", "-"), type=int, default=None)
     args = ap.parse_args(argv)
     if args.merge:
         return merge(args.merge, args.out)
+    if args.label and "," in args.families:
+        ap.error("--label names one family's rows: give one --families")
     args.bits = [int(b) for b in args.bits.split(",")]
     if any(not 2 <= b <= 8 for b in args.bits):
         ap.error("--bits takes widths from 2 to 8")
@@ -289,7 +299,8 @@ def main(argv=None) -> int:
                 {"config": cfg, "recipe": args.recipe, "data": str(args.data) if args.data else "synthetic",
                  "seeds": seeds,
                  "rows": rows, "aggregate": agg}, indent=1))
-            print(table([r for r in rows if r["family"] == fam and r["seed"] == seed]), flush=True)
+            mine = [r for r in rows if r.get("arch", r["family"]) == fam and r["seed"] == seed]
+            print(table(mine), flush=True)
     print("\n" + pareto_table(aggregate(rows)))
     plot([r for r in rows if r["seed"] == seeds[0]], args.out / "accuracy_vs_bits.png")
     plot_pareto(aggregate(rows), args.out / "pareto.png")

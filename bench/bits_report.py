@@ -82,24 +82,29 @@ def pareto_table(agg) -> str:
 
 
 def plot_pareto(agg, path: Path) -> None:
-    """Accuracy (mean, spread as error bars) against the estimator's LUTs."""
+    """Accuracy (mean, spread as error bars) against the estimator's LUTs and
+    against its maps/s: a point cheap in LUTs can be one folded to a crawl
+    (the wide net at 8 bits is BRAM-bound), so both axes are drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for fam in dict.fromkeys(r["family"] for r in agg):
-        pts = [r for r in agg if r["family"] == fam and "lut" in r]
-        ax.errorbar([r["lut"] for r in pts], [100 * r["accuracy_mean"] for r in pts],
-                    yerr=[100 * r["accuracy_std"] for r in pts], fmt="o", capsize=3, label=fam)
-        for r in pts:
-            ax.annotate(r["mode"], (r["lut"], 100 * r["accuracy_mean"]), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
-    ax.set_xlabel("LUT (hls.estimate, XC7Z020 with platform)")
-    ax.set_ylabel("accuracy on held-out maps (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, key, label in ((axes[0], "lut", "LUT (hls.estimate, XC7Z020 with platform)"),
+                           (axes[1], "maps_per_s", "maps/s (hls.estimate at 100 MHz, log scale)")):
+        for fam in dict.fromkeys(r["family"] for r in agg):
+            pts = [r for r in agg if r["family"] == fam and r.get(key)]
+            ax.errorbar([r[key] for r in pts], [100 * r["accuracy_mean"] for r in pts],
+                        yerr=[100 * r["accuracy_std"] for r in pts], fmt="o", capsize=3, label=fam)
+            for r in pts:
+                ax.annotate(r["mode"], (r[key], 100 * r["accuracy_mean"]), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[1].set_xscale("log")
+    axes[0].set_ylabel("accuracy on held-out maps (%)")
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,7 +1,7 @@
 """The INFER_BATCH payload of ``protocol.wire``, packed and parsed in numpy.
 
 Layout (wire.py's docstring has it too): u32 n, u16 h, u16 w, u16 c, u16
-packing, n u64 image ids, then the n images as ``protocol.stream`` packs them:
+packing, n u64 image ids, then the n images as ``protocol.pixels`` packs them:
 PACK_U8 bytes, or PACK_DIE2 words of 2-bit die states that the service hands
 to the core unchanged. Numpy only: the host packs here, on the STM32MP1.
 """
@@ -13,9 +13,10 @@ from protocol import pixels as PX
 from protocol import stream as S
 from protocol import wire as W
 
+
 def encode_batch_words(words: np.ndarray, ids, shape, packing: int) -> bytes:
     """INFER_BATCH payload of images already packed as the stream carries
-    them (uint32 [N][image_words], e.g. ``die2_words_from_pixels``)."""
+    them (uint32 [N][image_words], e.g. ``pixels.die2_words_from_pixels``)."""
     words = np.ascontiguousarray(words, dtype="<u4")
     h, w, c = shape
     n = words.shape[0]

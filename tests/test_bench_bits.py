@@ -49,6 +49,28 @@ def test_edge_bits_adds_wider_edge_points(tmp_path):
         bench.make_spec("vgg_s", 2, 42, 4, edge_bits=8)
 
 
+def test_label_keeps_a_second_width_apart_in_a_merge(tmp_path):
+    """--label: a family at other channels carries its own name (the family
+    kept as 'arch', the channels beside it), so a merge with the family's
+    own run keeps two points where it would refuse the same (family, mode,
+    seed) twice."""
+    tiny = ["--families", "wmcnn", "--bits", "2", "--n-train", "96", "--n-test", "32",
+            "--fp-epochs", "1", "--qat-epochs", "1", "--qat-low", "1"]
+    assert bench.main(tiny + ["--channels", "4,8", "--out", str(tmp_path / "a")]) == 0
+    assert bench.main(tiny + ["--channels", "6,12", "--label", "wmcnn-wide",
+                              "--out", str(tmp_path / "b")]) == 0
+    rows = json.loads((tmp_path / "b" / "accuracy_vs_bits.json").read_text())["rows"]
+    assert {(r["family"], r["arch"], tuple(r["channels"])) for r in rows} == {("wmcnn-wide", "wmcnn", (6, 12))}
+    assert bench.main(["--merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")]) == 0
+    agg = json.loads((tmp_path / "m" / "accuracy_vs_bits.json").read_text())["aggregate"]
+    assert sorted((r["family"], r["mode"]) for r in agg if r["mode"] == "W2A2") == [
+        ("wmcnn", "W2A2"), ("wmcnn-wide", "W2A2")]
+    narrow, wide = sorted((r for r in agg if r["mode"] == "W2A2"), key=lambda r: r["family"])
+    assert wide["params"] > narrow["params"]
+    with pytest.raises(SystemExit):
+        bench.main(["--families", "wmcnn,vgg_s", "--label", "x", "--out", str(tmp_path / "c")])
+
+
 def test_bits_out_of_range_is_refused(tmp_path):
     with pytest.raises(SystemExit):
         bench.main(["--bits", "1", "--out", str(tmp_path)])
