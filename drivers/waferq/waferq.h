@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * waferq accelerator driver: state shared by waferq_main.c (probe/remove),
- * waferq_fops.c (file operations) and waferq_dma.c (dmaengine transfers).
+ * waferq_fops.c (file operations), waferq_dma.c (dmaengine transfers) and
+ * waferq_pin.c (the request's pages pinned and mapped).
  */
 #ifndef _WAFERQ_H
 #define _WAFERQ_H
@@ -12,6 +13,7 @@
 #include <linux/kref.h>
 #include <linux/miscdevice.h>
 #include <linux/mutex.h>
+#include <linux/scatterlist.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
 #include <linux/version.h>
@@ -141,6 +143,18 @@ extern const struct file_operations waferq_fops;
 void waferq_put(struct waferq_dev *wq);
 
 int waferq_core_reset(struct waferq_dev *wq);
+
+/* The caller's message, pinned and mapped for the MM2S channel (waferq_pin.c). */
+struct waferq_user_sg {
+	struct page **pages;
+	unsigned int nr_pages;
+	struct sg_table sgt;
+	struct device *dma_dev;
+};
+
+int waferq_map_user(struct waferq_dev *wq, const void __user *ubuf, size_t len,
+		    struct waferq_user_sg *u);
+void waferq_unmap_user(struct waferq_user_sg *u);
 
 int waferq_dma_init(struct waferq_dev *wq, size_t rx_size);
 int waferq_dma_send(struct waferq_dev *wq, const void __user *ubuf,

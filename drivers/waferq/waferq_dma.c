@@ -2,9 +2,9 @@
 /*
  * waferq dmaengine part: the Xilinx AXI DMA in scatter-gather mode.
  *
- * Requests (MM2S, "tx") go straight from the caller's pages: they are pinned,
- * put in an sg_table (physically contiguous pages merged) and mapped for the
- * DMA engine; one message is one descriptor chain and the AXI DMA sets TLAST
+ * Requests (MM2S, "tx") go straight from the caller's pages: waferq_pin.c
+ * pins them, puts them in an sg_table (physically contiguous pages merged) and
+ * maps it for the DMA engine; one message is one descriptor chain and the AXI DMA sets TLAST
  * on its last beat. Replies (S2MM, "rx") land in a coherent buffer allocated
  * at probe and armed before each request is sent; the transfer ends at TLAST
  * and the residue gives the reply length. drivers/README.md explains the
@@ -20,7 +20,6 @@
 
 #include "waferq.h"
 #include "waferq_msg.h"
-#include "waferq_sg.h"
 
 /**
  * waferq_dma_result_name() - a failed xilinx_dma transfer as a sentence
@@ -242,98 +241,6 @@ static int waferq_dma_arm_rx(struct waferq_dev *wq, u32 tag)
 	if (ret)
 		dev_err(wq->dev, "%s: cannot start the S2MM receive of %zu bytes: %d\n",
 			dma_chan_name(wq->rx_chan), wq->rx_size, ret);
-	return ret;
-}
-
-/* The caller's message, pinned and mapped for the MM2S channel. */
-struct waferq_user_sg {
-	struct page **pages;
-	unsigned int nr_pages;
-	struct sg_table sgt;
-	struct device *dma_dev;
-};
-
-static void waferq_unmap_user(struct waferq_user_sg *u)
-{
-	dma_unmap_sgtable(u->dma_dev, &u->sgt, DMA_TO_DEVICE, 0);
-	sg_free_table(&u->sgt);
-	unpin_user_pages(u->pages, u->nr_pages);
-	kvfree(u->pages);
-	put_device(u->dma_dev);
-}
-
-/* AXI DMA descriptors the mapped list takes: one per SEG_MAX bytes. */
-static unsigned int waferq_descs_needed(struct sg_table *sgt)
-{
-	struct scatterlist *sg;
-	unsigned int i, n = 0;
-
-	for_each_sgtable_dma_sg(sgt, sg, i)
-		n += DIV_ROUND_UP(sg_dma_len(sg), WAFERQ_DMA_SEG_MAX);
-	return n;
-}
-
-static int waferq_map_user(struct waferq_dev *wq, const void __user *ubuf,
-			   size_t len, struct waferq_user_sg *u)
-{
-	struct waferq_sg_plan plan;
-	unsigned int descs;
-	const char *why;
-	int pinned, ret;
-
-	ret = waferq_sg_plan((unsigned long)ubuf, len, PAGE_SIZE, &plan, &why);
-	if (ret) {
-		dev_dbg(wq->dev, "cannot send a %zu-byte message from %p: %s\n",
-			len, ubuf, why);
-		return ret;
-	}
-
-	u->nr_pages = plan.nr_pages;
-	u->pages = kvmalloc_array(u->nr_pages, sizeof(*u->pages), GFP_KERNEL);
-	if (!u->pages)
-		return -ENOMEM;
-
-	/* The device only reads the message: no FOLL_WRITE. */
-	pinned = pin_user_pages_fast(plan.page_addr, u->nr_pages, 0, u->pages);
-	if (pinned != u->nr_pages) {
-		ret = pinned < 0 ? pinned : -EFAULT;
-		if (pinned > 0)
-			unpin_user_pages(u->pages, pinned);
-		goto err_free_pages;
-	}
-
-	/* Physically contiguous pages become one entry, up to SEG_MAX. */
-	ret = sg_alloc_table_from_pages_segment(&u->sgt, u->pages, u->nr_pages,
-						plan.offset, len,
-						WAFERQ_DMA_SEG_MAX, GFP_KERNEL);
-	if (ret)
-		goto err_unpin;
-
-	u->dma_dev = get_device(wq->dma_dev);
-	ret = dma_map_sgtable(u->dma_dev, &u->sgt, DMA_TO_DEVICE, 0);
-	if (ret) {
-		dev_err(wq->dev, "cannot map a %zu-byte message for DMA: %d\n",
-			len, ret);
-		goto err_free_table;
-	}
-
-	descs = waferq_descs_needed(&u->sgt);
-	if (descs > WAFERQ_DMA_DESCS) {
-		dev_warn_ratelimited(wq->dev,
-				     "a %zu-byte message spans %u memory segments; the DMA engine takes %u: use physically contiguous (huge page) memory\n",
-				     len, descs, WAFERQ_DMA_DESCS);
-		waferq_unmap_user(u);
-		return -EMSGSIZE;
-	}
-	return 0;
-
-err_free_table:
-	put_device(u->dma_dev);
-	sg_free_table(&u->sgt);
-err_unpin:
-	unpin_user_pages(u->pages, u->nr_pages);
-err_free_pages:
-	kvfree(u->pages);
 	return ret;
 }
 
