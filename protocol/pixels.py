@@ -12,15 +12,6 @@ import numpy as np
 from protocol import stream as S
 
 
-def pack_pixels(image: np.ndarray) -> np.ndarray:
-    """uint8 HWC image -> uint32 words, four pixels a word, first pixel in bits [7:0]."""
-    flat = np.ascontiguousarray(image, dtype=np.uint8).ravel()
-    pad = (-flat.size) % 4
-    if pad:
-        flat = np.concatenate([flat, np.zeros(pad, np.uint8)])
-    return flat.view("<u4").astype(np.uint32)
-
-
 def _flat_images(images: np.ndarray) -> np.ndarray:
     """[N][...] -> uint8 [N][pixels], HWC order kept."""
     a = np.asarray(images)
@@ -36,6 +27,12 @@ def pack_u8(images: np.ndarray) -> np.ndarray:
     if pad:
         flat = np.pad(flat, ((0, 0), (0, pad)))
     return np.ascontiguousarray(flat).view("<u4").astype(np.uint32)
+
+
+def pack_pixels(image: np.ndarray) -> np.ndarray:
+    """One uint8 HWC image -> uint32 words, four pixels a word, first pixel in
+    bits [7:0]: INFER's payload, ``pack_u8`` of a batch of one."""
+    return pack_u8(np.asarray(image)[None])[0]
 
 
 _DIE_SHIFTS = (np.arange(16, dtype=np.uint32) * S.DIE_STATE_BITS)
@@ -72,10 +69,12 @@ def die_codes_from_pixels(images: np.ndarray) -> np.ndarray | None:
     return None if (states == 3).any() else states
 
 
+_CODE_OF_STATE = np.array(S.DIE_PIXEL_CODES + (0,), dtype=np.uint8)
+
+
 def pixels_from_die_states(states: np.ndarray) -> np.ndarray:
     """Die states 0..2 -> the uint8 pixel codes the model sees (3 maps to 0)."""
-    table = np.array(S.DIE_PIXEL_CODES + (0,), dtype=np.uint8)
-    return table[np.asarray(states, dtype=np.uint8) & 3]
+    return _CODE_OF_STATE[np.asarray(states, dtype=np.uint8) & 3]
 
 
 def encode_infer_batch(images: np.ndarray, packing: int = S.PACK_U8, tag: int = 0) -> np.ndarray:
