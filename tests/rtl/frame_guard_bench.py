@@ -5,7 +5,6 @@ Words travel as whole 32-bit "bytes" (byte_size=32), so a frame is a list of wor
 """
 from __future__ import annotations
 
-import itertools
 import os
 import random
 
@@ -16,6 +15,7 @@ try:
     from cocotbext.axi import AxiStreamBus, AxiStreamSink, AxiStreamSource
 
     from axi_checks import AxiStreamMasterMonitor
+    from pauses import paced
 except ImportError:  # imported by pytest without cocotb: the wrappers skip
     cocotb = None
 
@@ -139,14 +139,5 @@ if cocotb is not None:
                     return
             raise AssertionError(f"{signal._name} never rose")
 
-    def cycle_pause():
-        return itertools.cycle([1, 1, 1, 0])
-
-    PAUSES = dict(idle_inserter=[None, cycle_pause], backpressure_inserter=[None, cycle_pause])
-
     async def start(dut, idle_inserter, backpressure_inserter):
-        tb = TB(dut)
-        await tb.reset()
-        tb.set_idle_generator(idle_inserter)
-        tb.set_backpressure_generator(backpressure_inserter)
-        return tb
+        return await paced(TB(dut), idle_inserter, backpressure_inserter)

@@ -5,7 +5,6 @@ them from the generated wq_csr_map.vh, so these tests also check the generator.
 """
 from __future__ import annotations
 
-import itertools
 
 import pytest
 
@@ -16,6 +15,7 @@ try:
     from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
     from axi_checks import AxiLiteSlaveMonitor
+    from pauses import PAUSES, paced
 except ImportError:  # collected by pytest without cocotb: the wrapper skips
     cocotb = None
 
@@ -83,17 +83,8 @@ if cocotb is not None:
         async def write(self, name: str, value: int) -> None:
             await self.axil.write_dword(addr(name), value)
 
-    def cycle_pause():
-        return itertools.cycle([1, 1, 1, 0])
-
-    PAUSES = dict(idle_inserter=[None, cycle_pause], backpressure_inserter=[None, cycle_pause])
-
     async def start(dut, idle_inserter, backpressure_inserter):
-        tb = TB(dut)
-        await tb.reset()
-        tb.set_idle_generator(idle_inserter)
-        tb.set_backpressure_generator(backpressure_inserter)
-        return tb
+        return await paced(TB(dut), idle_inserter, backpressure_inserter)
 
     @cocotb.test()
     @cocotb.parametrize(**PAUSES)

@@ -23,7 +23,8 @@ from zybo_z7 import csr_map
 from frame_guard_bench import MAX_WORDS, TIMEOUT, expected_close, message
 
 if cocotb is not None:
-    from frame_guard_bench import PAUSES, start
+    from frame_guard_bench import start
+    from pauses import PAUSES
 
     @cocotb.test()
     @cocotb.parametrize(**PAUSES)

@@ -2,7 +2,6 @@
 as the driver will see it (AXI4-Lite + AXI-Stream, active-low aresetn)."""
 from __future__ import annotations
 
-import itertools
 import random
 
 import pytest
@@ -15,6 +14,7 @@ try:
                                AxiStreamSink, AxiStreamSource)
 
     from axi_checks import AxiLiteSlaveMonitor, AxiStreamMasterMonitor
+    from pauses import PAUSES
 except ImportError:  # collected by pytest without cocotb: the wrapper skips
     cocotb = None
 
@@ -105,12 +105,8 @@ if cocotb is not None:
             return tuple([await self.read(n) for n in
                           ("FRAMES_OK", "FRAMES_TIMEOUT", "FRAMES_OVERLONG", "FRAMES_ERROR")])
 
-    def cycle_pause():
-        return itertools.cycle([1, 1, 1, 0])
-
     @cocotb.test()
-    @cocotb.parametrize(idle_inserter=[None, cycle_pause],
-                        backpressure_inserter=[None, cycle_pause])
+    @cocotb.parametrize(**PAUSES)
     async def run_test_glue(dut, idle_inserter=None, backpressure_inserter=None):
         """Timeout set over AXI4-Lite; counters count ok / timeout / overlong / error frames;
         CLEAR_COUNTERS zeroes them; SOFT_RESET resets the core and closes an open reply."""
