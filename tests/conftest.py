@@ -8,6 +8,7 @@ import pytest
 
 # Helper modules whose asserts fail with pytest's detailed messages too.
 pytest.register_assert_rewrite("pynq_helpers")
+pytest.register_assert_rewrite("csim_helpers")
 
 
 def pytest_collection_modifyitems(config, items):

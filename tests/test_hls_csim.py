@@ -22,6 +22,7 @@ pytest.importorskip("hls4ml", reason="hls4ml provides the ap_types headers")
 
 from hls.csim import CSimCore  # noqa: E402
 from hls.refcore import RefCore  # noqa: E402
+from csim_helpers import batch_images, load_weights  # noqa: E402
 
 SPECS = {
     "w8a8": CNNSpec.uniform(8, 8),
@@ -60,13 +61,6 @@ def _images(spec: CNNSpec, n: int, seed: int) -> np.ndarray:
     return rng.integers(0, 256, (n, spec.in_size, spec.in_size, spec.in_channels), dtype=np.uint8)
 
 
-def _load(core: CSimCore, model: IntModel, tag: int = 0x1234) -> np.ndarray:
-    words = blob.pack(model)
-    reply = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_LOAD_WEIGHTS, words, tag))))
-    assert reply.tag == tag and int(reply.payload[0]) == blob.checksum(words)
-    return words
-
-
 def _infer(core: CSimCore, image: np.ndarray, n_classes: int, tag: int):
     reply = S.raise_if_error(S.decode(core.transact(S.encode(S.OP_INFER, PX.pack_pixels(image), tag))))
     assert reply.tag == tag
@@ -89,7 +83,7 @@ def test_infer_bit_exact(builds, name):
     q = S.parse_query(S.decode(core.transact(S.encode(S.OP_QUERY, [], 1))))
     assert q["topology_hash"] == model.topology_hash
     assert q["blob_words"] == blob.blob_words(model.layers)
-    _load(core, model)
+    load_weights(core, model)
     q = S.parse_query(S.decode(core.transact(S.encode(S.OP_QUERY, [], 2))))
     assert q["weights_loaded"] == 1 and q["weights_checksum"] == blob.checksum(blob.pack(model))
     _check_bit_exact(core, model, _images(model.spec, N_IMAGES, seed=len(name)))
@@ -105,13 +99,13 @@ def test_edge_arithmetic(builds):
     w["conv2.shift"] = np.array(40, np.int32)           # every activation rounds to 0
     w["fc.b"] = np.array([2**31 - 1, -2**31, 2**31 - 1] + [0] * 6, np.int32)
     edge = IntModel(model.spec, w)
-    _load(core, edge)
+    load_weights(core, edge)
     _check_bit_exact(core, edge, _images(edge.spec, 4, seed=9))
     # All inputs to fc are 0 now, so logits are the biases: a tie at 0 and 2 -> class 0.
     cls, logits = _infer(core, _images(edge.spec, 1, seed=1)[0], 9, tag=3)
     assert cls == 0 and logits[0] == 2**31 - 1
     w["fc.b"] = np.array([1, 5, 3, 5, 5, 0, 0, 0, 0], np.int32)
-    _load(core, IntModel(model.spec, w))
+    load_weights(core, IntModel(model.spec, w))
     assert _infer(core, _images(edge.spec, 1, seed=1)[0], 9, tag=4)[0] == 1
 
 
@@ -277,7 +271,7 @@ def test_cut_load_then_infer_gets_no_weights(malformed_setup, reset_state):
     model, lib, _ = malformed_setup
     other = random_model(model.spec, seed=99)  # same topology, other weights
     core = CSimCore(lib)
-    _load(core, model)
+    load_weights(core, model)
     image = _images(model.spec, 1, seed=8)[0]
     _infer(core, image, model.spec.n_classes, tag=1)
     cut = S.encode(S.OP_LOAD_WEIGHTS, blob.pack(other), 2)
@@ -288,7 +282,7 @@ def test_cut_load_then_infer_gets_no_weights(malformed_setup, reset_state):
     assert int(reply.payload[0]) == S.ERR_NO_WEIGHTS
     q = S.parse_query(S.decode(core.transact(S.encode(S.OP_QUERY, [], 4))))
     assert q["weights_loaded"] == 0 and q["weights_checksum"] == 0
-    _load(core, model)  # a whole load afterwards works bit for bit
+    load_weights(core, model)  # a whole load afterwards works bit for bit
     _check_bit_exact(core, model, _images(model.spec, 2, seed=9))
 
 
@@ -298,7 +292,7 @@ def test_cut_infer_then_new_request_gets_its_own_reply(malformed_setup, keep):
     nothing of the cut message is left to be read as part of it."""
     model, lib, _ = malformed_setup
     core = CSimCore(lib)
-    _load(core, model)
+    load_weights(core, model)
     images = _images(model.spec, 2, seed=10)
     cut = S.encode(S.OP_INFER, PX.pack_pixels(images[0]), 5)
     core.cut(cut[:keep])
@@ -307,7 +301,7 @@ def test_cut_infer_then_new_request_gets_its_own_reply(malformed_setup, keep):
     assert q.opcode == S.OP_QUERY | S.REPLY_BIT and q.tag == 6
     # the reset pragma returns the core to "no weights": the host reloads on NO_WEIGHTS
     assert S.parse_query(q)["weights_loaded"] == 0
-    _load(core, model)
+    load_weights(core, model)
     _check_bit_exact(core, model, images[1:])
     # a core whose state survives the reset: the cut INFER touched no weight
     core.cut(cut[:keep])
@@ -326,30 +320,20 @@ def test_reply_words_carry_tkeep_and_tstrb(malformed_setup):
 
 # --- INFER_BATCH: bit-exact for every batch size, both packings --------------------------
 
-def _batch_images(model: IntModel, n: int, packing: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(what encode_infer_batch takes, the pixels the model sees)."""
-    rng = np.random.default_rng(seed)
-    if packing == S.PACK_DIE2:
-        states = rng.integers(0, 3, (n, *model.input_shape), dtype=np.uint8)
-        return states, PX.pixels_from_die_states(states)
-    pixels = rng.integers(0, 256, (n, *model.input_shape), dtype=np.uint8)
-    return pixels, pixels
-
-
 @pytest.mark.parametrize("name", ["w4a4", "odd", "die"])
 @pytest.mark.parametrize("packing", [S.PACK_U8, S.PACK_DIE2], ids=["u8", "die2"])
 def test_infer_batch_bit_exact(builds, name, packing):
     """Batches of 1, 16 and 64 equal IntModel.forward and RefCore word for word;
     a 3-channel core refuses PACK_DIE2 as RefCore does."""
     model, core, _ = builds(name)
-    _load(core, model)
+    load_weights(core, model)
     ref = RefCore(model.spec)
     ref.handle(S.encode(S.OP_LOAD_WEIGHTS, blob.pack(model), 1))
     q = S.parse_query(S.decode(core.transact(S.encode(S.OP_QUERY, [], 1))))
     assert q["capabilities"] & S.CAP_BATCH and q["max_batch"] == ref.max_batch >= 256
     assert q["packings"] == ref.packings
     for n in (1, 16, 64):
-        images, pixels = _batch_images(model, n, packing, seed=n)
+        images, pixels = batch_images(model, n, packing, seed=n)
         req = PX.encode_infer_batch(images, packing, tag=n)
         reply = core.transact(req)
         np.testing.assert_array_equal(reply, ref.handle(req), err_msg=f"batch of {n}")
@@ -361,116 +345,3 @@ def test_infer_batch_bit_exact(builds, name, packing):
         assert (status == 0).all()
         np.testing.assert_array_equal(logits, want.astype(np.int64).astype(np.int32))
         np.testing.assert_array_equal(cls, want_cls)
-
-
-@pytest.fixture(scope="module")
-def small_core(tmp_path_factory):
-    """A 12x12 core: max_batch (1,024) images cost little C-sim time."""
-    base = tmp_path_factory.mktemp("small")
-    model = random_model(CNNSpec.uniform(4, 4, in_size=12, channels=(2, 3)), seed=3)
-    model.save(base / "export")
-    core = CSimCore.for_model(base / "export", base / "hls")
-    _load(core, model)
-    return model, core, base
-
-
-@pytest.mark.parametrize("packing", [S.PACK_U8, S.PACK_DIE2], ids=["u8", "die2"])
-def test_infer_batch_max_batch_with_one_bad_image(small_core, packing):
-    """max_batch images in one message, bit-exact; with PACK_DIE2 one image in
-    the middle holds a die state of 3 and only it gets an error record.
-    max_batch + 1 images get one BAD_BATCH reply."""
-    model, core, _ = small_core
-    m = S.parse_query(S.decode(core.transact(S.encode(S.OP_QUERY, [], 1))))["max_batch"]
-    assert m == 1024
-    images, pixels = _batch_images(model, m + 1, packing, seed=packing)
-    bad = m // 2
-    if packing == S.PACK_DIE2:
-        images[bad].flat[7] = 3
-    status, cls, logits = core.infer_batch(images[:m], model.spec.n_classes, packing, tag=2)
-    ok = np.ones(m, bool)
-    if packing == S.PACK_DIE2:
-        ok[bad] = False
-        assert status[bad] == S.ERR_BAD_PIXEL and cls[bad] == 0 and not logits[bad].any()
-    assert (status[ok] == 0).all()
-    np.testing.assert_array_equal(logits[ok], model.forward(pixels[:m][ok]).astype(np.int32))
-    with pytest.raises(S.StreamError) as e:
-        core.infer_batch(images, model.spec.n_classes, packing, tag=3)
-    assert (e.value.code, e.value.detail) == (S.ERR_BAD_BATCH, m + 1)
-
-
-def test_cut_batch_then_soft_reset(small_core):
-    """A batch cut mid-image by an abort leaves nothing behind after the soft
-    reset: the next batch gets exactly its own records."""
-    model, core, _ = small_core
-    images, pixels = _batch_images(model, 8, S.PACK_DIE2, seed=4)
-    req = PX.encode_infer_batch(images, S.PACK_DIE2, 5)
-    core.cut(req[:req.size // 2])
-    core.soft_reset(reset_state=False)
-    status, _, logits = core.infer_batch(images[:3], model.spec.n_classes, S.PACK_DIE2, tag=6)
-    assert (status == 0).all()
-    np.testing.assert_array_equal(logits, model.forward(pixels[:3]).astype(np.int32))
-
-
-def test_make_csim_check_covers_batches(small_core, capsys):
-    """hls.check (make csim) runs batches of 1, 16, 64 and max_batch in both
-    packings and a DIE2 batch with one bad image, and fails on a difference."""
-    from hls import check
-
-    model, core, base = small_core
-    assert check.compare_batches(base / "export", base / "hls", core=core) == []
-    out = capsys.readouterr().out
-    for line in ("U8 n=1:", "U8 n=1024:", "DIE2 n=64:", "DIE2 n=1024, one bad image:"):
-        assert f"INFER_BATCH {line} bit-exact" in out
-    # a core whose batch replies differ in one logit bit of the last record
-    class Flipped:
-        transact = core.transact
-
-        def infer_batch(self, *args, **kwargs):
-            status, cls, logits = core.infer_batch(*args, **kwargs)
-            logits[-1, 0] ^= 1
-            return status, cls, logits
-    failed = check.compare_batches(base / "export", base / "hls", core=Flipped())
-    assert len(failed) == 11 and "INFER_BATCH DIE2 n=1024, one bad image" in failed
-
-
-def _mutate(rng: np.random.Generator, words: np.ndarray, iw: int) -> np.ndarray:
-    """One random change to an INFER_BATCH request, its checksum then fixed or not."""
-    w = words.copy()
-    kind = rng.integers(6)
-    if kind == 0:    # a flipped bit anywhere, the header included
-        i = rng.integers(w.size)
-        w[i] ^= np.uint32(1 << int(rng.integers(32)))
-    elif kind == 1:  # cut short, TLAST on the new last word
-        w = w[:rng.integers(1, w.size)]
-    elif kind == 2:  # a word too many somewhere in the payload
-        i = rng.integers(S.HEADER_WORDS, w.size)
-        w = np.insert(w, i, np.uint32(rng.integers(1 << 32)))
-    elif kind == 3:  # word 0: another n or packing
-        w[S.HEADER_WORDS] = S.batch_word(int(rng.integers(0, 8)), int(rng.integers(0, 4)))
-    elif kind == 4:  # a die state of 3 somewhere (a bad pixel, or padding)
-        i = S.HEADER_WORDS + 1 + rng.integers(w.size - S.HEADER_WORDS - 2)
-        w[i] |= np.uint32(3 << (2 * int(rng.integers(16))))
-    else:            # the length field
-        w[1] = np.uint32(int(w[1]) + int(rng.integers(-2, 3)))
-    if rng.integers(4) and w.size > S.HEADER_WORDS:
-        w[-1] = S.checksum(w[:-1])
-    return w
-
-
-def test_fuzzed_batches_match_refcore(small_core):
-    """Random INFER_BATCH requests, each changed once at random: the C-sim's
-    reply equals RefCore's word for word, and the core keeps answering."""
-    model, core, _ = small_core
-    ref = RefCore(model.spec)
-    ref.handle(S.encode(S.OP_LOAD_WEIGHTS, blob.pack(model), 1))
-    rng = np.random.default_rng(2026)
-    iw = S.image_words(int(np.prod(model.input_shape)), S.PACK_DIE2)
-    kinds = set()
-    for case in range(120):
-        packing = int(rng.integers(2))
-        images, _ = _batch_images(model, int(rng.integers(1, 5)), packing, seed=case)
-        req = _mutate(rng, PX.encode_infer_batch(images, packing, tag=case), iw)
-        got, want = core.transact(req), ref.handle(req)
-        np.testing.assert_array_equal(got, want, err_msg=f"case {case}: {req[:5]}...")
-        kinds.add(int(want[0]) & 0xFF)
-    assert {S.OP_ERROR, S.OP_INFER_BATCH | S.REPLY_BIT} <= kinds
