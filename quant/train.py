@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import time
 from pathlib import Path
 
@@ -87,11 +88,18 @@ def make_spec(args):
     if args.family == "wmcnn":
         kw = dict(in_size=args.size, classes=tuple(args.classes),
                   die_channels=bool(getattr(args, "die_channels", False)))
+        if getattr(args, "name", None):
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", args.name):
+                raise SystemExit(f"--name {args.name!r}: lower-case letters, digits and _ only, "
+                                 "starting with a letter (it names files and reports)")
+            kw["name"] = args.name
         if getattr(args, "channels", None):
             kw["channels"] = tuple(args.channels)
         elif width:
             kw["channels"] = (width, 2 * width, 4 * width)
         return CNNSpec.with_bits(w, a, **kw)
+    if getattr(args, "name", None):
+        raise SystemExit(f"--name is for wmcnn; {args.family} models are named by their family")
     if args.family == "xception_fpn":
         return buffer_spec(w, a, in_size=args.size, width=width or 8)
     return ZooSpec(args.family, in_size=args.size, w_bits=w, a_bits=a, classes=tuple(args.classes),

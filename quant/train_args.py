@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="channels of the first stage (zoo default 16, xception_fpn 8, wmcnn 8)")
     ap.add_argument("--channels", type=_int_list, default=None,
                     help="wmcnn: output channels of each conv+pool block, e.g. 16,32,64,64 (overrides --width)")
+    ap.add_argument("--name", default=None,
+                    help="wmcnn: the model's name before its bit tag (default wmcnn), so that two "
+                         "recipes at one width tell apart in metrics.json and model.json "
+                         "(wmcnn_wide -> wmcnn_wide_2w2a)")
     ap.add_argument("--die-channels", action="store_true",
                     help="wmcnn: a fixed first layer decodes the gray codes into die and fail channels "
                          "(contract.spec.die_decode); on real maps worth about two points")

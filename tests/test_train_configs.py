@@ -27,6 +27,23 @@ def test_config_loading_and_override(tmp_path):
         tr.parse_args(["--config", str(bad), "--out", str(tmp_path)])
 
 
+def test_name_tells_two_recipes_at_one_width_apart(tmp_path):
+    """The wide W2A2 config is named apart from the narrow one, in the spec that
+    metrics.json and model.json carry; a name that is no plain identifier, or a
+    name for a family that names its models itself, is refused."""
+    configs = Path(CONFIGS[0]).parent
+    specs = {}
+    for stem in ("wmcnn_real_2w2a", "wmcnn_real_2w2a_wide"):
+        args = tr.parse_args(["--config", str(configs / f"{stem}.json"), "--out", str(tmp_path)])
+        specs[stem] = tr.make_spec(args)
+    assert specs["wmcnn_real_2w2a"].name == "wmcnn_2w2a"
+    assert specs["wmcnn_real_2w2a_wide"].name == "wmcnn_wide_2w2a"
+    assert specs["wmcnn_real_2w2a_wide"].channels == (24, 48, 96, 96)
+    for bad in (["--name", "Wide net"], ["--name", "../x"], ["--family", "vgg_s", "--name", "v"]):
+        with pytest.raises(SystemExit):
+            tr.make_spec(tr.parse_args(["--out", str(tmp_path), *bad]))
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_shipped_configs_parse_and_name_their_bits(path, tmp_path):
     args = tr.parse_args(["--config", str(path), "--out", str(tmp_path)])
