@@ -143,7 +143,8 @@ def _recipe(family, args) -> dict:
     if args.data is not None:
         recipe["bn"] = True
     if family == "wmcnn" and args.recipe:
-        keys = ("bn", "balanced", "qat_lr", "init", "average_last", "pretrain_maps", "pretrain_epochs")
+        keys = ("bn", "balanced", "qat_lr", "init", "average_last", "pretrain_maps", "pretrain_epochs",
+                "optimizer", "weight_decay")
         recipe.update({k: args.recipe[k] for k in keys if k in args.recipe})
     return recipe
 
@@ -180,7 +181,8 @@ def float_net(family, spec, x, y, cfg, args) -> FloatNet:
     return float_twin(spec, x, y, cfg["fp_epochs"], args.seed, bn=recipe.get("bn", False),
                       equalize=recipe.get("equalize", False), lr=args.lr, desc=f"{family} fp32",
                       balanced=recipe.get("balanced", "none"), init=recipe.get("init", "he"),
-                      pretrain=pretrain)
+                      pretrain=pretrain, optimizer=recipe.get("optimizer", "adam"),
+                      weight_decay=recipe.get("weight_decay", 0.0))
 
 
 def run_family(family, x, y, xt, yt, cfg, args) -> list[dict]:

@@ -99,10 +99,24 @@ def _save_state(path, stage: str, epoch: int, model, opt, sched, gen, tail=None)
     tmp.replace(path)
 
 
+OPTIMIZERS = ("adam", "sgd")
+
+
+def make_optimizer(name: str, params: list, lr: float, weight_decay: float = 0.0):
+    """``adam``, or ``sgd`` (Nesterov momentum 0.9). ``weight_decay`` is the
+    plain L2 term of either, on every trainable tensor."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+
+
 def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed: int,
         batch: int = 64, lr: float = 2e-3, loss: str = "ce", balanced=False,
         augment: str = "dihedral", desc: str = "train", gamma: float = 2.0, state_path=None,
-        resume: bool = False, average_last: int = 0) -> torch.nn.Module:
+        resume: bool = False, average_last: int = 0, optimizer: str = "adam",
+        weight_decay: float = 0.0) -> torch.nn.Module:
     """Supervised training of a FloatNet or GraphNet in place.
 
     With ``state_path`` the model, optimizer, schedule and random states are
@@ -118,7 +132,7 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
     # export, calibration and the integer twin run.
     dev = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     model.to(dev)
-    opt = torch.optim.Adam(_trainable(model), lr=lr)
+    opt = make_optimizer(optimizer, _trainable(model), lr, weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
     loss_fn = _loss_fn(loss, gamma)
     # Batches are converted as drawn: x may be a memory-mapped uint8 cache
@@ -281,11 +295,13 @@ def qat_from(spec, fp: FloatNet, x: np.ndarray, y: np.ndarray, qat_epochs: int, 
              qat_lr: float | None = None, act_init: str = "stats", average_last: int = 0,
              **kw) -> GraphNet:
     """QAT fine-tuning of ``spec`` starting from the float net ``fp`` (which is
-    not changed), ending with the mean of its last ``average_last`` epochs' weights."""
+    not changed), ending with the mean of its last ``average_last`` epochs' weights.
+    QAT always runs Adam without weight decay: ``optimizer`` and ``weight_decay``
+    in ``kw`` are the FP32 stage's."""
     torch.manual_seed(seed + 1)
     q = from_float(spec, fp, x[:512], act_init=act_init)
     lr = qat_lr if qat_lr is not None else kw.get("lr", 2e-3) / 2
-    kw = {k: v for k, v in kw.items() if k != "lr"}
+    kw = {k: v for k, v in kw.items() if k not in ("lr", "optimizer", "weight_decay")}
     return fit(q, x, y, qat_epochs, seed + 1, lr=lr, desc="qat", average_last=average_last, **kw)
 
 

@@ -135,8 +135,11 @@ def seed_everything(seed: int) -> None:
 
 
 def _train_kw(args) -> dict:
+    if args.optimizer != "adam" and args.qat_lr is None:
+        # QAT runs Adam at --qat-lr, by default half of --lr: an SGD rate is far too large for Adam.
+        raise SystemExit(f"--optimizer {args.optimizer} needs --qat-lr (QAT always runs Adam)")
     return dict(batch=args.batch, loss=args.loss, balanced=args.balanced, gamma=args.gamma, lr=args.lr,
-                augment=args.augment)
+                augment=args.augment, optimizer=args.optimizer, weight_decay=args.weight_decay)
 
 
 def run(args) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from contract.spec import WAFER_CLASSES
 from contract.zoo import FAMILIES
-from quant.fit import AUGMENTS, BALANCES
+from quant.fit import AUGMENTS, BALANCES, OPTIMIZERS
 from quant.floatnet import INITS
 from quant.model import ACT_INITS
 
@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--qat-epochs", "--epochs", type=int, default=4)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the FP32 stage")
+    ap.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
+                    help="the FP32 stage's optimizer (pretraining included): adam, or sgd with Nesterov "
+                         "momentum (give --qat-lr with it: QAT always runs Adam)")
+    ap.add_argument("--weight-decay", type=float, default=0.0, help="the FP32 stage's L2 weight decay")
     ap.add_argument("--qat-lr", type=float, default=None, help="peak QAT learning rate (default lr / 2)")
     ap.add_argument("--loss", default="ce", choices=("ce", "focal"))
     ap.add_argument("--gamma", type=float, default=2.0, help="focal-loss gamma")

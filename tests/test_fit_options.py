@@ -1,10 +1,11 @@
-"""Two options of the real-map recipe in quant.fit.
+"""Options of the real-map recipe in quant.fit.
 
 Tail averaging (--average-last): the weights a run ends with are the mean of
 its last K epochs' weights, survive a resume, and a QAT net so averaged still
 exports integer-exact. Pretraining on generated maps (--pretrain-maps): the
 FP32 stage runs on them first, resumes past them, and the CLI refuses it
-without a real file."""
+without a real file. The FP32 stage's optimizer (--optimizer, --weight-decay):
+SGD there, Adam in QAT."""
 import numpy as np
 import pytest
 
@@ -131,3 +132,35 @@ def test_the_cli_refuses_pretraining_without_a_real_file(tmp_path):
     with pytest.raises(SystemExit, match="--pretrain-maps .* give --data"):
         tr.main(["--pretrain-maps", "100", "--n-train", "40", "--n-test", "20", "--fp-epochs", "0",
                  "--qat-epochs", "0", "--out", str(tmp_path)])
+
+
+def test_sgd_trains_the_fp32_stages_and_qat_keeps_adam(data, monkeypatch):
+    """--optimizer sgd --weight-decay W: pretraining and the FP32 stage run
+    Nesterov SGD with that decay, QAT runs Adam without decay, and an SGD run
+    ends with other weights than an Adam one."""
+    x, y = data
+    xg, yg = generated(64, 42, seed=3)
+    made = []
+    make = fitmod.make_optimizer
+
+    def spy(name, params, lr, weight_decay=0.0):
+        opt = make(name, params, lr, weight_decay)
+        made.append((type(opt).__name__, opt.defaults["lr"], opt.defaults["weight_decay"],
+                     opt.defaults.get("nesterov")))
+        return opt
+
+    monkeypatch.setattr(fitmod, "make_optimizer", spy)
+    kw = dict(lr=0.05, optimizer="sgd", weight_decay=1e-3)
+    fp, q = fitmod.train_qat(SMALL, x, y, 1, 1, seed=1, qat_lr=5e-4, pretrain=(xg, yg, 1), **kw)
+    assert made == [("SGD", 0.05, 1e-3, True), ("SGD", 0.05, 1e-3, True), ("Adam", 5e-4, 0.0, None)]
+    adam = fitmod.float_twin(SMALL, x, y, 1, seed=1, lr=0.05)
+    assert any(not torch.equal(a, b) for a, b in zip(fp.state_dict().values(), adam.state_dict().values()))
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        fitmod.make_optimizer("lamb", list(fp.parameters()), 1e-3)
+
+
+def test_the_cli_refuses_sgd_without_a_qat_rate(tmp_path):
+    """Half an SGD rate would be QAT's Adam rate: the CLI asks for --qat-lr."""
+    with pytest.raises(SystemExit, match="--optimizer sgd needs --qat-lr"):
+        tr.main(["--optimizer", "sgd", "--lr", "0.1", "--n-train", "40", "--n-test", "20",
+                 "--fp-epochs", "0", "--qat-epochs", "0", "--out", str(tmp_path)])
