@@ -66,7 +66,7 @@ def map_stats(maps, labels) -> dict:
     return out
 
 
-def _train_eval(x, y, x_test, y_test, cfg, seed, fp_epochs, qat_epochs, init="he", opt=None):
+def _train_eval(x, y, x_test, y_test, cfg, seed, fp_epochs, qat_epochs, init, opt):
     """``opt``: lr, qat_lr, optimizer and weight_decay of the training."""
     import torch
 
@@ -78,7 +78,6 @@ def _train_eval(x, y, x_test, y_test, cfg, seed, fp_epochs, qat_epochs, init="he
                                         classes=WAFER_CLASSES, channels=cfg["channels"], width=None,
                                         die_channels=cfg.get("die_channels", False)))
     t0 = time.time()
-    opt = opt or dict(lr=3e-3, qat_lr=1e-3)
     fp, q = train_qat(spec, x, y, fp_epochs, qat_epochs, seed, bn=cfg.get("bn", False),
                       augment="dihedral", balanced=cfg.get("balanced", "none"), init=init, **opt)
     res = {"train_seconds": time.time() - t0, "n_train": int(len(y))}

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import time
 from pathlib import Path
 
@@ -89,17 +88,12 @@ def make_spec(args):
         kw = dict(in_size=args.size, classes=tuple(args.classes),
                   die_channels=bool(getattr(args, "die_channels", False)))
         if getattr(args, "name", None):
-            if not re.fullmatch(r"[a-z][a-z0-9_]*", args.name):
-                raise SystemExit(f"--name {args.name!r}: lower-case letters, digits and _ only, "
-                                 "starting with a letter (it names files and reports)")
             kw["name"] = args.name
         if getattr(args, "channels", None):
             kw["channels"] = tuple(args.channels)
         elif width:
             kw["channels"] = (width, 2 * width, 4 * width)
         return CNNSpec.with_bits(w, a, **kw)
-    if getattr(args, "name", None):
-        raise SystemExit(f"--name is for wmcnn; {args.family} models are named by their family")
     if args.family == "xception_fpn":
         return buffer_spec(w, a, in_size=args.size, width=width or 8)
     return ZooSpec(args.family, in_size=args.size, w_bits=w, a_bits=a, classes=tuple(args.classes),
@@ -135,9 +129,6 @@ def seed_everything(seed: int) -> None:
 
 
 def _train_kw(args) -> dict:
-    if args.optimizer != "adam" and args.qat_lr is None:
-        # QAT runs Adam at --qat-lr, by default half of --lr: an SGD rate is far too large for Adam.
-        raise SystemExit(f"--optimizer {args.optimizer} needs --qat-lr (QAT always runs Adam)")
     return dict(batch=args.batch, loss=args.loss, balanced=args.balanced, gamma=args.gamma, lr=args.lr,
                 augment=args.augment, optimizer=args.optimizer, weight_decay=args.weight_decay)
 

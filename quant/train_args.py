@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from contract.spec import WAFER_CLASSES
@@ -154,4 +155,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.size = args.size or (64 if args.family == "xception_fpn" else 42)
     args.augment = args.augment or ("hflip" if args.family == "xception_fpn" else "dihedral")
     args.classes = WAFER_CLASSES
+    check(args)
     return args
+
+
+def check(args) -> None:
+    """Refuse options that parse but cannot train as asked."""
+    if args.name is not None:
+        if args.family != "wmcnn":
+            raise SystemExit(f"--name is for wmcnn; {args.family} models are named by their family")
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", args.name):
+            raise SystemExit(f"--name {args.name!r}: lower-case letters, digits and _ only, "
+                             "starting with a letter (it names files and reports)")
+    if args.optimizer != "adam" and args.qat_lr is None:
+        # QAT runs Adam at --qat-lr, by default half of --lr: an SGD rate is far too large for Adam.
+        raise SystemExit(f"--optimizer {args.optimizer} needs --qat-lr (QAT always runs Adam)")

@@ -5,7 +5,6 @@ them from the generated wq_csr_map.vh, so these tests also check the generator.
 """
 from __future__ import annotations
 
-
 import pytest
 
 try:
