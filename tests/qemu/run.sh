@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Boot Debian's armmp kernel in QEMU (-M virt, TCG) with an initramfs holding
-# only the guest test (/init, tests/qemu/guest/wq_guest_init.c), the real
+# only the guest test (/init, tests/qemu/guest/), the real
 # waferq.ko and the TEST-ONLY DMA model (tests/qemu/testonly_dma/), all built
 # against the armmp headers of that same kernel. Prints the guest's output and
 # ends with its "N passed, M failed" line; exit 0 only when M is 0.
@@ -82,7 +82,7 @@ root=$Q/initramfs
 rm -rf "$root"
 mkdir -p "$root/proc" "$root/sys" "$root/dev"
 "${CROSS}gcc" -static -O2 -Wall -Wextra -Werror -I"$REPO/drivers/include/uapi" \
-	-I"$OUT/armv7/waferq" -o "$root/init" "$HERE/guest/wq_guest_init.c"
+	-I"$OUT/armv7/waferq" -o "$root/init" "$HERE"/guest/*.c
 cp "$OUT/armv7/waferq/waferq.ko" "$OUT/armv7-extra/testonly_dma/waferq_testonly_dma.ko" "$root/"
 (cd "$root" && find . | cpio -o -H newc --quiet) >"$Q/initramfs.cpio"
 
