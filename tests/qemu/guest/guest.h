@@ -60,6 +60,7 @@ int reply(int fd, unsigned int op, uint32_t tag, uint32_t *r, size_t cap);
 int wait_wchan(pid_t pid);
 int signal_pending_in(pid_t pid);
 pid_t spawn(void);
+pid_t blocked_reader(int fd, int err);
 void end_kids(void);
 
 /* t_stream.c */

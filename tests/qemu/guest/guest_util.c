@@ -151,42 +151,51 @@ int reply(int fd, unsigned int op, uint32_t tag, uint32_t *r, size_t cap)
 	return n;
 }
 
-int wait_wchan(pid_t pid)
+static int in_wchan(const char *buf)
 {
-	char path[64], buf[64];
-	int i, fd, n;
-
-	snprintf(path, sizeof(path), "/proc/%d/wchan", pid);
-	for (i = 0; i < 20000; i++) {
-		fd = open(path, O_RDONLY);
-		n = fd < 0 ? 0 : read(fd, buf, sizeof(buf) - 1);
-		if (fd >= 0)
-			close(fd);
-		if (n > 0 && !strncmp(buf, "waferq", 6))
-			return 0;
-		sleep_ms(1);
-	}
-	return -1;
+	return !strncmp(buf, "waferq", 6);
 }
 
-int signal_pending_in(pid_t pid)
+static int has_pending_signal(const char *buf)
 {
-	char path[64], buf[4096], *p;
-	int fd, n, i;
+	const char *p = strstr(buf, "ShdPnd:");
 
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	return p && strtoull(p + 7, NULL, 16);
+}
+
+/*
+ * Read /proc/<pid>/<file> until @match likes it. Hang guard only: the state
+ * it waits for comes within moments.
+ */
+static int wait_proc(pid_t pid, const char *file, int (*match)(const char *))
+{
+	char path[64], buf[4096];
+	int i, fd, n;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
 	for (i = 0; i < 20000; i++) {
 		fd = open(path, O_RDONLY);
 		n = fd < 0 ? 0 : read(fd, buf, sizeof(buf) - 1);
 		if (fd >= 0)
 			close(fd);
 		buf[n > 0 ? n : 0] = 0;
-		p = strstr(buf, "ShdPnd:");
-		if (p && strtoull(p + 7, NULL, 16))
+		if (match(buf))
 			return 0;
 		sleep_ms(1);
 	}
 	return -1;
+}
+
+/* @pid sleeps in the waferq driver. */
+int wait_wchan(pid_t pid)
+{
+	return wait_proc(pid, "wchan", in_wchan);
+}
+
+/* @pid has a signal pending (and so has not yet taken it). */
+int signal_pending_in(pid_t pid)
+{
+	return wait_proc(pid, "status", has_pending_signal);
 }
 
 uint32_t r[4096];
@@ -210,4 +219,17 @@ void end_kids(void)
 		kill(kids[--nkids], SIGKILL);
 		waitpid(kids[nkids], NULL, 0);
 	}
+}
+
+/*
+ * A child blocked in read(@fd), which exits 0 when that read fails with @err
+ * and 1 otherwise; -1 when it never blocked in the driver.
+ */
+pid_t blocked_reader(int fd, int err)
+{
+	pid_t child = spawn();
+
+	if (!child)
+		_exit(read(fd, r, sizeof(r)) < 0 && errno == err ? 0 : 1);
+	return child > 0 && !wait_wchan(child) ? child : -1;
 }

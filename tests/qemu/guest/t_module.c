@@ -25,10 +25,8 @@ int t_unbind_and_rmmod_with_file_open(void)
 	CHECK(fd >= 0, "open: %s", strerror(errno));
 	knob("hold_reply", "1");
 	CHECK(!query(fd, 50), "write: %s", strerror(errno));
-	child = spawn();
-	if (!child)
-		_exit(read(fd, r, sizeof(r)) < 0 && errno == ENODEV ? 0 : 1);
-	CHECK(!wait_wchan(child), "reader never blocked");
+	child = blocked_reader(fd, ENODEV);
+	CHECK(child > 0, "reader never blocked");
 	CHECK(rmmod("waferq") && errno == EWOULDBLOCK, "rmmod with the file open: %s",
 	      strerror(errno));
 	CHECK(!unbind(), "unbind: %s", strerror(errno));

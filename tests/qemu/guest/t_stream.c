@@ -247,10 +247,8 @@ int t_reset_while_reading(void)
 	CHECK(!ioctl(fd, WAFERQ_IOC_SET_TIMEOUT, &ms), "SET_TIMEOUT");
 	knob("hold_reply", "1");
 	CHECK(!query(fd, 40), "write: %s", strerror(errno));
-	child = spawn();
-	if (!child)
-		_exit(read(fd, r, sizeof(r)) < 0 && errno == ECANCELED ? 0 : 1);
-	CHECK(!wait_wchan(child), "reader never blocked");
+	child = blocked_reader(fd, ECANCELED);
+	CHECK(child > 0, "reader never blocked");
 	CHECK(!ioctl(fd, WAFERQ_IOC_RESET), "RESET: %s", strerror(errno));
 	waitpid(child, &st, 0);
 	knob("hold_reply", "0");
