@@ -115,6 +115,11 @@ def val_split(y: np.ndarray, seed: int, frac: float = 0.1) -> tuple[np.ndarray, 
     return val, rest
 
 
+def split_seed(cfg: dict) -> int:
+    """The validation split's seed of a run's options: --val-seed, else --seed."""
+    return cfg["seed"] if cfg.get("val_seed") is None else cfg["val_seed"]
+
+
 def _take(x, idx):
     # A memory-mapped cache (quant.datasets.cache.Rows) stays a view.
     if hasattr(x, "rows") and hasattr(x, "mm"):
@@ -149,7 +154,7 @@ def run(args) -> dict:
         truth = (t_train, t_test)
     else:
         x, y, x_test, y_test = load_data(args)
-    val, rest = val_split(y, args.seed)
+    val, rest = val_split(y, split_seed(vars(args)))
     x_val, y_val, x, y = _take(x, val), y[val], _take(x, rest), y[rest]
     if truth is not None:
         truth = ({k: v[val] for k, v in truth[0].items()}, truth[1])

@@ -79,3 +79,27 @@ def test_real_map_recipe_fits_the_part_at_every_width(bits, tmp_path):
     assert layers[0]["name"] == "decode"
     est = estimate.estimate(layers, folding.default_parallelism(layers))
     assert estimate.fits(est), estimate.table(est)
+
+
+class _Split(Exception):
+    pass
+
+
+def test_val_seed_fixes_the_validation_split_across_training_seeds(tmp_path, monkeypatch):
+    """--val-seed picks the validation maps apart from --seed (which also draws
+    them when --val-seed is absent), so that training seeds compare on one split."""
+    seen = []
+
+    def record(y, seed, frac=0.1):
+        seen.append((len(y), seed))
+        raise _Split
+
+    monkeypatch.setattr(tr, "val_split", record)
+    for extra in ([], ["--val-seed", "0"], ["--val-seed", "5"]):
+        args = tr.parse_args(["--seed", "3", "--n-train", "40", "--n-test", "10", "--out", str(tmp_path), *extra])
+        with pytest.raises(_Split):
+            tr.run(args)
+    assert seen == [(40, 3), (40, 0), (40, 5)]
+    assert tr.split_seed({"seed": 3, "val_seed": None}) == 3
+    assert tr.split_seed({"seed": 3}) == 3      # a metrics.json from before the option
+    assert tr.split_seed({"seed": 3, "val_seed": 0}) == 0
