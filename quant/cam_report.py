@@ -108,8 +108,8 @@ def cam_lines(res: dict) -> list[str]:
 
 
 def main(argv=None) -> int:
-    from quant.traindata import load_buffer
-    from quant.train import load_checkpoint, split_seed, val_split
+    from quant.traindata import load_buffer, split_seed
+    from quant.train import load_checkpoint, val_split
 
     ap = argparse.ArgumentParser(description="Measure CAM defect sizes again from a buffer-zone training run.")
     ap.add_argument("--train", type=Path, required=True, help="the quant.train output folder")

@@ -45,7 +45,7 @@ from quant.floatnet import FloatNet
 from quant.model import GraphNet
 from contract.spec import CNNSpec, spec_from_dict
 from quant.traindata import (GENERATED_SEED, add_generated, load_buffer, load_data, load_multilabel,
-                             pretrain_set)
+                             pretrain_set, split_seed)
 from quant.train_args import bits_arg, config_of, parse_args
 from contract.zoo import WAFER_FAMILIES, ZooSpec, buffer_spec
 
@@ -115,11 +115,6 @@ def val_split(y: np.ndarray, seed: int, frac: float = 0.1) -> tuple[np.ndarray, 
     return val, rest
 
 
-def split_seed(cfg: dict) -> int:
-    """The validation split's seed of a run's options: --val-seed, else --seed."""
-    return cfg["seed"] if cfg.get("val_seed") is None else cfg["val_seed"]
-
-
 def _take(x, idx):
     # A memory-mapped cache (quant.datasets.cache.Rows) stays a view.
     if hasattr(x, "rows") and hasattr(x, "mm"):
@@ -154,7 +149,7 @@ def run(args) -> dict:
         truth = (t_train, t_test)
     else:
         x, y, x_test, y_test = load_data(args)
-    val, rest = val_split(y, split_seed(vars(args)))
+    val, rest = val_split(y, split_seed(args))
     x_val, y_val, x, y = _take(x, val), y[val], _take(x, rest), y[rest]
     if truth is not None:
         truth = ({k: v[val] for k, v in truth[0].items()}, truth[1])

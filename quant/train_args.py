@@ -130,9 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="torch CPU threads; these nets are small, and on a busy 2-core box one thread "
                          "used 0.09 CPU-s a step against 0.57 for two (spinning), and finished 3x sooner")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--val-seed", type=int, default=None,
-                    help="seed of the validation split (default: --seed); fix it to compare training "
-                         "seeds on the same validation maps")
+    ap.add_argument("--split-seed", type=int, default=None,
+                    help="seed of the rows held out for test (a file without Test rows) and of the "
+                         "validation part (default: --seed); fix it to compare training seeds on the "
+                         "same maps")
     ap.add_argument("--resume", action="store_true", help="continue from the per-epoch states in --out")
     ap.add_argument("--no-cam", action="store_true", help="xception_fpn: skip the CAM size evaluation")
     ap.add_argument("--distill-from", type=Path, default=None,

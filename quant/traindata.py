@@ -59,6 +59,13 @@ def load_buffer(args):
     return x[..., None], y, xt[..., None], yt, t, tt
 
 
+def split_seed(cfg) -> int:
+    """The seed that picks a run's test and validation rows (a dict of its
+    options or an argparse namespace): --split-seed, else --seed."""
+    cfg = cfg if isinstance(cfg, dict) else vars(cfg)
+    return cfg["seed"] if cfg.get("split_seed") is None else cfg["split_seed"]
+
+
 def load_data(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, y_train, x_test, y_test), uint8 HWC inputs and class indices."""
     if args.family == "xception_fpn" and args.data is None:
@@ -72,7 +79,7 @@ def load_data(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         from quant.datasets.cache import open_cache
 
         cache = open_cache(args.data)
-        x, y, xt, yt = cache.arrays(args.size, n_classes=8 if args.eight_classes else 9, seed=args.seed)
+        x, y, xt, yt = cache.arrays(args.size, n_classes=8 if args.eight_classes else 9, seed=split_seed(args))
         print(f"{args.data}: {len(y)} train and {len(yt)} test maps from the {args.size}x{args.size} cache "
               f"({cache.meta['unlabelled']} unlabelled rows not used)")
         return x, y, xt, yt
@@ -80,7 +87,7 @@ def load_data(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         from quant.datasets import wm811k
 
         loaded = wm811k.load(args.data, n_classes=8 if args.eight_classes else 9, size=args.size,
-                             limit=args.limit, seed=args.seed)
+                             limit=args.limit, seed=split_seed(args))
         print(f"{args.data}: {len(loaded.train.labels)} train and {len(loaded.test.labels)} test maps "
               f"(split from {loaded.split_source}; skipped {loaded.skipped})")
         return loaded.train.maps, loaded.train.labels, loaded.test.maps, loaded.test.labels
@@ -89,7 +96,7 @@ def load_data(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
             if "x" not in z.files or "y" not in z.files:
                 raise SystemExit(f"{args.data}: expected arrays 'x' (maps) and 'y' (labels), found {z.files}")
             x, y = preprocess(list(z["x"]), args.size), z["y"].astype(np.int64)
-        order = np.random.default_rng(args.seed).permutation(len(x))
+        order = np.random.default_rng(split_seed(args)).permutation(len(x))
         n_test = max(1, len(x) // 5)
         return x[order[n_test:]], y[order[n_test:]], x[order[:n_test]], y[order[:n_test]]
     raise SystemExit(f"{args.data}: unsupported data file (use LSWMD .pkl or an NPZ with x and y)")
@@ -110,7 +117,7 @@ def load_multilabel(args):
         x, y = mixedwm38.load(args.data, size=args.size)
         if args.limit:
             x, y = x[:args.limit], y[:args.limit]
-        order = np.random.default_rng(args.seed).permutation(len(x))
+        order = np.random.default_rng(split_seed(args)).permutation(len(x))
         n_test = max(1, len(x) // 5)
         return x[order[n_test:]], y[order[n_test:]], x[order[:n_test]], y[order[:n_test]]
     maps, y, _ = synth.mixed_dataset(args.n_train, seed=args.seed)

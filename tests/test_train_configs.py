@@ -81,13 +81,19 @@ def test_real_map_recipe_fits_the_part_at_every_width(bits, tmp_path):
     assert estimate.fits(est), estimate.table(est)
 
 
+
 class _Split(Exception):
     pass
 
 
-def test_val_seed_fixes_the_validation_split_across_training_seeds(tmp_path, monkeypatch):
-    """--val-seed picks the validation maps apart from --seed (which also draws
-    them when --val-seed is absent), so that training seeds compare on one split."""
+def test_split_seed_holds_the_rows_still_across_training_seeds(tmp_path, monkeypatch):
+    """--split-seed picks the held-out rows of a file without Test rows and the
+    validation part apart from --seed (which picks both when it is absent), so
+    that training seeds compare on the same maps. On the real numpy-2 sample."""
+    import numpy as np
+    from quant.traindata import load_data, split_seed
+    from shared_data import REAL_NP2, require
+
     seen = []
 
     def record(y, seed, frac=0.1):
@@ -95,11 +101,18 @@ def test_val_seed_fixes_the_validation_split_across_training_seeds(tmp_path, mon
         raise _Split
 
     monkeypatch.setattr(tr, "val_split", record)
-    for extra in ([], ["--val-seed", "0"], ["--val-seed", "5"]):
-        args = tr.parse_args(["--seed", "3", "--n-train", "40", "--n-test", "10", "--out", str(tmp_path), *extra])
+    pkl = require(REAL_NP2)
+    runs = {}
+    for name, extra in (("own", ["--seed", "3"]), ("fixed0", ["--seed", "3", "--split-seed", "0"]),
+                        ("seed0", ["--seed", "0"])):
+        args = tr.parse_args(["--data", str(pkl), "--size", "16", "--out", str(tmp_path), *extra])
+        runs[name] = load_data(args)
         with pytest.raises(_Split):
             tr.run(args)
-    assert seen == [(40, 3), (40, 0), (40, 5)]
-    assert tr.split_seed({"seed": 3, "val_seed": None}) == 3
-    assert tr.split_seed({"seed": 3}) == 3      # a metrics.json from before the option
-    assert tr.split_seed({"seed": 3, "val_seed": 0}) == 0
+    assert [seed for _, seed in seen] == [3, 0, 0]
+    same = [np.array_equal(a, b) for a, b in zip(runs["fixed0"], runs["seed0"])]
+    assert same == [True] * 4                   # train and test rows alike
+    assert not np.array_equal(runs["own"][3], runs["seed0"][3]) or \
+        not np.array_equal(runs["own"][2], runs["seed0"][2])
+    assert split_seed({"seed": 3}) == 3         # a metrics.json from before the option
+    assert split_seed({"seed": 3, "split_seed": 0}) == 0
