@@ -81,7 +81,6 @@ def test_real_map_recipe_fits_the_part_at_every_width(bits, tmp_path):
     assert estimate.fits(est), estimate.table(est)
 
 
-
 class _Split(Exception):
     pass
 
@@ -91,24 +90,26 @@ def test_split_seed_holds_the_rows_still_across_training_seeds(tmp_path, monkeyp
     validation part apart from --seed (which picks both when it is absent), so
     that training seeds compare on the same maps. On the real numpy-2 sample."""
     import numpy as np
-    from quant.traindata import load_data, split_seed
+    from quant.traindata import split_seed
     from shared_data import REAL_NP2, require
 
-    seen = []
+    seen, loaded = [], []
+    load = tr.load_data
 
     def record(y, seed, frac=0.1):
         seen.append((len(y), seed))
         raise _Split
 
     monkeypatch.setattr(tr, "val_split", record)
+    monkeypatch.setattr(tr, "load_data", lambda args: loaded.append(load(args)) or loaded[-1])
     pkl = require(REAL_NP2)
     runs = {}
     for name, extra in (("own", ["--seed", "3"]), ("fixed0", ["--seed", "3", "--split-seed", "0"]),
                         ("seed0", ["--seed", "0"])):
         args = tr.parse_args(["--data", str(pkl), "--size", "16", "--out", str(tmp_path), *extra])
-        runs[name] = load_data(args)
         with pytest.raises(_Split):
             tr.run(args)
+        runs[name] = loaded[-1]         # the rows run() itself loaded
     assert [seed for _, seed in seen] == [3, 0, 0]
     same = [np.array_equal(a, b) for a, b in zip(runs["fixed0"], runs["seed0"])]
     assert same == [True] * 4                   # train and test rows alike
