@@ -131,6 +131,16 @@ struct waferq_dev {
 
 extern const struct file_operations waferq_fops;
 
+/* The request/reply exchange (waferq_xfer.c). */
+int waferq_lock(struct waferq_dev *wq);
+int waferq_lock_io(struct waferq_dev *wq);
+void waferq_unlock_io(struct waferq_dev *wq);
+void waferq_recover(struct waferq_dev *wq, unsigned int flags);
+int waferq_send(struct waferq_dev *wq, const void __user *ubuf, size_t len,
+		bool nonblock);
+ssize_t waferq_recv(struct waferq_dev *wq, void __user *ubuf, size_t count,
+		    bool nonblock);
+
 /*
  * The HLS core has ap_ctrl_hs control at offset 0 of its "core" register
  * window: it serves one message per start, so auto-restart keeps it serving.
