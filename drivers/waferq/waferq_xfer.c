@@ -2,8 +2,8 @@
 /*
  * waferq request/reply exchange: send one checked message, wait for its
  * reply and copy it out, and recover the device when a reply is late,
- * failed or left unread. The file operations (waferq_fops.c) call these
- * with the locks of waferq.h held.
+ * failed or left unread. The file operations (waferq_fops.c) take the
+ * locks with waferq_lock_io() and call the rest with both held.
  *
  * wq->io_lock lets one thread at a time run a request or wait for a reply,
  * so there is at most one request in flight and its reply cannot go to the
