@@ -57,13 +57,13 @@ def member_logits(runs: list[Path], configs: list[dict]) -> tuple[list, np.ndarr
     """(validation logits a member, validation labels, held-out logits a member, held-out labels)."""
     from quant.fit import predict_logits
     from quant.traindata import load_data, split_seed
-    from quant.train import _take, load_checkpoint, val_split
+    from quant.train import load_checkpoint, take_rows, val_split
 
     cfg = configs[0]
     ns = argparse.Namespace(**{**cfg, "data": Path(cfg["data"])})
     x, y, x_test, y_test = load_data(ns)
     val, _ = val_split(y, split_seed(cfg))
-    x_val, y_val = _take(x, val), y[val]
+    x_val, y_val = take_rows(x, val), y[val]
     views = int(cfg.get("views") or 1)
     lv, lt = [], []
     for run in tqdm(runs, desc="members", unit="run"):

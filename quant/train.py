@@ -115,7 +115,7 @@ def val_split(y: np.ndarray, seed: int, frac: float = 0.1) -> tuple[np.ndarray, 
     return val, rest
 
 
-def _take(x, idx):
+def take_rows(x, idx):
     # A memory-mapped cache (quant.datasets.cache.Rows) stays a view.
     if hasattr(x, "rows") and hasattr(x, "mm"):
         return type(x)(x.mm, x.rows[idx])
@@ -150,7 +150,7 @@ def run(args) -> dict:
     else:
         x, y, x_test, y_test = load_data(args)
     val, rest = val_split(y, split_seed(args))
-    x_val, y_val, x, y = _take(x, val), y[val], _take(x, rest), y[rest]
+    x_val, y_val, x, y = take_rows(x, val), y[val], take_rows(x, rest), y[rest]
     if truth is not None:
         truth = ({k: v[val] for k, v in truth[0].items()}, truth[1])
     if args.synth_maps:
