@@ -40,12 +40,16 @@ def _config(run: Path) -> dict:
     return cfg
 
 
-def check_same_rows(configs: list[dict], runs: list[Path]) -> None:
+def _rows(cfg: dict) -> dict:
     from quant.traindata import split_seed
 
-    first = {k: configs[0].get(k) for k in SAME_ROWS} | {"split": split_seed(configs[0])}
+    return {k: cfg.get(k) for k in SAME_ROWS} | {"split": split_seed(cfg)}
+
+
+def check_same_rows(configs: list[dict], runs: list[Path]) -> None:
+    first = _rows(configs[0])
     for cfg, run in zip(configs[1:], runs[1:]):
-        mine = {k: cfg.get(k) for k in SAME_ROWS} | {"split": split_seed(cfg)}
+        mine = _rows(cfg)
         diff = [k for k in first if first[k] != mine[k]]
         if diff:
             raise SystemExit(f"{run} is scored on other rows than {runs[0]} ({', '.join(diff)} differ: "
@@ -74,9 +78,9 @@ def member_logits(runs: list[Path], configs: list[dict]) -> tuple[list, np.ndarr
 
 
 def score(logits: list, y: np.ndarray, classes) -> dict:
-    s = metrics.summary(y, np.sum(logits, axis=0).argmax(1), classes)
-    return {"accuracy": s["accuracy"], "macro_f1": s["macro_f1"], "correct": int(round(s["accuracy"] * len(y))),
-            "n": int(len(y))}
+    pred = np.sum(logits, axis=0).argmax(1)
+    s = metrics.summary(y, pred, classes)
+    return {"accuracy": s["accuracy"], "macro_f1": s["macro_f1"], "correct": int((pred == y).sum()), "n": len(y)}
 
 
 def report(runs: list[Path]) -> dict:
@@ -85,21 +89,19 @@ def report(runs: list[Path]) -> dict:
     lv, y_val, lt, y_test = member_logits(runs, configs)
     classes = tuple(configs[0]["classes"])
     names = [str(r) for r in runs]
-    combos = []
+    combos, by_size = [], {}
     for k in range(1, len(runs) + 1):
-        for idx in itertools.combinations(range(len(runs)), k):
-            combos.append({"members": [names[i] for i in idx],
-                           "seeds": [configs[i].get("seed") for i in idx],
-                           "validation": score([lv[i] for i in idx], y_val, classes),
-                           "held_out": score([lt[i] for i in idx], y_test, classes)})
-    by_size = {}
-    for k in range(1, len(runs) + 1):
-        acc = [c["validation"]["accuracy"] for c in combos if len(c["members"]) == k]
-        held = [c["held_out"]["accuracy"] for c in combos if len(c["members"]) == k]
-        by_size[k] = {"combinations": len(acc), "validation_min": min(acc), "validation_mean": float(np.mean(acc)),
-                      "validation_max": max(acc), "held_out_mean": float(np.mean(held))}
-    return {"split_seed": configs[0].get("split_seed", configs[0].get("seed")), "combinations": combos,
-            "by_size": by_size}
+        these = [{"members": [names[i] for i in idx],
+                  "seeds": [configs[i].get("seed") for i in idx],
+                  "validation": score([lv[i] for i in idx], y_val, classes),
+                  "held_out": score([lt[i] for i in idx], y_test, classes)}
+                 for idx in itertools.combinations(range(len(runs)), k)]
+        acc = [c["validation"]["accuracy"] for c in these]
+        by_size[k] = {"combinations": len(these), "validation_min": min(acc), "validation_mean": float(np.mean(acc)),
+                      "validation_max": max(acc),
+                      "held_out_mean": float(np.mean([c["held_out"]["accuracy"] for c in these]))}
+        combos += these
+    return {"split": _rows(configs[0]), "combinations": combos, "by_size": by_size}
 
 
 def main(argv=None) -> int:
