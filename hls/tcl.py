@@ -46,7 +46,7 @@ TOP = "waferq_top"
 PROJECT = "prj"
 SOLUTION = "sol1"
 # Not synthesized: the ctypes harness of hls.csim, and our own test bench.
-NOT_DESIGN = ("csim_api.cpp", "wq_csim_hooks.h", "wq_cycles_sim.h")  # g++ C-sim only
+NOT_DESIGN = ("csim_api.cpp", "wq_csim_hooks.h", "wq_cycles_sim.h", "wq_cycles_report.h")  # g++ C-sim only
 TB_NAME = "tb_waferq.cpp"
 STIMULUS, EXPECTED = "tb_stimulus.dat", "tb_expected.dat"
 
