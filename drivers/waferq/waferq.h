@@ -166,13 +166,15 @@ int waferq_map_user(struct waferq_dev *wq, const void __user *ubuf, size_t len,
 		    struct waferq_user_sg *u);
 void waferq_unmap_user(struct waferq_user_sg *u);
 
+/* Channels and receive buffer (waferq_chan.c); transfers (waferq_dma.c). */
 int waferq_dma_init(struct waferq_dev *wq, size_t rx_size);
+int waferq_request_chans(struct waferq_dev *wq);
+void waferq_dma_release(struct waferq_dev *wq);
 int waferq_dma_send(struct waferq_dev *wq, const void __user *ubuf,
 		    size_t len, u32 tag);
 #define WAFERQ_ABORT_FORCE	BIT(0)
 #define WAFERQ_ABORT_NO_RESTORE	BIT(1)
 bool waferq_dma_abort(struct waferq_dev *wq, unsigned int flags);
-void waferq_dma_release(struct waferq_dev *wq);
 const char *waferq_dma_result_name(enum dmaengine_tx_result result);
 
 #endif /* _WAFERQ_H */

@@ -9,6 +9,7 @@
  * at probe and armed before each request is sent; the transfer ends at TLAST
  * and the residue gives the reply length. drivers/README.md explains the
  * choice, and what xilinx_dma does on a terminate (see waferq_dma_abort()).
+ * The channels and the buffer are taken in waferq_chan.c.
  */
 #include <linux/device.h>
 #include <linux/dma-mapping.h>
@@ -43,86 +44,6 @@ const char *waferq_dma_result_name(enum dmaengine_tx_result result)
 		return "the transfer was aborted";
 	}
 	return "unknown DMA result";
-}
-
-static int waferq_request_chans(struct waferq_dev *wq)
-{
-	struct dma_chan *tx, *rx;
-
-	tx = dma_request_chan(wq->dev, WAFERQ_DMA_TX_NAME);
-	if (IS_ERR(tx))
-		return dev_err_probe(wq->dev, PTR_ERR(tx),
-				     "no \"%s\" DMA channel: check dmas and dma-names in the device tree\n",
-				     WAFERQ_DMA_TX_NAME);
-	rx = dma_request_chan(wq->dev, WAFERQ_DMA_RX_NAME);
-	if (IS_ERR(rx)) {
-		dma_release_channel(tx);
-		return dev_err_probe(wq->dev, PTR_ERR(rx),
-				     "no \"%s\" DMA channel: check dmas and dma-names in the device tree\n",
-				     WAFERQ_DMA_RX_NAME);
-	}
-	wq->tx_chan = tx;
-	wq->rx_chan = rx;
-	return 0;
-}
-
-/**
- * waferq_dma_release() - give both channels back
- * @wq: the device, lock held (or probe/remove)
- */
-void waferq_dma_release(struct waferq_dev *wq)
-{
-	if (wq->tx_chan)
-		dma_release_channel(wq->tx_chan);
-	if (wq->rx_chan)
-		dma_release_channel(wq->rx_chan);
-	wq->tx_chan = NULL;
-	wq->rx_chan = NULL;
-}
-
-static void waferq_release_action(void *data)
-{
-	waferq_dma_release(data);
-}
-
-static void waferq_free_rx_buf(void *data)
-{
-	struct waferq_dev *wq = data;
-
-	dma_free_coherent(wq->dma_dev, wq->rx_size, wq->rx_buf, wq->rx_dma);
-	put_device(wq->dma_dev);
-}
-
-/**
- * waferq_dma_init() - take both channels and allocate the receive buffer
- * @wq: the device
- * @rx_size: receive buffer size in bytes, the longest reply
- *
- * Everything is device-managed and released after remove().
- *
- * Return: 0 or a negative errno.
- */
-int waferq_dma_init(struct waferq_dev *wq, size_t rx_size)
-{
-	int ret;
-
-	ret = waferq_request_chans(wq);
-	if (ret)
-		return ret;
-	ret = devm_add_action_or_reset(wq->dev, waferq_release_action, wq);
-	if (ret)
-		return ret;
-
-	/* The DMA engine does the memory accesses: map for its device. */
-	wq->dma_dev = get_device(wq->rx_chan->device->dev);
-	wq->rx_size = rx_size;
-	wq->rx_buf = dma_alloc_coherent(wq->dma_dev, rx_size, &wq->rx_dma,
-					GFP_KERNEL);
-	if (!wq->rx_buf) {
-		put_device(wq->dma_dev);
-		return -ENOMEM;
-	}
-	return devm_add_action_or_reset(wq->dev, waferq_free_rx_buf, wq);
 }
 
 static void waferq_tx_callback(void *param, const struct dmaengine_result *res)
