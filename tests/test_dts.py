@@ -142,5 +142,5 @@ def test_binding_and_header_agree_with_the_driver():
 
 
 def test_driver_asks_for_these_names():
-    src = (ROOT / "drivers" / "waferq" / "waferq_dma.c").read_text()
+    src = (ROOT / "drivers" / "waferq" / "waferq_chan.c").read_text()   # dma_request_chan
     assert "WAFERQ_DMA_TX_NAME" in src and "WAFERQ_DMA_RX_NAME" in src
