@@ -80,7 +80,8 @@ def member_logits(runs: list[Path], configs: list[dict]) -> tuple[list, np.ndarr
 def score(logits: list, y: np.ndarray, classes) -> dict:
     pred = np.sum(logits, axis=0).argmax(1)
     s = metrics.summary(y, pred, classes)
-    return {"accuracy": s["accuracy"], "macro_f1": s["macro_f1"], "correct": int((pred == y).sum()), "n": len(y)}
+    return {"accuracy": s["accuracy"], "balanced_accuracy": s["balanced_accuracy"], "macro_f1": s["macro_f1"],
+            "correct": int((pred == y).sum()), "n": len(y)}
 
 
 def report(runs: list[Path]) -> dict:
@@ -115,8 +116,9 @@ def main(argv=None) -> int:
     for c in res["combinations"]:
         v, h = c["validation"], c["held_out"]
         print(f"seeds {','.join(map(str, c['seeds'])):<10} validation {100 * v['accuracy']:6.2f}% "
-              f"({v['correct']}/{v['n']}, F1 {v['macro_f1']:.3f})   held-out {100 * h['accuracy']:6.2f}% "
-              f"(F1 {h['macro_f1']:.3f})")
+              f"({v['correct']}/{v['n']}, F1 {v['macro_f1']:.3f}, balanced {100 * v['balanced_accuracy']:.2f}%)   "
+              f"held-out {100 * h['accuracy']:6.2f}% (F1 {h['macro_f1']:.3f}, balanced "
+              f"{100 * h['balanced_accuracy']:.2f}%)")
     for k, s in res["by_size"].items():
         print(f"{k} member(s), {s['combinations']} combination(s): validation {100 * s['validation_min']:.2f} to "
               f"{100 * s['validation_max']:.2f}% (mean {100 * s['validation_mean']:.2f}%), held-out mean "

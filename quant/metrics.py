@@ -28,7 +28,14 @@ def confusion(y: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
 
 
 def summary(y: np.ndarray, pred: np.ndarray, classes) -> dict:
-    """Accuracy, macro-F1 and per-class precision/recall/F1 (rejected maps excluded)."""
+    """Accuracy, balanced accuracy, macro-F1 and per-class precision/recall/F1
+    (rejected maps excluded).
+
+    Balanced accuracy is the mean recall over the classes present: what a test
+    set with as many maps of each class would score. A fab's own split is
+    dominated by a few classes (Edge-Loc and Center are half of the shared
+    file), so plain accuracy hides the rare ones; a class-balanced set does not.
+    """
     n = len(classes)
     cm = confusion(y, pred, n)
     tp = np.diag(cm).astype(float)
@@ -41,6 +48,7 @@ def summary(y: np.ndarray, pred: np.ndarray, classes) -> dict:
     return {
         "n": int(len(y)), "accepted": accepted,
         "accuracy": float(tp.sum() / accepted) if accepted else None,
+        "balanced_accuracy": float(np.nanmean(recall[present])) if accepted else None,
         "macro_f1": float(np.nanmean(np.where(present, f1, np.nan))) if present.any() else None,
         "per_class": {c: {"precision": _f(precision[i]), "recall": _f(recall[i]), "f1": _f(f1[i]),
                           "support": int(cm[i].sum())} for i, c in enumerate(classes)},
@@ -185,7 +193,8 @@ def write_report(folder: Path, name: str, classes, results: dict, figures: list[
         if isinstance(res, dict) and "accuracy" in res:
             acc = "-" if res["accuracy"] is None else f"{100 * res['accuracy']:.2f}%"
             f1 = "-" if res.get("macro_f1") is None else f"{res['macro_f1']:.3f}"
-            rows.append(f"<tr><td>{html.escape(key)}</td><td>{acc}</td><td>{f1}</td>"
+            bal = _pct(res.get("balanced_accuracy"))
+            rows.append(f"<tr><td>{html.escape(key)}</td><td>{acc}</td><td>{bal}</td><td>{f1}</td>"
                         f"<td>{res.get('accepted', res.get('n'))}/{res.get('n')}</td></tr>")
     per_class = results.get("qat", {}).get("per_class", {})
     pc_rows = "".join(
@@ -197,7 +206,7 @@ def write_report(folder: Path, name: str, classes, results: dict, figures: list[
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}figure{{display:inline-block}}</style>
 <h1>{html.escape(name)}</h1><p>classes: {html.escape(", ".join(classes))}</p>
-<h2>Accuracy</h2><table><tr><th>model</th><th>accuracy</th><th>macro-F1</th><th>accepted</th></tr>
+<h2>Accuracy</h2><table><tr><th>model</th><th>accuracy</th><th>balanced accuracy</th><th>macro-F1</th><th>accepted</th></tr>
 {''.join(rows)}</table>
 <h2>Per class (QAT model)</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>support</th></tr>
 {pc_rows}</table>{extra_html}<h2>Figures</h2>{imgs}"""

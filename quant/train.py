@@ -309,6 +309,8 @@ def main(argv=None) -> int:
         print(f"{res['model']} distillation: {line}; report in {args.out / 'report.html'}")
         return 0
     line = "  ".join(f"{k} {100 * res[k]['accuracy']:.2f}%" for k in ("fp32", "qat", "ptq8", "int") if k in res)
+    if res.get("qat", {}).get("balanced_accuracy") is not None:
+        line += f"  (qat balanced {100 * res['qat']['balanced_accuracy']:.2f}%)"
     if res.get("views", 1) > 1:
         line = f"{res['views']} views a map: {line}  (qat one view {100 * res['qat_1view']['accuracy']:.2f}%)"
     print(f"{res['model']}: {line}; reject at {100 * res['reject']['target_accuracy']:.0f}% target: "

@@ -31,6 +31,7 @@ def test_one_member_scores_what_its_run_reported(runs, tmp_path):
         # quant.train's own figures, from its own pass over the rows
         assert combo["validation"]["accuracy"] == pytest.approx(m["val_qat"]["accuracy"])
         assert combo["held_out"]["accuracy"] == pytest.approx(m["qat"]["accuracy"])
+        assert combo["held_out"]["balanced_accuracy"] == pytest.approx(m["qat"]["balanced_accuracy"])
         assert combo["held_out"]["n"] == sum(map(sum, m["qat"]["confusion"]))
     assert res["by_size"]["2"]["combinations"] == 1
 

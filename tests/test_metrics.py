@@ -19,13 +19,30 @@ def test_confusion_and_summary_by_hand():
     assert pb["precision"] == pytest.approx(2 / 3) and pb["recall"] == 1.0 and pb["f1"] == pytest.approx(0.8)
     assert pc["precision"] == 1.0 and pc["recall"] == 1.0 and pc["support"] == 1
     assert s["macro_f1"] == pytest.approx((2 / 3 + 0.8 + 1.0) / 3)
+    assert s["balanced_accuracy"] == pytest.approx((0.5 + 1.0 + 1.0) / 3)
 
 
 def test_macro_f1_ignores_absent_classes():
     y = np.array([0, 0, 1])
     s = metrics.summary(y, np.array([0, 0, 1]), ("a", "b", "c"))
     assert s["macro_f1"] == 1.0 and s["per_class"]["c"]["recall"] is None
+    assert s["balanced_accuracy"] == 1.0
     assert metrics.summary(y, np.full(3, -1), ("a", "b", "c"))["accuracy"] is None
+    assert metrics.summary(y, np.full(3, -1), ("a", "b", "c"))["balanced_accuracy"] is None
+
+
+def test_balanced_accuracy_is_what_an_equal_class_set_scores():
+    # 90 maps of a common class, all right; 10 of a rare one, half wrong.
+    y = np.array([0] * 90 + [1] * 10)
+    p = np.array([0] * 90 + [1] * 5 + [0] * 5)
+    s = metrics.summary(y, p, ("common", "rare"))
+    assert s["accuracy"] == pytest.approx(0.95)
+    assert s["balanced_accuracy"] == pytest.approx(0.75)
+    # The same classifier on a set with ten of each: the rare class's recall
+    # weighs as much as the common one's.
+    yb = np.array([0] * 10 + [1] * 10)
+    pb = np.array([0] * 10 + [1] * 5 + [0] * 5)
+    assert metrics.summary(yb, pb, ("common", "rare"))["accuracy"] == pytest.approx(s["balanced_accuracy"])
 
 
 def _logits(n=600, seed=0, k=4):
