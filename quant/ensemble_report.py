@@ -30,11 +30,17 @@ from quant import metrics
 SAME_ROWS = ("data", "limit", "size", "eight_classes", "views")
 
 
-def _config(run: Path) -> dict:
+def run_config(run: Path) -> dict:
+    """The options a finished ``quant.train`` run was trained with; a folder
+    without its metrics.json and checkpoint.pt is refused."""
     path = run / "metrics.json"
     if not path.is_file() or not (run / "checkpoint.pt").is_file():
         raise SystemExit(f"{run}: not a finished quant.train run (no metrics.json or checkpoint.pt)")
-    cfg = json.loads(path.read_text()).get("config", {})
+    return json.loads(path.read_text()).get("config", {})
+
+
+def _config(run: Path) -> dict:
+    cfg = run_config(run)
     if not cfg.get("data"):
         raise SystemExit(f"{run}: trained on generated maps; the ensemble report is for a real file's split")
     return cfg

@@ -23,15 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from quant import metrics
+from quant.ensemble_report import run_config
 
 DEFAULT_EDGES = (30, 48, 72, 96)
 
 
 def _config(run: Path) -> dict:
-    path = run / "metrics.json"
-    if not path.is_file() or not (run / "checkpoint.pt").is_file():
-        raise SystemExit(f"{run}: not a finished quant.train run (no metrics.json or checkpoint.pt)")
-    cfg = json.loads(path.read_text()).get("config", {})
+    cfg = run_config(run)
     data = cfg.get("data")
     if not data or not str(data).endswith(".pkl"):
         raise SystemExit(f"{run}: the grid report needs a run on an LSWMD .pkl file (this one trained on "
@@ -44,15 +42,14 @@ def _config(run: Path) -> dict:
 def held_out(cfg: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(model inputs, labels, long side of each raw grid) of the run's held-out rows."""
     from quant.datasets import wm811k
-    from quant.traindata import split_seed
+    from quant.traindata import preprocess, split_seed
 
-    kw = dict(n_classes=8 if cfg.get("eight_classes") else 9, limit=cfg.get("limit"), seed=split_seed(cfg))
-    frame = wm811k.read_frame(cfg["data"])
-    raw = wm811k.from_frame(frame, size=None, **kw).test
-    x = wm811k.from_frame(frame, size=int(cfg["size"]), **kw).test
-    if not np.array_equal(raw.rows, x.rows):
-        raise SystemExit("the raw and the resized held-out rows differ; the loader's split is not repeatable")
-    return x.maps, x.labels, np.array([max(m.shape) for m in raw.maps], dtype=np.int64)
+    # The raw grids, split as quant.train split them, then resized by the
+    # same function its loader uses: one read, and only the held-out rows.
+    raw = wm811k.load(cfg["data"], n_classes=8 if cfg.get("eight_classes") else 9, limit=cfg.get("limit"),
+                      seed=split_seed(cfg)).test
+    sides = np.array([max(m.shape) for m in raw.maps], dtype=np.int64)
+    return preprocess(raw.maps, int(cfg["size"])), raw.labels, sides
 
 
 def bands(sides: np.ndarray, edges) -> tuple[np.ndarray, list[str]]:
@@ -79,7 +76,8 @@ def report(run: Path, edges=DEFAULT_EDGES) -> dict:
             out.append({"band": name, "n": 0})
             continue
         s = metrics.summary(y[sel], pred[sel], classes)
-        wrong = {c: int(((y == k) & sel & (pred != y)).sum()) for k, c in enumerate(classes)}
+        cm = s["confusion"]
+        wrong = {c: int(sum(cm[k]) - cm[k][k]) for k, c in enumerate(classes)}
         out.append({"band": name, "n": int(sel.sum()), "accuracy": s["accuracy"],
                     "balanced_accuracy": s["balanced_accuracy"],
                     "per_class_n": {c: v["support"] for c, v in s["per_class"].items() if v["support"]},
