@@ -102,6 +102,11 @@ def _save_state(path, stage: str, epoch: int, model, opt, sched, gen, tail=None)
 OPTIMIZERS = ("adam", "sgd")
 
 
+def plain(x):
+    """The maps as given: variant 0 of a [N][V][S][S][C] variants array."""
+    return x[:, 0] if getattr(x, "ndim", 4) == 5 else x
+
+
 def make_optimizer(name: str, params: list, lr: float, weight_decay: float = 0.0):
     """``adam``, or ``sgd`` (Nesterov momentum 0.9). ``weight_decay`` is the
     plain L2 term of either, on every trainable tensor."""
@@ -123,7 +128,9 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
     saved after every epoch; ``resume`` continues from that file (the run then
     ends with the same weights as an uninterrupted one). With ``average_last``
     K, the model ends with the mean of its weights after each of the last K
-    epochs (``TailAverage``)."""
+    epochs (``TailAverage``). An ``x`` of shape [N][V][S][S][C] holds V
+    variants of each map (``quant.gridscale``); each draw of a map takes one
+    of them at random."""
     if epochs <= 0:
         return model.eval()
     torch.manual_seed(seed)
@@ -139,6 +146,7 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
     # (quant.datasets.stream) far larger than a float copy could be.
     yt = torch.as_tensor(np.asarray(y))
     mode = _check_augment(augment)
+    regridded = getattr(x, "ndim", 4) == 5
     gen = torch.Generator().manual_seed(seed)
     start = 0
     tail = TailAverage(epochs, average_last)
@@ -159,7 +167,12 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
         bar = tqdm(range(steps), desc=f"{desc} {epoch + 1}/{epochs}", leave=False, mininterval=1.0)
         for step in bar:
             idx = order[step * batch:(step + 1) * batch]
-            xb = _augment(to_input(np.asarray(x[idx.numpy()])), mode).to(dev)
+            if regridded:   # one of each map's grid-size variants (quant.gridscale)
+                pick = torch.randint(0, x.shape[1], (len(idx),), generator=gen).numpy()
+                rows = np.asarray(x[idx.numpy(), pick])
+            else:
+                rows = np.asarray(x[idx.numpy()])
+            xb = _augment(to_input(rows), mode).to(dev)
             out = loss_fn(model(xb), yt[idx].to(dev))
             opt.zero_grad()
             out.backward()
@@ -299,7 +312,7 @@ def qat_from(spec, fp: FloatNet, x: np.ndarray, y: np.ndarray, qat_epochs: int, 
     QAT always runs Adam without weight decay: ``optimizer`` and ``weight_decay``
     in ``kw`` are the FP32 stage's."""
     torch.manual_seed(seed + 1)
-    q = from_float(spec, fp, x[:512], act_init=act_init)
+    q = from_float(spec, fp, plain(x)[:512], act_init=act_init)
     lr = qat_lr if qat_lr is not None else kw.get("lr", 2e-3) / 2
     kw = {k: v for k, v in kw.items() if k not in ("lr", "optimizer", "weight_decay")}
     return fit(q, x, y, qat_epochs, seed + 1, lr=lr, desc="qat", average_last=average_last, **kw)

@@ -44,7 +44,7 @@ from quant.fit import distill, fit, from_float, predict_logits, train_qat
 from quant.floatnet import FloatNet
 from quant.model import GraphNet
 from contract.spec import CNNSpec, spec_from_dict
-from quant.traindata import (GENERATED_SEED, add_generated, load_buffer, load_data, load_multilabel,
+from quant.traindata import (GENERATED_SEED, add_generated, load_buffer, load_data, load_multilabel, regridded,
                              pretrain_set, split_seed)
 from quant.train_args import bits_arg, config_of, parse_args
 from contract.zoo import WAFER_FAMILIES, ZooSpec, buffer_spec
@@ -151,6 +151,13 @@ def run(args) -> dict:
         x, y, x_test, y_test = load_data(args)
     val, rest = val_split(y, split_seed(args))
     x_val, y_val, x, y = take_rows(x, val), y[val], take_rows(x, rest), y[rest]
+    x_fit = x
+    if args.grid_variants:
+        if args.synth_maps:
+            raise SystemExit("--grid-variants and --synth-maps: re-gridding is for the real rows; give one")
+        x_fit = regridded(args, x, rest)
+        print(f"training on {len(y)} maps, each also at {args.grid_variants} other die counts "
+              f"(factors {args.grid_scale[0]:g} to {args.grid_scale[1]:g})")
     if truth is not None:
         truth = ({k: v[val] for k, v in truth[0].items()}, truth[1])
     if args.synth_maps:
@@ -170,7 +177,7 @@ def run(args) -> dict:
     if nv > 1 and (args.family == "xception_fpn" or spec.in_channels != 1):
         raise SystemExit("--views 8 is for wafer maps: a buffer-zone image has a fixed radial direction")
     t0 = time.time()
-    fp, q = train_qat(spec, x, y, args.fp_epochs, args.qat_epochs, args.seed, state_dir=args.out,
+    fp, q = train_qat(spec, x_fit, y, args.fp_epochs, args.qat_epochs, args.seed, state_dir=args.out,
                       resume=args.resume, qat_lr=args.qat_lr, bn=args.bn, equalize=args.equalize,
                       act_init=args.act_init, init=args.init, average_last=args.average_last,
                       pretrain=pretrain, **_train_kw(args))

@@ -32,6 +32,13 @@ def _int_list(text):
     return tuple(int(v) for v in str(text).split(",") if v.strip())
 
 
+def _float_pair(text):
+    vals = tuple(float(v) for v in (text if isinstance(text, (list, tuple)) else str(text).split(",")))
+    if len(vals) != 2 or not 0 < vals[0] < vals[1]:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LO,HI with 0 < LO < HI")
+    return vals
+
+
 CONFIG_PATHS = ("data", "distill_from")
 
 
@@ -87,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --data: the FP32 stage first trains on N maps of the real-calibrated "
                          "generator (--pretrain-epochs, own schedule), then on the real rows")
     ap.add_argument("--pretrain-epochs", type=int, default=10)
+    ap.add_argument("--grid-variants", type=int, default=0, metavar="N",
+                    help="with a real .pkl: each training map also re-gridded to N other die counts "
+                         "(quant.gridscale, factors in --grid-scale); each draw takes one variant at random")
+    ap.add_argument("--grid-scale", type=_float_pair, default=(0.6, 1.6), metavar="LO,HI",
+                    help="range of --grid-variants' die-count factors (log-uniform)")
     ap.add_argument("--n-train", type=int, default=8000)
     ap.add_argument("--n-test", type=int, default=1000)
     ap.add_argument("--fp-epochs", type=int, default=6)

@@ -102,6 +102,22 @@ def load_data(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     raise SystemExit(f"{args.data}: unsupported data file (use LSWMD .pkl or an NPZ with x and y)")
 
 
+def regridded(args, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``--grid-variants``: the training rows ``rows`` of a real .pkl as
+    [N][V][S][S][1] grid-size variants (``quant.gridscale``), ``x`` (their
+    plain model inputs) first. The file is read again for its raw maps."""
+    if args.data is None or args.data.suffix != ".pkl":
+        raise SystemExit("--grid-variants re-grids a real LSWMD .pkl file's maps; give --data FILE.pkl")
+    from quant import gridscale
+    from quant.datasets import wm811k
+
+    loaded = wm811k.load(args.data, n_classes=8 if args.eight_classes else 9, size=None,
+                         limit=args.limit, seed=split_seed(args))
+    maps = [loaded.train.maps[i] for i in rows]
+    return gridscale.variants(maps, x, args.size, args.grid_variants, args.seed + GENERATED_SEED,
+                              tuple(args.grid_scale))
+
+
 def _pick_classes(x, y, args):
     if not args.eight_classes:
         return x, y
