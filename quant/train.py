@@ -158,14 +158,8 @@ def run(args) -> dict:
             raise SystemExit("--synth-maps adds generated wafer maps to a real file's training rows; give --data")
         x, y = add_generated(x, y, args.synth_maps, x.shape[1], args.seed + GENERATED_SEED, spec.classes)
         print(f"training on {len(y) - args.synth_maps} real and {args.synth_maps} generated maps")
-    # after --synth-maps: the rows fit trains on are x's, whichever grew them
-    x_fit = x
-    if args.grid_variants:
-        if args.synth_maps:
-            raise SystemExit("--grid-variants and --synth-maps: re-gridding is for the real rows; give one")
-        x_fit = regridded(args, x, rest)
-        print(f"training on {len(y)} maps, each also at {args.grid_variants} other die counts "
-              f"(factors {args.grid_scale[0]:g} to {args.grid_scale[1]:g})")
+    # (check() refuses --grid-variants with --synth-maps, so x here is the real rows)
+    x_fit = regridded(args, x, rest) if args.grid_variants else x
     if args.pretrain_maps and (args.data is None or args.family == "xception_fpn"):
         raise SystemExit("--pretrain-maps starts a real file's wafer-map model on generated maps; give --data")
     if args.distill_from:

@@ -12,6 +12,7 @@ from pathlib import Path
 from contract.spec import WAFER_CLASSES
 from contract.zoo import FAMILIES
 from quant.fit import AUGMENTS, BALANCES, OPTIMIZERS
+from quant.gridscale import SCALE as GRID_SCALE
 from quant.floatnet import INITS
 from quant.model import ACT_INITS
 
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--grid-variants", type=int, default=0, metavar="N",
                     help="with a real .pkl: each training map also re-gridded to N other die counts "
                          "(quant.gridscale, factors in --grid-scale); each draw takes one variant at random")
-    ap.add_argument("--grid-scale", type=_float_pair, default=(0.6, 1.6), metavar="LO,HI",
+    ap.add_argument("--grid-scale", type=_float_pair, default=GRID_SCALE, metavar="LO,HI",
                     help="range of --grid-variants' die-count factors (log-uniform)")
     ap.add_argument("--n-train", type=int, default=8000)
     ap.add_argument("--n-test", type=int, default=1000)
@@ -183,6 +184,11 @@ def check(args) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", args.name):
             raise SystemExit(f"--name {args.name!r}: lower-case letters, digits and _ only, "
                              "starting with a letter (it names files and reports)")
+    if args.grid_variants:
+        if args.data is None or args.data.suffix != ".pkl":
+            raise SystemExit("--grid-variants re-grids a real LSWMD .pkl file's maps; give --data FILE.pkl")
+        if args.synth_maps:
+            raise SystemExit("--grid-variants and --synth-maps: re-gridding is for the real rows; give one")
     if args.optimizer != "adam" and args.qat_lr is None:
         # QAT runs Adam at --qat-lr, by default half of --lr: an SGD rate is far too large for Adam.
         raise SystemExit(f"--optimizer {args.optimizer} needs --qat-lr (QAT always runs Adam)")

@@ -105,15 +105,16 @@ def load_data(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def regridded(args, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``--grid-variants``: the training rows ``rows`` of a real .pkl as
     [N][V][S][S][1] grid-size variants (``quant.gridscale``), ``x`` (their
-    plain model inputs) first. The file is read again for its raw maps."""
-    if args.data is None or args.data.suffix != ".pkl":
-        raise SystemExit("--grid-variants re-grids a real LSWMD .pkl file's maps; give --data FILE.pkl")
+    plain model inputs) first. The file is read again for its raw maps
+    (``train_args.check`` has made sure it is a .pkl)."""
     from quant import gridscale
     from quant.datasets import wm811k
 
     loaded = wm811k.load(args.data, n_classes=8 if args.eight_classes else 9, size=None,
                          limit=args.limit, seed=split_seed(args))
     maps = [loaded.train.maps[i] for i in rows]
+    print(f"training on {len(maps)} maps, each also at {args.grid_variants} other die counts "
+          f"(factors {args.grid_scale[0]:g} to {args.grid_scale[1]:g})")
     return gridscale.variants(maps, x, args.size, args.grid_variants, args.seed + GENERATED_SEED,
                               tuple(args.grid_scale))
 
