@@ -108,8 +108,8 @@ def cam_lines(res: dict) -> list[str]:
 
 
 def main(argv=None) -> int:
-    from quant.traindata import load_buffer, split_seed
-    from quant.train import load_checkpoint, val_split
+    from quant.traindata import load_buffer
+    from quant.train import load_checkpoint, validation_rows
 
     ap = argparse.ArgumentParser(description="Measure CAM defect sizes again from a buffer-zone training run.")
     ap.add_argument("--train", type=Path, required=True, help="the quant.train output folder")
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
                          "(their truth comes from the generator)")
     data = argparse.Namespace(**{k: cfg[k] for k in ("seed", "n_train", "n_test", "size")})
     x, y, x_test, y_test, t, t_test = load_buffer(data)
-    val, _ = val_split(y, split_seed(cfg))      # quant.train's validation split
+    val, _ = validation_rows(y, cfg)      # quant.train's validation split
     q = load_checkpoint(args.train / "checkpoint.pt")
     results["int"], results["cam"], cam_figs = cam_report(
         q, x[val], y[val], {k: v[val] for k, v in t.items()}, x_test, y_test, t_test, q.spec,

@@ -47,9 +47,9 @@ def _config(run: Path) -> dict:
 
 
 def _rows(cfg: dict) -> dict:
-    from quant.traindata import split_seed
+    from quant.traindata import split_seed, val_fold
 
-    return {k: cfg.get(k) for k in SAME_ROWS} | {"split": split_seed(cfg)}
+    return {k: cfg.get(k) for k in SAME_ROWS} | {"split": split_seed(cfg), "val_fold": val_fold(cfg)}
 
 
 def check_same_rows(configs: list[dict], runs: list[Path]) -> None:
@@ -66,13 +66,13 @@ def check_same_rows(configs: list[dict], runs: list[Path]) -> None:
 def member_logits(runs: list[Path], configs: list[dict]) -> tuple[list, np.ndarray, list, np.ndarray]:
     """(validation logits a member, validation labels, held-out logits a member, held-out labels)."""
     from quant.fit import predict_logits
-    from quant.traindata import load_data, split_seed
-    from quant.train import load_checkpoint, take_rows, val_split
+    from quant.traindata import load_data
+    from quant.train import load_checkpoint, take_rows, validation_rows
 
     cfg = configs[0]
     ns = argparse.Namespace(**{**cfg, "data": Path(cfg["data"])})
     x, y, x_test, y_test = load_data(ns)
-    val, _ = val_split(y, split_seed(cfg))
+    val, _ = validation_rows(y, cfg)
     x_val, y_val = take_rows(x, val), y[val]
     views = int(cfg.get("views") or 1)
     lv, lt = [], []

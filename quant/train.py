@@ -45,7 +45,7 @@ from quant.floatnet import FloatNet
 from quant.model import GraphNet
 from contract.spec import CNNSpec, spec_from_dict
 from quant.traindata import (GENERATED_SEED, add_generated, load_buffer, load_data, load_multilabel, regridded,
-                             pretrain_set, split_seed)
+                             pretrain_set, split_seed, val_fold)
 from quant.train_args import bits_arg, config_of, parse_args
 from contract.zoo import WAFER_FAMILIES, ZooSpec, buffer_spec
 
@@ -100,19 +100,34 @@ def make_spec(args):
                    width=width or 16)
 
 
-def val_split(y: np.ndarray, seed: int, frac: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+def val_split(y: np.ndarray, seed: int, frac: float = 0.1, fold: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Indices of a stratified validation split (``frac`` of each class, at
     least one) and of the rest. Real files are sorted by class, so the first
-    rows would be one class."""
+    rows would be one class. ``fold`` K takes the K-th of the round(1/frac)
+    equal parts of each class's shuffled rows instead of the first (fold 0,
+    the default, is the same part as before the option), so that the parts
+    of folds 0 to 1/frac - 1 cover every training row once."""
+    n_folds = int(round(1 / frac))
+    if not 0 <= fold < n_folds:
+        raise ValueError(f"validation fold {fold}: there are {n_folds} (0 to {n_folds - 1})")
     rng = np.random.default_rng(seed + 7)
     val = []
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
         if len(idx) > 1:
-            val.extend(idx[:max(1, int(round(len(idx) * frac)))])
+            bounds = [int(round(len(idx) * k / n_folds)) for k in range(n_folds + 1)]
+            bounds[1] = max(1, bounds[1])           # at least one row for the default part
+            bounds = np.maximum.accumulate(bounds)
+            val.extend(idx[bounds[fold]:bounds[fold + 1]])
     val = np.sort(np.asarray(val, dtype=np.int64))
     rest = np.setdiff1d(np.arange(len(y)), val)
     return val, rest
+
+
+def validation_rows(y: np.ndarray, cfg) -> tuple[np.ndarray, np.ndarray]:
+    """A run's validation part and the rest, from its options (a dict or an
+    argparse namespace): --split-seed (else --seed) and --val-fold."""
+    return val_split(y, split_seed(cfg), fold=val_fold(cfg))
 
 
 def take_rows(x, idx):
@@ -149,7 +164,7 @@ def run(args) -> dict:
         truth = (t_train, t_test)
     else:
         x, y, x_test, y_test = load_data(args)
-    val, rest = val_split(y, split_seed(args))
+    val, rest = validation_rows(y, args)
     x_val, y_val, x, y = take_rows(x, val), y[val], take_rows(x, rest), y[rest]
     if truth is not None:
         truth = ({k: v[val] for k, v in truth[0].items()}, truth[1])

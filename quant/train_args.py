@@ -147,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seed of the rows held out for test (a file without Test rows) and of the "
                          "validation part (default: --seed); fix it to compare training seeds on the "
                          "same maps")
+    ap.add_argument("--val-fold", type=int, default=0, choices=range(10), metavar="K",
+                    help="validate on the K-th tenth (0 to 9) of each class's training rows instead of "
+                         "the first; the ten folds of one --split-seed cover every training row once, "
+                         "with the held-out rows unchanged")
     ap.add_argument("--resume", action="store_true", help="continue from the per-epoch states in --out")
     ap.add_argument("--no-cam", action="store_true", help="xception_fpn: skip the CAM size evaluation")
     ap.add_argument("--distill-from", type=Path, default=None,

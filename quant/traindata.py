@@ -66,6 +66,13 @@ def split_seed(cfg) -> int:
     return cfg["seed"] if cfg.get("split_seed") is None else cfg["split_seed"]
 
 
+def val_fold(cfg) -> int:
+    """Which tenth of the training rows a run validates on: --val-fold, 0 for
+    runs from before the option."""
+    cfg = cfg if isinstance(cfg, dict) else vars(cfg)
+    return cfg.get("val_fold") or 0
+
+
 def load_data(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, y_train, x_test, y_test), uint8 HWC inputs and class indices."""
     if args.family == "xception_fpn" and args.data is None:

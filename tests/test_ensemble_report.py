@@ -51,5 +51,9 @@ def test_runs_on_other_rows_are_refused(runs, tmp_path):
     (other / "checkpoint.pt").write_bytes((runs[1] / "checkpoint.pt").read_bytes())
     with pytest.raises(SystemExit, match="other rows.*split differ: 0 against 5"):
         E.report([runs[0], other])
+    m["config"]["split_seed"], m["config"]["val_fold"] = 0, 3
+    (other / "metrics.json").write_text(json.dumps(m))
+    with pytest.raises(SystemExit, match="other rows.*val_fold differ: 0 against 3"):
+        E.report([runs[0], other])
     with pytest.raises(SystemExit, match="not a finished quant.train run"):
         E.report([runs[0], tmp_path])

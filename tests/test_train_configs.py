@@ -96,8 +96,8 @@ def test_split_seed_holds_the_rows_still_across_training_seeds(tmp_path, monkeyp
     seen, loaded = [], []
     load = tr.load_data
 
-    def record(y, seed, frac=0.1):
-        seen.append((len(y), seed))
+    def record(y, seed, frac=0.1, fold=0):
+        seen.append((len(y), seed, fold))
         raise _Split
 
     monkeypatch.setattr(tr, "val_split", record)
@@ -105,15 +105,47 @@ def test_split_seed_holds_the_rows_still_across_training_seeds(tmp_path, monkeyp
     pkl = require(REAL_NP2)
     runs = {}
     for name, extra in (("own", ["--seed", "3"]), ("fixed0", ["--seed", "3", "--split-seed", "0"]),
-                        ("seed0", ["--seed", "0"])):
+                        ("seed0", ["--seed", "0"]), ("fold3", ["--seed", "0", "--val-fold", "3"])):
         args = tr.parse_args(["--data", str(pkl), "--size", "16", "--out", str(tmp_path), *extra])
         with pytest.raises(_Split):
             tr.run(args)
         runs[name] = loaded[-1]         # the rows run() itself loaded
-    assert [seed for _, seed in seen] == [3, 0, 0]
+    assert [(seed, fold) for _, seed, fold in seen] == [(3, 0), (0, 0), (0, 0), (0, 3)]
     same = [np.array_equal(a, b) for a, b in zip(runs["fixed0"], runs["seed0"])]
     assert same == [True] * 4                   # train and test rows alike
     assert not np.array_equal(runs["own"][3], runs["seed0"][3]) or \
         not np.array_equal(runs["own"][2], runs["seed0"][2])
+    assert all(np.array_equal(a, b) for a, b in zip(runs["fold3"], runs["seed0"]))   # the fold moves no test row
     assert split_seed({"seed": 3}) == 3         # a metrics.json from before the option
     assert split_seed({"seed": 3, "split_seed": 0}) == 0
+
+
+def test_validation_folds_cover_the_training_rows_once():
+    """--val-fold K validates on the K-th tenth of each class's shuffled
+    training rows: on the real file's labels the ten parts are disjoint,
+    cover every row, keep each class's share to within a map, and fold 0 is
+    the part every run before the option validated on (the first
+    round(n / 10) rows of each class's shuffle, at least one)."""
+    import numpy as np
+    from quant.traindata import load_data, val_fold
+    from shared_data import REAL_TRAIN, require
+
+    args = tr.parse_args(["--data", str(require(REAL_TRAIN)), "--size", "16", "--out", "unused"])
+    y = load_data(args)[1]
+    folds = [tr.val_split(y, 0, fold=k) for k in range(10)]
+    parts = np.concatenate([val for val, _ in folds])
+    assert len(parts) == len(y) and len(np.unique(parts)) == len(y)
+    for val, rest in folds:
+        assert np.array_equal(np.sort(np.concatenate([val, rest])), np.arange(len(y)))
+        for c in np.unique(y):
+            assert abs((y[val] == c).sum() - (y == c).sum() / 10) <= 1
+    rng = np.random.default_rng(0 + 7)
+    before = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:max(1, round((y == c).sum() / 10))]
+                                     for c in np.unique(y)]))
+    assert np.array_equal(folds[0][0], before)
+    assert not np.array_equal(tr.val_split(y, 1, fold=3)[0], folds[3][0])     # the seed still shuffles
+    with pytest.raises(ValueError, match="fold 10: there are 10"):
+        tr.val_split(y, 0, fold=10)
+    with pytest.raises(SystemExit):
+        tr.parse_args(["--out", "unused", "--val-fold", "10"])
+    assert val_fold({"seed": 0}) == 0 and val_fold({"val_fold": 4}) == 4     # runs from before the option
