@@ -100,6 +100,16 @@ def test_the_cli_refuses_regridding_without_a_real_pkl(tmp_path):
         tr.parse_args(["--grid-scale", "1.5,0.5", "--out", str(tmp_path)])
 
 
+def test_the_cli_refuses_regridding_with_generated_maps_before_reading_data(tmp_path, monkeypatch):
+    def never(args):
+        raise AssertionError("the data were read before the options were checked")
+
+    monkeypatch.setattr(tr, "load_data", never)
+    with pytest.raises(SystemExit, match="--grid-variants and --synth-maps"):
+        tr.main(["--grid-variants", "1", "--synth-maps", "100", "--data", str(require(REAL_NP2)),
+                 "--out", str(tmp_path)])
+
+
 def test_the_variants_of_a_run_are_its_own_training_rows(tmp_path):
     """The raw maps are read a second time: variant 0 must be load_data's
     map of the same row, or the variants would belong to other labels."""
