@@ -45,7 +45,7 @@ from quant.floatnet import FloatNet
 from quant.model import GraphNet
 from contract.spec import CNNSpec, spec_from_dict
 from quant.traindata import (GENERATED_SEED, add_generated, load_buffer, load_data, load_multilabel, regridded,
-                             pretrain_set, split_seed, val_fold)
+                             pretrain_set, split_seed, val_fold, VAL_FOLDS)
 from quant.train_args import bits_arg, config_of, parse_args
 from contract.zoo import WAFER_FAMILIES, ZooSpec, buffer_spec
 
@@ -100,14 +100,13 @@ def make_spec(args):
                    width=width or 16)
 
 
-def val_split(y: np.ndarray, seed: int, frac: float = 0.1, fold: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of a stratified validation split (``frac`` of each class, at
+def val_split(y: np.ndarray, seed: int, fold: int = 0, n_folds: int = VAL_FOLDS) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a stratified validation split (1/n_folds of each class, at
     least one) and of the rest. Real files are sorted by class, so the first
-    rows would be one class. ``fold`` K takes the K-th of the round(1/frac)
-    equal parts of each class's shuffled rows instead of the first (fold 0,
-    the default, is the same part as before the option), so that the parts
-    of folds 0 to 1/frac - 1 cover every training row once."""
-    n_folds = int(round(1 / frac))
+    rows would be one class. ``fold`` K takes the K-th of the n_folds equal
+    parts of each class's shuffled rows (fold 0, the default, is the part
+    every run validated on before the option), so that folds 0 to
+    n_folds - 1 cover every training row once."""
     if not 0 <= fold < n_folds:
         raise ValueError(f"validation fold {fold}: there are {n_folds} (0 to {n_folds - 1})")
     rng = np.random.default_rng(seed + 7)

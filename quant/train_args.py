@@ -13,6 +13,7 @@ from contract.spec import WAFER_CLASSES
 from contract.zoo import FAMILIES
 from quant.fit import AUGMENTS, BALANCES, OPTIMIZERS
 from quant.gridscale import SCALE as GRID_SCALE
+from quant.traindata import VAL_FOLDS
 from quant.floatnet import INITS
 from quant.model import ACT_INITS
 
@@ -147,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seed of the rows held out for test (a file without Test rows) and of the "
                          "validation part (default: --seed); fix it to compare training seeds on the "
                          "same maps")
-    ap.add_argument("--val-fold", type=int, default=0, choices=range(10), metavar="K",
+    ap.add_argument("--val-fold", type=int, default=0, choices=range(VAL_FOLDS), metavar="K",
                     help="validate on the K-th tenth (0 to 9) of each class's training rows instead of "
                          "the first; the ten folds of one --split-seed cover every training row once, "
                          "with the held-out rows unchanged")

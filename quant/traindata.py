@@ -66,6 +66,9 @@ def split_seed(cfg) -> int:
     return cfg["seed"] if cfg.get("split_seed") is None else cfg["split_seed"]
 
 
+VAL_FOLDS = 10      # --val-fold's parts: each validation part is a tenth of a class's training rows
+
+
 def val_fold(cfg) -> int:
     """Which tenth of the training rows a run validates on: --val-fold, 0 for
     runs from before the option."""
