@@ -81,7 +81,7 @@ fetch_armmp_debs() {
 	download_armmp_debs "$debs" || rc=$?
 	if [ "$had" = 0 ]; then
 		dpkg --remove-architecture armhf
-		apt-get update -qq
+		apt-get update -qq || echo "build.sh: apt-get update reported errors" >&2
 	fi
 	[ "$rc" = 0 ] || die "downloading the armmp headers failed"
 }
@@ -138,7 +138,7 @@ linux_source() {
 		if [ -z "$deb" ]; then
 			command -v apt-get >/dev/null || missing "apt-get, to download linux-source-6.1"
 			(cd "$CACHE" && { apt-get download linux-source-6.1 ||
-				{ apt-get update -qq && apt-get download linux-source-6.1; }; }) >&2
+				{ apt-get update -qq; apt-get download linux-source-6.1; }; }) >&2
 			deb=$(ls "$CACHE"/linux-source-6.1_*_all.deb | tail -n 1)
 		fi
 		dpkg-deb --fsys-tarfile "$deb" |

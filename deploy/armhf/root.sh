@@ -36,7 +36,7 @@ apt_() {
 	apt-get -q -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$APT/sources" \
 		-o Dir::State="$APT" -o Dir::State::Lists="$APT/lists" -o Dir::State::status="$APT/status" \
 		-o Dir::Cache="$APT/cache" -o APT::Architecture=armhf -o APT::Architectures::=armhf \
-		-o Debug::NoLocking=1 "$@"
+		-o Debug::NoLocking=1 -o Acquire::Retries=3 "$@"
 }
 mkdir -p "$DIR/debs"
 cd "$DIR/debs"
@@ -49,7 +49,19 @@ for p in $ALL_PKGS; do
 done
 if [ -n "$need" ]; then
 	echo "downloading$need" >&2
-	apt_ update >&2
+	# A Debian mirror mid-sync serves an index whose size disagrees with its Release
+	# file, and apt-get update then exits 100 for that one index. Try again a few
+	# times; if one index still fails, go on with the ones fetched: the download
+	# below fails clearly if a package we need is in none of them.
+	tries=0
+	until apt_ update >&2; do
+		tries=$((tries + 1))
+		if [ "$tries" -ge 2 ]; then
+			echo "root.sh: apt-get update failed $tries times (mirror sync?); downloading from the indexes it fetched" >&2
+			break
+		fi
+		sleep 10
+	done
 	apt_ download $need >&2
 fi
 cd ..
