@@ -60,7 +60,7 @@ if [ -n "$need" ]; then
 			echo "root.sh: apt-get update failed $tries times (mirror sync?); downloading from the indexes it fetched" >&2
 			break
 		fi
-		sleep 10
+		sleep "${ROOT_SH_RETRY_SECONDS:-10}"
 	done
 	apt_ download $need >&2
 fi
