@@ -39,6 +39,19 @@ def run_config(run: Path) -> dict:
     return json.loads(path.read_text()).get("config", {})
 
 
+def pkl_run_config(run: Path, tool: str) -> dict:
+    """``run_config`` of a run on an LSWMD .pkl that is here: ``tool`` (the
+    report that asks, and why) reads the file again."""
+    cfg = run_config(run)
+    data = cfg.get("data")
+    if not data or not str(data).endswith(".pkl"):
+        raise SystemExit(f"{run}: {tool} needs a run on an LSWMD .pkl file (this one trained on "
+                         f"{data or 'generated maps'})")
+    if not Path(data).is_file():
+        raise SystemExit(f"{run}: its data file {data} is not here")
+    return cfg
+
+
 def _config(run: Path) -> dict:
     cfg = run_config(run)
     if not cfg.get("data"):
@@ -46,16 +59,18 @@ def _config(run: Path) -> dict:
     return cfg
 
 
-def _rows(cfg: dict) -> dict:
+def split_key(cfg: dict) -> dict:
     from quant.traindata import split_seed, val_fold
 
     return {k: cfg.get(k) for k in SAME_ROWS} | {"split": split_seed(cfg), "val_fold": val_fold(cfg)}
 
 
-def check_same_rows(configs: list[dict], runs: list[Path]) -> None:
-    first = _rows(configs[0])
+def check_same_rows(configs: list[dict], runs: list[Path], ignore: tuple = ()) -> None:
+    """Refuse runs scored on other rows; ``ignore`` names keys of ``split_key``
+    that may differ (quant.label_review takes runs on other validation folds)."""
+    first = {k: v for k, v in split_key(configs[0]).items() if k not in ignore}
     for cfg, run in zip(configs[1:], runs[1:]):
-        mine = _rows(cfg)
+        mine = split_key(cfg)
         diff = [k for k in first if first[k] != mine[k]]
         if diff:
             raise SystemExit(f"{run} is scored on other rows than {runs[0]} ({', '.join(diff)} differ: "
@@ -108,7 +123,7 @@ def report(runs: list[Path]) -> dict:
                       "validation_max": max(acc),
                       "held_out_mean": float(np.mean([c["held_out"]["accuracy"] for c in these]))}
         combos += these
-    return {"split": _rows(configs[0]), "combinations": combos, "by_size": by_size}
+    return {"split": split_key(configs[0]), "combinations": combos, "by_size": by_size}
 
 
 def main(argv=None) -> int:

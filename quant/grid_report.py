@@ -23,20 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from quant import metrics
-from quant.ensemble_report import run_config
+from quant.ensemble_report import pkl_run_config
 
 DEFAULT_EDGES = (30, 48, 72, 96)
 
 
 def _config(run: Path) -> dict:
-    cfg = run_config(run)
-    data = cfg.get("data")
-    if not data or not str(data).endswith(".pkl"):
-        raise SystemExit(f"{run}: the grid report needs a run on an LSWMD .pkl file (this one trained on "
-                         f"{data or 'generated maps'}), since only the file keeps each map's grid")
-    if not Path(data).is_file():
-        raise SystemExit(f"{run}: its data file {data} is not here")
-    return cfg
+    return pkl_run_config(run, "the grid report (only the file keeps each map's grid)")
 
 
 def held_out(cfg: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -94,10 +94,7 @@ def load_data(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
               f"({cache.meta['unlabelled']} unlabelled rows not used)")
         return x, y, xt, yt
     if args.data.suffix == ".pkl":
-        from quant.datasets import wm811k
-
-        loaded = wm811k.load(args.data, n_classes=8 if args.eight_classes else 9, size=args.size,
-                             limit=args.limit, seed=split_seed(args))
+        loaded = load_pkl(args)
         print(f"{args.data}: {len(loaded.train.labels)} train and {len(loaded.test.labels)} test maps "
               f"(split from {loaded.split_source}; skipped {loaded.skipped})")
         return loaded.train.maps, loaded.train.labels, loaded.test.maps, loaded.test.labels
@@ -110,6 +107,15 @@ def load_data(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         n_test = max(1, len(x) // 5)
         return x[order[n_test:]], y[order[n_test:]], x[order[:n_test]], y[order[:n_test]]
     raise SystemExit(f"{args.data}: unsupported data file (use LSWMD .pkl or an NPZ with x and y)")
+
+
+def load_pkl(args):
+    """A run's LSWMD .pkl as ``wm811k.Loaded``: the rows ``load_data`` trains
+    and tests on, in the same order, with their row positions in the file."""
+    from quant.datasets import wm811k
+
+    return wm811k.load(args.data, n_classes=8 if args.eight_classes else 9, size=args.size,
+                       limit=args.limit, seed=split_seed(args))
 
 
 def regridded(args, x: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -6,20 +6,12 @@ import json
 import pytest
 
 from quant import ensemble_report as E
-from quant import train as tr
-from shared_data import REAL_NP2, require
+from shared_data import run_with_config, tiny_run
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    pkl = require(REAL_NP2)
-    out = []
-    for seed in (0, 1):
-        d = tmp_path_factory.mktemp(f"s{seed}")
-        tr.run(tr.parse_args(["--data", str(pkl), "--size", "16", "--fp-epochs", "1", "--qat-epochs", "1",
-                              "--views", "8", "--seed", str(seed), "--split-seed", "0", "--out", str(d)]))
-        out.append(d)
-    return out
+    return [tiny_run(tmp_path_factory.mktemp(f"s{seed}"), seed) for seed in (0, 1)]
 
 
 def test_one_member_scores_what_its_run_reported(runs, tmp_path):
@@ -43,16 +35,10 @@ def test_a_run_with_itself_scores_as_the_run(runs):
 
 
 def test_runs_on_other_rows_are_refused(runs, tmp_path):
-    other = tmp_path / "other"
-    other.mkdir()
-    m = json.loads((runs[1] / "metrics.json").read_text())
-    m["config"]["split_seed"] = 5
-    (other / "metrics.json").write_text(json.dumps(m))
-    (other / "checkpoint.pt").write_bytes((runs[1] / "checkpoint.pt").read_bytes())
+    other = run_with_config(runs[1], tmp_path / "other", split_seed=5)
     with pytest.raises(SystemExit, match="other rows.*split differ: 0 against 5"):
         E.report([runs[0], other])
-    m["config"]["split_seed"], m["config"]["val_fold"] = 0, 3
-    (other / "metrics.json").write_text(json.dumps(m))
+    other = run_with_config(runs[1], tmp_path / "other", split_seed=0, val_fold=3)
     with pytest.raises(SystemExit, match="other rows.*val_fold differ: 0 against 3"):
         E.report([runs[0], other])
     with pytest.raises(SystemExit, match="not a finished quant.train run"):
