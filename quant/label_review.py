@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from quant import metrics
 from quant.ensemble_report import check_same_rows, pkl_run_config, split_key
+from quant.traindata import val_fold
 
 
 def _scores(runs: list[Path], configs: list[dict]):
@@ -107,7 +108,7 @@ def review(runs: list[Path], confidence: float = 0.9) -> tuple[dict, object]:
     loaded, held, oof = _scores(runs, configs)
     classes = tuple(configs[0]["classes"])
     res = {"runs": [str(r) for r in runs], "split": {k: v for k, v in split_key(configs[0]).items() if k != "val_fold"},
-           "val_folds": sorted({c.get("val_fold") or 0 for c in configs}),
+           "val_folds": sorted({val_fold(c) for c in configs}),
            "held_out": held_out_review(held, loaded.test.labels, loaded.test.rows, classes),
            "training": training_review(oof, loaded.train.labels, loaded.train.rows, classes, confidence)}
     return res, loaded

@@ -37,6 +37,9 @@ def test_each_run_misses_the_held_out_maps_its_training_reported(runs, reviewed)
 
 def test_disputed_rows_name_their_row_and_label_in_the_file(reviewed):
     res, _ = reviewed
+    # A numpy-2 pickle: plain pandas under this venv's numpy 1 cannot open it,
+    # so the frame comes through wm811k.read_frame's module shim, and the cell
+    # is read raw below, not through the loader's label decoding.
     frame = wm811k.read_frame(REAL_NP2)
     rows = res["held_out"]["rows"] + res["training"]["rows"]
     assert rows, "one-epoch models on 16x16 maps dispute something"

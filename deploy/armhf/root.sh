@@ -50,9 +50,9 @@ done
 if [ -n "$need" ]; then
 	echo "downloading$need" >&2
 	# A Debian mirror mid-sync serves an index whose size disagrees with its Release
-	# file, and apt-get update then exits 100 for that one index. Try again a few
-	# times; if one index still fails, go on with the ones fetched: the download
-	# below fails clearly if a package we need is in none of them.
+	# file, and apt-get update then exits 100 for that one index. Try once more;
+	# if an index still fails, go on with the ones fetched: the download below
+	# fails clearly if a package we need is in none of them.
 	tries=0
 	until apt_ update >&2; do
 		tries=$((tries + 1))
