@@ -121,7 +121,7 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
         batch: int = 64, lr: float = 2e-3, loss: str = "ce", balanced=False,
         augment: str = "dihedral", desc: str = "train", gamma: float = 2.0, state_path=None,
         resume: bool = False, average_last: int = 0, optimizer: str = "adam",
-        weight_decay: float = 0.0) -> torch.nn.Module:
+        weight_decay: float = 0.0, sam: float = 0.0) -> torch.nn.Module:
     """Supervised training of a FloatNet or GraphNet in place.
 
     With ``state_path`` the model, optimizer, schedule and random states are
@@ -130,9 +130,12 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
     K, the model ends with the mean of its weights after each of the last K
     epochs (``TailAverage``). An ``x`` of shape [N][V][S][S][C] holds V
     variants of each map (``quant.gridscale``); each draw of a map takes one
-    of them at random."""
+    of them at random. ``sam`` > 0 makes each step sharpness-aware
+    (``sam_step``) with that radius."""
     if epochs <= 0:
         return model.eval()
+    if sam < 0:
+        raise ValueError(f"the SAM radius must be >= 0, got {sam}")
     torch.manual_seed(seed)
     steps = max(1, len(x) // batch)
     # A GPU trains when there is one; the model comes back on the CPU, where
@@ -173,9 +176,12 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
             else:
                 rows = np.asarray(x[idx.numpy()])
             xb = _augment(to_input(rows), mode).to(dev)
-            out = loss_fn(model(xb), yt[idx].to(dev))
+            yb = yt[idx].to(dev)
+            out = loss_fn(model(xb), yb)
             opt.zero_grad()
             out.backward()
+            if sam:
+                sam_step(model, opt, lambda: loss_fn(model(xb), yb), sam)
             opt.step()
             sched.step()
             bar.set_postfix(loss=f"{out.item():.3f}")
@@ -184,6 +190,45 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
             _save_state(state_path, desc, epoch + 1, model, opt, sched, gen, tail.state())
     tail.apply(model)
     return model.cpu().eval()
+
+
+def sam_step(model: torch.nn.Module, opt, loss_of, rho: float) -> None:
+    """Turn the gradients in ``opt``'s parameters into sharpness-aware ones
+    (Foret et al., ICLR 2021): step the weights ``rho`` along the normalized
+    gradient, take the gradient of ``loss_of()`` there, and step back. The
+    caller's ``opt.step()`` then applies that gradient at the original weights.
+
+    Why: a few percent of the real maps' labels are ones every net trained on
+    the rest rejects (README, Disputed labels); the FP32 stage fits them to a
+    loss near zero, and a minimum that stays low over a neighbourhood is the
+    one that memorizes single maps least. Batch-norm running statistics are
+    left as the first pass set them: the perturbed pass is not data."""
+    params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+    if not params:
+        return
+    # The weights are restored from copies: (w + e) - e is not w in float32.
+    kept_w = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        norm = torch.norm(torch.stack([p.grad.norm(2) for p in params]), 2)
+        scale = rho / (norm + 1e-12)
+        for p in params:
+            p.add_(p.grad * scale)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    kept = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone())
+            for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        opt.zero_grad()
+        loss_of().backward()
+    finally:
+        for m, (momentum, count) in zip(norms, kept):
+            m.momentum = momentum
+            if count is not None:
+                m.num_batches_tracked.copy_(count)
+        with torch.no_grad():
+            for p, w in zip(params, kept_w):
+                p.copy_(w)
 
 
 class TailAverage:
@@ -270,7 +315,7 @@ def float_twin(spec, x: np.ndarray, y: np.ndarray, epochs: int, seed: int, bn: b
     if pretrain is not None:
         xp, yp, pe = pretrain
         path = kw.get("state_path")
-        pkw = {**kw, "balanced": "none",
+        pkw = {**kw, "balanced": "none", "sam": 0.0,
                "state_path": None if path is None else Path(path).with_name("pretrain.state.pt")}
         net = fit(net, xp, yp, pe, seed, desc="pretrain", **pkw)
     fp = fit(net, x, y, epochs, seed, desc=desc, **kw)
@@ -309,12 +354,12 @@ def qat_from(spec, fp: FloatNet, x: np.ndarray, y: np.ndarray, qat_epochs: int, 
              **kw) -> GraphNet:
     """QAT fine-tuning of ``spec`` starting from the float net ``fp`` (which is
     not changed), ending with the mean of its last ``average_last`` epochs' weights.
-    QAT always runs Adam without weight decay: ``optimizer`` and ``weight_decay``
-    in ``kw`` are the FP32 stage's."""
+    QAT always runs Adam without weight decay or SAM: ``optimizer``,
+    ``weight_decay`` and ``sam`` in ``kw`` are the FP32 stage's."""
     torch.manual_seed(seed + 1)
     q = from_float(spec, fp, plain(x)[:512], act_init=act_init)
     lr = qat_lr if qat_lr is not None else kw.get("lr", 2e-3) / 2
-    kw = {k: v for k, v in kw.items() if k not in ("lr", "optimizer", "weight_decay")}
+    kw = {k: v for k, v in kw.items() if k not in ("lr", "optimizer", "weight_decay", "sam")}
     return fit(q, x, y, qat_epochs, seed + 1, lr=lr, desc="qat", average_last=average_last, **kw)
 
 

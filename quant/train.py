@@ -144,7 +144,8 @@ def seed_everything(seed: int) -> None:
 
 def _train_kw(args) -> dict:
     return dict(batch=args.batch, loss=args.loss, balanced=args.balanced, gamma=args.gamma, lr=args.lr,
-                augment=args.augment, optimizer=args.optimizer, weight_decay=args.weight_decay)
+                augment=args.augment, optimizer=args.optimizer, weight_decay=args.weight_decay,
+                sam=args.sam)
 
 
 def run(args) -> dict:

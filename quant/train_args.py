@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the FP32 stage's optimizer (pretraining included): adam, or sgd with Nesterov "
                          "momentum (give --qat-lr with it: QAT always runs Adam)")
     ap.add_argument("--weight-decay", type=float, default=0.0, help="the FP32 stage's L2 weight decay")
+    ap.add_argument("--sam", type=float, default=0.0, metavar="RHO",
+                    help="sharpness-aware steps of this radius in the FP32 stage's real-map epochs (0: off)")
     ap.add_argument("--qat-lr", type=float, default=None, help="peak QAT learning rate (default lr / 2)")
     ap.add_argument("--loss", default="ce", choices=("ce", "focal"))
     ap.add_argument("--gamma", type=float, default=2.0, help="focal-loss gamma")

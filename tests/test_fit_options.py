@@ -5,7 +5,9 @@ its last K epochs' weights, survive a resume, and a QAT net so averaged still
 exports integer-exact. Pretraining on generated maps (--pretrain-maps): the
 FP32 stage runs on them first, resumes past them, and the CLI refuses it
 without a real file. The FP32 stage's optimizer (--optimizer, --weight-decay):
-SGD there, Adam in QAT."""
+SGD there, Adam in QAT. Sharpness-aware steps (--sam): the gradient is the
+one at the weights moved rho along the normalized gradient (Foret et al.),
+in the FP32 stage's real-map epochs only."""
 import numpy as np
 import pytest
 
@@ -164,3 +166,63 @@ def test_the_cli_refuses_sgd_without_a_qat_rate(tmp_path):
     with pytest.raises(SystemExit, match="--optimizer sgd needs --qat-lr"):
         tr.main(["--optimizer", "sgd", "--lr", "0.1", "--n-train", "40", "--n-test", "20",
                  "--fp-epochs", "0", "--qat-epochs", "0", "--out", str(tmp_path)])
+
+
+def _bn_net():
+    torch.manual_seed(0)
+    return FloatNet(SMALL, bn=True).train()
+
+
+def _grads(net, xb, yb):
+    net.zero_grad()
+    torch.nn.functional.cross_entropy(net(xb), yb).backward()
+    return [p.grad.detach().clone() for p in net.parameters()]
+
+
+def test_a_sam_step_takes_the_gradient_at_the_shifted_weights(data):
+    """The definition, computed apart on a copy of the net: e = rho * g / ||g||,
+    gradient at w + e. The weights come back bit for bit
+    and the perturbed pass leaves the batch-norm running statistics alone."""
+    import copy
+
+    x, y = data
+    xb, yb = to_input(x[:32]), torch.as_tensor(y[:32])
+    net = _bn_net()
+    ref = copy.deepcopy(net)
+    g = _grads(net, xb, yb)
+    w0 = {n: t.detach().clone() for n, t in net.state_dict().items()}
+    rho = 0.05
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    fitmod.sam_step(net, opt, lambda: torch.nn.functional.cross_entropy(net(xb), yb), rho)
+    for n, t in net.state_dict().items():
+        assert torch.equal(t, w0[n]), n     # weights and running statistics as they were
+    norm = torch.sqrt(sum((gi ** 2).sum() for gi in g))
+    with torch.no_grad():
+        for p, gi in zip(ref.parameters(), g):
+            p.add_(rho * gi / norm)
+    want = _grads(ref, xb, yb)
+    for p, w in zip(net.parameters(), want):
+        torch.testing.assert_close(p.grad, w, rtol=1e-4, atol=1e-6)
+    # and the SAM gradient is not the plain one, by far more than that tolerance
+    assert max((p.grad - gi).abs().max().item() for p, gi in zip(net.parameters(), g)) > 1e-3
+
+
+def test_sam_runs_in_the_fp32_stage_only(data, monkeypatch):
+    """--sam RHO: the real-map FP32 epochs take SAM steps; generated-map
+    pretraining and QAT do not; and a SAM run ends elsewhere than a plain one."""
+    x, y = data
+    xg, yg = generated(64, 42, seed=3)
+    stages = []
+    fit = fitmod.fit
+
+    def spy(model, xx, yy, epochs, seed, desc="train", **kw):
+        stages.append((desc, kw.get("sam", 0.0)))
+        return fit(model, xx, yy, epochs, seed, desc=desc, **kw)
+
+    monkeypatch.setattr(fitmod, "fit", spy)
+    fp, _ = fitmod.train_qat(SMALL, x, y, 1, 1, seed=1, pretrain=(xg, yg, 1), sam=0.05)
+    assert stages == [("pretrain", 0.0), ("fp32", 0.05), ("qat", 0.0)]
+    plain = fitmod.float_twin(SMALL, x, y, 1, seed=1, pretrain=(xg, yg, 1))
+    assert any(not torch.equal(a, b) for a, b in zip(fp.state_dict().values(), plain.state_dict().values()))
+    with pytest.raises(ValueError, match="SAM radius"):
+        fitmod.fit(_net(), x, y, 1, seed=1, sam=-0.1)
