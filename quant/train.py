@@ -129,6 +129,21 @@ def validation_rows(y: np.ndarray, cfg) -> tuple[np.ndarray, np.ndarray]:
     return val_split(y, split_seed(cfg), fold=val_fold(cfg))
 
 
+def fit_rows(y: np.ndarray, rest: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A stratified ``fraction`` of the fitting rows ``rest`` (each class's
+    count rounded, at least one), drawn with ``seed`` + 1234; all of them at
+    1. Validation and held-out rows are not touched, so runs at several
+    fractions draw a learning curve on the same maps."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"the fitting fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return rest
+    rng = np.random.default_rng(seed + 1234)
+    keep = [rng.choice(rows, max(1, int(round(fraction * len(rows)))), replace=False)
+            for rows in (rest[y[rest] == c] for c in np.unique(y[rest]))]
+    return np.sort(np.concatenate(keep))
+
+
 def take_rows(x, idx):
     # A memory-mapped cache (quant.datasets.cache.Rows) stays a view.
     if hasattr(x, "rows") and hasattr(x, "mm"):
@@ -165,6 +180,10 @@ def run(args) -> dict:
     else:
         x, y, x_test, y_test = load_data(args)
     val, rest = validation_rows(y, args)
+    if args.fit_fraction < 1:
+        n = len(rest)
+        rest = fit_rows(y, rest, args.fit_fraction, split_seed(args))
+        print(f"fitting on {len(rest)} of {n} rows ({args.fit_fraction:g})")
     x_val, y_val, x, y = take_rows(x, val), y[val], take_rows(x, rest), y[rest]
     if truth is not None:
         truth = ({k: v[val] for k, v in truth[0].items()}, truth[1])

@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="validate on the K-th tenth (0 to 9) of each class's training rows instead of "
                          "the first; the ten folds of one --split-seed cover every training row once, "
                          "with the held-out rows unchanged")
+    ap.add_argument("--fit-fraction", type=float, default=1.0, metavar="F",
+                    help="fit on a stratified fraction F of the training rows outside validation "
+                         "(a learning curve; validation and held-out rows unchanged)")
     ap.add_argument("--resume", action="store_true", help="continue from the per-epoch states in --out")
     ap.add_argument("--no-cam", action="store_true", help="xception_fpn: skip the CAM size evaluation")
     ap.add_argument("--distill-from", type=Path, default=None,
@@ -196,6 +199,8 @@ def check(args) -> None:
             raise SystemExit("--grid-variants re-grids a real LSWMD .pkl file's maps; give --data FILE.pkl")
         if args.synth_maps:
             raise SystemExit("--grid-variants and --synth-maps: re-gridding is for the real rows; give one")
+    if not 0 < args.fit_fraction <= 1:
+        raise SystemExit(f"--fit-fraction {args.fit_fraction}: give a fraction in (0, 1]")
     if args.optimizer != "adam" and args.qat_lr is None:
         # QAT runs Adam at --qat-lr, by default half of --lr: an SGD rate is far too large for Adam.
         raise SystemExit(f"--optimizer {args.optimizer} needs --qat-lr (QAT always runs Adam)")

@@ -149,3 +149,50 @@ def test_validation_folds_cover_the_training_rows_once():
     with pytest.raises(SystemExit):
         tr.parse_args(["--out", "unused", "--val-fold", "10"])
     assert val_fold({"seed": 0}) == 0 and val_fold({"val_fold": 4}) == 4     # runs from before the option
+
+
+def test_fit_fraction_keeps_the_validation_and_held_out_maps(tmp_path, monkeypatch):
+    """--fit-fraction F fits on a stratified F of the rows outside validation
+    (each class's count rounded, at least one): on the real file's labels the
+    draw is a subset of the fitting rows, misses no class, is repeatable, and
+    run() hands exactly those rows to training while validation stays put."""
+    import numpy as np
+    from quant.traindata import load_data
+    from shared_data import REAL_NP2, REAL_TRAIN, require
+
+    args = tr.parse_args(["--data", str(require(REAL_TRAIN)), "--size", "16", "--out", "unused"])
+    y = load_data(args)[1]
+    val, rest = tr.val_split(y, 0, fold=2)
+    half = tr.fit_rows(y, rest, 0.5, 0)
+    assert np.all(np.isin(half, rest)) and len(np.unique(half)) == len(half)
+    for c in np.unique(y[rest]):
+        n = (y[rest] == c).sum()
+        assert (y[half] == c).sum() == max(1, int(round(0.5 * n)))
+    assert np.array_equal(half, tr.fit_rows(y, rest, 0.5, 0))
+    assert not np.array_equal(half, tr.fit_rows(y, rest, 0.5, 1))
+    assert tr.fit_rows(y, rest, 1.0, 0) is rest
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="fitting fraction"):
+            tr.fit_rows(y, rest, bad, 0)
+    with pytest.raises(SystemExit, match="--fit-fraction"):
+        tr.main(["--fit-fraction", "0", "--out", str(tmp_path)])
+
+    class _Stop(Exception):
+        pass
+
+    seen = []
+
+    def stop(spec, x, yy, *a, **kw):
+        seen.append(np.asarray(yy).copy())
+        raise _Stop
+
+    monkeypatch.setattr(tr, "train_qat", stop)
+    pkl = str(require(REAL_NP2))
+    for extra in ([], ["--fit-fraction", "0.5"]):
+        with pytest.raises(_Stop):
+            tr.run(tr.parse_args(["--data", pkl, "--size", "16", "--out", str(tmp_path),
+                                  "--val-fold", "2", *extra]))
+    y2 = load_data(tr.parse_args(["--data", pkl, "--size", "16", "--out", "unused"]))[1]
+    _, rest2 = tr.val_split(y2, 0, fold=2)
+    assert np.array_equal(seen[0], y2[rest2])
+    assert np.array_equal(seen[1], y2[tr.fit_rows(y2, rest2, 0.5, 0)])
