@@ -138,6 +138,8 @@ def fit_rows(y: np.ndarray, rest: np.ndarray, fraction: float, seed: int) -> np.
         raise ValueError(f"the fitting fraction must be in (0, 1], got {fraction}")
     if fraction == 1:
         return rest
+    # Its own seed: with val_split's (seed + 7) the draw would replay the
+    # random numbers that picked the validation rows.
     rng = np.random.default_rng(seed + 1234)
     keep = [rng.choice(rows, max(1, int(round(fraction * len(rows)))), replace=False)
             for rows in (rest[y[rest] == c] for c in np.unique(y[rest]))]
