@@ -34,6 +34,9 @@ from quant import metrics
 from quant.ensemble_report import check_same_rows, pkl_run_config, split_key
 from quant.traindata import val_fold
 
+# Runs may validate on different folds; every other key of the split must agree.
+MAY_DIFFER = ("val_fold",)
+
 
 def _scores(runs: list[Path], configs: list[dict]):
     """Per run: held-out predictions [N_test], and (validation rows, their
@@ -104,10 +107,10 @@ def review(runs: list[Path], confidence: float = 0.9) -> tuple[dict, object]:
     if not 0.0 <= confidence <= 1.0:
         raise SystemExit(f"--confidence {confidence}: a probability, 0 to 1")
     configs = [pkl_run_config(r, "the label review (it names each map's row in the file)") for r in runs]
-    check_same_rows(configs, runs, ignore=("val_fold",))
+    check_same_rows(configs, runs, ignore=MAY_DIFFER)
     loaded, held, oof = _scores(runs, configs)
     classes = tuple(configs[0]["classes"])
-    res = {"runs": [str(r) for r in runs], "split": {k: v for k, v in split_key(configs[0]).items() if k != "val_fold"},
+    res = {"runs": [str(r) for r in runs], "split": {k: v for k, v in split_key(configs[0]).items() if k not in MAY_DIFFER},
            "val_folds": sorted({val_fold(c) for c in configs}),
            "held_out": held_out_review(held, loaded.test.labels, loaded.test.rows, classes),
            "training": training_review(oof, loaded.train.labels, loaded.train.rows, classes, confidence)}
