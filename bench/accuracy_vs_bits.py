@@ -56,7 +56,7 @@ MODES = {  # n_train, n_test, fp_epochs, qat_epochs (at 8/4 bits; 3/2 bits get q
 
 
 def make_spec(family: str, bits: int, size: int, width: int | None, channels=None, die_channels: bool = False,
-              edge_bits: int | None = None):
+              edge_bits: int | None = None, block_convs=None):
     """The family at W``bits``A``bits``; with ``edge_bits`` (wmcnn) the first
     conv's and the classifier's weights are ``edge_bits`` wide instead."""
     if family == "wmcnn":
@@ -64,8 +64,10 @@ def make_spec(family: str, bits: int, size: int, width: int | None, channels=Non
             if width else {}
         w = bits
         if edge_bits:
-            n = len(kw.get("channels", CNNSpec.channels))
+            n = CNNSpec.n_convs(kw.get("channels", CNNSpec.channels), block_convs or ())
             w = (edge_bits,) + (bits,) * (n - 1) + (edge_bits,)
+        if block_convs:
+            kw["block_convs"] = tuple(block_convs)
         return CNNSpec.with_bits(w, bits, in_size=size, die_channels=die_channels, **kw)
     if edge_bits:
         raise ValueError(f"edge_bits is for wmcnn, not {family}")
@@ -190,7 +192,8 @@ def run_family(family, x, y, xt, yt, cfg, args) -> list[dict]:
     t0 = time.time()
     channels = args.channels if family == "wmcnn" else None
     die = family == "wmcnn" and bool(args.recipe and args.recipe.get("die_channels"))
-    spec_fp = make_spec(family, 8, args.size, args.width, channels, die)
+    blocks = args.recipe.get("block_convs") if family == "wmcnn" and args.recipe else None
+    spec_fp = make_spec(family, 8, args.size, args.width, channels, die, block_convs=blocks)
     fp = float_net(family, spec_fp, x, y, cfg, args)
     # The real-map recipe classifies a map by its eight turns and flips (contract.views).
     nv = int(args.recipe.get("views", 1)) if family == "wmcnn" and args.recipe else 1
@@ -205,7 +208,7 @@ def run_family(family, x, y, xt, yt, cfg, args) -> list[dict]:
     recipe = _recipe(family, args)
     for mode, b, edge in qat_points(family, args.bits, args.edge_bits):
         t1 = time.time()
-        spec = make_spec(family, b, args.size, args.width, channels, die, edge)
+        spec = make_spec(family, b, args.size, args.width, channels, die, edge, blocks)
         epochs = (cfg["qat_epochs"] if b >= 4 else cfg["qat_low"]) * recipe.get("qat_scale", 1)
         qat_lr = recipe.get("qat_lr") or (args.lr / 2 if b >= 4 else args.lr)
         act_init = recipe.get("act_init", "mse" if args.recipe and b < 4 else "stats")
@@ -219,6 +222,8 @@ def run_family(family, x, y, xt, yt, cfg, args) -> list[dict]:
         r["delta_vs_fp32"] = r["accuracy"] - fp_acc
         if channels:
             r["channels"] = list(channels)
+        if blocks:
+            r["block_convs"] = list(blocks)
         if args.label:
             r["family"], r["arch"] = args.label, family
     return rows

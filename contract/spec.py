@@ -3,8 +3,9 @@ the integer model, the HLS generator and the tests all build from.
 
 Torch-free on purpose: the board service and the host read it too.
 
-A wafer-map CNN is ``len(channels)`` blocks of conv3x3(pad 1) -> ReLU-quant ->
-maxpool 2x2, then one dense layer to ``n_classes`` logits. Activations are in
+A wafer-map CNN is ``len(channels)`` blocks of conv3x3(pad 1) -> ReLU-quant
+(``block_convs[i]`` of them in block i, one by default) -> maxpool 2x2, then
+one dense layer to ``n_classes`` logits. Activations are in
 HWC order inside the integer model and the accelerator.
 """
 from __future__ import annotations
@@ -65,7 +66,8 @@ class CNNSpec(SpecFace):
     """Topology and bit widths of a wafer-map CNN.
 
     ``w_bits`` has one entry per weighted layer (each conv, then the dense);
-    ``a_bits`` one per conv block (the ReLU-quant after it).
+    ``a_bits`` one per conv (the ReLU-quant after it). Block i's first conv
+    is ``conv{i}``, its further ones ``conv{i}_1``, ``conv{i}_2``.
     """
 
     name: str = "wmcnn"
@@ -79,17 +81,30 @@ class CNNSpec(SpecFace):
     # A fixed first layer that turns the one gray channel into two die channels
     # (see ``die_decode``): on real maps it was worth two points of accuracy.
     die_channels: bool = False
+    # conv3x3 layers in each block; empty: one each. Real maps: a second conv
+    # in the two deepest blocks (1, 1, 2, 2) is the 4-bit recipe's (README).
+    block_convs: tuple[int, ...] = ()
 
     def __post_init__(self):
-        if len(self.w_bits) != len(self.channels) + 1:
-            raise ValueError(f"w_bits needs {len(self.channels) + 1} entries, got {len(self.w_bits)}")
-        if len(self.a_bits) != len(self.channels):
-            raise ValueError(f"a_bits needs {len(self.channels)} entries, got {len(self.a_bits)}")
+        if self.block_convs and (len(self.block_convs) != len(self.channels)
+                                 or min(self.block_convs) < 1):
+            raise ValueError(f"block_convs needs {len(self.channels)} counts of at least 1, "
+                             f"got {self.block_convs}")
+        n = self.n_convs(self.channels, self.block_convs)
+        if len(self.w_bits) != n + 1:
+            raise ValueError(f"w_bits needs {n + 1} entries, got {len(self.w_bits)}")
+        if len(self.a_bits) != n:
+            raise ValueError(f"a_bits needs {n} entries, got {len(self.a_bits)}")
         for b in (*self.w_bits, *self.a_bits):
             if not 2 <= b <= 8:
                 raise ValueError(f"bit widths must be 2..8, got {b}")
         if self.in_size >> len(self.channels) < 1:
             raise ValueError(f"{self.in_size}x{self.in_size} is too small for {len(self.channels)} pools")
+
+    @staticmethod
+    def n_convs(channels, block_convs=()) -> int:
+        """How many conv layers (and so activation widths) the blocks hold."""
+        return sum(block_convs) if block_convs else len(channels)
 
     @classmethod
     def uniform(cls, w: int, a: int, **kw) -> "CNNSpec":
@@ -100,7 +115,7 @@ class CNNSpec(SpecFace):
         """``w`` and ``a``: one width for every layer or one per layer; the
         name gives the width, or ``x`` where the layers differ
         (``wmcnn_xw2a``: mixed weights, 2-bit activations)."""
-        n = len(kw.get("channels", cls.channels))
+        n = cls.n_convs(kw.get("channels", cls.channels), kw.get("block_convs") or ())
         w = (w,) * (n + 1) if isinstance(w, int) else tuple(w)
         a = (a,) * n if isinstance(a, int) else tuple(a)
         name = kw.pop("name", "wmcnn")
@@ -111,8 +126,12 @@ class CNNSpec(SpecFace):
         g = GraphBuilder(self.in_size, self.in_channels, INPUT_BITS)
         if self.die_channels:
             g.conv(DECODE_LAYER, 2, 1, w_bits=DECODE_BITS, a_bits=DECODE_BITS)
+        k = 0
         for i, c_out in enumerate(self.channels):
-            g.conv(f"conv{i}", c_out, 3, w_bits=self.w_bits[i], a_bits=self.a_bits[i])
+            for r in range(self.block_convs[i] if self.block_convs else 1):
+                g.conv(f"conv{i}_{r}" if r else f"conv{i}", c_out, 3,
+                       w_bits=self.w_bits[k], a_bits=self.a_bits[k])
+                k += 1
             g.maxpool(f"pool{i}", 2)
         g.dense("fc", self.n_classes, w_bits=self.w_bits[-1], logits=True)
         return g.layers

@@ -76,7 +76,8 @@ def _train_eval(x, y, x_test, y_test, cfg, seed, fp_epochs, qat_epochs, init, op
     torch.set_num_threads(1)
     spec = make_spec(argparse.Namespace(family="wmcnn", w_bits=4, a_bits=4, size=cfg["size"],
                                         classes=WAFER_CLASSES, channels=cfg["channels"], width=None,
-                                        die_channels=cfg.get("die_channels", False)))
+                                        die_channels=cfg.get("die_channels", False),
+                                        block_convs=cfg.get("block_convs")))
     t0 = time.time()
     fp, q = train_qat(spec, x, y, fp_epochs, qat_epochs, seed, bn=cfg.get("bn", False),
                       augment="dihedral", balanced=cfg.get("balanced", "none"), init=init, **opt)

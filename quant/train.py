@@ -93,6 +93,8 @@ def make_spec(args):
             kw["channels"] = tuple(args.channels)
         elif width:
             kw["channels"] = (width, 2 * width, 4 * width)
+        if getattr(args, "block_convs", None):
+            kw["block_convs"] = tuple(args.block_convs)
         return CNNSpec.with_bits(w, a, **kw)
     if args.family == "xception_fpn":
         return buffer_spec(w, a, in_size=args.size, width=width or 8)

@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="channels of the first stage (zoo default 16, xception_fpn 8, wmcnn 8)")
     ap.add_argument("--channels", type=_int_list, default=None,
                     help="wmcnn: output channels of each conv+pool block, e.g. 16,32,64,64 (overrides --width)")
+    ap.add_argument("--block-convs", type=_int_list, default=None,
+                    help="wmcnn: conv3x3 layers in each block, e.g. 1,1,2,2 (default one each); "
+                         "--w-bits and --a-bits lists then have an entry per conv")
     ap.add_argument("--name", default=None,
                     help="wmcnn: the model's name before its bit tag (default wmcnn), so that two "
                          "recipes at one width tell apart in metrics.json and model.json "

@@ -18,7 +18,9 @@ from quant.export import to_intmodel
 from quant.floatnet import FloatNet
 from quant.model import to_input
 
-SPEC = CNNSpec.uniform(4, 4, in_size=16, channels=(6, 8), die_channels=True)
+# Shaped like the real-map recipe: the decoder, then a block of one conv and
+# a block of two (block_convs).
+SPEC = CNNSpec.uniform(4, 4, in_size=16, channels=(6, 8), die_channels=True, block_convs=(1, 2))
 
 
 def _maps(n: int, seed: int) -> np.ndarray:

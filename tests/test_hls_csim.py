@@ -33,9 +33,10 @@ SPECS = {
     # 21*21*3 pixels is not a multiple of 4, and 21 and 10 pool with a dropped edge.
     "odd": CNNSpec(name="odd", in_size=21, in_channels=3, channels=(4, 6), w_bits=(6, 7, 5),
                    a_bits=(5, 4)),
-    # The real-map recipe's shape: a 1x1 die decoder (2 bits) in front of the first conv.
-    "die": CNNSpec(name="die", in_size=24, channels=(4, 8), w_bits=(4, 4, 4), a_bits=(4, 4),
-                   die_channels=True),
+    # The real-map recipe's shape: a 1x1 die decoder (2 bits) in front of the first
+    # conv, and a block of two convs (block_convs).
+    "die": CNNSpec(name="die", in_size=24, channels=(4, 8), w_bits=(4, 4, 4, 4), a_bits=(4, 4, 4),
+                   die_channels=True, block_convs=(1, 2)),
 }
 N_IMAGES = 32
 
