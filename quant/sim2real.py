@@ -14,10 +14,11 @@
 
 Writes ``sim2real.json`` and prints a table. Uses the recipe of
 ``quant/configs/wmcnn_real_4w4a.json`` (model, size, die decoder, class
-balance), with the epochs given, and He init and Adam at lr 3e-3 (QAT
-1e-3) unless ``--init``, ``--optimizer``, ``--lr``, ``--qat-lr`` and
-``--weight-decay`` say otherwise: the README's sim-to-real figures were
-measured so, before the recipe moved to torch's init and then to SGD.
+balance), with the epochs given, one conv a block, and He init and Adam at
+lr 3e-3 (QAT 1e-3) unless ``--block-convs``, ``--init``, ``--optimizer``,
+``--lr``, ``--qat-lr`` and ``--weight-decay`` say otherwise: the README's
+sim-to-real figures were measured so, before the recipe moved to torch's
+init, then to SGD, then to two convs in its deeper blocks.
 """
 from __future__ import annotations
 
@@ -111,12 +112,16 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=3e-3, help="peak FP32 learning rate (the recipe's: 0.1)")
     ap.add_argument("--qat-lr", type=float, default=1e-3, help="peak QAT learning rate, Adam (the recipe's: 5e-4)")
     ap.add_argument("--weight-decay", type=float, default=0.0, help="FP32 weight decay (the recipe's: 1e-3)")
+    ap.add_argument("--block-convs", default=None,
+                    help="convs in each block, e.g. 1,1,2,2 (the recipe's); default one each")
     args = ap.parse_args(argv)
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
     if not runs or set(runs) - set(RUNS):
         ap.error(f"--runs: choose from {', '.join(RUNS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = json.loads(args.config.read_text())
+    blocks = tuple(int(v) for v in args.block_convs.split(",")) if args.block_convs else None
+    cfg = {**cfg, "block_convs": blocks}
     size = cfg["size"]
     # quant.train's default split whatever --seed says: the generator's
     # constants were measured on its training rows only, so the test rows
@@ -140,7 +145,7 @@ def main(argv=None) -> int:
     x_test, y_test = preprocess(raw.test.maps, size), raw.test.labels
     results = {"config": str(args.config), "fp_epochs": args.fp_epochs, "qat_epochs": args.qat_epochs,
                "init": args.init, "optimizer": args.optimizer, "lr": args.lr, "qat_lr": args.qat_lr,
-               "weight_decay": args.weight_decay,
+               "weight_decay": args.weight_decay, "block_convs": blocks,
                "n_test_real": int(len(y_test))}
     for profile in synth.PROFILES:
         if f"synth_{profile}_only" in runs:
