@@ -88,6 +88,14 @@ def _train_eval(x, y, x_test, y_test, cfg, seed, fp_epochs, qat_epochs, init, op
     return res
 
 
+def _counts(text: str) -> tuple[int, ...]:
+    # quant.train_args has the same parser, but importing it loads torch.
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected counts such as 1,1,2,2") from None
+
+
 def main(argv=None) -> int:
     from quant.datasets import wm811k
     from quant.traindata import add_generated, preprocess
@@ -112,7 +120,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=3e-3, help="peak FP32 learning rate (the recipe's: 0.1)")
     ap.add_argument("--qat-lr", type=float, default=1e-3, help="peak QAT learning rate, Adam (the recipe's: 5e-4)")
     ap.add_argument("--weight-decay", type=float, default=0.0, help="FP32 weight decay (the recipe's: 1e-3)")
-    ap.add_argument("--block-convs", default=None,
+    ap.add_argument("--block-convs", type=_counts, default=None,
                     help="convs in each block, e.g. 1,1,2,2 (the recipe's); default one each")
     args = ap.parse_args(argv)
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
@@ -120,7 +128,7 @@ def main(argv=None) -> int:
         ap.error(f"--runs: choose from {', '.join(RUNS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = json.loads(args.config.read_text())
-    blocks = tuple(int(v) for v in args.block_convs.split(",")) if args.block_convs else None
+    blocks = args.block_convs
     cfg = {**cfg, "block_convs": blocks}
     size = cfg["size"]
     # quant.train's default split whatever --seed says: the generator's
