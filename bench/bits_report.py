@@ -103,6 +103,16 @@ def plot_pareto(agg, path: Path) -> None:
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[1].set_xscale("log")
+    # A span under two decades gets a label on every minor tick, and they
+    # overprint; plain numbers at the decades and at 2 and 5 times them.
+    from matplotlib.ticker import FuncFormatter
+
+    def _tick(v, _pos):
+        lead = f"{v:.0e}"[0]
+        return f"{v:g}" if lead in "125" else ""
+
+    axes[1].xaxis.set_major_formatter(FuncFormatter(_tick))
+    axes[1].xaxis.set_minor_formatter(FuncFormatter(_tick))
     axes[0].set_ylabel("accuracy on held-out maps (%)")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
