@@ -111,8 +111,9 @@ def plot_pareto(agg, path: Path) -> None:
         lead = f"{v:.0e}"[0]
         return f"{v:g}" if lead in "125" else ""
 
-    axes[1].xaxis.set_major_formatter(FuncFormatter(_tick))
-    axes[1].xaxis.set_minor_formatter(FuncFormatter(_tick))
+    plain = FuncFormatter(_tick)
+    axes[1].xaxis.set_major_formatter(plain)
+    axes[1].xaxis.set_minor_formatter(plain)
     axes[0].set_ylabel("accuracy on held-out maps (%)")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
