@@ -85,6 +85,15 @@ def plot_pareto(agg, path: Path) -> None:
     """Accuracy (mean, spread as error bars) against the estimator's LUTs and
     against its maps/s: a point cheap in LUTs can be one folded to a crawl
     (the wide net at 8 bits is BRAM-bound), so both axes are drawn."""
+    fig = pareto_figure(agg)
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def pareto_figure(agg):
+    """The figure plot_pareto saves (the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,12 +113,15 @@ def plot_pareto(agg, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[1].set_xscale("log")
     # A span under two decades gets a label on every minor tick, and they
-    # overprint; plain numbers at the decades and at 2 and 5 times them.
+    # overprint near each decade; plain numbers at the decades and at 2 and 5
+    # times them, or at every tick when the span is under one decade (there
+    # 1-2-5 can leave a single number, and a log axis needs two to be read).
     from matplotlib.ticker import FuncFormatter
 
     def _tick(v, _pos):
+        lo, hi = axes[1].get_xlim()
         lead = f"{v:.0e}"[0]
-        return f"{v:g}" if lead in "125" else ""
+        return f"{v:g}" if lead in "125" or hi < 10 * lo else ""
 
     plain = FuncFormatter(_tick)
     axes[1].xaxis.set_major_formatter(plain)
@@ -117,8 +129,7 @@ def plot_pareto(agg, path: Path) -> None:
     axes[0].set_ylabel("accuracy on held-out maps (%)")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def merge(dirs, out: Path) -> int:

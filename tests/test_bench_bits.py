@@ -170,3 +170,37 @@ def test_merge_joins_seeds_run_apart(tmp_path, capsys):
     c = _run_json(tmp_path / "s2", 2, 0.7, data="other.pkl")
     with pytest.raises(SystemExit, match="different data"):
         bench.main(["--merge", str(a), str(c), "--out", str(tmp_path / "y")])
+
+
+def _drawn_labels(ax):
+    """Window extents of the x tick labels the renderer actually draws."""
+    fig = ax.figure
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    ticks = ax.xaxis.get_major_ticks() + ax.xaxis.get_minor_ticks()
+    return [(t.label1.get_text(), t.label1.get_window_extent(r)) for t in ticks
+            if t.label1.get_visible() and t.label1.get_text() and ax.get_xlim()[0] <= t.get_loc() <= ax.get_xlim()[1]]
+
+
+@pytest.mark.parametrize("span", [(19.0, 600.0), (300.0, 650.0), (2.0, 5000.0)])
+def test_pareto_maps_per_s_labels_do_not_overprint(span):
+    """Asks matplotlib's own renderer, not our formatter, where the maps/s
+    labels land: under two decades the log axis labels every minor tick by
+    default and they overprint (the bench's 19 to 600 maps/s did)."""
+    from bench import bits_report
+
+    import matplotlib.pyplot as plt
+
+    lo, hi = span
+    agg = [{"family": "wmcnn", "mode": m, "accuracy_mean": a, "accuracy_std": 0.002, "lut": 30000 + 1000 * i,
+            "maps_per_s": v} for i, (m, a, v) in enumerate([("W8A8", 0.94, lo), ("W4A4", 0.942, (lo * hi) ** 0.5),
+                                                            ("W2A2", 0.926, hi)])]
+    fig = bits_report.pareto_figure(agg)
+    try:
+        labels = _drawn_labels(fig.axes[1])
+        assert len(labels) >= 2, labels                 # the axis is still read by its numbers
+        boxes = sorted((b for _, b in labels), key=lambda b: b.x0)
+        for a, b in zip(boxes, boxes[1:]):
+            assert a.x1 <= b.x0, f"tick labels overlap: {[t for t, _ in labels]}"
+    finally:
+        plt.close(fig)
