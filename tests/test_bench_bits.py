@@ -177,9 +177,10 @@ def _drawn_labels(ax):
     fig = ax.figure
     fig.canvas.draw()
     r = fig.canvas.get_renderer()
+    lo, hi = ax.get_xlim()
     ticks = ax.xaxis.get_major_ticks() + ax.xaxis.get_minor_ticks()
     return [(t.label1.get_text(), t.label1.get_window_extent(r)) for t in ticks
-            if t.label1.get_visible() and t.label1.get_text() and ax.get_xlim()[0] <= t.get_loc() <= ax.get_xlim()[1]]
+            if t.label1.get_visible() and t.label1.get_text() and lo <= t.get_loc() <= hi]
 
 
 @pytest.mark.parametrize("span", [(19.0, 600.0), (300.0, 650.0), (2.0, 5000.0)])
