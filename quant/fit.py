@@ -101,6 +101,7 @@ def _save_state(path, stage: str, epoch: int, model, opt, sched, gen, tail=None)
 
 
 OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("onecycle", "constant")
 
 
 def plain(x):
@@ -122,7 +123,7 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
         batch: int = 64, lr: float = 2e-3, loss: str = "ce", balanced=False,
         augment: str = "dihedral", desc: str = "train", gamma: float = 2.0, state_path=None,
         resume: bool = False, average_last: int = 0, optimizer: str = "adam",
-        weight_decay: float = 0.0, sam: float = 0.0) -> torch.nn.Module:
+        weight_decay: float = 0.0, sam: float = 0.0, schedule: str = "onecycle") -> torch.nn.Module:
     """Supervised training of a FloatNet or GraphNet in place.
 
     With ``state_path`` the model, optimizer, schedule and random states are
@@ -132,11 +133,15 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
     epochs (``TailAverage``). An ``x`` of shape [N][V][S][S][C] holds V
     variants of each map (``quant.gridscale``); each draw of a map takes one
     of them at random. ``sam`` > 0 makes each step sharpness-aware
-    (``sam_step``) with that radius."""
+    (``sam_step``) with that radius. ``schedule``: ``onecycle`` (warm up to
+    ``lr``, anneal to nearly 0) or ``constant`` (``lr`` throughout, for
+    weight averaging)."""
     if epochs <= 0:
         return model.eval()
     if sam < 0:
         raise ValueError(f"the SAM radius must be >= 0, got {sam}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
     torch.manual_seed(seed)
     steps = max(1, len(x) // batch)
     # A GPU trains when there is one; the model comes back on the CPU, where
@@ -144,7 +149,10 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
     dev = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     model.to(dev)
     opt = make_optimizer(optimizer, _trainable(model), lr, weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
+    if schedule == "constant":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    else:
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
     loss_fn = _loss_fn(loss, gamma)
     # Batches are converted as drawn: x may be a memory-mapped uint8 cache
     # (quant.datasets.stream) far larger than a float copy could be.
@@ -264,23 +272,57 @@ def from_float(spec, fp: FloatNet, x_calib: np.ndarray, act_init: str = "stats")
     return calibrate(q, x_calib)
 
 
+@torch.no_grad()
+def update_bn(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, seed: int, batch: int = 64,
+              balanced="none", augment: str = "dihedral") -> torch.nn.Module:
+    """Batch-norm statistics recomputed for the model's present weights: the
+    plain mean over one epoch drawn as training draws it (class balance and
+    symmetries). Averaged weights need it: the running statistics belong to
+    the nets that were averaged, not to their mean."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return model.eval()
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None                   # a cumulative mean over the pass
+    gen = torch.Generator().manual_seed(seed)
+    order = _order(np.asarray(y), balanced, gen)
+    model.train()
+    for i in range(0, len(order), batch):
+        idx = order[i:i + batch].numpy()
+        model(_augment(to_input(np.asarray(plain(x)[idx])), _check_augment(augment)))
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    return model.eval()
+
+
 def float_twin(spec, x: np.ndarray, y: np.ndarray, epochs: int, seed: int, bn: bool = False,
                equalize: bool = False, desc: str = "fp32", init: str = "he", pretrain=None,
-               **kw) -> FloatNet:
+               swa_epochs: int = 0, swa_lr: float = 0.02, **kw) -> FloatNet:
     """The FP32 net QAT starts from: trained (with batch norms if ``bn``, then
     folded into the weights), and cross-layer equalized if ``equalize``.
     ``init`` is ``FloatNet``'s weight initialization. ``pretrain``, a tuple
     (maps, labels, epochs), trains on those maps first, with their own
-    schedule and no class balance (generated maps come balanced)."""
+    schedule and no class balance (generated maps come balanced).
+    ``swa_epochs`` N > 0: after its schedule the net trains N more epochs at
+    the constant rate ``swa_lr`` and ends as the mean of the weights after
+    each of them (stochastic weight averaging), batch norms recomputed."""
     torch.manual_seed(seed)
     net = FloatNet(spec, bn=bn, init=init)
+    path = kw.get("state_path")
     if pretrain is not None:
         xp, yp, pe = pretrain
-        path = kw.get("state_path")
         pkw = {**kw, "balanced": "none", "sam": 0.0,
                "state_path": None if path is None else Path(path).with_name("pretrain.state.pt")}
         net = fit(net, xp, yp, pe, seed, desc="pretrain", **pkw)
     fp = fit(net, x, y, epochs, seed, desc=desc, **kw)
+    if swa_epochs:
+        skw = {**kw, "lr": swa_lr, "schedule": "constant",
+               "state_path": None if path is None else Path(path).with_name("swa.state.pt")}
+        fp = fit(fp, x, y, swa_epochs, seed + 2, desc="swa", average_last=swa_epochs, **skw)
+        fp = update_bn(fp, x, y, seed + 3, batch=kw.get("batch", 64), balanced=kw.get("balanced", "none"),
+                       augment=kw.get("augment", "dihedral"))
     if bn:
         fp = fp.folded()
     if equalize:
@@ -293,7 +335,8 @@ def float_twin(spec, x: np.ndarray, y: np.ndarray, epochs: int, seed: int, bn: b
 def train_qat(spec, x: np.ndarray, y: np.ndarray, fp_epochs: int, qat_epochs: int, seed: int,
               state_dir=None, resume: bool = False, qat_lr: float | None = None, bn: bool = False,
               equalize: bool = False, act_init: str = "stats", init: str = "he",
-              average_last: int = 0, pretrain=None, **kw) -> tuple[FloatNet, GraphNet]:
+              average_last: int = 0, pretrain=None, swa_epochs: int = 0, swa_lr: float = 0.02,
+              **kw) -> tuple[FloatNet, GraphNet]:
     """FP32 pre-training, then QAT fine-tuning from its weights (lr / 2 unless
     ``qat_lr``). With ``bn`` the FP32 stage trains with batch norms, which are
     folded into the weights before QAT (the returned float twin is the folded
@@ -302,10 +345,10 @@ def train_qat(spec, x: np.ndarray, y: np.ndarray, fp_epochs: int, qat_epochs: in
     the same function. With ``state_dir``, per-epoch states ``fp32.state.pt`` and
     ``qat.state.pt`` go there, and ``resume`` continues from them. QAT ends
     with its weights averaged over its last ``average_last`` epochs.
-    ``pretrain`` is ``float_twin``'s."""
+    ``pretrain``, ``swa_epochs`` and ``swa_lr`` are ``float_twin``'s."""
     paths = {k: None if state_dir is None else Path(state_dir) / f"{k}.state.pt" for k in ("fp32", "qat")}
     fp = float_twin(spec, x, y, fp_epochs, seed, bn=bn, equalize=equalize, state_path=paths["fp32"],
-                    resume=resume, init=init, pretrain=pretrain, **kw)
+                    resume=resume, init=init, pretrain=pretrain, swa_epochs=swa_epochs, swa_lr=swa_lr, **kw)
     q = qat_from(spec, fp, x, y, qat_epochs, seed, state_path=paths["qat"], resume=resume,
                  qat_lr=qat_lr, act_init=act_init, average_last=average_last, **kw)
     return fp, q

@@ -213,7 +213,7 @@ def run(args) -> dict:
     fp, q = train_qat(spec, x_fit, y, args.fp_epochs, args.qat_epochs, args.seed, state_dir=args.out,
                       resume=args.resume, qat_lr=args.qat_lr, bn=args.bn, equalize=args.equalize,
                       act_init=args.act_init, init=args.init, average_last=args.average_last,
-                      pretrain=pretrain, **_train_kw(args))
+                      pretrain=pretrain, swa_epochs=args.swa_epochs, swa_lr=args.swa_lr, **_train_kw(args))
     results = {"model": spec.name, "spec": spec.to_dict(), "config": config_of(args), "train_seconds": None}
     logits = {"fp32": predict_logits(fp, x_test, n_views=nv), "qat": predict_logits(q, x_test, n_views=nv)}
     if args.ptq:
@@ -228,6 +228,7 @@ def run(args) -> dict:
     val_logits = predict_logits(q, x_val, n_views=nv)
     # Validation figures too: the recipe's choices were made on this split.
     results["val_qat"] = metrics.summary(y_val, val_logits.argmax(1), spec.classes)
+    results["val_fp32"] = metrics.summary(y_val, predict_logits(fp, x_val, n_views=nv).argmax(1), spec.classes)
     reject = metrics.calibrate_reject(val_logits, y_val, args.target_accuracy,
                                       x_val=x_val if spec.in_channels == 1 else None)
     results["reject"] = {**reject, **metrics.summary(y_test, metrics.apply_reject(logits["qat"], reject, x_test),

@@ -139,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "(least quantization error; better at 2 bits)")
     ap.add_argument("--average-last", type=int, default=0, metavar="K",
                     help="end QAT with its weights averaged over its last K epochs (steadier at 2 bits)")
+    ap.add_argument("--swa-epochs", type=int, default=0, metavar="N",
+                    help="end the FP32 stage with N epochs at the constant rate --swa-lr and the mean "
+                         "of their weights (stochastic weight averaging; batch norms recomputed)")
+    ap.add_argument("--swa-lr", type=float, default=0.02, help="the constant rate of --swa-epochs")
     ap.add_argument("--ptq", action="store_true", help="also report an 8-bit post-training-quantized twin")
     ap.add_argument("--views", type=int, choices=(1, 8), default=1,
                     help="evaluate (and have the host classify) each wafer map as the summed logits of "
@@ -202,6 +206,8 @@ def check(args) -> None:
             raise SystemExit("--grid-variants re-grids a real LSWMD .pkl file's maps; give --data FILE.pkl")
         if args.synth_maps:
             raise SystemExit("--grid-variants and --synth-maps: re-gridding is for the real rows; give one")
+    if args.swa_epochs < 0 or args.swa_lr <= 0:
+        raise SystemExit(f"--swa-epochs {args.swa_epochs} --swa-lr {args.swa_lr}: give N >= 0 and a rate > 0")
     if not 0 < args.fit_fraction <= 1:
         raise SystemExit(f"--fit-fraction {args.fit_fraction}: give a fraction in (0, 1]")
     if args.optimizer != "adam" and args.qat_lr is None:

@@ -7,7 +7,9 @@ FP32 stage runs on them first, resumes past them, and the CLI refuses it
 without a real file. The FP32 stage's optimizer (--optimizer, --weight-decay):
 SGD there, Adam in QAT. Sharpness-aware steps (--sam): the gradient is the
 one at the weights moved rho along the normalized gradient (Foret et al.),
-in the FP32 stage's real-map epochs only."""
+in the FP32 stage's real-map epochs only. Weight averaging at the end of the
+FP32 stage (--swa-epochs): constant-rate epochs, their mean, batch norms
+recomputed to torch's definition of the statistics."""
 import numpy as np
 import pytest
 
@@ -226,3 +228,80 @@ def test_sam_runs_in_the_fp32_stage_only(data, monkeypatch):
     assert any(not torch.equal(a, b) for a, b in zip(fp.state_dict().values(), plain.state_dict().values()))
     with pytest.raises(ValueError, match="SAM radius"):
         fitmod.fit(_net(), x, y, 1, seed=1, sam=-0.1)
+
+
+def test_a_constant_schedule_keeps_the_rate_and_an_unknown_one_is_refused(data, monkeypatch):
+    """schedule="constant": every step runs at lr (one-cycle ends near 0)."""
+    x, y = data
+    rates = []
+    step = torch.optim.SGD.step
+
+    def spy(opt, *a, **k):
+        rates.append(opt.param_groups[0]["lr"])
+        return step(opt, *a, **k)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    fitmod.fit(_net(), x, y, 2, seed=1, lr=0.02, optimizer="sgd", schedule="constant")
+    assert len(rates) == 2 * (len(x) // 64) and set(rates) == {0.02}
+    rates.clear()
+    fitmod.fit(_net(), x, y, 2, seed=1, lr=0.02, optimizer="sgd")
+    assert rates[-1] < 0.001
+    with pytest.raises(ValueError, match="unknown schedule"):
+        fitmod.fit(_net(), x, y, 1, seed=1, schedule="cosine")
+
+
+def test_update_bn_gives_the_statistics_of_the_maps_it_is_shown(data):
+    """One batch of every map, no symmetry: each batch norm's running mean and
+    variance become its input's mean and unbiased variance over those maps,
+    as torch's batch_norm defines them, whatever they were before."""
+    x, y = data
+    net = _bn_net()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.fill_(5.0)
+            m.running_var.fill_(7.0)
+    seen = {}
+    hooks = [m.register_forward_hook(lambda mod, inp, out: seen.setdefault(mod, inp[0].detach().clone()))
+             for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    fitmod.update_bn(net, x, y, seed=1, batch=len(x), augment="none")
+    for h in hooks:
+        h.remove()
+    assert seen and not net.training
+    for m, inp in seen.items():
+        assert inp.shape[0] == len(x)
+        torch.testing.assert_close(m.running_mean, inp.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(m.running_var, inp.var(dim=(0, 2, 3), unbiased=True), rtol=1e-4, atol=1e-6)
+        assert m.momentum == 0.1                 # put back for later training
+
+
+def test_swa_ends_the_fp32_stage_with_the_mean_of_constant_rate_epochs(data, tmp_path, monkeypatch):
+    """--swa-epochs N --swa-lr R: after the FP32 schedule, N epochs at the
+    constant rate R with their mean taken (fit's own tail average, tested
+    above), their own state file, batch norms recomputed; QAT is untouched."""
+    x, y = data
+    stages = []
+    fit = fitmod.fit
+
+    def spy(model, xx, yy, epochs, seed, desc="train", **kw):
+        stages.append((desc, epochs, kw.get("lr"), kw.get("schedule", "onecycle"), kw.get("average_last", 0),
+                       kw.get("state_path")))
+        return fit(model, xx, yy, epochs, seed, desc=desc, **kw)
+
+    redone = []
+    update = fitmod.update_bn
+    monkeypatch.setattr(fitmod, "fit", spy)
+    monkeypatch.setattr(fitmod, "update_bn", lambda net, *a, **k: redone.append(1) or update(net, *a, **k))
+    net, _ = fitmod.train_qat(SMALL, x, y, 1, 1, seed=1, lr=0.05, optimizer="sgd", qat_lr=5e-4, bn=True,
+                              swa_epochs=2, swa_lr=0.01, state_dir=tmp_path)
+    assert [s[:5] for s in stages] == [("fp32", 1, 0.05, "onecycle", 0), ("swa", 2, 0.01, "constant", 2),
+                                       ("qat", 1, 5e-4, "onecycle", 0)]
+    assert stages[1][5] == tmp_path / "swa.state.pt" and stages[1][5].exists()
+    assert redone == [1]
+    plain = fitmod.float_twin(SMALL, x, y, 1, seed=1, lr=0.05, optimizer="sgd", bn=True)
+    assert any(not torch.equal(a, b) for a, b in zip(net.state_dict().values(), plain.state_dict().values()))
+
+
+def test_the_cli_refuses_a_negative_swa_length(tmp_path):
+    with pytest.raises(SystemExit, match="--swa-epochs -1"):
+        tr.main(["--swa-epochs", "-1", "--n-train", "40", "--n-test", "20", "--fp-epochs", "0",
+                 "--qat-epochs", "0", "--out", str(tmp_path)])
