@@ -286,12 +286,13 @@ def update_bn(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, seed: int, b
     for m in bns:
         m.reset_running_stats()
         m.momentum = None                   # a cumulative mean over the pass
+    mode = _check_augment(augment)
     gen = torch.Generator().manual_seed(seed)
     order = _order(np.asarray(y), balanced, gen)
     model.train()
     for i in range(0, len(order), batch):
         idx = order[i:i + batch].numpy()
-        model(_augment(to_input(np.asarray(plain(x)[idx])), _check_augment(augment)))
+        model(_augment(to_input(np.asarray(plain(x)[idx])), mode))
     for m, mom in zip(bns, momenta):
         m.momentum = mom
     return model.eval()
