@@ -41,11 +41,11 @@ def _loss_fn(name: str, gamma: float = 2.0):
     raise ValueError(f"unknown loss {name!r}: use ce, focal or bce")
 
 
-AUGMENTS = ("dihedral", "hflip", "none")
+AUGMENTS = ("dihedral", "dihedral-each", "hflip", "none")
 
 
 def _augment(x: torch.Tensor, mode: str) -> torch.Tensor:
-    """One random symmetry for the whole batch.
+    """One random symmetry for the whole batch (``dihedral-each``: one a map).
 
     ``dihedral``: wafer maps have no preferred orientation, so any of the
     eight turns and flips (turns on square inputs only). ``hflip``: a
@@ -54,11 +54,28 @@ def _augment(x: torch.Tensor, mode: str) -> torch.Tensor:
     ``none``: as given."""
     if mode == "none":
         return x
-    if mode == "dihedral" and x.shape[2] == x.shape[3]:
+    if mode == "dihedral-each" and x.shape[2] == x.shape[3]:
+        return _dihedral_each(x)
+    if mode.startswith("dihedral") and x.shape[2] == x.shape[3]:
         x = torch.rot90(x, int(torch.randint(0, 4, ())), dims=(2, 3))
     if bool(torch.randint(0, 2, ())):
         x = torch.flip(x, dims=(3,))
     return x
+
+
+def _dihedral_each(x: torch.Tensor) -> torch.Tensor:
+    """One random turn and flip per map, so that a batch mixes all eight
+    views; with one view a batch, the batch norms' statistics (and each
+    step's gradient) come from a single orientation."""
+    turn = torch.randint(0, 4, (len(x),))
+    flip = torch.randint(0, 2, (len(x),)).bool()
+    out = torch.empty_like(x)
+    for k in range(4):
+        sel = turn == k
+        if sel.any():
+            out[sel] = torch.rot90(x[sel], k, dims=(2, 3))
+    out[flip] = torch.flip(out[flip], dims=(3,))
+    return out
 
 
 def _check_augment(mode: str) -> str:

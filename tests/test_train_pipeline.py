@@ -242,17 +242,30 @@ def _views(x):
     return out
 
 
+def _view_of(x, y):
+    """Which of the eight views of map ``x`` [C][H][W] is ``y``."""
+    return next(i for i, v in enumerate(_views(x[None])) if torch.equal(v[0], y))
+
+
 def test_augment_modes_draw_only_their_symmetries():
-    x = torch.arange(2 * 25, dtype=torch.float32).reshape(2, 1, 5, 5)   # no symmetry of its own
+    x = torch.arange(6 * 25, dtype=torch.float32).reshape(6, 1, 5, 5)   # no symmetry of its own
     torch.manual_seed(0)
     seen = {mode: set() for mode in fitmod.AUGMENTS}
     for mode in fitmod.AUGMENTS:
         for _ in range(64):
             y = fitmod._augment(x, mode)
-            seen[mode].add(next(i for i, v in enumerate(_views(x)) if torch.equal(v, y)))
-    assert seen["none"] == {0}
-    assert seen["hflip"] == {0, 1}            # the buffer zone's radial axis never turns
-    assert seen["dihedral"] == set(range(8))
+            seen[mode].add(tuple(_view_of(a, b) for a, b in zip(x, y)))
+    one_a_batch = lambda views: {v[0] for v in views if len(set(v)) == 1}   # noqa: E731
+    for mode in ("none", "hflip", "dihedral"):
+        assert all(len(set(v)) == 1 for v in seen[mode]), mode   # one view for the whole batch
+    assert one_a_batch(seen["none"]) == {0}
+    assert one_a_batch(seen["hflip"]) == {0, 1}            # the buffer zone's radial axis never turns
+    assert one_a_batch(seen["dihedral"]) == set(range(8))
+    each = seen["dihedral-each"]
+    assert {i for v in each for i in v} == set(range(8))
+    assert sum(len(set(v)) > 1 for v in each) > 48          # maps of one batch take their own views
+    flat = torch.zeros(3, 1, 4, 6)                          # not square: no turns, as for dihedral
+    assert fitmod._augment(flat, "dihedral-each").shape == flat.shape
     with pytest.raises(ValueError, match="unknown augmentation"):
         fitmod.fit(GraphNet(SMALL), np.zeros((4, 42, 42, 1), np.uint8), np.zeros(4, np.int64), 1, 0,
                    augment="rot45")
@@ -262,6 +275,7 @@ def test_cli_picks_the_family_augmentation():
     assert tr.parse_args(["--out", "x"]).augment == "dihedral"
     assert tr.parse_args(["--out", "x", "--family", "xception_fpn"]).augment == "hflip"
     assert tr.parse_args(["--out", "x", "--family", "xception_fpn", "--augment", "none"]).augment == "none"
+    assert tr.parse_args(["--out", "x", "--augment", "dihedral-each"]).augment == "dihedral-each"
 
 
 @torch.no_grad()
