@@ -41,7 +41,7 @@ def _loss_fn(name: str, gamma: float = 2.0):
     raise ValueError(f"unknown loss {name!r}: use ce, focal or bce")
 
 
-AUGMENTS = ("dihedral", "dihedral-each", "hflip", "none")
+AUGMENTS = ("dihedral", "dihedral-each", "rotate", "hflip", "none")
 
 
 def _augment(x: torch.Tensor, mode: str) -> torch.Tensor:
@@ -51,16 +51,36 @@ def _augment(x: torch.Tensor, mode: str) -> torch.Tensor:
     eight turns and flips (turns on square inputs only). ``hflip``: a
     buffer-zone image has a fixed radial axis (mold at the top, wafer edge
     at the bottom); only the mirror along the circumference is a real view.
-    ``none``: as given."""
+    ``rotate``: dihedral, then half the maps turned further by an angle
+    within 45 degrees (``_rotate``). ``none``: as given."""
     if mode == "none":
         return x
     if mode == "dihedral-each" and x.shape[2] == x.shape[3]:
         return _dihedral_each(x)
-    if mode.startswith("dihedral") and x.shape[2] == x.shape[3]:
+    square = x.shape[2] == x.shape[3]
+    if mode in ("dihedral", "rotate") and square:
         x = torch.rot90(x, int(torch.randint(0, 4, ())), dims=(2, 3))
     if bool(torch.randint(0, 2, ())):
         x = torch.flip(x, dims=(3,))
+    if mode == "rotate" and square:
+        x = _rotate(x)
     return x
+
+
+def _rotate(x: torch.Tensor, share: float = 0.5, max_deg: float = 45.0) -> torch.Tensor:
+    """Turn a random ``share`` of the maps about the centre by an angle
+    within +-``max_deg``; with the dihedral turns that reaches every angle.
+    A wafer's notch can point anywhere, and no class depends on it.
+    Nearest-neighbour sampling keeps the die codes (0, 128, 255) as they
+    are; what turns in from outside the canvas is 0, no die."""
+    n = len(x)
+    angle = (torch.rand(n) * 2 - 1) * (max_deg * torch.pi / 180)
+    angle = torch.where(torch.rand(n) < share, angle, torch.zeros(n))
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False).to(x.device, x.dtype)
+    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
 
 
 def _dihedral_each(x: torch.Tensor) -> torch.Tensor:

@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "root of its size) or equal")
     ap.add_argument("--augment", choices=AUGMENTS, default=None,
                     help="random symmetries while training: dihedral (turns and flips, one for the whole "
-                         "batch; the wafer-map default), dihedral-each (one for each map), hflip (mirror "
+                         "batch; the wafer-map default), dihedral-each (one for each map), rotate "
+                         "(dihedral, then half the maps turned by up to 45 degrees more), hflip (mirror "
                          "along the circumference only, the buffer-zone default), none")
     ap.add_argument("--bn", action="store_true",
                     help="FP32 stage with batch norms, folded into the weights before QAT")

@@ -250,8 +250,9 @@ def _view_of(x, y):
 def test_augment_modes_draw_only_their_symmetries():
     x = torch.arange(6 * 25, dtype=torch.float32).reshape(6, 1, 5, 5)   # no symmetry of its own
     torch.manual_seed(0)
-    seen = {mode: set() for mode in fitmod.AUGMENTS}
-    for mode in fitmod.AUGMENTS:
+    dihedral_modes = [m for m in fitmod.AUGMENTS if m != "rotate"]   # rotate: its own test
+    seen = {mode: set() for mode in dihedral_modes}
+    for mode in dihedral_modes:
         for _ in range(64):
             y = fitmod._augment(x, mode)
             seen[mode].add(tuple(_view_of(a, b) for a, b in zip(x, y)))
@@ -269,6 +270,45 @@ def test_augment_modes_draw_only_their_symmetries():
     with pytest.raises(ValueError, match="unknown augmentation"):
         fitmod.fit(GraphNet(SMALL), np.zeros((4, 42, 42, 1), np.uint8), np.zeros(4, np.int64), 1, 0,
                    augment="rot45")
+
+
+def _disc(n=48):
+    """A round wafer of passing dies (code 128) with a failing left edge (255)."""
+    yy, xx = np.mgrid[:n, :n]
+    r = np.hypot(yy - (n - 1) / 2, xx - (n - 1) / 2)
+    m = np.where(r < n / 2 - 2, 128, 0)
+    m[(r < n / 2 - 2) & (xx < n // 5)] = 255
+    return torch.tensor(m, dtype=torch.float32)[None, None] / 256
+
+
+def test_rotate_turns_off_grid_and_keeps_the_die_codes():
+    torch.manual_seed(0)
+    x = _disc().repeat(64, 1, 1, 1)
+    y = fitmod._rotate(x, share=1.0)
+    assert set(torch.unique(y * 256).tolist()) <= {0.0, 128.0, 255.0}   # nearest: no blends
+    # a turned disc stays a disc: the die count moves by rounding only
+    dies = (y > 0).sum(dim=(1, 2, 3)).float()
+    assert (abs(dies - float((x[0] > 0).sum())) < 0.02 * float((x[0] > 0).sum())).all()
+    # (almost) every map lands on none of the eight dihedral views
+    dihedral = [v[0] for v in _views(x[:1])]
+    on_grid = sum(any(torch.equal(v, a) for v in dihedral) for a in y)
+    assert on_grid < 8
+    assert torch.equal(fitmod._rotate(x, share=0.0), x)                 # angle 0: as given
+    # share: about half the maps turn
+    torch.manual_seed(1)
+    turned = (fitmod._rotate(x) != x).flatten(1).any(1).float().mean()
+    assert 0.3 < float(turned) < 0.7
+
+
+def test_rotate_mode_adds_turns_to_the_dihedral_ones():
+    torch.manual_seed(0)
+    x = _disc().repeat(16, 1, 1, 1)
+    outs = [fitmod._augment(x, "rotate") for _ in range(8)]
+    assert all(o.shape == x.shape for o in outs)
+    assert any(len({tuple(m.flatten().tolist()) for m in o}) > 1 for o in outs)  # maps differ
+    flat = torch.zeros(3, 1, 4, 6)                          # not square: the mirror only
+    assert fitmod._augment(flat, "rotate").shape == flat.shape
+    assert tr.parse_args(["--out", "x", "--augment", "rotate"]).augment == "rotate"
 
 
 def test_cli_picks_the_family_augmentation():
