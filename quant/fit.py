@@ -16,6 +16,7 @@ from tqdm import tqdm
 from contract import views
 from quant.floatnet import FloatNet
 from quant.model import GraphNet, to_input
+from quant import augment as aug
 from quant.averaging import TailAverage
 from quant.sam import sam_step
 
@@ -39,70 +40,6 @@ def _loss_fn(name: str, gamma: float = 2.0):
     if name == "bce":
         return bce_loss
     raise ValueError(f"unknown loss {name!r}: use ce, focal or bce")
-
-
-AUGMENTS = ("dihedral", "dihedral-each", "rotate", "hflip", "none")
-
-
-def _augment(x: torch.Tensor, mode: str) -> torch.Tensor:
-    """One random symmetry for the whole batch (``dihedral-each``: one a map).
-
-    ``dihedral``: wafer maps have no preferred orientation, so any of the
-    eight turns and flips (turns on square inputs only). ``hflip``: a
-    buffer-zone image has a fixed radial axis (mold at the top, wafer edge
-    at the bottom); only the mirror along the circumference is a real view.
-    ``rotate``: dihedral, then half the maps turned further by an angle
-    within 45 degrees (``_rotate``). ``none``: as given."""
-    if mode == "none":
-        return x
-    if mode == "dihedral-each" and x.shape[2] == x.shape[3]:
-        return _dihedral_each(x)
-    square = x.shape[2] == x.shape[3]
-    if mode in ("dihedral", "rotate") and square:
-        x = torch.rot90(x, int(torch.randint(0, 4, ())), dims=(2, 3))
-    if bool(torch.randint(0, 2, ())):
-        x = torch.flip(x, dims=(3,))
-    if mode == "rotate" and square:
-        x = _rotate(x)
-    return x
-
-
-def _rotate(x: torch.Tensor, share: float = 0.5, max_deg: float = 45.0) -> torch.Tensor:
-    """Turn a random ``share`` of the maps about the centre by an angle
-    within +-``max_deg``; with the dihedral turns that reaches every angle.
-    A wafer's notch can point anywhere, and no class depends on it.
-    Nearest-neighbour sampling keeps the die codes (0, 128, 255) as they
-    are; what turns in from outside the canvas is 0, no die."""
-    n = len(x)
-    angle = (torch.rand(n) * 2 - 1) * (max_deg * torch.pi / 180)
-    angle = torch.where(torch.rand(n) < share, angle, torch.zeros(n))
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False).to(x.device, x.dtype)
-    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
-
-
-def _dihedral_each(x: torch.Tensor) -> torch.Tensor:
-    """One random turn and flip per map, so that a batch mixes all eight
-    views; with one view a batch, the batch norms' statistics (and each
-    step's gradient) come from a single orientation."""
-    turn = torch.randint(0, 4, (len(x),))
-    flip = torch.randint(0, 2, (len(x),)).bool()
-    out = torch.empty_like(x)
-    for k in range(4):
-        sel = turn == k
-        if sel.any():
-            out[sel] = torch.rot90(x[sel], k, dims=(2, 3))
-    out[flip] = torch.flip(out[flip], dims=(3,))
-    return out
-
-
-def _check_augment(mode: str) -> str:
-    # Checked before training starts, not at the first batch.
-    if mode not in AUGMENTS:
-        raise ValueError(f"unknown augmentation {mode!r}; choose from {', '.join(AUGMENTS)}")
-    return mode
 
 
 BALANCES = ("none", "sqrt", "equal")
@@ -195,7 +132,7 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
     # Batches are converted as drawn: x may be a memory-mapped uint8 cache
     # (quant.datasets.stream) far larger than a float copy could be.
     yt = torch.as_tensor(np.asarray(y))
-    mode = _check_augment(augment)
+    mode = aug.check(augment)
     regridded = getattr(x, "ndim", 4) == 5
     gen = torch.Generator().manual_seed(seed)
     start = 0
@@ -222,7 +159,7 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed:
                 rows = np.asarray(x[idx.numpy(), pick])
             else:
                 rows = np.asarray(x[idx.numpy()])
-            xb = _augment(to_input(rows), mode).to(dev)
+            xb = aug.augment(to_input(rows), mode).to(dev)
             yb = yt[idx].to(dev)
             out = loss_fn(model(xb), yb)
             opt.zero_grad()
@@ -285,13 +222,13 @@ def update_bn(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, seed: int, b
     for m in bns:
         m.reset_running_stats()
         m.momentum = None                   # a cumulative mean over the pass
-    mode = _check_augment(augment)
+    mode = aug.check(augment)
     gen = torch.Generator().manual_seed(seed)
     order = _order(np.asarray(y), balanced, gen)
     model.train()
     for i in range(0, len(order), batch):
         idx = order[i:i + batch].numpy()
-        model(_augment(to_input(np.asarray(plain(x)[idx])), mode))
+        model(aug.augment(to_input(np.asarray(plain(x)[idx])), mode))
     for m, mom in zip(bns, momenta):
         m.momentum = mom
     return model.eval()
@@ -382,14 +319,14 @@ def distill(teacher: torch.nn.Module, student: torch.nn.Module, x_unlabeled: np.
     steps = max(1, len(x_unlabeled) // batch)
     opt = torch.optim.Adam(_trainable(student), lr=lr)
     xt = to_input(x_unlabeled)
-    mode = _check_augment(augment)
+    mode = aug.check(augment)
     gen = torch.Generator().manual_seed(seed)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
     for epoch in range(epochs):
         student.train()
         order = torch.randperm(len(xt), generator=gen)
         for step in tqdm(range(steps), desc=f"distill {epoch + 1}/{epochs}", leave=False, mininterval=1.0):
-            xb = _augment(xt[order[step * batch:(step + 1) * batch]], mode)
+            xb = aug.augment(xt[order[step * batch:(step + 1) * batch]], mode)
             with torch.no_grad():
                 soft = F.softmax(teacher(xb) / temperature, dim=1)
             logp = F.log_softmax(student(xb) / temperature, dim=1)

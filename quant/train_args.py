@@ -11,7 +11,8 @@ from pathlib import Path
 
 from contract.spec import WAFER_CLASSES
 from contract.zoo import FAMILIES
-from quant.fit import AUGMENTS, BALANCES, OPTIMIZERS
+from quant.augment import AUGMENTS
+from quant.fit import BALANCES, OPTIMIZERS
 from quant.gridscale import SCALE as GRID_SCALE
 from quant.traindata import VAL_FOLDS
 from quant.floatnet import INITS
