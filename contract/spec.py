@@ -82,7 +82,8 @@ class CNNSpec(SpecFace):
     # (see ``die_decode``): on real maps it was worth two points of accuracy.
     die_channels: bool = False
     # conv3x3 layers in each block; empty: one each. Real maps: a second conv
-    # in the two deepest blocks (1, 1, 2, 2) is the 4-bit recipe's (README).
+    # in the two deepest blocks (1, 1, 2, 2) is the 4-bit recipe's
+    # (docs/REAL_MAPS.md, "Two convs in the deeper blocks").
     block_convs: tuple[int, ...] = ()
 
     def __post_init__(self):

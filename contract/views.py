@@ -5,8 +5,9 @@ Every WM-811K class keeps its name under a quarter turn or a mirror (a
 scratch stays a scratch, an edge ring an edge ring), so training already
 augments with all eight; at inference the same eight views of one map
 disagree on hard maps, and their summed logits are right more often than any
-one of them. On real held-out maps this is worth one to three points (README,
-Real wafer maps), for eight times the accelerator work per map.
+one of them. On real held-out maps this is worth one to three points
+(docs/REAL_MAPS.md, Eight views), for eight times the accelerator work per
+map.
 
 The accelerator is unchanged: the host sends the eight views as eight images
 of one INFER_BATCH and adds the integer logits it gets back, so the result

@@ -9,10 +9,11 @@ def sam_step(model: torch.nn.Module, opt, loss_of, rho: float) -> None:
     caller's ``opt.step()`` then applies that gradient at the original weights.
 
     Why: a few percent of the real maps' labels are ones every net trained on
-    the rest rejects (README, Disputed labels); the FP32 stage fits them to a
-    loss near zero, and a minimum that stays low over a neighbourhood is the
-    one that memorizes single maps least. Measured at rho 0.05 on the real-map
-    recipe it is not better (README, Disputed labels), so it is an option.
+    the rest rejects (docs/REAL_MAPS.md, Disputed labels); the FP32 stage fits
+    them to a loss near zero, and a minimum that stays low over a
+    neighbourhood is the one that memorizes single maps least. Measured at
+    rho 0.05 on the real-map recipe it is not better (same paragraph), so it
+    is an option.
     Batch-norm running statistics are left as the first pass set them: the
     perturbed pass is not data."""
     params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
