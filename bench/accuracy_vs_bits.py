@@ -8,12 +8,15 @@
 
 With ``--data`` the maps are real (the held-out split of ``quant.train``) and
 every family's FP32 twin trains with batch norms. ``--recipe`` takes a
-``quant.train`` config (the one ``make train DATA=`` uses) for wmcnn: its
-size, blocks, die decoder, class balance, epochs and learning rates, so the
-sweep measures the recipe itself at every width (below 4 bits the activation
-scales start at least error, as in ``wmcnn_real_2w2a.json``), its pretraining
-on generated maps (``pretrain_maps``) and QAT's tail averaging
-(``average_last``, at every width). ``--edge-bits 8`` adds each width below
+``quant.train`` config for wmcnn (the one ``make train DATA=`` uses): its
+size, class balance, init, optimizer, weight decay, epochs and learning
+rates, its pretraining on generated maps (``pretrain_maps``), QAT's tail
+averaging (``average_last``, at every width) and its views, so the sweep
+measures the recipe itself at every width (below 4 bits the activation
+scales start at least error, as in ``wmcnn_real_2w2a.json``). Those
+training options reach every family in ``--families``, so another family
+is trained the way the wmcnn recipe is; the recipe's architecture (channels,
+blocks, die decoder) reaches wmcnn only. ``--edge-bits 8`` adds each width below
 8 with the first conv's and the classifier's weights at 8 bits (mode
 ``W2A2e8``, as in ``wmcnn_real_2w2a_edge8.json``). Each quantized point also
 carries the estimator's LUT, BRAM36, DSP and maps/s on the XC7Z020
@@ -140,11 +143,13 @@ RECIPES = {"mobilenet_s": {"bn": True, "equalize": True, "act_init": "mse", "qat
 
 def _recipe(family, args) -> dict:
     # On real maps every family trains its FP32 twin with batch norms (the
-    # real-data recipe, quant/configs/wmcnn_real_4w4a.json).
+    # real-data recipe, quant/configs/wmcnn_real_4w4a.json). The recipe's
+    # training options are not wmcnn's alone: a family compared at another
+    # schedule would be compared on its schedule, not on its architecture.
     recipe = dict(RECIPES.get(family, {}))
     if args.data is not None:
         recipe["bn"] = True
-    if family == "wmcnn" and args.recipe:
+    if args.recipe:
         keys = ("bn", "balanced", "qat_lr", "init", "average_last", "pretrain_maps", "pretrain_epochs",
                 "optimizer", "weight_decay")
         recipe.update({k: args.recipe[k] for k in keys if k in args.recipe})
@@ -196,7 +201,7 @@ def run_family(family, x, y, xt, yt, cfg, args) -> list[dict]:
     spec_fp = make_spec(family, 8, args.size, args.width, channels, die, block_convs=blocks)
     fp = float_net(family, spec_fp, x, y, cfg, args)
     # The real-map recipe classifies a map by its eight turns and flips (contract.views).
-    nv = int(args.recipe.get("views", 1)) if family == "wmcnn" and args.recipe else 1
+    nv = int(args.recipe.get("views", 1)) if args.recipe else 1
     n_w, _ = weight_memory(spec_fp)
     fp_row = dict(family=family, mode="fp32", bits=32, params=n_w, weight_bits=32 * n_w,
                   **_scored(fp, xt, yt, nv), seconds=time.time() - t0, seed=args.seed)
@@ -253,7 +258,8 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=None)
     ap.add_argument("--lr", type=float, default=None, help="peak FP32 learning rate (default 3e-3, or the recipe's)")
     ap.add_argument("--recipe", type=Path, default=None,
-                    help="a quant.train config for wmcnn (e.g. quant/configs/wmcnn_real_4w4a.json)")
+                    help="a quant.train config for wmcnn (e.g. quant/configs/wmcnn_real_4w4a.json); "
+                         "its training options and views reach every family, its architecture wmcnn only")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bits", default=",".join(map(str, BITS)),
                     help="QAT bit widths to run, e.g. 2 (FP32 and PTQ-8 always run)")

@@ -144,6 +144,47 @@ def test_real_data_recipe_sets_the_wmcnn_options(tmp_path, monkeypatch):
         bench.main(argv)
 
 
+def test_recipe_trains_another_family_the_same_way(tmp_path, monkeypatch):
+    """Another family under --recipe gets the recipe's training (balance,
+    init, optimizer, weight decay, pretraining, QAT rate and averaging,
+    views) but keeps its own layers: no die decoder, no wmcnn blocks."""
+    from quant.datasets import wm811k
+
+    real = require(REAL_TRAIN)
+    pkl = tmp_path / "slice.pkl"
+    wm811k.read_frame(real).iloc[::24].to_pickle(pkl)
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"family": "wmcnn", "channels": [4, 8], "block_convs": [1, 2],
+                                  "die_channels": True, "size": 16, "fp_epochs": 1, "qat_epochs": 1,
+                                  "qat_lr": 0.002, "balanced": "sqrt", "init": "torch", "optimizer": "sgd",
+                                  "lr": 0.05, "weight_decay": 0.001, "views": 8, "average_last": 1,
+                                  "pretrain_maps": 30, "pretrain_epochs": 1}))
+    seen = []
+    real_twin, real_qat = bench.float_twin, bench.qat_from
+
+    def twin(spec, *a, **kw):
+        xg, _, _ = kw["pretrain"]
+        seen.append(("fp", spec.family, spec.in_size, kw["balanced"], kw["init"], kw["optimizer"],
+                     kw["weight_decay"], kw["lr"], xg.shape))
+        return real_twin(spec, *a, **kw)
+
+    def qat(spec, *a, **kw):
+        seen.append(("qat", spec.layers()[0]["name"], kw["qat_lr"], kw["average_last"]))
+        return real_qat(spec, *a, **kw)
+
+    monkeypatch.setattr(bench, "float_twin", twin)
+    monkeypatch.setattr(bench, "qat_from", qat)
+    argv = ["--data", str(pkl), "--families", "vgg_s", "--width", "4", "--recipe", str(recipe), "--bits", "4",
+            "--out", str(tmp_path)]
+    assert bench.main(argv) == 0
+    assert seen == [("fp", "vgg_s", 16, "sqrt", "torch", "sgd", 0.001, 0.05, (30, 16, 16, 1)),
+                    ("qat", "conv0_0", 0.002, 1)]
+    rows = json.loads((tmp_path / "accuracy_vs_bits.json").read_text())["rows"]
+    assert [r["mode"] for r in rows] == ["fp32", "ptq8", "W4A4"]
+    assert all("accuracy_1view" in r and "block_convs" not in r for r in rows)
+    assert all(r["views"] == 8 for r in rows if "lut" in r)
+
+
 def _run_json(path, seed, acc, data="real.pkl"):
     rows = [dict(family="vgg_s", mode="fp32", bits=32, params=10, weight_bits=320, accuracy=acc, macro_f1=acc,
                  seed=seed),
