@@ -12,13 +12,13 @@
    whatever ``--seed`` is): FP32 and W4A4.
 3. Real only against real plus generated maps, on the same split.
 
-Writes ``sim2real.json`` and prints a table. Uses the recipe of
-``quant/configs/wmcnn_real_4w4a.json`` (model, size, die decoder, class
-balance), with the epochs given, one conv a block, and He init and Adam at
-lr 3e-3 (QAT 1e-3) unless ``--block-convs``, ``--init``, ``--optimizer``,
-``--lr``, ``--qat-lr`` and ``--weight-decay`` say otherwise: the README's
-sim-to-real figures were measured so, before the recipe moved to torch's
-init, then to SGD, then to two convs in its deeper blocks.
+Writes ``sim2real.json`` and prints a table. Trains as ``--config`` does
+(default ``quant/configs/wmcnn_real_4w4a.json``: model, blocks, size, die
+decoder, class balance, init, optimizer, learning rates, weight decay) for
+the epochs given here; ``--block-convs``, ``--init``, ``--optimizer``,
+``--lr``, ``--qat-lr`` and ``--weight-decay`` override the config (``--init
+he --optimizer adam --lr 3e-3 --qat-lr 1e-3 --weight-decay 0 --block-convs
+1,1,1,1`` is the earlier recipe the README also reports).
 """
 from __future__ import annotations
 
@@ -88,6 +88,21 @@ def _train_eval(x, y, x_test, y_test, cfg, seed, fp_epochs, qat_epochs, init, op
     return res
 
 
+def training_options(args, cfg: dict) -> tuple[dict, dict]:
+    """The config with the command line's overrides, and the optimizer
+    options ``_train_eval`` passes on. A key the config lacks takes this
+    tool's earlier defaults (He init, Adam at 3e-3, QAT 1e-3, no weight
+    decay, one conv a block)."""
+    picked = {"init": "he", "optimizer": "adam", "lr": 3e-3, "qat_lr": 1e-3, "weight_decay": 0.0,
+              "block_convs": None}
+    for key, default in picked.items():
+        given = getattr(args, key)
+        picked[key] = given if given is not None else cfg.get(key, default)
+    cfg = {**cfg, "init": picked["init"], "block_convs": picked["block_convs"]}
+    opt = {k: picked[k] for k in ("optimizer", "lr", "qat_lr", "weight_decay")}
+    return cfg, opt
+
+
 def _counts(text: str) -> tuple[int, ...]:
     # quant.train_args has the same parser, but importing it loads torch.
     try:
@@ -112,24 +127,21 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the generator and the training (not the split)")
     ap.add_argument("--stats-only", action="store_true")
     # quant.floatnet.INITS, spelled out: importing it loads torch, which --stats-only never needs.
-    ap.add_argument("--init", choices=("he", "torch"), default="he",
-                    help="FP32 weight init (quant.floatnet.INITS); the recipe's is torch")
-    # The recipe's own are in --config; these defaults are what the README's figures used.
-    ap.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
-                    help="the FP32 stage's optimizer (quant.fit.OPTIMIZERS); the recipe's is sgd")
-    ap.add_argument("--lr", type=float, default=3e-3, help="peak FP32 learning rate (the recipe's: 0.1)")
-    ap.add_argument("--qat-lr", type=float, default=1e-3, help="peak QAT learning rate, Adam (the recipe's: 5e-4)")
-    ap.add_argument("--weight-decay", type=float, default=0.0, help="FP32 weight decay (the recipe's: 1e-3)")
+    ap.add_argument("--init", choices=("he", "torch"), default=None,
+                    help="FP32 weight init (quant.floatnet.INITS); default the config's")
+    ap.add_argument("--optimizer", choices=("adam", "sgd"), default=None,
+                    help="the FP32 stage's optimizer (quant.fit.OPTIMIZERS); default the config's")
+    ap.add_argument("--lr", type=float, default=None, help="peak FP32 learning rate; default the config's")
+    ap.add_argument("--qat-lr", type=float, default=None, help="peak QAT learning rate, Adam; default the config's")
+    ap.add_argument("--weight-decay", type=float, default=None, help="FP32 weight decay; default the config's")
     ap.add_argument("--block-convs", type=_counts, default=None,
-                    help="convs in each block, e.g. 1,1,2,2 (the recipe's); default one each")
+                    help="convs in each block, e.g. 1,1,1,1; default the config's")
     args = ap.parse_args(argv)
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
     if not runs or set(runs) - set(RUNS):
         ap.error(f"--runs: choose from {', '.join(RUNS)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    cfg = json.loads(args.config.read_text())
-    blocks = args.block_convs
-    cfg = {**cfg, "block_convs": blocks}
+    cfg, opt = training_options(args, json.loads(args.config.read_text()))
     size = cfg["size"]
     # quant.train's default split whatever --seed says: the generator's
     # constants were measured on its training rows only, so the test rows
@@ -149,24 +161,22 @@ def main(argv=None) -> int:
     if args.stats_only:
         return 0
     x_real, y_real = preprocess(raw.train.maps, size), raw.train.labels
-    opt = dict(optimizer=args.optimizer, lr=args.lr, qat_lr=args.qat_lr, weight_decay=args.weight_decay)
     x_test, y_test = preprocess(raw.test.maps, size), raw.test.labels
     results = {"config": str(args.config), "fp_epochs": args.fp_epochs, "qat_epochs": args.qat_epochs,
-               "init": args.init, "optimizer": args.optimizer, "lr": args.lr, "qat_lr": args.qat_lr,
-               "weight_decay": args.weight_decay, "block_convs": blocks,
+               "init": cfg["init"], **opt, "block_convs": cfg["block_convs"],
                "n_test_real": int(len(y_test))}
     for profile in synth.PROFILES:
         if f"synth_{profile}_only" in runs:
             sm, sl = synth.dataset(args.n_synth, seed=args.seed + 1, profile=profile)
             results[f"synth_{profile}_only"] = _train_eval(preprocess(sm, size), sl, x_test, y_test, cfg,
-                                                           args.seed, args.fp_epochs, args.qat_epochs, args.init, opt)
+                                                           args.seed, args.fp_epochs, args.qat_epochs, cfg["init"], opt)
     if "real_only" in runs:
         results["real_only"] = _train_eval(x_real, y_real, x_test, y_test, cfg, args.seed, args.fp_epochs,
-                                           args.qat_epochs, args.init, opt)
+                                           args.qat_epochs, cfg["init"], opt)
     if "real_plus_synth" in runs:
         x_mix, y_mix = add_generated(x_real, y_real, len(y_real), size, args.seed + 2)
         results["real_plus_synth"] = _train_eval(x_mix, y_mix, x_test, y_test, cfg, args.seed,
-                                                 args.fp_epochs, args.qat_epochs, args.init, opt)
+                                                 args.fp_epochs, args.qat_epochs, cfg["init"], opt)
     (args.out / "sim2real.json").write_text(json.dumps({"stats": stats, **results}, indent=1))
     print(f"{'training data':26s} {'n':>6s} {'FP32':>7s} {'W4A4':>7s} {'macro-F1':>8s}  (real held-out, "
           f"{len(y_test)} maps)")
