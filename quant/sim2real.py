@@ -67,8 +67,8 @@ def map_stats(maps, labels) -> dict:
     return out
 
 
-def _train_eval(x, y, x_test, y_test, cfg, seed, fp_epochs, qat_epochs, init, opt):
-    """``opt``: lr, qat_lr, optimizer and weight_decay of the training."""
+def _train_eval(x, y, x_test, y_test, cfg, seed, fp_epochs, qat_epochs, opt):
+    """``opt``: init, optimizer, lr, qat_lr and weight_decay of the training."""
     import torch
 
     from quant.fit import predict_logits, train_qat
@@ -81,7 +81,7 @@ def _train_eval(x, y, x_test, y_test, cfg, seed, fp_epochs, qat_epochs, init, op
                                         block_convs=cfg.get("block_convs")))
     t0 = time.time()
     fp, q = train_qat(spec, x, y, fp_epochs, qat_epochs, seed, bn=cfg.get("bn", False),
-                      augment="dihedral", balanced=cfg.get("balanced", "none"), init=init, **opt)
+                      augment="dihedral", balanced=cfg.get("balanced", "none"), **opt)
     res = {"train_seconds": time.time() - t0, "n_train": int(len(y))}
     for key, model in (("fp32", fp), ("qat", q)):
         res[key] = metrics.summary(y_test, predict_logits(model, x_test).argmax(1), WAFER_CLASSES)
@@ -89,18 +89,17 @@ def _train_eval(x, y, x_test, y_test, cfg, seed, fp_epochs, qat_epochs, init, op
 
 
 def training_options(args, cfg: dict) -> tuple[dict, dict]:
-    """The config with the command line's overrides, and the optimizer
-    options ``_train_eval`` passes on. A key the config lacks takes this
-    tool's earlier defaults (He init, Adam at 3e-3, QAT 1e-3, no weight
-    decay, one conv a block)."""
+    """The config with the command line's blocks, and the training options
+    ``_train_eval`` passes on, each the command line's, else the config's.
+    A key the config lacks takes this tool's earlier defaults (He init, Adam
+    at 3e-3, QAT 1e-3, no weight decay, one conv a block)."""
     picked = {"init": "he", "optimizer": "adam", "lr": 3e-3, "qat_lr": 1e-3, "weight_decay": 0.0,
               "block_convs": None}
     for key, default in picked.items():
         given = getattr(args, key)
         picked[key] = given if given is not None else cfg.get(key, default)
-    cfg = {**cfg, "init": picked["init"], "block_convs": picked["block_convs"]}
-    opt = {k: picked[k] for k in ("optimizer", "lr", "qat_lr", "weight_decay")}
-    return cfg, opt
+    cfg = {**cfg, "block_convs": picked.pop("block_convs")}
+    return cfg, picked
 
 
 def _counts(text: str) -> tuple[int, ...]:
@@ -163,20 +162,20 @@ def main(argv=None) -> int:
     x_real, y_real = preprocess(raw.train.maps, size), raw.train.labels
     x_test, y_test = preprocess(raw.test.maps, size), raw.test.labels
     results = {"config": str(args.config), "fp_epochs": args.fp_epochs, "qat_epochs": args.qat_epochs,
-               "init": cfg["init"], **opt, "block_convs": cfg["block_convs"],
+               **opt, "block_convs": cfg["block_convs"],
                "n_test_real": int(len(y_test))}
     for profile in synth.PROFILES:
         if f"synth_{profile}_only" in runs:
             sm, sl = synth.dataset(args.n_synth, seed=args.seed + 1, profile=profile)
             results[f"synth_{profile}_only"] = _train_eval(preprocess(sm, size), sl, x_test, y_test, cfg,
-                                                           args.seed, args.fp_epochs, args.qat_epochs, cfg["init"], opt)
+                                                           args.seed, args.fp_epochs, args.qat_epochs, opt)
     if "real_only" in runs:
         results["real_only"] = _train_eval(x_real, y_real, x_test, y_test, cfg, args.seed, args.fp_epochs,
-                                           args.qat_epochs, cfg["init"], opt)
+                                           args.qat_epochs, opt)
     if "real_plus_synth" in runs:
         x_mix, y_mix = add_generated(x_real, y_real, len(y_real), size, args.seed + 2)
         results["real_plus_synth"] = _train_eval(x_mix, y_mix, x_test, y_test, cfg, args.seed,
-                                                 args.fp_epochs, args.qat_epochs, cfg["init"], opt)
+                                                 args.fp_epochs, args.qat_epochs, opt)
     (args.out / "sim2real.json").write_text(json.dumps({"stats": stats, **results}, indent=1))
     print(f"{'training data':26s} {'n':>6s} {'FP32':>7s} {'W4A4':>7s} {'macro-F1':>8s}  (real held-out, "
           f"{len(y_test)} maps)")

@@ -17,8 +17,9 @@ def test_trainings_take_the_config_and_the_overrides(tmp_path, monkeypatch):
     wm811k.read_frame(real).iloc[::12].to_pickle(pkl)                # 400 real maps
     seen = []
 
-    def fake_train_eval(x, y, x_test, y_test, cfg, seed, fp_epochs, qat_epochs, init, opt):
-        seen.append((cfg["block_convs"], init, opt, x.shape[1:], fp_epochs, qat_epochs))
+    def fake_train_eval(x, y, x_test, y_test, cfg, seed, fp_epochs, qat_epochs, opt):
+        rest = {k: v for k, v in opt.items() if k != "init"}
+        seen.append((cfg["block_convs"], opt["init"], rest, x.shape[1:], fp_epochs, qat_epochs))
         score = {"accuracy": 0.5, "macro_f1": 0.5}
         return {"n_train": int(len(y)), "fp32": score, "qat": score}
 
