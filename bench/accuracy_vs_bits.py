@@ -153,6 +153,10 @@ def _recipe(family, args) -> dict:
         keys = ("bn", "balanced", "qat_lr", "init", "average_last", "pretrain_maps", "pretrain_epochs",
                 "optimizer", "weight_decay")
         recipe.update({k: args.recipe[k] for k in keys if k in args.recipe})
+        # qat_scale lengthens the short generated-map schedule (3 and 6
+        # epochs); a recipe's own schedule (40 at every width for the real
+        # maps) is what the families are compared on, so every family gets it.
+        recipe.pop("qat_scale", None)
     return recipe
 
 

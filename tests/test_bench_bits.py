@@ -246,3 +246,15 @@ def test_pareto_maps_per_s_labels_do_not_overprint(span):
             assert a.x1 <= b.x0, f"tick labels overlap: {[t for t, _ in labels]}"
     finally:
         plt.close(fig)
+
+
+def test_recipe_sets_every_familys_qat_epochs():
+    """mobilenet_s's ten-fold QAT epochs belong to the short generated-map
+    schedule; under a recipe it trains the recipe's epochs like the others."""
+    from argparse import Namespace
+
+    plain = bench._recipe("mobilenet_s", Namespace(data=None, recipe=None))
+    assert plain["qat_scale"] == 10 and plain["equalize"]
+    under = bench._recipe("mobilenet_s", Namespace(data="real.pkl", recipe={"qat_lr": 5e-4, "balanced": "sqrt"}))
+    assert "qat_scale" not in under
+    assert under["equalize"] and under["act_init"] == "mse" and under["qat_lr"] == 5e-4
